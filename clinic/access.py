@@ -1,0 +1,84 @@
+"""Who may open which route: one declaration per view, enforced in one place.
+
+Every view carries an `Access` declaration, made with one of the decorators
+below. `AccessPolicyMiddleware` refuses any resolved view without one (deny by
+default), and the URL-walk test fails on an undeclared route, so a new route
+cannot ship unclassified.
+
+Object-level checks (is this patient visible to this user?) live in each app's
+selectors; this module decides only by role.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from django.contrib.auth.decorators import login_not_required
+
+from clinic.roles import Role
+
+V = TypeVar("V", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True)
+class Access:
+    """The audience of a route."""
+
+    kind: str  # "public", "staff", "authenticated", "portal", "admin"
+    roles: frozenset[Role] = frozenset()
+
+    def allows(self, user: Any) -> bool:
+        if self.kind == "public":
+            return True
+        if not user.is_authenticated:
+            return False
+        if self.kind == "authenticated":
+            return True
+        if self.kind == "staff":
+            return bool(user.has_any_role(self.roles))
+        if self.kind == "admin":
+            return bool(user.is_superuser)
+        # "portal" arrives with the patient portal; until then nobody qualifies.
+        return False
+
+    def describe(self) -> str:
+        if self.kind == "staff":
+            return "staff: " + ", ".join(sorted(r.value for r in self.roles))
+        return self.kind
+
+
+def _declare(view: V, access: Access) -> V:
+    view.access = access  # type: ignore[attr-defined]
+    return view
+
+
+def public(view: V) -> V:
+    """Anyone, signed in or not (login, password reset, health check)."""
+    return _declare(login_not_required(view), Access("public"))
+
+
+def authenticated(view: V) -> V:
+    """Any signed-in user whatever the role (home, logout, own password)."""
+    return _declare(view, Access("authenticated"))
+
+
+def staff(*roles: Role) -> Callable[[V], V]:
+    """Signed-in staff holding at least one of these roles."""
+    if not roles:
+        raise ValueError("staff() needs at least one role")
+
+    def decorator(view: V) -> V:
+        return _declare(view, Access("staff", frozenset(roles)))
+
+    return decorator
+
+
+def access_of(view: Callable[..., Any]) -> Access | None:
+    """The declaration of a view function (also for class-based views)."""
+    access = getattr(view, "access", None)
+    if access is None:
+        view_class = getattr(view, "view_class", None)
+        access = getattr(view_class, "access", None)
+    return access

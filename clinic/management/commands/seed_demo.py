@@ -1,0 +1,60 @@
+"""Create the demo staff accounts (idempotent)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import transaction
+
+from clinic.models import User
+from clinic.roles import Role
+from clinic.services import staff_user_create
+
+DEFAULT_DEMO_PASSWORD = "demo-clinic-2026"  # noqa: S105 - demo installations only
+
+DEMO_STAFF: tuple[tuple[str, str, str, tuple[Role, ...]], ...] = (
+    ("reception", "Rosa", "Reyes", (Role.RECEPTIONIST,)),
+    ("practitioner", "Dr Priya", "Patel", (Role.PRACTITIONER,)),
+    ("manager", "Max", "Morgan", (Role.MANAGER,)),
+)
+
+
+class Command(BaseCommand):
+    help = "Create the demo staff users (reception, practitioner, manager). Safe to run again."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--force",
+            action="store_true",
+            help="Run even with DEBUG off (demo accounts on a real clinic are a risk).",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if not settings.DEBUG and not options["force"]:
+            raise CommandError(
+                "Refusing to create demo accounts with DEBUG off. "
+                "Use --force if this really is a demo installation."
+            )
+        password = settings.DEMO_PASSWORD or DEFAULT_DEMO_PASSWORD
+        created = 0
+        with transaction.atomic():
+            for username, first, last, roles in DEMO_STAFF:
+                if User.objects.filter(username=username).exists():
+                    continue
+                staff_user_create(
+                    username=username,
+                    password=password,
+                    roles=roles,
+                    first_name=first,
+                    last_name=last,
+                    email=f"{username}@demo.clinic.invalid",
+                )
+                created += 1
+        kept = len(DEMO_STAFF) - created
+        self.stdout.write(f"Demo data: {created} staff user(s) created, {kept} already there.")
+        self.stdout.write("Demo logins (username / password):")
+        for username, _first, _last, roles in DEMO_STAFF:
+            role_names = ", ".join(str(r.label) for r in roles)
+            self.stdout.write(f"  {username:<13} / {password}   ({role_names})")

@@ -1,0 +1,116 @@
+"""Staff accounts, the audit trail and the background heartbeats."""
+
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING
+
+from django.contrib.auth.models import AbstractUser
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+from clinic.roles import Role
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+
+class User(AbstractUser):
+    """A person who signs in: staff (roles are groups) or, later, a patient."""
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+
+    class Meta:
+        verbose_name = _("user")
+        verbose_name_plural = _("users")
+
+    def __str__(self) -> str:
+        return self.get_full_name() or self.username
+
+    @property
+    def roles(self) -> frozenset[Role]:
+        """The roles this user holds (cached for the life of the object)."""
+        cached: frozenset[Role] | None = getattr(self, "_roles_cache", None)
+        if cached is None:
+            if not self.is_active:
+                cached = frozenset()
+            else:
+                names = {g.name for g in self.groups.all()}
+                cached = frozenset(r for r in Role if r.value in names)
+            self._roles_cache = cached
+        return cached
+
+    @property
+    def is_clinic_staff(self) -> bool:
+        return bool(self.roles)
+
+    def has_any_role(self, roles: Iterable[Role]) -> bool:
+        return not self.roles.isdisjoint(roles)
+
+
+class AuditAction(models.TextChoices):
+    CREATE = "create", _("created")
+    UPDATE = "update", _("changed")
+    DELETE = "delete", _("deleted")
+    VIEW = "view", _("viewed")
+    DOWNLOAD = "download", _("downloaded")
+    DENIED = "denied", _("was refused access to")
+    LOGIN = "login", _("signed in")
+    LOGIN_FAILED = "login_failed", _("failed to sign in")
+    LOGOUT = "logout", _("signed out")
+    TWO_FACTOR_ENROLLED = "2fa_enrolled", _("set up two-factor authentication")
+
+
+class AuditEvent(models.Model):
+    """One row per thing someone did or saw. Rows are only ever appended.
+
+    The database refuses UPDATE and DELETE on this table (trigger in migration
+    0002), so not even a bug in the application can rewrite history.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    at = models.DateTimeField(auto_now_add=True, db_index=True)
+    actor = models.ForeignKey(
+        "clinic.User",
+        null=True,
+        blank=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        related_name="+",
+    )
+    # A copy of the username at the time, so the trail survives renames.
+    actor_label = models.CharField(max_length=150, blank=True)
+    roles = models.CharField(max_length=100, blank=True)
+    action = models.CharField(max_length=20, choices=AuditAction.choices)
+    object_type = models.CharField(max_length=100, blank=True)
+    object_id = models.CharField(max_length=64, blank=True)
+    # The patient the object belongs to; no foreign key, so the trail outlives the record.
+    patient_ref = models.UUIDField(null=True, blank=True)
+    # Names of the fields changed, never their values (they may be health data).
+    changed_fields = models.JSONField(default=list, blank=True)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    request_id = models.CharField(max_length=32, blank=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        indexes = [
+            models.Index(fields=["patient_ref", "-at"], name="audit_patient_idx"),
+            models.Index(fields=["actor", "-at"], name="audit_actor_idx"),
+        ]
+        permissions = [
+            ("view_patient_access_history", "Can see who opened a patient's record"),
+        ]
+
+    def __str__(self) -> str:
+        who = self.actor_label or "anonymous"
+        return f"{self.at:%Y-%m-%d %H:%M:%S} {who} {self.action} {self.object_type}"
+
+
+class Heartbeat(models.Model):
+    """Last sign of life of a background process (beat, worker)."""
+
+    name = models.CharField(max_length=20, primary_key=True)
+    at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.name} at {self.at:%Y-%m-%d %H:%M:%S}"

@@ -1,0 +1,38 @@
+"""Signal receivers of the clinic app: audit of sign-ins, role permissions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
+from django.db.models.signals import post_migrate
+from django.dispatch import receiver
+
+from clinic.audit import audit_log
+from clinic.models import AuditAction
+from clinic.services import roles_sync_permissions
+
+
+@receiver(user_logged_in)
+def _audit_login(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
+    audit_log(actor=user, action=AuditAction.LOGIN, obj=user)
+
+
+@receiver(user_logged_out)
+def _audit_logout(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
+    if user is not None:
+        audit_log(actor=user, action=AuditAction.LOGOUT, obj=user)
+
+
+@receiver(user_login_failed)
+def _audit_login_failed(sender: Any, credentials: dict[str, Any], **kwargs: Any) -> None:
+    # The username as typed, stripped of control characters (no forged log lines).
+    typed = str(credentials.get("username", ""))
+    label = "".join(ch for ch in typed if ch.isprintable())[:150]
+    audit_log(actor=None, action=AuditAction.LOGIN_FAILED, actor_label=label, object_type="auth")
+
+
+@receiver(post_migrate)
+def _sync_roles(sender: Any, using: str = "default", **kwargs: Any) -> None:
+    # Runs after every app's migrate, once all permissions exist.
+    roles_sync_permissions(using=using)

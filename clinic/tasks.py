@@ -1,0 +1,11 @@
+"""Background tasks of the clinic app."""
+
+from celery import shared_task
+
+
+@shared_task(name="clinic.tasks.heartbeat", ignore_result=True)
+def heartbeat() -> None:
+    """Record that a worker is consuming tasks (see clinic/celery.py)."""
+    from clinic.health import heartbeat_record
+
+    heartbeat_record(name="worker")

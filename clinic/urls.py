@@ -1,0 +1,70 @@
+"""Top-level URL configuration. Feature apps are included by name only."""
+
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+from django.views.generic import RedirectView
+
+from clinic import views
+from clinic.access import authenticated, public
+
+handler400 = "clinic.views.bad_request"
+handler403 = "clinic.views.permission_denied"
+handler404 = "clinic.views.page_not_found"
+handler500 = "clinic.views.server_error"
+
+# One sign-in page for everyone: the admin's own login form goes to it.
+admin.site.login = public(RedirectView.as_view(pattern_name="login", query_string=True))  # type: ignore[method-assign,assignment]
+admin.site.site_header = "Clinic administration"
+
+accounts = [
+    path(
+        "login/",
+        public(auth_views.LoginView.as_view(redirect_authenticated_user=True)),
+        name="login",
+    ),
+    path("logout/", authenticated(views.LogoutView.as_view()), name="logout"),
+    path(
+        "password/change/",
+        authenticated(auth_views.PasswordChangeView.as_view()),
+        name="password_change",
+    ),
+    path(
+        "password/change/done/",
+        authenticated(auth_views.PasswordChangeDoneView.as_view()),
+        name="password_change_done",
+    ),
+    path(
+        "password/reset/",
+        public(auth_views.PasswordResetView.as_view()),
+        name="password_reset",
+    ),
+    path(
+        "password/reset/sent/",
+        public(auth_views.PasswordResetDoneView.as_view()),
+        name="password_reset_done",
+    ),
+    path(
+        "password/reset/<uidb64>/<token>/",
+        public(auth_views.PasswordResetConfirmView.as_view()),
+        name="password_reset_confirm",
+    ),
+    path(
+        "password/reset/complete/",
+        public(auth_views.PasswordResetCompleteView.as_view()),
+        name="password_reset_complete",
+    ),
+    path("two-factor/", views.two_factor, name="two_factor"),
+    path("two-factor/setup/", views.two_factor_setup, name="two_factor_setup"),
+]
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("healthz", views.healthz, name="healthz"),
+    path("accounts/", include(accounts)),
+    path("audit/", views.audit_log_list, name="audit_log"),
+    path("admin/", admin.site.urls),
+    path("patients/", include("patients.urls")),
+    path("consent/", include("consent.urls")),
+    path("treatments/", include("treatments.urls")),
+]

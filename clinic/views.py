@@ -1,0 +1,223 @@
+"""Views of the clinic app: dashboard, two-factor, audit log, health, errors."""
+
+from __future__ import annotations
+
+import base64
+import io
+import time
+from typing import Any
+
+import qrcode
+import qrcode.image.svg
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth import views as auth_views
+from django.core.paginator import Paginator
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.shortcuts import render
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_GET, require_http_methods
+from django_otp import devices_for_user
+from django_otp import login as otp_login
+from django_otp.oath import TOTP
+from django_otp.plugins.otp_totp.models import TOTPDevice
+from django_otp.util import random_hex
+
+from clinic.access import authenticated, public, staff
+from clinic.audit import audit_log
+from clinic.context import current_request_id
+from clinic.forms import AuditFilterForm, TokenForm
+from clinic.health import run_checks
+from clinic.models import AuditAction, AuditEvent, User
+from clinic.roles import Role
+from clinic.selectors import audit_events_filtered
+
+AUDIT_PAGE_SIZE = 50
+
+
+def _safe_next(request: HttpRequest, default: str = "home") -> str:
+    target = request.POST.get("next") or request.GET.get("next") or ""
+    if url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return target
+    return reverse(default)
+
+
+@authenticated
+@require_GET
+def home(request: HttpRequest) -> HttpResponse:
+    """The dashboard: one panel per role the user holds."""
+    roles = request.user.roles  # type: ignore[union-attr]
+    context: dict[str, Any] = {
+        "roles": sorted(roles, key=lambda r: list(Role).index(r)),
+        "is_receptionist": Role.RECEPTIONIST in roles,
+        "is_practitioner": Role.PRACTITIONER in roles,
+        "is_manager": Role.MANAGER in roles,
+        "two_factor_on": any(True for _ in devices_for_user(request.user, confirmed=True)),
+    }
+    if Role.MANAGER in roles:
+        context["checks"] = run_checks()
+        context["recent_failures"] = list(
+            AuditEvent.objects.filter(action=AuditAction.LOGIN_FAILED).order_by("-at")[:5]
+        )
+    return render(request, "clinic/home.html", context)
+
+
+@authenticated
+@require_http_methods(["GET", "POST"])
+def two_factor(request: HttpRequest) -> HttpResponse:
+    """Second step of signing in: a code from the staff member's authenticator."""
+    devices = list(devices_for_user(request.user, confirmed=True))
+    if not devices:
+        return HttpResponseRedirect(reverse("two_factor_setup"))
+    form = TokenForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        for device in devices:
+            allowed, _info = device.verify_is_allowed()
+            if not allowed:
+                form.add_error(
+                    "otp_token", _("Too many wrong codes. Wait a minute, then try again.")
+                )
+                break
+            if device.verify_token(form.cleaned_data["otp_token"]):
+                otp_login(request, device)
+                return HttpResponseRedirect(_safe_next(request))
+        else:
+            form.add_error("otp_token", _("That code is not valid. Codes change every 30 seconds."))
+    return render(
+        request, "registration/two_factor.html", {"form": form, "next": _safe_next(request)}
+    )
+
+
+def _qr_data_uri(text: str) -> str:
+    image = qrcode.make(text, image_factory=qrcode.image.svg.SvgPathImage, box_size=8)
+    buffer = io.BytesIO()
+    image.save(buffer)
+    return "data:image/svg+xml;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+SETUP_KEY_SESSION = "_clinic_totp_setup_key"
+
+
+@authenticated
+@require_http_methods(["GET", "POST"])
+def two_factor_setup(request: HttpRequest) -> HttpResponse:
+    """Enrol an authenticator app: scan the code, confirm with one code.
+
+    The key waits in the session until a code confirms it; only then is a
+    device saved, so looking at this page writes nothing to the database.
+    """
+    user = request.user
+    assert isinstance(user, User)  # the route is for signed-in users only
+    if any(True for _ in devices_for_user(user, confirmed=True)):
+        return HttpResponseRedirect(reverse("two_factor"))
+    key = request.session.get(SETUP_KEY_SESSION) or random_hex(20)
+    request.session[SETUP_KEY_SESSION] = key
+    device = TOTPDevice(user=user, name="authenticator", key=key, confirmed=True)
+    form = TokenForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        totp = TOTP(device.bin_key, device.step, device.t0, device.digits, device.drift)
+        totp.time = time.time()
+        if totp.verify(int(form.cleaned_data["otp_token"]), tolerance=device.tolerance):
+            with transaction.atomic():
+                device.last_t = totp.t()
+                device.save()
+                audit_log(actor=user, action=AuditAction.TWO_FACTOR_ENROLLED, obj=user)
+            del request.session[SETUP_KEY_SESSION]
+            otp_login(request, device)
+            messages.success(request, _("Two-factor authentication is on for your account."))
+            return HttpResponseRedirect(_safe_next(request))
+        form.add_error("otp_token", _("That code does not match. Check the time on your phone."))
+    secret = base64.b32encode(device.bin_key).decode()
+    return render(
+        request,
+        "registration/two_factor_setup.html",
+        {
+            "form": form,
+            "qr": _qr_data_uri(device.config_url),
+            "secret": " ".join(secret[i : i + 4] for i in range(0, len(secret), 4)),
+            "next": _safe_next(request),
+        },
+    )
+
+
+@staff(Role.MANAGER)
+@require_GET
+def audit_log_list(request: HttpRequest) -> HttpResponse:
+    """Who did what, when: the manager's view of the audit trail."""
+    form = AuditFilterForm(request.GET or None)
+    filters: dict[str, Any] = {}
+    if form.is_bound and form.is_valid():
+        filters = {k: v for k, v in form.cleaned_data.items() if v}
+    page = Paginator(audit_events_filtered(**filters), AUDIT_PAGE_SIZE).get_page(
+        request.GET.get("page")
+    )
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render(
+        request,
+        "clinic/audit_list.html",
+        {"form": form, "page": page, "query": query.urlencode()},
+    )
+
+
+@public
+@require_GET
+def healthz(request: HttpRequest) -> JsonResponse:
+    """Machine-readable health: no data, only whether each part is up."""
+    checks = run_checks()
+    ok = all(c.ok for c in checks)
+    body = {
+        "status": "ok" if ok else "degraded",
+        "checks": {c.name: {"ok": c.ok, "detail": c.detail} for c in checks},
+    }
+    return JsonResponse(body, status=200 if ok else 503)
+
+
+class LogoutView(auth_views.LogoutView):
+    """Sign out, and ask the browser to drop everything it kept for this site."""
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        response = super().post(request, *args, **kwargs)
+        response["Clear-Site-Data"] = '"cache", "cookies", "storage"'
+        messages.info(request, _("You have signed out."))
+        return response
+
+
+# --- Error pages ------------------------------------------------------------------
+
+
+def _error(request: HttpRequest, template: str, status: int, **extra: Any) -> HttpResponse:
+    context = {"request_id": current_request_id(), "clinic_name": settings.CLINIC_NAME, **extra}
+    return render(request, template, context, status=status)
+
+
+def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
+    return _error(request, "400.html", 400)
+
+
+def permission_denied(request: HttpRequest, exception: Exception) -> HttpResponse:
+    return _error(request, "403.html", 403)
+
+
+def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    return _error(request, "404.html", 404)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    # Rendered without the context processors: a broken database must not break this page.
+    from django.template import loader
+
+    template = loader.get_template("500.html")
+    body = template.render(
+        {"request_id": current_request_id(), "clinic_name": settings.CLINIC_NAME}
+    )
+    return HttpResponse(body, status=500)
+
+
+def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
+    return _error(request, "403_csrf.html", 403)

@@ -1,0 +1,78 @@
+"""Shared fixtures: the named personas, signed-in clients, time helpers."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import pytest
+from django.test import Client
+from django_otp import DEVICE_ID_SESSION_KEY
+from django_otp.oath import TOTP
+from django_otp.plugins.otp_totp.models import TOTPDevice
+
+from clinic.models import User
+from clinic.roles import Role
+from tests.factories import TOTPDeviceFactory, UserFactory
+
+PERSONAS = ("receptionist", "practitioner", "manager")
+
+
+def totp_code(device: TOTPDevice, at: float | None = None) -> str:
+    """The code the staff member's authenticator app would show now."""
+    generator = TOTP(device.bin_key, device.step, device.t0, device.digits)
+    generator.time = time.time() if at is None else at
+    return f"{generator.token():0{device.digits}d}"
+
+
+def sign_in(client: Client, user: User) -> Client:
+    """Sign `user` in, with the two-factor step done, as a browser would be."""
+    client.force_login(user)
+    device = TOTPDevice.objects.filter(user=user, confirmed=True).first()
+    if device is not None:
+        session = client.session
+        session[DEVICE_ID_SESSION_KEY] = device.persistent_id
+        session.save()
+    return client
+
+
+@pytest.fixture
+def make_staff(db: None) -> Callable[..., User]:
+    def make(username: str, *roles: Role, two_factor: bool = True, **extra: object) -> User:
+        user = UserFactory(username=username, roles=roles, **extra)
+        if two_factor:
+            TOTPDeviceFactory(user=user)
+        return user
+
+    return make
+
+
+@pytest.fixture
+def receptionist(make_staff: Callable[..., User]) -> User:
+    return make_staff("reception", Role.RECEPTIONIST, first_name="Rosa")
+
+
+@pytest.fixture
+def practitioner(make_staff: Callable[..., User]) -> User:
+    return make_staff("practitioner", Role.PRACTITIONER, first_name="Priya")
+
+
+@pytest.fixture
+def manager(make_staff: Callable[..., User]) -> User:
+    return make_staff("manager", Role.MANAGER, first_name="Max")
+
+
+@pytest.fixture
+def superuser(make_staff: Callable[..., User]) -> User:
+    return make_staff("root", Role.MANAGER, is_superuser=True, is_staff=True)
+
+
+@pytest.fixture
+def persona(request: pytest.FixtureRequest) -> User:
+    """Indirect parametrisation by persona name."""
+    return request.getfixturevalue(request.param)
+
+
+@pytest.fixture
+def signed_in(client: Client) -> Callable[[User], Client]:
+    return lambda user: sign_in(client, user)

@@ -1,0 +1,28 @@
+"""Test settings: production settings, minus what a test client over plain http needs.
+
+The production HTTPS settings are checked separately, by running
+`manage.py check --deploy` with production environment variables.
+"""
+
+from clinic.settings import *  # noqa: F403
+from clinic.settings import STORAGES
+
+# The test client and the browser tests' live server speak plain http.
+SECURE_SSL_REDIRECT = False
+SECURE_HSTS_SECONDS = 0
+SESSION_COOKIE_SECURE = False
+CSRF_COOKIE_SECURE = False
+SESSION_COOKIE_NAME = "sessionid"
+CSRF_COOKIE_NAME = "csrftoken"
+
+# No collectstatic before tests: serve static files from the finders.
+STORAGES = {
+    **STORAGES,
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = True
+
+# Two suites on one server (say, two checkouts) each need their own test database.
+if _test_db := env.str("TEST_DATABASE_NAME", default=""):  # noqa: F405
+    DATABASES["default"]["TEST"] = {"NAME": _test_db}  # noqa: F405

@@ -1,0 +1,115 @@
+"""The audit trail: what is recorded, and that it can only grow."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+import pytest
+from django.db import DatabaseError, connection, transaction
+from django.test import Client, RequestFactory
+from django.urls import reverse
+from django.utils import timezone
+
+from clinic.audit import audit_log, audit_read
+from clinic.models import AuditAction, AuditEvent, User
+from tests.conftest import sign_in
+from tests.factories import PASSWORD
+
+pytestmark = pytest.mark.django_db
+
+
+def test_sign_in_is_recorded_with_who_and_where(practitioner: User, client: Client) -> None:
+    client.post(
+        "/accounts/login/",
+        {"username": "practitioner", "password": PASSWORD},
+        REMOTE_ADDR="192.0.2.10",
+    )
+    event = AuditEvent.objects.get(action=AuditAction.LOGIN)
+    assert event.actor == practitioner
+    assert event.actor_label == "practitioner"
+    assert event.roles == "practitioner"
+    assert event.ip == "192.0.2.10"
+    assert len(event.request_id) == 16
+
+
+def test_a_read_is_recorded_against_its_patient(practitioner: User) -> None:
+    request = RequestFactory().get("/")
+    request.user = practitioner
+    patient = uuid.uuid4()
+    audit_read(request, practitioner, patient_ref=patient)
+    event = AuditEvent.objects.get(action=AuditAction.VIEW)
+    assert event.patient_ref == patient
+    assert event.object_type == "clinic.user"
+    assert event.object_id == str(practitioner.uuid)  # the public id, not the sequential key
+
+
+def test_changes_record_field_names_not_values(practitioner: User) -> None:
+    audit_log(
+        actor=practitioner,
+        action=AuditAction.UPDATE,
+        obj=practitioner,
+        changed_fields=["email", "first_name"],
+    )
+    event = AuditEvent.objects.get(action=AuditAction.UPDATE)
+    assert event.changed_fields == ["email", "first_name"]
+
+
+def test_the_database_refuses_to_change_or_delete_audit_rows(practitioner: User) -> None:
+    event = audit_log(actor=practitioner, action=AuditAction.VIEW, obj=practitioner)
+    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
+        AuditEvent.objects.filter(pk=event.pk).update(action=AuditAction.DELETE)
+    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
+        AuditEvent.objects.filter(pk=event.pk).delete()
+    with (
+        pytest.raises(DatabaseError, match="append-only"),
+        transaction.atomic(),
+        connection.cursor() as cursor,
+    ):
+        cursor.execute("UPDATE clinic_auditevent SET actor_label = 'someone else'")
+    assert AuditEvent.objects.get(pk=event.pk).action == AuditAction.VIEW
+
+
+def test_manager_sees_the_audit_log_and_can_filter_it(
+    manager: User, practitioner: User, client: Client
+) -> None:
+    audit_log(actor=practitioner, action=AuditAction.VIEW, obj=practitioner)
+    audit_log(actor=manager, action=AuditAction.UPDATE, obj=manager)
+    sign_in(client, manager)
+    page = client.get(reverse("audit_log"), {"user": "practitioner"})
+    assert page.status_code == 200
+    rows = list(page.context["page"])
+    assert rows
+    assert all(r.actor_label == "practitioner" for r in rows)
+    page = client.get(reverse("audit_log"), {"action": "update"})
+    assert [r.action for r in page.context["page"]] == ["update"]
+
+
+def test_audit_log_filter_rejects_nonsense_without_error(manager: User, client: Client) -> None:
+    sign_in(client, manager)
+    today = timezone.localdate()
+    response = client.get(
+        reverse("audit_log"),
+        {"since": today, "until": today - timedelta(days=3), "action": "drop table", "page": "x"},
+    )
+    assert response.status_code == 200
+    assert "The end date is before the start date." in response.content.decode()
+
+
+@pytest.mark.parametrize("rows", [5, 400])
+def test_audit_log_page_has_a_fixed_query_budget(
+    manager: User, client: Client, rows: int, django_assert_max_num_queries
+) -> None:
+    AuditEvent.objects.bulk_create(
+        AuditEvent(actor=manager, actor_label="manager", action=AuditAction.VIEW)
+        for _ in range(rows)
+    )
+    sign_in(client, manager)
+    client.get(reverse("home"))  # the first request starts the idle timer
+    with django_assert_max_num_queries(8):
+        assert client.get(reverse("audit_log")).status_code == 200
+
+
+@pytest.mark.parametrize("persona", ["receptionist", "practitioner"], indirect=True)
+def test_only_managers_open_the_audit_log(persona: User, client: Client) -> None:
+    assert sign_in(client, persona).get(reverse("audit_log")).status_code == 403

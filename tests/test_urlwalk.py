@@ -1,0 +1,168 @@
+"""Walk every URL pattern as anonymous and as each role (deny by default).
+
+Every route must declare its audience (clinic.access). This test fails on an
+undeclared route, checks each persona gets exactly what its role allows, and
+that every response carries the security headers. Feature issues extend
+SAMPLE_KWARGS and the expectations, never skip a route.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
+
+from clinic.access import Access, access_of
+from clinic.models import User
+from tests.conftest import sign_in
+
+# Values for the path parameters routes take. A new parameter name fails the
+# walk until a sample is added here.
+SAMPLE_KWARGS: dict[str, str] = {
+    "uidb64": "MQ",
+    "token": "set-password",
+    "app_label": "clinic",
+    "model_name": "user",
+    "object_id": "1",
+    "content_type_id": "1",
+    "url": "missing",
+    "pk": "1",
+    "id": "1",
+}
+
+# Tables a GET may write to: the session (idle timer), the audit trail
+# (reads and refusals are recorded) and the sign-in throttle.
+GET_WRITABLE_TABLES = ("django_session", "clinic_auditevent", "axes_")
+
+
+@dataclass(frozen=True)
+class Route:
+    name: str
+    url: str
+    access: Access
+
+
+def _walk(resolver: URLResolver, namespace: str = "") -> Iterator[tuple[str, URLPattern]]:
+    for entry in resolver.url_patterns:
+        if isinstance(entry, URLResolver):
+            ns = entry.namespace or ""
+            prefix = f"{namespace}{ns}:" if ns else namespace
+            yield from _walk(entry, prefix)
+        elif entry.name:
+            yield f"{namespace}{entry.name}", entry
+
+
+def all_routes() -> list[Route]:
+    resolver = get_resolver()
+    routes: dict[str, Route] = {}
+    for name, pattern in _walk(resolver):
+        if name in routes:
+            continue
+        access = access_of(pattern.callback)
+        if access is None and name.startswith("admin:"):
+            access = Access("admin")
+        if access is None:
+            raise AssertionError(f"Route {name!r} declares no audience (see clinic.access)")
+        kwargs = {}
+        for group in pattern.pattern.regex.groupindex:
+            if group not in SAMPLE_KWARGS:
+                raise AssertionError(f"Route {name!r}: add a sample for parameter {group!r}")
+            kwargs[group] = SAMPLE_KWARGS[group]
+        routes[name] = Route(name, reverse(name, kwargs=kwargs), access)
+    return list(routes.values())
+
+
+ROUTES = all_routes()
+PERSONAS = ["anonymous", "receptionist", "practitioner", "manager", "superuser"]
+
+
+def test_every_route_declares_its_audience() -> None:
+    # all_routes() raises on an undeclared route; this names the count walked.
+    assert len(ROUTES) > 10
+
+
+def _client_for(persona: str, request: pytest.FixtureRequest) -> tuple[Client, User | None]:
+    client = Client()
+    if persona == "anonymous":
+        return client, None
+    user = request.getfixturevalue(persona)
+    return sign_in(client, user), user
+
+
+def _allowed(access: Access, user: User | None) -> bool:
+    if user is None:
+        return access.kind == "public"
+    return access.allows(user)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("persona", PERSONAS)
+def test_each_persona_gets_what_its_role_allows(
+    persona: str, request: pytest.FixtureRequest
+) -> None:
+    client, user = _client_for(persona, request)
+    failures = []
+    for route in ROUTES:
+        with CaptureQueriesContext(connection) as queries:
+            response = client.get(route.url)
+        status = response.status_code
+        # 503 is /healthz saying a part is down (no worker runs here); 500 is a bug.
+        if status >= 500 and status != 503:
+            failures.append(f"{route.name}: {status}")
+            continue
+        if _allowed(route.access, user):
+            # Inside the admin, a superuser still meets its own model permissions.
+            if status == 403 and route.access.kind != "admin":
+                failures.append(f"{route.name}: refused (403) but {persona} is allowed")
+        elif user is None:
+            location = response.get("Location", "")
+            # The admin sends strangers to its login, which forwards to ours.
+            logins = (reverse("login"), reverse("admin:login"))
+            if not (status == 302 and location.startswith(logins)):
+                failures.append(f"{route.name}: anonymous got {status} {location}")
+        elif status != 403:
+            failures.append(f"{route.name}: {persona} got {status}, expected 403")
+        # Security headers on every response, whoever asks.
+        csp = response.get("Content-Security-Policy", "")
+        if "default-src 'self'" not in csp or "frame-ancestors 'none'" not in csp:
+            failures.append(f"{route.name}: CSP missing or weak: {csp!r}")
+        if "no-store" not in response.get("Cache-Control", ""):
+            failures.append(f"{route.name}: Cache-Control lacks no-store")
+        if response.get("X-Content-Type-Options") != "nosniff":
+            failures.append(f"{route.name}: no nosniff header")
+        # A GET changes nothing but the session, the audit trail and the throttle.
+        for query in queries.captured_queries:
+            sql = query["sql"].lstrip().upper()
+            if sql.startswith(("INSERT", "UPDATE", "DELETE")) and not any(
+                f'"{t}'.upper() in sql for t in GET_WRITABLE_TABLES
+            ):
+                failures.append(f"{route.name}: GET wrote: {query['sql'][:80]}")
+    assert not failures, "\n".join(failures)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("persona", ["receptionist", "practitioner", "manager"])
+def test_refused_routes_are_recorded_in_the_audit_trail(
+    persona: str, request: pytest.FixtureRequest
+) -> None:
+    from clinic.models import AuditAction, AuditEvent
+
+    client, user = _client_for(persona, request)
+    refused = [r for r in ROUTES if r.access.kind == "staff" and not _allowed(r.access, user)]
+    for route in refused:
+        client.get(route.url)
+    assert AuditEvent.objects.filter(actor=user, action=AuditAction.DENIED).count() == len(refused)
+
+
+def test_route_matrix_is_printable() -> None:
+    """The role-by-route matrix, for review (pytest -s shows it)."""
+    lines = [
+        f"{r.name:<40} {r.access.describe()}" for r in ROUTES if not r.name.startswith("admin:")
+    ]
+    print("\n".join(lines))
+    assert any("staff: manager" in line for line in lines)
