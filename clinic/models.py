@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import TYPE_CHECKING
 
+from django.apps import apps
 from django.contrib.auth.models import AbstractUser
 from django.db import models
 from django.utils.translation import gettext_lazy as _
@@ -104,6 +105,22 @@ class AuditEvent(models.Model):
     def __str__(self) -> str:
         who = self.actor_label or "anonymous"
         return f"{self.at:%Y-%m-%d %H:%M:%S} {who} {self.action} {self.object_type}"
+
+    @property
+    def object_label(self) -> str:
+        """What the event was about, in words: the model's name, "page", "sign-in"."""
+        special = {"route": _("page"), "auth": _("sign-in"), "": "—"}
+        if self.object_type in special:
+            return str(special[self.object_type])
+        try:
+            return str(apps.get_model(self.object_type)._meta.verbose_name)
+        except (LookupError, ValueError):
+            return self.object_type
+
+    @property
+    def role_labels(self) -> str:
+        names = [n for n in self.roles.split(",") if n]
+        return ", ".join(str(Role(n).label) if n in Role.values else n for n in names)
 
 
 class Heartbeat(models.Model):

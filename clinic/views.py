@@ -51,13 +51,20 @@ def _safe_next(request: HttpRequest, default: str = "home") -> str:
 @require_GET
 def home(request: HttpRequest) -> HttpResponse:
     """The dashboard: one panel per role the user holds."""
-    roles = request.user.roles  # type: ignore[union-attr]
+    user = request.user
+    assert isinstance(user, User)  # the route is for signed-in users only
+    roles = user.roles
     context: dict[str, Any] = {
         "roles": sorted(roles, key=lambda r: list(Role).index(r)),
         "is_receptionist": Role.RECEPTIONIST in roles,
         "is_practitioner": Role.PRACTITIONER in roles,
         "is_manager": Role.MANAGER in roles,
-        "two_factor_on": any(True for _ in devices_for_user(request.user, confirmed=True)),
+        "two_factor_on": any(True for _ in devices_for_user(user, confirmed=True)),
+        # The sign-in before this one: what someone checking for misuse wants to see.
+        "previous_login": AuditEvent.objects.filter(actor=user, action=AuditAction.LOGIN)
+        .order_by("-at")
+        .values_list("at", flat=True)[1:2]
+        .first(),
     }
     if Role.MANAGER in roles:
         context["checks"] = run_checks()
@@ -183,7 +190,9 @@ class LogoutView(auth_views.LogoutView):
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         response = super().post(request, *args, **kwargs)
-        response["Clear-Site-Data"] = '"cache", "cookies", "storage"'
+        # Not "cookies": that would also wipe the "signed out" message; the
+        # session cookie is expired by Django in this same response.
+        response["Clear-Site-Data"] = '"cache", "storage"'
         messages.info(request, _("You have signed out."))
         return response
 

@@ -293,3 +293,12 @@ def test_a_user_with_two_roles_sees_both_panels(
     assert "panel-reception" in body
     assert "panel-practitioner" in body
     assert "panel-manager" not in body
+
+
+def test_dashboard_shows_the_sign_in_before_this_one(practitioner: User) -> None:
+    first_at = timezone.now() - timedelta(days=2)
+    with time_machine.travel(first_at, tick=False):
+        post_login(Client(), "practitioner", PASSWORD)
+    client = sign_in(Client(), practitioner)  # this sign-in is the newest
+    response = client.get(reverse("home"))
+    assert response.context["previous_login"] == first_at

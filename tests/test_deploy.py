@@ -28,8 +28,15 @@ PRODUCTION_ENV = {
 }
 
 
+def production_env() -> dict[str, str]:
+    """A production process's environment: nothing inherited from the test run
+    but the path and the service URLs."""
+    keep = ("PATH", "HOME", "DATABASE_URL", "REDIS_URL")
+    return {**{k: os.environ[k] for k in keep if k in os.environ}, **PRODUCTION_ENV}
+
+
 def test_check_deploy_passes_with_production_settings() -> None:
-    env = {**os.environ, **PRODUCTION_ENV}
+    env = production_env()
     result = subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
         cwd=BASE_DIR, env=env, capture_output=True, text=True, timeout=120,
@@ -43,7 +50,7 @@ def test_production_settings_are_strict() -> None:
         "print(s.SESSION_COOKIE_NAME, s.CSRF_COOKIE_NAME, s.SESSION_COOKIE_SECURE,"
         " s.SECURE_HSTS_SECONDS, s.SECURE_SSL_REDIRECT, s.DEBUG, s.PASSWORD_HASHERS[0])"
     )
-    env = {**os.environ, **PRODUCTION_ENV}
+    env = production_env()
     result = subprocess.run(
         [sys.executable, "-c", f"import django; django.setup(); {code}"],
         cwd=BASE_DIR, env=env, capture_output=True, text=True, timeout=60, check=True,
