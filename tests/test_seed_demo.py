@@ -1,0 +1,53 @@
+"""`manage.py seed_demo`: demo staff, idempotent, refused on a real installation."""
+
+from __future__ import annotations
+
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.test import override_settings
+
+from clinic.models import User
+from clinic.roles import Role
+
+pytestmark = pytest.mark.django_db
+
+
+def seed(*args: str) -> str:
+    out = StringIO()
+    call_command("seed_demo", *args, stdout=out)
+    return out.getvalue()
+
+
+@override_settings(DEBUG=True, DEMO_PASSWORD="")
+def test_seed_creates_the_three_demo_staff_once() -> None:
+    first = seed()
+    second = seed()
+    assert "3 staff user(s) created" in first
+    assert "0 staff user(s) created, 3 already there" in second
+    assert User.objects.count() == 3
+    roles = {u.username: {r.value for r in u.roles} for u in User.objects.all()}
+    assert roles == {
+        "reception": {Role.RECEPTIONIST.value},
+        "practitioner": {Role.PRACTITIONER.value},
+        "manager": {Role.MANAGER.value},
+    }
+    # The printed password is the one that works.
+    assert "demo-clinic-2026" in first
+    assert User.objects.get(username="reception").check_password("demo-clinic-2026")
+
+
+@override_settings(DEBUG=True, DEMO_PASSWORD="another demo passphrase")
+def test_seed_uses_demo_password_from_the_environment() -> None:
+    assert "another demo passphrase" in seed()
+    assert User.objects.get(username="manager").check_password("another demo passphrase")
+
+
+@override_settings(DEBUG=False)
+def test_seed_refuses_with_debug_off_unless_forced() -> None:
+    with pytest.raises(CommandError, match="Refusing"):
+        seed()
+    assert User.objects.count() == 0
+    seed("--force")
+    assert User.objects.count() == 3
