@@ -8,9 +8,13 @@ PY := $(VENV)/bin/python
 PORT ?= 8000
 SERVICES := $(PY) -m clinic.embedded
 
-# Debian packages: WeasyPrint's libraries and fonts, Node for the front-end
-# packages, a compiler for the embedded Redis, Chromium for the browser tests.
-RUN_DEB := libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core nodejs npm gcc make python3-venv
+# Debian packages: WeasyPrint's libraries and fonts, Chromium and pdftoppm for
+# the tests. Tools that may come from elsewhere (Node from its own installer, a
+# compiler for the embedded Redis) are asked for only when the command is missing.
+tool_pkgs = $(if $(shell command -v $(1) 2>/dev/null),,$(2))
+RUN_DEB := libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core \
+	$(call tool_pkgs,npm,nodejs npm) $(call tool_pkgs,gcc,gcc) $(call tool_pkgs,make,make) \
+	$(if $(shell $(PYTHON) -c 'import ensurepip' 2>/dev/null && echo ok),,python3-venv)
 TEST_DEB := $(RUN_DEB) chromium poppler-utils
 
 .PHONY: help install run test lint format check-migrations manage shell clean system-deps-run system-deps-test
@@ -68,7 +72,9 @@ serve:
 	@echo "  The clinic is starting at http://127.0.0.1:$(PORT)/  (Ctrl-C stops everything)"
 	@echo "  Health: http://127.0.0.1:$(PORT)/healthz"
 	@echo ""
-	@PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/honcho start -f Procfile --port $(PORT)
+	@# Ctrl-C (exit 130) is the normal way to stop: not an error.
+	@PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/honcho start -f Procfile --port $(PORT); \
+	  status=$$?; [ $$status -eq 130 ] || [ $$status -eq 0 ] || exit $$status
 
 test: system-deps-test $(VENV)/.installed-dev node_modules/.installed ## Run the whole test suite on real PostgreSQL and Redis
 	$(SERVICES) --name test -- $(PY) -m pytest $(PYTEST_ARGS)

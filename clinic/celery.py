@@ -10,7 +10,7 @@ import os
 from typing import Any
 
 from celery import Celery
-from celery.signals import before_task_publish
+from celery.signals import beat_init, before_task_publish
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "clinic.settings")
 
@@ -41,3 +41,9 @@ def _beat_heartbeat(sender: str | None = None, **kwargs: Any) -> None:
     from clinic.health import heartbeat_record
 
     heartbeat_record(name="beat")
+
+
+@beat_init.connect
+def _first_heartbeat(sender: Any = None, **kwargs: Any) -> None:
+    """Send a heartbeat as soon as beat starts, not one period later."""
+    app.send_task(HEARTBEAT_TASK, expires=HEARTBEAT_EVERY_SECONDS)
