@@ -88,15 +88,19 @@ class SessionTimeoutMiddleware:
         return self.get_response(request)
 
 
-class StaffTwoFactorMiddleware:
-    """With REQUIRE_STAFF_2FA on, a signed-in user must confirm a TOTP code
-    before reaching anything but the two-factor pages, logout and public routes."""
+class _ViewMiddleware:
+    """A middleware that acts only in process_view, once the view is known."""
 
     def __init__(self, get_response: Handler) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         return self.get_response(request)
+
+
+class StaffTwoFactorMiddleware(_ViewMiddleware):
+    """With REQUIRE_STAFF_2FA on, a signed-in user must confirm a TOTP code
+    before reaching anything but the two-factor pages, logout and public routes."""
 
     def process_view(
         self, request: HttpRequest, view_func: Callable[..., Any], args: Any, kwargs: Any
@@ -121,14 +125,8 @@ def _has_device(user: Any) -> bool:
     return any(True for _ in devices_for_user(user, confirmed=True))
 
 
-class AccessPolicyMiddleware:
+class AccessPolicyMiddleware(_ViewMiddleware):
     """Enforce each view's `Access` declaration; refuse undeclared views."""
-
-    def __init__(self, get_response: Handler) -> None:
-        self.get_response = get_response
-
-    def __call__(self, request: HttpRequest) -> HttpResponse:
-        return self.get_response(request)
 
     def process_view(
         self, request: HttpRequest, view_func: Callable[..., Any], args: Any, kwargs: Any
