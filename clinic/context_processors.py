@@ -29,6 +29,7 @@ class NavItem:
 # feature adds its entries here as its routes arrive.
 NAVIGATION: tuple[NavItem, ...] = (
     NavItem(_("Home"), "home", frozenset(Role), "house"),
+    NavItem(_("Patients"), "patients:list", frozenset(Role), "people"),
     NavItem(_("Audit log"), "audit_log", frozenset({Role.MANAGER}), "journal"),
 )
 

@@ -1,7 +1,14 @@
-"""URL routes of the patients app (features arrive with their issues)."""
+"""URL routes of the patient register."""
 
-from django.urls import URLPattern
+from django.urls import path
+
+from patients import views
 
 app_name = "patients"
 
-urlpatterns: list[URLPattern] = []
+urlpatterns = [
+    path("", views.patient_list, name="list"),
+    path("new/", views.patient_create_view, name="create"),
+    path("<uuid:patient>/", views.patient_detail, name="detail"),
+    path("<uuid:patient>/edit/", views.patient_edit, name="edit"),
+]

@@ -38,3 +38,28 @@ class TOTPDeviceFactory(factory.django.DjangoModelFactory):
     user = factory.SubFactory(UserFactory)
     name = "authenticator"
     confirmed = True
+
+
+class PatientFactory(factory.django.DjangoModelFactory):
+    """Patients are created through the service in views; the factory keeps
+    search_text in step the same way."""
+
+    class Meta:
+        model = "patients.Patient"
+
+    first_name = factory.Faker("first_name")
+    last_name = factory.Faker("last_name")
+    date_of_birth = factory.Faker("date_of_birth", minimum_age=18, maximum_age=80)
+    email = factory.LazyAttribute(lambda p: f"{p.first_name}.{p.last_name}@example.org".lower())
+    phone = factory.Sequence(lambda n: f"+447911{n % 1000000:06d}")
+    reminder_channel = "email"
+    consents_to_messages = True
+
+    @classmethod
+    def _create(cls, model_class: Any, *args: Any, **kwargs: Any) -> Any:
+        from patients.services import patient_search_text
+
+        patient = model_class(*args, **kwargs)
+        patient.search_text = patient_search_text(patient)
+        patient.save()
+        return patient

@@ -33,6 +33,7 @@ SAMPLE_KWARGS: dict[str, str] = {
     "url": "missing",
     "pk": "1",
     "id": "1",
+    "patient": "00000000-0000-4000-8000-000000000001",
 }
 
 # Tables a GET may write to: the session (idle timer), the audit trail
@@ -84,6 +85,14 @@ PERSONAS = ["anonymous", "receptionist", "practitioner", "manager", "superuser"]
 def test_every_route_declares_its_audience() -> None:
     # all_routes() raises on an undeclared route; this names the count walked.
     assert len(ROUTES) > 10
+
+
+@pytest.fixture(autouse=True)
+def sample_objects(db: None) -> None:
+    """The objects SAMPLE_KWARGS name, so allowed personas see real pages."""
+    from tests.factories import PatientFactory
+
+    PatientFactory(uuid=SAMPLE_KWARGS["patient"])
 
 
 def _client_for(persona: str, request: pytest.FixtureRequest) -> tuple[Client, User | None]:

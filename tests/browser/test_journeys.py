@@ -22,9 +22,9 @@ VIEWPORT_NAMES = ("desktop", "tablet")
 # dashboard panels. Every role also sees "panel-account"; "panel-security"
 # (recent failed sign-ins) belongs with the manager's panel.
 EXPECTED: dict[str, tuple[list[str], set[str]]] = {
-    "receptionist": (["Home"], {"panel-reception"}),
-    "practitioner": (["Home"], {"panel-practitioner"}),
-    "manager": (["Home", "Audit log"], {"panel-manager", "panel-security"}),
+    "receptionist": (["Home", "Patients"], {"panel-reception"}),
+    "practitioner": (["Home", "Patients"], {"panel-practitioner"}),
+    "manager": (["Home", "Patients", "Audit log"], {"panel-manager", "panel-security"}),
 }
 ROLE_PANELS = {"panel-reception", "panel-practitioner", "panel-manager", "panel-security"}
 ROLE_LABELS = {"receptionist": "Receptionist", "practitioner": "Practitioner", "manager": "Manager"}

@@ -1,0 +1,90 @@
+"""Reads of the patient register, with the one access check for patients."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import date
+
+from django.db.models import Q, QuerySet
+from django.http import Http404
+
+from clinic.models import User
+from patients.models import Patient
+
+SEARCH_LIMIT = 25
+
+
+def patients_visible_to(user: User) -> QuerySet[Patient]:
+    """Every patient query for a request starts here. Staff of the clinic see
+    the register; anyone else (a future portal account) sees nobody here."""
+    if user.is_authenticated and user.is_clinic_staff:
+        return Patient.objects.all()
+    return Patient.objects.none()
+
+
+def patient_get_for_user(*, user: User, patient_uuid: uuid.UUID) -> Patient:
+    """The patient, if this user may see them; 404 otherwise (no hint either way)."""
+    try:
+        return patients_visible_to(user).get(uuid=patient_uuid)
+    except Patient.DoesNotExist:
+        raise Http404 from None
+
+
+DATE_TERM = re.compile(r"\d{4}-\d{1,2}(-\d{1,2})?|\d{1,2}/\d{1,2}(/\d{2,4})?")
+PHONE_TERM = re.compile(r"[\d\s()+-]+")
+
+
+def _normalise_term(term: str) -> str:
+    term = term.strip().lower()
+    if DATE_TERM.fullmatch(term):
+        return term
+    # "07911 123 456" and "+44 7911" are typed with spaces and signs: match digits.
+    if PHONE_TERM.fullmatch(term):
+        return re.sub(r"\D", "", term)
+    return term
+
+
+def patient_search(*, user: User, query: str, limit: int = SEARCH_LIMIT) -> list[Patient]:
+    """Patients matching every word of `query` in name, email, phone or birth date."""
+    terms = [t for t in (_normalise_term(w) for w in query.split()) if t][:6]
+    if not terms:
+        return []
+    condition = Q()
+    for term in terms:
+        condition &= Q(search_text__contains=term)
+    return list(
+        patients_visible_to(user)
+        .filter(condition)
+        .order_by("last_name", "first_name", "id")[:limit]
+    )
+
+
+def patient_possible_duplicates(
+    *,
+    first_name: str,
+    last_name: str,
+    date_of_birth: date | None,
+    email: str,
+    phone: str,
+    exclude: Patient | None = None,
+) -> list[Patient]:
+    """Existing patients that may be the same person: same name and birth
+    date, same email, or same phone."""
+    condition = Q()
+    if date_of_birth:
+        condition |= Q(
+            first_name__iexact=first_name.strip(),
+            last_name__iexact=last_name.strip(),
+            date_of_birth=date_of_birth,
+        )
+    if email:
+        condition |= Q(email__iexact=email.strip())
+    if phone:
+        condition |= Q(phone=phone)
+    if not condition:
+        return []
+    found = Patient.objects.filter(condition)
+    if exclude is not None:
+        found = found.exclude(pk=exclude.pk)
+    return list(found.order_by("last_name", "first_name")[:10])

@@ -1,0 +1,89 @@
+"""State changes of the patient register. Views, forms and tasks call these;
+nothing else saves a Patient."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from django.db import transaction
+
+from clinic.audit import audit_log
+from clinic.models import AuditAction, User
+from patients.models import Patient
+
+EDITABLE_FIELDS = (
+    "first_name",
+    "last_name",
+    "date_of_birth",
+    "email",
+    "phone",
+    "address",
+    "postcode",
+    "emergency_contact_name",
+    "emergency_contact_phone",
+    "gp_details",
+    "reminder_channel",
+    "consents_to_messages",
+)
+
+
+def _digits(value: str) -> str:
+    return re.sub(r"\D", "", value)
+
+
+def patient_search_text(patient: Patient) -> str:
+    """What the search box matches: name, email, phone digits (international
+    and national forms) and the birth date as ISO and as dd/mm/yyyy."""
+    parts = [patient.first_name, patient.last_name, patient.email]
+    if patient.phone:
+        parts.append(_digits(patient.phone.as_e164))
+        parts.append(_digits(str(patient.phone.as_national)))
+    if patient.date_of_birth:
+        parts.append(patient.date_of_birth.isoformat())
+        parts.append(patient.date_of_birth.strftime("%d/%m/%Y"))
+    return " ".join(p.strip().lower() for p in parts if p)
+
+
+@transaction.atomic
+def patient_create(*, created_by: User, **fields: Any) -> Patient:
+    unknown = set(fields) - set(EDITABLE_FIELDS)
+    if unknown:
+        raise TypeError(f"not editable: {sorted(unknown)}")
+    patient = Patient(created_by=created_by, **fields)
+    patient.search_text = patient_search_text(patient)
+    patient.full_clean()
+    patient.save()
+    audit_log(
+        actor=created_by,
+        action=AuditAction.CREATE,
+        obj=patient,
+        patient_ref=patient.uuid,
+        changed_fields=[f for f in fields if fields[f] not in ("", None)],
+    )
+    return patient
+
+
+@transaction.atomic
+def patient_update(*, patient: Patient, updated_by: User, **fields: Any) -> Patient:
+    unknown = set(fields) - set(EDITABLE_FIELDS)
+    if unknown:
+        raise TypeError(f"not editable: {sorted(unknown)}")
+    # Lock the row: two receptionists saving at once must not interleave.
+    current = Patient.objects.select_for_update().get(pk=patient.pk)
+    changed = [f for f, v in fields.items() if getattr(current, f) != v]
+    if not changed:
+        return current
+    for name in changed:
+        setattr(current, name, fields[name])
+    current.search_text = patient_search_text(current)
+    current.full_clean()
+    current.save()
+    audit_log(
+        actor=updated_by,
+        action=AuditAction.UPDATE,
+        obj=current,
+        patient_ref=current.uuid,
+        changed_fields=changed,
+    )
+    return current
