@@ -17,7 +17,7 @@ RUN_DEB := libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-cor
 	$(if $(shell $(PYTHON) -c 'import ensurepip' 2>/dev/null && echo ok),,python3-venv)
 TEST_DEB := $(RUN_DEB) chromium poppler-utils
 
-.PHONY: help install run test lint format check-migrations manage shell clean system-deps-run system-deps-test
+.PHONY: help install run test lint format check-migrations bench manage shell clean serve system-deps-run system-deps-test
 
 help: ## List the commands
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-18s %s\n", $$1, $$2}'
@@ -93,6 +93,9 @@ format: $(VENV)/.installed-dev ## Format and fix what ruff can
 
 check-migrations: $(VENV)/.installed-dev ## Fail when models and migrations differ
 	$(SERVICES) --name test -- $(PY) manage.py makemigrations --check --dry-run
+
+bench: $(VENV)/.installed-run ## Benchmarks (patient search at 50,000); record results in docs/benchmarks.md
+	$(SERVICES) --name run -- bash -c '$(PY) manage.py migrate --no-input -v 0 && $(PY) manage.py benchmark_search --patients 50000'
 
 manage: $(VENV)/.installed-run ## Run a manage.py command: make manage ARGS="createsuperuser"
 	$(SERVICES) --name run -- $(PY) manage.py $(ARGS)

@@ -1,0 +1,21 @@
+"""The search benchmark runs on a small register and leaves nothing behind."""
+
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+
+from patients.models import Patient
+from tests.factories import PatientFactory
+
+
+@pytest.mark.django_db
+def test_benchmark_search_measures_then_rolls_back() -> None:
+    PatientFactory(first_name="Kept")
+    out = StringIO()
+    call_command("benchmark_search", patients=300, repeat=2, stdout=out)
+    report = out.getvalue()
+    assert "Inserted 300 patients" in report
+    assert "phone part (6 digits)" in report
+    assert "Rolled back" in report
+    assert list(Patient.objects.values_list("first_name", flat=True)) == ["Kept"]
