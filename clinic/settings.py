@@ -34,6 +34,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
+    "django.contrib.postgres",
     "crispy_forms",
     "crispy_bootstrap5",
     "django_htmx",
@@ -265,6 +266,10 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(
 )
 # A worker or beat is reported down when its last heartbeat is older than this.
 HEARTBEAT_STALE_AFTER = timedelta(seconds=env.int("HEARTBEAT_STALE_SECONDS", default=120))
+
+# --- Clinical rules --------------------------------------------------------------
+# A medical history older than this must be taken again before treatment.
+MEDICAL_HISTORY_VALID_DAYS = env.int("MEDICAL_HISTORY_VALID_DAYS", default=365)
 
 # --- Demo data --------------------------------------------------------------------
 DEMO_PASSWORD = env.str("DEMO_PASSWORD", default="")

@@ -9,7 +9,14 @@ from django import forms
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from patients.models import Patient, ReminderChannel
+from patients.models import (
+    HISTORY_BOOLEAN_FIELDS,
+    HISTORY_QUESTIONS,
+    MedicalHistory,
+    Patient,
+    ReminderChannel,
+    TreatmentArea,
+)
 
 
 class PatientForm(forms.ModelForm):
@@ -86,3 +93,101 @@ class PatientSearchForm(forms.Form):
             }
         ),
     )
+
+
+YES_NO = [("yes", _("Yes")), ("no", _("No"))]
+
+
+def _yes_no_field(label: Any) -> forms.TypedChoiceField:
+    return forms.TypedChoiceField(
+        label=label,
+        choices=YES_NO,
+        coerce=lambda value: value == "yes",
+        widget=forms.RadioSelect(attrs={"class": "form-check-input"}),
+        error_messages={"required": _("Answer yes or no.")},
+    )
+
+
+class MedicalHistoryForm(forms.ModelForm):
+    """The questionnaire. Signing it (the last box) records it for good."""
+
+    isotretinoin_taken = _yes_no_field(_("Isotretinoin (Roaccutane) taken in the last 18 months"))
+    implant_areas = forms.TypedMultipleChoiceField(
+        label=_("Permanent injectable implants (fillers, threads) in"),
+        choices=TreatmentArea.choices,
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text=_("Tick every area with a permanent implant. Leave all empty if none."),
+    )
+    confirm_reviewed = forms.BooleanField(
+        label=_("I have gone through every answer with the patient, and I sign this history."),
+        error_messages={"required": _("Tick this box to sign the history.")},
+    )
+
+    class Meta:
+        model = MedicalHistory
+        fields = [
+            *HISTORY_BOOLEAN_FIELDS,
+            "chronic_condition_details",
+            "isotretinoin_last_dose",
+            "medicines_other",
+            "allergy_ingredients",
+            "allergy_other",
+            "implant_areas",
+            "notes",
+        ]
+        widgets = {
+            "isotretinoin_last_dose": forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"),
+            "chronic_condition_details": forms.Textarea(attrs={"rows": 2}),
+            "medicines_other": forms.Textarea(attrs={"rows": 2}),
+            "allergy_ingredients": forms.Textarea(attrs={"rows": 2}),
+            "allergy_other": forms.Textarea(attrs={"rows": 2}),
+            "notes": forms.Textarea(attrs={"rows": 3}),
+        }
+
+    def __init__(self, *args: Any, previous: MedicalHistory | None = None, **kwargs: Any) -> None:
+        if previous is not None and "initial" not in kwargs:
+            # Start from the last answers: the practitioner checks each one again.
+            initial: dict[str, Any] = {}
+            for name in self.Meta.fields:
+                value = getattr(previous, name)
+                initial[name] = ("yes" if value else "no") if isinstance(value, bool) else value
+            initial["isotretinoin_taken"] = "yes" if previous.isotretinoin_last_dose else "no"
+            kwargs["initial"] = initial
+        super().__init__(*args, **kwargs)
+        for group_label, questions in HISTORY_QUESTIONS:
+            for name, label in questions:
+                self.fields[name] = _yes_no_field(label)
+                self.fields[name].group = group_label  # type: ignore[attr-defined]
+
+    def clean_isotretinoin_last_dose(self) -> date | None:
+        last: date | None = self.cleaned_data.get("isotretinoin_last_dose")
+        if last and last > timezone.localdate():
+            raise forms.ValidationError(
+                _("The last dose cannot be in the future. If still taking it, give today's date.")
+            )
+        return last
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        taken = data.get("isotretinoin_taken")
+        last = data.get("isotretinoin_last_dose")
+        if taken is True and not last and "isotretinoin_last_dose" not in self.errors:
+            self.add_error("isotretinoin_last_dose", _("Give the date of the last dose."))
+        if taken is False and last:
+            self.add_error(
+                "isotretinoin_last_dose",
+                _("You answered no to isotretinoin: remove this date, or answer yes."),
+            )
+        if (
+            data.get("chronic_condition_uncontrolled") is True
+            and not str(data.get("chronic_condition_details", "")).strip()
+        ):
+            self.add_error("chronic_condition_details", _("Say which condition, briefly."))
+        return data
+
+    def answers(self) -> dict[str, Any]:
+        return {name: self.cleaned_data[name] for name in self.Meta.fields}
+
+    def question_groups(self) -> list[tuple[Any, list[forms.BoundField]]]:
+        return [(label, [self[name] for name, _q in qs]) for label, qs in HISTORY_QUESTIONS]

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
@@ -87,3 +89,156 @@ class Patient(models.Model):
     @property
     def full_name(self) -> str:
         return f"{self.first_name} {self.last_name}"
+
+
+class TreatmentArea(models.TextChoices):
+    FACE = "face", _("Face")
+    UNDER_EYE = "under_eye", _("Under-eye")
+    NECK = "neck", _("Neck")
+    DECOLLETAGE = "decolletage", _("Décolletage")
+    HANDS = "hands", _("Hands")
+    SCALP = "scalp", _("Scalp")
+    ABDOMEN = "abdomen", _("Abdomen")
+    FLANKS = "flanks", _("Flanks and hips")
+    THIGHS = "thighs", _("Thighs")
+    BUTTOCKS = "buttocks", _("Buttocks")
+    ARMS = "arms", _("Arms")
+    LEGS = "legs", _("Legs")
+
+
+# The yes/no questions of the questionnaire, in the order they are asked,
+# grouped as on paper. Every one must be answered: a blank is not a "no".
+HISTORY_QUESTIONS: tuple[tuple[Any, tuple[tuple[str, Any], ...]], ...] = (
+    (
+        _("Conditions"),
+        (
+            ("diabetes", _("Diabetes")),
+            ("cancer_history", _("Cancer, now or in the past")),
+            ("autoimmune_disease", _("An autoimmune disease (lupus, rheumatoid arthritis...)")),
+            ("cardiac_disease", _("A heart condition")),
+            ("bleeding_disorder", _("A bleeding or clotting disorder")),
+            ("epilepsy", _("Epilepsy")),
+            ("keloid_scarring", _("Keloid or raised scars")),
+            ("scleroderma", _("Scleroderma")),
+            (
+                "chronic_condition_uncontrolled",
+                _("Another long-term condition that is poorly controlled or slows healing"),
+            ),
+        ),
+    ),
+    (
+        _("Medicines"),
+        (
+            ("anticoagulants", _("Aspirin, warfarin or another blood thinner")),
+            ("steroids", _("Steroids (tablets or injections)")),
+            (
+                "bruising_supplements",
+                _("Supplements or remedies that increase bruising (fish oil, ginkgo...)"),
+            ),
+        ),
+    ),
+    (
+        _("Allergies"),
+        (("allergy_local_anaesthetic", _("Allergy to local anaesthetic or numbing cream")),),
+    ),
+    (
+        _("Pregnancy"),
+        (
+            ("pregnant", _("Pregnant, or could be")),
+            ("breastfeeding", _("Breastfeeding")),
+        ),
+    ),
+    (
+        _("Today"),
+        (
+            ("skin_infection", _("A skin infection in or near the area to treat")),
+            ("active_acne", _("Active acne")),
+            ("cold_sores_history", _("Has had cold sores")),
+            ("unwell_today", _("Feels unwell today, even a cold")),
+            ("important_event_soon", _("An important event in the next two weeks")),
+            ("alcohol_around_session", _("Alcohol the day before or after the session")),
+        ),
+    ),
+)
+HISTORY_BOOLEAN_FIELDS = tuple(name for _group, qs in HISTORY_QUESTIONS for name, _label in qs)
+
+
+class MedicalHistory(models.Model):
+    """One completed questionnaire, signed by the practitioner.
+
+    Never edited: a new questionnaire supersedes it, and the database refuses
+    UPDATE and DELETE on this table (migration 0004). The patient's current
+    history is the most recently signed one.
+    """
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="histories")
+    signed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", editable=False
+    )
+    signed_at = models.DateTimeField(editable=False)
+
+    diabetes = models.BooleanField()
+    cancer_history = models.BooleanField()
+    autoimmune_disease = models.BooleanField()
+    cardiac_disease = models.BooleanField()
+    bleeding_disorder = models.BooleanField()
+    epilepsy = models.BooleanField()
+    keloid_scarring = models.BooleanField()
+    scleroderma = models.BooleanField()
+    chronic_condition_uncontrolled = models.BooleanField()
+    chronic_condition_details = models.TextField(
+        _("details of long-term conditions"), blank=True, max_length=1000
+    )
+
+    anticoagulants = models.BooleanField()
+    steroids = models.BooleanField()
+    isotretinoin_last_dose = models.DateField(
+        _("last dose of isotretinoin (Roaccutane)"),
+        null=True,
+        blank=True,
+        help_text=_("Leave empty if never taken."),
+    )
+    bruising_supplements = models.BooleanField()
+    medicines_other = models.TextField(_("other medicines"), blank=True, max_length=1000)
+
+    allergy_ingredients = models.TextField(
+        _("known allergies to ingredients"),
+        blank=True,
+        max_length=500,
+        help_text=_("For example hyaluronic acid, vitamin C, lidocaine. Leave empty if none."),
+    )
+    allergy_local_anaesthetic = models.BooleanField()
+    allergy_other = models.TextField(_("other allergies"), blank=True, max_length=500)
+
+    pregnant = models.BooleanField()
+    breastfeeding = models.BooleanField()
+
+    skin_infection = models.BooleanField()
+    active_acne = models.BooleanField()
+    cold_sores_history = models.BooleanField()
+    implant_areas = ArrayField(
+        models.CharField(max_length=20, choices=TreatmentArea.choices),
+        default=list,
+        blank=True,
+        verbose_name=_("permanent injectable implants (fillers, threads) in"),
+    )
+    unwell_today = models.BooleanField()
+    important_event_soon = models.BooleanField()
+    alcohol_around_session = models.BooleanField()
+
+    notes = models.TextField(_("notes"), blank=True, max_length=2000)
+
+    class Meta:
+        ordering = ["-signed_at", "-id"]
+        indexes = [models.Index(fields=["patient", "-signed_at"], name="history_current_idx")]
+        verbose_name = _("medical history")
+        verbose_name_plural = _("medical histories")
+
+    def __str__(self) -> str:
+        return f"Medical history of {self.patient_id} signed {self.signed_at:%Y-%m-%d}"
+
+    @property
+    def implant_area_labels(self) -> list[str]:
+        labels = dict(TreatmentArea.choices)
+        return [str(labels.get(area, area)) for area in self.implant_areas]

@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import date
+from dataclasses import dataclass
+from datetime import date, timedelta
 
+from django.conf import settings
 from django.db.models import Q, QuerySet
 from django.http import Http404
+from django.utils import formats, timezone
+from django.utils.translation import gettext as _
 
 from clinic.models import User
-from patients.models import Patient
+from patients.models import HISTORY_QUESTIONS, MedicalHistory, Patient, TreatmentArea
+from patients.screening import screen
+
+QUESTION_LABELS = {name: label for _group, qs in HISTORY_QUESTIONS for name, label in qs}
 
 SEARCH_LIMIT = 25
 
@@ -88,3 +95,75 @@ def patient_possible_duplicates(
     if exclude is not None:
         found = found.exclude(pk=exclude.pk)
     return list(found.order_by("last_name", "first_name")[:10])
+
+
+# --- Medical history and readiness ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AnswerChange:
+    question: str
+    before: str
+    after: str
+
+
+@dataclass(frozen=True)
+class Readiness:
+    """What reception may know: flags in non-clinical words, never the reason."""
+
+    flags: list[str]
+    history_current: bool
+
+
+def history_current(*, patient: Patient) -> MedicalHistory | None:
+    return patient.histories.order_by("-signed_at", "-id").first()
+
+
+def history_is_valid(history: MedicalHistory | None, *, today: date) -> bool:
+    if history is None:
+        return False
+    age = today - timezone.localtime(history.signed_at).date()
+    return age <= timedelta(days=settings.MEDICAL_HISTORY_VALID_DAYS)
+
+
+def _display(history: MedicalHistory, name: str) -> str:
+    value = getattr(history, name)
+    if isinstance(value, bool):
+        return str(_("yes")) if value else str(_("no"))
+    if name == "implant_areas":
+        labels = dict(TreatmentArea.choices)
+        return ", ".join(str(labels.get(a, a)) for a in value) or "—"
+    if isinstance(value, date):
+        return formats.date_format(value, "j M Y")
+    return str(value).strip() or "—"
+
+
+def history_changes(current: MedicalHistory, previous: MedicalHistory) -> list[AnswerChange]:
+    """Answers that differ between two questionnaires, in questionnaire order."""
+    changes = []
+    for field in MedicalHistory._meta.get_fields():
+        name = field.name
+        if not getattr(field, "editable", False) or name in {"id", "uuid", "patient"}:
+            continue
+        if getattr(current, name) != getattr(previous, name):
+            label = str(getattr(field, "verbose_name", name))
+            question = QUESTION_LABELS.get(name, label[:1].upper() + label[1:])
+            changes.append(
+                AnswerChange(str(question), _display(previous, name), _display(current, name))
+            )
+    return changes
+
+
+def patient_readiness(*, patient: Patient, today: date) -> Readiness:
+    """Flags for the patient page and, later, bookings: safe to share with reception."""
+    history = history_current(patient=patient)
+    flags: list[str] = []
+    valid = history_is_valid(history, today=today)
+    if history is None:
+        flags.append(str(_("medical history needed")))
+    elif not valid:
+        flags.append(str(_("medical history out of date: needs taking again")))
+    if history is not None:
+        notes = {f.reception_note for f in screen(history, today=today) if f.reception_note}
+        flags.extend(sorted(notes))
+    return Readiness(flags=flags, history_current=valid)

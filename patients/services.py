@@ -7,10 +7,11 @@ import re
 from typing import Any
 
 from django.db import transaction
+from django.utils import timezone
 
 from clinic.audit import audit_log
 from clinic.models import AuditAction, User
-from patients.models import Patient
+from patients.models import MedicalHistory, Patient
 
 EDITABLE_FIELDS = (
     "first_name",
@@ -87,3 +88,28 @@ def patient_update(*, patient: Patient, updated_by: User, **fields: Any) -> Pati
         changed_fields=changed,
     )
     return current
+
+
+@transaction.atomic
+def medical_history_record(
+    *, patient: Patient, signed_by: User, answers: dict[str, Any]
+) -> MedicalHistory:
+    """Record and sign a completed questionnaire. It becomes the patient's
+    current history; the previous ones stay, unchanged, for comparison."""
+    allowed = {f.name for f in MedicalHistory._meta.get_fields() if getattr(f, "editable", False)}
+    allowed -= {"patient", "id"}
+    unknown = set(answers) - allowed
+    if unknown:
+        raise TypeError(f"not questionnaire fields: {sorted(unknown)}")
+    history = MedicalHistory(
+        patient=patient, signed_by=signed_by, signed_at=timezone.now(), **answers
+    )
+    history.full_clean()
+    history.save()
+    audit_log(
+        actor=signed_by,
+        action=AuditAction.CREATE,
+        obj=history,
+        patient_ref=patient.uuid,
+    )
+    return history

@@ -11,4 +11,6 @@ urlpatterns = [
     path("new/", views.patient_create_view, name="create"),
     path("<uuid:patient>/", views.patient_detail, name="detail"),
     path("<uuid:patient>/edit/", views.patient_edit, name="edit"),
+    path("<uuid:patient>/history/", views.history_detail, name="history"),
+    path("<uuid:patient>/history/new/", views.history_new, name="history_new"),
 ]

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import uuid
 
+from django.conf import settings
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
+from django.urls import reverse
+from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods
 
@@ -14,9 +17,19 @@ from clinic.access import staff
 from clinic.audit import audit_log, audit_read
 from clinic.models import AuditAction, User
 from clinic.roles import Role
-from patients.forms import PatientForm, PatientSearchForm
-from patients.selectors import patient_get_for_user, patient_possible_duplicates, patient_search
-from patients.services import patient_create, patient_update
+from patients.forms import MedicalHistoryForm, PatientForm, PatientSearchForm
+from patients.models import HISTORY_QUESTIONS
+from patients.screening import Severity, screen
+from patients.selectors import (
+    history_changes,
+    history_current,
+    history_is_valid,
+    patient_get_for_user,
+    patient_possible_duplicates,
+    patient_readiness,
+    patient_search,
+)
+from patients.services import medical_history_record, patient_create, patient_update
 
 REGISTER_ROLES = (Role.RECEPTIONIST, Role.PRACTITIONER)
 READ_ROLES = (Role.RECEPTIONIST, Role.PRACTITIONER, Role.MANAGER)
@@ -91,7 +104,12 @@ def patient_detail(request: HttpRequest, patient: uuid.UUID) -> HttpResponse:
     return render(
         request,
         "patients/patient_detail.html",
-        {"patient": record, "can_edit": user.has_any_role(REGISTER_ROLES)},
+        {
+            "patient": record,
+            "can_edit": user.has_any_role(REGISTER_ROLES),
+            "is_practitioner": Role.PRACTITIONER in user.roles,
+            "readiness": patient_readiness(patient=record, today=timezone.localdate()),
+        },
     )
 
 
@@ -119,4 +137,68 @@ def patient_edit(request: HttpRequest, patient: uuid.UUID) -> HttpResponse:
         "patients/patient_form.html",
         {"form": form, "duplicates": duplicates, "patient": record, "creating": False},
         status=200 if not form.errors else 400,
+    )
+
+
+# --- Medical history (practitioners only) -----------------------------------------------
+
+
+@staff(Role.PRACTITIONER)
+@require_GET
+def history_detail(request: HttpRequest, patient: uuid.UUID) -> HttpResponse:
+    """The current history, its screening, and what changed since the previous one."""
+    record = patient_get_for_user(user=_user(request), patient_uuid=patient)
+    histories = list(
+        record.histories.select_related("signed_by").order_by("-signed_at", "-id")[:20]
+    )
+    current = histories[0] if histories else None
+    previous = histories[1] if len(histories) > 1 else None
+    today = timezone.localdate()
+    findings = screen(current, today=today) if current else []
+    if current is not None:
+        audit_read(request, current, patient_ref=record.uuid)
+    else:
+        audit_read(request, record, patient_ref=record.uuid)
+    return render(
+        request,
+        "patients/history_detail.html",
+        {
+            "patient": record,
+            "history": current,
+            "history_valid": history_is_valid(current, today=today),
+            "valid_days": settings.MEDICAL_HISTORY_VALID_DAYS,
+            "absolutes": [f for f in findings if f.severity == Severity.ABSOLUTE],
+            "cautions": [f for f in findings if f.severity == Severity.CAUTION],
+            "changes": history_changes(current, previous) if current and previous else [],
+            "previous": previous,
+            "older": histories[1:],
+            "groups": [
+                (label, [(q, getattr(current, name)) for name, q in qs])
+                for label, qs in HISTORY_QUESTIONS
+            ]
+            if current
+            else [],
+        },
+    )
+
+
+@staff(Role.PRACTITIONER)
+@require_http_methods(["GET", "POST"])
+def history_new(request: HttpRequest, patient: uuid.UUID) -> HttpResponse:
+    record = patient_get_for_user(user=_user(request), patient_uuid=patient)
+    previous = history_current(patient=record)
+    form = MedicalHistoryForm(request.POST or None, previous=previous)
+    if request.method == "POST" and form.is_valid():
+        medical_history_record(patient=record, signed_by=_user(request), answers=form.answers())
+        messages.success(request, _("Medical history signed and saved."))
+        return HttpResponseRedirect(reverse("patients:history", kwargs={"patient": record.uuid}))
+    if request.method == "POST":
+        messages.error(
+            request, _("Some answers are missing or need checking: see the marked questions.")
+        )
+    return render(
+        request,
+        "patients/history_form.html",
+        {"form": form, "patient": record, "previous": previous},
+        status=400 if form.errors else 200,
     )

@@ -63,3 +63,42 @@ class PatientFactory(factory.django.DjangoModelFactory):
         patient.search_text = patient_search_text(patient)
         patient.save()
         return patient
+
+
+# Every yes/no question of the questionnaire, answered "no".
+NO_CONDITIONS = dict.fromkeys(
+    [
+        "diabetes",
+        "cancer_history",
+        "autoimmune_disease",
+        "cardiac_disease",
+        "bleeding_disorder",
+        "epilepsy",
+        "keloid_scarring",
+        "scleroderma",
+        "chronic_condition_uncontrolled",
+        "anticoagulants",
+        "steroids",
+        "bruising_supplements",
+        "allergy_local_anaesthetic",
+        "pregnant",
+        "breastfeeding",
+        "skin_infection",
+        "active_acne",
+        "cold_sores_history",
+        "unwell_today",
+        "important_event_soon",
+        "alcohol_around_session",
+    ],
+    False,
+)
+
+
+def make_history(patient: Any, signed_by: Any, **answers: Any) -> Any:
+    """A signed history through the service, with every question answered 'no'
+    unless given."""
+    from patients.services import medical_history_record
+
+    return medical_history_record(
+        patient=patient, signed_by=signed_by, answers={**NO_CONDITIONS, **answers}
+    )

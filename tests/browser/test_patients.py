@@ -5,6 +5,9 @@ from __future__ import annotations
 import re
 
 import pytest
+from dateutil.relativedelta import relativedelta
+from django.utils import timezone
+from django.utils.formats import date_format
 from playwright.sync_api import expect
 
 from clinic.models import User
@@ -60,3 +63,46 @@ def test_reception_registers_a_patient_and_finds_them_by_phone(
     # The one refused form answered 400 on purpose; nothing else may fail.
     assert [e for e in tab.errors if "status of 400" not in e] == []
     assert len(tab.errors) == 1
+
+
+def test_practitioner_records_isotretinoin_and_reception_sees_only_a_flag(
+    live_server, new_page: NewPage, practitioner: User, receptionist: User
+) -> None:
+    patient = PatientFactory(first_name="Amelia", last_name="Hart")
+    four_months_ago = timezone.localdate() - relativedelta(months=4)
+    lifts_on = four_months_ago + relativedelta(months=18)
+
+    tab = new_page("desktop")
+    page = tab.page
+    sign_in(tab, live_server.url, practitioner)
+    page.goto(live_server.url + patient.get_absolute_url())
+    page.get_by_test_id("open-history").click()
+    page.get_by_test_id("new-history").click()
+    form = page.get_by_test_id("history-form")
+    # Answer every question "no" first, as a practitioner going down the list would.
+    for radio in form.locator("input[type=radio][value=no]").all():
+        radio.check()
+    page.locator("input[name=isotretinoin_taken][value=yes]").check()
+    page.get_by_label("Last dose of isotretinoin").fill(four_months_ago.isoformat())
+    page.get_by_label("I have gone through every answer").check()
+    screenshot(page, "history-form-desktop.png")
+    page.get_by_test_id("sign-history").click()
+
+    finding = page.get_by_test_id("finding-isotretinoin")
+    expect(finding).to_be_visible()
+    expect(finding).to_contain_text(date_format(lifts_on, "j M Y"))
+    expect(page.get_by_text("Do not treat")).to_be_visible()
+    screenshot(page, "history-screening-desktop.png")
+    assert tab.errors == []
+
+    reception = new_page("tablet")
+    sign_in(reception, live_server.url, receptionist)
+    reception.page.goto(live_server.url + patient.get_absolute_url())
+    readiness = reception.page.get_by_test_id("readiness")
+    expect(readiness).to_contain_text("ask the practitioner")
+    expect(readiness).to_contain_text(date_format(lifts_on, "j M Y"))
+    body = reception.page.content().lower()
+    assert "isotretinoin" not in body
+    assert "roaccutane" not in body
+    screenshot(reception.page, "patient-readiness-reception-tablet.png")
+    assert reception.errors == []
