@@ -13,4 +13,5 @@ urlpatterns = [
     path("<uuid:patient>/edit/", views.patient_edit, name="edit"),
     path("<uuid:patient>/history/", views.history_detail, name="history"),
     path("<uuid:patient>/history/new/", views.history_new, name="history_new"),
+    path("<uuid:patient>/access/", views.access_history, name="access_history"),
 ]

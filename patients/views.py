@@ -6,6 +6,7 @@ import uuid
 
 from django.conf import settings
 from django.contrib import messages
+from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
@@ -15,7 +16,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from clinic.access import staff
 from clinic.audit import audit_log, audit_read
-from clinic.models import AuditAction, User
+from clinic.models import AuditAction, AuditEvent, User
 from clinic.roles import Role
 from patients.forms import MedicalHistoryForm, PatientForm, PatientSearchForm
 from patients.models import HISTORY_QUESTIONS
@@ -108,6 +109,7 @@ def patient_detail(request: HttpRequest, patient: uuid.UUID) -> HttpResponse:
             "patient": record,
             "can_edit": user.has_any_role(REGISTER_ROLES),
             "is_practitioner": Role.PRACTITIONER in user.roles,
+            "can_see_access": user.has_any_role((Role.PRACTITIONER, Role.MANAGER)),
             "readiness": patient_readiness(patient=record, today=timezone.localdate()),
         },
     )
@@ -201,4 +203,22 @@ def history_new(request: HttpRequest, patient: uuid.UUID) -> HttpResponse:
         "patients/history_form.html",
         {"form": form, "patient": record, "previous": previous},
         status=400 if form.errors else 200,
+    )
+
+
+@staff(Role.PRACTITIONER, Role.MANAGER)
+@require_GET
+def access_history(request: HttpRequest, patient: uuid.UUID) -> HttpResponse:
+    """Who opened or changed this patient's record, and when. Practitioners also
+    see what was opened; managers see only who and when."""
+    user = _user(request)
+    record = patient_get_for_user(user=user, patient_uuid=patient)
+    page = Paginator(
+        AuditEvent.objects.filter(patient_ref=record.uuid).order_by("-at", "-id"), 50
+    ).get_page(request.GET.get("page"))
+    audit_read(request, record, patient_ref=record.uuid)
+    return render(
+        request,
+        "patients/access_history.html",
+        {"patient": record, "page": page, "show_what": Role.PRACTITIONER in user.roles},
     )

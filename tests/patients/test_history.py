@@ -11,8 +11,12 @@ from django.db import DatabaseError, transaction
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis.extra.django import from_form
 
 from clinic.models import AuditAction, AuditEvent, User
+from patients.forms import MedicalHistoryForm
 from patients.models import MedicalHistory, Patient
 from tests.conftest import sign_in
 from tests.factories import NO_CONDITIONS, PatientFactory, make_history
@@ -231,3 +235,68 @@ def test_history_page_has_a_fixed_query_budget(
         assert client.get(history_url(patient)).status_code == 200
     with django_assert_max_num_queries(9):
         assert client.get(patient.get_absolute_url()).status_code == 200
+
+
+# --- Access history ---------------------------------------------------------------------
+
+
+def test_practitioner_sees_who_opened_what(
+    patient: Patient, practitioner: User, receptionist: User, client: Client
+) -> None:
+    make_history(patient, practitioner)
+    sign_in(Client(), receptionist).get(patient.get_absolute_url())
+    sign_in(client, practitioner).get(history_url(patient))
+    page = client.get(reverse("patients:access_history", kwargs={"patient": patient.uuid}))
+    rows = list(page.context["page"])
+    assert {r.actor_label for r in rows} >= {"reception", "practitioner"}
+    body = page.content.decode()
+    assert "medical history" in body  # what was opened
+    assert page.context["show_what"] is True
+
+
+def test_manager_sees_who_and_when_only(
+    patient: Patient, practitioner: User, manager: User, client: Client
+) -> None:
+    make_history(patient, practitioner)
+    sign_in(Client(), practitioner).get(history_url(patient))
+    page = sign_in(client, manager).get(
+        reverse("patients:access_history", kwargs={"patient": patient.uuid})
+    )
+    assert page.status_code == 200
+    body = page.content.decode()
+    assert "practitioner" in body
+    assert "medical history" not in body
+    assert page.context["show_what"] is False
+
+
+def test_reception_cannot_see_the_access_history(
+    patient: Patient, receptionist: User, client: Client
+) -> None:
+    url = reverse("patients:access_history", kwargs={"patient": patient.uuid})
+    assert sign_in(client, receptionist).get(url).status_code == 403
+
+
+@pytest.mark.parametrize("events", [3, 120])
+def test_access_history_has_a_fixed_query_budget(
+    patient: Patient, practitioner: User, client: Client, events: int, django_assert_max_num_queries
+) -> None:
+    AuditEvent.objects.bulk_create(
+        AuditEvent(
+            actor=practitioner, actor_label="practitioner", action="view", patient_ref=patient.uuid
+        )
+        for _ in range(events)
+    )
+    sign_in(client, practitioner)
+    client.get(reverse("home"))
+    with django_assert_max_num_queries(8):
+        client.get(reverse("patients:access_history", kwargs={"patient": patient.uuid}))
+
+
+# --- Fuzzing ------------------------------------------------------------------------------
+
+
+@hsettings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+@given(from_form(MedicalHistoryForm))
+def test_history_form_never_crashes(form: MedicalHistoryForm) -> None:
+    if form.is_valid():
+        assert set(form.answers()) >= set(NO_CONDITIONS)
