@@ -12,6 +12,8 @@ from django.utils.translation import gettext_lazy as _
 from patients.models import (
     HISTORY_BOOLEAN_FIELDS,
     HISTORY_QUESTIONS,
+    Concern,
+    Consultation,
     MedicalHistory,
     Patient,
     ReminderChannel,
@@ -191,3 +193,48 @@ class MedicalHistoryForm(forms.ModelForm):
 
     def question_groups(self) -> list[tuple[Any, list[forms.BoundField]]]:
         return [(label, [self[name] for name, _q in qs]) for label, qs in HISTORY_QUESTIONS]
+
+
+class ConsultationForm(forms.ModelForm):
+    concerns = forms.TypedMultipleChoiceField(
+        label=_("Concerns"),
+        choices=Concern.choices,
+        widget=forms.CheckboxSelectMultiple,
+        error_messages={"required": _("Tick at least one concern.")},
+    )
+    areas = forms.TypedMultipleChoiceField(
+        label=_("Areas to treat"),
+        choices=TreatmentArea.choices,
+        widget=forms.CheckboxSelectMultiple,
+        error_messages={"required": _("Tick at least one area.")},
+    )
+
+    class Meta:
+        model = Consultation
+        fields = [
+            "skin_type",
+            "concerns",
+            "areas",
+            "goals",
+            "expectations_discussed",
+            "risks_discussed",
+            "alternatives_discussed",
+            "recommended_protocol",
+            "notes",
+        ]
+        widgets = {
+            "goals": forms.Textarea(attrs={"rows": 2}),
+            "alternatives_discussed": forms.Textarea(attrs={"rows": 2}),
+            "notes": forms.Textarea(attrs={"rows": 3}),
+        }
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for name in ("expectations_discussed", "risks_discussed"):
+            self.fields[name].required = True
+            self.fields[name].error_messages["required"] = _(
+                "Discuss this with the patient before recording the consultation."
+            )
+
+    def service_fields(self) -> dict[str, Any]:
+        return {name: self.cleaned_data[name] for name in self.Meta.fields}

@@ -242,3 +242,84 @@ class MedicalHistory(models.Model):
     def implant_area_labels(self) -> list[str]:
         labels = dict(TreatmentArea.choices)
         return [str(labels.get(area, area)) for area in self.implant_areas]
+
+
+class Fitzpatrick(models.TextChoices):
+    I = "I", _("I: always burns, never tans")  # noqa: E741
+    II = "II", _("II: usually burns, tans minimally")
+    III = "III", _("III: sometimes burns, tans gradually")
+    IV = "IV", _("IV: rarely burns, tans easily")
+    V = "V", _("V: very rarely burns, tans very easily")
+    VI = "VI", _("VI: never burns")
+
+
+class Concern(models.TextChoices):
+    REJUVENATION = "rejuvenation", _("Facial rejuvenation")
+    LINES = "lines", _("Fine lines and wrinkles")
+    LAXITY = "laxity", _("Loose or sagging skin")
+    DULL = "dull", _("Dull or dehydrated skin")
+    SUN_DAMAGE = "sun_damage", _("Sun damage")
+    PIGMENTATION = "pigmentation", _("Pigmentation and dark patches")
+    DARK_CIRCLES = "dark_circles", _("Dark circles under the eyes")
+    SCARS = "scars", _("Scars")
+    CELLULITE = "cellulite", _("Cellulite")
+    LOCAL_FAT = "local_fat", _("Small local fat deposits")
+    HAIR_LOSS = "hair_loss", _("Hair loss or thinning")
+
+
+class Consultation(models.Model):
+    """What was discussed before a course is planned. Kept as written: a later
+    consultation adds to the record rather than changing this one."""
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="consultations")
+    recorded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", editable=False
+    )
+    recorded_at = models.DateTimeField(auto_now_add=True)
+    skin_type = models.CharField(
+        _("Fitzpatrick skin type"), max_length=3, choices=Fitzpatrick.choices
+    )
+    concerns = ArrayField(
+        models.CharField(max_length=20, choices=Concern.choices), verbose_name=_("concerns")
+    )
+    areas = ArrayField(
+        models.CharField(max_length=20, choices=TreatmentArea.choices), verbose_name=_("areas")
+    )
+    goals = models.TextField(_("the patient's goals"), max_length=2000)
+    expectations_discussed = models.BooleanField(
+        _("realistic results, number of sessions and how long results last were discussed")
+    )
+    risks_discussed = models.BooleanField(
+        _("benefits, common side effects and rare risks were explained")
+    )
+    alternatives_discussed = models.TextField(
+        _("alternatives discussed"),
+        max_length=1000,
+        help_text=_("For example peels, microneedling, no treatment."),
+    )
+    recommended_protocol = models.CharField(_("recommended protocol"), max_length=200)
+    notes = models.TextField(_("notes"), blank=True, max_length=4000)
+
+    class Meta:
+        ordering = ["-recorded_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(expectations_discussed=True, risks_discussed=True),
+                name="consultation_discussed_before_recording",
+                violation_error_message=_("Expectations and risks must be discussed first."),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Consultation {self.uuid} of {self.patient_id}"
+
+    @property
+    def concern_labels(self) -> list[str]:
+        labels = dict(Concern.choices)
+        return [str(labels.get(c, c)) for c in self.concerns]
+
+    @property
+    def area_labels(self) -> list[str]:
+        labels = dict(TreatmentArea.choices)
+        return [str(labels.get(a, a)) for a in self.areas]

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from clinic.audit import audit_log
 from clinic.models import AuditAction, User
-from patients.models import MedicalHistory, Patient
+from patients.models import Consultation, MedicalHistory, Patient
 
 EDITABLE_FIELDS = (
     "first_name",
@@ -113,3 +113,14 @@ def medical_history_record(
         patient_ref=patient.uuid,
     )
     return history
+
+
+@transaction.atomic
+def consultation_record(*, patient: Patient, recorded_by: User, **fields: Any) -> Consultation:
+    consultation = Consultation(patient=patient, recorded_by=recorded_by, **fields)
+    consultation.full_clean()
+    consultation.save()
+    audit_log(
+        actor=recorded_by, action=AuditAction.CREATE, obj=consultation, patient_ref=patient.uuid
+    )
+    return consultation

@@ -14,4 +14,6 @@ urlpatterns = [
     path("<uuid:patient>/history/", views.history_detail, name="history"),
     path("<uuid:patient>/history/new/", views.history_new, name="history_new"),
     path("<uuid:patient>/access/", views.access_history, name="access_history"),
+    path("<uuid:patient>/consultations/", views.consultation_list, name="consultations"),
+    path("<uuid:patient>/consultations/new/", views.consultation_new, name="consultation_new"),
 ]

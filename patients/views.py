@@ -18,7 +18,7 @@ from clinic.access import staff
 from clinic.audit import audit_log, audit_read
 from clinic.models import AuditAction, AuditEvent, User
 from clinic.roles import Role
-from patients.forms import MedicalHistoryForm, PatientForm, PatientSearchForm
+from patients.forms import ConsultationForm, MedicalHistoryForm, PatientForm, PatientSearchForm
 from patients.models import HISTORY_QUESTIONS
 from patients.screening import Severity, screen
 from patients.selectors import (
@@ -30,7 +30,12 @@ from patients.selectors import (
     patient_readiness,
     patient_search,
 )
-from patients.services import medical_history_record, patient_create, patient_update
+from patients.services import (
+    consultation_record,
+    medical_history_record,
+    patient_create,
+    patient_update,
+)
 
 REGISTER_ROLES = (Role.RECEPTIONIST, Role.PRACTITIONER)
 READ_ROLES = (Role.RECEPTIONIST, Role.PRACTITIONER, Role.MANAGER)
@@ -221,4 +226,45 @@ def access_history(request: HttpRequest, patient: uuid.UUID) -> HttpResponse:
         request,
         "patients/access_history.html",
         {"patient": record, "page": page, "show_what": Role.PRACTITIONER in user.roles},
+    )
+
+
+# --- Consultations (practitioners only) ------------------------------------------------------
+
+
+@staff(Role.PRACTITIONER)
+@require_GET
+def consultation_list(request: HttpRequest, patient: uuid.UUID) -> HttpResponse:
+    record = patient_get_for_user(user=_user(request), patient_uuid=patient)
+    consultations = list(record.consultations.select_related("recorded_by")[:50])
+    audit_log(
+        actor=request.user,
+        action=AuditAction.VIEW,
+        object_type="patients.consultation",
+        object_id="list",
+        patient_ref=record.uuid,
+    )
+    return render(
+        request,
+        "patients/consultation_list.html",
+        {"patient": record, "consultations": consultations},
+    )
+
+
+@staff(Role.PRACTITIONER)
+@require_http_methods(["GET", "POST"])
+def consultation_new(request: HttpRequest, patient: uuid.UUID) -> HttpResponse:
+    record = patient_get_for_user(user=_user(request), patient_uuid=patient)
+    form = ConsultationForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        consultation_record(patient=record, recorded_by=_user(request), **form.service_fields())
+        messages.success(request, _("Consultation recorded."))
+        return HttpResponseRedirect(
+            reverse("patients:consultations", kwargs={"patient": record.uuid})
+        )
+    return render(
+        request,
+        "patients/consultation_form.html",
+        {"form": form, "patient": record},
+        status=400 if form.errors else 200,
     )
