@@ -9,6 +9,7 @@ from django import forms
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from patients.images import CleanImage, ImageRejectedError, clean_photo
 from patients.models import (
     HISTORY_BOOLEAN_FIELDS,
     HISTORY_QUESTIONS,
@@ -16,6 +17,7 @@ from patients.models import (
     Consultation,
     MedicalHistory,
     Patient,
+    Photo,
     ReminderChannel,
     TreatmentArea,
 )
@@ -238,3 +240,34 @@ class ConsultationForm(forms.ModelForm):
 
     def service_fields(self) -> dict[str, Any]:
         return {name: self.cleaned_data[name] for name in self.Meta.fields}
+
+
+class PhotoForm(forms.ModelForm):
+    image = forms.FileField(
+        label=_("Photo"),
+        help_text=_("JPEG or PNG, up to 15 MB. Location and camera details are removed."),
+        widget=forms.ClearableFileInput(attrs={"accept": "image/jpeg,image/png"}),
+    )
+
+    class Meta:
+        model = Photo
+        fields = ["area", "kind", "taken_on"]
+        widgets = {"taken_on": forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d")}
+
+    def clean_taken_on(self) -> date:
+        taken: date = self.cleaned_data["taken_on"]
+        if taken > timezone.localdate():
+            raise forms.ValidationError(_("The date cannot be in the future."))
+        return taken
+
+    def clean_image(self) -> CleanImage:
+        upload = self.cleaned_data["image"]
+        try:
+            return clean_photo(upload, size=upload.size)
+        except ImageRejectedError as error:
+            raise forms.ValidationError(str(error)) from None
+
+
+class PhotoCompareForm(forms.Form):
+    a = forms.UUIDField()
+    b = forms.UUIDField()

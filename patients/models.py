@@ -323,3 +323,41 @@ class Consultation(models.Model):
     def area_labels(self) -> list[str]:
         labels = dict(TreatmentArea.choices)
         return [str(labels.get(a, a)) for a in self.areas]
+
+
+class PhotoKind(models.TextChoices):
+    BEFORE = "before", _("Before")
+    AFTER = "after", _("After")
+    PROGRESS = "progress", _("During the course")
+
+
+def _photo_path(instance: Photo, filename: str) -> str:
+    # A random name: nothing about the patient or the original file in the path.
+    return f"photos/{instance.uuid}.jpg"
+
+
+class Photo(models.Model):
+    """A clinical photograph, re-encoded on upload with all metadata removed."""
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="photos")
+    area = models.CharField(_("area"), max_length=20, choices=TreatmentArea.choices)
+    kind = models.CharField(_("when"), max_length=10, choices=PhotoKind.choices)
+    taken_on = models.DateField(_("taken on"))
+    image = models.FileField(upload_to=_photo_path, editable=False)
+    width = models.PositiveIntegerField(editable=False)
+    height = models.PositiveIntegerField(editable=False)
+    sha256 = models.CharField(max_length=64, editable=False)
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", editable=False
+    )
+    uploaded_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["area", "taken_on", "id"]
+        indexes = [
+            models.Index(fields=["patient", "area", "taken_on"], name="photo_patient_area_idx")
+        ]
+
+    def __str__(self) -> str:
+        return f"Photo {self.uuid}"

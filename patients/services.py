@@ -4,14 +4,17 @@ nothing else saves a Patient."""
 from __future__ import annotations
 
 import re
+from datetime import date
 from typing import Any
 
+from django.core.files.base import ContentFile
 from django.db import transaction
 from django.utils import timezone
 
 from clinic.audit import audit_log
 from clinic.models import AuditAction, User
-from patients.models import Consultation, MedicalHistory, Patient
+from patients.images import CleanImage
+from patients.models import Consultation, MedicalHistory, Patient, Photo
 
 EDITABLE_FIELDS = (
     "first_name",
@@ -124,3 +127,37 @@ def consultation_record(*, patient: Patient, recorded_by: User, **fields: Any) -
         actor=recorded_by, action=AuditAction.CREATE, obj=consultation, patient_ref=patient.uuid
     )
     return consultation
+
+
+def photo_add(
+    *,
+    patient: Patient,
+    uploaded_by: User,
+    area: str,
+    kind: str,
+    taken_on: date,
+    image: CleanImage,
+) -> Photo:
+    """Store a cleaned photo and its record; no file is left behind if the record fails."""
+    photo = Photo(
+        patient=patient,
+        uploaded_by=uploaded_by,
+        area=area,
+        kind=kind,
+        taken_on=taken_on,
+        width=image.width,
+        height=image.height,
+        sha256=image.sha256,
+    )
+    photo.image.save(f"{photo.uuid}.jpg", ContentFile(image.content), save=False)
+    try:
+        with transaction.atomic():
+            photo.full_clean()
+            photo.save()
+            audit_log(
+                actor=uploaded_by, action=AuditAction.CREATE, obj=photo, patient_ref=patient.uuid
+            )
+    except Exception:
+        photo.image.delete(save=False)
+        raise
+    return photo

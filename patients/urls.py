@@ -16,4 +16,7 @@ urlpatterns = [
     path("<uuid:patient>/access/", views.access_history, name="access_history"),
     path("<uuid:patient>/consultations/", views.consultation_list, name="consultations"),
     path("<uuid:patient>/consultations/new/", views.consultation_new, name="consultation_new"),
+    path("<uuid:patient>/photos/", views.photo_list, name="photos"),
+    path("<uuid:patient>/photos/compare/", views.photo_compare, name="photo_compare"),
+    path("<uuid:patient>/photos/<uuid:photo>/", views.photo_file, name="photo_file"),
 ]

@@ -7,8 +7,8 @@ import uuid
 from django.conf import settings
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.shortcuts import render
+from django.http import FileResponse, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -18,7 +18,15 @@ from clinic.access import staff
 from clinic.audit import audit_log, audit_read
 from clinic.models import AuditAction, AuditEvent, User
 from clinic.roles import Role
-from patients.forms import ConsultationForm, MedicalHistoryForm, PatientForm, PatientSearchForm
+from patients.forms import (
+    ConsultationForm,
+    MedicalHistoryForm,
+    PatientForm,
+    PatientSearchForm,
+    PhotoCompareForm,
+    PhotoForm,
+)
+from patients.images import MAX_UPLOAD_BYTES
 from patients.models import HISTORY_QUESTIONS
 from patients.screening import Severity, screen
 from patients.selectors import (
@@ -35,6 +43,7 @@ from patients.services import (
     medical_history_record,
     patient_create,
     patient_update,
+    photo_add,
 )
 
 REGISTER_ROLES = (Role.RECEPTIONIST, Role.PRACTITIONER)
@@ -268,3 +277,93 @@ def consultation_new(request: HttpRequest, patient: uuid.UUID) -> HttpResponse:
         {"form": form, "patient": record},
         status=400 if form.errors else 200,
     )
+
+
+# --- Photos (practitioners only) ------------------------------------------------------------
+
+
+@staff(Role.PRACTITIONER)
+@require_http_methods(["GET", "POST"])
+def photo_list(request: HttpRequest, patient: uuid.UUID) -> HttpResponse:
+    record = patient_get_for_user(user=_user(request), patient_uuid=patient)
+    status = 200
+    upload_error = ""
+    form = PhotoForm(initial={"taken_on": timezone.localdate()})
+    if request.method == "POST":
+        try:
+            declared = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            declared = 0
+        if declared > MAX_UPLOAD_BYTES + 1024 * 1024:
+            # Refuse before reading the body: a huge upload is never spooled to disk.
+            upload_error = _("The photo is larger than 15 MB. Send a smaller one.")
+            status = 413
+        else:
+            form = PhotoForm(request.POST, request.FILES)
+            if form.is_valid():
+                photo_add(
+                    patient=record,
+                    uploaded_by=_user(request),
+                    image=form.cleaned_data["image"],
+                    **{k: form.cleaned_data[k] for k in ("area", "kind", "taken_on")},
+                )
+                messages.success(request, _("Photo added."))
+                return HttpResponseRedirect(
+                    reverse("patients:photos", kwargs={"patient": record.uuid})
+                )
+            status = 400
+    photos = list(record.photos.all())
+    audit_log(
+        actor=request.user,
+        action=AuditAction.VIEW,
+        object_type="patients.photo",
+        object_id="list",
+        patient_ref=record.uuid,
+    )
+    by_area: dict[str, list] = {}
+    for photo in photos:
+        by_area.setdefault(photo.get_area_display(), []).append(photo)
+    return render(
+        request,
+        "patients/photo_list.html",
+        {"patient": record, "form": form, "by_area": by_area, "upload_error": upload_error},
+        status=status,
+    )
+
+
+@staff(Role.PRACTITIONER)
+@require_GET
+def photo_file(request: HttpRequest, patient: uuid.UUID, photo: uuid.UUID) -> FileResponse:
+    """The image itself, only for someone who may see this patient's record."""
+    record = patient_get_for_user(user=_user(request), patient_uuid=patient)
+    found = get_object_or_404(record.photos, uuid=photo)
+    audit_read(request, found, patient_ref=record.uuid)
+    response = FileResponse(found.image.open("rb"), content_type="image/jpeg")
+    response["Content-Disposition"] = f'inline; filename="{found.uuid}.jpg"'
+    return response
+
+
+@staff(Role.PRACTITIONER)
+@require_GET
+def photo_compare(request: HttpRequest, patient: uuid.UUID) -> HttpResponse:
+    """Two photos of the same area side by side (before and after, say)."""
+    record = patient_get_for_user(user=_user(request), patient_uuid=patient)
+    form = PhotoCompareForm(request.GET)
+    pair = []
+    error = ""
+    if form.is_valid():
+        found = {
+            p.uuid: p
+            for p in record.photos.filter(uuid__in=[form.cleaned_data["a"], form.cleaned_data["b"]])
+        }
+        pair = [found[k] for k in (form.cleaned_data["a"], form.cleaned_data["b"]) if k in found]
+        if len(pair) != 2:
+            error = _("Choose two photos of this patient.")
+        elif pair[0].area != pair[1].area:
+            error = _("Choose two photos of the same area.")
+    else:
+        error = _("Choose two photos to compare.")
+    if error:
+        messages.error(request, error)
+        return HttpResponseRedirect(reverse("patients:photos", kwargs={"patient": record.uuid}))
+    return render(request, "patients/photo_compare.html", {"patient": record, "pair": pair})

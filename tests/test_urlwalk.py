@@ -34,6 +34,7 @@ SAMPLE_KWARGS: dict[str, str] = {
     "pk": "1",
     "id": "1",
     "patient": "00000000-0000-4000-8000-000000000001",
+    "photo": "00000000-0000-4000-8000-000000000002",
 }
 
 # Tables a GET may write to: the session (idle timer), the audit trail
