@@ -106,3 +106,51 @@ def test_practitioner_records_isotretinoin_and_reception_sees_only_a_flag(
     assert "roaccutane" not in body
     screenshot(reception.page, "patient-readiness-reception-tablet.png")
     assert reception.errors == []
+
+
+def _photo(colour: tuple[int, int, int]) -> bytes:
+    import io
+
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", (800, 600), colour)
+    ImageDraw.Draw(image).ellipse((250, 150, 550, 450), fill=(240, 200, 180))
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG")
+    return buffer.getvalue()
+
+
+def test_practitioner_uploads_before_and_after_and_compares(
+    live_server, new_page: NewPage, practitioner: User, tmp_path, settings
+) -> None:
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": str(tmp_path)},
+        },
+    }
+    patient = PatientFactory(first_name="Amelia", last_name="Hart")
+    tab = new_page("tablet")
+    page = tab.page
+    sign_in(tab, live_server.url, practitioner)
+    page.goto(live_server.url + patient.get_absolute_url())
+    page.get_by_test_id("open-photos").click()
+    for kind, taken, colour in (("before", "2026-09-01", (90, 60, 50)), ("after", "2026-11-01", (160, 120, 100))):
+        form = page.get_by_test_id("photo-upload")
+        form.get_by_label("Area").select_option("face")
+        form.get_by_label("When").select_option(kind)
+        form.get_by_label("Taken on").fill(taken)
+        form.get_by_label("Photo").set_input_files(
+            files=[{"name": f"{kind}.jpg", "mimeType": "image/jpeg", "buffer": _photo(colour)}]
+        )
+        form.get_by_role("button", name="Upload").click()
+        expect(page.get_by_text("Photo added.")).to_be_visible()
+    screenshot(page, "photos-tablet.png")
+    page.locator("input[name=a]").first.check()
+    page.locator("input[name=b]").last.check()
+    page.get_by_role("button", name="Compare side by side").click()
+    expect(page.get_by_test_id("photo-compare").locator("img")).to_have_count(2)
+    page.wait_for_load_state("networkidle")
+    screenshot(page, "photos-compare-tablet.png")
+    assert tab.errors == []
