@@ -176,3 +176,42 @@ def test_route_matrix_is_printable() -> None:
     ]
     print("\n".join(lines))
     assert any("staff: manager" in line for line in lines)
+
+
+def _row_counts() -> dict[str, int]:
+    from django.apps import apps
+
+    counts = {}
+    for app in ("patients", "consent", "treatments"):
+        for model in apps.get_app_config(app).get_models():
+            counts[model._meta.label] = model._default_manager.count()
+    return counts
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("persona", PERSONAS)
+def test_posting_to_every_route_never_errors_and_refusals_change_nothing(
+    persona: str, request: pytest.FixtureRequest
+) -> None:
+    """Empty and hostile posts, with another patient's identifiers where a route
+    takes them: never a server error, and a refused post changes no rows."""
+    from tests.factories import PatientFactory
+
+    other = PatientFactory()
+    client, user = _client_for(persona, request)
+    failures = []
+    for route in ROUTES:
+        if route.name.startswith("admin:"):
+            continue
+        url = route.url.replace(SAMPLE_KWARGS["patient"], str(other.uuid))
+        for data in ({}, {"patient": SAMPLE_KWARGS["patient"], "uuid": "1", "created_by": "1"}):
+            before = _row_counts()
+            response = client.post(url, data)
+            if response.status_code >= 500:
+                failures.append(f"{route.name}: {response.status_code}")
+            refused = response.status_code in (302, 403, 404, 405) and not _allowed(
+                route.access, user
+            )
+            if refused and route.access.kind != "public" and _row_counts() != before:
+                failures.append(f"{route.name}: refused post changed rows")
+    assert not failures, "\n".join(failures)

@@ -136,7 +136,10 @@ def test_practitioner_uploads_before_and_after_and_compares(
     sign_in(tab, live_server.url, practitioner)
     page.goto(live_server.url + patient.get_absolute_url())
     page.get_by_test_id("open-photos").click()
-    for kind, taken, colour in (("before", "2026-09-01", (90, 60, 50)), ("after", "2026-11-01", (160, 120, 100))):
+    for kind, taken, colour in (
+        ("before", "2026-09-01", (90, 60, 50)),
+        ("after", "2026-11-01", (160, 120, 100)),
+    ):
         form = page.get_by_test_id("photo-upload")
         form.get_by_label("Area").select_option("face")
         form.get_by_label("When").select_option(kind)
