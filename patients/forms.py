@@ -13,6 +13,7 @@ from patients.images import CleanImage, ImageRejectedError, clean_photo
 from patients.models import (
     HISTORY_BOOLEAN_FIELDS,
     HISTORY_QUESTIONS,
+    PATIENT_EDITABLE_FIELDS,
     Concern,
     Consultation,
     MedicalHistory,
@@ -33,20 +34,7 @@ class PatientForm(forms.ModelForm):
 
     class Meta:
         model = Patient
-        fields = [
-            "first_name",
-            "last_name",
-            "date_of_birth",
-            "email",
-            "phone",
-            "address",
-            "postcode",
-            "emergency_contact_name",
-            "emergency_contact_phone",
-            "gp_details",
-            "reminder_channel",
-            "consents_to_messages",
-        ]
+        fields = list(PATIENT_EDITABLE_FIELDS)
         widgets = {
             "date_of_birth": forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"),
             "address": forms.Textarea(attrs={"rows": 2}),

@@ -19,6 +19,23 @@ class ReminderChannel(models.TextChoices):
     NONE = "none", _("No reminders")
 
 
+# What registration and the contact-details form may set; nothing else.
+PATIENT_EDITABLE_FIELDS = (
+    "first_name",
+    "last_name",
+    "date_of_birth",
+    "email",
+    "phone",
+    "address",
+    "postcode",
+    "emergency_contact_name",
+    "emergency_contact_phone",
+    "gp_details",
+    "reminder_channel",
+    "consents_to_messages",
+)
+
+
 class Patient(models.Model):
     """A person the clinic treats. URLs carry `uuid`, never the sequential key."""
 

@@ -14,21 +14,12 @@ from django.utils import timezone
 from clinic.audit import audit_log
 from clinic.models import AuditAction, User
 from patients.images import CleanImage
-from patients.models import Consultation, MedicalHistory, Patient, Photo
-
-EDITABLE_FIELDS = (
-    "first_name",
-    "last_name",
-    "date_of_birth",
-    "email",
-    "phone",
-    "address",
-    "postcode",
-    "emergency_contact_name",
-    "emergency_contact_phone",
-    "gp_details",
-    "reminder_channel",
-    "consents_to_messages",
+from patients.models import (
+    PATIENT_EDITABLE_FIELDS,
+    Consultation,
+    MedicalHistory,
+    Patient,
+    Photo,
 )
 
 
@@ -51,7 +42,7 @@ def patient_search_text(patient: Patient) -> str:
 
 @transaction.atomic
 def patient_create(*, created_by: User, **fields: Any) -> Patient:
-    unknown = set(fields) - set(EDITABLE_FIELDS)
+    unknown = set(fields) - set(PATIENT_EDITABLE_FIELDS)
     if unknown:
         raise TypeError(f"not editable: {sorted(unknown)}")
     patient = Patient(created_by=created_by, **fields)
@@ -70,7 +61,7 @@ def patient_create(*, created_by: User, **fields: Any) -> Patient:
 
 @transaction.atomic
 def patient_update(*, patient: Patient, updated_by: User, **fields: Any) -> Patient:
-    unknown = set(fields) - set(EDITABLE_FIELDS)
+    unknown = set(fields) - set(PATIENT_EDITABLE_FIELDS)
     if unknown:
         raise TypeError(f"not editable: {sorted(unknown)}")
     # Lock the row: two receptionists saving at once must not interleave.
