@@ -65,33 +65,14 @@ class PatientFactory(factory.django.DjangoModelFactory):
         return patient
 
 
+def _no_conditions() -> dict[str, bool]:
+    from patients.models import HISTORY_BOOLEAN_FIELDS
+
+    return dict.fromkeys(HISTORY_BOOLEAN_FIELDS, False)
+
+
 # Every yes/no question of the questionnaire, answered "no".
-NO_CONDITIONS = dict.fromkeys(
-    [
-        "diabetes",
-        "cancer_history",
-        "autoimmune_disease",
-        "cardiac_disease",
-        "bleeding_disorder",
-        "epilepsy",
-        "keloid_scarring",
-        "scleroderma",
-        "chronic_condition_uncontrolled",
-        "anticoagulants",
-        "steroids",
-        "bruising_supplements",
-        "allergy_local_anaesthetic",
-        "pregnant",
-        "breastfeeding",
-        "skin_infection",
-        "active_acne",
-        "cold_sores_history",
-        "unwell_today",
-        "important_event_soon",
-        "alcohol_around_session",
-    ],
-    False,
-)
+NO_CONDITIONS = _no_conditions()
 
 
 def make_history(patient: Any, signed_by: Any, **answers: Any) -> Any:

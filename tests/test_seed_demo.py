@@ -27,6 +27,10 @@ def test_seed_creates_the_three_demo_staff_once() -> None:
     assert "3 staff user(s) created" in first
     assert "0 staff user(s) created, 3 already there" in second
     assert User.objects.count() == 3
+    from patients.models import MedicalHistory, Patient
+
+    assert Patient.objects.count() == 6
+    assert MedicalHistory.objects.count() == 5
     roles = {u.username: {r.value for r in u.roles} for u in User.objects.all()}
     assert roles == {
         "reception": {Role.RECEPTIONIST.value},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 from django.conf import settings
@@ -52,6 +53,21 @@ class Command(BaseCommand):
                     email=f"{username}@demo.clinic.invalid",
                 )
                 created += 1
+            # Each feature app seeds its own demo data (a `demo` module with
+            # `seed()`), found by name so that this base app imports none of them.
+            staff = {
+                u.username: u
+                for u in User.objects.filter(username__in=["practitioner", "reception"])
+            }
+            for app in ("patients", "consent", "treatments"):
+                try:
+                    module = importlib.import_module(f"{app}.demo")
+                except ModuleNotFoundError:
+                    continue
+                added = module.seed(
+                    practitioner=staff["practitioner"], reception=staff["reception"]
+                )
+                self.stdout.write(f"Demo data: {added} {app} record(s) added.")
         kept = len(DEMO_STAFF) - created
         self.stdout.write(f"Demo data: {created} staff user(s) created, {kept} already there.")
         self.stdout.write("Demo logins (username / password):")
