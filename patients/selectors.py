@@ -69,6 +69,7 @@ def patient_search(*, user: User, query: str, limit: int = SEARCH_LIMIT) -> list
 
 def patient_possible_duplicates(
     *,
+    user: User,
     first_name: str,
     last_name: str,
     date_of_birth: date | None,
@@ -91,7 +92,7 @@ def patient_possible_duplicates(
         condition |= Q(phone=phone)
     if not condition:
         return []
-    found = Patient.objects.filter(condition)
+    found = patients_visible_to(user).filter(condition)
     if exclude is not None:
         found = found.exclude(pk=exclude.pk)
     return list(found.order_by("last_name", "first_name")[:10])

@@ -23,6 +23,13 @@ from patients.models import (
 )
 
 
+def _reject_unknown(fields: Any, allowed: Any, what: str) -> None:
+    """Services take only the fields they name: anything else is a programming error."""
+    unknown = set(fields) - set(allowed)
+    if unknown:
+        raise TypeError(f"{what}: {sorted(unknown)}")
+
+
 def _digits(value: str) -> str:
     return re.sub(r"\D", "", value)
 
@@ -42,9 +49,7 @@ def patient_search_text(patient: Patient) -> str:
 
 @transaction.atomic
 def patient_create(*, created_by: User, **fields: Any) -> Patient:
-    unknown = set(fields) - set(PATIENT_EDITABLE_FIELDS)
-    if unknown:
-        raise TypeError(f"not editable: {sorted(unknown)}")
+    _reject_unknown(fields, PATIENT_EDITABLE_FIELDS, "not editable")
     patient = Patient(created_by=created_by, **fields)
     patient.search_text = patient_search_text(patient)
     patient.full_clean()
@@ -61,9 +66,7 @@ def patient_create(*, created_by: User, **fields: Any) -> Patient:
 
 @transaction.atomic
 def patient_update(*, patient: Patient, updated_by: User, **fields: Any) -> Patient:
-    unknown = set(fields) - set(PATIENT_EDITABLE_FIELDS)
-    if unknown:
-        raise TypeError(f"not editable: {sorted(unknown)}")
+    _reject_unknown(fields, PATIENT_EDITABLE_FIELDS, "not editable")
     # Lock the row: two receptionists saving at once must not interleave.
     current = Patient.objects.select_for_update().get(pk=patient.pk)
     changed = [f for f, v in fields.items() if getattr(current, f) != v]
@@ -92,9 +95,7 @@ def medical_history_record(
     current history; the previous ones stay, unchanged, for comparison."""
     allowed = {f.name for f in MedicalHistory._meta.get_fields() if getattr(f, "editable", False)}
     allowed -= {"patient", "id"}
-    unknown = set(answers) - allowed
-    if unknown:
-        raise TypeError(f"not questionnaire fields: {sorted(unknown)}")
+    _reject_unknown(answers, allowed, "not questionnaire fields")
     history = MedicalHistory(
         patient=patient, signed_by=signed_by, signed_at=timezone.now(), **answers
     )

@@ -27,7 +27,7 @@ from patients.forms import (
     PhotoForm,
 )
 from patients.images import MAX_UPLOAD_BYTES
-from patients.models import HISTORY_QUESTIONS
+from patients.models import HISTORY_QUESTIONS, Patient
 from patients.screening import Severity, screen
 from patients.selectors import (
     history_changes,
@@ -73,32 +73,38 @@ def patient_list(request: HttpRequest) -> HttpResponse:
     return render(request, template, context)
 
 
-def _duplicates(form: PatientForm, exclude: object = None) -> list:
+def _unconfirmed_duplicates(
+    request: HttpRequest, form: PatientForm, instance: Patient | None = None
+) -> tuple[list[Patient], PatientForm]:
+    """Possible duplicates the user has not yet seen, and the form to show them
+    with (its next post confirms). An empty list means: go ahead and save."""
     data = form.cleaned_data
-    return patient_possible_duplicates(
+    duplicates = patient_possible_duplicates(
+        user=_user(request),
         first_name=data["first_name"],
         last_name=data["last_name"],
         date_of_birth=data.get("date_of_birth"),
         email=data.get("email", ""),
         phone=data.get("phone") or "",
-        exclude=exclude,  # type: ignore[arg-type]
+        exclude=instance,
     )
+    if not duplicates or data["confirm_not_duplicate"]:
+        return [], form
+    confirming = request.POST.copy()
+    confirming["confirm_not_duplicate"] = "on"
+    shown = PatientForm(confirming, instance=instance)
+    shown.is_valid()
+    return duplicates, shown
 
 
 @staff(*REGISTER_ROLES)
 @require_http_methods(["GET", "POST"])
 def patient_create_view(request: HttpRequest) -> HttpResponse:
     form = PatientForm(request.POST or None)
-    duplicates: list = []
+    duplicates: list[Patient] = []
     if request.method == "POST" and form.is_valid():
-        duplicates = _duplicates(form)
-        if duplicates and not form.cleaned_data["confirm_not_duplicate"]:
-            # Show the possible matches first; the next post confirms.
-            data = request.POST.copy()
-            data["confirm_not_duplicate"] = "on"
-            form = PatientForm(data)
-            form.is_valid()
-        else:
+        duplicates, form = _unconfirmed_duplicates(request, form)
+        if not duplicates:
             patient = patient_create(created_by=_user(request), **form.service_fields())
             messages.success(request, _("%(name)s is registered.") % {"name": patient.full_name})
             return HttpResponseRedirect(patient.get_absolute_url())
@@ -134,15 +140,10 @@ def patient_detail(request: HttpRequest, patient: uuid.UUID) -> HttpResponse:
 def patient_edit(request: HttpRequest, patient: uuid.UUID) -> HttpResponse:
     record = patient_get_for_user(user=_user(request), patient_uuid=patient)
     form = PatientForm(request.POST or None, instance=record)
-    duplicates: list = []
+    duplicates: list[Patient] = []
     if request.method == "POST" and form.is_valid():
-        duplicates = _duplicates(form, exclude=record)
-        if duplicates and not form.cleaned_data["confirm_not_duplicate"]:
-            data = request.POST.copy()
-            data["confirm_not_duplicate"] = "on"
-            form = PatientForm(data, instance=record)
-            form.is_valid()
-        else:
+        duplicates, form = _unconfirmed_duplicates(request, form, instance=record)
+        if not duplicates:
             patient_update(patient=record, updated_by=_user(request), **form.service_fields())
             messages.success(request, _("Contact details saved."))
             return HttpResponseRedirect(record.get_absolute_url())
