@@ -92,16 +92,16 @@ format: $(VENV)/.installed-dev ## Format and fix what ruff can
 	$(VENV)/bin/ruff check --fix .
 
 check-migrations: $(VENV)/.installed-dev ## Fail when models and migrations differ
-	$(SERVICES) --name test -- $(PY) manage.py makemigrations --check --dry-run
+	$(PY) manage.py makemigrations --check --dry-run
 
 bench: $(VENV)/.installed-run ## Benchmarks (patient search at 50,000); record results in docs/benchmarks.md
 	$(SERVICES) --name run -- bash -c '$(PY) manage.py migrate --no-input -v 0 && $(PY) manage.py benchmark_search --patients 50000'
 
 manage: $(VENV)/.installed-run ## Run a manage.py command: make manage ARGS="createsuperuser"
-	$(SERVICES) --name run -- $(PY) manage.py $(ARGS)
+	$(PY) manage.py $(ARGS)
 
 shell: $(VENV)/.installed-run ## Django shell on the local database
-	$(SERVICES) --name run -- $(PY) manage.py shell
+	$(PY) manage.py shell
 
 clean: ## Remove the virtual environment, front-end packages and collected static files (keeps var/)
 	rm -rf $(VENV) node_modules staticfiles .pytest_cache .mypy_cache .ruff_cache

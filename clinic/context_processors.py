@@ -18,7 +18,6 @@ class NavItem:
     label: Any  # lazy translation
     url_name: str
     roles: frozenset[Role]
-    icon: str
 
     @property
     def url(self) -> str:
@@ -28,9 +27,9 @@ class NavItem:
 # The main navigation. An entry shows only to the roles that may open it; each
 # feature adds its entries here as its routes arrive.
 NAVIGATION: tuple[NavItem, ...] = (
-    NavItem(_("Home"), "home", frozenset(Role), "house"),
-    NavItem(_("Patients"), "patients:list", frozenset(Role), "people"),
-    NavItem(_("Audit log"), "audit_log", frozenset({Role.MANAGER}), "journal"),
+    NavItem(_("Home"), "home", frozenset(Role)),
+    NavItem(_("Patients"), "patients:list", frozenset(Role)),
+    NavItem(_("Audit log"), "audit_log", frozenset({Role.MANAGER})),
 )
 
 

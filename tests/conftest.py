@@ -71,8 +71,3 @@ def superuser(make_staff: Callable[..., User]) -> User:
 def persona(request: pytest.FixtureRequest) -> User:
     """Indirect parametrisation by persona name."""
     return request.getfixturevalue(request.param)
-
-
-@pytest.fixture
-def signed_in(client: Client) -> Callable[[User], Client]:
-    return lambda user: sign_in(client, user)
