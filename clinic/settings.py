@@ -270,6 +270,8 @@ HEARTBEAT_STALE_AFTER = timedelta(seconds=env.int("HEARTBEAT_STALE_SECONDS", def
 # --- Clinical rules --------------------------------------------------------------
 # A medical history older than this must be taken again before treatment.
 MEDICAL_HISTORY_VALID_DAYS = env.int("MEDICAL_HISTORY_VALID_DAYS", default=365)
+# A negative allergy reading allows treatment with those ingredients for this long.
+ALLERGY_TEST_VALID_MONTHS = env.int("ALLERGY_TEST_VALID_MONTHS", default=6)
 
 # --- Demo data --------------------------------------------------------------------
 DEMO_PASSWORD = env.str("DEMO_PASSWORD", default="")

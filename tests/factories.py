@@ -6,6 +6,7 @@ from typing import Any
 
 import factory
 from django.contrib.auth.models import Group
+from django.utils import timezone
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from clinic.models import User
@@ -83,3 +84,101 @@ def make_history(patient: Any, signed_by: Any, **answers: Any) -> Any:
     return medical_history_record(
         patient=patient, signed_by=signed_by, answers={**NO_CONDITIONS, **answers}
     )
+
+
+# --- Consent ------------------------------------------------------------------------
+
+
+class ConsentFormFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "consent.ConsentForm"
+
+    title = factory.Sequence(lambda n: f"Mesotherapy consent {n}")
+    created_by = factory.SubFactory(UserFactory)
+
+
+class ConsentFormVersionFactory(factory.django.DjangoModelFactory):
+    """A published version by default; `published_at=None, published_by=None` for a draft."""
+
+    class Meta:
+        model = "consent.ConsentFormVersion"
+
+    form = factory.SubFactory(ConsentFormFactory)
+    number = factory.LazyAttribute(lambda v: v.form.versions.count() + 1)
+    procedure = "Tiny injections into the middle layer of the skin."
+    benefits = "Brighter, better hydrated skin over a course of sessions."
+    common_side_effects = "Redness, swelling, small bruises for a day or two."
+    rare_complications = "Infection, lumps, allergic reaction, scarring."
+    alternatives = "Peels, microneedling, or no treatment."
+    aftercare = "No make-up for 12 hours; no sauna or sport for 48 hours."
+    photo_consent_text = "Photographs for my clinical record only."
+    created_by = factory.SelfAttribute("form.created_by")
+    published_at = factory.LazyFunction(timezone.now)
+    published_by = factory.SelfAttribute("form.created_by")
+
+
+# --- Catalogue ----------------------------------------------------------------------
+
+
+class IngredientFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "treatments.Ingredient"
+
+    name = factory.Sequence(lambda n: f"Ingredient {n}")
+    category = "vitamin"
+
+
+class ProductFactory(factory.django.DjangoModelFactory):
+    """A product; `ingredients=[...]` sets them, otherwise one new ingredient."""
+
+    class Meta:
+        model = "treatments.Product"
+        skip_postgeneration_save = True
+
+    name = factory.Sequence(lambda n: f"Revitalising solution {n}")
+    maker = "Lab Example"
+    concentration = "10 mg/mL"
+
+    @factory.post_generation
+    def ingredients(self, create: bool, extracted: Any, **kwargs: Any) -> None:
+        if create:
+            self.ingredients.set(extracted if extracted is not None else [IngredientFactory()])
+
+
+class BatchFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "treatments.Batch"
+
+    product = factory.SubFactory(ProductFactory)
+    lot_number = factory.Sequence(lambda n: f"LOT{n:05d}")
+    received_on = factory.LazyFunction(timezone.localdate)
+    expiry_date = factory.LazyAttribute(
+        lambda b: b.received_on.replace(year=b.received_on.year + 1)
+    )
+    quantity_received = 20
+
+
+class AftercareSheetFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "treatments.AftercareSheet"
+
+    title = factory.Sequence(lambda n: f"Aftercare {n}")
+    introduction = "What to expect after your session."
+    do_advice = "Use a cold compress for swelling.\nWear sunscreen."
+    avoid_advice = "No make-up for 12 hours.\nNo sauna, steam or sport for 48 hours."
+    warning_signs = "Spreading redness, heat or pus.\nDifficulty breathing: call 999."
+
+
+class ProtocolFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "treatments.Protocol"
+
+    name = factory.Sequence(lambda n: f"Revitalising {n}")
+    indication = "Dull, dehydrated skin and fine lines."
+    default_areas = factory.LazyFunction(lambda: ["face", "neck"])
+    default_sessions = 6
+    interval = "fortnightly"
+    session_minutes = 45
+    maintenance_months = 6
+    consent_form = factory.SubFactory(ConsentFormFactory)
+    aftercare_sheet = factory.SubFactory(AftercareSheetFactory)

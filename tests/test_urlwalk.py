@@ -35,6 +35,18 @@ SAMPLE_KWARGS: dict[str, str] = {
     "id": "1",
     "patient": "00000000-0000-4000-8000-000000000001",
     "photo": "00000000-0000-4000-8000-000000000002",
+    # consent
+    "form": "00000000-0000-4000-8000-000000000010",
+    "version": "00000000-0000-4000-8000-000000000011",
+    "signed": "00000000-0000-4000-8000-000000000012",
+    # catalogue
+    "ingredient": "00000000-0000-4000-8000-000000000020",
+    "product": "00000000-0000-4000-8000-000000000021",
+    "batch": "00000000-0000-4000-8000-000000000022",
+    "protocol": "00000000-0000-4000-8000-000000000023",
+    "sheet": "00000000-0000-4000-8000-000000000024",
+    # allergy tests
+    "test": "00000000-0000-4000-8000-000000000030",
 }
 
 # Tables a GET may write to: the session (idle timer), the audit trail
@@ -91,9 +103,15 @@ def test_every_route_declares_its_audience() -> None:
 @pytest.fixture(autouse=True)
 def sample_objects(db: None) -> None:
     """The objects SAMPLE_KWARGS name, so allowed personas see real pages."""
+    from tests.consent.samples import create_samples as consent_samples
     from tests.factories import PatientFactory
+    from tests.treatments.samples_allergy import create_samples as allergy_samples
+    from tests.treatments.samples_catalogue import create_samples as catalogue_samples
 
     PatientFactory(uuid=SAMPLE_KWARGS["patient"])
+    consent_samples(SAMPLE_KWARGS)
+    catalogue_samples(SAMPLE_KWARGS)
+    allergy_samples(SAMPLE_KWARGS)
 
 
 def _client_for(persona: str, request: pytest.FixtureRequest) -> tuple[Client, User | None]:

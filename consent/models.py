@@ -1,0 +1,239 @@
+"""Consent forms written as versions, and the consents patients sign.
+
+A version's text is frozen once published (database trigger, migration 0002):
+the clinic changes a form by publishing a new version, and future signatures
+use it. A signed consent keeps the exact text the patient read and its SHA-256,
+so the record proves what was agreed whatever happens to the form later. It is
+never edited; withdrawing it is a new record.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
+from django.db import models
+from django.db.models import Q
+from django.urls import reverse
+from django.utils.translation import gettext_lazy as _
+
+# The sections every consent form explains, in the order the patient reads
+# them; each is confirmed separately when signing.
+CONSENT_SECTIONS: tuple[tuple[str, object], ...] = (
+    ("procedure", _("The procedure")),
+    ("benefits", _("Expected benefits")),
+    ("common_side_effects", _("Common side effects")),
+    ("rare_complications", _("Rare complications")),
+    ("alternatives", _("Alternatives")),
+    ("aftercare", _("Aftercare")),
+)
+CONSENT_SECTION_NAMES = tuple(name for name, _label in CONSENT_SECTIONS)
+
+
+class ConsentForm(models.Model):
+    """A consent form the clinic uses (one per kind of treatment, say)."""
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    title = models.CharField(_("title"), max_length=150, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", editable=False
+    )
+
+    class Meta:
+        ordering = ["title"]
+        verbose_name = _("consent form")
+        verbose_name_plural = _("consent forms")
+
+    def __str__(self) -> str:
+        return self.title
+
+    def get_absolute_url(self) -> str:
+        return reverse("consent:form_detail", kwargs={"form": self.uuid})
+
+
+class ConsentFormVersion(models.Model):
+    """The text of a consent form. A draft (published_at empty) may be edited;
+    once published the database refuses any change or deletion."""
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    form = models.ForeignKey(ConsentForm, on_delete=models.PROTECT, related_name="versions")
+    number = models.PositiveIntegerField(_("version"), editable=False)
+    procedure = models.TextField(_("the procedure"), max_length=5000)
+    benefits = models.TextField(_("expected benefits"), max_length=5000)
+    common_side_effects = models.TextField(_("common side effects"), max_length=5000)
+    rare_complications = models.TextField(_("rare complications"), max_length=5000)
+    alternatives = models.TextField(_("alternatives"), max_length=5000)
+    aftercare = models.TextField(_("aftercare"), max_length=5000)
+    photo_consent_text = models.TextField(
+        _("photographs"),
+        max_length=2000,
+        help_text=_("What the patient agrees to when they allow photographs (a separate choice)."),
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", editable=False
+    )
+    published_at = models.DateTimeField(null=True, blank=True, editable=False)
+    published_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        related_name="+",
+        null=True,
+        blank=True,
+        editable=False,
+    )
+
+    class Meta:
+        ordering = ["form", "-number"]
+        verbose_name = _("consent form version")
+        verbose_name_plural = _("consent form versions")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["form", "number"], name="consent_version_number_unique"
+            ),
+            # One draft at a time per form: the manager edits it, then publishes.
+            models.UniqueConstraint(
+                fields=["form"],
+                condition=Q(published_at__isnull=True),
+                name="consent_one_draft_per_form",
+            ),
+            models.CheckConstraint(
+                condition=Q(published_at__isnull=True, published_by__isnull=True)
+                | Q(published_at__isnull=False, published_by__isnull=False),
+                name="consent_version_published_by_whom",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.form.title} v{self.number}"
+
+    @property
+    def is_published(self) -> bool:
+        return self.published_at is not None
+
+    @property
+    def sections(self) -> list[tuple[str, str, str]]:
+        """(name, heading, text) of each section, in reading order."""
+        return [(name, str(label), getattr(self, name)) for name, label in CONSENT_SECTIONS]
+
+
+def _signature_path(instance: SignedConsent, filename: str) -> str:
+    return f"consent/signatures/{instance.uuid}.png"
+
+
+class SignedConsent(models.Model):
+    """A patient's signature on one published version, witnessed by a
+    practitioner. Never changed or deleted (database trigger); withdrawal is a
+    `ConsentWithdrawal`."""
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    patient = models.ForeignKey(
+        "patients.Patient", on_delete=models.PROTECT, related_name="signed_consents"
+    )
+    version = models.ForeignKey(
+        ConsentFormVersion, on_delete=models.PROTECT, related_name="signatures"
+    )
+    # The exact text the patient read, as one canonical string, and its hash.
+    text = models.TextField(editable=False)
+    text_sha256 = models.CharField(max_length=64, editable=False)
+    sections_confirmed = ArrayField(models.CharField(max_length=40), editable=False)
+    photo_consent = models.BooleanField(_("agrees to photographs"))
+    signer_name = models.CharField(_("name typed by the patient"), max_length=200)
+    signature = models.FileField(upload_to=_signature_path, editable=False)
+    signature_sha256 = models.CharField(max_length=64, editable=False)
+    signed_at = models.DateTimeField(editable=False)
+    witness = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", editable=False
+    )
+
+    class Meta:
+        ordering = ["-signed_at", "-id"]
+        verbose_name = _("signed consent")
+        verbose_name_plural = _("signed consents")
+        indexes = [models.Index(fields=["patient", "-signed_at"], name="consent_patient_idx")]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(text_sha256__regex=r"^[0-9a-f]{64}$")
+                & Q(signature_sha256__regex=r"^[0-9a-f]{64}$"),
+                name="consent_hashes_are_sha256",
+            ),
+            models.CheckConstraint(
+                condition=~Q(signer_name=""), name="consent_signer_name_required"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Consent {self.uuid}"
+
+    def get_absolute_url(self) -> str:
+        return reverse(
+            "consent:signed_detail", kwargs={"patient": self.patient.uuid, "signed": self.uuid}
+        )
+
+
+class ConsentWithdrawal(models.Model):
+    """The patient withdrew a consent: a new event, the signature stays as it was."""
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    signed_consent = models.OneToOneField(
+        SignedConsent, on_delete=models.PROTECT, related_name="withdrawal"
+    )
+    reason = models.TextField(_("reason"), max_length=2000)
+    withdrawn_at = models.DateTimeField(editable=False)
+    recorded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", editable=False
+    )
+
+    class Meta:
+        verbose_name = _("consent withdrawal")
+        verbose_name_plural = _("consent withdrawals")
+        constraints = [
+            models.CheckConstraint(condition=~Q(reason=""), name="consent_withdrawal_reason"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Withdrawal of {self.signed_consent_id}"
+
+
+class DocumentStatus(models.TextChoices):
+    QUEUED = "queued", _("being prepared")
+    READY = "ready", _("ready")
+    FAILED = "failed", _("failed")
+
+
+def _consent_pdf_path(instance: SignedConsentPDF, filename: str) -> str:
+    return f"consent/pdf/{instance.signed_consent.uuid}.pdf"
+
+
+class SignedConsentPDF(models.Model):
+    """The PDF copy of a signed consent, made in the background. Regenerating
+    replaces the file at the same path: there is never a second copy."""
+
+    signed_consent = models.OneToOneField(
+        SignedConsent, on_delete=models.PROTECT, related_name="pdf", primary_key=True
+    )
+    status = models.CharField(
+        max_length=10, choices=DocumentStatus.choices, default=DocumentStatus.QUEUED
+    )
+    file = models.FileField(upload_to=_consent_pdf_path, blank=True, editable=False)
+    sha256 = models.CharField(max_length=64, blank=True, editable=False)
+    attempts = models.PositiveIntegerField(default=0, editable=False)
+    error = models.CharField(max_length=200, blank=True, editable=False)
+    queued_at = models.DateTimeField(editable=False)
+    generated_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        verbose_name = _("signed consent PDF")
+        verbose_name_plural = _("signed consent PDFs")
+        indexes = [models.Index(fields=["status", "queued_at"], name="consent_pdf_status_idx")]
+        constraints = [
+            models.CheckConstraint(
+                condition=~Q(status="ready") | (~Q(file="") & ~Q(sha256="")),
+                name="consent_pdf_ready_has_file",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"PDF of {self.signed_consent_id} ({self.status})"

@@ -1,0 +1,100 @@
+"""Reads of consent: the current text of a form and where a patient stands."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.db.models import QuerySet
+from django.utils.translation import gettext as _
+
+from consent.models import ConsentForm, ConsentFormVersion, SignedConsent
+from patients.models import Patient
+
+
+class ConsentStatus:
+    VALID = "valid"
+    NOT_SIGNED = "not_signed"
+    RECONSENT_NEEDED = "reconsent_needed"  # signed an older version
+    WITHDRAWN = "withdrawn"
+    NO_PUBLISHED_VERSION = "no_published_version"
+
+
+@dataclass(frozen=True)
+class ConsentState:
+    """Where one patient stands with one consent form."""
+
+    status: str
+    current_version: ConsentFormVersion | None
+    signed: SignedConsent | None  # the latest signature on any version, if any
+
+    @property
+    def is_valid(self) -> bool:
+        return self.status == ConsentStatus.VALID
+
+    @property
+    def sentence(self) -> str:
+        """The reason in plain words, for the practitioner; empty when valid."""
+        form = self.current_version.form.title if self.current_version else ""
+        if self.status == ConsentStatus.NO_PUBLISHED_VERSION:
+            return _("The consent form has no published version yet: the manager must publish one.")
+        if self.status == ConsentStatus.NOT_SIGNED:
+            return _("The patient has not signed the consent form “%(form)s”.") % {"form": form}
+        if self.status == ConsentStatus.RECONSENT_NEEDED:
+            assert self.current_version is not None
+            assert self.signed is not None
+            return _(
+                "Re-consent needed: the patient signed version %(old)s of “%(form)s”, "
+                "and version %(new)s is now current."
+            ) % {
+                "old": self.signed.version.number,
+                "new": self.current_version.number,
+                "form": form,
+            }
+        if self.status == ConsentStatus.WITHDRAWN:
+            return _("The patient withdrew their consent to “%(form)s”.") % {"form": form}
+        return ""
+
+    @property
+    def reception_note(self) -> str:
+        """What reception may see: no clinical detail."""
+        if self.status == ConsentStatus.RECONSENT_NEEDED:
+            return _("re-consent needed")
+        if self.status == ConsentStatus.VALID:
+            return ""
+        return _("consent needed")
+
+
+def version_current(*, form: ConsentForm) -> ConsentFormVersion | None:
+    """The published version future signatures use: the highest number published."""
+    return (
+        form.versions.filter(published_at__isnull=False)
+        .select_related("form")
+        .order_by("-number")
+        .first()
+    )
+
+
+def signed_consents_of(*, patient: Patient) -> QuerySet[SignedConsent]:
+    return (
+        SignedConsent.objects.filter(patient=patient)
+        .select_related("version__form", "witness", "withdrawal", "pdf")
+        .order_by("-signed_at", "-id")
+    )
+
+
+def consent_state(*, patient: Patient, form: ConsentForm) -> ConsentState:
+    """Gate 3's question: has this patient signed the current version of this
+    form, and not withdrawn it? The latest signature decides."""
+    current = version_current(form=form)
+    latest = signed_consents_of(patient=patient).filter(version__form=form).first()
+    if current is None:
+        status = ConsentStatus.NO_PUBLISHED_VERSION
+    elif latest is None:
+        status = ConsentStatus.NOT_SIGNED
+    elif hasattr(latest, "withdrawal"):
+        status = ConsentStatus.WITHDRAWN
+    elif latest.version_id != current.pk:
+        status = ConsentStatus.RECONSENT_NEEDED
+    else:
+        status = ConsentStatus.VALID
+    return ConsentState(status=status, current_version=current, signed=latest)

@@ -1,0 +1,473 @@
+"""The product catalogue (ingredients, products, batches), protocols, aftercare
+sheets, allergy tests and the allergies they reveal.
+
+Bookings, courses and session records arrive with their own issue and build on
+these: a cocktail line names a batch, a course follows a protocol.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, timedelta
+
+from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
+from django.db import models
+from django.db.models import F, Q
+from django.db.models.functions import Lower
+from django.urls import reverse
+from django.utils.translation import gettext_lazy as _
+
+from patients.models import TreatmentArea
+
+ALLERGY_READING_DELAY = timedelta(hours=24)
+
+
+class IngredientCategory(models.TextChoices):
+    VITAMIN = "vitamin", _("Vitamin")
+    MINERAL = "mineral", _("Mineral")
+    AMINO_ACID = "amino_acid", _("Amino acid")
+    HYALURONIC_ACID = "hyaluronic_acid", _("Hyaluronic acid")
+    ENZYME = "enzyme", _("Enzyme")
+    PLANT_EXTRACT = "plant_extract", _("Plant extract")
+    NUCLEOTIDE = "nucleotide", _("Nucleotide")
+    COENZYME = "coenzyme", _("Coenzyme")
+    ANTIOXIDANT = "antioxidant", _("Antioxidant")
+    PRP = "prp", _("Platelet-rich plasma (PRP)")
+    MEDICINE = "medicine", _("Medicine")
+    OTHER = "other", _("Other")
+
+
+class Ingredient(models.Model):
+    """An active substance that goes into products (vitamin C, hyaluronic acid...).
+    Allergy tests and allergies are per ingredient."""
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    name = models.CharField(_("name"), max_length=120)
+    category = models.CharField(_("category"), max_length=20, choices=IngredientCategory.choices)
+    active = models.BooleanField(_("in use"), default=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = _("ingredient")
+        verbose_name_plural = _("ingredients")
+        constraints = [
+            models.UniqueConstraint(
+                Lower("name"),
+                name="ingredient_name_unique_ci",
+                violation_error_message=_("An ingredient with this name already exists."),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Product(models.Model):
+    """A product the clinic buys (a vial of a branded cocktail, say), made of
+    one or more ingredients."""
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    name = models.CharField(_("name"), max_length=150)
+    maker = models.CharField(_("maker"), max_length=150)
+    concentration = models.CharField(
+        _("concentration"), max_length=100, blank=True, help_text=_("For example 20 mg/mL.")
+    )
+    ingredients = models.ManyToManyField(
+        Ingredient, related_name="products", verbose_name=_("ingredients")
+    )
+    notes = models.TextField(_("notes"), blank=True, max_length=2000)
+    active = models.BooleanField(_("in use"), default=True)
+
+    class Meta:
+        ordering = ["name", "maker"]
+        verbose_name = _("product")
+        verbose_name_plural = _("products")
+        constraints = [
+            models.UniqueConstraint(
+                Lower("name"),
+                Lower("maker"),
+                name="product_name_maker_unique_ci",
+                violation_error_message=_("This maker already has a product with this name."),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.maker})"
+
+    def get_absolute_url(self) -> str:
+        return reverse("treatments:product_detail", kwargs={"product": self.uuid})
+
+
+class BatchStatus(models.TextChoices):
+    IN_STOCK = "in_stock", _("In stock")
+    RECALLED = "recalled", _("Recalled")
+
+
+class Batch(models.Model):
+    """One lot of a product, with its expiry. An expired or recalled batch can
+    never be chosen for a patient."""
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="batches")
+    lot_number = models.CharField(_("lot number"), max_length=60)
+    expiry_date = models.DateField(_("expiry date"))
+    quantity_received = models.PositiveIntegerField(
+        _("quantity received"), help_text=_("Number of vials or units.")
+    )
+    received_on = models.DateField(_("received on"))
+    status = models.CharField(
+        _("status"), max_length=10, choices=BatchStatus.choices, default=BatchStatus.IN_STOCK
+    )
+    recalled_at = models.DateTimeField(null=True, blank=True, editable=False)
+    recalled_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        related_name="+",
+        null=True,
+        blank=True,
+        editable=False,
+    )
+    recall_reason = models.TextField(_("reason for the recall"), blank=True, max_length=2000)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["product__name", "expiry_date", "lot_number"]
+        verbose_name = _("batch")
+        verbose_name_plural = _("batches")
+        indexes = [models.Index(fields=["status", "expiry_date"], name="batch_usable_idx")]
+        constraints = [
+            models.UniqueConstraint(
+                "product",
+                Lower("lot_number"),
+                name="batch_lot_unique_per_product",
+                violation_error_message=_("This product already has a batch with this lot number."),
+            ),
+            models.CheckConstraint(
+                condition=Q(expiry_date__gt=F("received_on")),
+                name="batch_expires_after_receipt",
+                violation_error_message=_("The expiry date must be after the date received."),
+            ),
+            models.CheckConstraint(
+                condition=Q(quantity_received__gt=0),
+                name="batch_quantity_positive",
+                violation_error_message=_("The quantity received must be at least 1."),
+            ),
+            # A recall records when, by whom and why; stock carries none of it.
+            models.CheckConstraint(
+                condition=(
+                    Q(status="in_stock", recalled_at__isnull=True, recalled_by__isnull=True)
+                    | (
+                        Q(status="recalled", recalled_at__isnull=False, recalled_by__isnull=False)
+                        & ~Q(recall_reason="")
+                    )
+                ),
+                name="batch_recall_recorded",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.product.name} lot {self.lot_number}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("treatments:batch_detail", kwargs={"batch": self.uuid})
+
+    def is_usable_on(self, day: date) -> bool:
+        """May this batch be given to a patient on `day`?"""
+        return self.status == BatchStatus.IN_STOCK and self.expiry_date >= day
+
+
+class Interval(models.TextChoices):
+    WEEKLY = "weekly", _("Every week")
+    FORTNIGHTLY = "fortnightly", _("Every two weeks")
+    MONTHLY = "monthly", _("Every month")
+
+
+class AftercareSheet(models.Model):
+    """The advice a patient takes home after a session of a protocol. The PDF
+    given to the patient is rendered from it (clinic details, patient, areas
+    treated and next session are added at rendering)."""
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    title = models.CharField(_("title"), max_length=150, unique=True)
+    introduction = models.TextField(_("introduction"), max_length=2000)
+    do_advice = models.TextField(
+        _("what to do"), max_length=4000, help_text=_("One piece of advice per line.")
+    )
+    avoid_advice = models.TextField(
+        _("what to avoid, and for how long"),
+        max_length=4000,
+        help_text=_("One piece of advice per line."),
+    )
+    warning_signs = models.TextField(
+        _("warning signs: when to call the clinic or seek urgent care"),
+        max_length=4000,
+        help_text=_("One per line."),
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["title"]
+        verbose_name = _("aftercare sheet")
+        verbose_name_plural = _("aftercare sheets")
+
+    def __str__(self) -> str:
+        return self.title
+
+    @staticmethod
+    def _lines(text: str) -> list[str]:
+        return [line.strip() for line in text.splitlines() if line.strip()]
+
+    @property
+    def do_lines(self) -> list[str]:
+        return self._lines(self.do_advice)
+
+    @property
+    def avoid_lines(self) -> list[str]:
+        return self._lines(self.avoid_advice)
+
+    @property
+    def warning_lines(self) -> list[str]:
+        return self._lines(self.warning_signs)
+
+
+class Protocol(models.Model):
+    """A named treatment plan: what it treats, where, how many sessions how
+    often, the default cocktail, the consent it requires and the aftercare
+    sheet it uses."""
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    name = models.CharField(_("name"), max_length=150, unique=True)
+    indication = models.TextField(_("indication"), max_length=2000)
+    default_areas = ArrayField(
+        models.CharField(max_length=20, choices=TreatmentArea.choices),
+        verbose_name=_("default areas"),
+    )
+    default_sessions = models.PositiveSmallIntegerField(_("number of sessions"))
+    interval = models.CharField(_("interval"), max_length=12, choices=Interval.choices)
+    session_minutes = models.PositiveSmallIntegerField(_("session length (minutes)"), default=45)
+    maintenance_months = models.PositiveSmallIntegerField(
+        _("maintenance every (months)"),
+        help_text=_("After the course: 6 for twice a year, 12 for once a year."),
+    )
+    consent_form = models.ForeignKey(
+        "consent.ConsentForm",
+        on_delete=models.PROTECT,
+        related_name="protocols",
+        verbose_name=_("consent form required"),
+    )
+    aftercare_sheet = models.ForeignKey(
+        AftercareSheet,
+        on_delete=models.PROTECT,
+        related_name="protocols",
+        verbose_name=_("aftercare sheet"),
+    )
+    active = models.BooleanField(_("in use"), default=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = _("protocol")
+        verbose_name_plural = _("protocols")
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(default_sessions__gte=1, default_sessions__lte=20),
+                name="protocol_sessions_range",
+                violation_error_message=_("A course has between 1 and 20 sessions."),
+            ),
+            models.CheckConstraint(
+                condition=Q(session_minutes__gte=10, session_minutes__lte=240),
+                name="protocol_session_minutes_range",
+                violation_error_message=_("A session lasts between 10 and 240 minutes."),
+            ),
+            models.CheckConstraint(
+                condition=Q(maintenance_months__gte=1, maintenance_months__lte=24),
+                name="protocol_maintenance_range",
+                violation_error_message=_("Maintenance is every 1 to 24 months."),
+            ),
+            models.CheckConstraint(
+                condition=Q(default_areas__len__gte=1),
+                name="protocol_has_areas",
+                violation_error_message=_("Choose at least one area."),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def get_absolute_url(self) -> str:
+        return reverse("treatments:protocol_detail", kwargs={"protocol": self.uuid})
+
+
+class Unit(models.TextChoices):
+    ML = "ml", _("mL")
+    MG = "mg", _("mg")
+
+
+class ProtocolCocktailLine(models.Model):
+    """One product of a protocol's default cocktail, with its usual amount."""
+
+    protocol = models.ForeignKey(Protocol, on_delete=models.CASCADE, related_name="cocktail")
+    product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="+")
+    amount = models.DecimalField(_("amount"), max_digits=6, decimal_places=2)
+    unit = models.CharField(_("unit"), max_length=4, choices=Unit.choices, default=Unit.ML)
+    position = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        ordering = ["protocol", "position", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["protocol", "product"], name="protocol_cocktail_product_once"
+            ),
+            models.CheckConstraint(
+                condition=Q(amount__gt=0), name="protocol_cocktail_amount_positive"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.product.name} {self.amount} {self.unit}"
+
+
+class AllergyResult(models.TextChoices):
+    NEGATIVE = "negative", _("Negative: no reaction")
+    POSITIVE = "positive", _("Positive: reaction")
+
+
+def _allergy_photo_path(instance: AllergyTest, filename: str) -> str:
+    return f"allergy/{instance.uuid}.jpg"
+
+
+class AllergyTest(models.Model):
+    """A test micro-injection of the ingredients to be used, read 24 hours later.
+
+    The row is written twice: when the test is given, then once when it is
+    read. The database holds the rules: the reading cannot come before
+    `read_due_at` (= given + 24 h), a positive result needs a description, and
+    a read test is never changed again (trigger, migration 0002).
+    """
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    patient = models.ForeignKey(
+        "patients.Patient", on_delete=models.PROTECT, related_name="allergy_tests"
+    )
+    ingredients = models.ManyToManyField(
+        Ingredient, related_name="allergy_tests", verbose_name=_("ingredients tested")
+    )
+    products = models.ManyToManyField(
+        Product, related_name="allergy_tests", blank=True, verbose_name=_("products tested")
+    )
+    batch = models.ForeignKey(
+        Batch,
+        on_delete=models.PROTECT,
+        related_name="allergy_tests",
+        null=True,
+        blank=True,
+        verbose_name=_("batch of the test substance"),
+    )
+    site = models.CharField(
+        _("site"), max_length=100, help_text=_("For example: inner left forearm.")
+    )
+    given_at = models.DateTimeField(_("given at"))
+    given_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", editable=False
+    )
+    read_due_at = models.DateTimeField(editable=False)
+
+    result = models.CharField(_("result"), max_length=10, choices=AllergyResult.choices, blank=True)
+    reaction = models.TextField(_("description of the reaction"), blank=True, max_length=2000)
+    photo = models.FileField(upload_to=_allergy_photo_path, blank=True, editable=False)
+    read_at = models.DateTimeField(null=True, blank=True, editable=False)
+    read_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        related_name="+",
+        null=True,
+        blank=True,
+        editable=False,
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-given_at", "-id"]
+        verbose_name = _("allergy test")
+        verbose_name_plural = _("allergy tests")
+        indexes = [
+            models.Index(fields=["patient", "-given_at"], name="allergy_patient_idx"),
+            models.Index(
+                fields=["read_due_at"], condition=Q(read_at__isnull=True), name="allergy_due_idx"
+            ),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(read_due_at=F("given_at") + ALLERGY_READING_DELAY),
+                name="allergy_read_due_24h_after",
+            ),
+            models.CheckConstraint(
+                condition=Q(read_at__isnull=True) | Q(read_at__gte=F("read_due_at")),
+                name="allergy_read_after_24h",
+                violation_error_message=_("An allergy test is read 24 hours after it is given."),
+            ),
+            # Unread: no result. Read: a result, who and when.
+            models.CheckConstraint(
+                condition=Q(read_at__isnull=True, read_by__isnull=True, result="")
+                | (Q(read_at__isnull=False, read_by__isnull=False) & ~Q(result="")),
+                name="allergy_reading_complete",
+            ),
+            models.CheckConstraint(
+                condition=~Q(result="positive") | ~Q(reaction=""),
+                name="allergy_positive_described",
+                violation_error_message=_("Describe the reaction seen."),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Allergy test {self.uuid}"
+
+    def get_absolute_url(self) -> str:
+        return reverse(
+            "treatments:allergy_test_detail",
+            kwargs={"patient": self.patient.uuid, "test": self.uuid},
+        )
+
+    @property
+    def is_read(self) -> bool:
+        return self.read_at is not None
+
+
+class PatientAllergy(models.Model):
+    """An ingredient this patient must never be given. Made by a positive
+    allergy test (or recorded from the history); blocks every later cocktail
+    containing it."""
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    patient = models.ForeignKey(
+        "patients.Patient", on_delete=models.PROTECT, related_name="allergies"
+    )
+    ingredient = models.ForeignKey(
+        Ingredient, on_delete=models.PROTECT, related_name="patient_allergies"
+    )
+    source_test = models.ForeignKey(
+        AllergyTest,
+        on_delete=models.PROTECT,
+        related_name="allergies_found",
+        null=True,
+        blank=True,
+        editable=False,
+    )
+    notes = models.TextField(_("notes"), blank=True, max_length=2000)
+    recorded_at = models.DateTimeField(auto_now_add=True)
+    recorded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", editable=False
+    )
+
+    class Meta:
+        ordering = ["ingredient__name"]
+        verbose_name = _("allergy")
+        verbose_name_plural = _("allergies")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["patient", "ingredient"], name="allergy_once_per_ingredient"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Allergy of {self.patient_id} to {self.ingredient_id}"
