@@ -1,0 +1,1 @@
+"""Forms of the treatments app, one module per area (catalogue, allergy, ...)."""

@@ -1,0 +1,1 @@
+"""Selectors of the treatments app, one module per area (catalogue, allergy, ...)."""

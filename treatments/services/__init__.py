@@ -1,0 +1,1 @@
+"""Services of the treatments app, one module per area (catalogue, allergy, ...)."""
