@@ -9,9 +9,16 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, timedelta
+from decimal import Decimal
 
 from django.conf import settings
-from django.contrib.postgres.fields import ArrayField
+from django.contrib.postgres.constraints import ExclusionConstraint
+from django.contrib.postgres.fields import (
+    ArrayField,
+    DateTimeRangeField,
+    RangeBoundary,
+    RangeOperators,
+)
 from django.db import models
 from django.db.models import F, Q
 from django.db.models.functions import Lower
@@ -471,3 +478,443 @@ class PatientAllergy(models.Model):
 
     def __str__(self) -> str:
         return f"Allergy of {self.patient_id} to {self.ingredient_id}"
+
+
+# --- Rooms, working hours and closures -----------------------------------------------
+
+
+class Room(models.Model):
+    """A treatment room: a booking holds one, and a room holds one booking at a time."""
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    name = models.CharField(_("name"), max_length=80, unique=True)
+    active = models.BooleanField(_("in use"), default=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = _("room")
+        verbose_name_plural = _("rooms")
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class WorkingHours(models.Model):
+    """When a practitioner works on a weekday, in the clinic's local time."""
+
+    practitioner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="working_hours"
+    )
+    weekday = models.PositiveSmallIntegerField(
+        _("weekday"), help_text=_("0 is Monday, 6 is Sunday.")
+    )
+    starts = models.TimeField(_("from"))
+    ends = models.TimeField(_("until"))
+
+    class Meta:
+        ordering = ["practitioner", "weekday", "starts"]
+        verbose_name = _("working hours")
+        verbose_name_plural = _("working hours")
+        constraints = [
+            models.CheckConstraint(condition=Q(weekday__lte=6), name="hours_weekday_range"),
+            models.CheckConstraint(
+                condition=Q(ends__gt=F("starts")),
+                name="hours_end_after_start",
+                violation_error_message=_("The end must be after the start."),
+            ),
+            models.UniqueConstraint(
+                fields=["practitioner", "weekday", "starts"], name="hours_once_per_start"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.practitioner_id} day {self.weekday} {self.starts}-{self.ends}"
+
+
+class ClinicClosure(models.Model):
+    """Days the clinic is closed (bank holidays, training days): nothing is booked."""
+
+    starts_on = models.DateField(_("first day closed"))
+    ends_on = models.DateField(_("last day closed"))
+    reason = models.CharField(_("reason"), max_length=150)
+
+    class Meta:
+        ordering = ["starts_on"]
+        verbose_name = _("clinic closure")
+        verbose_name_plural = _("clinic closures")
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(ends_on__gte=F("starts_on")),
+                name="closure_ends_after_start",
+                violation_error_message=_("The last day must not be before the first."),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Closed {self.starts_on} to {self.ends_on}: {self.reason}"
+
+
+# --- Courses and bookings --------------------------------------------------------------
+
+
+class CourseStatus(models.TextChoices):
+    ACTIVE = "active", _("In progress")
+    COMPLETED = "completed", _("Completed")
+    STOPPED = "stopped", _("Stopped")
+
+
+class TreatmentCourse(models.Model):
+    """A series of sessions of one protocol for one patient."""
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    patient = models.ForeignKey(
+        "patients.Patient", on_delete=models.PROTECT, related_name="courses"
+    )
+    protocol = models.ForeignKey(Protocol, on_delete=models.PROTECT, related_name="courses")
+    planned_sessions = models.PositiveSmallIntegerField(_("sessions planned"))
+    interval = models.CharField(_("interval"), max_length=12, choices=Interval.choices)
+    status = models.CharField(
+        _("status"), max_length=10, choices=CourseStatus.choices, default=CourseStatus.ACTIVE
+    )
+    # Set when the last session is completed: the protocol's maintenance interval later.
+    maintenance_due_on = models.DateField(_("maintenance due"), null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", editable=False
+    )
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = _("treatment course")
+        verbose_name_plural = _("treatment courses")
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(planned_sessions__gte=1, planned_sessions__lte=20),
+                name="course_sessions_range",
+                violation_error_message=_("A course has between 1 and 20 sessions."),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Course {self.uuid}"
+
+    def get_absolute_url(self) -> str:
+        return reverse(
+            "treatments:course_detail", kwargs={"patient": self.patient.uuid, "course": self.uuid}
+        )
+
+
+class BookingStatus(models.TextChoices):
+    BOOKED = "booked", _("Booked")
+    ARRIVED = "arrived", _("Arrived")
+    COMPLETED = "completed", _("Completed")
+    CANCELLED = "cancelled", _("Cancelled")
+    NO_SHOW = "no_show", _("Did not come")
+
+
+# The one table of legal moves; Booking.transition_to enforces it.
+BOOKING_TRANSITIONS: dict[str, frozenset[str]] = {
+    BookingStatus.BOOKED: frozenset(
+        {BookingStatus.ARRIVED, BookingStatus.CANCELLED, BookingStatus.NO_SHOW}
+    ),
+    BookingStatus.ARRIVED: frozenset(
+        {BookingStatus.COMPLETED, BookingStatus.CANCELLED, BookingStatus.BOOKED}
+    ),
+    BookingStatus.COMPLETED: frozenset(),
+    BookingStatus.CANCELLED: frozenset(),
+    BookingStatus.NO_SHOW: frozenset(),
+}
+
+# Bookings in these states hold their time: practitioner, room and patient
+# cannot be double-booked over them.
+HOLDING_STATUSES = (BookingStatus.BOOKED, BookingStatus.ARRIVED, BookingStatus.COMPLETED)
+
+
+class IllegalTransitionError(Exception):
+    """A booking cannot move from its status to the one asked for."""
+
+
+class TsTzRange(models.Func):
+    function = "TSTZRANGE"
+    output_field = DateTimeRangeField()
+
+
+def _no_overlap(field: str, name: str) -> ExclusionConstraint:
+    return ExclusionConstraint(
+        name=name,
+        expressions=[
+            (TsTzRange("starts_at", "ends_at", RangeBoundary()), RangeOperators.OVERLAPS),
+            (field, RangeOperators.EQUAL),
+        ],
+        condition=Q(status__in=HOLDING_STATUSES),
+        violation_error_code="slot_taken",
+        violation_error_message=_("This slot was just taken. Choose another time."),
+    )
+
+
+class Booking(models.Model):
+    """A treatment session in the calendar: patient, practitioner, room, time.
+
+    Times are stored in UTC and shown in the clinic's zone. PostgreSQL refuses
+    overlapping bookings that hold their time for the same practitioner, room
+    or patient (exclusion constraints), so two receptionists can never take
+    the same slot, whatever the timing.
+    """
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    patient = models.ForeignKey(
+        "patients.Patient", on_delete=models.PROTECT, related_name="bookings"
+    )
+    practitioner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="bookings"
+    )
+    room = models.ForeignKey(Room, on_delete=models.PROTECT, related_name="bookings")
+    protocol = models.ForeignKey(Protocol, on_delete=models.PROTECT, related_name="bookings")
+    course = models.ForeignKey(
+        TreatmentCourse,
+        on_delete=models.PROTECT,
+        related_name="bookings",
+        null=True,
+        blank=True,
+    )
+    starts_at = models.DateTimeField(_("starts"))
+    ends_at = models.DateTimeField(_("ends"))
+    status = models.CharField(
+        _("status"), max_length=10, choices=BookingStatus.choices, default=BookingStatus.BOOKED
+    )
+    cancel_reason = models.CharField(_("reason for cancelling"), max_length=300, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", editable=False
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["starts_at", "id"]
+        verbose_name = _("booking")
+        verbose_name_plural = _("bookings")
+        indexes = [
+            models.Index(fields=["starts_at"], name="booking_starts_idx"),
+            models.Index(fields=["patient", "starts_at"], name="booking_patient_idx"),
+            models.Index(fields=["course", "starts_at"], name="booking_course_idx"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(ends_at__gt=F("starts_at")),
+                name="booking_ends_after_start",
+                violation_error_message=_("The end must be after the start."),
+            ),
+            models.CheckConstraint(
+                condition=~Q(status="cancelled") | ~Q(cancel_reason=""),
+                name="booking_cancel_has_reason",
+                violation_error_message=_("Say why the booking is cancelled."),
+            ),
+            _no_overlap("practitioner", "booking_no_overlap_practitioner"),
+            _no_overlap("room", "booking_no_overlap_room"),
+            _no_overlap("patient", "booking_no_overlap_patient"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Booking {self.uuid}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("treatments:booking_detail", kwargs={"booking": self.uuid})
+
+    def transition_to(self, status: str) -> None:
+        """Move to `status` if the transition table allows it."""
+        if status not in BOOKING_TRANSITIONS[self.status]:
+            raise IllegalTransitionError(
+                _("A booking that is “%(current)s” cannot become “%(new)s”.")
+                % {
+                    "current": BookingStatus(self.status).label,
+                    "new": BookingStatus(status).label,
+                }
+            )
+        self.status = status
+
+
+class BookingEventKind(models.TextChoices):
+    CREATED = "created", _("booked")
+    MOVED = "moved", _("moved")
+    CANCELLED = "cancelled", _("cancelled")
+    ARRIVED = "arrived", _("marked arrived")
+    NO_SHOW = "no_show", _("marked as not come")
+    COMPLETED = "completed", _("completed")
+    REOPENED = "reopened", _("set back to booked")
+
+
+class BookingEvent(models.Model):
+    """One change in a booking's history: who did what, when, from and to."""
+
+    booking = models.ForeignKey(Booking, on_delete=models.PROTECT, related_name="events")
+    kind = models.CharField(max_length=12, choices=BookingEventKind.choices)
+    at = models.DateTimeField(auto_now_add=True)
+    by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    # For moves: where it was; for every event: a short detail (the reason).
+    previous_starts_at = models.DateTimeField(null=True, blank=True)
+    previous_practitioner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", null=True
+    )
+    previous_room = models.ForeignKey(Room, on_delete=models.PROTECT, related_name="+", null=True)
+    detail = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["at", "id"]
+        verbose_name = _("booking change")
+        verbose_name_plural = _("booking changes")
+
+    def __str__(self) -> str:
+        return f"{self.kind} of {self.booking_id} at {self.at:%Y-%m-%d %H:%M}"
+
+
+# --- Session records -----------------------------------------------------------------
+
+
+class SessionRecord(models.Model):
+    """What was done at a completed session. Written once, when the session is
+    completed behind the safety gates; never changed (trigger): a correction
+    is a `SessionAmendment`."""
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    booking = models.OneToOneField(Booking, on_delete=models.PROTECT, related_name="record")
+    numbing_cream = models.BooleanField(_("numbing cream used"))
+    immediate_reactions = models.TextField(
+        _("immediate reactions"), blank=True, max_length=2000, help_text=_("Leave empty if none.")
+    )
+    notes = models.TextField(_("notes"), blank=True, max_length=4000)
+    completed_at = models.DateTimeField(editable=False)
+    completed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", editable=False
+    )
+
+    class Meta:
+        ordering = ["-completed_at", "-id"]
+        verbose_name = _("session record")
+        verbose_name_plural = _("session records")
+
+    def __str__(self) -> str:
+        return f"Session record {self.uuid}"
+
+
+class Technique(models.TextChoices):
+    NAPPAGE = "nappage", _("Nappage")
+    PAPULE = "papule", _("Papule")
+    POINT_BY_POINT = "point", _("Point-by-point")
+    LINEAR = "linear", _("Linear threading")
+
+
+class Device(models.TextChoices):
+    SYRINGE = "syringe", _("Syringe")
+    MESO_GUN = "meso_gun", _("Meso-gun (injector)")
+
+
+class CocktailLine(models.Model):
+    """One product of the cocktail given at a session: batch, amount, area, how."""
+
+    session = models.ForeignKey(SessionRecord, on_delete=models.PROTECT, related_name="lines")
+    batch = models.ForeignKey(Batch, on_delete=models.PROTECT, related_name="cocktail_lines")
+    amount = models.DecimalField(_("amount"), max_digits=6, decimal_places=2)
+    unit = models.CharField(_("unit"), max_length=4, choices=Unit.choices, default=Unit.ML)
+    area = models.CharField(_("area"), max_length=20, choices=TreatmentArea.choices)
+    technique = models.CharField(_("technique"), max_length=10, choices=Technique.choices)
+    depth_mm = models.DecimalField(_("depth (mm)"), max_digits=4, decimal_places=1)
+    needle_gauge = models.PositiveSmallIntegerField(_("needle (gauge)"))
+    device = models.CharField(_("given with"), max_length=10, choices=Device.choices)
+
+    class Meta:
+        ordering = ["session", "id"]
+        verbose_name = _("cocktail line")
+        verbose_name_plural = _("cocktail lines")
+        indexes = [models.Index(fields=["batch"], name="cocktail_batch_idx")]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(amount__gt=0, amount__lte=100), name="cocktail_amount_range"
+            ),
+            models.CheckConstraint(
+                condition=Q(depth_mm__gte=Decimal("0.1"), depth_mm__lte=Decimal("13")),
+                name="cocktail_depth_range",
+                violation_error_message=_("Depth is between 0.1 and 13 mm."),
+            ),
+            models.CheckConstraint(
+                condition=Q(needle_gauge__gte=18, needle_gauge__lte=34),
+                name="cocktail_needle_range",
+                violation_error_message=_("Needle gauge is between 18G and 34G."),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.amount} {self.unit} of batch {self.batch_id}"
+
+
+class AdverseEffect(models.TextChoices):
+    BRUISING = "bruising", _("Bruising")
+    SWELLING = "swelling", _("Swelling")
+    REDNESS = "redness", _("Redness")
+    BURNING = "burning", _("Burning or stinging")
+    ITCHING = "itching", _("Itching")
+    PAIN = "pain", _("Pain or tenderness")
+    BUMPS = "bumps", _("Bumps at injection points")
+    NAUSEA = "nausea", _("Nausea")
+    RASH = "rash", _("Rash")
+    LUMP = "lump", _("Lump")
+    HYPERPIGMENTATION = "hyperpigmentation", _("Dark patches (hyperpigmentation)")
+    ALLERGIC_REACTION = "allergic_reaction", _("Allergic reaction")
+    INFECTION = "infection", _("Infection")
+    ULCERATION = "ulceration", _("Ulceration")
+    SCARRING = "scarring", _("Scarring")
+
+
+class Severity(models.TextChoices):
+    MILD = "mild", _("Mild")
+    MODERATE = "moderate", _("Moderate")
+    SEVERE = "severe", _("Severe")
+
+
+class AdverseEvent(models.Model):
+    """A side effect or complication, against the session (and so its batches).
+    Recorded at the session or later; never changed."""
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    session = models.ForeignKey(
+        SessionRecord, on_delete=models.PROTECT, related_name="adverse_events"
+    )
+    effect = models.CharField(_("effect"), max_length=20, choices=AdverseEffect.choices)
+    severity = models.CharField(_("severity"), max_length=10, choices=Severity.choices)
+    onset = models.DateTimeField(_("started"))
+    resolved_on = models.DateField(_("resolved on"), null=True, blank=True)
+    follow_up_needed = models.BooleanField(_("follow-up needed"), default=False)
+    notes = models.TextField(_("notes"), blank=True, max_length=2000)
+    recorded_at = models.DateTimeField(auto_now_add=True)
+    recorded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", editable=False
+    )
+
+    class Meta:
+        ordering = ["onset", "id"]
+        verbose_name = _("adverse event")
+        verbose_name_plural = _("adverse events")
+
+    def __str__(self) -> str:
+        return f"{self.effect} ({self.severity}) at session {self.session_id}"
+
+
+class SessionAmendment(models.Model):
+    """A correction or addition to a completed session record: who, when, what."""
+
+    session = models.ForeignKey(SessionRecord, on_delete=models.PROTECT, related_name="amendments")
+    text = models.TextField(_("amendment"), max_length=4000)
+    at = models.DateTimeField(auto_now_add=True)
+    by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", editable=False
+    )
+
+    class Meta:
+        ordering = ["at", "id"]
+        verbose_name = _("amendment")
+        verbose_name_plural = _("amendments")
+        constraints = [
+            models.CheckConstraint(condition=~Q(text=""), name="amendment_not_empty"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Amendment of {self.session_id} at {self.at:%Y-%m-%d %H:%M}"
