@@ -47,6 +47,12 @@ SAMPLE_KWARGS: dict[str, str] = {
     "sheet": "00000000-0000-4000-8000-000000000024",
     # allergy tests
     "test": "00000000-0000-4000-8000-000000000030",
+    # calendar and courses
+    "room": "00000000-0000-4000-8000-000000000040",
+    "booking": "00000000-0000-4000-8000-000000000041",
+    "course": "00000000-0000-4000-8000-000000000042",
+    # session records
+    "session": "00000000-0000-4000-8000-000000000050",
 }
 
 # Tables a GET may write to: the session (idle timer), the audit trail
@@ -106,12 +112,16 @@ def sample_objects(db: None) -> None:
     from tests.consent.samples import create_samples as consent_samples
     from tests.factories import PatientFactory
     from tests.treatments.samples_allergy import create_samples as allergy_samples
+    from tests.treatments.samples_booking import create_samples as booking_samples
     from tests.treatments.samples_catalogue import create_samples as catalogue_samples
+    from tests.treatments.samples_session import create_samples as session_samples
 
     PatientFactory(uuid=SAMPLE_KWARGS["patient"])
     consent_samples(SAMPLE_KWARGS)
     catalogue_samples(SAMPLE_KWARGS)
     allergy_samples(SAMPLE_KWARGS)
+    booking_samples(SAMPLE_KWARGS)
+    session_samples(SAMPLE_KWARGS)
 
 
 def _client_for(persona: str, request: pytest.FixtureRequest) -> tuple[Client, User | None]:

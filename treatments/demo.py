@@ -6,7 +6,9 @@ from clinic.models import User
 
 
 def seed(*, practitioner: User, reception: User) -> int:
-    from treatments import demo_allergy, demo_catalogue
+    from treatments import demo_allergy, demo_booking, demo_catalogue, demo_session
 
-    added = demo_catalogue.seed(practitioner=practitioner, reception=reception)
-    return added + demo_allergy.seed(practitioner=practitioner, reception=reception)
+    added = 0
+    for part in (demo_catalogue, demo_allergy, demo_booking, demo_session):
+        added += part.seed(practitioner=practitioner, reception=reception)
+    return added
