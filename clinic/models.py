@@ -60,6 +60,15 @@ class AuditAction(models.TextChoices):
     LOGIN_FAILED = "login_failed", _("failed to sign in")
     LOGOUT = "logout", _("signed out")
     TWO_FACTOR_ENROLLED = "2fa_enrolled", _("set up two-factor authentication")
+    # Clinical events named for what they are, so the trail reads plainly.
+    PUBLISHED = "published", _("published")
+    SIGNED = "signed", _("signed")
+    WITHDRAWN = "withdrawn", _("withdrew")
+    TEST_GIVEN = "test_given", _("gave the allergy test")
+    TEST_READ = "test_read", _("read the allergy test")
+    RECALLED = "recalled", _("recalled")
+    COMPLETED = "completed", _("completed")
+    AMENDED = "amended", _("amended")
 
 
 class AuditEvent(models.Model):
