@@ -273,6 +273,25 @@ MEDICAL_HISTORY_VALID_DAYS = env.int("MEDICAL_HISTORY_VALID_DAYS", default=365)
 # A negative allergy reading allows treatment with those ingredients for this long.
 ALLERGY_TEST_VALID_MONTHS = env.int("ALLERGY_TEST_VALID_MONTHS", default=6)
 
+# --- Reminders, messages and patient links -----------------------------------------
+# Hours before a session that the patient is reminded, by their chosen channel.
+REMINDER_LEAD_HOURS = env.list("REMINDER_LEAD_HOURS", cast=int, default=[48, 2])
+# No messages to patients in these hours (clinic time): held until they end.
+QUIET_HOURS_START = env.str("QUIET_HOURS_START", default="21:00")
+QUIET_HOURS_END = env.str("QUIET_HOURS_END", default="08:00")
+# Text messages: a dotted path to a backend class, and the HTTP provider's settings.
+SMS_BACKEND = env.str("SMS_BACKEND", default="treatments.sms.ConsoleBackend")
+SMS_FILE_PATH = env.path("SMS_FILE_PATH", default=BASE_DIR / "var" / "sms")
+SMS_PROVIDER_URL = env.str("SMS_PROVIDER_URL", default="")
+SMS_PROVIDER_TOKEN = env.str("SMS_PROVIDER_TOKEN", default="")
+SMS_SENDER = env.str("SMS_SENDER", default="Clinic")
+SMS_TIMEOUT_SECONDS = env.float("SMS_TIMEOUT_SECONDS", default=10.0)
+# The address patients reach the clinic at, for links in emails.
+SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000")
+# Days an emailed document link works; minutes a portal sign-in link works.
+DOWNLOAD_LINK_DAYS = env.int("DOWNLOAD_LINK_DAYS", default=7)
+PORTAL_LOGIN_LINK_MINUTES = env.int("PORTAL_LOGIN_LINK_MINUTES", default=30)
+
 # --- Demo data --------------------------------------------------------------------
 DEMO_PASSWORD = env.str("DEMO_PASSWORD", default="")
 

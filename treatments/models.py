@@ -28,6 +28,8 @@ from django.utils.translation import gettext_lazy as _
 from patients.models import TreatmentArea
 
 ALLERGY_READING_DELAY = timedelta(hours=24)
+# What a stored token digest looks like: the SHA-256 of the token, in hex.
+SHA256_HEX = r"^[0-9a-f]{64}$"
 
 
 class IngredientCategory(models.TextChoices):
@@ -918,3 +920,260 @@ class SessionAmendment(models.Model):
 
     def __str__(self) -> str:
         return f"Amendment of {self.session_id} at {self.at:%Y-%m-%d %H:%M}"
+
+
+# --- Reminders: the outbox ---------------------------------------------------------
+
+
+class ReminderKind(models.TextChoices):
+    SESSION = "session", _("session reminder")
+    ALLERGY_READING = "allergy_reading", _("allergy reading due")
+    COURSE_NEXT = "course_next", _("next session of the course not booked")
+    MAINTENANCE = "maintenance", _("maintenance session due")
+
+
+class ReminderChannel(models.TextChoices):
+    EMAIL = "email", _("Email")
+    SMS = "sms", _("Text message")
+    TASK = "task", _("Task list")
+
+
+class ReminderStatus(models.TextChoices):
+    PLANNED = "planned", _("Planned")
+    SENT = "sent", _("Sent")
+    FAILED = "failed", _("Failed")
+    CANCELLED = "cancelled", _("Cancelled")
+
+
+class Reminder(models.Model):
+    """One message to send at one moment: PostgreSQL is the schedule.
+
+    Rows are written in the same transaction as the booking (or test, or
+    course) they are about; a beat tick claims the due ones with SELECT ...
+    FOR UPDATE SKIP LOCKED and sends them. The unique constraints make a
+    second row for the same purpose impossible, so a retry or a second beat
+    can never plan a duplicate. `slot_starts_at` is the session time the
+    reminder was planned for: moving the booking cancels the planned rows and
+    plans new ones for the new time, and the log keeps both.
+    """
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    kind = models.CharField(max_length=20, choices=ReminderKind.choices)
+    channel = models.CharField(max_length=10, choices=ReminderChannel.choices)
+    patient = models.ForeignKey(
+        "patients.Patient", on_delete=models.PROTECT, related_name="reminders"
+    )
+    booking = models.ForeignKey(
+        Booking, on_delete=models.PROTECT, related_name="reminders", null=True, blank=True
+    )
+    allergy_test = models.ForeignKey(
+        AllergyTest, on_delete=models.PROTECT, related_name="reminders", null=True, blank=True
+    )
+    course = models.ForeignKey(
+        TreatmentCourse,
+        on_delete=models.PROTECT,
+        related_name="reminders",
+        null=True,
+        blank=True,
+    )
+    # The staff member to tell (the practitioner, for an allergy reading).
+    recipient = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        related_name="reminders",
+        null=True,
+        blank=True,
+    )
+    lead_minutes = models.PositiveIntegerField(default=0)
+    slot_starts_at = models.DateTimeField(null=True, blank=True)
+    # When it was meant to go, and when it will go (held past quiet hours).
+    intended_at = models.DateTimeField()
+    due_at = models.DateTimeField()
+    status = models.CharField(
+        max_length=10, choices=ReminderStatus.choices, default=ReminderStatus.PLANNED
+    )
+    attempts = models.PositiveSmallIntegerField(default=0)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    provider_message_id = models.CharField(max_length=200, blank=True)
+    error = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["due_at", "id"]
+        verbose_name = _("reminder")
+        verbose_name_plural = _("reminders")
+        indexes = [
+            models.Index(fields=["due_at"], condition=Q(status="planned"), name="reminder_due_idx"),
+            models.Index(fields=["patient", "-due_at"], name="reminder_patient_idx"),
+            models.Index(fields=["booking"], name="reminder_booking_idx"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["booking", "kind", "lead_minutes", "slot_starts_at"],
+                condition=Q(booking__isnull=False),
+                name="reminder_once_per_booking_slot",
+            ),
+            models.UniqueConstraint(
+                fields=["allergy_test", "kind"],
+                condition=Q(allergy_test__isnull=False),
+                name="reminder_once_per_allergy_test",
+            ),
+            models.UniqueConstraint(
+                fields=["course", "kind", "intended_at"],
+                condition=Q(course__isnull=False, booking__isnull=True),
+                name="reminder_once_per_course_moment",
+            ),
+            models.CheckConstraint(
+                condition=Q(due_at__gte=F("intended_at")) | Q(kind="session"),
+                name="reminder_held_not_advanced",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status="sent") | Q(sent_at__isnull=False),
+                name="reminder_sent_has_time",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} reminder {self.uuid} ({self.status})"
+
+
+# --- Patient documents, download links and the portal ----------------------------------
+
+
+class PatientDocumentStatus(models.TextChoices):
+    QUEUED = "queued", _("being prepared")
+    READY = "ready", _("ready")
+    FAILED = "failed", _("failed")
+
+
+def _document_path(instance: PatientDocument, filename: str) -> str:
+    return f"documents/{instance.uuid}.pdf"
+
+
+class PatientDocument(models.Model):
+    """A PDF made for a patient: the aftercare sheet of a completed session.
+    Regenerating replaces the file at the same path; never a second copy."""
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    patient = models.ForeignKey(
+        "patients.Patient", on_delete=models.PROTECT, related_name="documents"
+    )
+    session = models.OneToOneField(
+        SessionRecord, on_delete=models.PROTECT, related_name="aftercare_document"
+    )
+    status = models.CharField(
+        max_length=10, choices=PatientDocumentStatus.choices, default=PatientDocumentStatus.QUEUED
+    )
+    file = models.FileField(upload_to=_document_path, blank=True, editable=False)
+    sha256 = models.CharField(max_length=64, blank=True, editable=False)
+    attempts = models.PositiveIntegerField(default=0, editable=False)
+    error = models.CharField(max_length=200, blank=True, editable=False)
+    queued_at = models.DateTimeField(editable=False)
+    generated_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["-queued_at", "-id"]
+        verbose_name = _("patient document")
+        verbose_name_plural = _("patient documents")
+        indexes = [models.Index(fields=["status", "queued_at"], name="document_status_idx")]
+        constraints = [
+            models.CheckConstraint(
+                condition=~Q(status="ready") | (~Q(file="") & ~Q(sha256="")),
+                name="document_ready_has_file",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Aftercare sheet {self.uuid} ({self.status})"
+
+
+class DownloadLink(models.Model):
+    """A link emailed to a patient for one document. Only the SHA-256 of its
+    random token is stored; it expires, can be revoked, and the download also
+    asks for the patient's date of birth."""
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    patient = models.ForeignKey(
+        "patients.Patient", on_delete=models.PROTECT, related_name="download_links"
+    )
+    document = models.ForeignKey(PatientDocument, on_delete=models.PROTECT, related_name="links")
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    downloads = models.PositiveIntegerField(default=0)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = _("download link")
+        verbose_name_plural = _("download links")
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(token_hash__regex=SHA256_HEX), name="link_token_is_sha256"
+            ),
+            models.CheckConstraint(
+                condition=Q(expires_at__gt=F("created_at")), name="link_expires_after_creation"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Download link {self.uuid}"
+
+
+class PortalAccount(models.Model):
+    """A patient's sign-in to the portal: a user with no staff role, tied to
+    one patient record. Sign-in is by a one-time link sent by email."""
+
+    patient = models.OneToOneField(
+        "patients.Patient", on_delete=models.PROTECT, related_name="portal_account"
+    )
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="portal_account"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("portal account")
+        verbose_name_plural = _("portal accounts")
+
+    def __str__(self) -> str:
+        return f"Portal account of {self.patient_id}"
+
+
+class PortalLoginToken(models.Model):
+    """A one-time sign-in link for the portal (hash of the token only)."""
+
+    account = models.ForeignKey(PortalAccount, on_delete=models.CASCADE, related_name="tokens")
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("portal sign-in link")
+        verbose_name_plural = _("portal sign-in links")
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(token_hash__regex=SHA256_HEX), name="portal_token_is_sha256"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Portal sign-in link {self.pk}"
+
+
+class LinkAttempt(models.Model):
+    """A wrong token or date of birth at a public link page, by address:
+    counted to slow down guessing (no patient data kept)."""
+
+    ip = models.GenericIPAddressField()
+    at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["ip", "at"], name="link_attempt_ip_idx")]
+
+    def __str__(self) -> str:
+        return f"Failed link attempt from {self.ip}"
