@@ -53,6 +53,9 @@ SAMPLE_KWARGS: dict[str, str] = {
     "course": "00000000-0000-4000-8000-000000000042",
     # session records
     "session": "00000000-0000-4000-8000-000000000050",
+    # reminders, documents and the portal
+    "reminder": "00000000-0000-4000-8000-000000000060",
+    "document": "00000000-0000-4000-8000-000000000061",
 }
 
 # Tables a GET may write to: the session (idle timer), the audit trail
@@ -114,6 +117,8 @@ def sample_objects(db: None) -> None:
     from tests.treatments.samples_allergy import create_samples as allergy_samples
     from tests.treatments.samples_booking import create_samples as booking_samples
     from tests.treatments.samples_catalogue import create_samples as catalogue_samples
+    from tests.treatments.samples_portal import create_samples as portal_samples
+    from tests.treatments.samples_reminders import create_samples as reminder_samples
     from tests.treatments.samples_session import create_samples as session_samples
 
     PatientFactory(uuid=SAMPLE_KWARGS["patient"])
@@ -122,6 +127,8 @@ def sample_objects(db: None) -> None:
     allergy_samples(SAMPLE_KWARGS)
     booking_samples(SAMPLE_KWARGS)
     session_samples(SAMPLE_KWARGS)
+    reminder_samples(SAMPLE_KWARGS)
+    portal_samples(SAMPLE_KWARGS)
 
 
 def _client_for(persona: str, request: pytest.FixtureRequest) -> tuple[Client, User | None]:

@@ -1,14 +1,23 @@
 """URL routes of the treatments app: the catalogue, protocols and aftercare
 sheets (managers), allergy tests and tasks, the calendar and courses, and
-session records."""
+session records, reminders, aftercare documents and the patient portal."""
 
 from django.urls import URLPattern
 
 from treatments.allergy_urls import urlpatterns as allergy_urls
 from treatments.booking_urls import urlpatterns as booking_urls
 from treatments.catalogue_urls import urlpatterns as catalogue_urls
+from treatments.portal_urls import urlpatterns as portal_urls
+from treatments.reminder_urls import urlpatterns as reminder_urls
 from treatments.session_urls import urlpatterns as session_urls
 
 app_name = "treatments"
 
-urlpatterns: list[URLPattern] = [*catalogue_urls, *allergy_urls, *booking_urls, *session_urls]
+urlpatterns: list[URLPattern] = [
+    *catalogue_urls,
+    *allergy_urls,
+    *booking_urls,
+    *session_urls,
+    *reminder_urls,
+    *portal_urls,
+]

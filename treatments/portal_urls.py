@@ -1,0 +1,5 @@
+"""Routes of aftercare documents (staff), emailed download links and the patient portal."""
+
+from django.urls import URLPattern
+
+urlpatterns: list[URLPattern] = []

@@ -1,0 +1,5 @@
+"""Routes of the reminder delivery log and reception's follow-up list."""
+
+from django.urls import URLPattern
+
+urlpatterns: list[URLPattern] = []
