@@ -25,7 +25,7 @@ def _object_type(obj: models.Model | None, object_type: str) -> str:
     return object_type
 
 
-def audit_log(
+def _event(
     *,
     actor: Any,
     action: AuditAction | str,
@@ -36,7 +36,6 @@ def audit_log(
     changed_fields: Iterable[str] = (),
     actor_label: str = "",
 ) -> AuditEvent:
-    """Append one event. `actor` may be None (anonymous) or a user."""
     ctx = get_request_context()
     user = actor if actor is not None and getattr(actor, "is_authenticated", False) else None
     if obj is not None and not object_id:
@@ -54,6 +53,31 @@ def audit_log(
         ip=ctx.ip if ctx else None,
         request_id=ctx.request_id if ctx else "",
     )
+    return event
+
+
+def audit_log(
+    *,
+    actor: Any,
+    action: AuditAction | str,
+    obj: models.Model | None = None,
+    object_type: str = "",
+    object_id: str = "",
+    patient_ref: uuid.UUID | None = None,
+    changed_fields: Iterable[str] = (),
+    actor_label: str = "",
+) -> AuditEvent:
+    """Append one event. `actor` may be None (anonymous) or a user."""
+    event = _event(
+        actor=actor,
+        action=action,
+        obj=obj,
+        object_type=object_type,
+        object_id=object_id,
+        patient_ref=patient_ref,
+        changed_fields=changed_fields,
+        actor_label=actor_label,
+    )
     event.save(force_insert=True)
     return event
 
@@ -67,3 +91,21 @@ def audit_read(
 ) -> AuditEvent:
     """Record that the signed-in user saw (or downloaded) `obj`."""
     return audit_log(actor=request.user, action=action, obj=obj, patient_ref=patient_ref)
+
+
+def audit_read_patients(
+    request: Any,
+    obj: models.Model,
+    *,
+    patient_refs: Iterable[uuid.UUID],
+    action: AuditAction = AuditAction.VIEW,
+) -> int:
+    """Record that a list naming several patients (a recall list, say) was
+    seen: one event per patient, so "whose records did this user see" stays
+    answerable, written in one statement."""
+    events = [
+        _event(actor=request.user, action=action, obj=obj, patient_ref=ref)
+        for ref in dict.fromkeys(patient_refs)
+    ]
+    AuditEvent.objects.bulk_create(events)
+    return len(events)

@@ -1,0 +1,298 @@
+"""State changes of the catalogue: ingredients, products, batches and their
+recall, aftercare sheets and protocols. Views and the demo call these; nothing
+else saves a catalogue object."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, models, transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from clinic.audit import audit_log
+from clinic.models import AuditAction, User
+from treatments.models import (
+    AftercareSheet,
+    Batch,
+    BatchStatus,
+    Ingredient,
+    Product,
+    Protocol,
+    ProtocolCocktailLine,
+)
+
+INGREDIENT_FIELDS = ("name", "category", "active")
+PRODUCT_FIELDS = ("name", "maker", "concentration", "notes", "active")
+BATCH_FIELDS = ("lot_number", "expiry_date", "quantity_received", "received_on")
+SHEET_FIELDS = ("title", "introduction", "do_advice", "avoid_advice", "warning_signs")
+PROTOCOL_FIELDS = (
+    "name",
+    "indication",
+    "default_areas",
+    "default_sessions",
+    "interval",
+    "session_minutes",
+    "maintenance_months",
+    "consent_form",
+    "aftercare_sheet",
+    "active",
+)
+
+
+class BatchAlreadyRecalledError(ValidationError):
+    """A recall is final: a recalled batch is never recalled again nor restocked."""
+
+
+@dataclass(frozen=True)
+class CocktailLine:
+    """One product of a protocol's default cocktail, as the form gives it."""
+
+    product: Product
+    amount: Decimal
+    unit: str
+
+
+def _reject_unknown(fields: Iterable[str], allowed: Iterable[str], what: str) -> None:
+    unknown = set(fields) - set(allowed)
+    if unknown:
+        raise TypeError(f"{what}: {sorted(unknown)}")
+
+
+def _save(obj: models.Model, *, message: str) -> None:
+    """Validate and save; a constraint the database catches in a race becomes
+    the same ValidationError a form shows."""
+    obj.full_clean()
+    try:
+        with transaction.atomic():
+            obj.save()
+    except IntegrityError as exc:
+        raise ValidationError(message) from exc
+
+
+def _apply(obj: models.Model, fields: dict[str, Any]) -> list[str]:
+    """Set the fields that differ; return their names."""
+    changed = [name for name, value in fields.items() if getattr(obj, name) != value]
+    for name in changed:
+        setattr(obj, name, fields[name])
+    return changed
+
+
+# --- Ingredients --------------------------------------------------------------------
+
+
+@transaction.atomic
+def ingredient_create(*, created_by: User, **fields: Any) -> Ingredient:
+    _reject_unknown(fields, INGREDIENT_FIELDS, "not ingredient fields")
+    ingredient = Ingredient(**fields)
+    _save(ingredient, message=_("An ingredient with this name already exists."))
+    audit_log(actor=created_by, action=AuditAction.CREATE, obj=ingredient, changed_fields=fields)
+    return ingredient
+
+
+@transaction.atomic
+def ingredient_update(*, ingredient: Ingredient, updated_by: User, **fields: Any) -> Ingredient:
+    _reject_unknown(fields, INGREDIENT_FIELDS, "not ingredient fields")
+    current = Ingredient.objects.select_for_update().get(pk=ingredient.pk)
+    changed = _apply(current, fields)
+    if changed:
+        _save(current, message=_("An ingredient with this name already exists."))
+        audit_log(actor=updated_by, action=AuditAction.UPDATE, obj=current, changed_fields=changed)
+    return current
+
+
+# --- Products -----------------------------------------------------------------------
+
+
+def _check_ingredients(ingredients: Sequence[Ingredient]) -> None:
+    if not ingredients:
+        raise ValidationError({"ingredients": _("Choose at least one ingredient.")})
+
+
+@transaction.atomic
+def product_create(
+    *, created_by: User, ingredients: Sequence[Ingredient], **fields: Any
+) -> Product:
+    _reject_unknown(fields, PRODUCT_FIELDS, "not product fields")
+    _check_ingredients(ingredients)
+    product = Product(**fields)
+    _save(product, message=_("This maker already has a product with this name."))
+    product.ingredients.set(ingredients)
+    audit_log(
+        actor=created_by,
+        action=AuditAction.CREATE,
+        obj=product,
+        changed_fields=[*fields, "ingredients"],
+    )
+    return product
+
+
+@transaction.atomic
+def product_update(
+    *, product: Product, updated_by: User, ingredients: Sequence[Ingredient], **fields: Any
+) -> Product:
+    _reject_unknown(fields, PRODUCT_FIELDS, "not product fields")
+    _check_ingredients(ingredients)
+    current = Product.objects.select_for_update().get(pk=product.pk)
+    changed = _apply(current, fields)
+    if changed:
+        _save(current, message=_("This maker already has a product with this name."))
+    before = set(current.ingredients.values_list("pk", flat=True))
+    if before != {i.pk for i in ingredients}:
+        current.ingredients.set(ingredients)
+        changed.append("ingredients")
+    if changed:
+        audit_log(actor=updated_by, action=AuditAction.UPDATE, obj=current, changed_fields=changed)
+    return current
+
+
+# --- Batches ------------------------------------------------------------------------
+
+
+@transaction.atomic
+def batch_create(
+    *,
+    product: Product,
+    created_by: User,
+    lot_number: str,
+    expiry_date: date,
+    quantity_received: int,
+    received_on: date,
+) -> Batch:
+    """Record a lot received. An expired lot is refused: it could never be used."""
+    if expiry_date < timezone.localdate():
+        raise ValidationError({"expiry_date": _("This expiry date has passed.")})
+    batch = Batch(
+        product=product,
+        lot_number=lot_number.strip(),
+        expiry_date=expiry_date,
+        quantity_received=quantity_received,
+        received_on=received_on,
+    )
+    _save(batch, message=_("This product already has a batch with this lot number."))
+    audit_log(actor=created_by, action=AuditAction.CREATE, obj=batch, changed_fields=BATCH_FIELDS)
+    return batch
+
+
+@transaction.atomic
+def batch_recall(*, batch: Batch, recalled_by: User, reason: str) -> Batch:
+    """Withdraw a batch for good: it can no longer be chosen for anyone."""
+    reason = reason.strip()
+    if not reason:
+        raise ValidationError({"reason": _("Give the reason for the recall.")})
+    current = Batch.objects.select_for_update().get(pk=batch.pk)
+    if current.status == BatchStatus.RECALLED:
+        raise BatchAlreadyRecalledError(_("This batch has already been recalled."))
+    current.status = BatchStatus.RECALLED
+    current.recalled_at = timezone.now()
+    current.recalled_by = recalled_by
+    current.recall_reason = reason
+    current.full_clean()
+    current.save(update_fields=["status", "recalled_at", "recalled_by", "recall_reason"])
+    audit_log(
+        actor=recalled_by,
+        action=AuditAction.RECALLED,
+        obj=current,
+        changed_fields=["status", "recalled_at", "recalled_by", "recall_reason"],
+    )
+    return current
+
+
+# --- Aftercare sheets ---------------------------------------------------------------
+
+
+@transaction.atomic
+def sheet_create(*, created_by: User, **fields: Any) -> AftercareSheet:
+    _reject_unknown(fields, SHEET_FIELDS, "not aftercare sheet fields")
+    sheet = AftercareSheet(**fields)
+    _save(sheet, message=_("An aftercare sheet with this title already exists."))
+    audit_log(actor=created_by, action=AuditAction.CREATE, obj=sheet, changed_fields=fields)
+    return sheet
+
+
+@transaction.atomic
+def sheet_update(*, sheet: AftercareSheet, updated_by: User, **fields: Any) -> AftercareSheet:
+    _reject_unknown(fields, SHEET_FIELDS, "not aftercare sheet fields")
+    current = AftercareSheet.objects.select_for_update().get(pk=sheet.pk)
+    changed = _apply(current, fields)
+    if changed:
+        _save(current, message=_("An aftercare sheet with this title already exists."))
+        audit_log(actor=updated_by, action=AuditAction.UPDATE, obj=current, changed_fields=changed)
+    return current
+
+
+# --- Protocols ----------------------------------------------------------------------
+
+
+def _check_lines(lines: Sequence[CocktailLine]) -> None:
+    products = [line.product.pk for line in lines]
+    if len(products) != len(set(products)):
+        raise ValidationError(_("Each product appears once in the cocktail."))
+    for line in lines:
+        if line.amount <= 0:
+            raise ValidationError(_("Each amount must be more than zero."))
+
+
+def _save_lines(protocol: Protocol, lines: Sequence[CocktailLine]) -> None:
+    protocol.cocktail.all().delete()
+    rows = [
+        ProtocolCocktailLine(
+            protocol=protocol,
+            product=line.product,
+            amount=line.amount,
+            unit=line.unit,
+            position=position,
+        )
+        for position, line in enumerate(lines)
+    ]
+    for row in rows:
+        row.full_clean(validate_constraints=False)
+    ProtocolCocktailLine.objects.bulk_create(rows)
+
+
+def _lines_of(protocol: Protocol) -> list[tuple[int, Decimal, str]]:
+    return [
+        (line.product_id, line.amount, line.unit)
+        for line in protocol.cocktail.order_by("position", "id")
+    ]
+
+
+@transaction.atomic
+def protocol_create(*, created_by: User, lines: Sequence[CocktailLine], **fields: Any) -> Protocol:
+    """A protocol and its default cocktail, saved together."""
+    _reject_unknown(fields, PROTOCOL_FIELDS, "not protocol fields")
+    _check_lines(lines)
+    protocol = Protocol(**fields)
+    _save(protocol, message=_("A protocol with this name already exists."))
+    _save_lines(protocol, lines)
+    audit_log(
+        actor=created_by,
+        action=AuditAction.CREATE,
+        obj=protocol,
+        changed_fields=[*fields, "cocktail"],
+    )
+    return protocol
+
+
+@transaction.atomic
+def protocol_update(
+    *, protocol: Protocol, updated_by: User, lines: Sequence[CocktailLine], **fields: Any
+) -> Protocol:
+    _reject_unknown(fields, PROTOCOL_FIELDS, "not protocol fields")
+    _check_lines(lines)
+    current = Protocol.objects.select_for_update().get(pk=protocol.pk)
+    changed = _apply(current, fields)
+    if changed:
+        _save(current, message=_("A protocol with this name already exists."))
+    wanted = [(line.product.pk, line.amount, line.unit) for line in lines]
+    if _lines_of(current) != wanted:
+        _save_lines(current, lines)
+        changed.append("cocktail")
+    if changed:
+        audit_log(actor=updated_by, action=AuditAction.UPDATE, obj=current, changed_fields=changed)
+    return current
