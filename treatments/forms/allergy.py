@@ -1,0 +1,134 @@
+"""Forms of allergy tests: giving one, and reading it."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from django import forms
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from patients.images import CleanImage, ImageRejectedError, clean_photo
+from treatments.models import AllergyResult, Batch, Ingredient, Product
+from treatments.selectors.catalogue import batches_usable
+from treatments.services.allergy import given_at_problem
+
+
+class BatchChoiceField(forms.ModelChoiceField):
+    def label_from_instance(self, obj: Batch) -> str:
+        return _("%(product)s, lot %(lot)s (expires %(expiry)s)") % {
+            "product": obj.product.name,
+            "lot": obj.lot_number,
+            "expiry": obj.expiry_date.strftime("%d/%m/%Y"),
+        }
+
+
+class AllergyTestForm(forms.Form):
+    """What was injected, where and when. A product counts as all its ingredients."""
+
+    ingredients = forms.ModelMultipleChoiceField(
+        label=_("Ingredients tested"),
+        queryset=Ingredient.objects.none(),
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+    )
+    products = forms.ModelMultipleChoiceField(
+        label=_("Products tested"),
+        queryset=Product.objects.none(),
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text=_("A product tests every ingredient it contains."),
+    )
+    batch = BatchChoiceField(
+        label=_("Batch of the test substance"),
+        queryset=Batch.objects.none(),
+        required=False,
+        empty_label=_("Not recorded"),
+        error_messages={
+            "invalid_choice": _("This batch cannot be used: it is expired or recalled.")
+        },
+    )
+    site = forms.CharField(
+        label=_("Site"),
+        max_length=100,
+        help_text=_("For example: inner left forearm."),
+    )
+    given_at = forms.DateTimeField(
+        label=_("Time given"),
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+        input_formats=["%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%S"],
+    )
+
+    def __init__(self, *args: Any, today: date, **kwargs: Any) -> None:
+        kwargs.setdefault(
+            "initial", {"given_at": timezone.localtime().replace(second=0, microsecond=0)}
+        )
+        super().__init__(*args, **kwargs)
+        self.fields["ingredients"].queryset = Ingredient.objects.filter(active=True).order_by(  # type: ignore[attr-defined]
+            "name"
+        )
+        self.fields["products"].queryset = Product.objects.filter(active=True).order_by(  # type: ignore[attr-defined]
+            "name", "maker"
+        )
+        self.fields["batch"].queryset = batches_usable(on=today)  # type: ignore[attr-defined]
+
+    def clean_given_at(self) -> datetime:
+        given_at: datetime = self.cleaned_data["given_at"]
+        problem = given_at_problem(given_at, now=timezone.now())
+        if problem:
+            raise forms.ValidationError(problem)
+        return given_at
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if (
+            "ingredients" in data
+            and "products" in data
+            and not data["ingredients"]
+            and not data["products"]
+        ):
+            raise forms.ValidationError(_("Choose at least one ingredient or product."))
+        return data
+
+    def service_fields(self) -> dict[str, Any]:
+        return {
+            name: self.cleaned_data[name]
+            for name in ("ingredients", "products", "batch", "site", "given_at")
+        }
+
+
+class AllergyReadingForm(forms.Form):
+    """The reading, 24 hours after the test."""
+
+    result = forms.ChoiceField(
+        label=_("Result"), choices=AllergyResult.choices, widget=forms.RadioSelect
+    )
+    reaction = forms.CharField(
+        label=_("Description of the reaction"),
+        required=False,
+        max_length=2000,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text=_("Required when positive: redness, swelling, size in mm, itching..."),
+    )
+    photo = forms.FileField(
+        label=_("Photo of the reaction"),
+        required=False,
+        help_text=_("Optional. JPEG or PNG, up to 15 MB. Location and camera details are removed."),
+        widget=forms.ClearableFileInput(attrs={"accept": "image/jpeg,image/png"}),
+    )
+
+    def clean_photo(self) -> CleanImage | None:
+        upload = self.cleaned_data.get("photo")
+        if not upload:
+            return None
+        try:
+            return clean_photo(upload, size=upload.size)
+        except ImageRejectedError as error:
+            raise forms.ValidationError(str(error)) from None
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if data.get("result") == AllergyResult.POSITIVE and not data.get("reaction", "").strip():
+            self.add_error("reaction", _("Describe the reaction seen."))
+        return data
