@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import uuid
 from dataclasses import dataclass
 
-from django.db.models import QuerySet
+from django.db.models import Count, Max, OuterRef, Q, QuerySet, Subquery
+from django.http import Http404
 from django.utils.translation import gettext as _
 
 from consent.models import ConsentForm, ConsentFormVersion, SignedConsent
@@ -77,7 +80,7 @@ def version_current(*, form: ConsentForm) -> ConsentFormVersion | None:
 def signed_consents_of(*, patient: Patient) -> QuerySet[SignedConsent]:
     return (
         SignedConsent.objects.filter(patient=patient)
-        .select_related("version__form", "witness", "withdrawal", "pdf")
+        .select_related("patient", "version__form", "witness", "withdrawal", "pdf")
         .order_by("-signed_at", "-id")
     )
 
@@ -98,3 +101,84 @@ def consent_state(*, patient: Patient, form: ConsentForm) -> ConsentState:
     else:
         status = ConsentStatus.VALID
     return ConsentState(status=status, current_version=current, signed=latest)
+
+
+def consent_states_of(*, patient: Patient) -> list[tuple[ConsentForm, ConsentState]]:
+    """Every consent form with this patient's state, in a fixed number of queries."""
+    forms = list(ConsentForm.objects.order_by("title"))
+    currents: dict[int, ConsentFormVersion] = {}
+    for version in (
+        ConsentFormVersion.objects.filter(published_at__isnull=False)
+        .select_related("form")
+        .order_by("form_id", "-number")
+    ):
+        currents.setdefault(version.form_id, version)
+    latest: dict[int, SignedConsent] = {}
+    for signed in signed_consents_of(patient=patient):
+        latest.setdefault(signed.version.form_id, signed)
+    states = []
+    for form in forms:
+        current = currents.get(form.pk)
+        last = latest.get(form.pk)
+        if current is None:
+            status = ConsentStatus.NO_PUBLISHED_VERSION
+        elif last is None:
+            status = ConsentStatus.NOT_SIGNED
+        elif hasattr(last, "withdrawal"):
+            status = ConsentStatus.WITHDRAWN
+        elif last.version_id != current.pk:
+            status = ConsentStatus.RECONSENT_NEEDED
+        else:
+            status = ConsentStatus.VALID
+        states.append((form, ConsentState(status=status, current_version=current, signed=last)))
+    return states
+
+
+def consent_forms_overview() -> QuerySet[ConsentForm]:
+    """The forms with their number of published versions and of signatures."""
+    return ConsentForm.objects.annotate(
+        published_count=Count("versions", filter=Q(versions__published_at__isnull=False)),
+        current_number=Max("versions__number", filter=Q(versions__published_at__isnull=False)),
+        has_draft=Count("versions", filter=Q(versions__published_at__isnull=True)),
+    ).order_by("title")
+
+
+def form_versions(*, form: ConsentForm) -> list[ConsentFormVersion]:
+    """The versions of a form, newest first, each with its number of signatures."""
+    return list(
+        form.versions.select_related("published_by", "created_by")
+        .annotate(signature_count=Count("signatures"))
+        .order_by("-number")
+    )
+
+
+def patients_needing_reconsent(*, form: ConsentForm) -> int:
+    """Patients whose latest signature on this form is on an older published
+    version (and not withdrawn): consent_state flags them "re-consent needed"."""
+    current = version_current(form=form)
+    if current is None:
+        return 0
+    latest = (
+        SignedConsent.objects.filter(patient=OuterRef("patient"), version__form=form)
+        .order_by("-signed_at", "-id")
+        .values("pk")[:1]
+    )
+    return (
+        SignedConsent.objects.filter(version__form=form, pk=Subquery(latest))
+        .exclude(version=current)
+        .filter(withdrawal__isnull=True)
+        .count()
+    )
+
+
+def signed_consent_get(*, patient: Patient, signed_uuid: uuid.UUID | str) -> SignedConsent:
+    """One of this patient's signed consents; 404 for anyone else's."""
+    try:
+        return signed_consents_of(patient=patient).get(uuid=signed_uuid)
+    except SignedConsent.DoesNotExist:
+        raise Http404 from None
+
+
+def text_matches_hash(signed: SignedConsent) -> bool:
+    """Recompute the SHA-256 of the stored text: does it still match?"""
+    return hashlib.sha256(signed.text.encode("utf-8")).hexdigest() == signed.text_sha256

@@ -1,0 +1,424 @@
+"""State changes of consent: drafting and publishing form versions, signing,
+withdrawing, and making the PDF of a signed consent. Views, tasks and the demo
+data call these; nothing else saves a consent model."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import io
+import logging
+from collections.abc import Iterable
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.files.base import ContentFile
+from django.db import transaction
+from django.db.models import Max
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from PIL import Image, UnidentifiedImageError
+
+from clinic.audit import audit_log
+from clinic.models import AuditAction, User
+from consent.models import (
+    CONSENT_SECTION_NAMES,
+    CONSENT_SECTIONS,
+    ConsentForm,
+    ConsentFormVersion,
+    ConsentWithdrawal,
+    DocumentStatus,
+    SignedConsent,
+    SignedConsentPDF,
+)
+from consent.selectors import version_current
+from patients.models import Patient
+
+logger = logging.getLogger(__name__)
+
+VERSION_TEXT_FIELDS = (*CONSENT_SECTION_NAMES, "photo_consent_text")
+
+# A drawn signature is a small PNG: a few tens of kilobytes at tablet size.
+SIGNATURE_MAX_BYTES = 512 * 1024
+SIGNATURE_MAX_WIDTH = 2400
+SIGNATURE_MAX_HEIGHT = 1200
+SIGNATURE_MAX_PIXELS = 1_600_000
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+DATA_URL_PREFIX = "data:image/png;base64,"
+
+# A row still queued after this long lost its task (broker down, worker died).
+PDF_REQUEUE_AFTER = timedelta(minutes=2)
+PDF_MAX_ATTEMPTS = 5
+
+
+# --- Forms and versions ---------------------------------------------------------------------
+
+
+@transaction.atomic
+def consent_form_create(*, title: str, created_by: User) -> ConsentForm:
+    form = ConsentForm(title=title.strip(), created_by=created_by)
+    form.full_clean()
+    form.save()
+    audit_log(actor=created_by, action=AuditAction.CREATE, obj=form)
+    return form
+
+
+@transaction.atomic
+def consent_draft_save(*, form: ConsentForm, saved_by: User, **texts: str) -> ConsentFormVersion:
+    """Create the form's one draft, or change it. Published versions are never touched."""
+    unknown = set(texts) - set(VERSION_TEXT_FIELDS)
+    if unknown:
+        raise TypeError(f"not version text: {sorted(unknown)}")
+    # Lock the form: two managers saving the first draft at once make one draft.
+    ConsentForm.objects.select_for_update().get(pk=form.pk)
+    draft = form.versions.filter(published_at__isnull=True).first()
+    creating = draft is None
+    if draft is None:
+        highest = form.versions.aggregate(n=Max("number"))["n"] or 0
+        draft = ConsentFormVersion(form=form, number=highest + 1, created_by=saved_by)
+    changed = [name for name, value in texts.items() if getattr(draft, name) != value]
+    for name in changed:
+        setattr(draft, name, texts[name])
+    draft.full_clean()
+    if creating or changed:
+        draft.save()
+        audit_log(
+            actor=saved_by,
+            action=AuditAction.CREATE if creating else AuditAction.UPDATE,
+            obj=draft,
+            changed_fields=changed,
+        )
+    return draft
+
+
+@transaction.atomic
+def consent_version_publish(
+    *, version: ConsentFormVersion, published_by: User
+) -> ConsentFormVersion:
+    """Publish the draft: it gets the next number and its text is frozen for good
+    (the database refuses any later change). Future signatures use it; patients
+    who signed an older version are flagged "re-consent needed"."""
+    ConsentForm.objects.select_for_update().get(pk=version.form_id)
+    draft = ConsentFormVersion.objects.select_for_update().get(pk=version.pk)
+    if draft.published_at is not None:
+        raise ValidationError(
+            _("Version %(number)s is already published; write a new draft to change the text.")
+            % {"number": draft.number},
+            code="already_published",
+        )
+    highest = (
+        ConsentFormVersion.objects.filter(
+            form_id=draft.form_id, published_at__isnull=False
+        ).aggregate(n=Max("number"))["n"]
+        or 0
+    )
+    draft.number = highest + 1
+    draft.published_at = timezone.now()
+    draft.published_by = published_by
+    draft.full_clean()
+    draft.save()
+    audit_log(
+        actor=published_by,
+        action=AuditAction.PUBLISHED,
+        obj=draft,
+        changed_fields=["number", "published_at", "published_by"],
+    )
+    return draft
+
+
+# --- Signing --------------------------------------------------------------------------------
+
+
+def consent_text(*, version: ConsentFormVersion, photo_consent: bool) -> str:
+    """The exact text the patient agrees to, as one canonical string: what is
+    stored, hashed and printed."""
+    lines = [version.form.title, _("Version %(number)s") % {"number": version.number}, ""]
+    for name, heading in CONSENT_SECTIONS:
+        lines += [f"## {heading}", getattr(version, name).strip().replace("\r\n", "\n"), ""]
+    lines += [f"## {_('Photographs')}", version.photo_consent_text.strip().replace("\r\n", "\n")]
+    lines.append(
+        _("The patient agrees to photographs being taken.")
+        if photo_consent
+        else _("The patient does not agree to photographs being taken.")
+    )
+    return "\n".join(lines) + "\n"
+
+
+def sha256_hex(data: str | bytes) -> str:
+    return hashlib.sha256(data.encode("utf-8") if isinstance(data, str) else data).hexdigest()
+
+
+def signature_png_clean(data_url: str) -> bytes:
+    """The drawn signature, checked and re-encoded as a fresh PNG (no metadata).
+
+    Raises ValidationError when it is missing, not a PNG, too large or blank."""
+    data_url = (data_url or "").strip()
+    if not data_url:
+        raise ValidationError(
+            _("The patient has not signed yet: please draw the signature in the box."),
+            code="missing",
+        )
+    if not data_url.startswith(DATA_URL_PREFIX):
+        raise ValidationError(
+            _("The signature was not received as a picture. Clear it and sign again."),
+            code="not_png",
+        )
+    encoded = data_url[len(DATA_URL_PREFIX) :]
+    if len(encoded) > SIGNATURE_MAX_BYTES * 4 // 3 + 4:
+        raise ValidationError(
+            _("The signature picture is too large. Clear it and sign again."), code="too_large"
+        )
+    try:
+        raw = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValidationError(
+            _("The signature was not received as a picture. Clear it and sign again."),
+            code="not_png",
+        ) from None
+    if not raw.startswith(PNG_MAGIC):
+        raise ValidationError(
+            _("The signature was not received as a picture. Clear it and sign again."),
+            code="not_png",
+        )
+    try:
+        with Image.open(io.BytesIO(raw), formats=["PNG"]) as image:
+            width, height = image.size
+            # Check the size from the header, before decoding any pixel.
+            if (
+                width > SIGNATURE_MAX_WIDTH
+                or height > SIGNATURE_MAX_HEIGHT
+                or width * height > SIGNATURE_MAX_PIXELS
+            ):
+                raise ValidationError(
+                    _("The signature picture is too large. Clear it and sign again."),
+                    code="too_large",
+                )
+            image.load()
+            rgba = image.convert("RGBA")
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        if isinstance(exc, ValidationError):
+            raise
+        raise ValidationError(
+            _("The signature was not received as a picture. Clear it and sign again."),
+            code="not_png",
+        ) from None
+    # Drawn on white or on transparent: flatten on white, then look for ink.
+    flat = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+    flat.alpha_composite(rgba)
+    extrema = flat.convert("L").getextrema()
+    darkest = extrema[0] if isinstance(extrema, tuple) else extrema
+    if not isinstance(darkest, (int, float)) or darkest > 200:
+        raise ValidationError(
+            _("The signature box is empty: please draw the signature."), code="blank"
+        )
+    out = io.BytesIO()
+    rgba.save(out, format="PNG", optimize=True)
+    return out.getvalue()
+
+
+@transaction.atomic
+def consent_sign(
+    *,
+    patient: Patient,
+    form: ConsentForm,
+    version_uuid: Any,
+    sections_confirmed: Iterable[str],
+    photo_consent: bool,
+    signer_name: str,
+    signature_data_url: str,
+    witness: User,
+    witnessed: bool,
+) -> SignedConsent:
+    """Record the patient's signature on the current version of `form`,
+    countersigned by `witness`. Refuses (ValidationError, keyed by form field)
+    anything short of a complete, current, drawn and witnessed consent."""
+    # Lock the form: a version published while the patient signs is noticed.
+    ConsentForm.objects.select_for_update().get(pk=form.pk)
+    current = version_current(form=form)
+    if current is None or str(current.uuid) != str(version_uuid or ""):
+        raise ValidationError(
+            {
+                "version": _(
+                    "This consent form has changed since the page was opened. "
+                    "Reload the page and read the current version."
+                )
+            },
+            code="stale_version",
+        )
+    errors: dict[str, str] = {}
+    confirmed = set(sections_confirmed)
+    for name, heading in CONSENT_SECTIONS:
+        if name not in confirmed:
+            errors[f"confirm_{name}"] = _(
+                "Please confirm you have read and understood “%(section)s”."
+            ) % {"section": heading}
+    signer_name = " ".join((signer_name or "").split())
+    if not signer_name:
+        errors["signer_name"] = _("Please type your full name.")
+    elif len(signer_name) > 200:
+        errors["signer_name"] = _("The name is too long (200 characters at most).")
+    try:
+        png = signature_png_clean(signature_data_url)
+    except ValidationError as exc:
+        errors["signature"] = exc.messages[0]
+    if not witnessed:
+        errors["witnessed"] = _("The practitioner must confirm they witnessed the signature.")
+    if errors:
+        raise ValidationError(errors)
+
+    text = consent_text(version=current, photo_consent=photo_consent)
+    signed = SignedConsent(
+        patient=patient,
+        version=current,
+        text=text,
+        text_sha256=sha256_hex(text),
+        sections_confirmed=list(CONSENT_SECTION_NAMES),
+        photo_consent=photo_consent,
+        signer_name=signer_name,
+        signature_sha256=sha256_hex(png),
+        signed_at=timezone.now(),
+        witness=witness,
+    )
+    signed.signature.save(f"{signed.uuid}.png", ContentFile(png), save=False)
+    try:
+        with transaction.atomic():
+            signed.full_clean()
+            signed.save()
+            SignedConsentPDF.objects.create(signed_consent=signed, queued_at=timezone.now())
+            audit_log(
+                actor=witness, action=AuditAction.SIGNED, obj=signed, patient_ref=patient.uuid
+            )
+    except Exception:
+        signed.signature.storage.delete(signed.signature.name)
+        raise
+    transaction.on_commit(lambda: consent_pdf_enqueue(signed_consent_id=signed.pk))
+    return signed
+
+
+@transaction.atomic
+def consent_withdraw(*, signed: SignedConsent, reason: str, recorded_by: User) -> ConsentWithdrawal:
+    """Record that the patient withdrew this consent. The signed record stays as it was."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValidationError({"reason": _("Please write why the consent is withdrawn.")})
+    if ConsentWithdrawal.objects.filter(signed_consent=signed).exists():
+        raise ValidationError({"reason": _("This consent has already been withdrawn.")})
+    withdrawal = ConsentWithdrawal(
+        signed_consent=signed,
+        reason=reason,
+        withdrawn_at=timezone.now(),
+        recorded_by=recorded_by,
+    )
+    withdrawal.full_clean()
+    withdrawal.save()
+    audit_log(
+        actor=recorded_by,
+        action=AuditAction.WITHDRAWN,
+        obj=withdrawal,
+        patient_ref=signed.patient.uuid,
+    )
+    return withdrawal
+
+
+# --- The PDF --------------------------------------------------------------------------------
+
+
+def consent_pdf_enqueue(*, signed_consent_id: int) -> bool:
+    """Queue the PDF task. Never fails the caller: with the broker down the row
+    stays queued and the beat sweep (consent_pdf_requeue_stale) tries again."""
+    from consent.tasks import consent_pdf_render
+
+    try:
+        # No publish retries: a request must not wait on a broker that is down.
+        consent_pdf_render.apply_async((signed_consent_id,), retry=False)
+    except Exception:
+        logger.warning("Could not queue the PDF of signed consent %s", signed_consent_id)
+        return False
+    return True
+
+
+def consent_pdf_render_now(*, signed_consent_id: int) -> SignedConsentPDF:
+    """Render the signed consent to PDF, replacing the file at its one path.
+    Idempotent: running twice gives one file and the same row."""
+    from clinic.pdf import render_pdf
+
+    with transaction.atomic():
+        row = (
+            SignedConsentPDF.objects.select_for_update()
+            .select_related("signed_consent__patient", "signed_consent__version__form")
+            .select_related("signed_consent__witness")
+            .get(pk=signed_consent_id)
+        )
+        row.attempts += 1
+        SignedConsentPDF.objects.filter(pk=row.pk).update(attempts=row.attempts)
+    signed = row.signed_consent
+    try:
+        with signed.signature.open("rb") as handle:
+            signature = handle.read()
+        pdf = render_pdf(
+            "consent/signed_consent_pdf.html",
+            {
+                "clinic_name": settings.CLINIC_NAME,
+                "signed": signed,
+                "patient": signed.patient,
+                "version": signed.version,
+                "sections": signed_sections(signed),
+                "signature_data_uri": "data:image/png;base64,"
+                + base64.b64encode(signature).decode("ascii"),
+                "withdrawal": ConsentWithdrawal.objects.filter(signed_consent=signed).first(),
+            },
+        )
+    except Exception as exc:
+        # The type of error only: the message could quote patient text.
+        logger.exception("PDF of signed consent %s failed", signed_consent_id)
+        SignedConsentPDF.objects.filter(pk=row.pk).update(
+            status=DocumentStatus.FAILED, error=type(exc).__name__[:200]
+        )
+        row.refresh_from_db()
+        return row
+    storage = row.file.storage
+    name = row.file.field.upload_to(row, "")
+    if storage.exists(name):
+        storage.delete(name)
+    saved = storage.save(name, ContentFile(pdf))
+    with transaction.atomic():
+        SignedConsentPDF.objects.filter(pk=row.pk).update(
+            status=DocumentStatus.READY,
+            file=saved,
+            sha256=sha256_hex(pdf),
+            error="",
+            generated_at=timezone.now(),
+        )
+    row.refresh_from_db()
+    return row
+
+
+def consent_pdf_requeue_stale() -> int:
+    """Queue again the PDFs still waiting after PDF_REQUEUE_AFTER (their task was
+    lost); gives up after PDF_MAX_ATTEMPTS. Returns how many were queued."""
+    cutoff = timezone.now() - PDF_REQUEUE_AFTER
+    ids = list(
+        SignedConsentPDF.objects.filter(
+            status=DocumentStatus.QUEUED, queued_at__lt=cutoff, attempts__lt=PDF_MAX_ATTEMPTS
+        ).values_list("pk", flat=True)[:100]
+    )
+    queued = 0
+    for pk in ids:
+        # Restart the clock first, so the next sweep does not queue it twice.
+        SignedConsentPDF.objects.filter(pk=pk, status=DocumentStatus.QUEUED).update(
+            queued_at=timezone.now()
+        )
+        queued += consent_pdf_enqueue(signed_consent_id=pk)
+    return queued
+
+
+def signed_sections(signed: SignedConsent) -> list[tuple[str, str]]:
+    """(heading, text) blocks of the stored text, as signed (not as the form is now)."""
+    blocks: list[tuple[str, str]] = []
+    for chunk in signed.text.split("\n## ")[1:]:
+        heading, _sep, body = chunk.partition("\n")
+        blocks.append((heading.strip(), body.strip()))
+    return blocks
