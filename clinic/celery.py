@@ -30,6 +30,21 @@ app.conf.beat_schedule = {
         # A heartbeat that waited longer than its period is stale: drop it.
         "options": {"expires": HEARTBEAT_EVERY_SECONDS},
     },
+    # Every minute: signed-consent PDFs still queued after 2 minutes lost their task
+    # (broker down at signing, worker died); queue them again.
+    "consent-pdf-requeue": {
+        "task": "consent.tasks.consent_pdf_requeue",
+        "schedule": 60.0,
+        "options": {"expires": 60},
+    },
+    # Every minute: send the reminders that are due (rows planned in PostgreSQL
+    # with their booking). A tick that waited a minute is dropped: the next one
+    # finds the same rows. Tests shorten the period to see ticks quickly.
+    "reminders-dispatch": {
+        "task": "treatments.reminders_dispatch",
+        "schedule": float(os.environ.get("REMINDER_DISPATCH_INTERVAL_SECONDS", "60")),
+        "options": {"expires": float(os.environ.get("REMINDER_DISPATCH_INTERVAL_SECONDS", "60"))},
+    },
 }
 
 

@@ -279,6 +279,9 @@ REMINDER_LEAD_HOURS = env.list("REMINDER_LEAD_HOURS", cast=int, default=[48, 2])
 # No messages to patients in these hours (clinic time): held until they end.
 QUIET_HOURS_START = env.str("QUIET_HOURS_START", default="21:00")
 QUIET_HOURS_END = env.str("QUIET_HOURS_END", default="08:00")
+# Reminders sent per transaction. A worker killed mid-batch resends at most
+# this many (with the same idempotency key); smaller is safer, larger faster.
+REMINDER_BATCH_SIZE = env.int("REMINDER_BATCH_SIZE", default=20)
 # Text messages: a dotted path to a backend class, and the HTTP provider's settings.
 SMS_BACKEND = env.str("SMS_BACKEND", default="treatments.sms.ConsoleBackend")
 SMS_FILE_PATH = env.path("SMS_FILE_PATH", default=BASE_DIR / "var" / "sms")

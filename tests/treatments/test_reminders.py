@@ -1,0 +1,668 @@
+"""Reminders: planning with the booking, quiet hours, moves and cancels,
+dispatch with retries, the other kinds, and reception's pages."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+import time_machine
+from django.core import mail
+from django.db import connection, transaction
+from django.test import Client, override_settings
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+
+from clinic.models import User
+from tests.conftest import sign_in
+from tests.factories import IngredientFactory, PatientFactory
+from tests.treatments import test_reminders_support as support
+from tests.treatments.test_reminders_support import (
+    LONDON,
+    Clinic,
+    RecordingBackend,
+    book,
+    cancel,
+    local,
+    move,
+)
+from treatments.models import (
+    AllergyTest,
+    BookingStatus,
+    CourseStatus,
+    Interval,
+    Reminder,
+    ReminderChannel,
+    ReminderKind,
+    ReminderStatus,
+    TreatmentCourse,
+)
+from treatments.services import reminders as service
+from treatments.services.booking import booking_mark
+from treatments.services.reminders import (
+    MAX_ATTEMPTS,
+    backoff,
+    reminder_cancel_allergy_reading,
+    reminder_plan_allergy_reading,
+    reminders_dispatch_batch,
+    reminders_plan_course,
+    reminders_plan_for_booking,
+)
+from treatments.sms import (
+    ConsoleBackend,
+    FileBackend,
+    HttpBackend,
+    PermanentSMSError,
+    TransientSMSError,
+)
+
+clinic = support.clinic
+
+# A Monday in November: London on GMT, clinic open.
+NOW = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+THURSDAY = date(2026, 11, 5)
+
+
+@pytest.fixture
+def frozen() -> Iterator[time_machine.Coordinates]:
+    with time_machine.travel(NOW, tick=False) as traveller:
+        yield traveller
+
+
+def rows(booking: Any) -> list[Reminder]:
+    return list(Reminder.objects.filter(booking=booking).order_by("-lead_minutes", "id"))
+
+
+# --- Planning -------------------------------------------------------------------------------
+
+
+def test_a_booking_plans_one_reminder_per_lead_time_by_the_patients_channel(
+    clinic: Clinic, frozen: time_machine.Coordinates
+) -> None:
+    booking = book(clinic, local(THURSDAY, 10))
+    planned = rows(booking)
+    assert [(r.lead_minutes, r.channel, r.status) for r in planned] == [
+        (48 * 60, "email", "planned"),
+        (120, "email", "planned"),
+    ]
+    assert planned[0].intended_at == planned[0].due_at == local(THURSDAY, 10) - timedelta(hours=48)
+    assert planned[1].due_at == local(THURSDAY, 8)
+    assert all(r.slot_starts_at == booking.starts_at for r in planned)
+
+
+def test_sms_patients_get_sms_reminders(clinic: Clinic, frozen: time_machine.Coordinates) -> None:
+    patient = PatientFactory(reminder_channel="sms")
+    booking = book(clinic, local(THURSDAY, 10), patient=patient)
+    assert {r.channel for r in rows(booking)} == {ReminderChannel.SMS}
+
+
+def test_planning_twice_plans_nothing_new(clinic: Clinic, frozen: time_machine.Coordinates) -> None:
+    booking = book(clinic, local(THURSDAY, 10))
+    again = reminders_plan_for_booking(booking=booking)
+    assert len(again) == 2
+    assert Reminder.objects.filter(booking=booking).count() == 2
+    assert set(Reminder.objects.values_list("status", flat=True)) == {"planned"}
+
+
+@pytest.mark.parametrize(
+    ("channel", "consents", "reason"),
+    [
+        ("none", True, "asked for no reminders"),
+        ("email", False, "has not agreed to receive messages"),
+    ],
+)
+def test_no_reminder_is_planned_when_the_patient_wants_none_and_the_log_says_why(
+    clinic: Clinic,
+    frozen: time_machine.Coordinates,
+    receptionist: User,
+    client: Client,
+    channel: str,
+    consents: bool,
+    reason: str,
+) -> None:
+    patient = PatientFactory(reminder_channel=channel, consents_to_messages=consents)
+    booking = book(clinic, local(THURSDAY, 10), patient=patient)
+    assert not rows(booking)
+    sign_in(client, receptionist)
+    page = client.get(reverse("treatments:reminder_log", kwargs={"booking": booking.uuid}))
+    assert page.status_code == 200
+    assert reason in page.content.decode()
+
+
+def test_a_48_hour_lead_across_the_clock_change_is_48_real_hours(clinic: Clinic) -> None:
+    with time_machine.travel(datetime(2026, 10, 20, 9, tzinfo=UTC), tick=False):
+        # Monday 26 October 10:00 GMT; the clocks went back early on Sunday the 25th.
+        booking = book(clinic, local(date(2026, 10, 26), 10))
+    first = rows(booking)[0]
+    assert booking.starts_at - first.intended_at == timedelta(hours=48)
+    # 48 real hours earlier the clinic was still on summer time: 11:00 on the wall.
+    assert first.due_at.astimezone(LONDON).strftime("%d %H:%M") == "24 11:00"
+
+
+def test_a_reminder_that_would_fall_in_quiet_hours_is_held_until_8(
+    clinic: Clinic, frozen: time_machine.Coordinates
+) -> None:
+    booking = book(clinic, local(THURSDAY, 8, 30))
+    late = rows(booking)[1]
+    assert late.intended_at.astimezone(LONDON).strftime("%H:%M") == "06:30"
+    assert late.due_at == local(THURSDAY, 8)
+
+
+def test_a_48_hour_reminder_in_the_night_is_held_to_the_next_morning(
+    clinic: Clinic, frozen: time_machine.Coordinates
+) -> None:
+    booking = book(clinic, local(THURSDAY, 22))
+    early = rows(booking)[0]
+    assert early.due_at == local(date(2026, 11, 4), 8)
+
+
+def test_when_the_morning_hold_is_too_late_it_goes_the_evening_before(
+    clinic: Clinic, frozen: time_machine.Coordinates
+) -> None:
+    # An 08:00 session: its 2-hour reminder (06:00) cannot wait until 08:00.
+    booking = book(clinic, local(THURSDAY, 8))
+    late = rows(booking)[1]
+    assert late.due_at == local(date(2026, 11, 4), 20, 59)
+    assert late.due_at < late.intended_at  # advanced, never into quiet hours
+
+
+def test_when_the_evening_before_has_passed_no_reminder_is_planned(clinic: Clinic) -> None:
+    with time_machine.travel(local(date(2026, 11, 4), 21, 30), tick=False):
+        booking = book(clinic, local(THURSDAY, 8))
+    assert not rows(booking)
+
+
+def test_lead_times_already_past_are_not_planned(clinic: Clinic) -> None:
+    with time_machine.travel(local(THURSDAY, 7), tick=False):
+        booking = book(clinic, local(THURSDAY, 12))
+    assert [r.lead_minutes for r in rows(booking)] == [120]
+
+
+@override_settings(QUIET_HOURS_START="00:00", QUIET_HOURS_END="00:00")
+def test_quiet_hours_can_be_switched_off(clinic: Clinic, frozen: time_machine.Coordinates) -> None:
+    booking = book(clinic, local(THURSDAY, 8))
+    assert rows(booking)[1].due_at == local(THURSDAY, 6)
+
+
+# --- Moves, cancels, status ----------------------------------------------------------------
+
+
+def test_moving_a_booking_cancels_the_old_slot_and_plans_the_new_one(
+    clinic: Clinic, frozen: time_machine.Coordinates
+) -> None:
+    booking = book(clinic, local(THURSDAY, 10))
+    moved = move(clinic, booking, local(THURSDAY, 14))
+    old = Reminder.objects.filter(booking=booking, slot_starts_at=local(THURSDAY, 10))
+    new = Reminder.objects.filter(booking=booking, slot_starts_at=local(THURSDAY, 14))
+    assert {r.status for r in old} == {"cancelled"}
+    assert all("moved" in r.error for r in old)
+    assert sorted(r.due_at for r in new) == [local(date(2026, 11, 3), 14), local(THURSDAY, 12)]
+    # Back to the first time: the rows of that slot are reopened, not duplicated.
+    move(clinic, moved, local(THURSDAY, 10))
+    assert Reminder.objects.filter(booking=booking).count() == 4
+    assert {r.status for r in old.all()} == {"planned"}
+    assert {r.status for r in new.all()} == {"cancelled"}
+
+
+def test_cancelling_a_booking_cancels_its_planned_reminders(
+    clinic: Clinic, frozen: time_machine.Coordinates
+) -> None:
+    booking = book(clinic, local(THURSDAY, 10))
+    cancel(clinic, booking)
+    assert {(r.status, r.error) for r in rows(booking)} == {
+        ("cancelled", "The booking was cancelled.")
+    }
+
+
+def test_a_no_show_cancels_what_is_still_planned(clinic: Clinic) -> None:
+    with time_machine.travel(NOW, tick=False):
+        booking = book(clinic, local(THURSDAY, 10))
+    with time_machine.travel(local(THURSDAY, 10, 30), tick=False), transaction.atomic():
+        marked = booking_mark(
+            booking=booking, status=BookingStatus.NO_SHOW, marked_by=clinic.receptionist
+        )
+        service.reminders_cancel_for_booking(booking=marked)
+    assert {r.error for r in rows(booking)} == {"The patient did not come."}
+
+
+# --- Dispatch -------------------------------------------------------------------------------
+
+
+def test_due_email_reminders_are_sent_once_with_a_message_id_from_the_reminder(
+    clinic: Clinic, frozen: time_machine.Coordinates
+) -> None:
+    booking = book(clinic, local(THURSDAY, 10))
+    frozen.move_to(local(date(2026, 11, 3), 10) + timedelta(seconds=30))
+    result = reminders_dispatch_batch(backend=RecordingBackend())
+    assert (result.claimed, result.sent) == (1, 1)
+    first = rows(booking)[0]
+    assert first.status == "sent"
+    assert first.sent_at is not None
+    [message] = mail.outbox
+    assert message.to == [clinic.patient.email]
+    assert message.extra_headers["Message-ID"] == first.provider_message_id
+    assert str(first.uuid) in first.provider_message_id
+    assert "Thursday 5 November 2026 at 10:00" in message.body
+    html = message.alternatives[0][0]  # type: ignore[index]
+    assert "10:00" in str(html)
+    # The next tick finds nothing more to do.
+    assert reminders_dispatch_batch(backend=RecordingBackend()).claimed == 0
+    assert len(mail.outbox) == 1
+
+
+def test_due_sms_reminders_go_through_the_backend_with_the_reminder_as_key(
+    clinic: Clinic, frozen: time_machine.Coordinates, tmp_path: Path
+) -> None:
+    patient = PatientFactory(reminder_channel="sms", first_name="Ada")
+    booking = book(clinic, local(THURSDAY, 10), patient=patient)
+    frozen.move_to(local(THURSDAY, 9))
+    backend = FileBackend(tmp_path)
+    result = reminders_dispatch_batch(backend=backend)
+    assert result.sent == 2
+    files = sorted(tmp_path.glob("*.json"))
+    assert {p.stem for p in files} == {str(r.uuid) for r in rows(booking)}
+    payload = json.loads(files[0].read_text())
+    assert payload["to"] == str(patient.phone)
+    assert "Thu 5 Nov at 10:00" in payload["body"]
+    assert "Ada" not in payload["body"]  # nothing more about the patient than needed
+
+
+def test_a_booking_cancelled_without_its_reminders_is_caught_at_send_time(
+    clinic: Clinic, frozen: time_machine.Coordinates
+) -> None:
+    booking = book(clinic, local(THURSDAY, 10))
+    from treatments.models import Booking
+
+    # A cancel that forgot its reminders: the dispatcher re-checks the booking.
+    Booking.objects.filter(pk=booking.pk).update(status=BookingStatus.CANCELLED, cancel_reason="x")
+    frozen.move_to(local(THURSDAY, 9))
+    result = reminders_dispatch_batch(backend=RecordingBackend())
+    assert (result.sent, result.cancelled) == (0, 2)
+    assert not mail.outbox
+    assert {r.status for r in rows(booking)} == {"cancelled"}
+
+
+def test_a_transient_failure_retries_with_growing_delays_then_gives_up_after_5_attempts(
+    clinic: Clinic, frozen: time_machine.Coordinates
+) -> None:
+    patient = PatientFactory(reminder_channel="sms")
+    booking = book(clinic, local(date(2026, 11, 12), 10), patient=patient)
+    frozen.move_to(local(date(2026, 11, 10), 10))
+    backend = RecordingBackend([TransientSMSError("provider answered 503")] * MAX_ATTEMPTS)
+    delays = []
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        reminder = rows(booking)[0]
+        assert reminder.status == "planned"
+        before = reminder.due_at
+        frozen.move_to(before)
+        reminders_dispatch_batch(backend=backend)
+        reminder.refresh_from_db()
+        assert reminder.attempts == attempt
+        if attempt < MAX_ATTEMPTS:
+            delays.append(reminder.due_at - before)
+            assert "503" in reminder.error
+    assert reminder.status == "failed"
+    assert "Gave up after 5 attempts" in reminder.error
+    minutes = [d.total_seconds() / 60 for d in delays]
+    assert [int(m) for m in minutes] == [1, 2, 4, 8] or all(
+        base <= m <= base * 1.25 for base, m in zip([1, 2, 4, 8], minutes, strict=True)
+    )
+    assert not backend.sent
+
+
+def test_backoff_grows_exponentially_with_bounded_jitter() -> None:
+    assert backoff(1, rng=lambda: 0.0) == timedelta(minutes=1)
+    assert backoff(3, rng=lambda: 0.0) == timedelta(minutes=4)
+    assert backoff(3, rng=lambda: 1.0) == timedelta(minutes=5)
+
+
+def test_a_permanent_failure_is_recorded_at_once_and_shown_on_the_follow_up_list(
+    clinic: Clinic, frozen: time_machine.Coordinates, receptionist: User, client: Client
+) -> None:
+    patient = PatientFactory(reminder_channel="sms", first_name="Invalid", last_name="Number")
+    booking = book(clinic, local(THURSDAY, 10), patient=patient)
+    frozen.move_to(local(date(2026, 11, 3), 10))
+    backend = RecordingBackend([PermanentSMSError("provider refused (400): invalid number")])
+    result = reminders_dispatch_batch(backend=backend)
+    assert result.failed == 1
+    failed = rows(booking)[0]
+    assert (failed.status, failed.attempts) == ("failed", 1)
+    assert "invalid number" in failed.error
+    sign_in(client, receptionist)
+    page = client.get(reverse("treatments:reminder_followups")).content.decode()
+    assert "Invalid Number" in page
+    assert "invalid number" in page
+
+
+def test_a_crash_before_the_commit_leaves_the_reminder_planned(
+    clinic: Clinic, frozen: time_machine.Coordinates, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    booking = book(clinic, local(THURSDAY, 10))
+    frozen.move_to(local(date(2026, 11, 3), 10, 1))
+
+    def crash(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("worker died")
+
+    monkeypatch.setattr(service, "_write_back", crash)
+    with pytest.raises(RuntimeError):
+        reminders_dispatch_batch(backend=RecordingBackend())
+    monkeypatch.undo()
+    assert rows(booking)[0].status == "planned"
+    reminders_dispatch_batch(backend=RecordingBackend())
+    # The same message again, under the same Message-ID: the resend is recognisable.
+    assert len({m.extra_headers["Message-ID"] for m in mail.outbox}) == 1
+    assert rows(booking)[0].status == "sent"
+
+
+def test_messages_are_not_sent_in_quiet_hours_even_when_the_dispatcher_was_late(
+    clinic: Clinic, frozen: time_machine.Coordinates
+) -> None:
+    booking = book(clinic, local(date(2026, 11, 12), 10))
+    frozen.move_to(local(date(2026, 11, 10), 23))  # the tick ran late, at night
+    result = reminders_dispatch_batch(backend=RecordingBackend())
+    assert result.sent == 0
+    assert rows(booking)[0].due_at == local(date(2026, 11, 11), 8)
+
+
+def test_the_dispatcher_makes_the_same_number_of_queries_for_2_or_50_reminders(
+    clinic: Clinic, frozen: time_machine.Coordinates
+) -> None:
+    counts = []
+    for day, number in ((date(2026, 11, 5), 1), (date(2026, 11, 20), 25)):
+        for index in range(number):
+            patient = PatientFactory(reminder_channel=("email", "sms")[index % 2])
+            book(clinic, local(day, 11) + timedelta(minutes=4 * index), patient=patient, minutes=4)
+        last = local(day, 11) + timedelta(minutes=4 * (number - 1))
+        frozen.move_to(last - timedelta(hours=1, minutes=55))
+        with CaptureQueriesContext(connection) as queries:
+            result = reminders_dispatch_batch(limit=100, backend=RecordingBackend())
+        # 2 reminders are due per booking at this point (48 h and 2 h).
+        assert result.sent == 2 * number
+        counts.append(len(queries))
+    assert counts[0] == counts[1]
+    assert counts[0] <= 6
+
+
+# --- Other kinds ----------------------------------------------------------------------------
+
+
+def _allergy_test(clinic: Clinic, given_at: datetime) -> AllergyTest:
+    test = AllergyTest.objects.create(
+        patient=clinic.patient,
+        site="inner left forearm",
+        given_at=given_at,
+        given_by=clinic.practitioner,
+        read_due_at=given_at + timedelta(hours=24),
+    )
+    test.ingredients.add(IngredientFactory())
+    return test
+
+
+def test_an_allergy_reading_reminds_the_practitioner_when_due_and_stops_once_read(
+    clinic: Clinic, frozen: time_machine.Coordinates
+) -> None:
+    test = _allergy_test(clinic, NOW)
+    with transaction.atomic():
+        first = reminder_plan_allergy_reading(test=test)
+        again = reminder_plan_allergy_reading(test=test)
+    assert first is not None
+    assert again is not None
+    assert first.pk == again.pk
+    assert (first.channel, first.recipient_id, first.due_at) == (
+        "task",
+        clinic.practitioner.pk,
+        NOW + timedelta(hours=24),
+    )
+    frozen.move_to(NOW + timedelta(hours=24, seconds=5))
+    assert reminders_dispatch_batch(backend=RecordingBackend()).sent == 1
+    [message] = mail.outbox
+    assert message.to == [clinic.practitioner.email]
+    assert clinic.patient.last_name not in message.body
+
+    second = _allergy_test(clinic, NOW + timedelta(hours=25))
+    reminder_plan_allergy_reading(test=second)
+    reminder_cancel_allergy_reading(test=second)
+    assert Reminder.objects.get(allergy_test=second).status == "cancelled"
+
+
+def _course(clinic: Clinic, sessions: int = 3) -> TreatmentCourse:
+    return TreatmentCourse.objects.create(
+        patient=clinic.patient,
+        protocol=clinic.protocol,
+        planned_sessions=sessions,
+        interval=Interval.WEEKLY,
+        created_by=clinic.practitioner,
+    )
+
+
+def test_a_course_with_no_next_session_booked_goes_on_receptions_follow_up_list(
+    clinic: Clinic, frozen: time_machine.Coordinates, receptionist: User, client: Client
+) -> None:
+    course = _course(clinic)
+    first = book(clinic, NOW + timedelta(hours=1), course=course)
+    from treatments.models import Booking
+
+    Booking.objects.filter(pk=first.pk).update(status=BookingStatus.COMPLETED)
+    frozen.move_to(NOW + timedelta(hours=2))
+    with transaction.atomic():
+        task = reminders_plan_course(course=course)
+        assert reminders_plan_course(course=course) == task
+    assert task is not None
+    assert task.kind == ReminderKind.COURSE_NEXT
+    reminders_dispatch_batch(backend=RecordingBackend())
+    sign_in(client, receptionist)
+    url = reverse("treatments:reminder_followups")
+    assert clinic.patient.full_name in client.get(url).content.decode()
+    # Reception books the next session: the entry leaves the list.
+    book(clinic, NOW + timedelta(days=7), course=course)
+    assert clinic.patient.full_name not in client.get(url).content.decode()
+
+
+def test_no_follow_up_when_the_next_session_is_already_booked(
+    clinic: Clinic, frozen: time_machine.Coordinates
+) -> None:
+    course = _course(clinic)
+    first = book(clinic, NOW + timedelta(hours=1), course=course)
+    book(clinic, NOW + timedelta(days=7), course=course)
+    from treatments.models import Booking
+
+    Booking.objects.filter(pk=first.pk).update(status=BookingStatus.COMPLETED)
+    assert reminders_plan_course(course=course) is None
+    assert not Reminder.objects.filter(kind=ReminderKind.COURSE_NEXT).exists()
+
+
+def test_a_completed_course_recalls_the_patient_for_maintenance_at_10_local(
+    clinic: Clinic, frozen: time_machine.Coordinates
+) -> None:
+    course = _course(clinic, sessions=1)
+    TreatmentCourse.objects.filter(pk=course.pk).update(
+        status=CourseStatus.COMPLETED, maintenance_due_on=date(2027, 5, 3)
+    )
+    course.refresh_from_db()
+    recall = reminders_plan_course(course=course)
+    assert reminders_plan_course(course=course) == recall
+    assert recall is not None
+    assert (recall.kind, recall.channel) == ("maintenance", "email")
+    assert recall.due_at == local(date(2027, 5, 3), 10)  # 09:00 UTC: summer time
+
+
+# --- SMS backends ---------------------------------------------------------------------------
+
+
+def test_the_file_backend_writes_one_file_per_key(tmp_path: Path) -> None:
+    backend = FileBackend(tmp_path)
+    assert backend.send(to="+447911000001", body="Hi", idempotency_key="k1") == "file-k1"
+    backend.send(to="+447911000001", body="Hi", idempotency_key="k1")
+    backend.send(to="+447911000001", body="Hi", idempotency_key="k2")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["k1.json", "k2.json"]
+
+
+def test_the_console_backend_logs_neither_number_nor_text(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("INFO"):
+        ConsoleBackend().send(to="+447911000001", body="Secret text", idempotency_key="abc")
+    assert "abc" in caplog.text
+    assert "Secret" not in caplog.text
+    assert "7911" not in caplog.text
+
+
+class _Provider(BaseHTTPRequestHandler):
+    answers: list[tuple[int, dict[str, str], float]] = []
+    seen: list[dict[str, Any]] = []
+
+    def do_POST(self) -> None:
+        length = int(self.headers["Content-Length"])
+        _Provider.seen.append(
+            {"headers": dict(self.headers), "body": json.loads(self.rfile.read(length))}
+        )
+        status, payload, delay = _Provider.answers.pop(0)
+        if delay:
+            threading.Event().wait(delay)
+        data = json.dumps(payload).encode()
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+
+@pytest.fixture
+def provider() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Provider)
+    _Provider.answers, _Provider.seen = [], []
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}/messages"
+    server.shutdown()
+    server.server_close()
+
+
+def test_the_http_backend_posts_json_with_token_and_idempotency_key(provider: str) -> None:
+    _Provider.answers = [(201, {"id": "msg-42"}, 0)]
+    backend = HttpBackend(url=provider, token="t0k", sender="Clinic", timeout=2)
+    assert backend.send(to="+447911000001", body="Hello", idempotency_key="key-1") == "msg-42"
+    [request] = _Provider.seen
+    assert request["headers"]["Authorization"] == "Bearer t0k"
+    assert request["headers"]["Idempotency-Key"] == "key-1"
+    assert request["body"] == {"to": "+447911000001", "from": "Clinic", "body": "Hello"}
+
+
+@pytest.mark.parametrize(
+    ("status", "payload", "error", "text"),
+    [
+        (503, {}, TransientSMSError, "503"),
+        (429, {}, TransientSMSError, "429"),
+        (400, {"error": "invalid number"}, PermanentSMSError, "invalid number"),
+        (401, {}, PermanentSMSError, "401"),
+    ],
+)
+def test_the_http_backend_maps_answers_to_transient_and_permanent_errors(
+    provider: str, status: int, payload: dict[str, str], error: type[Exception], text: str
+) -> None:
+    _Provider.answers = [(status, payload, 0)]
+    with pytest.raises(error, match=text):
+        HttpBackend(url=provider, token="t", timeout=2).send(
+            to="+44", body="b", idempotency_key="k"
+        )
+
+
+def test_the_http_backend_gives_up_waiting_after_its_timeout(provider: str) -> None:
+    _Provider.answers = [(200, {"id": "late"}, 1.5)]
+    with pytest.raises(TransientSMSError, match="in time"):
+        HttpBackend(url=provider, token="t", timeout=0.3).send(
+            to="+44", body="b", idempotency_key="k"
+        )
+
+
+def test_the_http_backend_reports_an_unreachable_provider_as_transient() -> None:
+    with pytest.raises(TransientSMSError):
+        HttpBackend(url="http://127.0.0.1:1/x", token="t", timeout=1).send(
+            to="+44", body="b", idempotency_key="k"
+        )
+
+
+def test_the_http_backend_refuses_a_plain_http_provider_elsewhere() -> None:
+    with pytest.raises(PermanentSMSError):
+        HttpBackend(url="http://sms.example.com/x", token="t")
+
+
+# --- Pages ----------------------------------------------------------------------------------
+
+
+def _many(clinic: Clinic, number: int) -> Any:
+    booking = None
+    for index in range(number):
+        booking = book(clinic, local(THURSDAY, 9) + timedelta(days=7 * index))
+    return booking
+
+
+@pytest.mark.parametrize("number", [1, 15])
+@pytest.mark.parametrize("persona", ["receptionist", "practitioner", "manager"])
+def test_the_delivery_logs_answer_with_a_fixed_number_of_queries(
+    clinic: Clinic,
+    frozen: time_machine.Coordinates,
+    client: Client,
+    request: pytest.FixtureRequest,
+    persona: str,
+    number: int,
+    django_assert_max_num_queries: Any,
+) -> None:
+    booking = _many(clinic, number)
+    sign_in(client, request.getfixturevalue(persona))
+    urls = [
+        reverse("treatments:reminder_log", kwargs={"patient": clinic.patient.uuid}),
+        reverse("treatments:reminder_log", kwargs={"booking": booking.uuid}),
+        reverse("treatments:reminder_followups"),
+    ]
+    for url in urls:
+        with django_assert_max_num_queries(12):
+            page = client.get(url)
+        assert page.status_code == 200
+    text = client.get(urls[0]).content.decode()
+    assert text.count('data-status="planned"') == 2 * number
+    assert "9 Nov 2026, 09:00" in text or "Nov" in text
+
+
+def test_the_log_shows_times_in_clinic_time_and_why_a_reminder_failed(
+    clinic: Clinic, frozen: time_machine.Coordinates, client: Client, receptionist: User
+) -> None:
+    booking = book(clinic, local(date(2027, 5, 6), 10))
+    Reminder.objects.filter(booking=booking, lead_minutes=120).update(
+        status=ReminderStatus.FAILED, error="The email address was refused."
+    )
+    sign_in(client, receptionist)
+    page = client.get(reverse("treatments:reminder_log", kwargs={"booking": booking.uuid}))
+    text = page.content.decode()
+    assert "6 May 2027, 08:00" in text  # 07:00 UTC, shown in summer time
+    assert "The email address was refused." in text
+    assert "Failed" in text
+    assert "Planned" in text
+
+
+def test_another_patients_booking_or_an_unknown_patient_is_404_and_anonymous_goes_to_login(
+    clinic: Clinic, frozen: time_machine.Coordinates, client: Client, receptionist: User
+) -> None:
+    url = reverse("treatments:reminder_followups")
+    assert client.get(url).status_code == 302
+    sign_in(client, receptionist)
+    missing = "00000000-0000-4000-8000-0000000000ff"
+    assert (
+        client.get(reverse("treatments:reminder_log", kwargs={"patient": missing})).status_code
+        == 404
+    )
+    assert (
+        client.get(reverse("treatments:reminder_log", kwargs={"booking": missing})).status_code
+        == 404
+    )
+    assert client.post(url).status_code == 405

@@ -1,0 +1,192 @@
+"""Measure reminder dispatch, then remove every row it made.
+
+    python manage.py benchmark_reminders --reminders 10000 [--batch 100] [--backend file|null]
+
+Inserts synthetic patients (half by email, half by SMS), bookings and one due
+session reminder per booking, then runs the dispatcher as the beat task does
+(batches claimed with SKIP LOCKED, each committed) with Django's in-memory
+mail backend and an SMS file (or null) backend. Prints the total time, the
+throughput and the number of queries of each batch, then deletes what it made.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from datetime import date, timedelta
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandParser
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext, override_settings
+from django.utils import timezone
+
+from clinic.models import User
+from consent.models import ConsentForm
+from patients.models import Patient
+from patients.services import patient_search_text
+from treatments.models import (
+    AftercareSheet,
+    Booking,
+    Protocol,
+    Reminder,
+    ReminderChannel,
+    ReminderKind,
+    ReminderStatus,
+    Room,
+)
+from treatments.services.reminders import reminders_dispatch_batch
+from treatments.sms import FileBackend
+
+CHUNK = 5_000
+PATIENTS = 500
+
+
+class NullBackend:
+    def send(self, *, to: str, body: str, idempotency_key: str) -> str:
+        return f"null-{idempotency_key}"
+
+
+class Command(BaseCommand):
+    help = "Time the dispatch of N due reminders and count the queries of each batch."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--reminders", type=int, default=10_000)
+        parser.add_argument("--batch", type=int, default=100)
+        parser.add_argument("--backend", choices=("file", "null"), default="file")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        made: dict[str, Any] = {}
+        try:
+            self._setup(options["reminders"], made)
+            with (
+                tempfile.TemporaryDirectory() as directory,
+                override_settings(
+                    EMAIL_BACKEND="django.core.mail.backends.locmem.EmailBackend",
+                    QUIET_HOURS_START="00:00",
+                    QUIET_HOURS_END="00:00",
+                ),
+            ):
+                backend: Any = (
+                    FileBackend(directory) if options["backend"] == "file" else NullBackend()
+                )
+                self._measure(options, backend, made)
+        finally:
+            self._cleanup(made)
+
+    def _setup(self, number: int, made: dict[str, Any]) -> None:
+        with transaction.atomic():
+            user = User.objects.create(username="bench-reminders", first_name="Bench")
+            made["user"] = user
+            made["form"] = ConsentForm.objects.create(title="Benchmark consent", created_by=user)
+            made["sheet"] = AftercareSheet.objects.create(
+                title="Benchmark aftercare",
+                introduction="-",
+                do_advice="-",
+                avoid_advice="-",
+                warning_signs="-",
+            )
+            made["protocol"] = Protocol.objects.create(
+                name="Benchmark reminders protocol",
+                indication="-",
+                default_areas=["face"],
+                default_sessions=6,
+                interval="fortnightly",
+                maintenance_months=6,
+                consent_form=made["form"],
+                aftercare_sheet=made["sheet"],
+            )
+            made["room"] = Room.objects.create(name="Benchmark reminders room")
+        patients = []
+        for i in range(PATIENTS):
+            patient = Patient(
+                first_name="Bench",
+                last_name=f"Reminder{i}",
+                date_of_birth=date(1960, 1, 1) + timedelta(days=i),
+                email=f"bench.reminder{i}@example.org",
+                phone=f"+4479{i:08d}",
+                reminder_channel=("email", "sms")[i % 2],
+                consents_to_messages=True,
+            )
+            patient.search_text = patient_search_text(patient)
+            patients.append(patient)
+        made["patients"] = Patient.objects.bulk_create(patients)
+        now = timezone.now()
+        first = now + timedelta(days=2)
+        bookings = [
+            Booking(
+                patient=patients[i % PATIENTS],
+                practitioner=made["user"],
+                room=made["room"],
+                protocol=made["protocol"],
+                starts_at=first + timedelta(minutes=5 * i),
+                ends_at=first + timedelta(minutes=5 * i + 4),
+                created_by=made["user"],
+            )
+            for i in range(number)
+        ]
+        made["bookings"] = []
+        for start in range(0, number, CHUNK):
+            made["bookings"].extend(Booking.objects.bulk_create(bookings[start : start + CHUNK]))
+        reminders = [
+            Reminder(
+                kind=ReminderKind.SESSION,
+                channel=(ReminderChannel.EMAIL, ReminderChannel.SMS)[i % 2],
+                patient=booking.patient,
+                booking=booking,
+                lead_minutes=48 * 60,
+                slot_starts_at=booking.starts_at,
+                intended_at=now - timedelta(minutes=1),
+                due_at=now - timedelta(minutes=1),
+            )
+            for i, booking in enumerate(made["bookings"])
+        ]
+        for start in range(0, number, CHUNK):
+            Reminder.objects.bulk_create(reminders[start : start + CHUNK])
+
+    def _measure(self, options: dict[str, Any], backend: Any, made: dict[str, Any]) -> None:
+        number, batch = options["reminders"], options["batch"]
+        queries: list[int] = []
+        seconds: list[float] = []
+        sent = 0
+        started = time.perf_counter()
+        while True:
+            tick = time.perf_counter()
+            with CaptureQueriesContext(connection) as captured:
+                result = reminders_dispatch_batch(limit=batch, backend=backend)
+            if not result.claimed:
+                break
+            seconds.append(time.perf_counter() - tick)
+            queries.append(len(captured))
+            sent += result.sent
+        total = time.perf_counter() - started
+        left = Reminder.objects.filter(
+            booking__room=made["room"], status=ReminderStatus.PLANNED
+        ).count()
+        self.stdout.write(
+            f"reminders: {number}, batch size: {batch}, backend: {options['backend']}"
+        )
+        self.stdout.write(f"sent: {sent}, still planned: {left}")
+        self.stdout.write(f"total: {total:.2f} s, throughput: {sent / total:.0f} reminders/s")
+        self.stdout.write(
+            f"per batch: median {statistics.median(seconds) * 1000:.1f} ms, "
+            f"max {max(seconds) * 1000:.1f} ms"
+        )
+        self.stdout.write(
+            f"queries per batch: min {min(queries)}, max {max(queries)} (batches: {len(queries)})"
+        )
+
+    def _cleanup(self, made: dict[str, Any]) -> None:
+        with transaction.atomic():
+            bookings = made.get("bookings", [])
+            for start in range(0, len(bookings), CHUNK):
+                ids = [b.pk for b in bookings[start : start + CHUNK]]
+                Reminder.objects.filter(booking_id__in=ids).delete()
+                Booking.objects.filter(pk__in=ids).delete()
+            patients = made.get("patients", [])
+            Patient.objects.filter(pk__in=[p.pk for p in patients]).delete()
+            for name in ("protocol", "sheet", "form", "room", "user"):
+                if name in made:
+                    made[name].delete()
+        self.stdout.write("Removed every row the benchmark made.")

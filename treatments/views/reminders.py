@@ -1,0 +1,76 @@
+"""Reception's view of reminders: the delivery log (per patient, per booking)
+and the follow-up list. Read-only; no clinical detail."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.views.decorators.http import require_GET
+
+from clinic.access import staff
+from clinic.audit import audit_read, audit_read_patients
+from clinic.models import User
+from clinic.roles import Role
+from patients.selectors import patient_get_for_user
+from treatments.selectors.booking import booking_get_for_user
+from treatments.selectors.reminders import (
+    reminder_followups,
+    reminder_log_for_booking,
+    reminder_log_for_patient,
+)
+from treatments.services.reminders import patient_no_reminder_reason
+
+READ_ROLES = (Role.RECEPTIONIST, Role.PRACTITIONER, Role.MANAGER)
+
+
+def _user(request: HttpRequest) -> User:
+    user = request.user
+    assert isinstance(user, User)  # staff routes only
+    return user
+
+
+@staff(*READ_ROLES)
+@require_GET
+def reminder_log(
+    request: HttpRequest, patient: uuid.UUID | None = None, booking: uuid.UUID | None = None
+) -> HttpResponse:
+    user = _user(request)
+    if booking is not None:
+        record = booking_get_for_user(user=user, booking_uuid=booking)
+        person = record.patient
+        rows = reminder_log_for_booking(booking=record)
+        audit_read(request, record, patient_ref=person.uuid)
+    else:
+        assert patient is not None
+        record = None
+        person = patient_get_for_user(user=user, patient_uuid=patient)
+        rows = reminder_log_for_patient(patient=person)
+        audit_read(request, person, patient_ref=person.uuid)
+    return render(
+        request,
+        "treatments/reminder_log.html",
+        {
+            "patient": person,
+            "booking": record,
+            "reminders": rows,
+            "no_reminders_reason": patient_no_reminder_reason(person),
+        },
+    )
+
+
+@staff(*READ_ROLES)
+@require_GET
+def reminder_followups_view(request: HttpRequest) -> HttpResponse:
+    rows = reminder_followups()
+    if rows:
+        audit_read_patients(request, rows[0], patient_refs=[row.patient.uuid for row in rows])
+    return render(
+        request,
+        "treatments/reminder_followups.html",
+        {
+            "failed": [row for row in rows if row.status == "failed"],
+            "course_tasks": [row for row in rows if row.status != "failed"],
+        },
+    )
