@@ -24,9 +24,9 @@ def seed(*args: str) -> str:
 def test_seed_creates_the_three_demo_staff_once() -> None:
     first = seed()
     second = seed()
-    assert "3 staff user(s) created" in first
-    assert "0 staff user(s) created, 3 already there" in second
-    assert User.objects.count() == 3
+    assert "4 staff user(s) created" in first
+    assert "0 staff user(s) created, 4 already there" in second
+    assert User.objects.count() == 4
     from patients.models import MedicalHistory, Patient
 
     assert Patient.objects.count() == 6
@@ -35,6 +35,7 @@ def test_seed_creates_the_three_demo_staff_once() -> None:
     assert roles == {
         "reception": {Role.RECEPTIONIST.value},
         "practitioner": {Role.PRACTITIONER.value},
+        "practitioner2": {Role.PRACTITIONER.value},
         "manager": {Role.MANAGER.value},
     }
     # The printed password is the one that works.
@@ -54,4 +55,4 @@ def test_seed_refuses_with_debug_off_unless_forced() -> None:
         seed()
     assert User.objects.count() == 0
     seed("--force")
-    assert User.objects.count() == 3
+    assert User.objects.count() == 4

@@ -5,4 +5,40 @@ from __future__ import annotations
 
 
 def create_samples(kwargs: dict[str, str]) -> None:
-    """Create the sample objects (the sample patient already exists)."""
+    """A room, a booking of the sample patient tomorrow at 10:00 (local), and a course."""
+    from datetime import time, timedelta
+
+    from django.utils import timezone
+
+    from clinic.roles import Role
+    from patients.models import Patient
+    from tests.factories import ProtocolFactory, UserFactory
+    from treatments.localtime import local_to_utc
+    from treatments.models import Booking, Interval, Protocol, Room, TreatmentCourse
+
+    patient = Patient.objects.get(uuid=kwargs["patient"])
+    protocol = Protocol.objects.filter(uuid=kwargs["protocol"]).first() or ProtocolFactory(
+        uuid=kwargs["protocol"]
+    )
+    practitioner = UserFactory(username="sample-booking-practitioner", roles=[Role.PRACTITIONER])
+    room = Room.objects.create(uuid=kwargs["room"], name="Sample room")
+    course = TreatmentCourse.objects.create(
+        uuid=kwargs["course"],
+        patient=patient,
+        protocol=protocol,
+        planned_sessions=6,
+        interval=Interval.FORTNIGHTLY,
+        created_by=practitioner,
+    )
+    starts_at = local_to_utc(timezone.localdate() + timedelta(days=1), time(10, 0), fold=0)
+    Booking.objects.create(
+        uuid=kwargs["booking"],
+        patient=patient,
+        practitioner=practitioner,
+        room=room,
+        protocol=protocol,
+        course=course,
+        starts_at=starts_at,
+        ends_at=starts_at + timedelta(minutes=protocol.session_minutes),
+        created_by=practitioner,
+    )

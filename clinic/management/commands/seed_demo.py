@@ -18,6 +18,7 @@ DEFAULT_DEMO_PASSWORD = "demo-clinic-2026"  # noqa: S105 - demo installations on
 DEMO_STAFF: tuple[tuple[str, str, str, tuple[Role, ...]], ...] = (
     ("reception", "Rosa", "Reyes", (Role.RECEPTIONIST,)),
     ("practitioner", "Dr Priya", "Patel", (Role.PRACTITIONER,)),
+    ("practitioner2", "Sam", "Okoye", (Role.PRACTITIONER,)),
     ("manager", "Max", "Morgan", (Role.MANAGER,)),
 )
 

@@ -1,0 +1,314 @@
+"""Forms of the calendar: a booking, a move, a cancellation, a course, and the
+manager's rooms, working hours and closures."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime, time, timedelta
+from typing import Any
+
+from django import forms
+from django.utils.translation import gettext_lazy as _
+
+from clinic.models import User
+from patients.models import Patient
+from patients.selectors import patients_visible_to
+from treatments.localtime import (
+    AmbiguousTimeError,
+    LocalTimeError,
+    fold_labels,
+    is_ambiguous,
+    local_to_utc,
+)
+from treatments.models import ClinicClosure, Interval, Protocol, Room, WorkingHours
+from treatments.selectors.booking import practitioners, rooms_in_use
+
+DATE_WIDGET = forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d")
+TIME_WIDGET = forms.TimeInput(attrs={"type": "time", "step": 900}, format="%H:%M")
+
+FOLD_CHOICES = [("", "—"), ("0", _("the first time")), ("1", _("the second time"))]
+
+
+def _choices_field(form: forms.Form, name: str) -> forms.ModelChoiceField:
+    field = form.fields[name]
+    assert isinstance(field, forms.ModelChoiceField)
+    return field
+
+
+class PractitionerChoiceField(forms.ModelChoiceField):
+    def label_from_instance(self, obj: Any) -> str:
+        return str(obj.get_full_name() or obj.get_username())
+
+
+class CalendarQueryForm(forms.Form):
+    """The calendar's query string: every value checked, so a bad one is a 400."""
+
+    view = forms.ChoiceField(choices=[("day", _("Day")), ("week", _("Week"))], required=False)
+    date = forms.DateField(required=False, input_formats=["%Y-%m-%d"])
+    practitioner = forms.UUIDField(required=False)
+    room = forms.UUIDField(required=False)
+
+
+class LocalStartMixin(forms.Form):
+    """A local date and start time, turned into a UTC instant with the clock
+    changes handled: a time that does not exist is refused, one that happens
+    twice asks which is meant (the `fold` choice appears only then)."""
+
+    date = forms.DateField(label=_("Date"), widget=DATE_WIDGET, input_formats=["%Y-%m-%d"])
+    start_time = forms.TimeField(label=_("Start time"), widget=TIME_WIDGET)
+    fold = forms.ChoiceField(
+        label=_("This time happens twice that night. Which one?"),
+        choices=FOLD_CHOICES,
+        required=False,
+        widget=forms.HiddenInput,
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.needs_fold = False
+        self._show_fold_if_ambiguous()
+
+    def _show_fold_if_ambiguous(self) -> None:
+        try:
+            day = date.fromisoformat(str(self.data.get("date", "")))
+            at = time.fromisoformat(str(self.data.get("start_time", "")))
+        except ValueError:
+            return
+        if is_ambiguous(day, at):
+            first, second = fold_labels(day, at)
+            self.needs_fold = True
+            fold = self.fields["fold"]
+            assert isinstance(fold, forms.ChoiceField)
+            fold.widget = forms.RadioSelect()
+            fold.choices = [
+                ("0", _("the first time (%(zone)s, before the clocks go back)") % {"zone": first}),
+                ("1", _("the second time (%(zone)s, after the clocks go back)") % {"zone": second}),
+            ]
+
+    def local_start(self, cleaned: dict[str, Any]) -> datetime | None:
+        day, at = cleaned.get("date"), cleaned.get("start_time")
+        if day is None or at is None:
+            return None
+        fold_value = cleaned.get("fold") or ""
+        fold = int(fold_value) if fold_value in ("0", "1") else None
+        try:
+            return local_to_utc(day, at, fold=fold)
+        except AmbiguousTimeError as error:
+            self.add_error("start_time", error.message)
+        except LocalTimeError as error:
+            self.add_error("start_time", error.message)
+        return None
+
+
+class BookingForm(LocalStartMixin):
+    patient = forms.UUIDField(
+        label=_("Patient"),
+        widget=forms.HiddenInput,
+        error_messages={"required": _("Search for the patient and choose them.")},
+    )
+    protocol = forms.ModelChoiceField(
+        label=_("Protocol"), queryset=Protocol.objects.none(), to_field_name="uuid"
+    )
+    practitioner = PractitionerChoiceField(
+        label=_("Practitioner"), queryset=User.objects.none(), to_field_name="uuid"
+    )
+    room = forms.ModelChoiceField(
+        label=_("Room"), queryset=Room.objects.none(), to_field_name="uuid"
+    )
+    duration = forms.IntegerField(
+        label=_("Length (minutes)"),
+        required=False,
+        help_text=_("Leave empty for the protocol's usual session length."),
+        widget=forms.NumberInput(attrs={"step": 5}),
+    )
+    field_order = ["patient", "protocol", "practitioner", "room", "date", "start_time", "fold"]
+
+    def __init__(self, *args: Any, user: User, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.user = user
+        _choices_field(self, "protocol").queryset = Protocol.objects.filter(active=True).order_by(
+            "name"
+        )
+        _choices_field(self, "practitioner").queryset = practitioners()
+        _choices_field(self, "room").queryset = rooms_in_use()
+        self.chosen_patient: Patient | None = None
+        self.starts_at: datetime | None = None
+        self.ends_at: datetime | None = None
+
+    def clean_patient(self) -> uuid.UUID:
+        value: uuid.UUID = self.cleaned_data["patient"]
+        patient = patients_visible_to(self.user).filter(uuid=value).first()
+        if patient is None:
+            raise forms.ValidationError(_("Search for the patient and choose them."))
+        self.chosen_patient = patient
+        return value
+
+    def clean_duration(self) -> int | None:
+        minutes: int | None = self.cleaned_data.get("duration")
+        if minutes is not None and minutes <= 0:
+            raise forms.ValidationError(
+                _("The end must be after the start: give a length of at least 10 minutes.")
+            )
+        if minutes is not None and not 10 <= minutes <= 240:
+            raise forms.ValidationError(_("A session lasts between 10 and 240 minutes."))
+        return minutes
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        starts_at = self.local_start(cleaned)
+        protocol = cleaned.get("protocol")
+        if starts_at is not None and protocol is not None and "duration" in cleaned:
+            minutes = cleaned.get("duration") or protocol.session_minutes
+            self.starts_at = starts_at
+            self.ends_at = starts_at + timedelta(minutes=minutes)
+        return cleaned
+
+
+class BookingMoveForm(LocalStartMixin):
+    practitioner = PractitionerChoiceField(
+        label=_("Practitioner"), queryset=User.objects.none(), to_field_name="uuid"
+    )
+    room = forms.ModelChoiceField(
+        label=_("Room"), queryset=Room.objects.none(), to_field_name="uuid"
+    )
+    field_order = ["date", "start_time", "fold", "practitioner", "room"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _choices_field(self, "practitioner").queryset = practitioners()
+        _choices_field(self, "room").queryset = rooms_in_use()
+        self.starts_at: datetime | None = None
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        self.starts_at = self.local_start(cleaned)
+        return cleaned
+
+
+class BookingCancelForm(forms.Form):
+    reason = forms.CharField(
+        label=_("Reason for cancelling"),
+        max_length=300,
+        error_messages={"required": _("Say why the booking is cancelled.")},
+    )
+
+
+class BookingMarkForm(forms.Form):
+    status = forms.ChoiceField(
+        choices=[
+            ("arrived", _("Arrived")),
+            ("no_show", _("Did not come")),
+            ("booked", _("Back to booked")),
+        ]
+    )
+
+
+class NextFreeSlotForm(forms.Form):
+    practitioner = PractitionerChoiceField(
+        label=_("Practitioner"), queryset=User.objects.none(), to_field_name="uuid"
+    )
+    room = forms.ModelChoiceField(
+        label=_("Room"), queryset=Room.objects.none(), to_field_name="uuid"
+    )
+    duration = forms.IntegerField(label=_("Length (minutes)"), min_value=10, max_value=240)
+    patient = forms.UUIDField(required=False, widget=forms.HiddenInput)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _choices_field(self, "practitioner").queryset = practitioners()
+        _choices_field(self, "room").queryset = rooms_in_use()
+
+
+class CourseStartForm(BookingForm):
+    """The course's first session and its rhythm (the proposal's inputs)."""
+
+    sessions = forms.IntegerField(
+        label=_("Number of sessions"),
+        required=False,
+        min_value=1,
+        max_value=20,
+        help_text=_("Leave empty for the protocol's number of sessions."),
+    )
+    interval = forms.ChoiceField(
+        label=_("Interval"),
+        choices=[("", _("As the protocol says")), *Interval.choices],
+        required=False,
+    )
+
+
+class CourseConfirmForm(forms.Form):
+    """The proposed sessions as reception adjusted them: a date and a time each."""
+
+    def __init__(self, *args: Any, count: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.count = count
+        for number in range(1, count + 1):
+            self.fields[f"date_{number}"] = forms.DateField(
+                label=_("Session %(n)s date") % {"n": number},
+                widget=forms.DateInput(
+                    attrs={"type": "date", "class": "form-control"}, format="%Y-%m-%d"
+                ),
+                input_formats=["%Y-%m-%d"],
+            )
+            self.fields[f"time_{number}"] = forms.TimeField(
+                label=_("Session %(n)s time") % {"n": number},
+                widget=forms.TimeInput(
+                    attrs={"type": "time", "step": 900, "class": "form-control"}, format="%H:%M"
+                ),
+            )
+        self.starts: list[datetime] = []
+
+    def rows(self) -> list[tuple[int, forms.BoundField, forms.BoundField]]:
+        return [(n, self[f"date_{n}"], self[f"time_{n}"]) for n in range(1, self.count + 1)]
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        starts = []
+        for number in range(1, self.count + 1):
+            day, at = cleaned.get(f"date_{number}"), cleaned.get(f"time_{number}")
+            if day is None or at is None:
+                continue
+            try:
+                # A time that happens twice is taken at its first occurrence.
+                starts.append(local_to_utc(day, at, fold=0))
+            except LocalTimeError as error:
+                self.add_error(f"time_{number}", error.message)
+        if not self.errors:
+            if starts != sorted(starts):
+                raise forms.ValidationError(_("Put the sessions in date order."))
+            self.starts = starts
+        return cleaned
+
+
+class RoomForm(forms.ModelForm):
+    class Meta:
+        model = Room
+        fields = ["name", "active"]
+
+
+class WorkingHoursForm(forms.ModelForm):
+    weekday = forms.TypedChoiceField(
+        label=_("Day"),
+        coerce=int,
+        choices=[
+            (0, _("Monday")),
+            (1, _("Tuesday")),
+            (2, _("Wednesday")),
+            (3, _("Thursday")),
+            (4, _("Friday")),
+            (5, _("Saturday")),
+            (6, _("Sunday")),
+        ],
+    )
+
+    class Meta:
+        model = WorkingHours
+        fields = ["weekday", "starts", "ends"]
+        widgets = {"starts": TIME_WIDGET, "ends": TIME_WIDGET}
+
+
+class ClosureForm(forms.ModelForm):
+    class Meta:
+        model = ClinicClosure
+        fields = ["starts_on", "ends_on", "reason"]
+        widgets = {"starts_on": DATE_WIDGET, "ends_on": DATE_WIDGET}

@@ -1,0 +1,246 @@
+"""The calendar's day and week views, built in a fixed number of queries
+whatever the number of bookings: practitioners, rooms, working hours,
+closures, the bookings themselves, and their readiness."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from typing import Any
+from urllib.parse import urlencode
+
+from clinic.models import User
+from treatments.localtime import local_day_bounds, to_local
+from treatments.models import Booking, BookingStatus, Room
+from treatments.selectors.booking import (
+    MAX_BOOKING_LENGTH,
+    HoursMap,
+    closures_between,
+    practitioners,
+    rooms_in_use,
+    working_hours_map,
+)
+
+SLOT_MINUTES = 15
+DEFAULT_OPENS = time(8, 0)
+DEFAULT_CLOSES = time(19, 0)
+
+
+@dataclass
+class CalendarBooking:
+    booking: Booking
+    starts: datetime
+    ends: datetime
+    span: int
+    notes: list[str] = field(default_factory=list)
+    earliest: datetime | None = None
+
+    @property
+    def safe(self) -> bool:
+        return not self.notes
+
+
+@dataclass
+class Cell:
+    state: str  # "open" (working), "off" (not working), "closed" (clinic closure)
+    bookings: list[CalendarBooking] = field(default_factory=list)
+    free_query: str = ""
+    html: str = ""  # filled in by the view (the grid is rendered in Python for speed)
+
+
+@dataclass
+class Column:
+    day: date
+    practitioner: User | None
+    closed_reason: str = ""
+
+
+@dataclass
+class Row:
+    at: time
+    cells: list[Cell]
+
+    @property
+    def on_the_hour(self) -> bool:
+        return self.at.minute == 0
+
+
+@dataclass
+class Calendar:
+    view: str
+    day: date
+    days: list[date]
+    columns: list[Column]
+    rows: list[Row]
+    practitioners: list[User]
+    rooms: list[Room]
+    practitioner: User | None
+    room: Room | None
+    booking_count: int
+    readiness_checked: bool
+
+    @property
+    def previous(self) -> date:
+        return self.day - timedelta(days=1 if self.view == "day" else 7)
+
+    @property
+    def next(self) -> date:
+        return self.day + timedelta(days=1 if self.view == "day" else 7)
+
+
+def week_of(day: date) -> list[date]:
+    monday = day - timedelta(days=day.weekday())
+    return [monday + timedelta(days=i) for i in range(7)]
+
+
+def _minutes(at: time) -> int:
+    return at.hour * 60 + at.minute
+
+
+def _grid_bounds(hours: HoursMap, bookings: list[CalendarBooking]) -> tuple[int, int]:
+    opens = [_minutes(s) for spans in hours.values() for s, _e in spans]
+    closes = [_minutes(e) + (1 if e.second else 0) for spans in hours.values() for _s, e in spans]
+    opens += [_minutes(b.starts.time()) for b in bookings]
+    closes += [
+        _minutes(b.ends.time()) if b.ends.date() == b.starts.date() else 24 * 60 for b in bookings
+    ]
+    first = min(opens, default=_minutes(DEFAULT_OPENS))
+    last = max(closes, default=_minutes(DEFAULT_CLOSES))
+    first -= first % SLOT_MINUTES
+    last += (-last) % SLOT_MINUTES
+    return first, max(last, first + SLOT_MINUTES)
+
+
+def _working(hours: HoursMap, practitioner_ids: list[int], day: date, at: time) -> list[int]:
+    """The practitioners (of those shown) working at local `at` on `day`."""
+    end = (datetime.combine(day, at) + timedelta(minutes=SLOT_MINUTES)).time()
+    working = []
+    for pid in practitioner_ids:
+        for opens, closes in hours.get((pid, day.weekday()), []):
+            if opens <= at and (end <= closes or end == time(0)):
+                working.append(pid)
+                break
+    return working
+
+
+def calendar_build(
+    *,
+    view: str,
+    day: date,
+    practitioner: User | None,
+    room: Room | None,
+    at: datetime,
+    readiness: Any = None,
+) -> Calendar:
+    """The grid for `view` ("day" or "week") around local `day`.
+
+    `readiness`, when given, is a callable (bookings, at) -> {booking id:
+    [failures]} with `reception_note` and `earliest` on each failure.
+    """
+    staff = list(practitioners())
+    rooms = list(rooms_in_use())
+    shown = [practitioner] if practitioner is not None else staff
+    days = [day] if view == "day" else week_of(day)
+    start, _ = local_day_bounds(days[0])
+    _, end = local_day_bounds(days[-1])
+    query = (
+        # The lower bound on the start lets the index on starts_at do the work:
+        # a booking lies within one working day.
+        Booking.objects.filter(
+            starts_at__gte=start - MAX_BOOKING_LENGTH, starts_at__lt=end, ends_at__gt=start
+        )
+        .exclude(status=BookingStatus.CANCELLED)
+        .select_related("patient", "protocol", "room", "practitioner")
+        # Only what the grid and readiness read: a patient row carries phone
+        # numbers that are costly to parse, 400 times over.
+        .only(
+            "uuid",
+            "starts_at",
+            "ends_at",
+            "status",
+            "patient__uuid",
+            "patient__first_name",
+            "patient__last_name",
+            "protocol__name",
+            "protocol__consent_form_id",
+            "room__uuid",
+            "room__name",
+            "practitioner__uuid",
+            "practitioner__username",
+            "practitioner__first_name",
+            "practitioner__last_name",
+        )
+        .order_by("starts_at", "id")
+    )
+    if practitioner is not None:
+        query = query.filter(practitioner=practitioner)
+    if room is not None:
+        query = query.filter(room=room)
+    bookings = list(query)
+    hours = working_hours_map([p.pk for p in shown])
+    closed = closures_between(days[0], days[-1])
+    failures = readiness(bookings=bookings, at=at) if readiness is not None else {}
+
+    items: list[CalendarBooking] = []
+    for booking in bookings:
+        starts, ends = to_local(booking.starts_at), to_local(booking.ends_at)
+        span = max(1, round((booking.ends_at - booking.starts_at).total_seconds() / 60 / 15))
+        found = failures.get(booking.pk, [])
+        earliest = max((f.earliest for f in found if f.earliest), default=None)
+        notes = list(dict.fromkeys(str(f.reception_note) for f in found if f.reception_note))
+        items.append(CalendarBooking(booking, starts, ends, span, notes, earliest))
+
+    if view == "day":
+        columns = [Column(day, p, closed.get(day, "")) for p in shown]
+    else:
+        columns = [Column(d, practitioner, closed.get(d, "")) for d in days]
+
+    placed: dict[tuple[int, date, int], list[CalendarBooking]] = defaultdict(list)
+    for item in items:
+        slot = _minutes(item.starts.time()) // SLOT_MINUTES
+        owner = item.booking.practitioner_id if view == "day" else 0
+        placed[(owner, item.starts.date(), slot)].append(item)
+
+    first, last = _grid_bounds(hours, items)
+    rows: list[Row] = []
+    shown_ids = [p.pk for p in shown]
+    for minute in range(first, last, SLOT_MINUTES):
+        at_time = time(minute // 60, minute % 60)
+        cells = []
+        for column in columns:
+            ids = [column.practitioner.pk] if column.practitioner is not None else shown_ids
+            owner = column.practitioner.pk if view == "day" and column.practitioner else 0
+            found_items = placed.get((owner, column.day, minute // SLOT_MINUTES), [])
+            if column.closed_reason:
+                cells.append(Cell("closed", found_items))
+                continue
+            working = _working(hours, ids, column.day, at_time)
+            params: dict[str, str] = {"date": column.day.isoformat(), "time": f"{at_time:%H:%M}"}
+            if column.practitioner is not None:
+                params["practitioner"] = str(column.practitioner.uuid)
+            elif len(working) == 1:
+                params["practitioner"] = str(next(p.uuid for p in shown if p.pk == working[0]))
+            if room is not None:
+                params["room"] = str(room.uuid)
+            elif len(rooms) == 1:
+                params["room"] = str(rooms[0].uuid)
+            cells.append(
+                Cell(
+                    "open" if working else "off", found_items, urlencode(params) if working else ""
+                )
+            )
+        rows.append(Row(at_time, cells))
+    return Calendar(
+        view=view,
+        day=day,
+        days=days,
+        columns=columns,
+        rows=rows,
+        practitioners=staff,
+        rooms=rooms,
+        practitioner=practitioner,
+        room=room,
+        booking_count=len(items),
+        readiness_checked=readiness is not None,
+    )

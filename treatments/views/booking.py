@@ -1,0 +1,433 @@
+"""Views of bookings and courses: thin, one access helper, one service each.
+
+Receptionists and practitioners book, move, cancel and mark; managers read.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from urllib.parse import urlencode
+
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import render
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from clinic.access import staff
+from clinic.audit import audit_log, audit_read
+from clinic.models import AuditAction, User
+from clinic.roles import Role
+from patients.forms import PatientSearchForm
+from patients.selectors import patient_get_for_user, patient_search, patients_visible_to
+from treatments.forms.booking import (
+    BookingCancelForm,
+    BookingForm,
+    BookingMarkForm,
+    BookingMoveForm,
+    CourseConfirmForm,
+    CourseStartForm,
+    NextFreeSlotForm,
+)
+from treatments.localtime import to_local
+from treatments.models import Booking, BookingStatus, Interval
+from treatments.selectors.booking import (
+    booking_get_for_user,
+    course_get_for_patient,
+    course_progress,
+    next_free_slot,
+)
+from treatments.selectors.session import course_clinical_summary
+from treatments.services.booking import (
+    BookingRefusedError,
+    BookingStateError,
+    SlotTakenError,
+    booking_cancel,
+    booking_create,
+    booking_mark,
+    booking_move,
+)
+from treatments.services.course import (
+    CourseRefusedError,
+    course_book,
+    course_propose,
+)
+
+WRITE_ROLES = (Role.RECEPTIONIST, Role.PRACTITIONER)
+READ_ROLES = (Role.RECEPTIONIST, Role.PRACTITIONER, Role.MANAGER)
+
+
+def _user(request: HttpRequest) -> User:
+    user = request.user
+    assert isinstance(user, User)  # staff routes only
+    return user
+
+
+def _refusal_status(error: BookingRefusedError) -> int:
+    if isinstance(error, (SlotTakenError, BookingStateError)):
+        return 409
+    return 400
+
+
+def _add_refusal(form: BookingForm | BookingMoveForm, error: BookingRefusedError) -> None:
+    field = error.field if error.field in form.fields else None
+    form.add_error(field, error.message)
+
+
+@staff(*WRITE_ROLES)
+@require_GET
+def booking_patient_search(request: HttpRequest) -> HttpResponse:
+    """The booking form's patient search box (htmx): matching patients as choices."""
+    form = PatientSearchForm(request.GET or None)
+    query = form.cleaned_data["q"] if form.is_valid() else ""
+    results = patient_search(user=_user(request), query=query, limit=10) if query else []
+    if query:
+        audit_log(
+            actor=request.user, action=AuditAction.VIEW, object_type="patients.patient_search"
+        )
+    return render(
+        request, "treatments/booking_patient_choices.html", {"results": results, "query": query}
+    )
+
+
+def _initial_from_query(request: HttpRequest) -> dict[str, str]:
+    """Prefill from the calendar's free slot link (values are checked on post)."""
+    keys = ("practitioner", "room", "date", "time", "patient", "protocol")
+    initial = {k: request.GET[k][:64] for k in keys if k in request.GET}
+    if "time" in initial:
+        initial["start_time"] = initial.pop("time")
+    return initial
+
+
+@staff(*WRITE_ROLES)
+@require_http_methods(["GET", "POST"])
+def booking_new(request: HttpRequest) -> HttpResponse:
+    user = _user(request)
+    status = 200
+    if request.method == "POST":
+        form = BookingForm(request.POST, user=user)
+        if form.is_valid() and request.POST.get("action") == "course":
+            params = {
+                k: request.POST.get(k, "")
+                for k in ("patient", "protocol", "practitioner", "room", "date", "start_time")
+            }
+            return HttpResponseRedirect(reverse("treatments:course_new") + "?" + urlencode(params))
+        if form.is_valid():
+            assert form.chosen_patient is not None
+            assert form.starts_at is not None
+            assert form.ends_at is not None
+            try:
+                booking = booking_create(
+                    patient=form.chosen_patient,
+                    practitioner=form.cleaned_data["practitioner"],
+                    room=form.cleaned_data["room"],
+                    protocol=form.cleaned_data["protocol"],
+                    starts_at=form.starts_at,
+                    ends_at=form.ends_at,
+                    created_by=user,
+                )
+            except BookingRefusedError as error:
+                _add_refusal(form, error)
+                status = _refusal_status(error)
+            else:
+                messages.success(
+                    request,
+                    _("Booked: %(name)s on %(when)s.")
+                    % {
+                        "name": booking.patient.full_name,
+                        "when": to_local(booking.starts_at).strftime("%d/%m/%Y %H:%M"),
+                    },
+                )
+                return HttpResponseRedirect(booking.get_absolute_url())
+        else:
+            status = 400
+    else:
+        form = BookingForm(initial=_initial_from_query(request), user=user)
+    chosen = form.chosen_patient
+    if chosen is None and form.initial.get("patient"):
+        try:
+            wanted = uuid.UUID(str(form.initial["patient"]))
+        except ValueError:
+            wanted = None
+        if wanted is not None:
+            chosen = patients_visible_to(user).filter(uuid=wanted).first()
+    return render(
+        request,
+        "treatments/booking_form.html",
+        {"form": form, "chosen": chosen, "search": PatientSearchForm()},
+        status=status,
+    )
+
+
+@staff(*READ_ROLES)
+@require_GET
+def booking_detail(request: HttpRequest, booking: uuid.UUID) -> HttpResponse:
+    user = _user(request)
+    record = booking_get_for_user(user=user, booking_uuid=booking)
+    audit_read(request, record, patient_ref=record.patient.uuid)
+    return render(request, "treatments/booking_detail.html", _detail_context(record, user))
+
+
+def _detail_context(record: Booking, user: User, **extra: object) -> dict[str, object]:
+    events = list(
+        record.events.select_related("by", "previous_practitioner", "previous_room").order_by(
+            "at", "id"
+        )
+    )
+    can_write = user.has_any_role(WRITE_ROLES)
+    return {
+        "booking": record,
+        "events": events,
+        "can_write": can_write,
+        "is_practitioner": Role.PRACTITIONER in user.roles,
+        "can_move": can_write and record.status == BookingStatus.BOOKED,
+        "can_cancel": can_write and record.status in (BookingStatus.BOOKED, BookingStatus.ARRIVED),
+        "cancel_form": extra.pop("cancel_form", None) or BookingCancelForm(),
+        **extra,
+    }
+
+
+@staff(*WRITE_ROLES)
+@require_http_methods(["GET", "POST"])
+def booking_move_view(request: HttpRequest, booking: uuid.UUID) -> HttpResponse:
+    user = _user(request)
+    record = booking_get_for_user(user=user, booking_uuid=booking)
+    status = 200
+    if request.method == "POST":
+        form = BookingMoveForm(request.POST)
+        if form.is_valid():
+            assert form.starts_at is not None
+            try:
+                booking_move(
+                    booking=record,
+                    starts_at=form.starts_at,
+                    ends_at=form.starts_at + (record.ends_at - record.starts_at),
+                    practitioner=form.cleaned_data["practitioner"],
+                    room=form.cleaned_data["room"],
+                    moved_by=user,
+                )
+            except BookingRefusedError as error:
+                _add_refusal(form, error)
+                status = _refusal_status(error)
+            else:
+                messages.success(request, _("The booking is moved."))
+                return HttpResponseRedirect(record.get_absolute_url())
+        else:
+            status = 400
+    else:
+        local = to_local(record.starts_at)
+        form = BookingMoveForm(
+            initial={
+                "date": local.date(),
+                "start_time": local.time().replace(tzinfo=None),
+                "practitioner": record.practitioner,
+                "room": record.room,
+            }
+        )
+    return render(
+        request, "treatments/booking_move.html", {"form": form, "booking": record}, status=status
+    )
+
+
+@staff(*WRITE_ROLES)
+@require_POST
+def booking_cancel_view(request: HttpRequest, booking: uuid.UUID) -> HttpResponse:
+    user = _user(request)
+    record = booking_get_for_user(user=user, booking_uuid=booking)
+    form = BookingCancelForm(request.POST)
+    status = 400
+    if form.is_valid():
+        try:
+            booking_cancel(booking=record, reason=form.cleaned_data["reason"], cancelled_by=user)
+        except BookingRefusedError as error:
+            form.add_error(None, error.message)
+            status = _refusal_status(error)
+        else:
+            messages.success(request, _("The booking is cancelled."))
+            return HttpResponseRedirect(record.get_absolute_url())
+    return render(
+        request,
+        "treatments/booking_detail.html",
+        _detail_context(record, user, cancel_form=form),
+        status=status,
+    )
+
+
+@staff(*WRITE_ROLES)
+@require_POST
+def booking_mark_view(request: HttpRequest, booking: uuid.UUID) -> HttpResponse:
+    user = _user(request)
+    record = booking_get_for_user(user=user, booking_uuid=booking)
+    form = BookingMarkForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, _("Choose arrived or did not come."))
+        return render(
+            request, "treatments/booking_detail.html", _detail_context(record, user), status=400
+        )
+    try:
+        booking_mark(booking=record, status=form.cleaned_data["status"], marked_by=user)
+    except BookingRefusedError as error:
+        messages.error(request, error.message)
+        record.refresh_from_db()
+        return render(
+            request,
+            "treatments/booking_detail.html",
+            _detail_context(record, user),
+            status=_refusal_status(error),
+        )
+    messages.success(request, _("The booking is updated."))
+    return HttpResponseRedirect(record.get_absolute_url())
+
+
+@staff(*READ_ROLES)
+@require_GET
+def next_free_slot_view(request: HttpRequest) -> HttpResponse:
+    """The earliest free start for a practitioner, room and length (htmx or page)."""
+    form = NextFreeSlotForm(request.GET or None)
+    found = None
+    status = 200
+    searched = False
+    if request.GET:
+        if form.is_valid():
+            searched = True
+            patient = None
+            if form.cleaned_data.get("patient"):
+                patient = patient_get_for_user(
+                    user=_user(request), patient_uuid=form.cleaned_data["patient"]
+                )
+            found = next_free_slot(
+                practitioner=form.cleaned_data["practitioner"],
+                room=form.cleaned_data["room"],
+                duration=timedelta(minutes=form.cleaned_data["duration"]),
+                patient=patient,
+            )
+        else:
+            status = 400
+    context = {
+        "form": form,
+        "found": to_local(found) if found else None,
+        "searched": searched,
+        "book_query": urlencode(
+            {
+                "practitioner": str(form.cleaned_data["practitioner"].uuid),
+                "room": str(form.cleaned_data["room"].uuid),
+                "date": to_local(found).date().isoformat(),
+                "time": to_local(found).strftime("%H:%M"),
+            }
+        )
+        if found
+        else "",
+    }
+    template = (
+        "treatments/booking_next_free_result.html"
+        if request.htmx  # type: ignore[attr-defined]
+        else "treatments/booking_next_free.html"
+    )
+    return render(request, template, context, status=status)
+
+
+# --- Courses ---------------------------------------------------------------------------
+
+
+@staff(*WRITE_ROLES)
+@require_http_methods(["GET", "POST"])
+def course_new(request: HttpRequest) -> HttpResponse:
+    """Propose a course from its first session, let reception adjust, then book it all."""
+    user = _user(request)
+    data = request.POST if request.method == "POST" else request.GET
+    start = CourseStartForm(data, user=user)
+    if not start.is_valid():
+        return render(
+            request,
+            "treatments/course_form.html",
+            {"start": start, "confirm": None, "proposals": []},
+            status=400,
+        )
+    assert start.chosen_patient is not None
+    assert start.starts_at is not None
+    protocol = start.cleaned_data["protocol"]
+    interval = start.cleaned_data.get("interval") or protocol.interval
+    proposals = course_propose(
+        patient=start.chosen_patient,
+        protocol=protocol,
+        practitioner=start.cleaned_data["practitioner"],
+        room=start.cleaned_data["room"],
+        first_start=start.starts_at,
+        sessions=start.cleaned_data.get("sessions"),
+        interval=interval,
+    )
+    status = 200
+    if request.method == "POST":
+        confirm = CourseConfirmForm(request.POST, count=len(proposals))
+        if confirm.is_valid():
+            try:
+                course = course_book(
+                    patient=start.chosen_patient,
+                    protocol=protocol,
+                    practitioner=start.cleaned_data["practitioner"],
+                    room=start.cleaned_data["room"],
+                    starts=confirm.starts,
+                    interval=interval,
+                    created_by=user,
+                )
+            except CourseRefusedError as error:
+                confirm.add_error(None, error.message)
+                status = 409 if isinstance(error.__cause__, SlotTakenError) else 400
+            else:
+                messages.success(
+                    request,
+                    _("The course is booked: %(n)s sessions.") % {"n": course.planned_sessions},
+                )
+                return HttpResponseRedirect(course.get_absolute_url())
+        else:
+            status = 400
+    else:
+        initial: dict[str, object] = {}
+        for p in proposals:
+            if p.starts_at is not None:
+                local = to_local(p.starts_at)
+                initial[f"date_{p.number}"] = local.date()
+                initial[f"time_{p.number}"] = local.time().replace(tzinfo=None)
+            else:
+                initial[f"date_{p.number}"] = p.planned_on
+        confirm = CourseConfirmForm(initial=initial, count=len(proposals))
+    return render(
+        request,
+        "treatments/course_form.html",
+        {
+            "start": start,
+            "confirm": confirm,
+            "proposals": proposals,
+            "rows": list(zip(proposals, confirm.rows(), strict=True)),
+            "patient": start.chosen_patient,
+            "protocol": protocol,
+            "interval_label": Interval(interval).label,
+        },
+        status=status,
+    )
+
+
+@staff(*READ_ROLES)
+@require_GET
+def course_detail(request: HttpRequest, patient: uuid.UUID, course: uuid.UUID) -> HttpResponse:
+    record = patient_get_for_user(user=_user(request), patient_uuid=patient)
+    found = course_get_for_patient(patient=record, course_uuid=course)
+    audit_read(request, found, patient_ref=record.uuid)
+    user = _user(request)
+    return render(
+        request,
+        "treatments/course_detail.html",
+        {
+            "patient": record,
+            "course": found,
+            "progress": course_progress(found),
+            "now": timezone.now(),
+            # Sessions done and adverse events: clinical, for practitioners only.
+            "clinical": course_clinical_summary(course=found)
+            if Role.PRACTITIONER in user.roles
+            else None,
+        },
+    )

@@ -1,0 +1,359 @@
+"""The calendar (day and week views) and the manager's rooms, working hours
+and closures."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404, render
+from django.urls import reverse
+from django.utils import dateformat, timezone
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from clinic.access import staff
+from clinic.audit import audit_log
+from clinic.models import AuditAction, User
+from clinic.roles import Role
+from treatments.forms.booking import CalendarQueryForm, ClosureForm, RoomForm, WorkingHoursForm
+from treatments.localtime import to_local
+from treatments.models import BookingStatus, ClinicClosure, Room, WorkingHours
+from treatments.selectors.booking import practitioners
+from treatments.selectors.calendar import Calendar, CalendarBooking, calendar_build
+from treatments.selectors.readiness import booking_readiness
+from treatments.services.booking import (
+    BookingRefusedError,
+    closure_add,
+    room_save,
+    working_hours_add,
+    working_hours_clear,
+)
+from treatments.views.booking import READ_ROLES, WRITE_ROLES
+
+
+def _user(request: HttpRequest) -> User:
+    user = request.user
+    assert isinstance(user, User)  # staff routes only
+    return user
+
+
+def _name(user: User) -> str:
+    return user.get_full_name() or user.get_username()
+
+
+@dataclass(frozen=True)
+class _Words:
+    """Translated words and URLs of the grid, looked up once per page."""
+
+    safe: str
+    not_ready: str
+    from_when: str
+    statuses: dict[str, str]
+    booking_url: str  # with {uuid} to fill in
+    move_url: str  # with {uuid} to fill in
+
+
+def _words() -> _Words:
+    placeholder = "00000000-0000-4000-8000-000000000000"
+    url = reverse("treatments:booking_detail", kwargs={"booking": placeholder})
+    return _Words(
+        safe=_("Safe to treat"),
+        not_ready=_("Not ready"),
+        from_when=_("from %(when)s"),
+        statuses={value: str(label) for value, label in BookingStatus.choices},
+        booking_url=url.replace(placeholder, "{uuid}"),
+        move_url=reverse("treatments:booking_move", kwargs={"booking": placeholder}).replace(
+            placeholder, "{uuid}"
+        ),
+    )
+
+
+def _card(item: CalendarBooking, *, cal: Calendar, words: _Words, can_write: bool) -> SafeString:
+    """One booking in the grid. Built with format_html (everything escaped):
+    400 bookings through the template engine cost more than the rest of the
+    page together."""
+    booking = item.booking
+    who = (
+        format_html(
+            '<span class="cal-who">{} · {}</span>', _name(booking.practitioner), booking.room.name
+        )
+        if cal.view == "week" and cal.practitioner is None
+        else ""
+    )
+    badge: SafeString | str = ""
+    notes: SafeString | str = ""
+    if cal.readiness_checked:
+        if item.safe:
+            badge = format_html(
+                '<span class="badge text-bg-success" data-testid="safe">{}</span>', words.safe
+            )
+        else:
+            joined = "; ".join(item.notes)
+            badge = format_html(
+                '<span class="badge text-bg-warning" data-testid="not-ready" title="{}">{}</span>',
+                joined,
+                words.not_ready,
+            )
+            earliest = (
+                " · "
+                + words.from_when
+                % {"when": dateformat.format(to_local(item.earliest), "D j M H:i")}
+                if item.earliest
+                else ""
+            )
+            notes = format_html('<span class="cal-notes">{}{}</span>', joined, earliest)
+    # Booked sessions can be dragged to a free time (static/js/calendar.js).
+    drag = (
+        format_html(
+            ' draggable="true" data-move="{}" data-practitioner="{}" data-room="{}"',
+            words.move_url.format(uuid=booking.uuid),
+            booking.practitioner.uuid,
+            booking.room.uuid,
+        )
+        if can_write and booking.status == BookingStatus.BOOKED
+        else ""
+    )
+    return format_html(
+        '<a class="cal-booking cal-status-{} cal-len-{}" href="{}" data-testid="booking"'
+        ' data-booking="{}"{}><span class="cal-when">{}\N{EN DASH}{}</span>'
+        '<strong class="cal-patient">{}</strong><span class="cal-protocol">{}</span>{}'
+        '<span class="cal-badges"><span class="badge cal-status-badge">{}</span>{}</span>{}</a>',
+        booking.status,
+        min(item.span, 16),
+        words.booking_url.format(uuid=booking.uuid),
+        booking.uuid,
+        drag,
+        item.starts.strftime("%H:%M"),
+        item.ends.strftime("%H:%M"),
+        booking.patient.full_name,
+        booking.protocol.name,
+        who,
+        words.statuses.get(booking.status, booking.status),
+        badge,
+        notes,
+    )
+
+
+def _render_cells(cal: Calendar, *, can_write: bool) -> None:
+    new_url = reverse("treatments:booking_new")
+    book_at = _("Book at %(time)s")
+    words = _words()
+    for row in cal.rows:
+        label = book_at % {"time": row.at.strftime("%H:%M")}
+        for cell in row.cells:
+            if cell.bookings:
+                cards = (
+                    (_card(i, cal=cal, words=words, can_write=can_write),) for i in cell.bookings
+                )
+                inner = format_html(
+                    '<div class="cal-items">{}</div>', format_html_join("", "{}", cards)
+                )
+            elif can_write and cell.free_query:
+                inner = format_html(
+                    '<a class="cal-free" data-testid="free-slot" href="{}?{}" aria-label="{}"></a>',
+                    new_url,
+                    cell.free_query,
+                    label,
+                )
+            else:
+                inner = SafeString("")
+            cell.html = format_html(
+                '<td class="cal-cell cal-{}"><div class="cal-slot">{}</div></td>', cell.state, inner
+            )
+
+
+def _bad_calendar(request: HttpRequest, message: str) -> HttpResponse:
+    return render(
+        request,
+        "treatments/calendar_bad_request.html",
+        {"message": message, "today": timezone.localdate()},
+        status=400,
+    )
+
+
+@staff(*READ_ROLES)
+@require_GET
+def calendar(request: HttpRequest) -> HttpResponse:
+    """Day view (a column per practitioner) or week view (a column per day)."""
+    form = CalendarQueryForm(request.GET)
+    if not form.is_valid():
+        if "date" in form.errors:
+            return _bad_calendar(request, _("The date is not valid: use the form 2026-11-23."))
+        if "view" in form.errors:
+            return _bad_calendar(request, _("Choose the day view or the week view."))
+        return _bad_calendar(request, _("That practitioner or room is not known."))
+    data = form.cleaned_data
+    practitioner = None
+    if data.get("practitioner"):
+        practitioner = practitioners().filter(uuid=data["practitioner"]).first()
+        if practitioner is None:
+            return _bad_calendar(request, _("That practitioner is not known."))
+    room = None
+    if data.get("room"):
+        room = Room.objects.filter(uuid=data["room"]).first()
+        if room is None:
+            return _bad_calendar(request, _("That room is not known."))
+    now = timezone.now()
+    built = calendar_build(
+        view=data.get("view") or "week",
+        day=data.get("date") or timezone.localdate(),
+        practitioner=practitioner,
+        room=room,
+        at=now,
+        readiness=booking_readiness,
+    )
+    can_write = _user(request).has_any_role(WRITE_ROLES)
+    _render_cells(built, can_write=can_write)
+    # The calendar shows patients' names: record that it was seen.
+    audit_log(actor=request.user, action=AuditAction.VIEW, object_type="treatments.calendar")
+    return render(
+        request,
+        "treatments/calendar_view.html",
+        {
+            "cal": built,
+            "today": timezone.localdate(),
+            "can_write": can_write,
+        },
+    )
+
+
+# --- Rooms, working hours, closures (managers) -------------------------------------------
+
+
+@staff(Role.MANAGER)
+@require_GET
+def room_list(request: HttpRequest) -> HttpResponse:
+    return render(request, "treatments/room_list.html", {"rooms": Room.objects.order_by("name")})
+
+
+@staff(Role.MANAGER)
+@require_http_methods(["GET", "POST"])
+def room_new(request: HttpRequest) -> HttpResponse:
+    return _room_form(request, None)
+
+
+@staff(Role.MANAGER)
+@require_http_methods(["GET", "POST"])
+def room_edit(request: HttpRequest, room: uuid.UUID) -> HttpResponse:
+    return _room_form(request, get_object_or_404(Room, uuid=room))
+
+
+def _room_form(request: HttpRequest, room: Room | None) -> HttpResponse:
+    form = RoomForm(request.POST or None, instance=room)
+    if request.method == "POST" and form.is_valid():
+        room_save(
+            room=room,
+            name=form.cleaned_data["name"],
+            active=form.cleaned_data["active"],
+            saved_by=_user(request),
+        )
+        messages.success(request, _("Room saved."))
+        return HttpResponseRedirect(reverse("treatments:room_list"))
+    return render(
+        request,
+        "treatments/room_form.html",
+        {"form": form, "room": room},
+        status=400 if form.errors else 200,
+    )
+
+
+def _practitioner_from(request: HttpRequest) -> User | None:
+    value = request.POST.get("practitioner") or request.GET.get("practitioner") or ""
+    try:
+        wanted = uuid.UUID(value)
+    except ValueError:
+        return None
+    return practitioners().filter(uuid=wanted).first()
+
+
+@staff(Role.MANAGER)
+@require_http_methods(["GET", "POST"])
+def hours_edit(request: HttpRequest) -> HttpResponse:
+    """A practitioner's weekly hours: add an interval on a day, or clear a day."""
+    staff_list = list(practitioners())
+    chosen = _practitioner_from(request)
+    form = WorkingHoursForm(request.POST or None)
+    status = 200
+    if request.method == "POST":
+        if chosen is None:
+            messages.error(request, _("Choose a practitioner."))
+            status = 400
+        elif form.is_valid():
+            try:
+                working_hours_add(
+                    practitioner=chosen,
+                    weekday=form.cleaned_data["weekday"],
+                    starts=form.cleaned_data["starts"],
+                    ends=form.cleaned_data["ends"],
+                    added_by=_user(request),
+                )
+            except BookingRefusedError as error:
+                form.add_error(None, error.message)
+                status = 400
+            else:
+                messages.success(request, _("Working hours saved."))
+                return HttpResponseRedirect(
+                    reverse("treatments:hours_edit") + f"?practitioner={chosen.uuid}"
+                )
+        else:
+            status = 400
+    names = dict(WorkingHoursForm.base_fields["weekday"].choices)  # type: ignore[attr-defined]
+    hours = (
+        [
+            (names[h.weekday], h)
+            for h in WorkingHours.objects.filter(practitioner=chosen).order_by("weekday", "starts")
+        ]
+        if chosen
+        else []
+    )
+    return render(
+        request,
+        "treatments/hours_form.html",
+        {"form": form, "staff_list": staff_list, "chosen": chosen, "hours": hours},
+        status=status,
+    )
+
+
+@staff(Role.MANAGER)
+@require_POST
+def hours_clear(request: HttpRequest) -> HttpResponse:
+    chosen = _practitioner_from(request)
+    try:
+        weekday = int(request.POST.get("weekday", ""))
+    except ValueError:
+        weekday = -1
+    if chosen is None or not 0 <= weekday <= 6:
+        messages.error(request, _("Choose a practitioner and a day."))
+        return HttpResponseRedirect(reverse("treatments:hours_edit"))
+    working_hours_clear(practitioner=chosen, weekday=weekday, cleared_by=_user(request))
+    messages.success(request, _("That day's hours are cleared."))
+    return HttpResponseRedirect(reverse("treatments:hours_edit") + f"?practitioner={chosen.uuid}")
+
+
+@staff(Role.MANAGER)
+@require_http_methods(["GET", "POST"])
+def closure_list(request: HttpRequest) -> HttpResponse:
+    form = ClosureForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        closure_add(
+            starts_on=form.cleaned_data["starts_on"],
+            ends_on=form.cleaned_data["ends_on"],
+            reason=form.cleaned_data["reason"],
+            added_by=_user(request),
+        )
+        messages.success(request, _("Closure added."))
+        return HttpResponseRedirect(reverse("treatments:closure_list"))
+    closures = ClinicClosure.objects.filter(
+        ends_on__gte=timezone.localdate().replace(day=1)
+    ).order_by("starts_on")
+    return render(
+        request,
+        "treatments/closure_list.html",
+        {"form": form, "closures": closures},
+        status=400 if form.errors else 200,
+    )

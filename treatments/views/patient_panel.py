@@ -1,0 +1,61 @@
+"""The treatment panel of a patient's page: upcoming bookings with what stands
+in the way (in reception's words), courses, and links to book and to the
+reminder log. Served here and loaded into the patient page by htmx, so the
+patient register needs to know nothing of bookings."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.utils import timezone
+from django.views.decorators.http import require_GET
+
+from clinic.access import staff
+from clinic.audit import audit_log
+from clinic.models import AuditAction, User
+from clinic.roles import Role
+from patients.selectors import patient_get_for_user
+from treatments.models import HOLDING_STATUSES, Booking, TreatmentCourse
+from treatments.selectors.readiness import booking_readiness
+
+UPCOMING_SHOWN = 10
+
+
+@staff(Role.RECEPTIONIST, Role.PRACTITIONER, Role.MANAGER)
+@require_GET
+def patient_treatment_panel(request: HttpRequest, patient: uuid.UUID) -> HttpResponse:
+    user = request.user
+    assert isinstance(user, User)
+    record = patient_get_for_user(user=user, patient_uuid=patient)
+    now = timezone.now()
+    upcoming = list(
+        Booking.objects.filter(patient=record, ends_at__gte=now, status__in=HOLDING_STATUSES)
+        .exclude(status="completed")
+        .select_related("protocol__consent_form", "practitioner", "room")
+        .order_by("starts_at")[:UPCOMING_SHOWN]
+    )
+    flags = booking_readiness(bookings=upcoming, at=now)
+    courses = list(
+        TreatmentCourse.objects.filter(patient=record)
+        .select_related("protocol")
+        .order_by("-created_at")[:10]
+    )
+    audit_log(
+        actor=user,
+        action=AuditAction.VIEW,
+        object_type="treatments.booking",
+        object_id="list",
+        patient_ref=record.uuid,
+    )
+    return render(
+        request,
+        "treatments/patient_treatment_panel.html",
+        {
+            "patient": record,
+            "upcoming": [(b, flags.get(b.pk, [])) for b in upcoming],
+            "courses": courses,
+            "can_book": user.has_any_role((Role.RECEPTIONIST, Role.PRACTITIONER)),
+        },
+    )
