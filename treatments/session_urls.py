@@ -1,5 +1,21 @@
 """Routes of session records (the cocktail given, adverse events) and reports."""
 
-from django.urls import URLPattern
+from django.urls import URLPattern, path
 
-urlpatterns: list[URLPattern] = []
+from treatments.views import reports
+from treatments.views import session as views
+
+urlpatterns: list[URLPattern] = [
+    path("sessions/<uuid:booking>/record/", views.session_record, name="session_record"),
+    path(
+        "sessions/records/<uuid:session>/amend/",
+        views.session_amend_view,
+        name="session_amend",
+    ),
+    path(
+        "sessions/records/<uuid:session>/adverse-events/new/",
+        views.adverse_event_new,
+        name="adverse_event_new",
+    ),
+    path("reports/", reports.reports, name="reports"),
+]

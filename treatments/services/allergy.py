@@ -26,6 +26,10 @@ from treatments.models import (
     Product,
 )
 from treatments.selectors.allergy import format_local
+from treatments.services.reminders import (
+    reminder_cancel_allergy_reading,
+    reminder_plan_allergy_reading,
+)
 
 # A test given earlier than this is recorded on paper, not back-dated here.
 GIVEN_AT_MAX_AGE = timedelta(days=7)
@@ -97,6 +101,8 @@ def allergy_test_give(
     test.save()
     test.ingredients.set(tested)
     test.products.set(products)
+    # The practitioner is told when the reading is due (their task list, and email).
+    reminder_plan_allergy_reading(test=test)
     audit_log(
         actor=given_by,
         action=AuditAction.TEST_GIVEN,
@@ -179,6 +185,7 @@ def _read(
         changed.append("reaction")
     current.full_clean()
     current.save()
+    reminder_cancel_allergy_reading(test=current)
     patient = current.patient
     audit_log(
         actor=read_by,

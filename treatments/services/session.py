@@ -1,0 +1,271 @@
+"""State changes of session records: completing a session behind the safety
+gates, amending a completed record, recording a later adverse event.
+
+A session record, its cocktail lines, adverse events and amendments are
+written once and never changed (database triggers); a correction is a new
+amendment that names who wrote it and when.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+
+from clinic.audit import audit_log
+from clinic.models import AuditAction, User
+from treatments.gates import GateFailure, gates_check, ingredients_of
+from treatments.models import (
+    AdverseEvent,
+    Batch,
+    Booking,
+    BookingEvent,
+    BookingEventKind,
+    BookingStatus,
+    CocktailLine,
+    SessionAmendment,
+    SessionRecord,
+)
+from treatments.services.course import course_session_completed
+from treatments.services.reminders import reminders_plan_course
+
+
+@dataclass(frozen=True)
+class LineInput:
+    """One product of the cocktail as typed by the practitioner."""
+
+    batch: Batch
+    amount: Decimal
+    unit: str
+    area: str
+    technique: str
+    depth_mm: Decimal
+    needle_gauge: int
+    device: str
+
+
+@dataclass(frozen=True)
+class AdverseEventInput:
+    effect: str
+    severity: str
+    onset: datetime
+    resolved_on: date | None = None
+    follow_up_needed: bool = False
+    notes: str = ""
+
+
+class SessionRefusedError(Exception):
+    """A session cannot be completed (or changed) as asked; `status` is the HTTP answer."""
+
+    def __init__(self, message: str, *, status: int = 400) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+class SessionStateError(SessionRefusedError):
+    """The booking is cancelled, did not come, or is already completed."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, status=409)
+
+
+class GatesFailedError(SessionRefusedError):
+    """One or more safety gates block completion; each failure has its sentence."""
+
+    def __init__(self, failures: Sequence[GateFailure]) -> None:
+        self.failures = list(failures)
+        super().__init__(" ".join(f.sentence for f in self.failures), status=409)
+
+
+STATE_SENTENCES = {
+    BookingStatus.CANCELLED: gettext_lazy(
+        "This booking was cancelled: a session cannot be recorded against it."
+    ),
+    BookingStatus.NO_SHOW: gettext_lazy(
+        "The patient did not come to this booking: a session cannot be recorded against it."
+    ),
+    BookingStatus.COMPLETED: gettext_lazy(
+        "This session is already completed: add an amendment instead."
+    ),
+}
+
+
+def state_sentence(status: str) -> str:
+    """Why a booking in `status` cannot be recorded ("" when it can)."""
+    if status in (BookingStatus.BOOKED, BookingStatus.ARRIVED):
+        return ""
+    return str(STATE_SENTENCES[BookingStatus(status)])
+
+
+def _check_adverse(event: AdverseEventInput, *, at: datetime) -> None:
+    if event.onset > at:
+        raise ValidationError(
+            {"onset": _("The start of an adverse event cannot be in the future.")}
+        )
+    if event.resolved_on is not None and event.resolved_on < timezone.localdate(event.onset):
+        raise ValidationError({"resolved_on": _("It cannot resolve before it started.")})
+
+
+def _save_event(
+    *, session: SessionRecord, event: AdverseEventInput, recorded_by: User
+) -> AdverseEvent:
+    row = AdverseEvent(
+        session=session,
+        effect=event.effect,
+        severity=event.severity,
+        onset=event.onset,
+        resolved_on=event.resolved_on,
+        follow_up_needed=event.follow_up_needed,
+        notes=event.notes.strip(),
+        recorded_by=recorded_by,
+    )
+    row.full_clean()
+    row.save()
+    return row
+
+
+def _record_event(booking: Booking, kind: str, by: User) -> None:
+    BookingEvent.objects.create(booking=booking, kind=kind, by=by)
+
+
+@transaction.atomic
+def session_complete(
+    *,
+    booking: Booking,
+    completed_by: User,
+    lines: Sequence[LineInput],
+    adverse_events: Sequence[AdverseEventInput],
+    numbing_cream: bool,
+    immediate_reactions: str,
+    notes: str,
+    at: datetime,
+) -> SessionRecord:
+    """Record what was given and complete the booking, if every gate passes.
+
+    The booking row is locked first, so two practitioners completing the same
+    session at once record it once. Any failing gate refuses the whole
+    session (GatesFailedError, with every failure); nothing is written.
+    """
+    current = (
+        Booking.objects.select_for_update(of=("self",))
+        .select_related("patient", "protocol__consent_form", "course")
+        .get(pk=booking.pk)
+    )
+    sentence = state_sentence(current.status)
+    if sentence:
+        raise SessionStateError(sentence)
+    if not lines:
+        raise SessionRefusedError(_("Record at least one cocktail line."))
+    for event in adverse_events:
+        _check_adverse(event, at=at)
+
+    # Read the batches again inside the transaction: a recall made since the
+    # form was shown must still block.
+    batches = list(
+        Batch.objects.select_related("product").filter(pk__in={line.batch.pk for line in lines})
+    )
+    products = list({batch.product_id: batch.product for batch in batches}.values())
+    failures = gates_check(
+        patient=current.patient,
+        protocol=current.protocol,
+        ingredients=ingredients_of(products),
+        batches=batches,
+        at=at,
+    )
+    if failures:
+        raise GatesFailedError(failures)
+
+    if current.status == BookingStatus.BOOKED:
+        current.transition_to(BookingStatus.ARRIVED)
+        _record_event(current, BookingEventKind.ARRIVED, completed_by)
+    current.transition_to(BookingStatus.COMPLETED)
+    current.save(update_fields=["status", "updated_at"])
+    _record_event(current, BookingEventKind.COMPLETED, completed_by)
+
+    record = SessionRecord(
+        booking=current,
+        numbing_cream=numbing_cream,
+        immediate_reactions=immediate_reactions.strip(),
+        notes=notes.strip(),
+        completed_at=at,
+        completed_by=completed_by,
+    )
+    record.full_clean()
+    record.save()
+    for line in lines:
+        row = CocktailLine(
+            session=record,
+            batch=line.batch,
+            amount=line.amount,
+            unit=line.unit,
+            area=line.area,
+            technique=line.technique,
+            depth_mm=line.depth_mm,
+            needle_gauge=line.needle_gauge,
+            device=line.device,
+        )
+        row.full_clean()
+        row.save()
+    for event in adverse_events:
+        _save_event(session=record, event=event, recorded_by=completed_by)
+
+    if current.course is not None:
+        course = course_session_completed(course=current.course, completed_by=completed_by)
+        # Next session not booked: reception's follow-up; course over: maintenance recall.
+        reminders_plan_course(course=course)
+    audit_log(
+        actor=completed_by,
+        action=AuditAction.COMPLETED,
+        obj=record,
+        patient_ref=current.patient.uuid,
+        changed_fields=["lines", "numbing_cream", "immediate_reactions", "notes"]
+        + (["adverse_events"] if adverse_events else []),
+    )
+    return record
+
+
+@transaction.atomic
+def session_amend(*, session: SessionRecord, text: str, amended_by: User) -> SessionAmendment:
+    """Add a correction or addition to a completed record; the record itself stays."""
+    text = text.strip()
+    if not text:
+        raise ValidationError({"text": _("Write the amendment.")})
+    amendment = SessionAmendment(session=session, text=text, by=amended_by)
+    amendment.full_clean()
+    amendment.save()
+    audit_log(
+        actor=amended_by,
+        action=AuditAction.AMENDED,
+        obj=amendment,
+        object_id=str(session.uuid),
+        patient_ref=session.booking.patient.uuid,
+        changed_fields=["text"],
+    )
+    return amendment
+
+
+@transaction.atomic
+def adverse_event_record(
+    *, session: SessionRecord, recorded_by: User, event: AdverseEventInput, at: datetime
+) -> AdverseEvent:
+    """An adverse event noticed after the session (the patient called back, say)."""
+    _check_adverse(event, at=at)
+    if event.onset < session.booking.starts_at:
+        raise ValidationError({"onset": _("It cannot start before the session did.")})
+    row = _save_event(session=session, event=event, recorded_by=recorded_by)
+    audit_log(
+        actor=recorded_by,
+        action=AuditAction.CREATE,
+        obj=row,
+        patient_ref=session.booking.patient.uuid,
+        changed_fields=["effect", "severity", "onset", "resolved_on", "follow_up_needed"],
+    )
+    return row

@@ -1,0 +1,268 @@
+"""Views of session records (practitioners only): record and complete a
+session behind the safety gates, then read it, amend it, add later adverse
+events."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, cast
+
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, QueryDict
+from django.shortcuts import render
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_http_methods, require_POST
+
+from clinic.access import staff
+from clinic.audit import audit_read
+from clinic.models import User
+from clinic.roles import Role
+from treatments.forms.session import (
+    AdverseEventForm,
+    AdverseEventFormSet,
+    AmendmentForm,
+    BaseAdverseFormSet,
+    BaseLineFormSet,
+    CocktailLineFormSet,
+    SessionForm,
+)
+from treatments.gates import GateFailure
+from treatments.models import Batch, Booking, BookingStatus, SessionRecord
+from treatments.selectors.catalogue import batches_usable
+from treatments.selectors.session import (
+    gates_now,
+    prefill_lines,
+    session_booking_get,
+    session_get_for_user,
+    session_record_of,
+)
+from treatments.services.session import (
+    GatesFailedError,
+    SessionRefusedError,
+    adverse_event_record,
+    session_amend,
+    session_complete,
+    state_sentence,
+)
+
+LINES = "lines"
+EVENTS = "events"
+
+
+def _user(request: HttpRequest) -> User:
+    user = request.user
+    assert isinstance(user, User)  # staff routes only
+    return user
+
+
+def _record_url(booking: Booking) -> str:
+    return reverse("treatments:session_record", kwargs={"booking": booking.uuid})
+
+
+def _submitted_batches(data: QueryDict, usable: list[Batch]) -> dict[str, Batch]:
+    """The usable batches plus any other batch named in the post (one query),
+    so a batch that became unusable is refused with its sentence, not lost."""
+    batches = {str(b.uuid): b for b in usable}
+    wanted = set()
+    for key in data:
+        value = str(data.get(key, ""))
+        if key.startswith(f"{LINES}-") and key.endswith("-batch") and value not in batches:
+            try:
+                wanted.add(uuid.UUID(value))
+            except ValueError:
+                continue
+    if wanted:
+        batches.update(
+            {
+                str(b.uuid): b
+                for b in Batch.objects.select_related("product").filter(uuid__in=wanted)
+            }
+        )
+    return batches
+
+
+def _chosen(formset: Any, batches: dict[str, Batch], data: Any) -> list[Batch]:
+    """The batches currently chosen in the line forms (typed or pre-filled)."""
+    chosen: dict[str, Batch] = {}
+    for form in formset.forms:
+        if data is not None:
+            value = data.get(form.add_prefix("batch"), "")
+            if data.get(form.add_prefix("DELETE")):
+                continue
+        else:
+            value = str(form.initial.get("batch") or "")
+        if value in batches:
+            chosen[value] = batches[value]
+    return list(chosen.values())
+
+
+def _completed_page(
+    request: HttpRequest,
+    booking: Booking,
+    *,
+    amendment_form: AmendmentForm | None = None,
+    adverse_form: AdverseEventForm | None = None,
+    status: int = 200,
+) -> HttpResponse:
+    record = session_record_of(booking=booking)
+    audit_read(request, record or booking, patient_ref=booking.patient.uuid)
+    return render(
+        request,
+        "treatments/session_detail.html",
+        {
+            "booking": booking,
+            "patient": booking.patient,
+            "record": record,
+            "amendment_form": amendment_form or AmendmentForm(),
+            "adverse_form": adverse_form or AdverseEventForm(prefix="later"),
+        },
+        status=status,
+    )
+
+
+def _refused_page(request: HttpRequest, booking: Booking, sentence: str) -> HttpResponse:
+    return render(
+        request,
+        "treatments/session_refused.html",
+        {"booking": booking, "patient": booking.patient, "sentence": sentence},
+        status=409,
+    )
+
+
+@staff(Role.PRACTITIONER)
+@require_http_methods(["GET", "POST"])
+def session_record(request: HttpRequest, booking: uuid.UUID) -> HttpResponse:
+    """Record the cocktail and complete the session; once completed, the record, read-only."""
+    user = _user(request)
+    current = session_booking_get(user=user, booking_uuid=booking)
+    if current.status == BookingStatus.COMPLETED:
+        if request.method == "POST":
+            messages.error(request, state_sentence(current.status))
+            return _completed_page(request, current, status=409)
+        return _completed_page(request, current)
+    sentence = state_sentence(current.status)
+    if sentence:
+        return _refused_page(request, current, sentence)
+
+    now = timezone.now()
+    usable = list(batches_usable(on=timezone.localdate(now)))
+    failures: list[GateFailure] | None = None
+    status = 200
+    error = ""
+    if request.method == "POST":
+        batches = _submitted_batches(request.POST, usable)
+        kwargs = {"batches": batches, "usable": usable}
+        lines = cast(
+            BaseLineFormSet, CocktailLineFormSet(request.POST, prefix=LINES, form_kwargs=kwargs)
+        )
+        events = cast(BaseAdverseFormSet, AdverseEventFormSet(request.POST, prefix=EVENTS))
+        form = SessionForm(request.POST)
+        if lines.is_valid() and events.is_valid() and form.is_valid():
+            try:
+                session_complete(
+                    booking=current,
+                    completed_by=user,
+                    lines=lines.lines(),
+                    adverse_events=events.events(),
+                    numbing_cream=form.cleaned_data["numbing_cream"],
+                    immediate_reactions=form.cleaned_data["immediate_reactions"],
+                    notes=form.cleaned_data["notes"],
+                    at=now,
+                )
+            except GatesFailedError as refused:
+                failures = refused.failures
+                error = _("The session cannot be completed yet. Nothing was saved.")
+                status = refused.status
+            except SessionRefusedError as refused:
+                error = refused.message
+                status = refused.status
+            except ValidationError as invalid:
+                error = " ".join(invalid.messages)
+                status = 400
+            else:
+                messages.success(
+                    request,
+                    _("Session completed and recorded for %(name)s.")
+                    % {"name": current.patient.full_name},
+                )
+                return HttpResponseRedirect(_record_url(current))
+        else:
+            error = _("Some details need correcting: see the messages below. Nothing was saved.")
+            status = 400
+        chosen = _chosen(lines, batches, request.POST)
+    else:
+        batches = {str(b.uuid): b for b in usable}
+        kwargs = {"batches": batches, "usable": usable}
+        initial = prefill_lines(booking=current, usable=usable)
+        lines = cast(
+            BaseLineFormSet,
+            CocktailLineFormSet(initial=initial, prefix=LINES, form_kwargs=kwargs),
+        )
+        events = cast(BaseAdverseFormSet, AdverseEventFormSet(prefix=EVENTS))
+        form = SessionForm()
+        chosen = _chosen(lines, batches, None)
+    if failures is None:
+        failures = gates_now(booking=current, batches=chosen, at=now)
+    audit_read(request, current, patient_ref=current.patient.uuid)
+    return render(
+        request,
+        "treatments/session_form.html",
+        {
+            "booking": current,
+            "patient": current.patient,
+            "lines": lines,
+            "events": events,
+            "form": form,
+            "failures": failures,
+            "error": error,
+        },
+        status=status,
+    )
+
+
+def _session(request: HttpRequest, session: uuid.UUID) -> SessionRecord:
+    return session_get_for_user(user=_user(request), session_uuid=session)
+
+
+@staff(Role.PRACTITIONER)
+@require_POST
+def session_amend_view(request: HttpRequest, session: uuid.UUID) -> HttpResponse:
+    record = _session(request, session)
+    form = AmendmentForm(request.POST)
+    if form.is_valid():
+        try:
+            session_amend(session=record, text=form.cleaned_data["text"], amended_by=_user(request))
+        except ValidationError as invalid:
+            form.add_error(None, invalid)
+        else:
+            messages.success(request, _("Amendment added to the session record."))
+            return HttpResponseRedirect(_record_url(record.booking))
+    return _completed_page(request, record.booking, amendment_form=form, status=400)
+
+
+@staff(Role.PRACTITIONER)
+@require_POST
+def adverse_event_new(request: HttpRequest, session: uuid.UUID) -> HttpResponse:
+    record = _session(request, session)
+    form = AdverseEventForm(request.POST, prefix="later")
+    if form.is_valid():
+        try:
+            adverse_event_record(
+                session=record,
+                recorded_by=_user(request),
+                event=form.to_input(),
+                at=timezone.now(),
+            )
+        except ValidationError as invalid:
+            if hasattr(invalid, "error_dict"):
+                for field, errors in invalid.error_dict.items():
+                    form.add_error(field if field in form.fields else None, errors)
+            else:
+                form.add_error(None, invalid)
+        else:
+            messages.success(request, _("Adverse event recorded against this session."))
+            return HttpResponseRedirect(_record_url(record.booking))
+    return _completed_page(request, record.booking, adverse_form=form, status=400)
