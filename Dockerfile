@@ -54,7 +54,7 @@ USER clinic
 
 EXPOSE 8000
 # The access log format leaves out query strings (as in the Procfile): they can
-# carry patient data. Health checks are defined in docker-compose.yml.
+# carry patient data; link tokens in paths are redacted by the logger class. Health checks are defined in docker-compose.yml.
 CMD ["gunicorn", "clinic.wsgi", "--bind", "0.0.0.0:8000", "--workers", "3", \
-     "--access-logfile", "-", \
+     "--access-logfile", "-", "--logger-class", "clinic.gunicorn_logging.RedactingLogger", \
      "--access-logformat", "%(h)s \"%(m)s %(U)s\" %(s)s %(b)s %(L)ss"]

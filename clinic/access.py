@@ -40,7 +40,9 @@ class Access:
             return bool(user.has_any_role(self.roles))
         if self.kind == "admin":
             return bool(user.is_superuser)
-        # "portal" arrives with the patient portal; until then nobody qualifies.
+        if self.kind == "portal":
+            # A patient: an active user with a portal account and no staff role.
+            return bool(user.is_portal_patient)
         return False
 
     def describe(self) -> str:
@@ -62,6 +64,11 @@ def public(view: V) -> V:
 def authenticated(view: V) -> V:
     """Any signed-in user whatever the role (home, logout, own password)."""
     return _declare(view, Access("authenticated"))
+
+
+def portal(view: V) -> V:
+    """A patient signed in to the portal (never staff)."""
+    return _declare(view, Access("portal"))
 
 
 def staff(*roles: Role) -> Callable[[V], V]:

@@ -40,6 +40,20 @@ app.conf.beat_schedule = {
     # Every minute: send the reminders that are due (rows planned in PostgreSQL
     # with their booking). A tick that waited a minute is dropped: the next one
     # finds the same rows. Tests shorten the period to see ticks quickly.
+    # Every minute: aftercare sheets still queued after 2 minutes lost their task
+    # (broker down when the session was completed, worker died); queue them again.
+    "aftercare-requeue": {
+        "task": "treatments.aftercare_requeue",
+        "schedule": 60.0,
+        "options": {"expires": 60},
+    },
+    # Daily: forget failed link attempts older than a day (they only serve the
+    # 10-minute rate limit); no patient data is in them.
+    "link-attempts-prune": {
+        "task": "treatments.link_attempts_prune",
+        "schedule": 24 * 3600.0,
+        "options": {"expires": 3600},
+    },
     "reminders-dispatch": {
         "task": "treatments.reminders_dispatch",
         "schedule": float(os.environ.get("REMINDER_DISPATCH_INTERVAL_SECONDS", "60")),

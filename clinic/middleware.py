@@ -109,6 +109,10 @@ class StaffTwoFactorMiddleware(_ViewMiddleware):
             return None
         if request.user.is_verified():  # type: ignore[attr-defined]
             return None
+        # Patients sign in to the portal through a one-time link sent to their
+        # email: that is their second factor; TOTP is for staff.
+        if getattr(request.user, "is_portal_patient", False):
+            return None
         access = access_of(view_func)
         if access is not None and access.kind == "public":
             return None

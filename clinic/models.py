@@ -48,6 +48,12 @@ class User(AbstractUser):
     def has_any_role(self, roles: Iterable[Role]) -> bool:
         return not self.roles.isdisjoint(roles)
 
+    @property
+    def is_portal_patient(self) -> bool:
+        """A patient signed in to the portal: no staff role, a portal account
+        (the reverse relation of the portal's model, found by name)."""
+        return self.is_active and not self.is_clinic_staff and hasattr(self, "portal_account")
+
 
 class AuditAction(models.TextChoices):
     CREATE = "create", _("created")

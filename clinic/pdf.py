@@ -15,6 +15,7 @@ from urllib.parse import unquote, urlsplit
 
 from django.conf import settings
 from django.contrib.staticfiles import finders
+from django.contrib.staticfiles.storage import staticfiles_storage
 from django.template.loader import render_to_string
 from weasyprint import HTML
 from weasyprint.urls import URLFetcher, URLFetcherResponse
@@ -40,6 +41,15 @@ def _static_path(url: str) -> str:
     return normalised
 
 
+def _collected(relative: str) -> str | None:
+    """A collected file by its stored name: `{% static %}` gives hashed names
+    (css/pdf.0a1b2c.css) with the manifest storage of production, which the
+    finders do not know."""
+    if staticfiles_storage.exists(relative):
+        return str(staticfiles_storage.path(relative))
+    return None
+
+
 class StaticOnlyFetcher(URLFetcher):
     """Fetch `data:` URIs and bundled static files; refuse anything else."""
 
@@ -47,7 +57,7 @@ class StaticOnlyFetcher(URLFetcher):
         if url.startswith("data:"):
             return super().fetch(url, headers)
         relative = _static_path(url)
-        found = finders.find(relative)
+        found = finders.find(relative) or _collected(relative)
         if not found or isinstance(found, list):
             raise RefusedURLError("no such static file")
         content_type = mimetypes.guess_type(relative)[0] or "application/octet-stream"

@@ -23,6 +23,9 @@ ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 CLINIC_NAME = env.str("CLINIC_NAME", default="Meso Clinic")
+# How patients reach the clinic: printed on aftercare sheets and in emails.
+CLINIC_PHONE = env.str("CLINIC_PHONE", default="")
+CLINIC_ADDRESS = env.str("CLINIC_ADDRESS", default="")
 # HTTPS=False is for plain-http development on localhost only.
 HTTPS = env.bool("HTTPS", default=True)
 

@@ -53,6 +53,8 @@ def home(request: HttpRequest) -> HttpResponse:
     """The dashboard: one panel per role the user holds."""
     user = request.user
     assert isinstance(user, User)  # the route is for signed-in users only
+    if user.is_portal_patient:
+        return HttpResponseRedirect(reverse("treatments:portal_home"))
     roles = user.roles
     context: dict[str, Any] = {
         "roles": sorted(roles, key=lambda r: list(Role).index(r)),

@@ -33,6 +33,7 @@ from treatments.models import (
     SessionAmendment,
     SessionRecord,
 )
+from treatments.services.aftercare import aftercare_queue
 from treatments.services.course import course_session_completed
 from treatments.services.reminders import reminders_plan_course
 
@@ -200,6 +201,8 @@ def session_complete(
     )
     record.full_clean()
     record.save()
+    # The patient's aftercare sheet: rendered in the background after commit.
+    aftercare_queue(session=record)
     for line in lines:
         row = CocktailLine(
             session=record,

@@ -32,6 +32,7 @@ from treatments.forms.session import (
 from treatments.gates import GateFailure
 from treatments.models import Batch, Booking, BookingStatus, SessionRecord
 from treatments.selectors.catalogue import batches_usable
+from treatments.selectors.portal import document_status_context
 from treatments.selectors.session import (
     gates_now,
     prefill_lines,
@@ -116,6 +117,8 @@ def _completed_page(
             "booking": booking,
             "patient": booking.patient,
             "record": record,
+            # The aftercare sheet: status (live), download, send again.
+            **(document_status_context(session=record) if record else {}),
             "amendment_form": amendment_form or AmendmentForm(),
             "adverse_form": adverse_form or AdverseEventForm(prefix="later"),
         },

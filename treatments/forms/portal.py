@@ -1,0 +1,37 @@
+"""Forms of the emailed links and the patient portal."""
+
+from __future__ import annotations
+
+from django import forms
+from django.utils.translation import gettext_lazy as _
+
+
+class DateOfBirthForm(forms.Form):
+    """The check a download link asks for before it gives the document."""
+
+    date_of_birth = forms.DateField(
+        label=_("Your date of birth"),
+        widget=forms.DateInput(attrs={"type": "date", "autocomplete": "bday"}),
+        input_formats=["%Y-%m-%d", "%d/%m/%Y"],
+        error_messages={
+            "required": _("Please enter your date of birth."),
+            "invalid": _("Please enter your date of birth as day, month and year."),
+        },
+    )
+
+
+class PortalRequestForm(forms.Form):
+    """Ask for a sign-in link to the portal."""
+
+    email = forms.EmailField(
+        label=_("Your email address"),
+        max_length=254,
+        widget=forms.EmailInput(attrs={"autocomplete": "email"}),
+        error_messages={"required": _("Please enter your email address.")},
+    )
+
+
+class RevokeLinkForm(forms.Form):
+    """Revoke one link (by its id) or, with none named, every live link."""
+
+    link = forms.UUIDField(required=False, widget=forms.HiddenInput)

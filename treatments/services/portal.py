@@ -1,0 +1,194 @@
+"""The patient portal: invitations, one-time sign-in links, and the count of
+failed attempts at public link pages (for rate limiting)."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.mail import EmailMultiAlternatives
+from django.db import transaction
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from clinic.audit import audit_log
+from clinic.models import AuditAction, User
+from patients.models import Patient
+from treatments.models import LinkAttempt, PortalAccount, PortalLoginToken
+from treatments.services.aftercare import LinkExpiredError, LinkGoneError, sha256_hex
+
+logger = logging.getLogger(__name__)
+
+# Failed attempts (wrong token, wrong date of birth) from one address within
+# the window, after which public link pages answer 429.
+LINK_ATTEMPT_LIMIT = 10
+LINK_ATTEMPT_WINDOW = timedelta(minutes=10)
+UNKNOWN_ADDRESS = "0.0.0.0"  # noqa: S104 (a stored value, not a socket)
+
+
+# --- Rate limiting of public link pages -------------------------------------------------
+
+
+def link_attempts_exceeded(*, ip: str | None) -> bool:
+    since = timezone.now() - LINK_ATTEMPT_WINDOW
+    recent = LinkAttempt.objects.filter(ip=ip or UNKNOWN_ADDRESS, at__gte=since)
+    return recent.count() >= LINK_ATTEMPT_LIMIT
+
+
+def link_attempt_record(*, ip: str | None) -> None:
+    """Count one failure from this address (nothing about the patient is kept)."""
+    LinkAttempt.objects.create(ip=ip or UNKNOWN_ADDRESS)
+
+
+def link_attempts_prune(*, older_than: timedelta = timedelta(days=1)) -> int:
+    deleted, _rows = LinkAttempt.objects.filter(at__lt=timezone.now() - older_than).delete()
+    return deleted
+
+
+# --- Accounts and sign-in links -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IssuedLogin:
+    token: PortalLoginToken
+    raw: str
+
+    @property
+    def url(self) -> str:
+        path = reverse("treatments:portal_login", kwargs={"token": self.raw})
+        return settings.SITE_URL.rstrip("/") + path
+
+
+def _portal_username(patient: Patient) -> str:
+    return f"patient-{patient.uuid}"
+
+
+@transaction.atomic
+def portal_login_issue(*, account: PortalAccount, issued_by: User | None) -> IssuedLogin:
+    raw = secrets.token_urlsafe(32)
+    now = timezone.now()
+    token = PortalLoginToken(
+        account=account,
+        token_hash=sha256_hex(raw),
+        expires_at=now + timedelta(minutes=settings.PORTAL_LOGIN_LINK_MINUTES),
+    )
+    token.full_clean()
+    token.save()
+    audit_log(
+        actor=issued_by,
+        actor_label="" if issued_by else "system",
+        action=AuditAction.CREATE,
+        obj=token,
+        object_id=str(token.pk),
+        patient_ref=account.patient.uuid,
+    )
+    return IssuedLogin(token=token, raw=raw)
+
+
+def _send_login_email(*, account: PortalAccount, issued: IssuedLogin, invitation: bool) -> None:
+    patient = account.patient
+    context = {
+        "clinic_name": settings.CLINIC_NAME,
+        "patient": patient,
+        "url": issued.url,
+        "minutes": settings.PORTAL_LOGIN_LINK_MINUTES,
+        "invitation": invitation,
+    }
+    subject = " ".join(render_to_string("emails/portal_subject.txt", context).split())
+    message = EmailMultiAlternatives(
+        subject=subject,
+        body=render_to_string("emails/portal_message.txt", context),
+        from_email=settings.DEFAULT_FROM_EMAIL,
+        to=[patient.email],
+    )
+    message.attach_alternative(render_to_string("emails/portal_message.html", context), "text/html")
+    message.send()
+
+
+def portal_invite(*, patient: Patient, invited_by: User) -> PortalAccount:
+    """Give the patient a portal account (a user with no password and no
+    role) and email a one-time sign-in link. Inviting again sends a new link."""
+    if not patient.email:
+        raise ValidationError(
+            _("This patient has no email address. Add one before inviting them to the portal.")
+        )
+    with transaction.atomic():
+        account = (
+            PortalAccount.objects.select_related("user", "patient").filter(patient=patient).first()
+        )
+        if account is None:
+            user = User(
+                username=_portal_username(patient),
+                email=patient.email,
+                first_name=patient.first_name[:150],
+                last_name=patient.last_name[:150],
+            )
+            user.set_unusable_password()
+            user.full_clean()
+            user.save()
+            account = PortalAccount(patient=patient, user=user)
+            account.full_clean()
+            account.save()
+            audit_log(
+                actor=invited_by, action=AuditAction.CREATE, obj=account, patient_ref=patient.uuid
+            )
+        elif account.user.email != patient.email:
+            User.objects.filter(pk=account.user_id).update(email=patient.email)
+        issued = portal_login_issue(account=account, issued_by=invited_by)
+    _send_login_email(account=account, issued=issued, invitation=True)
+    return account
+
+
+def portal_login_request(*, email: str) -> None:
+    """Email a sign-in link if a portal account has this address. The caller
+    answers the same way whether or not one does."""
+    email = (email or "").strip()
+    if not email:
+        return
+    account = (
+        PortalAccount.objects.select_related("patient", "user")
+        .filter(patient__email__iexact=email, user__is_active=True)
+        .first()
+    )
+    if account is None:
+        return
+    issued = portal_login_issue(account=account, issued_by=None)
+    try:
+        _send_login_email(account=account, issued=issued, invitation=False)
+    except Exception as exc:
+        logger.warning("A portal sign-in email could not be sent (%s)", type(exc).__name__)
+
+
+@transaction.atomic
+def portal_login_consume(*, token: str) -> PortalAccount:
+    """Use a one-time sign-in link: the account it signs in, or LinkGoneError
+    (unknown, used, account closed) / LinkExpiredError."""
+    if not token or len(token) > 200:
+        raise LinkGoneError
+    found = (
+        PortalLoginToken.objects.select_for_update()
+        .filter(token_hash=sha256_hex(token))
+        .select_related("account__user", "account__patient")
+        .first()
+    )
+    if found is None or found.used_at is not None or not found.account.user.is_active:
+        raise LinkGoneError
+    now = timezone.now()
+    if found.expires_at <= now:
+        raise LinkExpiredError
+    PortalLoginToken.objects.filter(pk=found.pk).update(used_at=now)
+    account = found.account
+    audit_log(
+        actor=account.user,
+        action=AuditAction.LOGIN,
+        obj=account,
+        object_id=str(account.pk),
+        patient_ref=account.patient.uuid,
+    )
+    return account
