@@ -28,7 +28,17 @@ class NavItem:
 # feature adds its entries here as its routes arrive.
 NAVIGATION: tuple[NavItem, ...] = (
     NavItem(_("Home"), "home", frozenset(Role)),
+    NavItem(_("Calendar"), "treatments:calendar", frozenset(Role)),
     NavItem(_("Patients"), "patients:list", frozenset(Role)),
+    NavItem(_("Tasks"), "treatments:tasks", frozenset({Role.PRACTITIONER})),
+    NavItem(
+        _("Follow-up"),
+        "treatments:reminder_followups",
+        frozenset({Role.RECEPTIONIST, Role.PRACTITIONER}),
+    ),
+    NavItem(_("Catalogue"), "treatments:catalogue", frozenset({Role.PRACTITIONER, Role.MANAGER})),
+    NavItem(_("Consent forms"), "consent:form_list", frozenset({Role.PRACTITIONER, Role.MANAGER})),
+    NavItem(_("Reports"), "treatments:reports", frozenset({Role.MANAGER})),
     NavItem(_("Audit log"), "audit_log", frozenset({Role.MANAGER})),
 )
 

@@ -22,9 +22,15 @@ VIEWPORT_NAMES = ("desktop", "tablet")
 # dashboard panels. Every role also sees "panel-account"; "panel-security"
 # (recent failed sign-ins) belongs with the manager's panel.
 EXPECTED: dict[str, tuple[list[str], set[str]]] = {
-    "receptionist": (["Home", "Patients"], {"panel-reception"}),
-    "practitioner": (["Home", "Patients"], {"panel-practitioner"}),
-    "manager": (["Home", "Patients", "Audit log"], {"panel-manager", "panel-security"}),
+    "receptionist": (["Home", "Calendar", "Patients", "Follow-up"], {"panel-reception"}),
+    "practitioner": (
+        ["Home", "Calendar", "Patients", "Tasks", "Follow-up", "Catalogue", "Consent forms"],
+        {"panel-practitioner"},
+    ),
+    "manager": (
+        ["Home", "Calendar", "Patients", "Catalogue", "Consent forms", "Reports", "Audit log"],
+        {"panel-manager", "panel-security"},
+    ),
 }
 ROLE_PANELS = {"panel-reception", "panel-practitioner", "panel-manager", "panel-security"}
 ROLE_LABELS = {"receptionist": "Receptionist", "practitioner": "Practitioner", "manager": "Manager"}

@@ -17,7 +17,7 @@ from clinic.audit import audit_log
 from clinic.models import AuditAction, User
 from clinic.roles import Role
 from patients.selectors import patient_get_for_user
-from treatments.models import HOLDING_STATUSES, Booking, TreatmentCourse
+from treatments.models import HOLDING_STATUSES, Booking, PortalAccount, TreatmentCourse
 from treatments.selectors.readiness import booking_readiness
 
 UPCOMING_SHOWN = 10
@@ -57,5 +57,7 @@ def patient_treatment_panel(request: HttpRequest, patient: uuid.UUID) -> HttpRes
             "upcoming": [(b, flags.get(b.pk, [])) for b in upcoming],
             "courses": courses,
             "can_book": user.has_any_role((Role.RECEPTIONIST, Role.PRACTITIONER)),
+            "can_invite": Role.RECEPTIONIST in user.roles,
+            "has_portal": PortalAccount.objects.filter(patient=record).exists(),
         },
     )
