@@ -321,5 +321,8 @@ LOGGING = {
         # Request lines can carry query strings; keep them out of the logs.
         "django.request": {"level": "ERROR"},
         "axes": {"level": "WARNING"},
+        # Rendering steps of every PDF: noise at INFO.
+        "weasyprint": {"level": "WARNING"},
+        "fontTools": {"level": "WARNING"},
     },
 }

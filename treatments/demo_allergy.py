@@ -8,11 +8,16 @@ from django.utils import timezone
 
 from clinic.models import User
 from patients.models import Patient
-from treatments.models import AllergyResult, AllergyTest, Ingredient
+from treatments.models import AllergyResult, AllergyTest, Ingredient, Protocol
 from treatments.services.allergy import allergy_test_give, allergy_test_read
 
 # Preferred ingredients by name; any ingredient in use is taken when these are absent.
 PREFERRED = ("Hyaluronic acid", "Vitamin C", "Organic silicon")
+
+
+# Amelia's course follows this protocol: she is tested for all its cocktail,
+# so the demo has a patient who is ready to treat.
+READY_PROTOCOL = "Revitalising"
 
 
 def _ingredients() -> list[Ingredient]:
@@ -20,6 +25,14 @@ def _ingredients() -> list[Ingredient]:
     if not chosen:
         chosen = list(Ingredient.objects.filter(active=True).order_by("name")[:2])
     return chosen
+
+
+def _ready_protocol_ingredients() -> list[Ingredient]:
+    protocol = Protocol.objects.filter(name=READY_PROTOCOL).first()
+    if protocol is None:
+        return []
+    products = [line.product_id for line in protocol.cocktail.all()]
+    return list(Ingredient.objects.filter(products__in=products).distinct().order_by("name"))
 
 
 def seed(*, practitioner: User, reception: User) -> int:
@@ -37,7 +50,7 @@ def seed(*, practitioner: User, reception: User) -> int:
         test = allergy_test_give(
             patient=read_last_week,
             given_by=practitioner,
-            ingredients=ingredients,
+            ingredients=_ready_protocol_ingredients() or ingredients,
             products=[],
             site="Inner left forearm",
             given_at=given_at,

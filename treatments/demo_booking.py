@@ -149,7 +149,8 @@ def seed(*, practitioner: User, reception: User) -> int:
 
     amelia = patients.get("amelia.hart")
     if amelia is not None and not TreatmentCourse.objects.filter(patient=amelia).exists():
-        protocol = protocols[0]
+        # The protocol she consented to and was allergy-tested for: ready to treat.
+        protocol = next((p for p in protocols if p.name == "Revitalising"), protocols[0])
         first = next_free_slot(
             practitioner=practitioner,
             room=rooms[0],

@@ -94,3 +94,14 @@ def test_panel_has_a_fixed_query_budget(
         )
     with django_assert_max_num_queries(18):
         assert panel(client, world.patient).status_code == 200
+
+
+def test_a_note_shared_by_several_ingredients_is_shown_once(
+    client: Client, receptionist: User, practitioner: User
+) -> None:
+    world = make_world(practitioner, allergy=False, status="booked", products=3)
+    world.booking.starts_at = timezone.now() + timedelta(days=2)
+    world.booking.ends_at = world.booking.starts_at + timedelta(minutes=45)
+    world.booking.save()
+    page = panel(sign_in(client, receptionist), world.patient).content.decode()
+    assert page.count("readiness-flag") == 1

@@ -6,6 +6,7 @@ patient register needs to know nothing of bookings."""
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
@@ -17,10 +18,25 @@ from clinic.audit import audit_log
 from clinic.models import AuditAction, User
 from clinic.roles import Role
 from patients.selectors import patient_get_for_user
+from treatments.gates import GateFailure
 from treatments.models import HOLDING_STATUSES, Booking, PortalAccount, TreatmentCourse
 from treatments.selectors.readiness import booking_readiness
 
 UPCOMING_SHOWN = 10
+
+
+def reception_notes(failures: list[GateFailure]) -> list[tuple[str, datetime | None]]:
+    """Each note once (several ingredients may need the same test), with the
+    latest moment waiting clears it."""
+    notes: dict[str, datetime | None] = {}
+    for failure in failures:
+        if not failure.reception_note:
+            continue
+        known = notes.get(failure.reception_note)
+        if failure.earliest is not None and (known is None or failure.earliest > known):
+            known = failure.earliest
+        notes[failure.reception_note] = known
+    return list(notes.items())
 
 
 @staff(Role.RECEPTIONIST, Role.PRACTITIONER, Role.MANAGER)
@@ -54,7 +70,7 @@ def patient_treatment_panel(request: HttpRequest, patient: uuid.UUID) -> HttpRes
         "treatments/patient_treatment_panel.html",
         {
             "patient": record,
-            "upcoming": [(b, flags.get(b.pk, [])) for b in upcoming],
+            "upcoming": [(b, reception_notes(flags.get(b.pk, []))) for b in upcoming],
             "courses": courses,
             "can_book": user.has_any_role((Role.RECEPTIONIST, Role.PRACTITIONER)),
             "can_invite": Role.RECEPTIONIST in user.roles,
