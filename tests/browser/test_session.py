@@ -1,10 +1,12 @@
 """The practitioner records today's session in a real browser: blocked without
-consent (nothing typed lost), then completed once consent is in place; the
-manager's reports."""
+consent (nothing typed lost), then completed once consent is in place, and its
+aftercare sheet shows as ready (the patient's side of the sheet is in
+test_aftercare.py); the manager's reports."""
 
 from __future__ import annotations
 
 import pytest
+from django.core import mail
 from django.urls import reverse
 from playwright.sync_api import expect
 
@@ -13,7 +15,8 @@ from tests.browser.conftest import screenshot
 from tests.browser.test_journeys import NewPage, sign_in
 from tests.consent.helpers import signed_consent_for
 from tests.treatments.test_session_helpers import make_world
-from treatments.models import BookingStatus, SessionRecord
+from treatments.aftercare_tasks import aftercare_render
+from treatments.models import BookingStatus, PatientDocument, SessionRecord
 
 pytestmark = pytest.mark.browser
 
@@ -63,9 +66,18 @@ def test_practitioner_is_blocked_without_consent_then_completes_the_session(
     expect(page.get_by_text("Session completed and recorded for Amelia Hart.")).to_be_visible()
     expect(page.get_by_test_id("record-lines").locator("tbody tr")).to_have_count(2)
     expect(page.get_by_test_id("booking-status")).to_have_text("Completed")
-    screenshot(page, "session-completed-tablet.png")
     world.booking.refresh_from_db()
     assert world.booking.status == BookingStatus.COMPLETED
+
+    # The aftercare sheet: queued with the completion, ready once the worker has
+    # made it; the block on the page updates itself.
+    expect(page.get_by_test_id("document-state")).to_have_text("Being prepared…")
+    document = PatientDocument.objects.get(session__booking=world.booking)
+    aftercare_render(document.pk)  # what the worker runs
+    expect(page.get_by_test_id("document-state")).to_have_text("Ready", timeout=15_000)
+    expect(page.get_by_test_id("document-download")).to_be_visible()
+    screenshot(page, "session-completed-tablet.png")
+    assert any("/treatments/d/" in message.body for message in mail.outbox)
     # The one refused completion answered 409 on purpose; nothing else may fail.
     assert [e for e in tab.errors if "status of 409" not in e] == []
 
