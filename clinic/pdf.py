@@ -9,13 +9,16 @@ and refuses everything else (file:///etc/passwd, http://..., ../ tricks).
 from __future__ import annotations
 
 import mimetypes
+import os
 import posixpath
+import tempfile
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from django.conf import settings
 from django.contrib.staticfiles import finders
 from django.contrib.staticfiles.storage import staticfiles_storage
+from django.core.files.storage import Storage
 from django.template.loader import render_to_string
 from weasyprint import HTML
 from weasyprint.urls import URLFetcher, URLFetcherResponse
@@ -77,3 +80,23 @@ def html_to_pdf(html: str) -> bytes:
 def render_pdf(template_name: str, context: dict[str, Any]) -> bytes:
     """Render a Django template (autoescaped, as every template) to PDF bytes."""
     return html_to_pdf(render_to_string(template_name, context))
+
+
+def store_replacing(storage: Storage, name: str, data: bytes) -> None:
+    """Write `data` at exactly `name` in the storage, replacing any previous
+    file in one step: a download never sees half a file or none, and a
+    regenerated document never leaves a second copy beside the first."""
+    path = storage.path(name)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".part")
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(temporary, 0o640)
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise

@@ -23,6 +23,7 @@ from django.utils.translation import gettext as _
 from PIL import Image, UnidentifiedImageError
 
 from clinic.audit import audit_log
+from clinic.background import enqueue
 from clinic.models import AuditAction, User
 from consent.models import (
     CONSENT_SECTION_NAMES,
@@ -331,19 +332,17 @@ def consent_pdf_enqueue(*, signed_consent_id: int) -> bool:
     stays queued and the beat sweep (consent_pdf_requeue_stale) tries again."""
     from consent.tasks import consent_pdf_render
 
-    try:
-        # No publish retries: a request must not wait on a broker that is down.
-        consent_pdf_render.apply_async((signed_consent_id,), retry=False)
-    except Exception:
-        logger.warning("Could not queue the PDF of signed consent %s", signed_consent_id)
-        return False
-    return True
+    return enqueue(
+        consent_pdf_render,
+        signed_consent_id,
+        label=f"the PDF of signed consent {signed_consent_id}",
+    )
 
 
 def consent_pdf_render_now(*, signed_consent_id: int) -> SignedConsentPDF:
     """Render the signed consent to PDF, replacing the file at its one path.
     Idempotent: running twice gives one file and the same row."""
-    from clinic.pdf import render_pdf
+    from clinic.pdf import render_pdf, store_replacing
 
     with transaction.atomic():
         row = (
@@ -379,15 +378,12 @@ def consent_pdf_render_now(*, signed_consent_id: int) -> SignedConsentPDF:
         )
         row.refresh_from_db()
         return row
-    storage = row.file.storage
     name = row.file.field.upload_to(row, "")
-    if storage.exists(name):
-        storage.delete(name)
-    saved = storage.save(name, ContentFile(pdf))
+    store_replacing(row.file.storage, name, pdf)
     with transaction.atomic():
         SignedConsentPDF.objects.filter(pk=row.pk).update(
             status=DocumentStatus.READY,
-            file=saved,
+            file=name,
             sha256=sha256_hex(pdf),
             error="",
             generated_at=timezone.now(),

@@ -11,16 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import secrets
-import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.files.storage import Storage
 from django.core.mail import EmailMultiAlternatives
 from django.db import transaction
 from django.db.models import F
@@ -30,7 +27,9 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from clinic.audit import audit_log
+from clinic.background import enqueue
 from clinic.models import AuditAction, User
+from clinic.pdf import store_replacing
 from patients.models import TreatmentArea
 from treatments.models import (
     Booking,
@@ -98,13 +97,7 @@ def aftercare_enqueue(*, document_id: int) -> bool:
     """Send the render task to the broker; False (logged) if it cannot be reached."""
     from treatments.aftercare_tasks import aftercare_render as render_task
 
-    try:
-        # No publish retries: a request must not wait on a broker that is down.
-        render_task.apply_async((document_id,), retry=False)
-    except Exception:
-        logger.warning("Could not queue aftercare document %s", document_id)
-        return False
-    return True
+    return enqueue(render_task, document_id, label=f"aftercare document {document_id}")
 
 
 @transaction.atomic
@@ -205,25 +198,6 @@ def aftercare_context(document: PatientDocument) -> dict[str, Any]:
     }
 
 
-def _write_atomically(storage: Storage, name: str, data: bytes) -> None:
-    """Write `data` at exactly `name`, replacing any previous file in one step,
-    so a download never sees half a file and no second copy is ever left."""
-    path = storage.path(name)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".part")
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(temporary, 0o640)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
-
-
 def aftercare_render(*, document_id: int) -> PatientDocument:
     """Render the document's PDF and mark it ready (or failed, with the kind of
     error only). Idempotent: a second run writes the same path and the same
@@ -261,7 +235,7 @@ def aftercare_render(*, document_id: int) -> PatientDocument:
         # Under the row lock: two renders of one document never interleave writes.
         locked = PatientDocument.objects.select_for_update().get(pk=row.pk)
         if locked.sha256 != digest or not storage.exists(name):
-            _write_atomically(storage, name, pdf)
+            store_replacing(storage, name, pdf)
         PatientDocument.objects.filter(pk=row.pk).update(
             status=PatientDocumentStatus.READY,
             file=name,
