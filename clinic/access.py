@@ -16,7 +16,9 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from django.contrib.auth.decorators import login_not_required
+from django.http import HttpRequest
 
+from clinic.models import User
 from clinic.roles import Role
 
 V = TypeVar("V", bound=Callable[..., Any])
@@ -80,6 +82,14 @@ def staff(*roles: Role) -> Callable[[V], V]:
         return _declare(view, Access("staff", frozenset(roles)))
 
     return decorator
+
+
+def signed_in_user(request: HttpRequest) -> User:
+    """The user of a route that needs sign-in: the access policy has already
+    refused anonymous visitors by the time a view runs."""
+    user = request.user
+    assert isinstance(user, User)
+    return user
 
 
 def access_of(view: Callable[..., Any]) -> Access | None:

@@ -23,9 +23,9 @@ from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from clinic.access import staff
+from clinic.access import signed_in_user, staff
 from clinic.audit import audit_log, audit_read
-from clinic.models import AuditAction, User
+from clinic.models import AuditAction
 from clinic.roles import Role
 from consent.forms import ConsentFormCreateForm, DraftForm, SignForm, WithdrawForm
 from consent.models import ConsentForm, DocumentStatus, SignedConsent
@@ -54,12 +54,6 @@ from patients.selectors import patient_get_for_user
 FORM_READERS = (Role.MANAGER, Role.PRACTITIONER)
 
 
-def _user(request: HttpRequest) -> User:
-    user = request.user
-    assert isinstance(user, User)  # staff routes only
-    return user
-
-
 def _form(form: uuid.UUID) -> ConsentForm:
     return get_object_or_404(ConsentForm, uuid=form)
 
@@ -75,7 +69,7 @@ def form_list(request: HttpRequest) -> HttpResponse:
         "consent/form_list.html",
         {
             "forms": list(consent_forms_overview()),
-            "can_write": Role.MANAGER in _user(request).roles,
+            "can_write": Role.MANAGER in signed_in_user(request).roles,
         },
     )
 
@@ -85,7 +79,9 @@ def form_list(request: HttpRequest) -> HttpResponse:
 def form_create(request: HttpRequest) -> HttpResponse:
     form = ConsentFormCreateForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        created = consent_form_create(title=form.cleaned_data["title"], created_by=_user(request))
+        created = consent_form_create(
+            title=form.cleaned_data["title"], created_by=signed_in_user(request)
+        )
         messages.success(request, _("Form created: now write its first version."))
         return HttpResponseRedirect(reverse("consent:draft_edit", kwargs={"form": created.uuid}))
     return render(
@@ -110,7 +106,7 @@ def form_detail(request: HttpRequest, form: uuid.UUID) -> HttpResponse:
             "draft": next((v for v in versions if not v.is_published), None),
             "current": next((v for v in versions if v.is_published), None),
             "reconsent_count": patients_needing_reconsent(form=found),
-            "can_write": Role.MANAGER in _user(request).roles,
+            "can_write": Role.MANAGER in signed_in_user(request).roles,
         },
     )
 
@@ -126,7 +122,7 @@ def draft_edit(request: HttpRequest, form: uuid.UUID) -> HttpResponse:
         initial = {name: getattr(current, name) for name in VERSION_TEXT_FIELDS}
     edit = DraftForm(request.POST or None, instance=draft, initial=initial)
     if request.method == "POST" and edit.is_valid():
-        saved = consent_draft_save(form=found, saved_by=_user(request), **edit.texts())
+        saved = consent_draft_save(form=found, saved_by=signed_in_user(request), **edit.texts())
         messages.success(request, _("Draft saved. Read the preview, then publish it."))
         return HttpResponseRedirect(
             reverse("consent:version_detail", kwargs={"form": found.uuid, "version": saved.uuid})
@@ -151,7 +147,7 @@ def version_detail(request: HttpRequest, form: uuid.UUID, version: uuid.UUID) ->
         {
             "consent_form": found,
             "version": shown,
-            "can_write": Role.MANAGER in _user(request).roles,
+            "can_write": Role.MANAGER in signed_in_user(request).roles,
         },
     )
 
@@ -162,7 +158,7 @@ def version_publish(request: HttpRequest, form: uuid.UUID, version: uuid.UUID) -
     found = _form(form)
     draft = get_object_or_404(found.versions, uuid=version)
     try:
-        published = consent_version_publish(version=draft, published_by=_user(request))
+        published = consent_version_publish(version=draft, published_by=signed_in_user(request))
     except ValidationError as exc:
         messages.error(request, exc.messages[0])
         return HttpResponseRedirect(found.get_absolute_url())
@@ -178,7 +174,7 @@ def version_publish(request: HttpRequest, form: uuid.UUID, version: uuid.UUID) -
 
 
 def _patient(request: HttpRequest, patient: uuid.UUID) -> Patient:
-    return patient_get_for_user(user=_user(request), patient_uuid=patient)
+    return patient_get_for_user(user=signed_in_user(request), patient_uuid=patient)
 
 
 @staff(Role.PRACTITIONER)
@@ -227,7 +223,7 @@ def sign(request: HttpRequest, patient: uuid.UUID, form: uuid.UUID) -> HttpRespo
                 photo_consent=data["photo_consent"] == "yes",
                 signer_name=data["signer_name"],
                 signature_data_url=data["signature"],
-                witness=_user(request),
+                witness=signed_in_user(request),
                 witnessed=data["witnessed"],
             )
         except ValidationError as exc:
@@ -292,7 +288,9 @@ def withdraw(request: HttpRequest, patient: uuid.UUID, signed: uuid.UUID) -> Htt
     if form.is_valid():
         try:
             consent_withdraw(
-                signed=found, reason=form.cleaned_data["reason"], recorded_by=_user(request)
+                signed=found,
+                reason=form.cleaned_data["reason"],
+                recorded_by=signed_in_user(request),
             )
         except ValidationError as exc:
             form.add_error(None, exc)

@@ -14,9 +14,9 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods
 
-from clinic.access import staff
+from clinic.access import signed_in_user, staff
 from clinic.audit import audit_log, audit_read
-from clinic.models import AuditAction, AuditEvent, User
+from clinic.models import AuditAction, AuditEvent
 from clinic.roles import Role
 from patients.forms import (
     ConsultationForm,
@@ -50,19 +50,13 @@ REGISTER_ROLES = (Role.RECEPTIONIST, Role.PRACTITIONER)
 READ_ROLES = (Role.RECEPTIONIST, Role.PRACTITIONER, Role.MANAGER)
 
 
-def _user(request: HttpRequest) -> User:
-    user = request.user
-    assert isinstance(user, User)  # staff routes only
-    return user
-
-
 @staff(*READ_ROLES)
 @require_GET
 def patient_list(request: HttpRequest) -> HttpResponse:
     """The register's search page; answers htmx requests with the results only."""
     form = PatientSearchForm(request.GET or None)
     query = form.cleaned_data["q"] if form.is_valid() else ""
-    results = patient_search(user=_user(request), query=query) if query else []
+    results = patient_search(user=signed_in_user(request), query=query) if query else []
     if query:
         # A search shows personal data: record that it happened (not what was typed).
         audit_log(
@@ -80,7 +74,7 @@ def _unconfirmed_duplicates(
     with (its next post confirms). An empty list means: go ahead and save."""
     data = form.cleaned_data
     duplicates = patient_possible_duplicates(
-        user=_user(request),
+        user=signed_in_user(request),
         first_name=data["first_name"],
         last_name=data["last_name"],
         date_of_birth=data.get("date_of_birth"),
@@ -105,7 +99,7 @@ def patient_create_view(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         duplicates, form = _unconfirmed_duplicates(request, form)
         if not duplicates:
-            patient = patient_create(created_by=_user(request), **form.service_fields())
+            patient = patient_create(created_by=signed_in_user(request), **form.service_fields())
             messages.success(request, _("%(name)s is registered.") % {"name": patient.full_name})
             return HttpResponseRedirect(patient.get_absolute_url())
     return render(
@@ -119,9 +113,9 @@ def patient_create_view(request: HttpRequest) -> HttpResponse:
 @staff(*READ_ROLES)
 @require_GET
 def patient_detail(request: HttpRequest, patient: uuid.UUID) -> HttpResponse:
-    record = patient_get_for_user(user=_user(request), patient_uuid=patient)
+    record = patient_get_for_user(user=signed_in_user(request), patient_uuid=patient)
     audit_read(request, record, patient_ref=record.uuid)
-    user = _user(request)
+    user = signed_in_user(request)
     return render(
         request,
         "patients/patient_detail.html",
@@ -138,13 +132,15 @@ def patient_detail(request: HttpRequest, patient: uuid.UUID) -> HttpResponse:
 @staff(*REGISTER_ROLES)
 @require_http_methods(["GET", "POST"])
 def patient_edit(request: HttpRequest, patient: uuid.UUID) -> HttpResponse:
-    record = patient_get_for_user(user=_user(request), patient_uuid=patient)
+    record = patient_get_for_user(user=signed_in_user(request), patient_uuid=patient)
     form = PatientForm(request.POST or None, instance=record)
     duplicates: list[Patient] = []
     if request.method == "POST" and form.is_valid():
         duplicates, form = _unconfirmed_duplicates(request, form, instance=record)
         if not duplicates:
-            patient_update(patient=record, updated_by=_user(request), **form.service_fields())
+            patient_update(
+                patient=record, updated_by=signed_in_user(request), **form.service_fields()
+            )
             messages.success(request, _("Contact details saved."))
             return HttpResponseRedirect(record.get_absolute_url())
     else:
@@ -164,7 +160,7 @@ def patient_edit(request: HttpRequest, patient: uuid.UUID) -> HttpResponse:
 @require_GET
 def history_detail(request: HttpRequest, patient: uuid.UUID) -> HttpResponse:
     """The current history, its screening, and what changed since the previous one."""
-    record = patient_get_for_user(user=_user(request), patient_uuid=patient)
+    record = patient_get_for_user(user=signed_in_user(request), patient_uuid=patient)
     histories = list(
         record.histories.select_related("signed_by").order_by("-signed_at", "-id")[:20]
     )
@@ -202,11 +198,13 @@ def history_detail(request: HttpRequest, patient: uuid.UUID) -> HttpResponse:
 @staff(Role.PRACTITIONER)
 @require_http_methods(["GET", "POST"])
 def history_new(request: HttpRequest, patient: uuid.UUID) -> HttpResponse:
-    record = patient_get_for_user(user=_user(request), patient_uuid=patient)
+    record = patient_get_for_user(user=signed_in_user(request), patient_uuid=patient)
     previous = history_current(patient=record)
     form = MedicalHistoryForm(request.POST or None, previous=previous)
     if request.method == "POST" and form.is_valid():
-        medical_history_record(patient=record, signed_by=_user(request), answers=form.answers())
+        medical_history_record(
+            patient=record, signed_by=signed_in_user(request), answers=form.answers()
+        )
         messages.success(request, _("Medical history signed and saved."))
         return HttpResponseRedirect(reverse("patients:history", kwargs={"patient": record.uuid}))
     if request.method == "POST":
@@ -226,7 +224,7 @@ def history_new(request: HttpRequest, patient: uuid.UUID) -> HttpResponse:
 def access_history(request: HttpRequest, patient: uuid.UUID) -> HttpResponse:
     """Who opened or changed this patient's record, and when. Practitioners also
     see what was opened; managers see only who and when."""
-    user = _user(request)
+    user = signed_in_user(request)
     record = patient_get_for_user(user=user, patient_uuid=patient)
     page = Paginator(
         AuditEvent.objects.filter(patient_ref=record.uuid).order_by("-at", "-id"), 50
@@ -245,7 +243,7 @@ def access_history(request: HttpRequest, patient: uuid.UUID) -> HttpResponse:
 @staff(Role.PRACTITIONER)
 @require_GET
 def consultation_list(request: HttpRequest, patient: uuid.UUID) -> HttpResponse:
-    record = patient_get_for_user(user=_user(request), patient_uuid=patient)
+    record = patient_get_for_user(user=signed_in_user(request), patient_uuid=patient)
     consultations = list(record.consultations.select_related("recorded_by")[:50])
     audit_log(
         actor=request.user,
@@ -264,10 +262,12 @@ def consultation_list(request: HttpRequest, patient: uuid.UUID) -> HttpResponse:
 @staff(Role.PRACTITIONER)
 @require_http_methods(["GET", "POST"])
 def consultation_new(request: HttpRequest, patient: uuid.UUID) -> HttpResponse:
-    record = patient_get_for_user(user=_user(request), patient_uuid=patient)
+    record = patient_get_for_user(user=signed_in_user(request), patient_uuid=patient)
     form = ConsultationForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        consultation_record(patient=record, recorded_by=_user(request), **form.service_fields())
+        consultation_record(
+            patient=record, recorded_by=signed_in_user(request), **form.service_fields()
+        )
         messages.success(request, _("Consultation recorded."))
         return HttpResponseRedirect(
             reverse("patients:consultations", kwargs={"patient": record.uuid})
@@ -286,7 +286,7 @@ def consultation_new(request: HttpRequest, patient: uuid.UUID) -> HttpResponse:
 @staff(Role.PRACTITIONER)
 @require_http_methods(["GET", "POST"])
 def photo_list(request: HttpRequest, patient: uuid.UUID) -> HttpResponse:
-    record = patient_get_for_user(user=_user(request), patient_uuid=patient)
+    record = patient_get_for_user(user=signed_in_user(request), patient_uuid=patient)
     status = 200
     upload_error = ""
     form = PhotoForm(initial={"taken_on": timezone.localdate()})
@@ -304,7 +304,7 @@ def photo_list(request: HttpRequest, patient: uuid.UUID) -> HttpResponse:
             if form.is_valid():
                 photo_add(
                     patient=record,
-                    uploaded_by=_user(request),
+                    uploaded_by=signed_in_user(request),
                     image=form.cleaned_data["image"],
                     **{k: form.cleaned_data[k] for k in ("area", "kind", "taken_on")},
                 )
@@ -336,7 +336,7 @@ def photo_list(request: HttpRequest, patient: uuid.UUID) -> HttpResponse:
 @require_GET
 def photo_file(request: HttpRequest, patient: uuid.UUID, photo: uuid.UUID) -> FileResponse:
     """The image itself, only for someone who may see this patient's record."""
-    record = patient_get_for_user(user=_user(request), patient_uuid=patient)
+    record = patient_get_for_user(user=signed_in_user(request), patient_uuid=patient)
     found = get_object_or_404(record.photos, uuid=photo)
     audit_read(request, found, patient_ref=record.uuid)
     response = FileResponse(found.image.open("rb"), content_type="image/jpeg")
@@ -348,7 +348,7 @@ def photo_file(request: HttpRequest, patient: uuid.UUID, photo: uuid.UUID) -> Fi
 @require_GET
 def photo_compare(request: HttpRequest, patient: uuid.UUID) -> HttpResponse:
     """Two photos of the same area side by side (before and after, say)."""
-    record = patient_get_for_user(user=_user(request), patient_uuid=patient)
+    record = patient_get_for_user(user=signed_in_user(request), patient_uuid=patient)
     form = PhotoCompareForm(request.GET)
     pair = []
     error = ""

@@ -13,9 +13,9 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from clinic.access import staff
+from clinic.access import signed_in_user, staff
 from clinic.audit import audit_log, audit_read
-from clinic.models import AuditAction, User
+from clinic.models import AuditAction
 from clinic.roles import Role
 from patients.images import MAX_UPLOAD_BYTES
 from patients.models import Patient
@@ -36,14 +36,8 @@ from treatments.services.allergy import (
 )
 
 
-def _user(request: HttpRequest) -> User:
-    user = request.user
-    assert isinstance(user, User)  # staff routes only
-    return user
-
-
 def _patient(request: HttpRequest, patient: uuid.UUID) -> Patient:
-    return patient_get_for_user(user=_user(request), patient_uuid=patient)
+    return patient_get_for_user(user=signed_in_user(request), patient_uuid=patient)
 
 
 def _list_url(patient: Patient) -> str:
@@ -79,7 +73,7 @@ def allergy_test_new(request: HttpRequest, patient: uuid.UUID) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         try:
             test = allergy_test_give(
-                patient=record, given_by=_user(request), **form.service_fields()
+                patient=record, given_by=signed_in_user(request), **form.service_fields()
             )
         except ValidationError as error:
             if hasattr(error, "error_dict"):
@@ -160,7 +154,7 @@ def allergy_test_read_view(
     try:
         allergy_test_read(
             test=found,
-            read_by=_user(request),
+            read_by=signed_in_user(request),
             result=form.cleaned_data["result"],
             reaction=form.cleaned_data["reaction"],
             photo=form.cleaned_data["photo"],

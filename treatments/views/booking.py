@@ -17,7 +17,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from clinic.access import staff
+from clinic.access import signed_in_user, staff
 from clinic.audit import audit_log, audit_read
 from clinic.models import AuditAction, User
 from clinic.roles import Role
@@ -60,12 +60,6 @@ WRITE_ROLES = (Role.RECEPTIONIST, Role.PRACTITIONER)
 READ_ROLES = (Role.RECEPTIONIST, Role.PRACTITIONER, Role.MANAGER)
 
 
-def _user(request: HttpRequest) -> User:
-    user = request.user
-    assert isinstance(user, User)  # staff routes only
-    return user
-
-
 def _refusal_status(error: BookingRefusedError) -> int:
     if isinstance(error, (SlotTakenError, BookingStateError)):
         return 409
@@ -83,7 +77,7 @@ def booking_patient_search(request: HttpRequest) -> HttpResponse:
     """The booking form's patient search box (htmx): matching patients as choices."""
     form = PatientSearchForm(request.GET or None)
     query = form.cleaned_data["q"] if form.is_valid() else ""
-    results = patient_search(user=_user(request), query=query, limit=10) if query else []
+    results = patient_search(user=signed_in_user(request), query=query, limit=10) if query else []
     if query:
         audit_log(
             actor=request.user, action=AuditAction.VIEW, object_type="patients.patient_search"
@@ -105,7 +99,7 @@ def _initial_from_query(request: HttpRequest) -> dict[str, str]:
 @staff(*WRITE_ROLES)
 @require_http_methods(["GET", "POST"])
 def booking_new(request: HttpRequest) -> HttpResponse:
-    user = _user(request)
+    user = signed_in_user(request)
     status = 200
     if request.method == "POST":
         form = BookingForm(request.POST, user=user)
@@ -165,7 +159,7 @@ def booking_new(request: HttpRequest) -> HttpResponse:
 @staff(*READ_ROLES)
 @require_GET
 def booking_detail(request: HttpRequest, booking: uuid.UUID) -> HttpResponse:
-    user = _user(request)
+    user = signed_in_user(request)
     record = booking_get_for_user(user=user, booking_uuid=booking)
     audit_read(request, record, patient_ref=record.patient.uuid)
     return render(request, "treatments/booking_detail.html", _detail_context(record, user))
@@ -193,7 +187,7 @@ def _detail_context(record: Booking, user: User, **extra: object) -> dict[str, o
 @staff(*WRITE_ROLES)
 @require_http_methods(["GET", "POST"])
 def booking_move_view(request: HttpRequest, booking: uuid.UUID) -> HttpResponse:
-    user = _user(request)
+    user = signed_in_user(request)
     record = booking_get_for_user(user=user, booking_uuid=booking)
     status = 200
     if request.method == "POST":
@@ -235,7 +229,7 @@ def booking_move_view(request: HttpRequest, booking: uuid.UUID) -> HttpResponse:
 @staff(*WRITE_ROLES)
 @require_POST
 def booking_cancel_view(request: HttpRequest, booking: uuid.UUID) -> HttpResponse:
-    user = _user(request)
+    user = signed_in_user(request)
     record = booking_get_for_user(user=user, booking_uuid=booking)
     form = BookingCancelForm(request.POST)
     status = 400
@@ -259,7 +253,7 @@ def booking_cancel_view(request: HttpRequest, booking: uuid.UUID) -> HttpRespons
 @staff(*WRITE_ROLES)
 @require_POST
 def booking_mark_view(request: HttpRequest, booking: uuid.UUID) -> HttpResponse:
-    user = _user(request)
+    user = signed_in_user(request)
     record = booking_get_for_user(user=user, booking_uuid=booking)
     form = BookingMarkForm(request.POST)
     if not form.is_valid():
@@ -296,7 +290,7 @@ def next_free_slot_view(request: HttpRequest) -> HttpResponse:
             patient = None
             if form.cleaned_data.get("patient"):
                 patient = patient_get_for_user(
-                    user=_user(request), patient_uuid=form.cleaned_data["patient"]
+                    user=signed_in_user(request), patient_uuid=form.cleaned_data["patient"]
                 )
             found = next_free_slot(
                 practitioner=form.cleaned_data["practitioner"],
@@ -336,7 +330,7 @@ def next_free_slot_view(request: HttpRequest) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def course_new(request: HttpRequest) -> HttpResponse:
     """Propose a course from its first session, let reception adjust, then book it all."""
-    user = _user(request)
+    user = signed_in_user(request)
     data = request.POST if request.method == "POST" else request.GET
     start = CourseStartForm(data, user=user)
     if not start.is_valid():
@@ -413,10 +407,10 @@ def course_new(request: HttpRequest) -> HttpResponse:
 @staff(*READ_ROLES)
 @require_GET
 def course_detail(request: HttpRequest, patient: uuid.UUID, course: uuid.UUID) -> HttpResponse:
-    record = patient_get_for_user(user=_user(request), patient_uuid=patient)
+    record = patient_get_for_user(user=signed_in_user(request), patient_uuid=patient)
     found = course_get_for_patient(patient=record, course_uuid=course)
     audit_read(request, found, patient_ref=record.uuid)
-    user = _user(request)
+    user = signed_in_user(request)
     return render(
         request,
         "treatments/course_detail.html",

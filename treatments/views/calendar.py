@@ -16,7 +16,7 @@ from django.utils.safestring import SafeString
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from clinic.access import staff
+from clinic.access import signed_in_user, staff
 from clinic.audit import audit_log
 from clinic.models import AuditAction, User
 from clinic.roles import Role
@@ -34,12 +34,6 @@ from treatments.services.booking import (
     working_hours_clear,
 )
 from treatments.views.booking import READ_ROLES, WRITE_ROLES
-
-
-def _user(request: HttpRequest) -> User:
-    user = request.user
-    assert isinstance(user, User)  # staff routes only
-    return user
 
 
 def _name(user: User) -> str:
@@ -207,7 +201,7 @@ def calendar(request: HttpRequest) -> HttpResponse:
         at=now,
         readiness=booking_readiness,
     )
-    can_write = _user(request).has_any_role(WRITE_ROLES)
+    can_write = signed_in_user(request).has_any_role(WRITE_ROLES)
     _render_cells(built, can_write=can_write)
     # The calendar shows patients' names: record that it was seen.
     audit_log(actor=request.user, action=AuditAction.VIEW, object_type="treatments.calendar")
@@ -250,7 +244,7 @@ def _room_form(request: HttpRequest, room: Room | None) -> HttpResponse:
             room=room,
             name=form.cleaned_data["name"],
             active=form.cleaned_data["active"],
-            saved_by=_user(request),
+            saved_by=signed_in_user(request),
         )
         messages.success(request, _("Room saved."))
         return HttpResponseRedirect(reverse("treatments:room_list"))
@@ -290,7 +284,7 @@ def hours_edit(request: HttpRequest) -> HttpResponse:
                     weekday=form.cleaned_data["weekday"],
                     starts=form.cleaned_data["starts"],
                     ends=form.cleaned_data["ends"],
-                    added_by=_user(request),
+                    added_by=signed_in_user(request),
                 )
             except BookingRefusedError as error:
                 form.add_error(None, error.message)
@@ -330,7 +324,7 @@ def hours_clear(request: HttpRequest) -> HttpResponse:
     if chosen is None or not 0 <= weekday <= 6:
         messages.error(request, _("Choose a practitioner and a day."))
         return HttpResponseRedirect(reverse("treatments:hours_edit"))
-    working_hours_clear(practitioner=chosen, weekday=weekday, cleared_by=_user(request))
+    working_hours_clear(practitioner=chosen, weekday=weekday, cleared_by=signed_in_user(request))
     messages.success(request, _("That day's hours are cleared."))
     return HttpResponseRedirect(reverse("treatments:hours_edit") + f"?practitioner={chosen.uuid}")
 
@@ -344,7 +338,7 @@ def closure_list(request: HttpRequest) -> HttpResponse:
             starts_on=form.cleaned_data["starts_on"],
             ends_on=form.cleaned_data["ends_on"],
             reason=form.cleaned_data["reason"],
-            added_by=_user(request),
+            added_by=signed_in_user(request),
         )
         messages.success(request, _("Closure added."))
         return HttpResponseRedirect(reverse("treatments:closure_list"))

@@ -18,9 +18,9 @@ from django.utils import formats, timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from clinic.access import staff
+from clinic.access import signed_in_user, staff
 from clinic.audit import audit_read, audit_read_patients
-from clinic.models import AuditAction, User
+from clinic.models import AuditAction
 from clinic.roles import Role
 from patients.models import TreatmentArea
 from treatments.forms.catalogue import (
@@ -54,14 +54,8 @@ from treatments.services import catalogue as services
 READ_ROLES = (Role.PRACTITIONER, Role.MANAGER)
 
 
-def _user(request: HttpRequest) -> User:
-    user = request.user
-    assert isinstance(user, User)  # staff routes only
-    return user
-
-
 def _can_edit(request: HttpRequest) -> bool:
-    return Role.MANAGER in _user(request).roles
+    return Role.MANAGER in signed_in_user(request).roles
 
 
 def _show_errors(form: forms.BaseForm, error: ValidationError) -> None:
@@ -123,7 +117,7 @@ def ingredient_create(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         try:
             ingredient = services.ingredient_create(
-                created_by=_user(request), **form.service_fields()
+                created_by=signed_in_user(request), **form.service_fields()
             )
         except ValidationError as error:
             _show_errors(form, error)
@@ -146,7 +140,7 @@ def ingredient_edit(request: HttpRequest, ingredient: uuid.UUID) -> HttpResponse
     if request.method == "POST" and form.is_valid():
         try:
             services.ingredient_update(
-                ingredient=record, updated_by=_user(request), **form.service_fields()
+                ingredient=record, updated_by=signed_in_user(request), **form.service_fields()
             )
         except ValidationError as error:
             _show_errors(form, error)
@@ -202,7 +196,7 @@ def product_create(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         try:
             product = services.product_create(
-                created_by=_user(request),
+                created_by=signed_in_user(request),
                 ingredients=list(form.cleaned_data["ingredients"]),
                 **form.service_fields(),
             )
@@ -228,7 +222,7 @@ def product_edit(request: HttpRequest, product: uuid.UUID) -> HttpResponse:
         try:
             services.product_update(
                 product=record,
-                updated_by=_user(request),
+                updated_by=signed_in_user(request),
                 ingredients=list(form.cleaned_data["ingredients"]),
                 **form.service_fields(),
             )
@@ -256,7 +250,7 @@ def batch_create(request: HttpRequest, product: uuid.UUID) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         try:
             batch = services.batch_create(
-                product=record, created_by=_user(request), **form.service_fields()
+                product=record, created_by=signed_in_user(request), **form.service_fields()
             )
         except ValidationError as error:
             _show_errors(form, error)
@@ -313,7 +307,9 @@ def batch_recall(request: HttpRequest, batch: uuid.UUID) -> HttpResponse:
     if form.is_valid():
         try:
             services.batch_recall(
-                batch=record, recalled_by=_user(request), reason=form.cleaned_data["reason"]
+                batch=record,
+                recalled_by=signed_in_user(request),
+                reason=form.cleaned_data["reason"],
             )
         except services.BatchAlreadyRecalledError as error:
             messages.error(request, " ".join(error.messages))
@@ -420,7 +416,9 @@ def sheet_create(request: HttpRequest) -> HttpResponse:
     form = AftercareSheetForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            sheet = services.sheet_create(created_by=_user(request), **form.service_fields())
+            sheet = services.sheet_create(
+                created_by=signed_in_user(request), **form.service_fields()
+            )
         except ValidationError as error:
             _show_errors(form, error)
         else:
@@ -443,7 +441,9 @@ def sheet_edit(request: HttpRequest, sheet: uuid.UUID) -> HttpResponse:
     form = AftercareSheetForm(request.POST or None, instance=record)
     if request.method == "POST" and form.is_valid():
         try:
-            services.sheet_update(sheet=record, updated_by=_user(request), **form.service_fields())
+            services.sheet_update(
+                sheet=record, updated_by=signed_in_user(request), **form.service_fields()
+            )
         except ValidationError as error:
             _show_errors(form, error)
         else:
@@ -517,7 +517,7 @@ def protocol_create(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid() and cocktail.is_valid():
         try:
             protocol = services.protocol_create(
-                created_by=_user(request), lines=cocktail.lines(), **form.service_fields()
+                created_by=signed_in_user(request), lines=cocktail.lines(), **form.service_fields()
             )
         except ValidationError as error:
             _show_errors(form, error)
@@ -539,7 +539,7 @@ def protocol_edit(request: HttpRequest, protocol: uuid.UUID) -> HttpResponse:
         try:
             services.protocol_update(
                 protocol=record,
-                updated_by=_user(request),
+                updated_by=signed_in_user(request),
                 lines=cocktail.lines(),
                 **form.service_fields(),
             )

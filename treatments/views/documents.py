@@ -14,7 +14,7 @@ from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
-from clinic.access import staff
+from clinic.access import signed_in_user, staff
 from clinic.audit import audit_log
 from clinic.models import AuditAction, User
 from clinic.roles import Role
@@ -29,12 +29,6 @@ from treatments.services.aftercare import (
     download_links_revoke,
 )
 from treatments.services.portal import portal_invite
-
-
-def _user(request: HttpRequest) -> User:
-    user = request.user
-    assert isinstance(user, User)  # staff routes only
-    return user
 
 
 def _back(user: User, document: PatientDocument) -> HttpResponseRedirect:
@@ -72,7 +66,9 @@ def document_file_response(document: PatientDocument) -> FileResponse:
 @require_GET
 def document_status(request: HttpRequest, patient: uuid.UUID, document: uuid.UUID) -> HttpResponse:
     """The status block alone; the session page polls it while the sheet is prepared."""
-    found = document_get_for_user(user=_user(request), patient_uuid=patient, document_uuid=document)
+    found = document_get_for_user(
+        user=signed_in_user(request), patient_uuid=patient, document_uuid=document
+    )
     return render(
         request,
         "treatments/document_status.html",
@@ -89,7 +85,9 @@ def document_status(request: HttpRequest, patient: uuid.UUID, document: uuid.UUI
 def document_download(
     request: HttpRequest, patient: uuid.UUID, document: uuid.UUID
 ) -> FileResponse:
-    found = document_get_for_user(user=_user(request), patient_uuid=patient, document_uuid=document)
+    found = document_get_for_user(
+        user=signed_in_user(request), patient_uuid=patient, document_uuid=document
+    )
     if not found.file or not found.sha256:
         raise Http404
     response = document_file_response(found)
@@ -106,7 +104,7 @@ def document_download(
 @require_POST
 def document_send(request: HttpRequest, patient: uuid.UUID, document: uuid.UUID) -> HttpResponse:
     """Email the patient a new link (links sent before stay valid unless revoked)."""
-    user = _user(request)
+    user = signed_in_user(request)
     found = document_get_for_user(user=user, patient_uuid=patient, document_uuid=document)
     try:
         aftercare_send(document=found, sent_by=user)
@@ -129,7 +127,7 @@ def document_send(request: HttpRequest, patient: uuid.UUID, document: uuid.UUID)
 @require_POST
 def document_revoke(request: HttpRequest, patient: uuid.UUID, document: uuid.UUID) -> HttpResponse:
     """Stop one emailed link (or every live one) from opening."""
-    user = _user(request)
+    user = signed_in_user(request)
     found = document_get_for_user(user=user, patient_uuid=patient, document_uuid=document)
     form = RevokeLinkForm(request.POST)
     if not form.is_valid():
@@ -151,7 +149,7 @@ def document_regenerate(
     request: HttpRequest, patient: uuid.UUID, document: uuid.UUID
 ) -> HttpResponse:
     """Make the sheet again; the new file replaces the old one."""
-    user = _user(request)
+    user = signed_in_user(request)
     found = document_get_for_user(user=user, patient_uuid=patient, document_uuid=document)
     aftercare_regenerate(document=found, requested_by=user)
     messages.success(request, _("The sheet is being prepared again."))
@@ -162,7 +160,7 @@ def document_regenerate(
 @require_POST
 def portal_invite_view(request: HttpRequest, patient: uuid.UUID) -> HttpResponse:
     """Invite the patient to the portal: an account and a one-time sign-in link by email."""
-    user = _user(request)
+    user = signed_in_user(request)
     found = patient_get_for_user(user=user, patient_uuid=patient)
     try:
         portal_invite(patient=found, invited_by=user)

@@ -13,9 +13,9 @@ from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
-from clinic.access import staff
+from clinic.access import signed_in_user, staff
 from clinic.audit import audit_log
-from clinic.models import AuditAction, User
+from clinic.models import AuditAction
 from clinic.roles import Role
 from patients.selectors import patient_get_for_user
 from treatments.gates import GateFailure
@@ -42,8 +42,7 @@ def reception_notes(failures: list[GateFailure]) -> list[tuple[str, datetime | N
 @staff(Role.RECEPTIONIST, Role.PRACTITIONER, Role.MANAGER)
 @require_GET
 def patient_treatment_panel(request: HttpRequest, patient: uuid.UUID) -> HttpResponse:
-    user = request.user
-    assert isinstance(user, User)
+    user = signed_in_user(request)
     record = patient_get_for_user(user=user, patient_uuid=patient)
     now = timezone.now()
     upcoming = list(

@@ -9,9 +9,8 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
-from clinic.access import staff
+from clinic.access import signed_in_user, staff
 from clinic.audit import audit_read, audit_read_patients
-from clinic.models import User
 from clinic.roles import Role
 from patients.selectors import patient_get_for_user
 from treatments.selectors.booking import booking_get_for_user
@@ -25,18 +24,12 @@ from treatments.services.reminders import patient_no_reminder_reason
 READ_ROLES = (Role.RECEPTIONIST, Role.PRACTITIONER, Role.MANAGER)
 
 
-def _user(request: HttpRequest) -> User:
-    user = request.user
-    assert isinstance(user, User)  # staff routes only
-    return user
-
-
 @staff(*READ_ROLES)
 @require_GET
 def reminder_log(
     request: HttpRequest, patient: uuid.UUID | None = None, booking: uuid.UUID | None = None
 ) -> HttpResponse:
-    user = _user(request)
+    user = signed_in_user(request)
     if booking is not None:
         record = booking_get_for_user(user=user, booking_uuid=booking)
         person = record.patient

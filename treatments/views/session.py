@@ -16,9 +16,8 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST
 
-from clinic.access import staff
+from clinic.access import signed_in_user, staff
 from clinic.audit import audit_read
-from clinic.models import User
 from clinic.roles import Role
 from treatments.forms.session import (
     AdverseEventForm,
@@ -51,12 +50,6 @@ from treatments.services.session import (
 
 LINES = "lines"
 EVENTS = "events"
-
-
-def _user(request: HttpRequest) -> User:
-    user = request.user
-    assert isinstance(user, User)  # staff routes only
-    return user
 
 
 def _record_url(booking: Booking) -> str:
@@ -139,7 +132,7 @@ def _refused_page(request: HttpRequest, booking: Booking, sentence: str) -> Http
 @require_http_methods(["GET", "POST"])
 def session_record(request: HttpRequest, booking: uuid.UUID) -> HttpResponse:
     """Record the cocktail and complete the session; once completed, the record, read-only."""
-    user = _user(request)
+    user = signed_in_user(request)
     current = session_booking_get(user=user, booking_uuid=booking)
     if current.status == BookingStatus.COMPLETED:
         if request.method == "POST":
@@ -227,7 +220,7 @@ def session_record(request: HttpRequest, booking: uuid.UUID) -> HttpResponse:
 
 
 def _session(request: HttpRequest, session: uuid.UUID) -> SessionRecord:
-    return session_get_for_user(user=_user(request), session_uuid=session)
+    return session_get_for_user(user=signed_in_user(request), session_uuid=session)
 
 
 @staff(Role.PRACTITIONER)
@@ -237,7 +230,9 @@ def session_amend_view(request: HttpRequest, session: uuid.UUID) -> HttpResponse
     form = AmendmentForm(request.POST)
     if form.is_valid():
         try:
-            session_amend(session=record, text=form.cleaned_data["text"], amended_by=_user(request))
+            session_amend(
+                session=record, text=form.cleaned_data["text"], amended_by=signed_in_user(request)
+            )
         except ValidationError as invalid:
             form.add_error(None, invalid)
         else:
@@ -255,7 +250,7 @@ def adverse_event_new(request: HttpRequest, session: uuid.UUID) -> HttpResponse:
         try:
             adverse_event_record(
                 session=record,
-                recorded_by=_user(request),
+                recorded_by=signed_in_user(request),
                 event=form.to_input(),
                 at=timezone.now(),
             )
