@@ -365,11 +365,14 @@ def test_a_positive_reading_records_an_allergy_to_every_ingredient_tested_once(
         ).count()
         == 2
     )
-    photo = client.get(
-        reverse(
-            "treatments:allergy_test_photo", kwargs={"patient": patient.uuid, "test": test.uuid}
+    # The photo is opened a minute after the reading, on the same frozen clock.
+    with time_machine.travel(GIVEN + timedelta(hours=25, minutes=1), tick=False):
+        photo = client.get(
+            reverse(
+                "treatments:allergy_test_photo",
+                kwargs={"patient": patient.uuid, "test": test.uuid},
+            )
         )
-    )
     assert photo.status_code == 200
     assert photo["Content-Type"] == "image/jpeg"
 
