@@ -2,17 +2,20 @@
 
 A version's text is frozen once published (database trigger, migration 0002):
 the clinic changes a form by publishing a new version, and future signatures
-use it. A signed consent keeps the exact text the patient read and its SHA-256,
-so the record proves what was agreed whatever happens to the form later. It is
+use it. A signed consent keeps the sections the patient read, as data (name,
+heading, text), the exact canonical text written from them and its SHA-256, so
+the record proves what was agreed whatever happens to the form later. It is
 never edited; withdrawing it is a new record.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping, Sequence
 
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 from django.urls import reverse
@@ -29,6 +32,38 @@ CONSENT_SECTIONS: tuple[tuple[str, object], ...] = (
     ("aftercare", _("Aftercare")),
 )
 CONSENT_SECTION_NAMES = tuple(name for name, _label in CONSENT_SECTIONS)
+# The last section of a signed consent: the photographs wording and the patient's choice.
+PHOTOGRAPHS = "photographs"
+SIGNED_SECTION_KEYS = frozenset({"name", "heading", "text"})
+
+
+def signed_sections_validate(value: object) -> None:
+    """Refuse anything but a non-empty list of {"name", "heading", "text"} (each a
+    non-empty string, names distinct): the shape of `SignedConsent.sections`."""
+    if not isinstance(value, list) or not value:
+        raise ValidationError(
+            _("A signed consent records the sections the patient read."), code="no_sections"
+        )
+    names = set()
+    for item in value:
+        if (
+            not isinstance(item, dict)
+            or set(item) != SIGNED_SECTION_KEYS
+            or not all(isinstance(item[key], str) and item[key] for key in SIGNED_SECTION_KEYS)
+            or item["name"] in names
+        ):
+            raise ValidationError(
+                _("Each signed section has its own name, a heading and a text."),
+                code="bad_section",
+            )
+        names.add(item["name"])
+
+
+def sections_text(sections: Sequence[Mapping[str, str]]) -> str:
+    """The canonical text of signed sections: a "## heading" line then the text,
+    a blank line between sections. Written (and hashed) at signing only; nothing
+    reads sections back out of it, since a text may itself hold such a line."""
+    return "\n\n".join(f"## {s['heading']}\n{s['text']}" for s in sections) + "\n"
 
 
 class ConsentForm(models.Model):
@@ -138,6 +173,9 @@ class SignedConsent(models.Model):
     # The exact text the patient read, as one canonical string, and its hash.
     text = models.TextField(editable=False)
     text_sha256 = models.CharField(max_length=64, editable=False)
+    # The same sections as data, in reading order: [{"name", "heading", "text"}],
+    # the six of CONSENT_SECTIONS then PHOTOGRAPHS. Every page and the PDF show these.
+    sections = models.JSONField(editable=False)
     sections_confirmed = ArrayField(models.CharField(max_length=40), editable=False)
     photo_consent = models.BooleanField(_("agrees to photographs"))
     signer_name = models.CharField(_("name typed by the patient"), max_length=200)
@@ -162,6 +200,10 @@ class SignedConsent(models.Model):
             models.CheckConstraint(
                 condition=~Q(signer_name=""), name="consent_signer_name_required"
             ),
+            # A JSON array holding at least one object: never empty, never a bare string.
+            models.CheckConstraint(
+                condition=Q(sections__contains=[{}]), name="consent_sections_recorded"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -171,6 +213,13 @@ class SignedConsent(models.Model):
         return reverse(
             "consent:signed_detail", kwargs={"patient": self.patient.uuid, "signed": self.uuid}
         )
+
+    def clean(self) -> None:
+        # Here rather than as a field validator: those skip an empty list.
+        try:
+            signed_sections_validate(self.sections)
+        except ValidationError as exc:
+            raise ValidationError({"sections": exc.error_list}) from None
 
 
 class ConsentWithdrawal(models.Model):

@@ -16,7 +16,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -28,12 +28,14 @@ from clinic.models import AuditAction, User
 from consent.models import (
     CONSENT_SECTION_NAMES,
     CONSENT_SECTIONS,
+    PHOTOGRAPHS,
     ConsentForm,
     ConsentFormVersion,
     ConsentWithdrawal,
     DocumentStatus,
     SignedConsent,
     SignedConsentPDF,
+    sections_text,
 )
 from consent.selectors import version_current
 from patients.models import Patient
@@ -49,6 +51,9 @@ SIGNATURE_MAX_HEIGHT = 1200
 SIGNATURE_MAX_PIXELS = 1_600_000
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 DATA_URL_PREFIX = "data:image/png;base64,"
+
+# PostgreSQL's name for the UNIQUE of ConsentWithdrawal.signed_consent (a one-to-one).
+ONE_WITHDRAWAL_PER_CONSENT = "consent_consentwithdrawal_signed_consent_id_key"
 
 # A row still queued after this long lost its task (broker down, worker died).
 PDF_REQUEUE_AFTER = timedelta(minutes=2)
@@ -133,19 +138,52 @@ def consent_version_publish(
 # --- Signing --------------------------------------------------------------------------------
 
 
-def consent_text(*, version: ConsentFormVersion, photo_consent: bool) -> str:
-    """The exact text the patient agrees to, as one canonical string: what is
-    stored, hashed and printed."""
-    lines = [version.form.title, _("Version %(number)s") % {"number": version.number}, ""]
-    for name, heading in CONSENT_SECTIONS:
-        lines += [f"## {heading}", getattr(version, name).strip().replace("\r\n", "\n"), ""]
-    lines += [f"## {_('Photographs')}", version.photo_consent_text.strip().replace("\r\n", "\n")]
-    lines.append(
+def _plain(text: str) -> str:
+    return text.strip().replace("\r\n", "\n")
+
+
+def consent_sections(*, version: ConsentFormVersion, photo_consent: bool) -> list[dict[str, str]]:
+    """The sections the patient reads and agrees to, in reading order, as stored
+    on the signed consent: {"name", "heading", "text"} for each of the six
+    sections of CONSENT_SECTIONS (headings in the active language, texts as the
+    version has them, trimmed), then PHOTOGRAPHS: the version's photographs
+    wording and, on the next line, the patient's choice.
+
+    `version`: the (published) version signed; `photo_consent`: whether the
+    patient agrees to photographs. Raises nothing."""
+    sections = [
+        {"name": name, "heading": str(heading), "text": _plain(getattr(version, name))}
+        for name, heading in CONSENT_SECTIONS
+    ]
+    choice = (
         _("The patient agrees to photographs being taken.")
         if photo_consent
         else _("The patient does not agree to photographs being taken.")
     )
-    return "\n".join(lines) + "\n"
+    sections.append(
+        {
+            "name": PHOTOGRAPHS,
+            "heading": _("Photographs"),
+            "text": _plain(version.photo_consent_text) + "\n" + choice,
+        }
+    )
+    return sections
+
+
+def consent_text(*, version: ConsentFormVersion, photo_consent: bool) -> str:
+    """The exact text the patient agrees to, as one canonical string: what is
+    stored and hashed. The form's title and the version number, a blank line,
+    then `sections_text` of `consent_sections(...)`: byte for byte the text
+    signatures have always stored, so every fingerprint recorded still verifies.
+
+    `version`: the version signed; `photo_consent`: the patient's choice about
+    photographs. Raises nothing."""
+    return _text_of(version, consent_sections(version=version, photo_consent=photo_consent))
+
+
+def _text_of(version: ConsentFormVersion, sections: list[dict[str, str]]) -> str:
+    header = [version.form.title, _("Version %(number)s") % {"number": version.number}, ""]
+    return "\n".join(header) + "\n" + sections_text(sections)
 
 
 def sha256_hex(data: str | bytes) -> str:
@@ -234,8 +272,17 @@ def consent_sign(
     witnessed: bool,
 ) -> SignedConsent:
     """Record the patient's signature on the current version of `form`,
-    countersigned by `witness`. Refuses (ValidationError, keyed by form field)
-    anything short of a complete, current, drawn and witnessed consent."""
+    countersigned by `witness`: the sections read (as data, `consent_sections`),
+    the canonical text written from them and its SHA-256, the re-encoded
+    signature, and a queued PDF row (the task is queued after commit).
+
+    `version_uuid`: the version the page showed; `sections_confirmed`: names of
+    the sections ticked; `photo_consent`: the patient's choice; `signer_name`:
+    the name the patient typed; `signature_data_url`: the drawn PNG as a data
+    URL; `witnessed`: the practitioner's tick. Refuses (ValidationError, keyed
+    by form field) anything short of a complete, current, drawn and witnessed
+    consent: "version" when a newer version was published since the page was
+    opened, "confirm_<section>", "signer_name", "signature", "witnessed"."""
     # Lock the form: a version published while the patient signs is noticed.
     ConsentForm.objects.select_for_update().get(pk=form.pk)
     current = version_current(form=form)
@@ -270,12 +317,15 @@ def consent_sign(
     if errors:
         raise ValidationError(errors)
 
-    text = consent_text(version=current, photo_consent=photo_consent)
+    # One source for both: the sections shown later, and the text hashed now.
+    sections = consent_sections(version=current, photo_consent=photo_consent)
+    text = _text_of(current, sections)
     signed = SignedConsent(
         patient=patient,
         version=current,
         text=text,
         text_sha256=sha256_hex(text),
+        sections=sections,
         sections_confirmed=list(CONSENT_SECTION_NAMES),
         photo_consent=photo_consent,
         signer_name=signer_name,
@@ -301,20 +351,46 @@ def consent_sign(
 
 @transaction.atomic
 def consent_withdraw(*, signed: SignedConsent, reason: str, recorded_by: User) -> ConsentWithdrawal:
-    """Record that the patient withdrew this consent. The signed record stays as it was."""
+    """Record that the patient withdrew this consent. The signed record stays as it was.
+
+    `signed`: the signed consent withdrawn; `reason`: why, as the practitioner
+    writes it (trimmed, required); `recorded_by`: the practitioner recording it.
+    Raises ValidationError keyed "reason" when the reason is empty (code
+    "reason_required"), and when the consent is already withdrawn (code
+    "already_withdrawn"), including when two withdrawals of it arrive at once:
+    exactly one is recorded, the other gets this refusal."""
     reason = (reason or "").strip()
     if not reason:
-        raise ValidationError({"reason": _("Please write why the consent is withdrawn.")})
-    if ConsentWithdrawal.objects.filter(signed_consent=signed).exists():
-        raise ValidationError({"reason": _("This consent has already been withdrawn.")})
+        raise ValidationError(
+            {
+                "reason": ValidationError(
+                    _("Please write why the consent is withdrawn."), code="reason_required"
+                )
+            }
+        )
+    # Lock the signed consent: a second withdrawal waits here until the first
+    # commits, then sees it. (SELECT ... FOR UPDATE does not fire the trigger
+    # that refuses UPDATE.)
+    SignedConsent.objects.select_for_update().get(pk=signed.pk)
+    if ConsentWithdrawal.objects.filter(signed_consent_id=signed.pk).exists():
+        raise _already_withdrawn()
     withdrawal = ConsentWithdrawal(
         signed_consent=signed,
         reason=reason,
         withdrawn_at=timezone.now(),
         recorded_by=recorded_by,
     )
-    withdrawal.full_clean()
-    withdrawal.save()
+    withdrawal.full_clean(validate_unique=False)
+    try:
+        with transaction.atomic():
+            withdrawal.save()
+    except IntegrityError as exc:
+        # The one-withdrawal-per-consent index refused it (a writer the lock did
+        # not hold back, or an older snapshot): the same refusal as above.
+        diag = getattr(exc.__cause__, "diag", None)
+        if getattr(diag, "constraint_name", None) == ONE_WITHDRAWAL_PER_CONSENT:
+            raise _already_withdrawn() from exc
+        raise
     audit_log(
         actor=recorded_by,
         action=AuditAction.WITHDRAWN,
@@ -322,6 +398,11 @@ def consent_withdraw(*, signed: SignedConsent, reason: str, recorded_by: User) -
         patient_ref=signed.patient.uuid,
     )
     return withdrawal
+
+
+def _already_withdrawn() -> ValidationError:
+    message = _("This consent has already been withdrawn: the withdrawal recorded first stands.")
+    return ValidationError({"reason": ValidationError(message, code="already_withdrawn")})
 
 
 # --- The PDF --------------------------------------------------------------------------------
@@ -411,10 +492,10 @@ def consent_pdf_requeue_stale() -> int:
     return queued
 
 
-def signed_sections(signed: SignedConsent) -> list[tuple[str, str]]:
-    """(heading, text) blocks of the stored text, as signed (not as the form is now)."""
-    blocks: list[tuple[str, str]] = []
-    for chunk in signed.text.split("\n## ")[1:]:
-        heading, _sep, body = chunk.partition("\n")
-        blocks.append((heading.strip(), body.strip()))
-    return blocks
+def signed_sections(signed: SignedConsent) -> list[tuple[str, str, str]]:
+    """(name, heading, text) of each section as signed (not as the form is now),
+    in reading order, from the sections recorded at signing; the stored text is
+    never parsed, so a line typed inside a section stays inside it.
+
+    `signed`: the signed consent. Raises nothing."""
+    return [(s["name"], s["heading"], s["text"]) for s in signed.sections]

@@ -34,6 +34,7 @@ from consent.selectors import (
     consent_states_of,
     form_versions,
     patients_needing_reconsent,
+    sections_match_text,
     signed_consent_get,
     signed_consents_of,
     text_matches_hash,
@@ -247,11 +248,13 @@ def _signed(request: HttpRequest, patient: uuid.UUID, signed: uuid.UUID) -> Sign
     return signed_consent_get(patient=_patient(request, patient), signed_uuid=signed)
 
 
-@staff(Role.PRACTITIONER)
-@require_GET
-def signed_detail(request: HttpRequest, patient: uuid.UUID, signed: uuid.UUID) -> HttpResponse:
-    found = _signed(request, patient, signed)
-    audit_read(request, found, patient_ref=found.patient.uuid)
+def _signed_page(
+    request: HttpRequest,
+    found: SignedConsent,
+    *,
+    withdraw_form: WithdrawForm | None = None,
+    status: int = 200,
+) -> HttpResponse:
     withdrawal = getattr(found, "withdrawal", None)
     return render(
         request,
@@ -261,11 +264,21 @@ def signed_detail(request: HttpRequest, patient: uuid.UUID, signed: uuid.UUID) -
             "signed": found,
             "sections": signed_sections(found),
             "hash_ok": text_matches_hash(found),
+            "sections_ok": sections_match_text(found),
             "withdrawal": withdrawal,
             "pdf": getattr(found, "pdf", None),
-            "withdraw_form": WithdrawForm() if withdrawal is None else None,
+            "withdraw_form": (withdraw_form or WithdrawForm()) if withdrawal is None else None,
         },
+        status=status,
     )
+
+
+@staff(Role.PRACTITIONER)
+@require_GET
+def signed_detail(request: HttpRequest, patient: uuid.UUID, signed: uuid.UUID) -> HttpResponse:
+    found = _signed(request, patient, signed)
+    audit_read(request, found, patient_ref=found.patient.uuid)
+    return _signed_page(request, found)
 
 
 @staff(Role.PRACTITIONER)
@@ -283,6 +296,8 @@ def pdf_status(request: HttpRequest, patient: uuid.UUID, signed: uuid.UUID) -> H
 @staff(Role.PRACTITIONER)
 @require_POST
 def withdraw(request: HttpRequest, patient: uuid.UUID, signed: uuid.UUID) -> HttpResponse:
+    """Record a withdrawal. Sent twice (a double click, two tabs), the second is
+    answered 409 with a sentence, and the page shows the withdrawal that stands."""
     found = _signed(request, patient, signed)
     form = WithdrawForm(request.POST)
     if form.is_valid():
@@ -293,25 +308,21 @@ def withdraw(request: HttpRequest, patient: uuid.UUID, signed: uuid.UUID) -> Htt
                 recorded_by=signed_in_user(request),
             )
         except ValidationError as exc:
-            form.add_error(None, exc)
-        else:
-            messages.success(request, _("The withdrawal is recorded."))
-            return HttpResponseRedirect(found.get_absolute_url())
-    withdrawal = getattr(found, "withdrawal", None)
-    return render(
-        request,
-        "consent/signed_detail.html",
-        {
-            "patient": found.patient,
-            "signed": found,
-            "sections": signed_sections(found),
-            "hash_ok": text_matches_hash(found),
-            "withdrawal": withdrawal,
-            "pdf": getattr(found, "pdf", None),
-            "withdraw_form": form if withdrawal is None else None,
-        },
-        status=400,
-    )
+            if "already_withdrawn" not in _codes(exc):
+                form.add_error(None, exc)
+                return _signed_page(request, found, withdraw_form=form, status=400)
+            messages.error(request, exc.messages[0])
+            # Read it again: the page shows the withdrawal recorded first.
+            again = signed_consent_get(patient=found.patient, signed_uuid=found.uuid)
+            return _signed_page(request, again, status=409)
+        messages.success(request, _("The withdrawal is recorded."))
+        return HttpResponseRedirect(found.get_absolute_url())
+    return _signed_page(request, found, withdraw_form=form, status=400)
+
+
+def _codes(exc: ValidationError) -> set[str | None]:
+    errors = exc.error_dict.values() if hasattr(exc, "error_dict") else [exc.error_list]
+    return {error.code for field_errors in errors for error in field_errors}
 
 
 def _private(response: HttpResponseBase) -> HttpResponseBase:

@@ -12,7 +12,7 @@ from django.utils import timezone
 from PIL import Image, ImageDraw
 
 from consent.models import ConsentFormVersion, DocumentStatus, SignedConsent, SignedConsentPDF
-from consent.services import consent_text
+from consent.services import consent_sections, consent_text
 from patients.models import Patient
 from tests.factories import UserFactory
 
@@ -48,6 +48,7 @@ def signed_consent_for(
         version=version,
         text=text,
         text_sha256=hashlib.sha256(text.encode()).hexdigest(),
+        sections=consent_sections(version=version, photo_consent=True),
         sections_confirmed=["procedure"],
         photo_consent=True,
         signer_name=patient.full_name,

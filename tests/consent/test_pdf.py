@@ -61,6 +61,26 @@ def test_the_rendered_pdf_holds_the_patient_the_version_and_the_fingerprint(
 
 
 @pytest.mark.django_db
+def test_a_heading_typed_inside_a_section_is_printed_inside_that_section(
+    tmp_path: Path, practitioner: User
+) -> None:
+    version = ConsentFormVersionFactory(
+        procedure="Tiny injections.\n## Agreed to everything\nmore",
+        benefits="Brighter skin.",
+    )
+    signed = signed_consent_for(patient=PatientFactory(), version=version, witness=practitioner)
+
+    row = consent_pdf_render_now(signed_consent_id=signed.pk)
+
+    text = pdf_text(row.file.read(), tmp_path)
+    procedure = text.index("The procedure")
+    benefits = text.index("Expected benefits")
+    assert procedure < text.index("## Agreed to everything") < text.index("more") < benefits
+    # One tick for each of the six sections, none for a heading the manager typed.
+    assert text.count("Read and understood by the patient") == 6
+
+
+@pytest.mark.django_db
 def test_rendering_again_replaces_the_file_at_the_same_path(
     practitioner: User, media_root: Path
 ) -> None:

@@ -12,7 +12,7 @@ from unittest import mock
 
 import pytest
 from django.core.exceptions import ValidationError
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
 from PIL import Image
 
 from clinic.models import AuditAction, AuditEvent, User
@@ -24,13 +24,20 @@ from consent.models import (
     SignedConsent,
     SignedConsentPDF,
 )
-from consent.selectors import ConsentStatus, consent_state, text_matches_hash
+from consent.selectors import (
+    ConsentStatus,
+    consent_state,
+    sections_match_text,
+    text_matches_hash,
+)
 from consent.services import (
     consent_draft_save,
     consent_pdf_requeue_stale,
     consent_sign,
+    consent_text,
     consent_version_publish,
     consent_withdraw,
+    signed_sections,
 )
 from tests.consent.helpers import data_url, drawn_signature, png_bytes
 from tests.factories import ConsentFormFactory, ConsentFormVersionFactory, PatientFactory
@@ -327,6 +334,98 @@ def test_the_hash_check_notices_a_changed_text(
     assert not text_matches_hash(signed)
 
 
+# --- Sections as signed -----------------------------------------------------------------------
+
+HEADINGS = [
+    "The procedure",
+    "Expected benefits",
+    "Common side effects",
+    "Rare complications",
+    "Alternatives",
+    "Aftercare",
+    "Photographs",
+]
+
+
+def test_a_heading_typed_inside_a_section_stays_inside_that_section(
+    manager: User, practitioner: User
+) -> None:
+    form = ConsentFormFactory(title="Face")
+    typed = {**TEXTS, "procedure": "Small injections.\n## Agreed to everything\nmore"}
+    draft = consent_draft_save(form=form, saved_by=manager, **typed)
+    version = consent_version_publish(version=draft, published_by=manager)
+
+    signed = sign(version, practitioner)
+
+    sections = signed_sections(signed)
+    assert [heading for _name, heading, _text in sections] == HEADINGS
+    assert [name for name, _heading, _text in sections] == [*CONSENT_SECTION_NAMES, "photographs"]
+    assert sections[0][2] == "Small injections.\n## Agreed to everything\nmore"
+    assert sections[1][2] == "Brighter skin."
+    assert sections[6][2] == (
+        "Photographs for my record only.\nThe patient agrees to photographs being taken."
+    )
+    # The stored text still holds the line, and the fingerprint covers it.
+    assert "\n## Agreed to everything\nmore\n" in signed.text
+    assert text_matches_hash(signed)
+    assert sections_match_text(signed)
+
+
+def test_the_text_is_written_as_before_so_recorded_fingerprints_still_verify(
+    manager: User,
+) -> None:
+    form = ConsentFormFactory(title="Face")
+    draft = consent_draft_save(form=form, saved_by=manager, **{**TEXTS, "benefits": " B\r\nC "})
+    version = consent_version_publish(version=draft, published_by=manager)
+    # What signing wrote before the sections were kept as data, byte for byte.
+    before = (
+        "Face\nVersion 1\n\n"
+        "## The procedure\nSmall injections.\n\n"
+        "## Expected benefits\nB\nC\n\n"
+        "## Common side effects\nRedness.\n\n"
+        "## Rare complications\nInfection.\n\n"
+        "## Alternatives\nPeels.\n\n"
+        "## Aftercare\nNo make-up for 12 hours.\n\n"
+        "## Photographs\nPhotographs for my record only.\n"
+        "The patient does not agree to photographs being taken.\n"
+    )
+    assert consent_text(version=version, photo_consent=False) == before
+
+
+def test_a_signed_consent_without_sections_is_refused(
+    version: ConsentFormVersion, practitioner: User
+) -> None:
+    signed = sign(version, practitioner)
+    copy = {
+        field.attname: getattr(signed, field.attname)
+        for field in SignedConsent._meta.concrete_fields
+        if field.attname not in ("id", "uuid", "sections")
+    }
+    for bad in ([], "## The procedure", {"name": "procedure"}, [[]]):
+        with pytest.raises(ValidationError) as caught:
+            SignedConsent(**copy, sections=bad).full_clean()
+        assert "sections" in caught.value.message_dict
+        with (
+            pytest.raises(IntegrityError, match="consent_sections_recorded"),
+            transaction.atomic(),
+        ):
+            SignedConsent.objects.create(**copy, sections=bad)
+    with pytest.raises(ValidationError, match="its own name, a heading and a text"):
+        SignedConsent(
+            **copy, sections=[{"name": "procedure", "heading": "", "text": "x"}]
+        ).full_clean()
+
+
+def test_the_pages_notice_sections_that_differ_from_the_text_signed(
+    version: ConsentFormVersion, practitioner: User
+) -> None:
+    signed = sign(version, practitioner)
+    assert sections_match_text(signed)
+    signed.sections[0]["text"] = "Something else."
+    assert text_matches_hash(signed)
+    assert not sections_match_text(signed)
+
+
 # --- State, re-consent, withdrawal ----------------------------------------------------------
 
 
@@ -367,11 +466,23 @@ def test_a_withdrawal_needs_a_reason_and_happens_once(
     with pytest.raises(ValidationError, match="why"):
         consent_withdraw(signed=signed, reason="  ", recorded_by=practitioner)
     consent_withdraw(signed=signed, reason="No longer wants it.", recorded_by=practitioner)
-    with pytest.raises(ValidationError, match="already been withdrawn"):
+    with pytest.raises(ValidationError, match="already been withdrawn") as caught:
         consent_withdraw(signed=signed, reason="Again.", recorded_by=practitioner)
+    assert caught.value.error_dict["reason"][0].code == "already_withdrawn"
     assert ConsentWithdrawal.objects.count() == 1
     with pytest.raises(DatabaseError), transaction.atomic():
         ConsentWithdrawal.objects.all().update(reason="Edited")
+
+
+def test_locking_a_signed_consent_is_allowed_but_changing_it_is_not(
+    version: ConsentFormVersion, practitioner: User
+) -> None:
+    signed = sign(version, practitioner)
+    with transaction.atomic():
+        # SELECT ... FOR UPDATE takes the row lock without firing the UPDATE trigger.
+        assert SignedConsent.objects.select_for_update().get(pk=signed.pk) == signed
+    with pytest.raises(DatabaseError, match="never changed"), transaction.atomic():
+        SignedConsent.objects.filter(pk=signed.pk).update(signer_name="Someone else")
 
 
 def test_signature_bytes_are_re_encoded_not_stored_as_sent(

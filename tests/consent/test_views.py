@@ -3,6 +3,7 @@ typed, another patient's records answered with 404, and query budgets."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from unittest import mock
 
@@ -15,6 +16,7 @@ from consent.models import (
     CONSENT_SECTION_NAMES,
     ConsentForm,
     ConsentFormVersion,
+    ConsentWithdrawal,
     DocumentStatus,
     SignedConsent,
     SignedConsentPDF,
@@ -253,6 +255,58 @@ def test_withdrawal_from_the_signed_page(
             reverse("consent:patient_consents", kwargs={"patient": patient.uuid})
         ).content.decode()
     )
+
+
+def test_withdrawing_twice_in_a_row_keeps_the_first_and_answers_409(
+    practitioner: User, patient: Patient, signed: SignedConsent
+) -> None:
+    client = client_for(practitioner)
+    url = reverse("consent:withdraw", kwargs={"patient": patient.uuid, "signed": signed.uuid})
+    first = client.post(url, {"reason": "Moving abroad."})
+    assert first.status_code == 302
+    second = client.post(url, {"reason": "Sent again."})
+    assert second.status_code == 409
+    body = second.content.decode()
+    assert "This consent has already been withdrawn: the withdrawal recorded first stands." in body
+    assert "Moving abroad." in body  # the page shows the withdrawal that stands
+    assert "Sent again." not in body
+    assert 'data-testid="withdraw"' not in body  # no form offering to withdraw again
+    [withdrawal] = ConsentWithdrawal.objects.all()
+    assert withdrawal.reason == "Moving abroad."
+
+
+def test_a_heading_typed_inside_a_section_shows_inside_that_section(
+    practitioner: User, patient: Patient
+) -> None:
+    version = ConsentFormVersionFactory(
+        procedure="Tiny injections.\n## Agreed to everything\nmore",
+        form=ConsentFormFactory(title="Face, neck and hands"),
+    )
+    client = client_for(practitioner)
+    url = reverse("consent:sign", kwargs={"patient": patient.uuid, "form": version.form.uuid})
+    with mock.patch("consent.services.consent_pdf_enqueue"):
+        assert client.post(url, sign_data(version)).status_code == 302
+    signed = SignedConsent.objects.get(patient=patient)
+
+    page = client.get(signed.get_absolute_url()).content.decode()
+
+    shown = re.findall(
+        r'<section [^>]*data-section="([a-z_]+)">\s*<h3 class="h5">([^<]*)</h3>\s*'
+        r'<p class="mb-0">(.*?)</p>',
+        page,
+        flags=re.DOTALL,
+    )
+    assert [(name, heading) for name, heading, _text in shown] == [
+        ("procedure", "The procedure"),
+        ("benefits", "Expected benefits"),
+        ("common_side_effects", "Common side effects"),
+        ("rare_complications", "Rare complications"),
+        ("alternatives", "Alternatives"),
+        ("aftercare", "Aftercare"),
+        ("photographs", "Photographs"),
+    ]
+    assert shown[0][2] == "Tiny injections.<br>## Agreed to everything<br>more"
+    assert "matches its fingerprint" in page
 
 
 def test_the_signature_image_is_private_and_audited(
