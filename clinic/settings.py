@@ -275,6 +275,9 @@ HEARTBEAT_STALE_AFTER = timedelta(seconds=env.int("HEARTBEAT_STALE_SECONDS", def
 MEDICAL_HISTORY_VALID_DAYS = env.int("MEDICAL_HISTORY_VALID_DAYS", default=365)
 # A negative allergy reading allows treatment with those ingredients for this long.
 ALLERGY_TEST_VALID_MONTHS = env.int("ALLERGY_TEST_VALID_MONTHS", default=6)
+# A session may be completed from this many minutes before its booked start
+# (the patient is early), never earlier and never for a later day.
+SESSION_COMPLETE_EARLY_MINUTES = env.int("SESSION_COMPLETE_EARLY_MINUTES", default=15)
 
 # --- Reminders, messages and patient links -----------------------------------------
 # Hours before a session that the patient is reminded, by their chosen channel.

@@ -10,7 +10,7 @@ from django.db.models import Count, Max, OuterRef, Q, QuerySet, Subquery
 from django.http import Http404
 from django.utils.translation import gettext as _
 
-from consent.models import ConsentForm, ConsentFormVersion, SignedConsent
+from consent.models import ConsentForm, ConsentFormVersion, SignedConsent, sections_text
 from patients.models import Patient
 
 
@@ -85,11 +85,12 @@ def signed_consents_of(*, patient: Patient) -> QuerySet[SignedConsent]:
     )
 
 
-def consent_state(*, patient: Patient, form: ConsentForm) -> ConsentState:
-    """Gate 3's question: has this patient signed the current version of this
-    form, and not withdrawn it? The latest signature decides."""
-    current = version_current(form=form)
-    latest = signed_consents_of(patient=patient).filter(version__form=form).first()
+def consent_state_from(
+    *, current: ConsentFormVersion | None, latest: SignedConsent | None
+) -> ConsentState:
+    """Where a patient stands, from the form's current published version and the
+    patient's latest signature on any version of it (with `withdrawal` loaded).
+    The one place the rule of gate 3 is decided; no query of its own."""
     if current is None:
         status = ConsentStatus.NO_PUBLISHED_VERSION
     elif latest is None:
@@ -101,6 +102,15 @@ def consent_state(*, patient: Patient, form: ConsentForm) -> ConsentState:
     else:
         status = ConsentStatus.VALID
     return ConsentState(status=status, current_version=current, signed=latest)
+
+
+def consent_state(*, patient: Patient, form: ConsentForm) -> ConsentState:
+    """Gate 3's question: has this patient signed the current version of this
+    form, and not withdrawn it? The latest signature decides."""
+    return consent_state_from(
+        current=version_current(form=form),
+        latest=signed_consents_of(patient=patient).filter(version__form=form).first(),
+    )
 
 
 def consent_states_of(*, patient: Patient) -> list[tuple[ConsentForm, ConsentState]]:
@@ -118,19 +128,9 @@ def consent_states_of(*, patient: Patient) -> list[tuple[ConsentForm, ConsentSta
         latest.setdefault(signed.version.form_id, signed)
     states = []
     for form in forms:
-        current = currents.get(form.pk)
-        last = latest.get(form.pk)
-        if current is None:
-            status = ConsentStatus.NO_PUBLISHED_VERSION
-        elif last is None:
-            status = ConsentStatus.NOT_SIGNED
-        elif hasattr(last, "withdrawal"):
-            status = ConsentStatus.WITHDRAWN
-        elif last.version_id != current.pk:
-            status = ConsentStatus.RECONSENT_NEEDED
-        else:
-            status = ConsentStatus.VALID
-        states.append((form, ConsentState(status=status, current_version=current, signed=last)))
+        states.append(
+            (form, consent_state_from(current=currents.get(form.pk), latest=latest.get(form.pk)))
+        )
     return states
 
 
@@ -182,3 +182,13 @@ def signed_consent_get(*, patient: Patient, signed_uuid: uuid.UUID | str) -> Sig
 def text_matches_hash(signed: SignedConsent) -> bool:
     """Recompute the SHA-256 of the stored text: does it still match?"""
     return hashlib.sha256(signed.text.encode("utf-8")).hexdigest() == signed.text_sha256
+
+
+def sections_match_text(signed: SignedConsent) -> bool:
+    """Do the sections recorded (what the pages and the PDF show) write out to
+    the stored text, the one the fingerprint covers? The title and version
+    lines that open the text are left out of the comparison."""
+    title_and_version = signed.text.split("\n", 2)
+    return len(title_and_version) == 3 and title_and_version[2] == "\n" + sections_text(
+        signed.sections
+    )

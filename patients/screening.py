@@ -82,6 +82,12 @@ class Finding:
     reason: str  # one plain sentence for the practitioner
     lifts_on: datetime.date | None  # when time-bound: first day treatment is possible
     reception_note: str  # non-clinical words for reception; "" for cautions
+    # Treatment-area codes a caution concerns; empty: every area.
+    areas: frozenset[str] = frozenset()
+
+    def concerns(self, areas: Iterable[str]) -> bool:
+        """Does this finding apply to a session treating `areas` (area codes)?"""
+        return not self.areas or bool(self.areas.intersection(areas))
 
 
 @dataclass(frozen=True)
@@ -91,6 +97,12 @@ class Rule:
     applies: Callable[[HistoryAnswers, datetime.date], bool]
     reason: Callable[[HistoryAnswers, datetime.date], str]
     lifts_on: Callable[[HistoryAnswers, datetime.date], datetime.date | None] | None = None
+    # True: the answer describes the day the questionnaire was taken (unwell
+    # today, an active infection), so it says nothing about a later day; the
+    # day-of-treatment check asks again at every session.
+    day_bound: bool = False
+    # Cautions that concern only some treatment areas (area codes); empty: all.
+    areas: frozenset[str] = frozenset()
 
 
 # --- Helpers --------------------------------------------------------------------
@@ -199,6 +211,9 @@ def _chronic_reason(history: HistoryAnswers, today: datetime.date) -> str:
 
 # Short names keep each row of the table to its facts.
 A, C = Severity.ABSOLUTE, Severity.CAUTION
+# Treatment areas of the face (patients.models.TreatmentArea codes): where
+# injections can bring on a cold sore.
+FACE_AREAS = frozenset({"face", "under_eye"})
 
 # In the order findings are shown: everything that stops treatment first.
 RULES: tuple[Rule, ...] = (
@@ -290,12 +305,14 @@ RULES: tuple[Rule, ...] = (
         A,
         lambda h, today: h.active_acne,
         _says(_("Active acne: do not inject until it has settled.")),
+        day_bound=True,
     ),
     Rule(
         "skin_infection",
         A,
         lambda h, today: h.skin_infection,
         _says(_("A skin infection in or near the area: do not inject until it has cleared.")),
+        day_bound=True,
     ),
     Rule(
         "unwell_today",
@@ -308,6 +325,7 @@ RULES: tuple[Rule, ...] = (
                 "they have recovered."
             )
         ),
+        day_bound=True,
     ),
     Rule(
         "implant",
@@ -345,12 +363,14 @@ RULES: tuple[Rule, ...] = (
         C,
         lambda h, today: h.cold_sores_history,
         _says(_("History of cold sores: injections in the face can bring on an outbreak.")),
+        areas=FACE_AREAS,
     ),
     Rule(
         "important_event_soon",
         C,
         lambda h, today: h.important_event_soon,
         _says(_("An important event is coming up soon: warn that bruising may still show.")),
+        day_bound=True,
     ),
     Rule(
         "bruising_supplements",
@@ -373,6 +393,7 @@ RULES: tuple[Rule, ...] = (
                 "as it makes bruising more likely."
             )
         ),
+        day_bound=True,
     ),
 )
 
@@ -391,10 +412,26 @@ def _reception_note(severity: Severity, lifts_on: datetime.date | None) -> str:
     return gettext("ask the practitioner before booking")
 
 
-def screen(history: HistoryAnswers, *, today: datetime.date) -> list[Finding]:
-    """The findings for one questionnaire, in the order of RULES."""
+def screen(
+    history: HistoryAnswers,
+    *,
+    today: datetime.date,
+    answered_on: datetime.date | None = None,
+) -> list[Finding]:
+    """The findings for one questionnaire, in the order of RULES.
+
+    `today` is the local date treatment is considered for; `answered_on` the
+    local date the questionnaire was signed. Answers that describe only the day
+    they were given (unwell today, an active infection or acne, an event or
+    alcohol around the session) count only when `answered_on` is `today` or
+    unknown (a questionnaire being filled in): on any later day the
+    day-of-treatment check asks them again (domain.md, screening: "being
+    unwell that day").
+    """
     findings = []
     for rule in RULES:
+        if rule.day_bound and answered_on is not None and answered_on != today:
+            continue
         if not rule.applies(history, today):
             continue
         lifts_on = rule.lifts_on(history, today) if rule.lifts_on is not None else None
@@ -405,6 +442,7 @@ def screen(history: HistoryAnswers, *, today: datetime.date) -> list[Finding]:
                 reason=rule.reason(history, today),
                 lifts_on=lifts_on,
                 reception_note=_reception_note(rule.severity, lifts_on),
+                areas=rule.areas,
             )
         )
     return findings

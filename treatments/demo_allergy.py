@@ -65,13 +65,16 @@ def seed(*, practitioner: User, reception: User) -> int:
         added += 1
     waiting = Patient.objects.filter(email="theo.fairbairn@demo.clinic.invalid").first()
     if waiting is not None and not AllergyTest.objects.filter(patient=waiting).exists():
+        # Given and entered three hours ago, so the reading is due later today.
+        given_at = now - timedelta(hours=3)
         allergy_test_give(
             patient=waiting,
             given_by=practitioner,
             ingredients=ingredients,
             products=[],
             site="Behind the right ear",
-            given_at=now - timedelta(hours=3),
+            given_at=given_at,
+            now=given_at,
         )
         added += 1
     return added

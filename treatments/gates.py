@@ -3,31 +3,46 @@ cocktail recorded. One function per gate, each returning its failures.
 
 Each failure carries a sentence for the practitioner, a note in non-clinical
 words for reception, and, when waiting would clear it, the earliest moment it
-may. `gates_check` runs them all, in gate order, for the session record and
-the booking calendar.
+may. Every gate reads its facts from a `GateFacts`, loaded once for one
+booking or for a whole calendar week (a fixed number of queries whatever the
+number of bookings), so reception's safe-to-treat flag and the practitioner's
+gates are the same code over the same facts:
+
+- `booking_gates` (gates 1 to 4): what reception sees on a booking, and the
+  first half of every completion;
+- `session_gates` (gates 1 to 8): what completing a session requires.
+
+The rules and their sources: the contraindications and cautions come from
+`patients.screening` (domain.md, "Contraindication screening"); the allergy
+test from domain.md, "Allergy test" (read 24 hours after it is given, treat
+only after a negative reading); the rest from design.md, "Clinical safety
+gates".
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from datetime import date, datetime, time
+from collections import defaultdict
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
 
 from dateutil.relativedelta import relativedelta
 from django.conf import settings
-from django.db.models import Prefetch
 from django.utils import dateformat, timezone
 from django.utils.translation import gettext as _
 
-from consent.selectors import consent_state
-from patients.models import Patient
-from patients.screening import Severity, screen
-from patients.selectors import history_current, history_is_valid
+from consent.models import ConsentFormVersion, SignedConsent
+from consent.selectors import consent_state_from
+from patients.models import MedicalHistory, Patient, TreatmentArea
+from patients.screening import Finding, Severity, screen
+from patients.selectors import history_is_valid
 from treatments.models import (
+    DAY_OF_FIELDS,
     AllergyResult,
     AllergyTest,
     Batch,
     BatchStatus,
+    Booking,
     Ingredient,
     PatientAllergy,
     Product,
@@ -65,11 +80,92 @@ def ingredients_of(products: Iterable[Product]) -> list[Ingredient]:
     return list(Ingredient.objects.filter(products__in=ids).distinct().order_by("name"))
 
 
+# --- The facts, loaded once ---------------------------------------------------------
+
+
+@dataclass
+class GateFacts:
+    """What the gates read for a set of patients, consent forms and ingredients.
+
+    Built by `gate_facts_load`; the gates never query on their own. A patient,
+    form or ingredient outside the loaded sets reads as "nothing on record".
+    """
+
+    histories: dict[int, MedicalHistory] = field(default_factory=dict)  # latest, by patient
+    consent_current: dict[int, ConsentFormVersion] = field(default_factory=dict)  # by form
+    signatures: dict[tuple[int, int], SignedConsent] = field(default_factory=dict)
+    allergies: dict[tuple[int, int], PatientAllergy] = field(default_factory=dict)
+    tests: dict[tuple[int, int], list[AllergyTest]] = field(default_factory=dict)
+
+
+def gate_facts_load(
+    *,
+    patient_ids: Iterable[int],
+    consent_form_ids: Iterable[int | None],
+    ingredient_ids: Iterable[int],
+) -> GateFacts:
+    """Load every fact gates 1 to 4 read for these patients, consent forms and
+    ingredients: five queries whatever their number (fewer when a set is empty)."""
+    patients = set(patient_ids)
+    forms = {pk for pk in consent_form_ids if pk is not None}
+    wanted = set(ingredient_ids)
+    facts = GateFacts()
+    if not patients:
+        return facts
+    for history in (
+        MedicalHistory.objects.filter(patient_id__in=patients)
+        .order_by("patient_id", "-signed_at", "-id")
+        .distinct("patient_id")
+    ):
+        facts.histories[history.patient_id] = history
+    if forms:
+        for version in (
+            ConsentFormVersion.objects.filter(form_id__in=forms, published_at__isnull=False)
+            .select_related("form")
+            .order_by("form_id", "-number")
+        ):
+            facts.consent_current.setdefault(version.form_id, version)
+        for signed in (
+            SignedConsent.objects.filter(patient_id__in=patients, version__form_id__in=forms)
+            .select_related("version__form", "withdrawal")
+            .order_by("-signed_at", "-id")
+        ):
+            facts.signatures.setdefault((signed.patient_id, signed.version.form_id), signed)
+    if wanted:
+        for allergy in PatientAllergy.objects.filter(
+            patient_id__in=patients, ingredient_id__in=wanted
+        ):
+            facts.allergies[(allergy.patient_id, allergy.ingredient_id)] = allergy
+        tests: dict[tuple[int, int], list[AllergyTest]] = defaultdict(list)
+        through = AllergyTest.ingredients.through
+        for link in (
+            through.objects.filter(allergytest__patient_id__in=patients, ingredient_id__in=wanted)
+            .select_related("allergytest")
+            .order_by("-allergytest__given_at", "-allergytest_id")
+        ):
+            test = link.allergytest
+            tests[(test.patient_id, link.ingredient_id)].append(test)
+        facts.tests = dict(tests)
+    return facts
+
+
+def _facts_for(
+    patient: Patient,
+    *,
+    protocol: Protocol | None = None,
+    ingredients: Sequence[Ingredient] = (),
+) -> GateFacts:
+    return gate_facts_load(
+        patient_ids=[patient.pk],
+        consent_form_ids=[protocol.consent_form_id] if protocol is not None else [],
+        ingredient_ids=[i.pk for i in ingredients],
+    )
+
+
 # --- Gate 1: medical history ----------------------------------------------------------
 
 
-def gate_medical_history(*, patient: Patient, at: datetime) -> list[GateFailure]:
-    history = history_current(patient=patient)
+def _history_failures(history: MedicalHistory | None, *, at: datetime) -> list[GateFailure]:
     if history is None:
         return [
             GateFailure(
@@ -96,16 +192,35 @@ def gate_medical_history(*, patient: Patient, at: datetime) -> list[GateFailure]
     return []
 
 
+def gate_medical_history(
+    *, patient: Patient, at: datetime, facts: GateFacts | None = None
+) -> list[GateFailure]:
+    """Gate 1: a medical history signed within MEDICAL_HISTORY_VALID_DAYS days
+    (local calendar days) of `at` (aware). Source: design.md, gate 1."""
+    facts = facts or _facts_for(patient)
+    return _history_failures(facts.histories.get(patient.pk), at=at)
+
+
 # --- Gate 2: absolute contraindications -----------------------------------------------
 
 
-def gate_contraindications(*, patient: Patient, at: datetime) -> list[GateFailure]:
-    """Absolute findings of the current history block; cautions only warn (elsewhere)."""
-    history = history_current(patient=patient)
+def _findings(history: MedicalHistory, *, at: datetime) -> list[Finding]:
+    """Screening of the history for a session at `at`: answers that describe
+    only the day the history was taken count on that day alone."""
+    return screen(
+        history,
+        today=timezone.localdate(at),
+        answered_on=timezone.localdate(history.signed_at),
+    )
+
+
+def _contraindication_failures(
+    history: MedicalHistory | None, *, at: datetime
+) -> list[GateFailure]:
     if history is None:
         return []  # gate 1 says so
     failures = []
-    for finding in screen(history, today=timezone.localdate(at)):
+    for finding in _findings(history, at=at):
         if finding.severity != Severity.ABSOLUTE:
             continue
         failures.append(
@@ -119,59 +234,91 @@ def gate_contraindications(*, patient: Patient, at: datetime) -> list[GateFailur
     return failures
 
 
+def gate_contraindications(
+    *, patient: Patient, at: datetime, facts: GateFacts | None = None
+) -> list[GateFailure]:
+    """Gate 2: absolute findings of the current history block; cautions are
+    gate 7. Source: domain.md, "Contraindication screening"."""
+    facts = facts or _facts_for(patient)
+    return _contraindication_failures(facts.histories.get(patient.pk), at=at)
+
+
+def cautions_for(
+    *, history: MedicalHistory | None, areas: Collection[str], at: datetime
+) -> list[Finding]:
+    """The cautions of the current history that concern a session at `at`
+    (aware) treating `areas` (TreatmentArea codes), in screening order. A caution
+    for other areas (cold sores when only the scalp is treated) is left out."""
+    if history is None:
+        return []
+    return [
+        finding
+        for finding in _findings(history, at=at)
+        if finding.severity == Severity.CAUTION and finding.concerns(areas)
+    ]
+
+
+def area_labels(codes: Iterable[str]) -> str:
+    """Area codes as the practitioner reads them ("Face, Under-eye"); "every area" if none."""
+    labels = dict(TreatmentArea.choices)
+    names = [str(labels.get(code, code)) for code in codes]
+    return ", ".join(names) if names else _("every area")
+
+
 # --- Gate 3: consent ------------------------------------------------------------------
 
 
-def gate_consent(*, patient: Patient, protocol: Protocol, at: datetime) -> list[GateFailure]:
-    """Signed, on the current version of the protocol's consent form, and not withdrawn."""
-    state = consent_state(patient=patient, form=protocol.consent_form)
+def _consent_failures(patient_id: int, form_id: int, facts: GateFacts) -> list[GateFailure]:
+    state = consent_state_from(
+        current=facts.consent_current.get(form_id),
+        latest=facts.signatures.get((patient_id, form_id)),
+    )
     if state.is_valid:
         return []
     return [GateFailure(3, state.sentence, state.reception_note)]
 
 
+def gate_consent(
+    *, patient: Patient, protocol: Protocol, at: datetime, facts: GateFacts | None = None
+) -> list[GateFailure]:
+    """Gate 3: signed, on the current version of the protocol's consent form, and
+    not withdrawn. Source: domain.md, "Consent"."""
+    facts = facts or _facts_for(patient, protocol=protocol)
+    return _consent_failures(patient.pk, protocol.consent_form_id, facts)
+
+
 # --- Gate 4: allergy tests ------------------------------------------------------------
 
 
-def gate_allergy(
-    *, patient: Patient, ingredients: Sequence[Ingredient], at: datetime
-) -> list[GateFailure]:
-    """Every ingredient needs a valid negative reading, and no allergy ever.
+def negative_reading_valid_until(read_at: datetime) -> datetime:
+    """The last moment (UTC) a negative reading taken at `read_at` allows
+    treatment: ALLERGY_TEST_VALID_MONTHS calendar months later, counted on the
+    clinic's clock (a reading at 10:00 in May is valid to 10:00 in November,
+    whatever the clock change in between)."""
+    local = timezone.localtime(read_at)
+    return (local + relativedelta(months=settings.ALLERGY_TEST_VALID_MONTHS)).astimezone(UTC)
 
-    A recorded allergy or any positive reading blocks for good. A negative
-    reading counts when taken at least 24 hours after the test, and for
-    ALLERGY_TEST_VALID_MONTHS calendar months. Three queries whatever the
-    number of ingredients.
-    """
-    wanted = {i.pk: i for i in ingredients}
-    if not wanted:
-        return []
-    months = settings.ALLERGY_TEST_VALID_MONTHS
-    allergies = {
-        a.ingredient_id: a
-        for a in PatientAllergy.objects.filter(patient=patient, ingredient__in=list(wanted))
+
+def _late_note(test: AllergyTest) -> str:
+    if not test.is_late_entry:
+        return ""
+    return " " + _(
+        "It was entered late (given %(given)s, entered %(entered)s: “%(reason)s”), "
+        "so the 24 hours run from its entry."
+    ) % {
+        "given": _moment(test.given_at),
+        "entered": _moment(test.entered_at),
+        "reason": test.late_entry_reason,
     }
-    tests = list(
-        AllergyTest.objects.filter(patient=patient, ingredients__in=list(wanted))
-        .distinct()
-        .prefetch_related(
-            Prefetch(
-                "ingredients",
-                queryset=Ingredient.objects.filter(pk__in=list(wanted)),
-                to_attr="wanted_ingredients",
-            )
-        )
-        .order_by("-given_at", "-id")
-    )
-    by_ingredient: dict[int, list[AllergyTest]] = {pk: [] for pk in wanted}
-    for test in tests:
-        for ingredient in getattr(test, "wanted_ingredients", []):
-            by_ingredient[ingredient.pk].append(test)
 
+
+def _allergy_failures(
+    patient_id: int, ingredients: Sequence[Ingredient], *, at: datetime, facts: GateFacts
+) -> list[GateFailure]:
     failures = []
-    for ingredient in sorted(wanted.values(), key=lambda i: i.name.lower()):
+    for ingredient in sorted({i.pk: i for i in ingredients}.values(), key=lambda i: i.name.lower()):
         name = ingredient.name
-        its_tests = by_ingredient[ingredient.pk]
+        its_tests = facts.tests.get((patient_id, ingredient.pk), [])
         positive = next(
             (t for t in its_tests if t.result == AllergyResult.POSITIVE and t.read_at), None
         )
@@ -186,7 +333,7 @@ def gate_allergy(
                 )
             )
             continue
-        allergy = allergies.get(ingredient.pk)
+        allergy = facts.allergies.get((patient_id, ingredient.pk))
         if allergy is not None:
             failures.append(
                 GateFailure(
@@ -202,17 +349,17 @@ def gate_allergy(
             for t in its_tests
             if t.result == AllergyResult.NEGATIVE
             and t.read_at is not None
-            and t.read_at >= t.read_due_at
-            and t.read_at <= at
+            and t.read_due_at <= t.read_at <= at
         ]
         if any(
-            t.read_at is not None and t.read_at + relativedelta(months=months) >= at
+            t.read_at is not None and at <= negative_reading_valid_until(t.read_at)
             for t in negatives
         ):
             continue
         pending = sorted((t for t in its_tests if t.read_at is None), key=lambda t: t.read_due_at)
         if pending:
-            due = pending[0].read_due_at
+            test = pending[0]
+            due = test.read_due_at
             failures.append(
                 GateFailure(
                     4,
@@ -220,7 +367,8 @@ def gate_allergy(
                         "The allergy test for %(name)s has not been read yet: "
                         "it can be read from %(when)s."
                     )
-                    % {"name": name, "when": _moment(due)},
+                    % {"name": name, "when": _moment(due)}
+                    + _late_note(test),
                     _("allergy reading due %(when)s") % {"when": _moment(due)},
                     due,
                 )
@@ -237,7 +385,7 @@ def gate_allergy(
                     % {
                         "name": name,
                         "day": _day(timezone.localtime(negatives[0].read_at).date()),
-                        "months": months,
+                        "months": settings.ALLERGY_TEST_VALID_MONTHS,
                     },
                     _("allergy test needed"),
                 )
@@ -253,17 +401,39 @@ def gate_allergy(
     return failures
 
 
+def gate_allergy(
+    *,
+    patient: Patient,
+    ingredients: Sequence[Ingredient],
+    at: datetime,
+    facts: GateFacts | None = None,
+) -> list[GateFailure]:
+    """Gate 4: every ingredient needs a valid negative reading, and no allergy ever.
+
+    A recorded allergy or any positive reading blocks for good. A negative
+    reading counts when taken no earlier than its `read_due_at` (24 hours
+    after the test was given or entered, whichever is later) and for
+    ALLERGY_TEST_VALID_MONTHS calendar months on the clinic's clock. Source:
+    domain.md, "Allergy test".
+    """
+    facts = facts or _facts_for(patient, ingredients=ingredients)
+    return _allergy_failures(patient.pk, ingredients, at=at, facts=facts)
+
+
 # --- Gate 5: batches ------------------------------------------------------------------
 
 
 def gate_batches(*, batches: Iterable[Batch], on: date) -> list[GateFailure]:
+    """Gate 5: no batch that is recalled, or expired before `on` (a local date).
+    `Batch.is_usable_on` asks this gate. Source: domain.md, "batches (lots)
+    with expiry dates"."""
     failures = []
     for batch in batches:
         label = _("%(product)s lot %(lot)s") % {
             "product": batch.product.name,
             "lot": batch.lot_number,
         }
-        if batch.status == BatchStatus.RECALLED:
+        if batch.status != BatchStatus.IN_STOCK:
             failures.append(
                 GateFailure(
                     5,
@@ -283,6 +453,149 @@ def gate_batches(*, batches: Iterable[Batch], on: date) -> list[GateFailure]:
     return failures
 
 
+# --- Gate 6: the day-of-treatment answers --------------------------------------------
+
+
+def _day_of_sentences() -> dict[str, str]:
+    return {
+        "unwell": _(
+            "The patient is unwell today (a cold counts): postpone the session until "
+            "they have recovered."
+        ),
+        "pregnant": _(
+            "The patient is or may be pregnant: no mesotherapy during pregnancy "
+            "or while it is possible."
+        ),
+        "breastfeeding": _("The patient is breastfeeding: no mesotherapy while breastfeeding."),
+        "skin_infection": _(
+            "A skin infection in or near an area to treat today: do not inject until it "
+            "has cleared."
+        ),
+        "active_acne": _(
+            "Active acne in or near an area to treat today: do not inject until it has settled."
+        ),
+        "cold_sore": _(
+            "A cold sore in or near an area to treat today: do not inject until it has healed."
+        ),
+    }
+
+
+def gate_day_of(
+    *, answers: Mapping[str, bool | None] | None, history: MedicalHistory | None
+) -> list[GateFailure]:
+    """Gate 6: the day-of-treatment questions (DAY_OF_QUESTIONS) answered today,
+    every one "no". The yearly history never answers for today: pregnancy, a
+    cold or a cold sore are asked at every session. A new medicine or allergy
+    since the history sends the practitioner to take a new history first.
+    `answers` maps each field to True, False or None (not answered). Source:
+    domain.md, "Contraindication screening"; design.md, gate 6."""
+    answers = answers or {}
+    missing = [name for name in DAY_OF_FIELDS if answers.get(name) is None]
+    if missing:
+        return [
+            GateFailure(
+                6,
+                _(
+                    "Ask the patient the day-of-treatment questions and record every answer: "
+                    "a blank is not a no."
+                ),
+                _("day-of-treatment questions not asked yet"),
+            )
+        ]
+    failures = []
+    sentences = _day_of_sentences()
+    for name in DAY_OF_FIELDS:
+        if not answers.get(name):
+            continue
+        if name == "new_medicine_or_allergy":
+            since = (
+                _("of %(day)s") % {"day": _day(timezone.localtime(history.signed_at).date())}
+                if history is not None
+                else ""
+            )
+            sentence = _(
+                "The patient has a new medicine or a new allergy since the medical history "
+                "%(since)s: take a new medical history before treating."
+            ) % {"since": since}
+        else:
+            sentence = sentences[name]
+        failures.append(GateFailure(6, " ".join(sentence.split()), _("see the practitioner")))
+    return failures
+
+
+# --- Gate 7: cautions acknowledged ---------------------------------------------------
+
+
+def gate_cautions(
+    *, cautions: Sequence[Finding], acknowledged: Collection[str]
+) -> list[GateFailure]:
+    """Gate 7: every caution that concerns today's areas (`cautions_for`)
+    acknowledged by the practitioner (`acknowledged`: caution codes). Source:
+    domain.md, "Cautions (treat with care, warn)"."""
+    return [
+        GateFailure(
+            7,
+            _("Acknowledge the caution for %(areas)s: %(reason)s")
+            % {"areas": area_labels(sorted(caution.areas)), "reason": caution.reason},
+            _("see the practitioner"),
+        )
+        for caution in cautions
+        if caution.code not in acknowledged
+    ]
+
+
+# --- Gate 8: the session has begun ----------------------------------------------------
+
+
+def completion_opens_at(starts_at: datetime) -> datetime:
+    """The first moment (aware) a session booked at `starts_at` may be completed:
+    SESSION_COMPLETE_EARLY_MINUTES before its start, never on an earlier day."""
+    early = starts_at - timedelta(minutes=settings.SESSION_COMPLETE_EARLY_MINUTES)
+    return max(early, _start_of(timezone.localdate(starts_at)))
+
+
+def gate_timing(*, starts_at: datetime, at: datetime) -> list[GateFailure]:
+    """Gate 8: a session is completed from shortly before its booked start
+    (`completion_opens_at`), never before: a future session has not happened.
+    Source: design.md, gate 8."""
+    opens = completion_opens_at(starts_at)
+    if at >= opens:
+        return []
+    return [
+        GateFailure(
+            8,
+            _(
+                "This session is booked for %(start)s: it can be completed from %(opens)s, "
+                "not before it has happened."
+            )
+            % {"start": _moment(starts_at), "opens": _moment(opens)},
+            _("session not started yet"),
+            opens,
+        )
+    ]
+
+
+# --- All of them ----------------------------------------------------------------------
+
+
+def booking_gates(
+    *,
+    booking: Booking,
+    ingredients: Sequence[Ingredient],
+    at: datetime,
+    facts: GateFacts,
+) -> list[GateFailure]:
+    """Gates 1 to 4 for one booking at `at` (aware), from `facts` (no query):
+    reception's safe-to-treat flag and the first half of `session_gates`."""
+    history = facts.histories.get(booking.patient_id)
+    return [
+        *_history_failures(history, at=at),
+        *_contraindication_failures(history, at=at),
+        *_consent_failures(booking.patient_id, booking.protocol.consent_form_id, facts),
+        *_allergy_failures(booking.patient_id, ingredients, at=at, facts=facts),
+    ]
+
+
 def gates_check(
     *,
     patient: Patient,
@@ -291,11 +604,52 @@ def gates_check(
     batches: Iterable[Batch],
     at: datetime,
 ) -> list[GateFailure]:
-    """Every failure of every gate, in gate order. Empty: treatment may go ahead."""
+    """Gates 1 to 5 for `patient` treated with `protocol`, these ingredients and
+    batches, at `at` (aware). Empty: those gates pass. Five queries."""
+    facts = _facts_for(patient, protocol=protocol, ingredients=ingredients)
+    history = facts.histories.get(patient.pk)
     return [
-        *gate_medical_history(patient=patient, at=at),
-        *gate_contraindications(patient=patient, at=at),
-        *gate_consent(patient=patient, protocol=protocol, at=at),
-        *gate_allergy(patient=patient, ingredients=ingredients, at=at),
+        *_history_failures(history, at=at),
+        *_contraindication_failures(history, at=at),
+        *_consent_failures(patient.pk, protocol.consent_form_id, facts),
+        *_allergy_failures(patient.pk, ingredients, at=at, facts=facts),
         *gate_batches(batches=batches, on=timezone.localdate(at)),
     ]
+
+
+@dataclass(frozen=True)
+class SessionGates:
+    """The outcome of `session_gates`: the failures, and the cautions that
+    applied (to be acknowledged, and kept in the record when completed)."""
+
+    failures: list[GateFailure]
+    cautions: list[Finding]
+    history: MedicalHistory | None
+
+
+def session_gates(
+    *,
+    booking: Booking,
+    batches: Sequence[Batch],
+    areas: Collection[str],
+    day_of: Mapping[str, bool | None] | None,
+    acknowledged: Collection[str],
+    at: datetime,
+) -> SessionGates:
+    """Every gate, 1 to 8, for completing `booking` at `at` (aware) with these
+    batches on these areas (TreatmentArea codes), the day-of answers
+    (`day_of`, None when not asked yet) and the caution codes acknowledged.
+    Five or six queries."""
+    products = list({b.product_id: b.product for b in batches}.values())
+    ingredients = ingredients_of(products)
+    facts = _facts_for(booking.patient, protocol=booking.protocol, ingredients=ingredients)
+    history = facts.histories.get(booking.patient_id)
+    cautions = cautions_for(history=history, areas=areas, at=at)
+    failures = [
+        *booking_gates(booking=booking, ingredients=ingredients, at=at, facts=facts),
+        *gate_batches(batches=batches, on=timezone.localdate(at)),
+        *gate_day_of(answers=day_of, history=history),
+        *gate_cautions(cautions=cautions, acknowledged=acknowledged),
+        *gate_timing(starts_at=booking.starts_at, at=at),
+    ]
+    return SessionGates(failures=failures, cautions=cautions, history=history)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 from datetime import date, timedelta
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.contrib.postgres.constraints import ExclusionConstraint
@@ -21,13 +22,22 @@ from django.contrib.postgres.fields import (
 )
 from django.db import models
 from django.db.models import F, Q
-from django.db.models.functions import Lower
+from django.db.models.functions import Greatest, Lower
 from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
 
 from patients.models import TreatmentArea
 
+if TYPE_CHECKING:
+    from django.utils.functional import _StrOrPromise as StrOrPromise
+
 ALLERGY_READING_DELAY = timedelta(hours=24)
+# A test entered more than this after the time given was given on paper and
+# entered late: it needs a reason, and the wait still runs from the entry.
+ALLERGY_LATE_ENTRY_AFTER = timedelta(minutes=15)
+# How far the time given may lie after the entry (clocks differ) or before it.
+ALLERGY_GIVEN_AT_GRACE = timedelta(minutes=1)
+ALLERGY_GIVEN_AT_MAX_AGE = timedelta(days=7)
 # What a stored token digest looks like: the SHA-256 of the token, in hex.
 SHA256_HEX = r"^[0-9a-f]{64}$"
 
@@ -182,8 +192,10 @@ class Batch(models.Model):
         return reverse("treatments:batch_detail", kwargs={"batch": self.uuid})
 
     def is_usable_on(self, day: date) -> bool:
-        """May this batch be given to a patient on `day`?"""
-        return self.status == BatchStatus.IN_STOCK and self.expiry_date >= day
+        """May this batch be given to a patient on `day` (a local date)? Gate 5 decides."""
+        from treatments.gates import gate_batches  # the gates import the models
+
+        return not gate_batches(batches=[self], on=day)
 
 
 class Interval(models.TextChoices):
@@ -349,9 +361,14 @@ class AllergyTest(models.Model):
     """A test micro-injection of the ingredients to be used, read 24 hours later.
 
     The row is written twice: when the test is given, then once when it is
-    read. The database holds the rules: the reading cannot come before
-    `read_due_at` (= given + 24 h), a positive result needs a description, and
-    a read test is never changed again (trigger, migration 0002).
+    read. The database holds the rules: the 24-hour wait runs from the later of
+    the time given and the time the test was entered (`read_due_at` =
+    max(given, entered) + 24 h), so typing an earlier time given never
+    shortens it; a test entered more than 15 minutes after it was given is a
+    late entry and carries a reason; the reading cannot come before
+    `read_due_at`; a positive result needs a description; what was given is
+    never changed and a read test is never changed at all (trigger,
+    migrations 0002 and 0006).
     """
 
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
@@ -378,6 +395,14 @@ class AllergyTest(models.Model):
     given_at = models.DateTimeField(_("given at"))
     given_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", editable=False
+    )
+    # When the test was entered here, by the server's clock: never typed.
+    entered_at = models.DateTimeField(_("entered at"), editable=False)
+    late_entry_reason = models.CharField(
+        _("reason for the late entry"),
+        max_length=300,
+        blank=True,
+        help_text=_("Why the test is entered more than 15 minutes after it was given."),
     )
     read_due_at = models.DateTimeField(editable=False)
 
@@ -406,9 +431,38 @@ class AllergyTest(models.Model):
             ),
         ]
         constraints = [
+            # The wait runs from the entry, or from the time given if later:
+            # an earlier time typed never brings the reading forward.
             models.CheckConstraint(
-                condition=Q(read_due_at=F("given_at") + ALLERGY_READING_DELAY),
-                name="allergy_read_due_24h_after",
+                condition=Q(
+                    read_due_at=Greatest(F("given_at"), F("entered_at")) + ALLERGY_READING_DELAY
+                ),
+                name="allergy_read_due_24h_after_entry",
+            ),
+            models.CheckConstraint(
+                condition=Q(
+                    given_at__lte=F("entered_at") + ALLERGY_GIVEN_AT_GRACE,
+                    given_at__gte=F("entered_at") - ALLERGY_GIVEN_AT_MAX_AGE,
+                ),
+                name="allergy_given_within_week_before_entry",
+                violation_error_message=_(
+                    "The time given cannot be in the future or more than 7 days ago."
+                ),
+            ),
+            # A late entry says why; a test entered on time has no reason.
+            models.CheckConstraint(
+                condition=(
+                    Q(given_at__lt=F("entered_at") - ALLERGY_LATE_ENTRY_AFTER)
+                    & ~Q(late_entry_reason="")
+                )
+                | (
+                    Q(given_at__gte=F("entered_at") - ALLERGY_LATE_ENTRY_AFTER)
+                    & Q(late_entry_reason="")
+                ),
+                name="allergy_late_entry_has_reason",
+                violation_error_message=_(
+                    "A test entered more than 15 minutes after it was given needs a reason."
+                ),
             ),
             models.CheckConstraint(
                 condition=Q(read_at__isnull=True) | Q(read_at__gte=F("read_due_at")),
@@ -440,6 +494,11 @@ class AllergyTest(models.Model):
     @property
     def is_read(self) -> bool:
         return self.read_at is not None
+
+    @property
+    def is_late_entry(self) -> bool:
+        """Entered more than 15 minutes after it was given (given on paper)."""
+        return self.given_at < self.entered_at - ALLERGY_LATE_ENTRY_AFTER
 
 
 class PatientAllergy(models.Model):
@@ -920,6 +979,104 @@ class SessionAmendment(models.Model):
 
     def __str__(self) -> str:
         return f"Amendment of {self.session_id} at {self.at:%Y-%m-%d %H:%M}"
+
+
+# The questions asked at every session, whatever the yearly history says: each
+# describes the patient on the day (domain.md, contraindication screening).
+# (field, question as the practitioner asks it). Gate 6 reads the answers.
+DAY_OF_QUESTIONS: tuple[tuple[str, StrOrPromise], ...] = (
+    ("unwell", _("Feels unwell today, even a cold")),
+    ("pregnant", _("Pregnant, or could be pregnant")),
+    ("breastfeeding", _("Breastfeeding")),
+    ("skin_infection", _("A skin infection in or near an area to treat today")),
+    ("active_acne", _("Active acne in or near an area to treat today")),
+    ("cold_sore", _("A cold sore now, in or near an area to treat today")),
+    (
+        "new_medicine_or_allergy",
+        _("A new medicine, or a new allergy, since the medical history was signed"),
+    ),
+)
+DAY_OF_FIELDS = tuple(name for name, _label in DAY_OF_QUESTIONS)
+
+
+class DayOfCheck(models.Model):
+    """The patient's answers on the day of a session, asked before it is
+    completed. Part of the session record: written with it, never changed
+    (trigger). Every answer is a yes or a no; a blank is not a "no"."""
+
+    session = models.OneToOneField(
+        SessionRecord, on_delete=models.PROTECT, related_name="day_of_check"
+    )
+    unwell = models.BooleanField(_("unwell today"))
+    pregnant = models.BooleanField(_("pregnant or possibly pregnant"))
+    breastfeeding = models.BooleanField(_("breastfeeding"))
+    skin_infection = models.BooleanField(_("skin infection in or near a treated area"))
+    active_acne = models.BooleanField(_("active acne in or near a treated area"))
+    cold_sore = models.BooleanField(_("cold sore in or near a treated area"))
+    new_medicine_or_allergy = models.BooleanField(_("new medicine or allergy since the history"))
+    asked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", editable=False
+    )
+    asked_at = models.DateTimeField(editable=False)
+
+    class Meta:
+        verbose_name = _("day-of-treatment check")
+        verbose_name_plural = _("day-of-treatment checks")
+        constraints = [
+            # Only a check with every answer "no" is ever saved: a "yes" stops the session.
+            models.CheckConstraint(
+                condition=Q(
+                    unwell=False,
+                    pregnant=False,
+                    breastfeeding=False,
+                    skin_infection=False,
+                    active_acne=False,
+                    cold_sore=False,
+                    new_medicine_or_allergy=False,
+                ),
+                name="day_of_check_all_clear",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Day-of check of session {self.session_id}"
+
+    def answers(self) -> list[tuple[str, bool]]:
+        """(question, answer) in the order asked."""
+        return [(str(label), getattr(self, name)) for name, label in DAY_OF_QUESTIONS]
+
+
+class CautionAcknowledgement(models.Model):
+    """A caution from the medical history that applied to the areas treated,
+    acknowledged by the practitioner before completing the session. The exact
+    wording shown is kept. Part of the session record (trigger: never changed)."""
+
+    session = models.ForeignKey(
+        SessionRecord, on_delete=models.PROTECT, related_name="caution_acknowledgements"
+    )
+    code = models.CharField(max_length=40)  # patients.screening rule code
+    wording = models.TextField(max_length=1000)
+    areas = ArrayField(
+        models.CharField(max_length=20, choices=TreatmentArea.choices),
+        blank=True,
+        help_text=_("The treated areas the caution concerns; empty: every area."),
+    )
+    acknowledged_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", editable=False
+    )
+    acknowledged_at = models.DateTimeField(editable=False)
+
+    class Meta:
+        ordering = ["session", "id"]
+        verbose_name = _("caution acknowledged")
+        verbose_name_plural = _("cautions acknowledged")
+        constraints = [
+            models.UniqueConstraint(fields=["session", "code"], name="caution_once_per_session"),
+            models.CheckConstraint(condition=~Q(wording=""), name="caution_wording_kept"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Caution {self.code} acknowledged for session {self.session_id}"
 
 
 # --- Reminders: the outbox ---------------------------------------------------------

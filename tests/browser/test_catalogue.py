@@ -91,6 +91,7 @@ def test_manager_adds_a_product_and_batch_then_recalls_it(
         site="inner left forearm",
         given_at=given,
         given_by=practitioner,
+        entered_at=given,
         read_due_at=given + ALLERGY_READING_DELAY,
     )
     test.ingredients.set(product.ingredients.all())

@@ -20,6 +20,7 @@ def create_samples(kwargs: dict[str, str]) -> None:
         patient=Patient.objects.get(uuid=kwargs["patient"]),
         site="Inner left forearm",
         given_at=given_at,
+        entered_at=given_at,
         read_due_at=given_at + ALLERGY_READING_DELAY,
         given_by=UserFactory(username="sample-allergy-tester"),
     )

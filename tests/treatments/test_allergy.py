@@ -189,20 +189,21 @@ def test_a_time_given_in_the_future_or_over_a_week_ago_is_refused(
     offset: timedelta,
     message: str,
 ) -> None:
-    sign_in(client, practitioner)
-    when = timezone.localtime() + offset
-    response = client.post(
-        reverse("treatments:allergy_test_new", kwargs={"patient": patient.uuid}),
-        {
-            "ingredients": [vitamin_c.pk],
-            "site": "Forearm",
-            "given_at": when.strftime("%Y-%m-%dT%H:%M"),
-        },
-    )
+    when = GIVEN + offset
+    with signed_in_at(client, practitioner, GIVEN):
+        response = client.post(
+            reverse("treatments:allergy_test_new", kwargs={"patient": patient.uuid}),
+            {
+                "ingredients": [vitamin_c.pk],
+                "site": "Forearm",
+                "given_at": when.strftime("%Y-%m-%dT%H:%M"),
+                "late_entry_reason": "Given on paper.",
+            },
+        )
     assert response.status_code == 400
     assert message in response.content.decode()
     assert not AllergyTest.objects.exists()
-    with pytest.raises(ValidationError, match=message):
+    with time_machine.travel(GIVEN, tick=False), pytest.raises(ValidationError, match=message):
         allergy_test_give(
             patient=patient,
             given_by=practitioner,
@@ -210,6 +211,7 @@ def test_a_time_given_in_the_future_or_over_a_week_ago_is_refused(
             products=[],
             site="Forearm",
             given_at=when,
+            late_entry_reason="Given on paper.",
         )
 
 
@@ -560,3 +562,353 @@ def test_the_task_list_names_patient_site_and_who_gave_the_test(
     assert "Inner left forearm" in page
     assert "Tue 24 Nov, 14:05" in page
     assert test.get_absolute_url() in page
+
+
+# --- The wait runs from the entry: late entries -------------------------------------------
+
+# The reported case: a test entered on Tue 24 Nov at 13:27:03 as given the day before.
+ENTERED = datetime(2026, 11, 24, 13, 27, 3, tzinfo=LONDON)
+PAPER = "Given on paper during the network outage."
+
+
+def new_url(patient: Patient) -> str:
+    return reverse("treatments:allergy_test_new", kwargs={"patient": patient.uuid})
+
+
+def enter_late(
+    patient: Patient,
+    practitioner: User,
+    *ingredients: Ingredient,
+    given: datetime,
+    entered: datetime,
+    reason: str = PAPER,
+) -> AllergyTest:
+    """A test given at `given` on paper and entered here at `entered`."""
+    with time_machine.travel(entered, tick=False):
+        return allergy_test_give(
+            patient=patient,
+            given_by=practitioner,
+            ingredients=ingredients,
+            products=[],
+            site="Inner left forearm",
+            given_at=given,
+            late_entry_reason=reason,
+        )
+
+
+def test_a_test_typed_as_given_yesterday_cannot_be_read_a_second_after_it_is_entered(
+    patient: Patient, practitioner: User, vitamin_c: Ingredient, client: Client
+) -> None:
+    # The reported exploit: entered at 13:27:03 as given the previous day at
+    # 13:27:03, then read a second later. The patient has had no wait at all here.
+    with signed_in_at(client, practitioner, ENTERED):
+        response = client.post(
+            new_url(patient),
+            {
+                "ingredients": [vitamin_c.pk],
+                "site": "Inner left forearm",
+                "given_at": "2026-11-23T13:27:03",
+                "late_entry_reason": PAPER,
+            },
+        )
+    assert response.status_code == 302
+    test = AllergyTest.objects.get()
+    assert test.given_at == ENTERED - timedelta(days=1)
+    assert test.entered_at == ENTERED
+    with signed_in_at(client, practitioner, ENTERED + timedelta(seconds=1)):
+        response = client.post(read_url(test), {"result": "negative"})
+    assert response.status_code == 409
+    assert "This test can be read from Wed 25 Nov at 13:27." in response.content.decode()
+    test.refresh_from_db()
+    assert test.read_at is None
+    # It opens 24 hours after the entry: Wed 25 Nov at 13:27:03.
+    assert test.read_due_at == datetime(2026, 11, 25, 13, 27, 3, tzinfo=LONDON)
+
+
+def test_a_late_entry_can_be_read_24_hours_after_it_was_entered_and_not_a_second_sooner(
+    patient: Patient, practitioner: User, vitamin_c: Ingredient, client: Client
+) -> None:
+    test = enter_late(
+        patient, practitioner, vitamin_c, given=ENTERED - timedelta(hours=5), entered=ENTERED
+    )
+    a_day_after_entry = datetime(2026, 11, 25, 13, 27, 3, tzinfo=LONDON)
+    with signed_in_at(client, practitioner, a_day_after_entry - timedelta(seconds=1)):
+        refused = client.post(read_url(test), {"result": "negative"})
+    assert refused.status_code == 409
+    assert "This test can be read from Wed 25 Nov at 13:27." in refused.content.decode()
+    with signed_in_at(client, practitioner, a_day_after_entry):
+        accepted = client.post(read_url(test), {"result": "negative"})
+    assert accepted.status_code == 302
+    test.refresh_from_db()
+    assert test.result == AllergyResult.NEGATIVE
+    assert test.read_at == a_day_after_entry
+
+
+def test_a_time_given_a_minute_ahead_of_the_clock_opens_the_reading_24_hours_after_it(
+    patient: Patient, practitioner: User, vitamin_c: Ingredient
+) -> None:
+    # The practitioner's watch runs a minute fast: the wait runs from the later time.
+    ahead = GIVEN + timedelta(minutes=1)
+    with time_machine.travel(GIVEN, tick=False):
+        test = allergy_test_give(
+            patient=patient,
+            given_by=practitioner,
+            ingredients=[vitamin_c],
+            products=[],
+            site="Inner left forearm",
+            given_at=ahead,
+        )
+    assert test.read_due_at == datetime(2026, 11, 24, 14, 6, tzinfo=LONDON)
+    with (
+        time_machine.travel(GIVEN + timedelta(hours=24), tick=False),
+        pytest.raises(AllergyReadingRefusedError, match="from Tue 24 Nov at 14:06"),
+    ):
+        allergy_test_read(test=test, read_by=practitioner, result="negative")
+
+
+def test_a_test_given_15_minutes_before_it_is_entered_is_on_time_and_needs_no_reason(
+    patient: Patient, practitioner: User, vitamin_c: Ingredient, client: Client
+) -> None:
+    entered = datetime(2026, 11, 24, 10, 0, tzinfo=LONDON)
+    with signed_in_at(client, practitioner, entered):
+        response = client.post(
+            new_url(patient),
+            {
+                "ingredients": [vitamin_c.pk],
+                "site": "Inner left forearm",
+                "given_at": "2026-11-24T09:45",
+            },
+        )
+    assert response.status_code == 302
+    test = AllergyTest.objects.get()
+    assert not test.is_late_entry
+    assert test.late_entry_reason == ""
+    # Even on time, the wait runs from the entry: the quarter of an hour is not taken off.
+    assert test.read_due_at == datetime(2026, 11, 25, 10, 0, tzinfo=LONDON)
+    with signed_in_at(client, practitioner, entered):
+        page = client.get(test.get_absolute_url()).content.decode()
+    assert "Entered late" not in page
+
+
+def test_a_test_given_15_minutes_and_a_second_before_entry_is_late_and_refused_without_a_reason(
+    patient: Patient, practitioner: User, vitamin_c: Ingredient, client: Client
+) -> None:
+    entered = datetime(2026, 11, 24, 10, 0, 1, tzinfo=LONDON)
+    typed = {
+        "ingredients": [vitamin_c.pk],
+        "site": "Behind the right ear",
+        "given_at": "2026-11-24T09:45",
+    }
+    with signed_in_at(client, practitioner, entered):
+        refused = client.post(new_url(patient), typed)
+    assert refused.status_code == 400
+    page = refused.content.decode()
+    assert "This test was given more than 15 minutes ago: say why it is entered late" in page
+    # Everything typed is kept.
+    assert 'value="Behind the right ear"' in page
+    assert 'value="2026-11-24T09:45"' in page
+    assert re.search(rf'value="{vitamin_c.pk}"[^>]*checked', page)
+    assert not AllergyTest.objects.exists()
+    # Said together with any other problem, not one at a time.
+    with signed_in_at(client, practitioner, entered):
+        both = client.post(new_url(patient), {**typed, "ingredients": []}).content.decode()
+    assert "Choose at least one ingredient or product." in both
+    assert "say why it is entered late" in both
+
+    with signed_in_at(client, practitioner, entered):
+        accepted = client.post(new_url(patient), {**typed, "late_entry_reason": f"  {PAPER}  "})
+    assert accepted.status_code == 302
+    test = AllergyTest.objects.get()
+    assert test.is_late_entry
+    assert test.late_entry_reason == PAPER
+    assert test.entered_at == entered
+    assert test.read_due_at == entered + timedelta(hours=24)
+
+
+def test_the_service_refuses_a_late_entry_without_a_reason_and_keeps_no_reason_for_one_on_time(
+    patient: Patient, practitioner: User, vitamin_c: Ingredient
+) -> None:
+    with (
+        time_machine.travel(GIVEN + timedelta(minutes=15, seconds=1), tick=False),
+        pytest.raises(ValidationError) as refused,
+    ):
+        allergy_test_give(
+            patient=patient,
+            given_by=practitioner,
+            ingredients=[vitamin_c],
+            products=[],
+            site="Forearm",
+            given_at=GIVEN,
+            late_entry_reason="   ",
+        )
+    assert "late_entry_reason" in refused.value.message_dict
+    assert not AllergyTest.objects.exists()
+    with time_machine.travel(GIVEN + timedelta(minutes=15), tick=False):
+        test = allergy_test_give(
+            patient=patient,
+            given_by=practitioner,
+            ingredients=[vitamin_c],
+            products=[],
+            site="Forearm",
+            given_at=GIVEN,
+            late_entry_reason="Typed for nothing.",
+        )
+    assert not test.is_late_entry
+    assert test.late_entry_reason == ""
+
+
+def test_a_test_given_exactly_7_days_before_entry_is_accepted_and_a_second_more_is_refused(
+    patient: Patient, practitioner: User, vitamin_c: Ingredient
+) -> None:
+    week = enter_late(
+        patient, practitioner, vitamin_c, given=ENTERED - timedelta(days=7), entered=ENTERED
+    )
+    assert week.read_due_at == ENTERED + timedelta(hours=24)
+    with pytest.raises(ValidationError, match="cannot be more than 7 days ago"):
+        enter_late(
+            patient,
+            practitioner,
+            vitamin_c,
+            given=ENTERED - timedelta(days=7, seconds=1),
+            entered=ENTERED,
+        )
+    assert AllergyTest.objects.count() == 1
+
+
+def test_a_late_entry_is_shown_on_the_test_page_the_reading_page_and_the_task_list(
+    practitioner: User, vitamin_c: Ingredient, client: Client
+) -> None:
+    patient = PatientFactory(first_name="Theo", last_name="Fairbairn")
+    test = enter_late(
+        patient, practitioner, vitamin_c, given=ENTERED - timedelta(days=1), entered=ENTERED
+    )
+    on_time = give(PatientFactory(), practitioner, IngredientFactory(), at=ENTERED)
+    shown = f"Entered late: Mon 23 Nov, 13:27 entered Tue 24 Nov, 13:27 — {PAPER}"
+    with signed_in_at(client, practitioner, ENTERED + timedelta(hours=2)):
+        test_page = client.get(test.get_absolute_url()).content.decode()
+        refused_reading = client.post(read_url(test), {"result": "negative"})
+        patients_tests = client.get(
+            reverse("treatments:allergy_tests", kwargs={"patient": patient.uuid})
+        ).content.decode()
+        tasks = client.get(reverse("treatments:tasks")).content.decode()
+        on_time_page = client.get(on_time.get_absolute_url()).content.decode()
+    assert shown in test_page
+    assert refused_reading.status_code == 409
+    assert shown in refused_reading.content.decode()
+    assert shown in patients_tests
+    upcoming = tasks.split('data-testid="tasks-upcoming"')[1]
+    assert "Theo Fairbairn" in upcoming
+    assert shown in upcoming
+    assert tasks.count("Entered late") == 1  # the test entered on time is not marked
+    assert "Entered late" not in on_time_page
+
+
+def test_a_late_entry_is_audited_as_a_late_entry_without_the_reason_text(
+    patient: Patient, practitioner: User, vitamin_c: Ingredient
+) -> None:
+    late = enter_late(
+        patient, practitioner, vitamin_c, given=ENTERED - timedelta(hours=3), entered=ENTERED
+    )
+    on_time = give(patient, practitioner, vitamin_c, at=ENTERED)
+    event = AuditEvent.objects.get(action=AuditAction.TEST_GIVEN, object_id=str(late.uuid))
+    assert "late_entry_reason" in event.changed_fields
+    assert "entered_at" in event.changed_fields
+    assert event.actor == practitioner
+    assert event.patient_ref == patient.uuid
+    assert PAPER not in str(event.changed_fields)  # names only: the reason may be health data
+    plain = AuditEvent.objects.get(action=AuditAction.TEST_GIVEN, object_id=str(on_time.uuid))
+    assert "late_entry_reason" not in plain.changed_fields
+
+
+def test_the_database_refuses_to_change_when_or_why_a_test_was_entered(
+    patient: Patient, practitioner: User, vitamin_c: Ingredient
+) -> None:
+    # Changes every constraint would allow: only the trigger stands in the way.
+    late = enter_late(
+        patient, practitioner, vitamin_c, given=ENTERED - timedelta(hours=3), entered=ENTERED
+    )
+    with pytest.raises(DatabaseError, match="never changed"), transaction.atomic():
+        AllergyTest.objects.filter(pk=late.pk).update(late_entry_reason="Another reason.")
+    # Given a minute ahead of the clock: the wait runs from the time given, so
+    # moving the entry by 30 seconds would leave the reading time as it is.
+    with time_machine.travel(GIVEN, tick=False):
+        ahead = allergy_test_give(
+            patient=patient,
+            given_by=practitioner,
+            ingredients=[vitamin_c],
+            products=[],
+            site="Forearm",
+            given_at=GIVEN + timedelta(minutes=1),
+        )
+    with pytest.raises(DatabaseError, match="never changed"), transaction.atomic():
+        AllergyTest.objects.filter(pk=ahead.pk).update(entered_at=GIVEN + timedelta(seconds=30))
+    with time_machine.travel(GIVEN + timedelta(hours=25), tick=False):
+        allergy_test_read(test=ahead, read_by=practitioner, result="negative")
+    with pytest.raises(DatabaseError, match="never changed"), transaction.atomic():
+        AllergyTest.objects.filter(pk=ahead.pk).update(entered_at=GIVEN + timedelta(seconds=30))
+    late.refresh_from_db()
+    ahead.refresh_from_db()
+    assert late.late_entry_reason == PAPER
+    assert ahead.entered_at == GIVEN
+
+
+def test_the_database_refuses_a_test_that_breaks_the_entry_rules(
+    patient: Patient, practitioner: User
+) -> None:
+    # As the old code stored it: 24 hours from the time typed, a day before the entry.
+    with (
+        pytest.raises(DatabaseError, match="allergy_read_due_24h_after_entry"),
+        transaction.atomic(),
+    ):
+        AllergyTest.objects.create(
+            patient=patient,
+            given_by=practitioner,
+            site="Forearm",
+            given_at=ENTERED - timedelta(days=1),
+            entered_at=ENTERED,
+            late_entry_reason=PAPER,
+            read_due_at=ENTERED,
+        )
+    with pytest.raises(DatabaseError, match="allergy_late_entry_has_reason"), transaction.atomic():
+        AllergyTest.objects.create(
+            patient=patient,
+            given_by=practitioner,
+            site="Forearm",
+            given_at=ENTERED - timedelta(days=1),
+            entered_at=ENTERED,
+            read_due_at=ENTERED + timedelta(hours=24),
+        )
+    with (
+        pytest.raises(DatabaseError, match="allergy_given_within_week_before_entry"),
+        transaction.atomic(),
+    ):
+        AllergyTest.objects.create(
+            patient=patient,
+            given_by=practitioner,
+            site="Forearm",
+            given_at=ENTERED + timedelta(minutes=2),
+            entered_at=ENTERED,
+            read_due_at=ENTERED + timedelta(minutes=2, hours=24),
+        )
+    assert not AllergyTest.objects.exists()
+
+
+def test_a_forged_entered_at_in_the_form_is_ignored(
+    patient: Patient, practitioner: User, vitamin_c: Ingredient, client: Client
+) -> None:
+    with signed_in_at(client, practitioner, ENTERED):
+        response = client.post(
+            new_url(patient),
+            {
+                "ingredients": [vitamin_c.pk],
+                "site": "Inner left forearm",
+                "given_at": "2026-11-23T13:27",
+                "late_entry_reason": PAPER,
+                "entered_at": "2026-11-23T13:27",
+                "read_due_at": "2026-11-24T13:27",
+            },
+        )
+    assert response.status_code == 302
+    test = AllergyTest.objects.get()
+    assert test.entered_at == ENTERED
+    assert test.read_due_at == ENTERED + timedelta(hours=24)

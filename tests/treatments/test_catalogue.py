@@ -72,6 +72,7 @@ def given_allergy_test(patient: Patient, batch: Batch, by: User, at: datetime) -
         site="inner left forearm",
         given_at=at,
         given_by=by,
+        entered_at=at,
         read_due_at=at + ALLERGY_READING_DELAY,
     )
     test.ingredients.set(batch.product.ingredients.all())

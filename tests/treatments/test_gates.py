@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from clinic.models import User
 from consent.models import ConsentFormVersion, ConsentWithdrawal, SignedConsent
+from consent.services import consent_sections
 from patients.models import Patient
 from tests.factories import (
     BatchFactory,
@@ -134,6 +135,7 @@ def sign(patient: Patient, version: ConsentFormVersion, witness: User) -> Signed
         version=version,
         text=text,
         text_sha256=hashlib.sha256(text.encode()).hexdigest(),
+        sections=consent_sections(version=version, photo_consent=False),
         sections_confirmed=["procedure"],
         photo_consent=False,
         signer_name=patient.full_name,
@@ -242,7 +244,10 @@ def test_gate_4_negative_reading_is_valid_for_six_calendar_months_to_the_minute(
         after=timedelta(hours=24),
     )
     assert test.read_at is not None
-    expires = test.read_at + relativedelta(months=6)  # 28 Aug 2026, 10:00 (BST)
+    # Read at 10:00 on 28 Feb (GMT): valid to 10:00 on 28 Aug on the clinic's
+    # clock (BST), not to 10:00 UTC, which would be 11:00 in the clinic.
+    assert timezone.localtime(test.read_at) == datetime(2026, 2, 28, 10, 0, tzinfo=LONDON)
+    expires = datetime(2026, 8, 28, 10, 0, tzinfo=LONDON)
     assert gate_allergy(patient=patient, ingredients=[ingredient], at=expires) == []
     [failure] = gate_allergy(
         patient=patient, ingredients=[ingredient], at=expires + timedelta(minutes=1)

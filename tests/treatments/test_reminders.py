@@ -398,6 +398,7 @@ def _allergy_test(clinic: Clinic, given_at: datetime) -> AllergyTest:
         site="inner left forearm",
         given_at=given_at,
         given_by=clinic.practitioner,
+        entered_at=given_at,
         read_due_at=given_at + timedelta(hours=24),
     )
     test.ingredients.add(IngredientFactory())

@@ -28,6 +28,7 @@ from tests.factories import (
     make_history,
 )
 from treatments.models import (
+    DAY_OF_FIELDS,
     AllergyTest,
     Batch,
     Booking,
@@ -168,14 +169,21 @@ def line_data(index: int, batch: Batch, **overrides: Any) -> dict[str, str]:
     return {f"lines-{index}-{key}": value for key, value in values.items()}
 
 
+def day_of_answers(**answers: str) -> dict[str, str]:
+    """The day-of-treatment questions as posted: "no" to each unless given."""
+    return {f"today-{name}": answers.get(name, "no") for name in DAY_OF_FIELDS}
+
+
 def session_post(
     batches: list[Batch],
     *,
     notes: str = "Tolerated well, typed by hand",
     events: list[dict[str, str]] | None = None,
+    day_of: dict[str, str] | None = None,
     **extra: str,
 ) -> dict[str, str]:
-    """The form as a browser posts it: one line per batch, then the events."""
+    """The form as a browser posts it: one line per batch, the events, and
+    the day-of answers (every one "no" unless `day_of` is given)."""
     data: dict[str, str] = {
         "lines-TOTAL_FORMS": str(len(batches)),
         "lines-INITIAL_FORMS": "0",
@@ -193,6 +201,7 @@ def session_post(
         data.update(line_data(i, batch))
     for i, event in enumerate(events or []):
         data.update({f"events-{i}-{k}": v for k, v in event.items()})
+    data.update(day_of_answers() if day_of is None else day_of)
     data.update(extra)
     return data
 

@@ -12,7 +12,7 @@ from django.utils.translation import gettext_lazy as _
 from patients.images import CleanImage, ImageRejectedError, clean_photo
 from treatments.models import AllergyResult, Batch, Ingredient, Product
 from treatments.selectors.catalogue import batches_usable
-from treatments.services.allergy import given_at_problem
+from treatments.services.allergy import given_at_problem, late_entry_problem
 
 
 class BatchChoiceField(forms.ModelChoiceField):
@@ -25,7 +25,11 @@ class BatchChoiceField(forms.ModelChoiceField):
 
 
 class AllergyTestForm(forms.Form):
-    """What was injected, where and when. A product counts as all its ingredients."""
+    """What was injected, where and when. A product counts as all its ingredients.
+
+    The moment of entry is never a field: the service takes it from the
+    server's clock. A time given more than 15 minutes earlier needs a reason.
+    """
 
     ingredients = forms.ModelMultipleChoiceField(
         label=_("Ingredients tested"),
@@ -59,6 +63,16 @@ class AllergyTestForm(forms.Form):
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
         input_formats=["%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%S"],
     )
+    late_entry_reason = forms.CharField(
+        label=_("Reason for the late entry"),
+        required=False,
+        max_length=300,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text=_(
+            "Only when the test was given more than 15 minutes ago, for example on "
+            "paper: say why it is entered now. It can be read 24 hours after it is entered."
+        ),
+    )
 
     def __init__(self, *args: Any, today: date, **kwargs: Any) -> None:
         kwargs.setdefault(
@@ -88,13 +102,26 @@ class AllergyTestForm(forms.Form):
             and not data["ingredients"]
             and not data["products"]
         ):
-            raise forms.ValidationError(_("Choose at least one ingredient or product."))
+            self.add_error(None, _("Choose at least one ingredient or product."))
+        if "given_at" in data:
+            problem = late_entry_problem(
+                data["given_at"], now=timezone.now(), reason=data.get("late_entry_reason", "")
+            )
+            if problem:
+                self.add_error("late_entry_reason", problem)
         return data
 
     def service_fields(self) -> dict[str, Any]:
         return {
             name: self.cleaned_data[name]
-            for name in ("ingredients", "products", "batch", "site", "given_at")
+            for name in (
+                "ingredients",
+                "products",
+                "batch",
+                "site",
+                "given_at",
+                "late_entry_reason",
+            )
         }
 
 

@@ -13,7 +13,15 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from patients.models import TreatmentArea
-from treatments.models import AdverseEffect, Batch, Device, Severity, Technique, Unit
+from treatments.models import (
+    DAY_OF_QUESTIONS,
+    AdverseEffect,
+    Batch,
+    Device,
+    Severity,
+    Technique,
+    Unit,
+)
 from treatments.services.session import AdverseEventInput, LineInput
 
 BLANK: list[tuple[str, Any]] = [("", "---------")]
@@ -202,6 +210,45 @@ class SessionForm(forms.Form):
         max_length=4000,
         widget=forms.Textarea(attrs={"rows": 3}),
     )
+
+
+YES_NO = [("yes", gettext_lazy("Yes")), ("no", gettext_lazy("No"))]
+
+
+def _yes_no(value: str) -> bool:
+    return value == "yes"
+
+
+class DayOfCheckForm(forms.Form):
+    """The day-of-treatment questions, each answered yes or no. An unanswered
+    question is not an error here: gate 6 refuses completion with its sentence,
+    and the page marks the question."""
+
+    prefix = "today"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for name, label in DAY_OF_QUESTIONS:
+            self.fields[name] = forms.TypedChoiceField(
+                label=label,
+                choices=YES_NO,
+                coerce=_yes_no,
+                empty_value=None,
+                required=False,
+                widget=forms.RadioSelect(attrs={"class": "day-of-answer"}),
+            )
+
+    def answers(self) -> dict[str, bool | None]:
+        """{field: True / False / None (not answered)}, for gate 6."""
+        return {name: self.cleaned_data.get(name) for name, _label in DAY_OF_QUESTIONS}
+
+    def unanswered(self) -> list[str]:
+        """Names of the questions left blank (on a bound form)."""
+        if not self.is_bound:
+            return []
+        return [
+            name for name, _label in DAY_OF_QUESTIONS if not self.data.get(self.add_prefix(name))
+        ]
 
 
 class AmendmentForm(forms.Form):

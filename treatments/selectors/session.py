@@ -6,19 +6,18 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from django.db.models import Prefetch, QuerySet
 from django.http import Http404
 
 from clinic.models import User
-from treatments.gates import GateFailure, gates_check, ingredients_of
 from treatments.models import (
     AdverseEvent,
     Batch,
     Booking,
     BookingStatus,
+    CautionAcknowledgement,
     CocktailLine,
     SessionAmendment,
     SessionRecord,
@@ -44,6 +43,12 @@ def _record_details() -> list[Any]:
             queryset=AdverseEvent.objects.select_related("recorded_by").order_by("onset", "id"),
         ),
         Prefetch(
+            "caution_acknowledgements",
+            queryset=CautionAcknowledgement.objects.select_related("acknowledged_by").order_by(
+                "id"
+            ),
+        ),
+        Prefetch(
             "amendments",
             queryset=SessionAmendment.objects.select_related("by").order_by("at", "id"),
         ),
@@ -54,7 +59,7 @@ def session_record_of(*, booking: Booking) -> SessionRecord | None:
     """The completed record of this booking with its lines, events and amendments."""
     return (
         SessionRecord.objects.filter(booking=booking)
-        .select_related("completed_by")
+        .select_related("completed_by", "day_of_check__asked_by")
         .prefetch_related(*_record_details())
         .first()
     )
@@ -142,18 +147,6 @@ def prefill_lines(*, booking: Booking, usable: list[Batch]) -> list[dict[str, An
             }
         )
     return initial
-
-
-def gates_now(*, booking: Booking, batches: list[Batch], at: datetime) -> list[GateFailure]:
-    """What would block completing this session now, with these batches."""
-    products = list({b.product_id: b.product for b in batches}.values())
-    return gates_check(
-        patient=booking.patient,
-        protocol=booking.protocol,
-        ingredients=ingredients_of(products),
-        batches=batches,
-        at=at,
-    )
 
 
 # --- A course's clinical summary ------------------------------------------------------

@@ -1,10 +1,17 @@
 """Allergy tests: giving one, then reading it 24 hours later. A positive
-reading records an allergy to every ingredient tested."""
+reading records an allergy to every ingredient tested.
+
+The 24-hour wait (domain.md, "Allergy test") runs from the moment the test is
+entered here, by the server's clock, or from the time given if that is later:
+typing an earlier time given never brings the reading forward. A test entered
+more than 15 minutes after it was given (given on paper) is a late entry and
+needs a reason.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
@@ -17,6 +24,8 @@ from clinic.models import AuditAction, User
 from patients.images import CleanImage
 from patients.models import Patient
 from treatments.models import (
+    ALLERGY_GIVEN_AT_GRACE,
+    ALLERGY_GIVEN_AT_MAX_AGE,
     ALLERGY_READING_DELAY,
     AllergyResult,
     AllergyTest,
@@ -31,9 +40,6 @@ from treatments.services.reminders import (
     reminder_plan_allergy_reading,
 )
 
-# A test given earlier than this is recorded on paper, not back-dated here.
-GIVEN_AT_MAX_AGE = timedelta(days=7)
-
 
 class AllergyReadingRefusedError(Exception):
     """The reading cannot be recorded now. `message` is a plain sentence for the
@@ -46,12 +52,32 @@ class AllergyReadingRefusedError(Exception):
 
 
 def given_at_problem(given_at: datetime, *, now: datetime) -> str:
-    """Why this time cannot be the time a test was given; "" when it can."""
-    if given_at > now + timedelta(minutes=1):
+    """Why `given_at` cannot be the time a test was given when it is entered
+    at `now` (both aware); "" when it can. A minute ahead is allowed (clocks
+    differ); a test given more than 7 days ago is kept on paper."""
+    if given_at > now + ALLERGY_GIVEN_AT_GRACE:
         return _("The time given cannot be in the future.")
-    if given_at < now - GIVEN_AT_MAX_AGE:
+    if given_at < now - ALLERGY_GIVEN_AT_MAX_AGE:
         return _("The time given cannot be more than 7 days ago.")
     return ""
+
+
+def late_entry_problem(given_at: datetime, *, now: datetime, reason: str) -> str:
+    """Why a test given at `given_at` and entered at `now` (both aware) cannot
+    be saved with this late-entry `reason`; "" when it can. A test entered more
+    than 15 minutes after it was given is a late entry and needs a reason."""
+    if AllergyTest(given_at=given_at, entered_at=now).is_late_entry and not reason.strip():
+        return _(
+            "This test was given more than 15 minutes ago: say why it is entered late "
+            "(for example, given on paper). It can be read 24 hours after it is entered."
+        )
+    return ""
+
+
+def reading_opens_at(given_at: datetime, *, entered_at: datetime) -> datetime:
+    """The first moment a test may be read: 24 hours after it was entered, or
+    after the time given if that is later (domain.md: a wait of 24 hours)."""
+    return max(given_at, entered_at) + ALLERGY_READING_DELAY
 
 
 def tested_ingredients(
@@ -75,10 +101,38 @@ def allergy_test_give(
     products: Iterable[Product],
     site: str,
     given_at: datetime,
+    late_entry_reason: str = "",
     batch: Batch | None = None,
     now: datetime | None = None,
 ) -> AllergyTest:
-    """Record a test micro-injection; it is due to be read 24 hours later."""
+    """Record a test micro-injection, entered now; it can be read 24 hours
+    after it was entered, or after the time given if that is later.
+
+    Arguments:
+        patient: who was tested.
+        given_by: the practitioner entering the test.
+        ingredients, products: what was injected; a product tests every
+            ingredient it contains. At least one of them.
+        site: where, for example "inner left forearm".
+        given_at: when the test was given, as typed (aware; any zone). At
+            most 1 minute ahead of `now` and at most 7 days before it.
+        late_entry_reason: why the test is entered more than 15 minutes after
+            `given_at` (up to 300 characters); required then, ignored (kept
+            blank) otherwise.
+        batch: the batch of the test substance, if recorded.
+        now: the moment of entry (aware), by default the server's clock;
+            only tests and the demo seed pass another. It is stored as
+            `entered_at`; no form or view ever supplies it.
+
+    The reading opens at max(given_at, now) + 24 h (`read_due_at`): typing an
+    earlier time given never shortens the wait (domain.md, "Allergy test").
+
+    Raises:
+        ValidationError: no ingredient or product chosen (no field);
+            `given_at` in the future or over 7 days ago ("given_at"); a late
+            entry without a reason ("late_entry_reason"); an expired or
+            recalled batch ("batch").
+    """
     now = now or timezone.now()
     products = list(products)
     tested = tested_ingredients(ingredients=ingredients, products=products)
@@ -87,6 +141,9 @@ def allergy_test_give(
     problem = given_at_problem(given_at, now=now)
     if problem:
         raise ValidationError({"given_at": problem})
+    problem = late_entry_problem(given_at, now=now, reason=late_entry_reason)
+    if problem:
+        raise ValidationError({"late_entry_reason": problem})
     if batch is not None and not batch.is_usable_on(timezone.localdate(given_at)):
         raise ValidationError({"batch": _("This batch cannot be used: it is expired or recalled.")})
     test = AllergyTest(
@@ -94,21 +151,26 @@ def allergy_test_give(
         given_by=given_by,
         site=site.strip(),
         given_at=given_at,
-        read_due_at=given_at + ALLERGY_READING_DELAY,
+        entered_at=now,
+        read_due_at=reading_opens_at(given_at, entered_at=now),
         batch=batch,
     )
+    # A test entered on time keeps no reason, even if one was typed.
+    test.late_entry_reason = late_entry_reason.strip() if test.is_late_entry else ""
     test.full_clean()
     test.save()
     test.ingredients.set(tested)
     test.products.set(products)
     # The practitioner is told when the reading is due (their task list, and email).
     reminder_plan_allergy_reading(test=test)
+    # Field names only, never values: a late entry shows as its reason being recorded.
     audit_log(
         actor=given_by,
         action=AuditAction.TEST_GIVEN,
         obj=test,
         patient_ref=patient.uuid,
-        changed_fields=["ingredients", "products", "site", "given_at"]
+        changed_fields=["ingredients", "products", "site", "given_at", "entered_at"]
+        + (["late_entry_reason"] if test.is_late_entry else [])
         + (["batch"] if batch is not None else []),
     )
     return test
@@ -123,10 +185,23 @@ def allergy_test_read(
     photo: CleanImage | None = None,
     now: datetime | None = None,
 ) -> AllergyTest:
-    """Record the reading of a test, once, no earlier than 24 hours after it was given.
+    """Record the reading of a test, once, no earlier than its `read_due_at`
+    (24 hours after it was entered, or after the time given if later).
 
     A positive reading records an allergy to every ingredient tested, in the
     same transaction. No photo file is left behind if the reading is refused.
+
+    Arguments:
+        test: the test read; read_by: the practitioner reading it.
+        result: "negative" or "positive"; reaction: what was seen, required
+            when positive; photo: an optional, already cleaned photo.
+        now: the moment of the reading (aware), by default the server's clock.
+
+    Raises:
+        AllergyReadingRefusedError: the test was already read, or `now` is
+            before `read_due_at` (the message says from when it can be read).
+        ValidationError: no valid result ("result"); positive without a
+            description ("reaction").
     """
     stored: list[str] = []
     try:

@@ -8,7 +8,7 @@ amendment that names who wrote it and when.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -21,15 +21,18 @@ from django.utils.translation import gettext_lazy
 
 from clinic.audit import audit_log
 from clinic.models import AuditAction, User
-from treatments.gates import GateFailure, gates_check, ingredients_of
+from treatments.gates import GateFailure, area_labels, session_gates
 from treatments.models import (
+    DAY_OF_FIELDS,
     AdverseEvent,
     Batch,
     Booking,
     BookingEvent,
     BookingEventKind,
     BookingStatus,
+    CautionAcknowledgement,
     CocktailLine,
+    DayOfCheck,
     SessionAmendment,
     SessionRecord,
 )
@@ -147,13 +150,24 @@ def session_complete(
     numbing_cream: bool,
     immediate_reactions: str,
     notes: str,
+    day_of: Mapping[str, bool | None] | None,
+    cautions_acknowledged: Collection[str],
     at: datetime,
 ) -> SessionRecord:
     """Record what was given and complete the booking, if every gate passes.
 
+    `day_of` holds the patient's answers to the day-of-treatment questions
+    (each field of `DAY_OF_QUESTIONS`: True, False, or None if not asked);
+    `cautions_acknowledged` the codes of the history's cautions the
+    practitioner acknowledged for the areas of `lines`; `at` (aware) is now.
+
     The booking row is locked first, so two practitioners completing the same
-    session at once record it once. Any failing gate refuses the whole
-    session (GatesFailedError, with every failure); nothing is written.
+    session at once record it once; then the rows of the batches used, so a
+    recall made at the same moment either waits for this completion or blocks
+    it. Raises GatesFailedError (409) with every failing gate, SessionStateError
+    (409) when the booking is cancelled, missed or completed, and
+    SessionRefusedError (400) for an acknowledgement of a caution that does
+    not apply to this session; nothing is written then.
     """
     current = (
         Booking.objects.select_for_update(of=("self",))
@@ -168,21 +182,34 @@ def session_complete(
     for event in adverse_events:
         _check_adverse(event, at=at)
 
-    # Read the batches again inside the transaction: a recall made since the
-    # form was shown must still block.
+    # Read and lock the batches inside the transaction, in a fixed order: a
+    # recall made since the form was shown blocks, and one made now waits.
     batches = list(
-        Batch.objects.select_related("product").filter(pk__in={line.batch.pk for line in lines})
+        Batch.objects.select_for_update(of=("self",))
+        .select_related("product")
+        .filter(pk__in={line.batch.pk for line in lines})
+        .order_by("pk")
     )
-    products = list({batch.product_id: batch.product for batch in batches}.values())
-    failures = gates_check(
-        patient=current.patient,
-        protocol=current.protocol,
-        ingredients=ingredients_of(products),
+    areas = {line.area for line in lines}
+    gates = session_gates(
+        booking=current,
         batches=batches,
+        areas=areas,
+        day_of=day_of,
+        acknowledged=cautions_acknowledged,
         at=at,
     )
-    if failures:
-        raise GatesFailedError(failures)
+    applicable = {caution.code for caution in gates.cautions}
+    if set(cautions_acknowledged) - applicable:
+        raise SessionRefusedError(
+            _(
+                "A caution was acknowledged that does not apply to this session's areas "
+                "(%(areas)s). Reload the page and acknowledge the cautions shown."
+            )
+            % {"areas": area_labels(sorted(areas))}
+        )
+    if gates.failures:
+        raise GatesFailedError(gates.failures)
 
     if current.status == BookingStatus.BOOKED:
         current.transition_to(BookingStatus.ARRIVED)
@@ -219,6 +246,26 @@ def session_complete(
         row.save()
     for event in adverse_events:
         _save_event(session=record, event=event, recorded_by=completed_by)
+    assert day_of is not None  # gate 6 refuses a check not asked
+    check = DayOfCheck(
+        session=record,
+        asked_by=completed_by,
+        asked_at=at,
+        **{name: bool(day_of[name]) for name in DAY_OF_FIELDS},
+    )
+    check.full_clean()
+    check.save()
+    for caution in gates.cautions:
+        acknowledgement = CautionAcknowledgement(
+            session=record,
+            code=caution.code,
+            wording=caution.reason,
+            areas=sorted(caution.areas.intersection(areas)),
+            acknowledged_by=completed_by,
+            acknowledged_at=at,
+        )
+        acknowledgement.full_clean()
+        acknowledgement.save()
 
     if current.course is not None:
         course = course_session_completed(course=current.course, completed_by=completed_by)
@@ -229,7 +276,8 @@ def session_complete(
         action=AuditAction.COMPLETED,
         obj=record,
         patient_ref=current.patient.uuid,
-        changed_fields=["lines", "numbing_cream", "immediate_reactions", "notes"]
+        changed_fields=["lines", "numbing_cream", "immediate_reactions", "notes", "day_of_check"]
+        + (["cautions_acknowledged"] if gates.cautions else [])
         + (["adverse_events"] if adverse_events else []),
     )
     return record

@@ -26,14 +26,14 @@ from treatments.forms.session import (
     BaseAdverseFormSet,
     BaseLineFormSet,
     CocktailLineFormSet,
+    DayOfCheckForm,
     SessionForm,
 )
-from treatments.gates import GateFailure
+from treatments.gates import GateFailure, area_labels, session_gates
 from treatments.models import Batch, Booking, BookingStatus, SessionRecord
 from treatments.selectors.catalogue import batches_usable
 from treatments.selectors.portal import document_status_context
 from treatments.selectors.session import (
-    gates_now,
     prefill_lines,
     session_booking_get,
     session_get_for_user,
@@ -50,6 +50,10 @@ from treatments.services.session import (
 
 LINES = "lines"
 EVENTS = "events"
+CAUTION = "caution"
+# Gates answered by the form itself (day-of questions, cautions): before the
+# first post they are prompts in their own sections, not failures.
+FORM_GATES = (6, 7)
 
 
 def _record_url(booking: Booking) -> str:
@@ -91,6 +95,26 @@ def _chosen(formset: Any, batches: dict[str, Batch], data: Any) -> list[Batch]:
         if value in batches:
             chosen[value] = batches[value]
     return list(chosen.values())
+
+
+def _chosen_areas(formset: Any, data: Any) -> list[str]:
+    """The treatment areas of the line forms (typed or pre-filled), in order."""
+    areas: dict[str, None] = {}
+    for form in formset.forms:
+        if data is not None:
+            if data.get(form.add_prefix("DELETE")):
+                continue
+            value = str(data.get(form.add_prefix("area"), ""))
+        else:
+            value = str(form.initial.get("area") or "")
+        if value:
+            areas[value] = None
+    return list(areas)
+
+
+def _acknowledged(data: QueryDict) -> list[str]:
+    """Caution codes ticked on the form (at most a screening table's worth)."""
+    return [code[:40] for code in data.getlist(CAUTION)[:50]]
 
 
 def _completed_page(
@@ -148,6 +172,7 @@ def session_record(request: HttpRequest, booking: uuid.UUID) -> HttpResponse:
     failures: list[GateFailure] | None = None
     status = 200
     error = ""
+    acknowledged: list[str] = []
     if request.method == "POST":
         batches = _submitted_batches(request.POST, usable)
         kwargs = {"batches": batches, "usable": usable}
@@ -156,7 +181,9 @@ def session_record(request: HttpRequest, booking: uuid.UUID) -> HttpResponse:
         )
         events = cast(BaseAdverseFormSet, AdverseEventFormSet(request.POST, prefix=EVENTS))
         form = SessionForm(request.POST)
-        if lines.is_valid() and events.is_valid() and form.is_valid():
+        day_of = DayOfCheckForm(request.POST)
+        acknowledged = _acknowledged(request.POST)
+        if lines.is_valid() and events.is_valid() and form.is_valid() and day_of.is_valid():
             try:
                 session_complete(
                     booking=current,
@@ -166,6 +193,8 @@ def session_record(request: HttpRequest, booking: uuid.UUID) -> HttpResponse:
                     numbing_cream=form.cleaned_data["numbing_cream"],
                     immediate_reactions=form.cleaned_data["immediate_reactions"],
                     notes=form.cleaned_data["notes"],
+                    day_of=day_of.answers(),
+                    cautions_acknowledged=acknowledged,
                     at=now,
                 )
             except GatesFailedError as refused:
@@ -189,6 +218,7 @@ def session_record(request: HttpRequest, booking: uuid.UUID) -> HttpResponse:
             error = _("Some details need correcting: see the messages below. Nothing was saved.")
             status = 400
         chosen = _chosen(lines, batches, request.POST)
+        areas = _chosen_areas(lines, request.POST)
     else:
         batches = {str(b.uuid): b for b in usable}
         kwargs = {"batches": batches, "usable": usable}
@@ -199,9 +229,19 @@ def session_record(request: HttpRequest, booking: uuid.UUID) -> HttpResponse:
         )
         events = cast(BaseAdverseFormSet, AdverseEventFormSet(prefix=EVENTS))
         form = SessionForm()
+        day_of = DayOfCheckForm()
         chosen = _chosen(lines, batches, None)
+        areas = _chosen_areas(lines, None)
+    gates = session_gates(
+        booking=current,
+        batches=chosen,
+        areas=areas,
+        day_of=None,
+        acknowledged=acknowledged,
+        at=now,
+    )
     if failures is None:
-        failures = gates_now(booking=current, batches=chosen, at=now)
+        failures = [f for f in gates.failures if f.gate not in FORM_GATES]
     audit_read(request, current, patient_ref=current.patient.uuid)
     return render(
         request,
@@ -212,6 +252,20 @@ def session_record(request: HttpRequest, booking: uuid.UUID) -> HttpResponse:
             "lines": lines,
             "events": events,
             "form": form,
+            "day_of": day_of,
+            "unanswered": set(day_of.unanswered()),
+            "cautions": [
+                {
+                    "code": caution.code,
+                    "reason": caution.reason,
+                    "areas": sorted(caution.areas),
+                    "area_labels": area_labels(sorted(caution.areas.intersection(areas)))
+                    if caution.areas
+                    else area_labels([]),
+                    "acknowledged": caution.code in acknowledged,
+                }
+                for caution in gates.cautions
+            ],
             "failures": failures,
             "error": error,
         },
