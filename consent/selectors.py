@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 
 from django.db.models import Count, Max, OuterRef, Q, QuerySet, Subquery
 from django.http import Http404
@@ -86,16 +87,22 @@ def signed_consents_of(*, patient: Patient) -> QuerySet[SignedConsent]:
 
 
 def consent_state_from(
-    *, current: ConsentFormVersion | None, latest: SignedConsent | None
+    *,
+    current: ConsentFormVersion | None,
+    latest: SignedConsent | None,
+    as_of: datetime | None = None,
 ) -> ConsentState:
     """Where a patient stands, from the form's current published version and the
     patient's latest signature on any version of it (with `withdrawal` loaded).
+    With `as_of` (aware), a withdrawal recorded after it does not count yet.
     The one place the rule of gate 3 is decided; no query of its own."""
+    withdrawal = getattr(latest, "withdrawal", None) if latest is not None else None
+    withdrawn = withdrawal is not None and (as_of is None or withdrawal.withdrawn_at <= as_of)
     if current is None:
         status = ConsentStatus.NO_PUBLISHED_VERSION
     elif latest is None:
         status = ConsentStatus.NOT_SIGNED
-    elif hasattr(latest, "withdrawal"):
+    elif withdrawn:
         status = ConsentStatus.WITHDRAWN
     elif latest.version_id != current.pk:
         status = ConsentStatus.RECONSENT_NEEDED

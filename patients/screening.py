@@ -98,8 +98,9 @@ class Rule:
     reason: Callable[[HistoryAnswers, datetime.date], str]
     lifts_on: Callable[[HistoryAnswers, datetime.date], datetime.date | None] | None = None
     # True: the answer describes the day the questionnaire was taken (unwell
-    # today, an active infection), so it says nothing about a later day; the
-    # day-of-treatment check asks again at every session.
+    # today, an active infection or acne), so it says nothing about a later
+    # day; the day-of-treatment check asks it again at every session. Cautions
+    # are never day-bound: a warning costs a tick, a missed one a bruise.
     day_bound: bool = False
     # Cautions that concern only some treatment areas (area codes); empty: all.
     areas: frozenset[str] = frozenset()
@@ -370,7 +371,6 @@ RULES: tuple[Rule, ...] = (
         C,
         lambda h, today: h.important_event_soon,
         _says(_("An important event is coming up soon: warn that bruising may still show.")),
-        day_bound=True,
     ),
     Rule(
         "bruising_supplements",
@@ -393,7 +393,6 @@ RULES: tuple[Rule, ...] = (
                 "as it makes bruising more likely."
             )
         ),
-        day_bound=True,
     ),
 )
 
@@ -422,11 +421,10 @@ def screen(
 
     `today` is the local date treatment is considered for; `answered_on` the
     local date the questionnaire was signed. Answers that describe only the day
-    they were given (unwell today, an active infection or acne, an event or
-    alcohol around the session) count only when `answered_on` is `today` or
-    unknown (a questionnaire being filled in): on any later day the
-    day-of-treatment check asks them again (domain.md, screening: "being
-    unwell that day").
+    they were given (unwell today, an active infection or acne) count only
+    when `answered_on` is `today` or unknown (a questionnaire being filled
+    in): on any later day the day-of-treatment check asks them again
+    (domain.md, screening: "being unwell that day").
     """
     findings = []
     for rule in RULES:

@@ -28,6 +28,7 @@ from datetime import UTC, date, datetime, time, timedelta
 
 from dateutil.relativedelta import relativedelta
 from django.conf import settings
+from django.db.models import Q
 from django.utils import dateformat, timezone
 from django.utils.translation import gettext as _
 
@@ -91,6 +92,9 @@ class GateFacts:
     form or ingredient outside the loaded sets reads as "nothing on record".
     """
 
+    # Facts recorded after this moment are left out (a session recorded after
+    # it ended is judged on what was known by its end); None: everything.
+    known_by: datetime | None = None
     histories: dict[int, MedicalHistory] = field(default_factory=dict)  # latest, by patient
     consent_current: dict[int, ConsentFormVersion] = field(default_factory=dict)  # by form
     signatures: dict[tuple[int, int], SignedConsent] = field(default_factory=dict)
@@ -103,43 +107,58 @@ def gate_facts_load(
     patient_ids: Iterable[int],
     consent_form_ids: Iterable[int | None],
     ingredient_ids: Iterable[int],
+    known_by: datetime | None = None,
 ) -> GateFacts:
     """Load every fact gates 1 to 4 read for these patients, consent forms and
-    ingredients: five queries whatever their number (fewer when a set is empty)."""
+    ingredients: five queries whatever their number (fewer when a set is empty).
+    With `known_by` (aware), only what was recorded by then counts: histories,
+    signatures and withdrawals, published versions, allergies, allergy tests
+    and their readings."""
     patients = set(patient_ids)
     forms = {pk for pk in consent_form_ids if pk is not None}
     wanted = set(ingredient_ids)
-    facts = GateFacts()
+    facts = GateFacts(known_by=known_by)
     if not patients:
         return facts
+    by = Q() if known_by is None else Q(signed_at__lte=known_by)
     for history in (
-        MedicalHistory.objects.filter(patient_id__in=patients)
+        MedicalHistory.objects.filter(by, patient_id__in=patients)
         .order_by("patient_id", "-signed_at", "-id")
         .distinct("patient_id")
     ):
         facts.histories[history.patient_id] = history
     if forms:
         for version in (
-            ConsentFormVersion.objects.filter(form_id__in=forms, published_at__isnull=False)
+            ConsentFormVersion.objects.filter(
+                Q() if known_by is None else Q(published_at__lte=known_by),
+                form_id__in=forms,
+                published_at__isnull=False,
+            )
             .select_related("form")
             .order_by("form_id", "-number")
         ):
             facts.consent_current.setdefault(version.form_id, version)
         for signed in (
-            SignedConsent.objects.filter(patient_id__in=patients, version__form_id__in=forms)
+            SignedConsent.objects.filter(by, patient_id__in=patients, version__form_id__in=forms)
             .select_related("version__form", "withdrawal")
             .order_by("-signed_at", "-id")
         ):
             facts.signatures.setdefault((signed.patient_id, signed.version.form_id), signed)
     if wanted:
         for allergy in PatientAllergy.objects.filter(
-            patient_id__in=patients, ingredient_id__in=wanted
+            Q() if known_by is None else Q(recorded_at__lte=known_by),
+            patient_id__in=patients,
+            ingredient_id__in=wanted,
         ):
             facts.allergies[(allergy.patient_id, allergy.ingredient_id)] = allergy
         tests: dict[tuple[int, int], list[AllergyTest]] = defaultdict(list)
         through = AllergyTest.ingredients.through
         for link in (
-            through.objects.filter(allergytest__patient_id__in=patients, ingredient_id__in=wanted)
+            through.objects.filter(
+                Q() if known_by is None else Q(allergytest__entered_at__lte=known_by),
+                allergytest__patient_id__in=patients,
+                ingredient_id__in=wanted,
+            )
             .select_related("allergytest")
             .order_by("-allergytest__given_at", "-allergytest_id")
         ):
@@ -154,11 +173,13 @@ def _facts_for(
     *,
     protocol: Protocol | None = None,
     ingredients: Sequence[Ingredient] = (),
+    known_by: datetime | None = None,
 ) -> GateFacts:
     return gate_facts_load(
         patient_ids=[patient.pk],
         consent_form_ids=[protocol.consent_form_id] if protocol is not None else [],
         ingredient_ids=[i.pk for i in ingredients],
+        known_by=known_by,
     )
 
 
@@ -272,6 +293,7 @@ def _consent_failures(patient_id: int, form_id: int, facts: GateFacts) -> list[G
     state = consent_state_from(
         current=facts.consent_current.get(form_id),
         latest=facts.signatures.get((patient_id, form_id)),
+        as_of=facts.known_by,
     )
     if state.is_valid:
         return []
@@ -316,6 +338,8 @@ def _allergy_failures(
     patient_id: int, ingredients: Sequence[Ingredient], *, at: datetime, facts: GateFacts
 ) -> list[GateFailure]:
     failures = []
+    # A reading counts once taken, and only if taken by the time facts are known.
+    cutoff = facts.known_by or at
     for ingredient in sorted({i.pk: i for i in ingredients}.values(), key=lambda i: i.name.lower()):
         name = ingredient.name
         its_tests = facts.tests.get((patient_id, ingredient.pk), [])
@@ -349,14 +373,17 @@ def _allergy_failures(
             for t in its_tests
             if t.result == AllergyResult.NEGATIVE
             and t.read_at is not None
-            and t.read_due_at <= t.read_at <= at
+            and t.read_due_at <= t.read_at <= cutoff
         ]
         if any(
             t.read_at is not None and at <= negative_reading_valid_until(t.read_at)
             for t in negatives
         ):
             continue
-        pending = sorted((t for t in its_tests if t.read_at is None), key=lambda t: t.read_due_at)
+        pending = sorted(
+            (t for t in its_tests if t.read_at is None or t.read_at > cutoff),
+            key=lambda t: t.read_due_at,
+        )
         if pending:
             test = pending[0]
             due = test.read_due_at
@@ -639,15 +666,24 @@ def session_gates(
     """Every gate, 1 to 8, for completing `booking` at `at` (aware) with these
     batches on these areas (TreatmentArea codes), the day-of answers
     (`day_of`, None when not asked yet) and the caution codes acknowledged.
-    Five or six queries."""
+
+    Gates 1 to 5 judge the treatment as it happened: at the booked start once
+    it has passed (a reading that expires while the patient is in the chair
+    does not undo the session), on the facts recorded by the booked end (a
+    consent signed a month after a session never clears it). Five or six
+    queries."""
+    judged_at = min(at, booking.starts_at)
+    known_by = min(at, booking.ends_at)
     products = list({b.product_id: b.product for b in batches}.values())
     ingredients = ingredients_of(products)
-    facts = _facts_for(booking.patient, protocol=booking.protocol, ingredients=ingredients)
+    facts = _facts_for(
+        booking.patient, protocol=booking.protocol, ingredients=ingredients, known_by=known_by
+    )
     history = facts.histories.get(booking.patient_id)
-    cautions = cautions_for(history=history, areas=areas, at=at)
+    cautions = cautions_for(history=history, areas=areas, at=judged_at)
     failures = [
-        *booking_gates(booking=booking, ingredients=ingredients, at=at, facts=facts),
-        *gate_batches(batches=batches, on=timezone.localdate(at)),
+        *booking_gates(booking=booking, ingredients=ingredients, at=judged_at, facts=facts),
+        *gate_batches(batches=batches, on=timezone.localdate(judged_at)),
         *gate_day_of(answers=day_of, history=history),
         *gate_cautions(cautions=cautions, acknowledged=acknowledged),
         *gate_timing(starts_at=booking.starts_at, at=at),

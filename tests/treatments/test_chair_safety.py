@@ -283,14 +283,19 @@ def test_acknowledging_a_caution_that_does_not_apply_is_refused(
     assert_nothing_saved(world)
 
 
-def test_a_caution_only_on_the_history_day_is_not_carried_to_later_sessions(
+def test_a_caution_from_an_older_history_still_needs_acknowledging(
     client: Client, practitioner: User
 ) -> None:
+    # Cautions are not bound to the day the history was taken: a month-old
+    # "important event soon" still warns about bruising.
     world = make_world(practitioner, history=False)
     with time_machine.travel(NOW - timedelta(days=30), tick=False):
         make_history(world.patient, practitioner, important_event_soon=True)
-    response = client.post(url(world), session_post(world.batches))
-    assert response.status_code == 302
+    refused = client.post(url(world), session_post(world.batches))
+    assert refused.status_code == 409
+    assert "An important event is coming up soon" in refused.content.decode()
+    done = client.post(url(world), session_post(world.batches, caution="important_event_soon"))
+    assert done.status_code == 302
 
 
 # --- Gate 8: never before it happens -----------------------------------------------------
@@ -337,3 +342,108 @@ def test_a_booking_seven_days_ahead_cannot_be_completed_now(
     assert future.status == BookingStatus.BOOKED
     assert not SessionRecord.objects.exists()
     assert not PatientDocument.objects.exists()  # no aftercare sheet thanking them early
+
+
+# --- Judged as the session happened -----------------------------------------------------
+
+
+def test_a_session_recorded_late_is_not_cleared_by_a_consent_signed_afterwards(
+    client: Client, practitioner: User
+) -> None:
+    # Treated a month ago without consent; consent signed today must not make
+    # the old session look as if it passed the gates.
+    with time_machine.travel(NOW - timedelta(days=40), tick=False):
+        world = make_world(practitioner, consent=False)
+    past = make_booking(
+        patient=world.patient,
+        practitioner=practitioner,
+        protocol=world.protocol,
+        starts_at=NOW - timedelta(days=30),
+        status=BookingStatus.BOOKED,
+    )
+    from tests.consent.helpers import signed_consent_for
+
+    signed_consent_for(patient=world.patient, version=world.version)
+    address = reverse("treatments:session_record", kwargs={"booking": past.uuid})
+    response = client.post(address, session_post(world.batches))
+    assert response.status_code == 409
+    assert "The patient has not signed the consent form" in response.content.decode()
+    assert not SessionRecord.objects.exists()
+
+
+def test_a_reading_that_expires_while_the_patient_is_in_the_chair_does_not_undo_the_session(
+    practitioner: User,
+) -> None:
+    # The negative reading was taken at 09:55 on 24 May, so it allows treatment
+    # until 09:55 on 24 Nov; the session began at 09:50 and is recorded at 10:00.
+    read_at = datetime(2026, 5, 24, 9, 55, tzinfo=LONDON)
+    with time_machine.travel(read_at, tick=False):
+        world = make_world(practitioner, allergy=False)
+    from tests.treatments.test_session_helpers import give_and_read
+
+    give_and_read(
+        world.patient, practitioner, world.ingredients, given_at=read_at - timedelta(hours=25)
+    )
+    with time_machine.travel(NOW, tick=False):
+        client = sign_in(Client(), practitioner)
+        response = client.post(url(world), session_post(world.batches))
+    assert response.status_code == 302, response.content.decode()[:3000]
+
+
+def test_a_booking_cancelled_while_the_form_is_filled_in_keeps_what_was_typed(
+    client: Client, practitioner: User, receptionist: User
+) -> None:
+    from treatments.services.booking import booking_cancel
+
+    world = make_world(practitioner)
+    assert client.get(url(world)).status_code == 200
+    booking_cancel(booking=world.booking, reason="Patient left", cancelled_by=receptionist)
+    response = client.post(url(world), session_post(world.batches))
+    page = response.content.decode()
+    assert response.status_code == 409
+    assert "This booking was cancelled" in page
+    assert "Tolerated well, typed by hand" in page
+    assert 'value="2.50"' in page
+    assert not SessionRecord.objects.exists()
+
+
+def test_a_forged_count_of_a_million_lines_is_refused_without_building_them(
+    client: Client, practitioner: User
+) -> None:
+    world = make_world(practitioner)
+    data = {**session_post(world.batches), "lines-TOTAL_FORMS": "1000000"}
+    response = client.post(url(world), data)
+    assert response.status_code == 400
+    assert len(response.content) < 1_000_000  # 20 lines at most, not a million
+    assert not SessionRecord.objects.exists()
+
+
+def test_an_adverse_event_dated_before_the_session_or_resolved_in_the_future_is_refused(
+    client: Client, practitioner: User
+) -> None:
+    world = make_world(practitioner)
+    event = {
+        "effect": "bruising",
+        "severity": "mild",
+        "onset": "0001-01-01T00:00",
+        "resolved_on": "",
+    }
+    response = client.post(url(world), session_post(world.batches, events=[event]))
+    assert response.status_code == 400
+    assert "It cannot start before the session did." in response.content.decode()
+    event = {**event, "onset": "2026-11-24T09:55", "resolved_on": "9999-12-31"}
+    response = client.post(url(world), session_post(world.batches, events=[event]))
+    assert response.status_code == 400
+    assert "It cannot have resolved later than today" in response.content.decode()
+    assert not SessionRecord.objects.exists()
+
+
+def test_two_answers_to_one_question_are_not_an_answer(client: Client, practitioner: User) -> None:
+    world = make_world(practitioner)
+    data = session_post(world.batches)
+    body = "&".join(f"{k}={v}" for k, v in data.items() if k != "today-unwell")
+    body += "&today-unwell=yes&today-unwell=no"
+    response = client.post(url(world), body, content_type="application/x-www-form-urlencoded")
+    assert response.status_code == 400
+    assert "Choose one answer: yes or no." in response.content.decode()
+    assert_nothing_saved(world)

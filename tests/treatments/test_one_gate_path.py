@@ -16,6 +16,7 @@ import pytest
 import time_machine
 from django.db import connections, transaction
 from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
 
 from clinic.models import User
 from consent.services import consent_withdraw
@@ -343,3 +344,57 @@ def test_the_booking_gates_are_judged_at_the_bookings_start_when_later(
         flags = booking_readiness(bookings=[world.booking, later], at=NOW)
     assert flags[world.booking.pk] == []
     assert {f.reception_note for f in flags[later.pk]} == {"allergy test needed"}
+
+
+@pytest.mark.django_db
+def test_a_course_session_is_judged_on_the_cocktail_it_starts_from(
+    practitioner: User, receptionist: User
+) -> None:
+    # The first session of the course added an ampoule whose ingredient was
+    # never allergy-tested... through the practitioner's own form the second
+    # session starts from that cocktail, so reception's flag must say so too.
+    from tests.factories import IngredientFactory, ProductFactory
+    from tests.treatments.test_session_helpers import session_post
+    from treatments.models import TreatmentCourse
+
+    with time_machine.travel(NOW - timedelta(days=14), tick=False):
+        world = make_world(practitioner)
+        course = TreatmentCourse.objects.create(
+            patient=world.patient,
+            protocol=world.protocol,
+            planned_sessions=4,
+            interval="fortnightly",
+            created_by=practitioner,
+        )
+        Booking.objects.filter(pk=world.booking.pk).update(course=course)
+        first = world.booking
+        extra = ProductFactory(ingredients=[IngredientFactory(name="Vitamin C ampoule")])
+        extra_batch = BatchFactory(product=extra)
+        give_and_read(
+            world.patient,
+            practitioner,
+            list(extra.ingredients.all()),
+            given_at=NOW - timedelta(days=16),
+        )
+        from django.test import Client
+
+        from tests.conftest import sign_in
+
+        client = sign_in(Client(), practitioner)
+        address = reverse("treatments:session_record", kwargs={"booking": first.uuid})
+        done = client.post(address, session_post([*world.batches, extra_batch]))
+        assert done.status_code == 302, done.content.decode()[:2000]
+    second = make_booking(
+        patient=world.patient,
+        practitioner=practitioner,
+        protocol=world.protocol,
+        course=course,
+        starts_at=NOW + timedelta(days=200),
+        status="booked",
+    )
+    with time_machine.travel(NOW, tick=False):
+        second = Booking.objects.select_related("protocol").get(pk=second.pk)
+        flags = booking_readiness(bookings=[second], at=NOW)[second.pk]
+    # 200 days on, every reading is past its 6 months, the ampoule's included.
+    assert len(flags) == len(world.ingredients) + 1
+    assert {f.reception_note for f in flags} == {"allergy test needed"}

@@ -226,7 +226,13 @@ class BaseCocktailFormSet(forms.BaseFormSet):
 CocktailFormSet = cast(
     type[BaseCocktailFormSet],
     forms.formset_factory(
-        CocktailLineForm, formset=BaseCocktailFormSet, extra=3, can_delete=True, max_num=20
+        CocktailLineForm,
+        formset=BaseCocktailFormSet,
+        extra=3,
+        can_delete=True,
+        max_num=20,
+        absolute_max=20,  # a forged TOTAL_FORMS builds no more forms than this
+        validate_max=True,
     ),
 )
 

@@ -137,8 +137,17 @@ class BaseLineFormSet(_LineFormSet):
         return [form.to_input() for form in self.forms if form.has_changed() and not _deleted(form)]
 
 
+# A session has a handful of lines: `absolute_max` refuses a forged
+# TOTAL_FORMS before a single form is built.
+MAX_LINES = 20
 CocktailLineFormSet = formset_factory(
-    CocktailLineForm, formset=BaseLineFormSet, extra=1, can_delete=True, max_num=20
+    CocktailLineForm,
+    formset=BaseLineFormSet,
+    extra=1,
+    can_delete=True,
+    max_num=MAX_LINES,
+    absolute_max=MAX_LINES,
+    validate_max=True,
 )
 
 
@@ -191,7 +200,13 @@ class BaseAdverseFormSet(_AdverseFormSet):
 
 
 AdverseEventFormSet = formset_factory(
-    AdverseEventForm, formset=BaseAdverseFormSet, extra=1, can_delete=True, max_num=20
+    AdverseEventForm,
+    formset=BaseAdverseFormSet,
+    extra=1,
+    can_delete=True,
+    max_num=MAX_LINES,
+    absolute_max=MAX_LINES,
+    validate_max=True,
 )
 
 
@@ -237,6 +252,16 @@ class DayOfCheckForm(forms.Form):
                 required=False,
                 widget=forms.RadioSelect(attrs={"class": "day-of-answer"}),
             )
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        # One answer per question: a forged post sending both "yes" and "no"
+        # is not an answer (the browser sends one).
+        getlist = getattr(self.data, "getlist", None)
+        for name, _label in DAY_OF_QUESTIONS:
+            if getlist is not None and len(getlist(self.add_prefix(name))) > 1:
+                self.add_error(name, _("Choose one answer: yes or no."))
+        return cleaned
 
     def answers(self) -> dict[str, bool | None]:
         """{field: True / False / None (not answered)}, for gate 6."""

@@ -159,6 +159,7 @@ def calendar_build(
             "starts_at",
             "ends_at",
             "status",
+            "course_id",  # safe-to-treat reads the course's last cocktail
             "patient__uuid",
             "patient__first_name",
             "patient__last_name",

@@ -21,7 +21,7 @@ from django.utils.translation import gettext_lazy
 
 from clinic.audit import audit_log
 from clinic.models import AuditAction, User
-from treatments.gates import GateFailure, area_labels, session_gates
+from treatments.gates import GateFailure, area_labels, completion_opens_at, session_gates
 from treatments.models import (
     DAY_OF_FIELDS,
     AdverseEvent,
@@ -109,13 +109,21 @@ def state_sentence(status: str) -> str:
     return str(STATE_SENTENCES[BookingStatus(status)])
 
 
-def _check_adverse(event: AdverseEventInput, *, at: datetime) -> None:
+def _check_adverse(event: AdverseEventInput, *, at: datetime, session_start: datetime) -> None:
+    """An adverse event starts during or after its session and not in the
+    future; it resolves after it started and not later than today."""
     if event.onset > at:
         raise ValidationError(
             {"onset": _("The start of an adverse event cannot be in the future.")}
         )
+    if event.onset < session_start:
+        raise ValidationError({"onset": _("It cannot start before the session did.")})
     if event.resolved_on is not None and event.resolved_on < timezone.localdate(event.onset):
         raise ValidationError({"resolved_on": _("It cannot resolve before it started.")})
+    if event.resolved_on is not None and event.resolved_on > timezone.localdate(at):
+        raise ValidationError(
+            {"resolved_on": _("It cannot have resolved later than today: leave it empty.")}
+        )
 
 
 def _save_event(
@@ -180,7 +188,7 @@ def session_complete(
     if not lines:
         raise SessionRefusedError(_("Record at least one cocktail line."))
     for event in adverse_events:
-        _check_adverse(event, at=at)
+        _check_adverse(event, at=at, session_start=completion_opens_at(current.starts_at))
 
     # Read and lock the batches inside the transaction, in a fixed order: a
     # recall made since the form was shown blocks, and one made now waits.
@@ -308,9 +316,7 @@ def adverse_event_record(
     *, session: SessionRecord, recorded_by: User, event: AdverseEventInput, at: datetime
 ) -> AdverseEvent:
     """An adverse event noticed after the session (the patient called back, say)."""
-    _check_adverse(event, at=at)
-    if event.onset < session.booking.starts_at:
-        raise ValidationError({"onset": _("It cannot start before the session did.")})
+    _check_adverse(event, at=at, session_start=completion_opens_at(session.booking.starts_at))
     row = _save_event(session=session, event=event, recorded_by=recorded_by)
     audit_log(
         actor=recorded_by,

@@ -164,8 +164,11 @@ def session_record(request: HttpRequest, booking: uuid.UUID) -> HttpResponse:
             return _completed_page(request, current, status=409)
         return _completed_page(request, current)
     sentence = state_sentence(current.status)
-    if sentence:
+    if sentence and request.method != "POST":
         return _refused_page(request, current, sentence)
+    # A post for a booking cancelled (or marked as missed) while the form was
+    # being filled in goes on to the service, which refuses it with the
+    # sentence; the page keeps everything typed.
 
     now = timezone.now()
     usable = list(batches_usable(on=timezone.localdate(now)))
