@@ -280,10 +280,10 @@ def cautions_for(
 
 
 def area_labels(codes: Iterable[str]) -> str:
-    """Area codes as the practitioner reads them ("Face, Under-eye"); "every area" if none."""
+    """Area codes as the practitioner reads them ("Face, Under-eye"); "Every area" if none."""
     labels = dict(TreatmentArea.choices)
     names = [str(labels.get(code, code)) for code in codes]
-    return ", ".join(names) if names else _("every area")
+    return ", ".join(names) if names else _("Every area")
 
 
 # --- Gate 3: consent ------------------------------------------------------------------
@@ -554,16 +554,20 @@ def gate_day_of(
 
 
 def gate_cautions(
-    *, cautions: Sequence[Finding], acknowledged: Collection[str]
+    *, cautions: Sequence[Finding], acknowledged: Collection[str], areas: Collection[str] = ()
 ) -> list[GateFailure]:
-    """Gate 7: every caution that concerns today's areas (`cautions_for`)
-    acknowledged by the practitioner (`acknowledged`: caution codes). Source:
-    domain.md, "Cautions (treat with care, warn)"."""
+    """Gate 7: every caution that concerns today's areas (`cautions_for`;
+    `areas`, TreatmentArea codes, names the ones treated) acknowledged by the
+    practitioner (`acknowledged`: caution codes). Source: domain.md,
+    "Cautions (treat with care, warn)"."""
     return [
         GateFailure(
             7,
             _("Acknowledge the caution for %(areas)s: %(reason)s")
-            % {"areas": area_labels(sorted(caution.areas)), "reason": caution.reason},
+            % {
+                "areas": area_labels(sorted(caution.areas.intersection(areas) or caution.areas)),
+                "reason": caution.reason,
+            },
             _("see the practitioner"),
         )
         for caution in cautions
@@ -685,7 +689,7 @@ def session_gates(
         *booking_gates(booking=booking, ingredients=ingredients, at=judged_at, facts=facts),
         *gate_batches(batches=batches, on=timezone.localdate(judged_at)),
         *gate_day_of(answers=day_of, history=history),
-        *gate_cautions(cautions=cautions, acknowledged=acknowledged),
+        *gate_cautions(cautions=cautions, acknowledged=acknowledged, areas=areas),
         *gate_timing(starts_at=booking.starts_at, at=at),
     ]
     return SessionGates(failures=failures, cautions=cautions, history=history)

@@ -1078,6 +1078,11 @@ class CautionAcknowledgement(models.Model):
     def __str__(self) -> str:
         return f"Caution {self.code} acknowledged for session {self.session_id}"
 
+    def area_names(self) -> str:
+        """The areas as the practitioner reads them ("Face"), or "Every area"."""
+        labels = dict(TreatmentArea.choices)
+        return ", ".join(str(labels.get(a, a)) for a in self.areas) or str(_("Every area"))
+
 
 # --- Reminders: the outbox ---------------------------------------------------------
 

@@ -139,7 +139,7 @@ def test_a_face_session_with_a_cold_sore_history_asks_for_the_caution_and_the_da
     # Without the acknowledgement: refused with the caution's sentence, nothing lost.
     page.get_by_test_id("complete-session").click()
     expect(page.get_by_test_id("gate-failures")).to_contain_text(
-        "Acknowledge the caution for Face, Under-eye: History of cold sores"
+        "Acknowledge the caution for Face: History of cold sores"
     )
     expect(page.get_by_label("Session notes")).to_have_value(
         "Cheeks and forehead, typed before the check"

@@ -217,7 +217,7 @@ def test_the_cold_sore_caution_is_shown_beside_the_face_and_must_be_acknowledged
     page = refused.content.decode()
     assert refused.status_code == 409
     assert (
-        "Acknowledge the caution for Face, Under-eye: History of cold sores: "
+        "Acknowledge the caution for Face: History of cold sores: "
         "injections in the face can bring on an outbreak."
     ) in page
     assert "Tolerated well, typed by hand" in page
@@ -263,7 +263,7 @@ def test_a_caution_for_every_area_needs_acknowledging_on_the_scalp_too(
     data = with_area(session_post(world.batches), "scalp")
     refused = client.post(url(world), data)
     assert refused.status_code == 409
-    assert "Acknowledge the caution for every area" in refused.content.decode()
+    assert "Acknowledge the caution for Every area" in refused.content.decode()
     done = client.post(url(world), {**data, "caution": "bruising_supplements"})
     assert done.status_code == 302
     assert CautionAcknowledgement.objects.get().areas == []
