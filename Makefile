@@ -9,10 +9,15 @@ PORT ?= 8000
 SERVICES := $(PY) -m clinic.embedded
 
 # Debian packages: WeasyPrint's libraries and fonts, Chromium and pdftoppm for
-# the tests. Tools that may come from elsewhere (Node from its own installer, a
-# compiler for the embedded Redis) are asked for only when the command is missing.
+# the tests. The PDFs print patients' names in every script they write them in:
+# fonts-noto-core (Latin, Greek, Cyrillic, Arabic, Hebrew, Devanagari...) and
+# fonts-noto-cjk (Chinese, Japanese, Korean) beside DejaVu; the Dockerfile
+# installs the same. Tools that may come from elsewhere (Node from its own
+# installer, a compiler for the embedded Redis) are asked for only when the
+# command is missing.
 tool_pkgs = $(if $(shell command -v $(1) 2>/dev/null),,$(2))
-RUN_DEB := libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core \
+RUN_DEB := libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 \
+	fonts-dejavu-core fonts-noto-core fonts-noto-cjk \
 	$(call tool_pkgs,npm,nodejs npm) $(call tool_pkgs,gcc,gcc) $(call tool_pkgs,make,make) \
 	$(if $(shell $(PYTHON) -c 'import ensurepip' 2>/dev/null && echo ok),,python3-venv)
 TEST_DEB := $(RUN_DEB) chromium poppler-utils
