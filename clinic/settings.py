@@ -66,6 +66,8 @@ MIDDLEWARE = [
     "clinic.middleware.SessionTimeoutMiddleware",
     "clinic.middleware.StaffTwoFactorMiddleware",
     "clinic.middleware.AccessPolicyMiddleware",
+    # Old addresses of a merged patient record redirect to the record that stays.
+    "patients.middleware.MergedPatientMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
     "django_htmx.middleware.HtmxMiddleware",

@@ -8,6 +8,7 @@ from typing import Any
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
+from clinic.forms import SubmissionTokenMixin, VersionedFormMixin
 from consent.models import CONSENT_SECTION_NAMES, ConsentForm, ConsentFormVersion
 
 
@@ -18,8 +19,13 @@ class ConsentFormCreateForm(forms.ModelForm):
         help_texts = {"title": _("For example: Mesotherapy of the face, neck and hands.")}
 
 
-class DraftForm(forms.ModelForm):
-    """The text of the draft version: six sections and the photographs wording."""
+class DraftForm(VersionedFormMixin, forms.ModelForm):
+    """The text of the draft version: six sections and the photographs wording.
+    It carries the draft's version, 0 when the form had no draft (a new draft
+    starts from the current text), so a save opened before another manager's
+    is refused (`clinic.concurrency`)."""
+
+    versioned_without_instance = True
 
     class Meta:
         model = ConsentFormVersion
@@ -29,6 +35,9 @@ class DraftForm(forms.ModelForm):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["photo_consent_text"].widget.attrs["rows"] = 3
+
+    def opened_version(self) -> int:
+        return self.instance.version if self.instance.pk is not None else 0
 
     def texts(self) -> dict[str, str]:
         return {name: self.cleaned_data[name] for name in self.Meta.fields}
@@ -40,9 +49,10 @@ PHOTO_CHOICES = (
 )
 
 
-class SignForm(forms.Form):
+class SignForm(SubmissionTokenMixin, forms.Form):
     """What the patient fills in on the tablet, and the practitioner's countersignature.
-    Section checkboxes are named confirm_<section>."""
+    Section checkboxes are named confirm_<section>. The page's one-time token
+    makes a double tap on "Sign" record one signature."""
 
     version = forms.UUIDField(widget=forms.HiddenInput)
     photo_consent = forms.ChoiceField(

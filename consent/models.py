@@ -119,6 +119,9 @@ class ConsentFormVersion(models.Model):
         blank=True,
         editable=False,
     )
+    # Not the published number above: raised by every save of the draft, so an
+    # edit opened at an older one is refused (clinic.concurrency).
+    version = models.PositiveIntegerField(_("record version"), default=1, editable=False)
 
     class Meta:
         ordering = ["form", "-number"]
@@ -185,6 +188,9 @@ class SignedConsent(models.Model):
     witness = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", editable=False
     )
+    # The one-time token of the signing page that made this record: the same
+    # page sent twice (a double tap) finds it instead of a second signature.
+    submission_token = models.UUIDField(null=True, blank=True, unique=True, editable=False)
 
     class Meta:
         ordering = ["-signed_at", "-id"]

@@ -9,6 +9,7 @@ import binascii
 import hashlib
 import io
 import logging
+import uuid
 from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
@@ -24,6 +25,18 @@ from PIL import Image, UnidentifiedImageError
 
 from clinic.audit import audit_log
 from clinic.background import enqueue
+from clinic.concurrency import (
+    OtherEdit,
+    StaleChange,
+    StaleEditError,
+    bad_version_error,
+    stale_edit_error,
+    stale_message,
+    submission_check,
+    version_bump,
+    version_check,
+    version_mark,
+)
 from clinic.models import AuditAction, User
 from consent.models import (
     CONSENT_SECTION_NAMES,
@@ -72,31 +85,88 @@ def consent_form_create(*, title: str, created_by: User) -> ConsentForm:
     return form
 
 
+def _draft_gone_error(form: ConsentForm) -> StaleEditError:
+    """The refusal for an edit of a draft that was published since it was opened."""
+    published = (
+        form.versions.filter(published_at__isnull=False)
+        .select_related("published_by")
+        .order_by("-published_at", "-id")
+        .first()
+    )
+    if published is None:  # a draft discarded: nothing to compare with
+        return bad_version_error()
+    assert published.published_by is not None
+    who = published.published_by.get_full_name() or published.published_by.get_username()
+    edits = [OtherEdit(by=who, at=published.published_at, labels=[_("Published")])]
+    change = StaleChange(
+        field="published_at",
+        label=_("Published"),
+        value=_("as version %(number)s") % {"number": published.number},
+        by=who,
+        at=published.published_at,
+    )
+    return StaleEditError(stale_message(edits, what=_("draft")), changes=[change], edits=edits)
+
+
 @transaction.atomic
-def consent_draft_save(*, form: ConsentForm, saved_by: User, **texts: str) -> ConsentFormVersion:
-    """Create the form's one draft, or change it. Published versions are never touched."""
+def consent_draft_save(
+    *, form: ConsentForm, saved_by: User, expected_version: int | None, **texts: str
+) -> ConsentFormVersion:
+    """Create the form's one draft, or change it. Published versions are never touched.
+
+    `texts` are the draft's sections (VERSION_TEXT_FIELDS), as typed.
+    `expected_version` is the version of the draft the page was opened with,
+    0 when the form had no draft then (None: not from a page, the demo data).
+    Only the sections that differ are saved; the draft's version is raised
+    and the audit event names them.
+
+    Raises `StaleEditError` (clinic.concurrency) when the draft changed since
+    the page was opened: another manager saved it, created it (the page had
+    none), or published it (the page had it as a draft); code "stale_edit",
+    with the sections changed, their text now, who and when. Code
+    "bad_version" for a version the draft never had. `ValidationError` for an
+    empty section; `TypeError` for other fields. Nothing is written when it
+    raises."""
     unknown = set(texts) - set(VERSION_TEXT_FIELDS)
     if unknown:
         raise TypeError(f"not version text: {sorted(unknown)}")
-    # Lock the form: two managers saving the first draft at once make one draft.
+    # Lock the form: two managers saving the first draft at once make one draft,
+    # and the draft cannot change or be published while this save decides.
     ConsentForm.objects.select_for_update().get(pk=form.pk)
     draft = form.versions.filter(published_at__isnull=True).first()
+    if expected_version is not None:
+        if draft is None and expected_version != 0:
+            raise _draft_gone_error(form)
+        if draft is not None and expected_version == 0:
+            raise stale_edit_error(draft, since=0)
+        if draft is not None:
+            version_check(draft, expected=expected_version)
     creating = draft is None
     if draft is None:
-        highest = form.versions.aggregate(n=Max("number"))["n"] or 0
-        draft = ConsentFormVersion(form=form, number=highest + 1, created_by=saved_by)
+        numbers = form.versions.aggregate(n=Max("number"), v=Max("version"))
+        draft = ConsentFormVersion(
+            form=form,
+            number=(numbers["n"] or 0) + 1,
+            created_by=saved_by,
+            # Versions run on across the form's drafts: a page opened on a
+            # draft since published is stale against the next draft too.
+            version=(numbers["v"] or 0) + 1,
+        )
     changed = [name for name, value in texts.items() if getattr(draft, name) != value]
     for name in changed:
         setattr(draft, name, texts[name])
-    draft.full_clean()
     if creating or changed:
+        mark = version_mark(draft.version) if creating else version_bump(draft)
+        draft.full_clean()
         draft.save()
         audit_log(
             actor=saved_by,
             action=AuditAction.CREATE if creating else AuditAction.UPDATE,
             obj=draft,
-            changed_fields=changed,
+            changed_fields=[*changed, mark],
         )
+    else:
+        draft.full_clean()
     return draft
 
 
@@ -106,7 +176,11 @@ def consent_version_publish(
 ) -> ConsentFormVersion:
     """Publish the draft: it gets the next number and its text is frozen for good
     (the database refuses any later change). Future signatures use it; patients
-    who signed an older version are flagged "re-consent needed"."""
+    who signed an older version are flagged "re-consent needed". Its version
+    is raised, so a draft page opened before is refused.
+
+    Raises `ValidationError` (code "already_published") when `version` is
+    already published."""
     ConsentForm.objects.select_for_update().get(pk=version.form_id)
     draft = ConsentFormVersion.objects.select_for_update().get(pk=version.pk)
     if draft.published_at is not None:
@@ -124,13 +198,14 @@ def consent_version_publish(
     draft.number = highest + 1
     draft.published_at = timezone.now()
     draft.published_by = published_by
+    mark = version_bump(draft)
     draft.full_clean()
     draft.save()
     audit_log(
         actor=published_by,
         action=AuditAction.PUBLISHED,
         obj=draft,
-        changed_fields=["number", "published_at", "published_by"],
+        changed_fields=["number", "published_at", "published_by", mark],
     )
     return draft
 
@@ -270,6 +345,7 @@ def consent_sign(
     signature_data_url: str,
     witness: User,
     witnessed: bool,
+    submission_token: uuid.UUID | None = None,
 ) -> SignedConsent:
     """Record the patient's signature on the current version of `form`,
     countersigned by `witness`: the sections read (as data, `consent_sections`),
@@ -279,10 +355,18 @@ def consent_sign(
     `version_uuid`: the version the page showed; `sections_confirmed`: names of
     the sections ticked; `photo_consent`: the patient's choice; `signer_name`:
     the name the patient typed; `signature_data_url`: the drawn PNG as a data
-    URL; `witnessed`: the practitioner's tick. Refuses (ValidationError, keyed
-    by form field) anything short of a complete, current, drawn and witnessed
-    consent: "version" when a newer version was published since the page was
-    opened, "confirm_<section>", "signer_name", "signature", "witnessed"."""
+    URL; `witnessed`: the practitioner's tick; `submission_token`: the signing
+    page's one-time token, stored on the record (None: no page, no guard).
+
+    Raises `AlreadySubmittedError` (clinic.concurrency, with `.obj`) when a
+    signature was already recorded with this token: the same page sent twice
+    (a double tap), even at the same instant, records one signature. Refuses
+    (ValidationError, keyed by form field) anything short of a complete,
+    current, drawn and witnessed consent: "version" when a newer version was
+    published since the page was opened, "confirm_<section>", "signer_name",
+    "signature", "witnessed". Nothing is written when it raises."""
+    # First the token: a second post of the same page waits here for the first.
+    submission_check(SignedConsent, submission_token)
     # Lock the form: a version published while the patient signs is noticed.
     ConsentForm.objects.select_for_update().get(pk=form.pk)
     current = version_current(form=form)
@@ -332,6 +416,7 @@ def consent_sign(
         signature_sha256=sha256_hex(png),
         signed_at=timezone.now(),
         witness=witness,
+        submission_token=submission_token,
     )
     signed.signature.save(f"{signed.uuid}.png", ContentFile(png), save=False)
     try:

@@ -25,6 +25,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from clinic.access import signed_in_user, staff
 from clinic.audit import audit_log, audit_read
+from clinic.concurrency import AlreadySubmittedError, StaleEditError
 from clinic.models import AuditAction
 from clinic.roles import Role
 from consent.forms import ConsentFormCreateForm, DraftForm, SignForm, WithdrawForm
@@ -122,17 +123,31 @@ def draft_edit(request: HttpRequest, form: uuid.UUID) -> HttpResponse:
     if draft is None and (current := version_current(form=found)) is not None:
         initial = {name: getattr(current, name) for name in VERSION_TEXT_FIELDS}
     edit = DraftForm(request.POST or None, instance=draft, initial=initial)
+    status = 200
     if request.method == "POST" and edit.is_valid():
-        saved = consent_draft_save(form=found, saved_by=signed_in_user(request), **edit.texts())
-        messages.success(request, _("Draft saved. Read the preview, then publish it."))
-        return HttpResponseRedirect(
-            reverse("consent:version_detail", kwargs={"form": found.uuid, "version": saved.uuid})
-        )
+        try:
+            saved = consent_draft_save(
+                form=found,
+                saved_by=signed_in_user(request),
+                expected_version=edit.cleaned_data["version"],
+                **edit.texts(),
+            )
+        except StaleEditError as refusal:
+            status = edit.show_stale(refusal)
+        else:
+            messages.success(request, _("Draft saved. Read the preview, then publish it."))
+            return HttpResponseRedirect(
+                reverse(
+                    "consent:version_detail", kwargs={"form": found.uuid, "version": saved.uuid}
+                )
+            )
+    if edit.errors and status == 200:
+        status = 400
     return render(
         request,
         "consent/draft_form.html",
         {"consent_form": found, "form": edit, "draft": draft},
-        status=400 if edit.errors else 200,
+        status=status,
     )
 
 
@@ -226,7 +241,11 @@ def sign(request: HttpRequest, patient: uuid.UUID, form: uuid.UUID) -> HttpRespo
                 signature_data_url=data["signature"],
                 witness=signed_in_user(request),
                 witnessed=data["witnessed"],
+                submission_token=data["submission_token"],
             )
+        except AlreadySubmittedError as repeated:
+            messages.info(request, repeated.message)
+            return HttpResponseRedirect(repeated.obj.get_absolute_url())  # type: ignore[attr-defined]
         except ValidationError as exc:
             sign_form.add_error(None, exc)
         else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import date
 from typing import Any
 
@@ -9,6 +10,7 @@ from django import forms
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from clinic.forms import VersionedFormMixin
 from patients.images import CleanImage, ImageRejectedError, clean_photo
 from patients.models import (
     HISTORY_BOOLEAN_FIELDS,
@@ -24,8 +26,9 @@ from patients.models import (
 )
 
 
-class PatientForm(forms.ModelForm):
-    """Registration and contact details. Never clinical information."""
+class PatientForm(VersionedFormMixin, forms.ModelForm):
+    """Registration and contact details. Never clinical information. Editing,
+    it carries the record's version (`VersionedFormMixin`)."""
 
     confirm_not_duplicate = forms.BooleanField(
         required=False,
@@ -68,6 +71,27 @@ class PatientForm(forms.ModelForm):
 
     def service_fields(self) -> dict[str, Any]:
         return {name: self.cleaned_data[name] for name in self.Meta.fields}
+
+
+class PatientRegistrationForm(PatientForm):
+    """Registration: the contact details plus a one-time token, issued with the
+    empty form and sent back with every post of it (the duplicate warning
+    keeps it), so that the same registration sent twice registers once."""
+
+    registration_token = forms.CharField(required=False, widget=forms.HiddenInput)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not self.is_bound:
+            self.fields["registration_token"].initial = str(uuid.uuid4())
+
+    def clean_registration_token(self) -> uuid.UUID | None:
+        # A missing or mangled token only loses the double-submission guard;
+        # the duplicate check still runs.
+        try:
+            return uuid.UUID(self.cleaned_data.get("registration_token") or "")
+        except ValueError:
+            return None
 
 
 class PatientSearchForm(forms.Form):

@@ -8,6 +8,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
 from django.db import models
+from django.db.models.functions import Upper
 from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
 from phonenumber_field.modelfields import PhoneNumberField
@@ -61,12 +62,41 @@ class Patient(models.Model):
     consents_to_messages = models.BooleanField(
         _("agrees to receive reminders and aftercare messages"), default=False
     )
-    # Lower-cased name, email, phone digits and birth date, kept by the
-    # services, so that one indexed column answers the search box.
+    # Name and email folded (accents, case, apostrophes: patients.folding),
+    # phone digits and birth date, kept by the services, so that one
+    # trigram-indexed column answers the search box.
     search_text = models.TextField(editable=False, default="")
+    # The one-time token of the registration form that created this record:
+    # the same form sent twice (a double click, a resent request) finds it here
+    # instead of registering the person twice.
+    registration_token = models.UUIDField(null=True, blank=True, unique=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # Raised by every save of the services: an edit opened at an older version
+    # is refused (clinic.concurrency), never applied over someone else's.
+    version = models.PositiveIntegerField(_("record version"), default=1, editable=False)
     created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        related_name="+",
+        null=True,
+        blank=True,
+        editable=False,
+    )
+    # Set when this record was found to be a second record of the same person
+    # and merged into `merged_into` (treatments.services.merge): its clinical
+    # rows moved there; the row stays, hidden from search and lists, and its
+    # pages redirect to the survivor's.
+    merged_into = models.ForeignKey(
+        "self",
+        on_delete=models.PROTECT,
+        related_name="merged_records",
+        null=True,
+        blank=True,
+        editable=False,
+    )
+    merged_at = models.DateTimeField(null=True, blank=True, editable=False)
+    merged_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.PROTECT,
         related_name="+",
@@ -77,7 +107,13 @@ class Patient(models.Model):
 
     class Meta:
         ordering = ["last_name", "first_name", "id"]
-        indexes = [models.Index(fields=["last_name", "first_name"], name="patient_name_idx")]
+        indexes = [
+            models.Index(fields=["last_name", "first_name"], name="patient_name_idx"),
+            # The duplicate check, run under a lock at each registration.
+            models.Index(fields=["date_of_birth"], name="patient_birth_date_idx"),
+            models.Index(Upper("email"), name="patient_email_ci_idx"),
+            models.Index(fields=["phone"], name="patient_phone_idx"),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=models.Q(date_of_birth__gte="1900-01-01"),
@@ -94,6 +130,21 @@ class Patient(models.Model):
                 condition=~models.Q(reminder_channel="email") | ~models.Q(email=""),
                 name="patient_email_needs_address",
                 violation_error_message=_("Email reminders need an email address."),
+            ),
+            # A merge records when and by whom, or nothing at all.
+            models.CheckConstraint(
+                condition=models.Q(
+                    merged_into__isnull=True, merged_at__isnull=True, merged_by__isnull=True
+                )
+                | models.Q(
+                    merged_into__isnull=False, merged_at__isnull=False, merged_by__isnull=False
+                ),
+                name="patient_merge_recorded",
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(merged_into=models.F("pk")),
+                name="patient_not_merged_into_itself",
+                violation_error_message=_("A record cannot be merged into itself."),
             ),
         ]
 

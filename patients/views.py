@@ -7,6 +7,7 @@ import uuid
 from django.conf import settings
 from django.contrib import messages
 from django.core.paginator import Paginator
+from django.db.models import Q
 from django.http import FileResponse, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
@@ -16,12 +17,14 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from clinic.access import signed_in_user, staff
 from clinic.audit import audit_log, audit_read
+from clinic.concurrency import StaleEditError
 from clinic.models import AuditAction, AuditEvent
 from clinic.roles import Role
 from patients.forms import (
     ConsultationForm,
     MedicalHistoryForm,
     PatientForm,
+    PatientRegistrationForm,
     PatientSearchForm,
     PhotoCompareForm,
     PhotoForm,
@@ -39,6 +42,9 @@ from patients.selectors import (
     patient_search,
 )
 from patients.services import (
+    AlreadyRegisteredError,
+    PatientRefusedError,
+    PossibleDuplicateError,
     consultation_record,
     medical_history_record,
     patient_create,
@@ -71,7 +77,8 @@ def _unconfirmed_duplicates(
     request: HttpRequest, form: PatientForm, instance: Patient | None = None
 ) -> tuple[list[Patient], PatientForm]:
     """Possible duplicates the user has not yet seen, and the form to show them
-    with (its next post confirms). An empty list means: go ahead and save."""
+    with (its next post confirms). An empty list means: go ahead and save.
+    Used when editing; registration runs the check inside `patient_create`."""
     data = form.cleaned_data
     duplicates = patient_possible_duplicates(
         user=signed_in_user(request),
@@ -91,22 +98,54 @@ def _unconfirmed_duplicates(
     return duplicates, shown
 
 
+def _registration_form_again(request: HttpRequest, **changes: str) -> PatientRegistrationForm:
+    """The posted registration form, shown again with `changes` to its hidden fields."""
+    data = request.POST.copy()
+    for name, value in changes.items():
+        data[name] = value
+    form = PatientRegistrationForm(data)
+    form.is_valid()
+    return form
+
+
 @staff(*REGISTER_ROLES)
 @require_http_methods(["GET", "POST"])
 def patient_create_view(request: HttpRequest) -> HttpResponse:
-    form = PatientForm(request.POST or None)
+    """Register a patient. Possible duplicates are shown, with links, and the
+    form then confirms "a different person"; the same form sent twice leads
+    to the first record."""
+    form = PatientRegistrationForm(request.POST or None)
     duplicates: list[Patient] = []
+    status = 200
     if request.method == "POST" and form.is_valid():
-        duplicates, form = _unconfirmed_duplicates(request, form)
-        if not duplicates:
-            patient = patient_create(created_by=signed_in_user(request), **form.service_fields())
+        try:
+            patient = patient_create(
+                created_by=signed_in_user(request),
+                registration_token=form.cleaned_data["registration_token"],
+                confirmed_different_person=form.cleaned_data["confirm_not_duplicate"],
+                **form.service_fields(),
+            )
+        except PossibleDuplicateError as refusal:
+            duplicates = refusal.duplicates
+            form = _registration_form_again(request, confirm_not_duplicate="on")
+        except AlreadyRegisteredError as refusal:
+            messages.info(request, refusal.message)
+            return HttpResponseRedirect(refusal.patient.get_absolute_url())
+        except PatientRefusedError as refusal:
+            # The form's token belongs to another record: a fresh one lets it be sent again.
+            form = _registration_form_again(request, registration_token=str(uuid.uuid4()))
+            form.add_error(refusal.field, refusal.message)
+            status = 409
+        else:
             messages.success(request, _("%(name)s is registered.") % {"name": patient.full_name})
             return HttpResponseRedirect(patient.get_absolute_url())
+    if form.errors and status == 200:
+        status = 400
     return render(
         request,
         "patients/patient_form.html",
         {"form": form, "duplicates": duplicates, "creating": True},
-        status=200 if not form.errors else 400,
+        status=status,
     )
 
 
@@ -132,24 +171,36 @@ def patient_detail(request: HttpRequest, patient: uuid.UUID) -> HttpResponse:
 @staff(*REGISTER_ROLES)
 @require_http_methods(["GET", "POST"])
 def patient_edit(request: HttpRequest, patient: uuid.UUID) -> HttpResponse:
+    """Change the contact details. A save opened before someone else's is
+    refused (409) with what they changed, and what was typed is shown again."""
     record = patient_get_for_user(user=signed_in_user(request), patient_uuid=patient)
     form = PatientForm(request.POST or None, instance=record)
     duplicates: list[Patient] = []
+    status = 200
     if request.method == "POST" and form.is_valid():
         duplicates, form = _unconfirmed_duplicates(request, form, instance=record)
         if not duplicates:
-            patient_update(
-                patient=record, updated_by=signed_in_user(request), **form.service_fields()
-            )
-            messages.success(request, _("Contact details saved."))
-            return HttpResponseRedirect(record.get_absolute_url())
+            try:
+                patient_update(
+                    patient=record,
+                    updated_by=signed_in_user(request),
+                    expected_version=form.cleaned_data["version"],
+                    **form.service_fields(),
+                )
+            except StaleEditError as refusal:
+                status = form.show_stale(refusal)
+            else:
+                messages.success(request, _("Contact details saved."))
+                return HttpResponseRedirect(record.get_absolute_url())
     else:
         audit_read(request, record, patient_ref=record.uuid)
+    if form.errors and status == 200:
+        status = 400
     return render(
         request,
         "patients/patient_form.html",
         {"form": form, "duplicates": duplicates, "patient": record, "creating": False},
-        status=200 if not form.errors else 400,
+        status=status,
     )
 
 
@@ -226,10 +277,14 @@ def access_history(request: HttpRequest, patient: uuid.UUID) -> HttpResponse:
     see what was opened; managers see only who and when."""
     user = signed_in_user(request)
     record = patient_get_for_user(user=user, patient_uuid=patient)
-    page = Paginator(
-        AuditEvent.objects.filter(patient_ref=record.uuid).order_by("-at", "-id"), 50
-    ).get_page(request.GET.get("page"))
+    # Recorded first: the page is counted and read after it, so both agree.
     audit_read(request, record, patient_ref=record.uuid)
+    # With the records merged into this one: who opened those is part of its history.
+    merged = Patient.objects.filter(merged_into=record).values("uuid")
+    seen = Q(patient_ref=record.uuid) | Q(patient_ref__in=merged)
+    page = Paginator(AuditEvent.objects.filter(seen).order_by("-at", "-id"), 50).get_page(
+        request.GET.get("page")
+    )
     return render(
         request,
         "patients/access_history.html",

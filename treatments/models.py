@@ -65,6 +65,9 @@ class Ingredient(models.Model):
     name = models.CharField(_("name"), max_length=120)
     category = models.CharField(_("category"), max_length=20, choices=IngredientCategory.choices)
     active = models.BooleanField(_("in use"), default=True)
+    # Raised by every save of the services: an edit opened at an older version
+    # is refused (clinic.concurrency), never applied over someone else's.
+    version = models.PositiveIntegerField(_("record version"), default=1, editable=False)
 
     class Meta:
         ordering = ["name"]
@@ -97,6 +100,9 @@ class Product(models.Model):
     )
     notes = models.TextField(_("notes"), blank=True, max_length=2000)
     active = models.BooleanField(_("in use"), default=True)
+    # Raised by every save of the services: an edit opened at an older version
+    # is refused (clinic.concurrency), never applied over someone else's.
+    version = models.PositiveIntegerField(_("record version"), default=1, editable=False)
 
     class Meta:
         ordering = ["name", "maker"]
@@ -226,6 +232,9 @@ class AftercareSheet(models.Model):
         help_text=_("One per line."),
     )
     updated_at = models.DateTimeField(auto_now=True)
+    # Raised by every save of the services: an edit opened at an older version
+    # is refused (clinic.concurrency), never applied over someone else's.
+    version = models.PositiveIntegerField(_("record version"), default=1, editable=False)
 
     class Meta:
         ordering = ["title"]
@@ -284,6 +293,9 @@ class Protocol(models.Model):
         verbose_name=_("aftercare sheet"),
     )
     active = models.BooleanField(_("in use"), default=True)
+    # Raised by every save of the services: an edit opened at an older version
+    # is refused (clinic.concurrency), never applied over someone else's.
+    version = models.PositiveIntegerField(_("record version"), default=1, editable=False)
 
     class Meta:
         ordering = ["name"]
@@ -419,6 +431,9 @@ class AllergyTest(models.Model):
         editable=False,
     )
     created_at = models.DateTimeField(auto_now_add=True)
+    # The one-time token of the form that created this row: the same form sent
+    # twice (a double click, a resent request) finds it instead of a second row.
+    submission_token = models.UUIDField(null=True, blank=True, unique=True, editable=False)
 
     class Meta:
         ordering = ["-given_at", "-id"]
@@ -550,6 +565,9 @@ class Room(models.Model):
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     name = models.CharField(_("name"), max_length=80, unique=True)
     active = models.BooleanField(_("in use"), default=True)
+    # Raised by every save of the services: an edit opened at an older version
+    # is refused (clinic.concurrency), never applied over someone else's.
+    version = models.PositiveIntegerField(_("record version"), default=1, editable=False)
 
     class Meta:
         ordering = ["name"]
@@ -749,6 +767,12 @@ class Booking(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", editable=False
     )
     updated_at = models.DateTimeField(auto_now=True)
+    # Raised by every save of the services: an edit opened at an older version
+    # is refused (clinic.concurrency), never applied over someone else's.
+    version = models.PositiveIntegerField(_("record version"), default=1, editable=False)
+    # The one-time token of the form that created this row: the same form sent
+    # twice (a double click, a resent request) finds it instead of a second row.
+    submission_token = models.UUIDField(null=True, blank=True, unique=True, editable=False)
 
     class Meta:
         ordering = ["starts_at", "id"]

@@ -1,12 +1,14 @@
 """URL routes of the treatments app: the catalogue, protocols and aftercare
 sheets (managers), allergy tests and tasks, the calendar and courses, and
-session records, reminders, aftercare documents and the patient portal."""
+session records, reminders, aftercare documents, the patient portal, and
+merging a duplicate patient record into the one that stays."""
 
 from django.urls import URLPattern
 
 from treatments.allergy_urls import urlpatterns as allergy_urls
 from treatments.booking_urls import urlpatterns as booking_urls
 from treatments.catalogue_urls import urlpatterns as catalogue_urls
+from treatments.merge_urls import urlpatterns as merge_urls
 from treatments.portal_urls import urlpatterns as portal_urls
 from treatments.reminder_urls import urlpatterns as reminder_urls
 from treatments.session_urls import urlpatterns as session_urls
@@ -20,4 +22,5 @@ urlpatterns: list[URLPattern] = [
     *session_urls,
     *reminder_urls,
     *portal_urls,
+    *merge_urls,
 ]

@@ -1,6 +1,7 @@
 // The calendar: filters apply as soon as they change, and a booked session can
 // be dragged onto a free time to move it (the move form's endpoint, so the
-// same checks and messages apply).
+// same checks and messages apply; the card's version goes with it, so a booking
+// someone else changed since the page was shown is not moved).
 document.addEventListener("DOMContentLoaded", () => {
   const filters = document.querySelector("[data-testid='cal-filters']");
   if (filters) {
@@ -46,6 +47,7 @@ document.addEventListener("DOMContentLoaded", () => {
       start_time: wanted.get("time") || "",
       practitioner: wanted.get("practitioner") || dragged.dataset.practitioner,
       room: wanted.get("room") || dragged.dataset.room,
+      version: dragged.dataset.version || "",
     });
     const response = await fetch(dragged.dataset.move, {
       method: "POST",
@@ -58,11 +60,41 @@ document.addEventListener("DOMContentLoaded", () => {
       return;
     }
     const page = new DOMParser().parseFromString(await response.text(), "text/html");
-    const messages = [...page.querySelectorAll("[data-testid='form-error'], .invalid-feedback")]
-      .map((el) => el.textContent.trim())
-      .filter(Boolean);
-    errorBox.textContent = messages.join(" ") || response.statusText;
+    const stale = page.querySelector("[data-testid='stale-edit']");
+    if (stale) {
+      showStale(stale);
+    } else {
+      const messages = [...page.querySelectorAll("[data-testid='form-error'], .invalid-feedback")]
+        .map((el) => el.textContent.trim())
+        .filter(Boolean);
+      errorBox.textContent = messages.join(" ") || response.statusText;
+    }
     errorBox.classList.remove("d-none");
     errorBox.scrollIntoView({ block: "nearest" });
   });
+
+  // Someone changed the booking since this page was shown: say who, what it
+  // is now, and offer the calendar as it is now (the server's own words).
+  function showStale(stale) {
+    const text = (el) => (el ? el.textContent.trim() : "");
+    const message = document.createElement("p");
+    message.className = "mb-2";
+    message.dataset.testid = "stale-message";
+    message.textContent = text(stale.querySelector("[data-testid='stale-message']"));
+    const changes = document.createElement("ul");
+    changes.className = "mb-2";
+    stale.querySelectorAll("[data-testid='stale-change']").forEach((row) => {
+      const [label, value] = row.querySelectorAll("th, td");
+      const item = document.createElement("li");
+      item.textContent = `${text(label)}: ${text(value)}`;
+      changes.append(item);
+    });
+    const reload = document.createElement("button");
+    reload.type = "button";
+    reload.className = "btn btn-sm btn-outline-danger";
+    reload.dataset.testid = "use-their-version";
+    reload.textContent = text(stale.querySelector("[data-testid='use-their-version']"));
+    reload.addEventListener("click", () => window.location.reload());
+    errorBox.replaceChildren(message, changes, reload);
+  }
 });

@@ -14,10 +14,10 @@ from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
 from clinic.models import User
-from consent.models import ConsentFormVersion, SignedConsent
+from consent.models import CONSENT_SECTION_NAMES, ConsentFormVersion, SignedConsent
 from consent.selectors import sections_match_text, text_matches_hash
 from consent.services import sha256_hex, signed_sections
-from tests.factories import ConsentFormFactory, ConsentFormVersionFactory, PatientFactory
+from tests.factories import ConsentFormVersionFactory, PatientFactory
 
 BEFORE = ("consent", "0002_immutable")
 AFTER = ("consent", "0003_signedconsent_sections")
@@ -60,9 +60,31 @@ def before_0003() -> Iterator[Apps]:
     executor.migrate(executor.loader.graph.leaf_nodes())
 
 
-def migrate_to_0003() -> None:
+def migrate_to_0003() -> Apps:
+    """Migrate to 0003; the models as they were then (later migrations add
+    columns the current models read)."""
     executor = MigrationExecutor(connection)
     executor.migrate([AFTER])
+    return MigrationExecutor(connection).loader.project_state([AFTER]).apps
+
+
+def old_version(apps: Apps, author: User, *, form: Any = None, **texts: str) -> Any:
+    """A published consent form version as the code before 0003 wrote it, with
+    the factory's texts unless given (the current models have columns since)."""
+    if form is None:
+        form = apps.get_model("consent", "ConsentForm").objects.create(
+            title="Face", created_by_id=author.pk
+        )
+    typed = ConsentFormVersionFactory.build(number=1)
+    fields = {name: getattr(typed, name) for name in (*CONSENT_SECTION_NAMES, "photo_consent_text")}
+    return apps.get_model("consent", "ConsentFormVersion").objects.create(
+        form=form,
+        number=form.versions.count() + 1,
+        created_by_id=author.pk,
+        published_at=timezone.now(),
+        published_by_id=author.pk,
+        **{**fields, **texts},
+    )
 
 
 def old_signature(apps: Apps, version: ConsentFormVersion, **fields: Any) -> Any:
@@ -96,11 +118,10 @@ def trigger_enabled() -> str:
 def test_consents_signed_before_get_their_sections_from_the_version_they_signed(
     before_0003: Apps, practitioner: User
 ) -> None:
-    form = ConsentFormFactory(title="Face")
-    first = ConsentFormVersionFactory(
-        form=form, procedure="Tiny injections.\r\n## Agreed to everything\r\nmore  "
+    first = old_version(
+        before_0003, practitioner, procedure="Tiny injections.\r\n## Agreed to everything\r\nmore  "
     )
-    second = ConsentFormVersionFactory(form=form, aftercare="Nothing for a day.")
+    second = old_version(before_0003, practitioner, form=first.form, aftercare="Nothing for a day.")
     agreed = old_signature(before_0003, first, witness=practitioner)
     refused = old_signature(before_0003, second, witness=practitioner, photo_consent=False)
     # Withdrawn and with a PDF row: the rows pointing at it do not stop the fill.
@@ -115,10 +136,10 @@ def test_consents_signed_before_get_their_sections_from_the_version_they_signed(
         signed_consent_id=agreed.pk, queued_at=timezone.now()
     )
 
-    migrate_to_0003()
+    after_0003 = migrate_to_0003()
 
-    agreed_now = SignedConsent.objects.get(pk=agreed.pk)
-    refused_now = SignedConsent.objects.get(pk=refused.pk)
+    agreed_now = after_0003.get_model("consent", "SignedConsent").objects.get(pk=agreed.pk)
+    refused_now = after_0003.get_model("consent", "SignedConsent").objects.get(pk=refused.pk)
     assert agreed_now.text == agreed.text  # not a byte changed
     assert text_matches_hash(agreed_now)
     assert text_matches_hash(refused_now)
@@ -152,7 +173,7 @@ def test_consents_signed_before_get_their_sections_from_the_version_they_signed(
 def test_a_consent_whose_text_is_not_its_versions_stops_the_migration_unchanged(
     before_0003: Apps, practitioner: User
 ) -> None:
-    version = ConsentFormVersionFactory()
+    version = old_version(before_0003, practitioner)
     good = old_signature(before_0003, version, witness=practitioner)
     odd = old_signature(before_0003, version, witness=practitioner, text="Face\nVersion 1\n\nx\n")
 

@@ -90,7 +90,7 @@ def refused(version: ConsentFormVersion, witness: User, **overrides: Any) -> dic
 
 def test_publishing_a_draft_numbers_it_and_freezes_its_text(manager: User) -> None:
     form = ConsentFormFactory()
-    draft = consent_draft_save(form=form, saved_by=manager, **TEXTS)
+    draft = consent_draft_save(form=form, saved_by=manager, expected_version=None, **TEXTS)
     assert draft.published_at is None
     published = consent_version_publish(version=draft, published_by=manager)
     assert published.number == 1
@@ -100,7 +100,9 @@ def test_publishing_a_draft_numbers_it_and_freezes_its_text(manager: User) -> No
         object_id=str(published.uuid),
         changed_fields__contains=["published_at"],
     ).exists()
-    second = consent_draft_save(form=form, saved_by=manager, **{**TEXTS, "aftercare": "New."})
+    second = consent_draft_save(
+        form=form, saved_by=manager, expected_version=None, **{**TEXTS, "aftercare": "New."}
+    )
     assert consent_version_publish(version=second, published_by=manager).number == 2
     with pytest.raises(ValidationError, match="already published"):
         consent_version_publish(version=second, published_by=manager)
@@ -118,8 +120,10 @@ def test_the_database_refuses_to_change_or_delete_a_published_version(
 
 
 def test_a_draft_can_still_be_edited(manager: User, version: ConsentFormVersion) -> None:
-    draft = consent_draft_save(form=version.form, saved_by=manager, **TEXTS)
-    again = consent_draft_save(form=version.form, saved_by=manager, **{**TEXTS, "benefits": "B"})
+    draft = consent_draft_save(form=version.form, saved_by=manager, expected_version=None, **TEXTS)
+    again = consent_draft_save(
+        form=version.form, saved_by=manager, expected_version=None, **{**TEXTS, "benefits": "B"}
+    )
     assert again.pk == draft.pk
     assert again.benefits == "B"
     assert again.number == 2
@@ -233,7 +237,7 @@ def test_another_forms_version_is_refused(version: ConsentFormVersion, practitio
 def test_a_draft_version_cannot_be_signed(
     version: ConsentFormVersion, practitioner: User, manager: User
 ) -> None:
-    draft = consent_draft_save(form=version.form, saved_by=manager, **TEXTS)
+    draft = consent_draft_save(form=version.form, saved_by=manager, expected_version=None, **TEXTS)
     refused(version, practitioner, version_uuid=draft.uuid)
 
 
@@ -352,7 +356,7 @@ def test_a_heading_typed_inside_a_section_stays_inside_that_section(
 ) -> None:
     form = ConsentFormFactory(title="Face")
     typed = {**TEXTS, "procedure": "Small injections.\n## Agreed to everything\nmore"}
-    draft = consent_draft_save(form=form, saved_by=manager, **typed)
+    draft = consent_draft_save(form=form, saved_by=manager, expected_version=None, **typed)
     version = consent_version_publish(version=draft, published_by=manager)
 
     signed = sign(version, practitioner)
@@ -375,7 +379,9 @@ def test_the_text_is_written_as_before_so_recorded_fingerprints_still_verify(
     manager: User,
 ) -> None:
     form = ConsentFormFactory(title="Face")
-    draft = consent_draft_save(form=form, saved_by=manager, **{**TEXTS, "benefits": " B\r\nC "})
+    draft = consent_draft_save(
+        form=form, saved_by=manager, expected_version=None, **{**TEXTS, "benefits": " B\r\nC "}
+    )
     version = consent_version_publish(version=draft, published_by=manager)
     # What signing wrote before the sections were kept as data, byte for byte.
     before = (

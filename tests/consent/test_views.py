@@ -128,7 +128,7 @@ def test_a_manager_writes_a_draft_from_the_current_text_previews_and_publishes(
         name: getattr(version, name) for name in (*CONSENT_SECTION_NAMES, "photo_consent_text")
     }
     texts["aftercare"] = "No sauna for 48 hours, and no alcohol."
-    response = client.post(draft_url, texts)
+    response = client.post(draft_url, {**texts, "version": "0"})  # the form had no draft
     draft = form.versions.get(published_at__isnull=True)
     preview = reverse("consent:version_detail", kwargs={"form": form.uuid, "version": draft.uuid})
     assert response["Location"] == preview
@@ -148,7 +148,7 @@ def test_an_empty_draft_section_is_refused_and_keeps_the_rest(
 ) -> None:
     client = client_for(manager)
     url = reverse("consent:draft_edit", kwargs={"form": version.form.uuid})
-    response = client.post(url, {"procedure": "Kept words", "benefits": ""})
+    response = client.post(url, {"procedure": "Kept words", "benefits": "", "version": "0"})
     assert response.status_code == 400
     assert "Kept words" in response.content.decode()
     assert not version.form.versions.filter(published_at__isnull=True).exists()

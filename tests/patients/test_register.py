@@ -143,7 +143,12 @@ def test_manager_reads_the_register_but_cannot_register(manager: User, client: C
 
 def test_editing_contact_details_records_what_changed(receptionist: User, client: Client) -> None:
     patient = PatientFactory(first_name="Amelia", last_name="Hart", date_of_birth=date(1986, 4, 12))
-    data = form_data(email=patient.email, phone=patient.phone.as_national, postcode="BS8 1AA")
+    data = form_data(
+        email=patient.email,
+        phone=patient.phone.as_national,
+        postcode="BS8 1AA",
+        version=str(patient.version),
+    )
     response = sign_in(client, receptionist).post(
         reverse("patients:edit", kwargs={"patient": patient.uuid}), data
     )
@@ -157,7 +162,8 @@ def test_editing_contact_details_records_what_changed(receptionist: User, client
 def test_a_failed_edit_changes_nothing(receptionist: User, client: Client) -> None:
     patient = PatientFactory(first_name="Amelia")
     url = reverse("patients:edit", kwargs={"patient": patient.uuid})
-    response = sign_in(client, receptionist).post(url, form_data(first_name="Changed", phone="1"))
+    data = form_data(first_name="Changed", phone="1", version=str(patient.version))
+    response = sign_in(client, receptionist).post(url, data)
     assert response.status_code == 400
     patient.refresh_from_db()
     assert patient.first_name == "Amelia"

@@ -159,6 +159,7 @@ def test_move_keeps_the_previous_time_practitioner_and_room_in_the_history(
         practitioner=clinic.other_practitioner,
         room=clinic.other_room,
         moved_by=receptionist,
+        expected_version=None,
     )
     booking.refresh_from_db()
     assert booking.starts_at == at(TUESDAY, 14)
@@ -190,6 +191,7 @@ def test_move_onto_a_taken_slot_is_refused_and_changes_nothing(
             practitioner=clinic.practitioner,
             room=clinic.room,
             moved_by=receptionist,
+            expected_version=None,
         )
     booking.refresh_from_db()
     assert booking.starts_at == at(TUESDAY, 10)
@@ -345,6 +347,7 @@ def test_booking_page_shows_the_history_with_who_and_from_where(
         practitioner=clinic.practitioner,
         room=clinic.other_room,
         moved_by=receptionist,
+        expected_version=None,
     )
     sign_in(client, receptionist)
     with django_assert_max_num_queries(14):  # type: ignore[operator]
@@ -375,6 +378,7 @@ def test_moving_through_the_page_onto_a_taken_slot_is_409(
         "start_time": "14:00",
         "practitioner": str(clinic.other_practitioner.uuid),
         "room": str(clinic.room.uuid),
+        "version": str(booking.version),
     }
     response = client.post(url, data)
     assert response.status_code == 409
@@ -476,6 +480,7 @@ def test_booking_page_query_count_is_the_same_with_one_change_or_many(
             practitioner=clinic.practitioner,
             room=rooms[hour % 2],
             moved_by=receptionist,
+            expected_version=None,
         )
     booking_mark(booking=booking, status="arrived", marked_by=receptionist)
     with CaptureQueriesContext(connection) as many:
@@ -505,6 +510,7 @@ def test_reminders_follow_the_booking_when_it_is_made_moved_and_cancelled(
         practitioner=clinic.practitioner,
         room=clinic.room,
         moved_by=receptionist,
+        expected_version=None,
     )
     assert set(planned.values_list("slot_starts_at", flat=True)) == {
         at(MONDAY + timedelta(days=4), 11)

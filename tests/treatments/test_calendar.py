@@ -33,7 +33,7 @@ from treatments.models import (
     Room,
     WorkingHours,
 )
-from treatments.selectors.booking import next_free_slot
+from treatments.selectors.booking import next_free_slot, working_hours_version
 from treatments.selectors.readiness import booking_readiness
 from treatments.services.allergy import allergy_test_give
 
@@ -411,10 +411,11 @@ def test_manager_adds_a_room_hours_and_a_closure(
         "weekday": "5",
         "starts": "09:00",
         "ends": "13:00",
+        "version": working_hours_version(clinic.practitioner),
     }
     assert client.post(url, data).status_code == 302
     assert WorkingHours.objects.filter(practitioner=clinic.practitioner, weekday=5).exists()
-    data.update(starts="12:00", ends="14:00")
+    data.update(starts="12:00", ends="14:00", version=working_hours_version(clinic.practitioner))
     response = client.post(url, data)
     assert response.status_code == 400
     assert "overlap" in response.content.decode()
@@ -433,7 +434,11 @@ def test_manager_adds_a_room_hours_and_a_closure(
     assert ClinicClosure.objects.get().ends_on == date(2026, 12, 26)
     clear = client.post(
         reverse("treatments:hours_clear"),
-        {"practitioner": str(clinic.practitioner.uuid), "weekday": "5"},
+        {
+            "practitioner": str(clinic.practitioner.uuid),
+            "weekday": "5",
+            "version": working_hours_version(clinic.practitioner),
+        },
     )
     assert clear.status_code == 302
     assert not WorkingHours.objects.filter(practitioner=clinic.practitioner, weekday=5).exists()

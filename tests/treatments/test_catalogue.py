@@ -111,20 +111,20 @@ def test_an_ingredient_is_taken_out_of_use_not_deleted(manager: User, client: Cl
     ingredient = IngredientFactory(name="Finasteride", category="medicine")
     response = sign_in(client, manager).post(
         url("ingredient_edit", ingredient=ingredient.uuid),
-        {"name": "Finasteride", "category": "medicine"},
+        {"name": "Finasteride", "category": "medicine", "version": "1"},
     )
     assert response.status_code == 302
     ingredient.refresh_from_db()
     assert ingredient.active is False
     event = AuditEvent.objects.get(action=AuditAction.UPDATE, object_type="treatments.ingredient")
-    assert event.changed_fields == ["active"]
+    assert event.changed_fields == ["active", "version=2"]
 
 
 def test_renaming_an_ingredient_keeps_its_own_name_allowed(manager: User, client: Client) -> None:
     ingredient = IngredientFactory(name="vitamin e", category="vitamin")
     response = sign_in(client, manager).post(
         url("ingredient_edit", ingredient=ingredient.uuid),
-        {"name": "Vitamin E", "category": "vitamin", "active": "on"},
+        {"name": "Vitamin E", "category": "vitamin", "active": "on", "version": "1"},
     )
     assert response.status_code == 302
     ingredient.refresh_from_db()
@@ -202,7 +202,7 @@ def test_editing_a_product_replaces_its_ingredients(manager: User, client: Clien
     product = ProductFactory(ingredients=[old])
     response = sign_in(client, manager).post(
         url("product_edit", product=product.uuid),
-        product_data([new], name=product.name, maker=product.maker),
+        product_data([new], name=product.name, maker=product.maker, version="1"),
     )
     assert response.status_code == 302
     assert list(product.ingredients.all()) == [new]
@@ -829,6 +829,7 @@ def test_protocol_update_replaces_the_cocktail_in_one_transaction(manager: User)
         protocol=protocol,
         updated_by=manager,
         lines=[CocktailLine(c, Decimal("3"), "mg"), CocktailLine(a, Decimal("2"), "ml")],
+        expected_version=1,
     )
     assert [(line.product, line.unit) for line in protocol.cocktail.all()] == [
         (c, "mg"),
@@ -840,10 +841,11 @@ def test_protocol_update_replaces_the_cocktail_in_one_transaction(manager: User)
             protocol=protocol,
             updated_by=manager,
             lines=[CocktailLine(b, Decimal("1"), "ml"), CocktailLine(b, Decimal("2"), "ml")],
+            expected_version=2,
         )
     assert [line.product for line in protocol.cocktail.all()] == [c, a]
     event = AuditEvent.objects.filter(action=AuditAction.UPDATE).get()
-    assert event.changed_fields == ["cocktail"]
+    assert event.changed_fields == ["cocktail", "version=2"]
 
 
 def test_editing_a_protocol_shows_its_lines_and_removes_a_ticked_one(
@@ -861,6 +863,7 @@ def test_editing_a_protocol_shows_its_lines_and_removes_a_ticked_one(
         protocol.aftercare_sheet.pk,
         [(str(a.pk), "2", "ml"), (str(b.pk), "1", "ml")],
         name=protocol.name,
+        version=str(protocol.version),
         **{"cocktail-INITIAL_FORMS": "2", "cocktail-1-DELETE": "on"},
     )
     response = client.post(url("protocol_edit", protocol=protocol.uuid), data)

@@ -98,6 +98,7 @@ def move(c: Clinic, booking: Booking, starts_at: datetime) -> Booking:
             practitioner=booking.practitioner,
             room=booking.room,
             moved_by=c.receptionist,
+            expected_version=None,
         )
         reminders_plan_for_booking(booking=moved)
     return moved

@@ -9,6 +9,7 @@ from django import forms
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from clinic.forms import SubmissionTokenMixin
 from patients.images import CleanImage, ImageRejectedError, clean_photo
 from treatments.models import AllergyResult, Batch, Ingredient, Product
 from treatments.selectors.catalogue import batches_usable
@@ -24,8 +25,9 @@ class BatchChoiceField(forms.ModelChoiceField):
         }
 
 
-class AllergyTestForm(forms.Form):
+class AllergyTestForm(SubmissionTokenMixin, forms.Form):
     """What was injected, where and when. A product counts as all its ingredients.
+    Its one-time token makes a double-clicked "Record" record one test.
 
     The moment of entry is never a field: the service takes it from the
     server's clock. A time given more than 15 minutes earlier needs a reason.
@@ -121,6 +123,7 @@ class AllergyTestForm(forms.Form):
                 "site",
                 "given_at",
                 "late_entry_reason",
+                "submission_token",
             )
         }
 

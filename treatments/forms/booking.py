@@ -3,6 +3,7 @@ manager's rooms, working hours and closures."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
+from clinic.forms import VERSION_LOST, SubmissionTokenMixin, VersionedFormMixin
 from clinic.models import User
 from patients.models import Patient
 from patients.selectors import patients_visible_to
@@ -100,7 +102,9 @@ class LocalStartMixin(forms.Form):
         return None
 
 
-class BookingForm(LocalStartMixin):
+class BookingForm(SubmissionTokenMixin, LocalStartMixin):
+    """A new booking. Its one-time token makes a double-clicked "Book" book once."""
+
     patient = forms.UUIDField(
         label=_("Patient"),
         widget=forms.HiddenInput,
@@ -164,7 +168,10 @@ class BookingForm(LocalStartMixin):
         return cleaned
 
 
-class BookingMoveForm(LocalStartMixin):
+class BookingMoveForm(VersionedFormMixin, LocalStartMixin):
+    """A new time, practitioner or room for a booking, with the booking's
+    version (`initial["version"]`; the calendar's drag sends it too)."""
+
     practitioner = PractitionerChoiceField(
         label=_("Practitioner"), queryset=User.objects.none(), to_field_name="uuid"
     )
@@ -280,13 +287,39 @@ class CourseConfirmForm(forms.Form):
         return cleaned
 
 
-class RoomForm(forms.ModelForm):
+class RoomForm(VersionedFormMixin, forms.ModelForm):
     class Meta:
         model = Room
         fields = ["name", "active"]
 
 
-class WorkingHoursForm(forms.ModelForm):
+# The version of a practitioner's week: seven short hashes, one per day
+# (treatments.selectors.booking.working_hours_version).
+HOURS_VERSION = re.compile(r"[0-9a-f]{10}(?:\.[0-9a-f]{10}){6}")
+
+
+class HoursVersionMixin(VersionedFormMixin):
+    """The hours page's forms carry the version of the practitioner's week, a
+    hash of its rows (the week has no row of its own): `initial["version"]`."""
+
+    versioned_without_instance = True
+
+    def opened_version(self) -> Any:
+        return None
+
+    def clean_version(self) -> str | None:
+        value = str(self.cleaned_data.get("version") or "").strip()  # type: ignore[attr-defined]
+        if not HOURS_VERSION.fullmatch(value):
+            self.add_error(None, VERSION_LOST)  # type: ignore[attr-defined]
+            return None
+        return value
+
+
+class WorkingHoursClearForm(HoursVersionMixin, forms.Form):
+    weekday = forms.TypedChoiceField(coerce=int, choices=[(d, d) for d in range(7)])
+
+
+class WorkingHoursForm(HoursVersionMixin, forms.ModelForm):
     weekday = forms.TypedChoiceField(
         label=_("Day"),
         coerce=int,

@@ -10,6 +10,7 @@ from django import forms
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from clinic.forms import VersionedFormMixin
 from patients.models import TreatmentArea
 from treatments.models import (
     AftercareSheet,
@@ -31,7 +32,7 @@ from treatments.services.catalogue import (
 DATE_WIDGET = forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d")
 
 
-class IngredientForm(forms.ModelForm):
+class IngredientForm(VersionedFormMixin, forms.ModelForm):
     class Meta:
         model = Ingredient
         fields = list(INGREDIENT_FIELDS)
@@ -50,7 +51,7 @@ class IngredientForm(forms.ModelForm):
         return {name: self.cleaned_data[name] for name in INGREDIENT_FIELDS}
 
 
-class ProductForm(forms.ModelForm):
+class ProductForm(VersionedFormMixin, forms.ModelForm):
     ingredients = forms.ModelMultipleChoiceField(
         label=_("Ingredients"),
         queryset=Ingredient.objects.order_by("name"),
@@ -121,7 +122,7 @@ class RecallForm(forms.Form):
     )
 
 
-class AftercareSheetForm(forms.ModelForm):
+class AftercareSheetForm(VersionedFormMixin, forms.ModelForm):
     class Meta:
         model = AftercareSheet
         fields = list(SHEET_FIELDS)
@@ -136,7 +137,7 @@ class AftercareSheetForm(forms.ModelForm):
         return {name: self.cleaned_data[name] for name in SHEET_FIELDS}
 
 
-class ProtocolForm(forms.ModelForm):
+class ProtocolForm(VersionedFormMixin, forms.ModelForm):
     default_areas = forms.MultipleChoiceField(
         label=_("Default areas"),
         choices=TreatmentArea.choices,

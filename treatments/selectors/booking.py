@@ -13,6 +13,7 @@ from django.db.models import Q, QuerySet
 from django.http import Http404
 from django.utils import timezone
 
+from clinic.concurrency import rows_version
 from clinic.models import User
 from clinic.roles import Role
 from patients.models import Patient
@@ -81,6 +82,20 @@ def working_hours_map(practitioner_ids: Iterable[int]) -> HoursMap:
     ):
         hours[(row.practitioner_id, row.weekday)].append((row.starts, row.ends))
     return hours
+
+
+def working_hours_days(practitioner: User) -> list[list[tuple[time, time]]]:
+    """A practitioner's working intervals per weekday (0 is Monday), local time."""
+    hours = working_hours_map([practitioner.pk])
+    return [hours.get((practitioner.pk, weekday), []) for weekday in range(7)]
+
+
+def working_hours_version(practitioner: User) -> str:
+    """The version of a practitioner's working hours, sent with the hours
+    page's forms: their week has no row of its own, so the version is a hash
+    of each day's intervals (`clinic.concurrency.rows_version`), and a
+    mismatch tells which days changed."""
+    return rows_version(working_hours_days(practitioner))
 
 
 def closures_between(first: date, last: date) -> dict[date, str]:

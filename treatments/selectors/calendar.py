@@ -160,6 +160,7 @@ def calendar_build(
             "ends_at",
             "status",
             "course_id",  # safe-to-treat reads the course's last cocktail
+            "version",  # sent with a drag, so a booking changed since is not moved
             "patient__uuid",
             "patient__first_name",
             "patient__last_name",

@@ -10,6 +10,7 @@ needs a reason.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable
 from datetime import datetime
 
@@ -20,6 +21,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from clinic.audit import audit_log
+from clinic.concurrency import submission_check
 from clinic.models import AuditAction, User
 from patients.images import CleanImage
 from patients.models import Patient
@@ -104,6 +106,7 @@ def allergy_test_give(
     late_entry_reason: str = "",
     batch: Batch | None = None,
     now: datetime | None = None,
+    submission_token: uuid.UUID | None = None,
 ) -> AllergyTest:
     """Record a test micro-injection, entered now; it can be read 24 hours
     after it was entered, or after the time given if that is later.
@@ -123,16 +126,23 @@ def allergy_test_give(
         now: the moment of entry (aware), by default the server's clock;
             only tests and the demo seed pass another. It is stored as
             `entered_at`; no form or view ever supplies it.
+        submission_token: the form's one-time token, stored on the test
+            (None: no form, no guard).
 
     The reading opens at max(given_at, now) + 24 h (`read_due_at`): typing an
     earlier time given never shortens the wait (domain.md, "Allergy test").
 
     Raises:
+        AlreadySubmittedError (clinic.concurrency, with `.obj`): a test was
+            already recorded with this token; the same form sent twice, even
+            at the same instant, records one test.
         ValidationError: no ingredient or product chosen (no field);
             `given_at` in the future or over 7 days ago ("given_at"); a late
             entry without a reason ("late_entry_reason"); an expired or
             recalled batch ("batch").
     """
+    # First the token: a second post of the same form waits here for the first.
+    submission_check(AllergyTest, submission_token)
     now = now or timezone.now()
     products = list(products)
     tested = tested_ingredients(ingredients=ingredients, products=products)
@@ -154,6 +164,7 @@ def allergy_test_give(
         entered_at=now,
         read_due_at=reading_opens_at(given_at, entered_at=now),
         batch=batch,
+        submission_token=submission_token,
     )
     # A test entered on time keeps no reason, even if one was typed.
     test.late_entry_reason = late_entry_reason.strip() if test.is_late_entry else ""

@@ -8,15 +8,29 @@ cannot: working hours, closures, times in the past.
 
 from __future__ import annotations
 
+import uuid
 from datetime import date, datetime, time
 
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
+from django.utils.dates import WEEKDAYS
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from clinic.audit import audit_log
+from clinic.concurrency import (
+    OtherEdit,
+    StaleChange,
+    StaleEditError,
+    audit_last_edit,
+    bad_version_error,
+    stale_message,
+    submission_check,
+    version_bump,
+    version_check,
+    version_mark,
+)
 from clinic.models import AuditAction, User
 from patients.models import Patient
 from treatments.localtime import to_local
@@ -33,7 +47,13 @@ from treatments.models import (
     TreatmentCourse,
     WorkingHours,
 )
-from treatments.selectors.booking import closures_between, within_hours, working_hours_map
+from treatments.selectors.booking import (
+    closures_between,
+    within_hours,
+    working_hours_days,
+    working_hours_map,
+    working_hours_version,
+)
 from treatments.services.reminders import (
     reminders_cancel_for_booking,
     reminders_plan_for_booking,
@@ -98,6 +118,8 @@ def check_slot(*, practitioner: User, starts_at: datetime, ends_at: datetime) ->
 
 # Advisory lock namespaces, always taken in this order.
 LOCK_PRACTITIONER, LOCK_ROOM, LOCK_PATIENT = 7101, 7102, 7103
+# A practitioner's week of working hours (it has no row of its own to lock).
+LOCK_HOURS = 7104
 
 
 def _lock_slot_holders(booking: Booking) -> None:
@@ -150,7 +172,26 @@ def booking_create(
     created_by: User,
     course: TreatmentCourse | None = None,
     check: bool = True,
+    submission_token: uuid.UUID | None = None,
 ) -> Booking:
+    """Book a session: `patient` with `practitioner` in `room` for `protocol`,
+    from `starts_at` to `ends_at` (aware; stored in UTC), as part of `course`
+    if given; its reminders are planned in the same transaction.
+
+    `check` False skips `check_slot` (past times, closures, working hours):
+    only the demo data and course booking, which check first, pass it.
+    `submission_token` is the booking form's one-time token, stored on the
+    booking (None: no form, no guard).
+
+    Raises `AlreadySubmittedError` (clinic.concurrency, with `.obj`) when a
+    booking was already made with this token: the same form sent twice, even
+    at the same instant, books once. Raises `BookingRefusedError` (with the
+    form field) for a time `check_slot` refuses, and `SlotTakenError` when
+    another booking holds the practitioner, the room or the patient then
+    (PostgreSQL's exclusion constraints). Nothing is written when it raises.
+    """
+    # First the token: a second post of the same form waits here for the first.
+    submission_check(Booking, submission_token)
     if check:
         check_slot(practitioner=practitioner, starts_at=starts_at, ends_at=ends_at)
     booking = Booking(
@@ -162,6 +203,7 @@ def booking_create(
         starts_at=starts_at,
         ends_at=ends_at,
         created_by=created_by,
+        submission_token=submission_token,
     )
     _save_holding_slot(booking)
     BookingEvent.objects.create(booking=booking, kind=BookingEventKind.CREATED, by=created_by)
@@ -193,8 +235,24 @@ def booking_move(
     practitioner: User,
     room: Room,
     moved_by: User,
+    expected_version: int | None,
 ) -> Booking:
+    """Move a booked session to `starts_at`-`ends_at` (aware; stored in UTC),
+    with `practitioner` in `room`; its reminders follow it.
+
+    `expected_version` is the version of the booking the move form (or the
+    calendar card dragged) was opened with; None only when not from a page.
+    The booking row is locked first. Raises `StaleEditError`
+    (clinic.concurrency) when the booking changed since that version (moved,
+    cancelled, marked: "stale_edit", with its time, practitioner, room or
+    status now, who and when) or the version is not one it had
+    ("bad_version"); `BookingStateError` when it is no longer booked;
+    `BookingRefusedError` when nothing changes or `check_slot` refuses the
+    time; `SlotTakenError` when another booking holds the time. Nothing is
+    written when it raises.
+    """
     current = _locked(booking)
+    version_check(current, expected=expected_version)
     if current.status != BookingStatus.BOOKED:
         raise BookingStateError(
             _("Only a booking that is “%(status)s” can be moved.")
@@ -220,6 +278,7 @@ def booking_move(
     current.ends_at = ends_at
     current.practitioner = practitioner
     current.room = room
+    mark = version_bump(current)
     _save_holding_slot(current)
     BookingEvent.objects.create(
         booking=current,
@@ -236,13 +295,20 @@ def booking_move(
         action=AuditAction.UPDATE,
         obj=current,
         patient_ref=current.patient.uuid,
-        changed_fields=changed,
+        changed_fields=[*changed, mark],
     )
     return current
 
 
 @transaction.atomic
 def booking_cancel(*, booking: Booking, reason: str, cancelled_by: User) -> Booking:
+    """Cancel a booked or arrived session, saying why (`reason`, trimmed, up to
+    300 characters kept); its pending reminders are cancelled and its version
+    raised, so a move opened before is refused.
+
+    Raises `BookingRefusedError` ("reason") without a reason, and
+    `BookingStateError` when the booking's status cannot become cancelled.
+    Nothing is written when it raises."""
     reason = reason.strip()
     if not reason:
         raise BookingRefusedError(_("Say why the booking is cancelled."), field="reason")
@@ -252,8 +318,9 @@ def booking_cancel(*, booking: Booking, reason: str, cancelled_by: User) -> Book
     except IllegalTransitionError as error:
         raise BookingStateError(str(error)) from error
     current.cancel_reason = reason[:300]
+    mark = version_bump(current)
     current.full_clean()
-    current.save(update_fields=["status", "cancel_reason", "updated_at"])
+    current.save(update_fields=["status", "cancel_reason", "updated_at", "version"])
     BookingEvent.objects.create(
         booking=current, kind=BookingEventKind.CANCELLED, by=cancelled_by, detail=reason[:300]
     )
@@ -263,7 +330,7 @@ def booking_cancel(*, booking: Booking, reason: str, cancelled_by: User) -> Book
         action=AuditAction.UPDATE,
         obj=current,
         patient_ref=current.patient.uuid,
-        changed_fields=["status", "cancel_reason"],
+        changed_fields=["status", "cancel_reason", mark],
     )
     return current
 
@@ -277,7 +344,12 @@ MARK_EVENTS: dict[str, str] = {
 
 @transaction.atomic
 def booking_mark(*, booking: Booking, status: str, marked_by: User) -> Booking:
-    """Arrived, did not come, or back to booked (an arrival marked by mistake)."""
+    """Arrived, did not come, or back to booked (an arrival marked by mistake).
+
+    `status` is "arrived", "no_show" or "booked". The booking's version is
+    raised, so a move opened before is refused. Raises `BookingStateError`
+    for another status, a move the transition table refuses, or "did not
+    come" before the booked start. Nothing is written when it raises."""
     if status not in MARK_EVENTS:
         raise BookingStateError(_("Choose arrived or did not come."))
     current = _locked(booking)
@@ -287,7 +359,8 @@ def booking_mark(*, booking: Booking, status: str, marked_by: User) -> Booking:
         raise BookingStateError(str(error)) from error
     if status == BookingStatus.NO_SHOW and current.starts_at > timezone.now():
         raise BookingStateError(_("A booking cannot be marked as not come before its start time."))
-    _save_holding_slot(current, update_fields=["status", "updated_at"])
+    mark = version_bump(current)
+    _save_holding_slot(current, update_fields=["status", "updated_at", "version"])
     BookingEvent.objects.create(booking=current, kind=MARK_EVENTS[status], by=marked_by)
     # Not come cancels the reminders still planned; back to booked plans them again.
     if status != BookingStatus.ARRIVED:
@@ -297,7 +370,7 @@ def booking_mark(*, booking: Booking, status: str, marked_by: User) -> Booking:
         action=AuditAction.UPDATE,
         obj=current,
         patient_ref=current.patient.uuid,
-        changed_fields=["status"],
+        changed_fields=["status", mark],
     )
     return current
 
@@ -306,26 +379,105 @@ def booking_mark(*, booking: Booking, status: str, marked_by: User) -> Booking:
 
 
 @transaction.atomic
-def room_save(*, room: Room | None, name: str, active: bool, saved_by: User) -> Room:
+def room_save(
+    *,
+    room: Room | None,
+    name: str,
+    active: bool,
+    saved_by: User,
+    expected_version: int | None = None,
+) -> Room:
+    """Add a room (`room` None) or change one: its name (trimmed, unique) and
+    whether it is in use.
+
+    `expected_version` is the version the room's edit form was opened with
+    (None when adding, or not from a form). Raises `StaleEditError`
+    (clinic.concurrency) when someone saved the room since that version
+    ("stale_edit": its name or use now, who and when) or the version is not
+    one it had ("bad_version"); `ValidationError` for an empty or used name.
+    Nothing is written when it raises."""
     creating = room is None
     current = Room() if room is None else Room.objects.select_for_update().get(pk=room.pk)
+    if not creating:
+        version_check(current, expected=expected_version)
+    changed = [
+        field
+        for field, value in (("name", name.strip()), ("active", active))
+        if creating or getattr(current, field) != value
+    ]
+    if not changed:
+        return current
     current.name = name.strip()
     current.active = active
+    mark = version_mark(current.version) if creating else version_bump(current)
     current.full_clean()
     current.save()
     audit_log(
         actor=saved_by,
         action=AuditAction.CREATE if creating else AuditAction.UPDATE,
         obj=current,
-        changed_fields=["name", "active"],
+        changed_fields=[*changed, mark],
     )
     return current
 
 
+def _hours_check(practitioner: User, expected_version: str | None) -> None:
+    """Lock a practitioner's week of working hours until the transaction ends,
+    and refuse a change made from a page showing an older week."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [LOCK_HOURS, practitioner.pk])
+    if expected_version is None:
+        return
+    days = working_hours_days(practitioner)
+    current = working_hours_version(practitioner)
+    if expected_version == current:
+        return
+    wanted, now = expected_version.split("."), current.split(".")
+    if len(wanted) != len(now) or any(len(part) != len(now[0]) for part in wanted):
+        raise bad_version_error()
+    last = audit_last_edit(
+        object_type=WorkingHours._meta.label_lower, object_id=str(practitioner.pk)
+    ) or OtherEdit(by=_("someone"), at=None)
+    changes = [
+        StaleChange(
+            field=f"weekday_{weekday}",
+            label=str(WEEKDAYS[weekday]),
+            value=", ".join(f"{s:%H:%M}\N{EN DASH}{e:%H:%M}" for s, e in days[weekday])
+            or _("no hours"),
+            by=last.by,
+            at=last.at,
+        )
+        for weekday in range(7)
+        if wanted[weekday] != now[weekday]
+    ]
+    edits = [OtherEdit(by=last.by, at=last.at, labels=[c.label for c in changes])]
+    raise StaleEditError(
+        stale_message(edits, what=_("week of working hours")), changes=changes, edits=edits
+    )
+
+
 @transaction.atomic
 def working_hours_add(
-    *, practitioner: User, weekday: int, starts: time, ends: time, added_by: User
+    *,
+    practitioner: User,
+    weekday: int,
+    starts: time,
+    ends: time,
+    added_by: User,
+    expected_version: str | None,
 ) -> WorkingHours:
+    """Add an interval of working hours: `practitioner` works on `weekday`
+    (0 is Monday) from `starts` to `ends`, clinic local time.
+
+    `expected_version` is the version of the practitioner's week the hours
+    page was opened with (`working_hours_version`; None: not from a page).
+    The week is locked first. Raises `StaleEditError` (clinic.concurrency)
+    when the week changed since ("stale_edit": the days changed, their hours
+    now, who changed them last and when) or the version is not one a week
+    has ("bad_version"); `BookingRefusedError` ("starts") when the interval
+    overlaps hours already set that day; `ValidationError` when it ends
+    before it starts. Nothing is written when it raises."""
+    _hours_check(practitioner, expected_version)
     clash = WorkingHours.objects.filter(
         practitioner=practitioner, weekday=weekday, starts__lt=ends, ends__gt=starts
     ).exists()
@@ -347,7 +499,16 @@ def working_hours_add(
 
 
 @transaction.atomic
-def working_hours_clear(*, practitioner: User, weekday: int, cleared_by: User) -> int:
+def working_hours_clear(
+    *, practitioner: User, weekday: int, cleared_by: User, expected_version: str | None
+) -> int:
+    """Remove every interval of `practitioner`'s hours on `weekday` (0 is
+    Monday); returns how many were removed.
+
+    `expected_version`: as for `working_hours_add`. Raises `StaleEditError`
+    when the week changed since the page was opened, or its version is
+    forged. Nothing is removed when it raises."""
+    _hours_check(practitioner, expected_version)
     removed, _detail = WorkingHours.objects.filter(
         practitioner=practitioner, weekday=weekday
     ).delete()

@@ -16,6 +16,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from clinic.audit import audit_log
+from clinic.concurrency import field_text, version_bump, version_check
 from clinic.models import AuditAction, User
 from treatments.models import (
     AftercareSheet,
@@ -96,13 +97,32 @@ def ingredient_create(*, created_by: User, **fields: Any) -> Ingredient:
 
 
 @transaction.atomic
-def ingredient_update(*, ingredient: Ingredient, updated_by: User, **fields: Any) -> Ingredient:
+def ingredient_update(
+    *, ingredient: Ingredient, updated_by: User, expected_version: int | None, **fields: Any
+) -> Ingredient:
+    """Change an ingredient (INGREDIENT_FIELDS: name, category, in use).
+
+    `expected_version` is the version the edit form was opened with (None:
+    not from a form). Only the fields that differ are saved, the version
+    raised and the audit event names them. Raises `StaleEditError`
+    (clinic.concurrency) when someone saved the ingredient since that version
+    ("stale_edit": the fields they changed, their values, who and when) or
+    the version is not one it had ("bad_version"); `ValidationError` for a
+    name already used (any case); `TypeError` for other fields. Nothing is
+    written when it raises."""
     _reject_unknown(fields, INGREDIENT_FIELDS, "not ingredient fields")
     current = Ingredient.objects.select_for_update().get(pk=ingredient.pk)
+    version_check(current, expected=expected_version)
     changed = _apply(current, fields)
     if changed:
+        mark = version_bump(current)
         _save(current, message=_("An ingredient with this name already exists."))
-        audit_log(actor=updated_by, action=AuditAction.UPDATE, obj=current, changed_fields=changed)
+        audit_log(
+            actor=updated_by,
+            action=AuditAction.UPDATE,
+            obj=current,
+            changed_fields=[*changed, mark],
+        )
     return current
 
 
@@ -134,20 +154,43 @@ def product_create(
 
 @transaction.atomic
 def product_update(
-    *, product: Product, updated_by: User, ingredients: Sequence[Ingredient], **fields: Any
+    *,
+    product: Product,
+    updated_by: User,
+    ingredients: Sequence[Ingredient],
+    expected_version: int | None,
+    **fields: Any,
 ) -> Product:
+    """Change a product (PRODUCT_FIELDS) and the ingredients it is made of.
+
+    `expected_version` is the version the edit form was opened with (None:
+    not from a form). Only what differs is saved; the version is raised once
+    and the audit event names the fields (and "ingredients"). Raises
+    `StaleEditError` (clinic.concurrency) when someone saved the product since
+    that version ("stale_edit") or the version is not one it had
+    ("bad_version"); `ValidationError` for no ingredient or a name the maker
+    already uses; `TypeError` for other fields. Nothing is written when it
+    raises."""
     _reject_unknown(fields, PRODUCT_FIELDS, "not product fields")
     _check_ingredients(ingredients)
     current = Product.objects.select_for_update().get(pk=product.pk)
+    version_check(current, expected=expected_version)
     changed = _apply(current, fields)
-    if changed:
-        _save(current, message=_("This maker already has a product with this name."))
     before = set(current.ingredients.values_list("pk", flat=True))
-    if before != {i.pk for i in ingredients}:
+    ingredients_changed = before != {i.pk for i in ingredients}
+    if changed or ingredients_changed:
+        mark = version_bump(current)
+        _save(current, message=_("This maker already has a product with this name."))
+    if ingredients_changed:
         current.ingredients.set(ingredients)
         changed.append("ingredients")
     if changed:
-        audit_log(actor=updated_by, action=AuditAction.UPDATE, obj=current, changed_fields=changed)
+        audit_log(
+            actor=updated_by,
+            action=AuditAction.UPDATE,
+            obj=current,
+            changed_fields=[*changed, mark],
+        )
     return current
 
 
@@ -216,13 +259,31 @@ def sheet_create(*, created_by: User, **fields: Any) -> AftercareSheet:
 
 
 @transaction.atomic
-def sheet_update(*, sheet: AftercareSheet, updated_by: User, **fields: Any) -> AftercareSheet:
+def sheet_update(
+    *, sheet: AftercareSheet, updated_by: User, expected_version: int | None, **fields: Any
+) -> AftercareSheet:
+    """Change an aftercare sheet's text (SHEET_FIELDS: title, introduction and
+    the advice, one piece per line). Sheets rendered before keep their text.
+
+    `expected_version` is the version the edit form was opened with (None:
+    not from a form). Raises `StaleEditError` (clinic.concurrency) when
+    someone saved the sheet since that version ("stale_edit": the sections
+    they changed, their text, who and when) or the version is not one it had
+    ("bad_version"); `ValidationError` for a title already used; `TypeError`
+    for other fields. Nothing is written when it raises."""
     _reject_unknown(fields, SHEET_FIELDS, "not aftercare sheet fields")
     current = AftercareSheet.objects.select_for_update().get(pk=sheet.pk)
+    version_check(current, expected=expected_version)
     changed = _apply(current, fields)
     if changed:
+        mark = version_bump(current)
         _save(current, message=_("An aftercare sheet with this title already exists."))
-        audit_log(actor=updated_by, action=AuditAction.UPDATE, obj=current, changed_fields=changed)
+        audit_log(
+            actor=updated_by,
+            action=AuditAction.UPDATE,
+            obj=current,
+            changed_fields=[*changed, mark],
+        )
     return current
 
 
@@ -279,20 +340,58 @@ def protocol_create(*, created_by: User, lines: Sequence[CocktailLine], **fields
     return protocol
 
 
+def _protocol_field_text(protocol: Protocol, name: str) -> tuple[str, str]:
+    """A protocol's field as a stale-edit refusal shows it; the cocktail as its lines."""
+    if name != "cocktail":
+        return field_text(protocol, name)
+    lines = protocol.cocktail.select_related("product").order_by("position", "id")
+    return _("Default cocktail"), "; ".join(
+        f"{line.product.name} {line.amount} {line.get_unit_display()}" for line in lines
+    )
+
+
 @transaction.atomic
 def protocol_update(
-    *, protocol: Protocol, updated_by: User, lines: Sequence[CocktailLine], **fields: Any
+    *,
+    protocol: Protocol,
+    updated_by: User,
+    lines: Sequence[CocktailLine],
+    expected_version: int | None,
+    **fields: Any,
 ) -> Protocol:
+    """Change a protocol (PROTOCOL_FIELDS) and its default cocktail (`lines`:
+    each product once, amounts above zero, in mL or mg), saved together.
+
+    `expected_version` is the version the edit form was opened with (None:
+    not from a form). The version is raised once per save that changes
+    anything. Raises `StaleEditError` (clinic.concurrency) when someone saved
+    the protocol since that version ("stale_edit": the fields and cocktail
+    they changed, their values, who and when) or the version is not one it
+    had ("bad_version"); `ValidationError` for a repeated product, an amount
+    of zero or a name already used; `TypeError` for other fields. Nothing is
+    written when it raises."""
     _reject_unknown(fields, PROTOCOL_FIELDS, "not protocol fields")
     _check_lines(lines)
     current = Protocol.objects.select_for_update().get(pk=protocol.pk)
+    version_check(
+        current,
+        expected=expected_version,
+        describe=lambda name: _protocol_field_text(current, name),
+    )
     changed = _apply(current, fields)
-    if changed:
-        _save(current, message=_("A protocol with this name already exists."))
     wanted = [(line.product.pk, line.amount, line.unit) for line in lines]
-    if _lines_of(current) != wanted:
+    cocktail_changed = _lines_of(current) != wanted
+    if changed or cocktail_changed:
+        mark = version_bump(current)
+        _save(current, message=_("A protocol with this name already exists."))
+    if cocktail_changed:
         _save_lines(current, lines)
         changed.append("cocktail")
     if changed:
-        audit_log(actor=updated_by, action=AuditAction.UPDATE, obj=current, changed_fields=changed)
+        audit_log(
+            actor=updated_by,
+            action=AuditAction.UPDATE,
+            obj=current,
+            changed_fields=[*changed, mark],
+        )
     return current

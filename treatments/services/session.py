@@ -20,6 +20,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from clinic.audit import audit_log
+from clinic.concurrency import version_bump
 from clinic.models import AuditAction, User
 from treatments.gates import GateFailure, area_labels, completion_opens_at, session_gates
 from treatments.models import (
@@ -170,7 +171,8 @@ def session_complete(
     practitioner acknowledged for the areas of `lines`; `at` (aware) is now.
 
     The booking row is locked first, so two practitioners completing the same
-    session at once record it once; then the rows of the batches used, so a
+    session at once record it once (the booking's version is raised, so a
+    move opened before is refused); then the rows of the batches used, so a
     recall made at the same moment either waits for this completion or blocks
     it. Raises GatesFailedError (409) with every failing gate, SessionStateError
     (409) when the booking is cancelled, missed or completed, and
@@ -223,8 +225,17 @@ def session_complete(
         current.transition_to(BookingStatus.ARRIVED)
         _record_event(current, BookingEventKind.ARRIVED, completed_by)
     current.transition_to(BookingStatus.COMPLETED)
-    current.save(update_fields=["status", "updated_at"])
+    mark = version_bump(current)
+    current.save(update_fields=["status", "updated_at", "version"])
     _record_event(current, BookingEventKind.COMPLETED, completed_by)
+    # The booking changed too: a move opened before is refused, naming this.
+    audit_log(
+        actor=completed_by,
+        action=AuditAction.UPDATE,
+        obj=current,
+        patient_ref=current.patient.uuid,
+        changed_fields=["status", mark],
+    )
 
     record = SessionRecord(
         booking=current,

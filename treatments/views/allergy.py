@@ -15,6 +15,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from clinic.access import signed_in_user, staff
 from clinic.audit import audit_log, audit_read
+from clinic.concurrency import AlreadySubmittedError
 from clinic.models import AuditAction
 from clinic.roles import Role
 from patients.images import MAX_UPLOAD_BYTES
@@ -75,6 +76,9 @@ def allergy_test_new(request: HttpRequest, patient: uuid.UUID) -> HttpResponse:
             test = allergy_test_give(
                 patient=record, given_by=signed_in_user(request), **form.service_fields()
             )
+        except AlreadySubmittedError as repeated:
+            messages.info(request, repeated.message)
+            return HttpResponseRedirect(repeated.obj.get_absolute_url())  # type: ignore[attr-defined]
         except ValidationError as error:
             if hasattr(error, "error_dict"):
                 for field, errors in error.error_dict.items():

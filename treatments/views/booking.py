@@ -19,6 +19,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from clinic.access import signed_in_user, staff
 from clinic.audit import audit_log, audit_read
+from clinic.concurrency import AlreadySubmittedError, StaleEditError
 from clinic.models import AuditAction, User
 from clinic.roles import Role
 from patients.forms import PatientSearchForm
@@ -122,7 +123,11 @@ def booking_new(request: HttpRequest) -> HttpResponse:
                     starts_at=form.starts_at,
                     ends_at=form.ends_at,
                     created_by=user,
+                    submission_token=form.cleaned_data["submission_token"],
                 )
+            except AlreadySubmittedError as repeated:
+                messages.info(request, repeated.message)
+                return HttpResponseRedirect(repeated.obj.get_absolute_url())  # type: ignore[attr-defined]
             except BookingRefusedError as error:
                 _add_refusal(form, error)
                 status = _refusal_status(error)
@@ -187,6 +192,8 @@ def _detail_context(record: Booking, user: User, **extra: object) -> dict[str, o
 @staff(*WRITE_ROLES)
 @require_http_methods(["GET", "POST"])
 def booking_move_view(request: HttpRequest, booking: uuid.UUID) -> HttpResponse:
+    """Move a booking (this page, or a card dragged on the calendar). A move
+    opened before someone else changed the booking is refused (409)."""
     user = signed_in_user(request)
     record = booking_get_for_user(user=user, booking_uuid=booking)
     status = 200
@@ -202,7 +209,12 @@ def booking_move_view(request: HttpRequest, booking: uuid.UUID) -> HttpResponse:
                     practitioner=form.cleaned_data["practitioner"],
                     room=form.cleaned_data["room"],
                     moved_by=user,
+                    expected_version=form.cleaned_data["version"],
                 )
+            except StaleEditError as refusal:
+                status = form.show_stale(refusal)
+                # The page shows the booking as it is now, above the form.
+                record.refresh_from_db()
             except BookingRefusedError as error:
                 _add_refusal(form, error)
                 status = _refusal_status(error)
@@ -219,6 +231,7 @@ def booking_move_view(request: HttpRequest, booking: uuid.UUID) -> HttpResponse:
                 "start_time": local.time().replace(tzinfo=None),
                 "practitioner": record.practitioner,
                 "room": record.room,
+                "version": record.version,
             }
         )
     return render(

@@ -18,12 +18,19 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from clinic.access import signed_in_user, staff
 from clinic.audit import audit_log
+from clinic.concurrency import StaleEditError
 from clinic.models import AuditAction, User
 from clinic.roles import Role
-from treatments.forms.booking import CalendarQueryForm, ClosureForm, RoomForm, WorkingHoursForm
+from treatments.forms.booking import (
+    CalendarQueryForm,
+    ClosureForm,
+    RoomForm,
+    WorkingHoursClearForm,
+    WorkingHoursForm,
+)
 from treatments.localtime import to_local
 from treatments.models import BookingStatus, ClinicClosure, Room, WorkingHours
-from treatments.selectors.booking import practitioners
+from treatments.selectors.booking import practitioners, working_hours_version
 from treatments.selectors.calendar import Calendar, CalendarBooking, calendar_build
 from treatments.selectors.readiness import booking_readiness
 from treatments.services.booking import (
@@ -101,13 +108,16 @@ def _card(item: CalendarBooking, *, cal: Calendar, words: _Words, can_write: boo
                 else ""
             )
             notes = format_html('<span class="cal-notes">{}{}</span>', joined, earliest)
-    # Booked sessions can be dragged to a free time (static/js/calendar.js).
+    # Booked sessions can be dragged to a free time (static/js/calendar.js); the
+    # move sends the version shown, so a booking changed since is not moved.
     drag = (
         format_html(
-            ' draggable="true" data-move="{}" data-practitioner="{}" data-room="{}"',
+            ' draggable="true" data-move="{}" data-practitioner="{}" data-room="{}"'
+            ' data-version="{}"',
             words.move_url.format(uuid=booking.uuid),
             booking.practitioner.uuid,
             booking.room.uuid,
+            booking.version,
         )
         if can_write and booking.status == BookingStatus.BOOKED
         else ""
@@ -239,20 +249,28 @@ def room_edit(request: HttpRequest, room: uuid.UUID) -> HttpResponse:
 
 def _room_form(request: HttpRequest, room: Room | None) -> HttpResponse:
     form = RoomForm(request.POST or None, instance=room)
+    status = 200
     if request.method == "POST" and form.is_valid():
-        room_save(
-            room=room,
-            name=form.cleaned_data["name"],
-            active=form.cleaned_data["active"],
-            saved_by=signed_in_user(request),
-        )
-        messages.success(request, _("Room saved."))
-        return HttpResponseRedirect(reverse("treatments:room_list"))
+        try:
+            room_save(
+                room=room,
+                name=form.cleaned_data["name"],
+                active=form.cleaned_data["active"],
+                saved_by=signed_in_user(request),
+                expected_version=form.cleaned_data.get("version"),
+            )
+        except StaleEditError as refusal:
+            status = form.show_stale(refusal)
+        else:
+            messages.success(request, _("Room saved."))
+            return HttpResponseRedirect(reverse("treatments:room_list"))
+    if form.errors and status == 200:
+        status = 400
     return render(
         request,
         "treatments/room_form.html",
         {"form": form, "room": room},
-        status=400 if form.errors else 200,
+        status=status,
     )
 
 
@@ -265,13 +283,50 @@ def _practitioner_from(request: HttpRequest) -> User | None:
     return practitioners().filter(uuid=wanted).first()
 
 
+def _hours_page(
+    request: HttpRequest,
+    chosen: User | None,
+    form: WorkingHoursForm,
+    *,
+    status: int = 200,
+    stale: StaleEditError | None = None,
+) -> HttpResponse:
+    """The hours page: the practitioner's week as it is now (with its version,
+    sent by every form on the page), the add form, and any refusal."""
+    names = dict(WorkingHoursForm.base_fields["weekday"].choices)  # type: ignore[attr-defined]
+    hours = (
+        [
+            (names[h.weekday], h)
+            for h in WorkingHours.objects.filter(practitioner=chosen).order_by("weekday", "starts")
+        ]
+        if chosen
+        else []
+    )
+    return render(
+        request,
+        "treatments/hours_form.html",
+        {
+            "form": form,
+            "staff_list": list(practitioners()),
+            "chosen": chosen,
+            "hours": hours,
+            "hours_version": working_hours_version(chosen) if chosen else "",
+            "stale": stale or form.stale,
+            "reload_url": reverse("treatments:hours_edit")
+            + (f"?practitioner={chosen.uuid}" if chosen else ""),
+        },
+        status=status,
+    )
+
+
 @staff(Role.MANAGER)
 @require_http_methods(["GET", "POST"])
 def hours_edit(request: HttpRequest) -> HttpResponse:
-    """A practitioner's weekly hours: add an interval on a day, or clear a day."""
-    staff_list = list(practitioners())
+    """A practitioner's weekly hours: add an interval on a day, or clear a day.
+    A change made from a page showing an older week is refused (409)."""
     chosen = _practitioner_from(request)
-    form = WorkingHoursForm(request.POST or None)
+    opened = working_hours_version(chosen) if chosen else ""
+    form = WorkingHoursForm(request.POST or None, initial={"version": opened})
     status = 200
     if request.method == "POST":
         if chosen is None:
@@ -285,7 +340,10 @@ def hours_edit(request: HttpRequest) -> HttpResponse:
                     starts=form.cleaned_data["starts"],
                     ends=form.cleaned_data["ends"],
                     added_by=signed_in_user(request),
+                    expected_version=form.cleaned_data["version"],
                 )
+            except StaleEditError as refusal:
+                status = form.show_stale(refusal)
             except BookingRefusedError as error:
                 form.add_error(None, error.message)
                 status = 400
@@ -296,35 +354,37 @@ def hours_edit(request: HttpRequest) -> HttpResponse:
                 )
         else:
             status = 400
-    names = dict(WorkingHoursForm.base_fields["weekday"].choices)  # type: ignore[attr-defined]
-    hours = (
-        [
-            (names[h.weekday], h)
-            for h in WorkingHours.objects.filter(practitioner=chosen).order_by("weekday", "starts")
-        ]
-        if chosen
-        else []
-    )
-    return render(
-        request,
-        "treatments/hours_form.html",
-        {"form": form, "staff_list": staff_list, "chosen": chosen, "hours": hours},
-        status=status,
-    )
+    return _hours_page(request, chosen, form, status=status)
 
 
 @staff(Role.MANAGER)
 @require_POST
 def hours_clear(request: HttpRequest) -> HttpResponse:
+    """Clear a day of a practitioner's hours; refused (409) from a page showing
+    an older week."""
     chosen = _practitioner_from(request)
-    try:
-        weekday = int(request.POST.get("weekday", ""))
-    except ValueError:
-        weekday = -1
-    if chosen is None or not 0 <= weekday <= 6:
+    form = WorkingHoursClearForm(request.POST)
+    valid = form.is_valid()
+    if chosen is None or "weekday" in form.errors:
         messages.error(request, _("Choose a practitioner and a day."))
         return HttpResponseRedirect(reverse("treatments:hours_edit"))
-    working_hours_clear(practitioner=chosen, weekday=weekday, cleared_by=signed_in_user(request))
+    add_form = WorkingHoursForm(initial={"version": working_hours_version(chosen)})
+    if not valid:
+        for error in form.non_field_errors():
+            messages.error(request, str(error))
+        return _hours_page(request, chosen, add_form, status=400)
+    try:
+        working_hours_clear(
+            practitioner=chosen,
+            weekday=form.cleaned_data["weekday"],
+            cleared_by=signed_in_user(request),
+            expected_version=form.cleaned_data["version"],
+        )
+    except StaleEditError as refusal:
+        status = form.show_stale(refusal)
+        for error in form.non_field_errors():
+            messages.error(request, str(error))
+        return _hours_page(request, chosen, add_form, status=status, stale=form.stale)
     messages.success(request, _("That day's hours are cleared."))
     return HttpResponseRedirect(reverse("treatments:hours_edit") + f"?practitioner={chosen.uuid}")
 

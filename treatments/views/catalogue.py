@@ -20,6 +20,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from clinic.access import signed_in_user, staff
 from clinic.audit import audit_read, audit_read_patients
+from clinic.concurrency import StaleEditError
 from clinic.models import AuditAction
 from clinic.roles import Role
 from patients.models import TreatmentArea
@@ -137,11 +138,17 @@ def ingredient_create(request: HttpRequest) -> HttpResponse:
 def ingredient_edit(request: HttpRequest, ingredient: uuid.UUID) -> HttpResponse:
     record = ingredient_get(ingredient_uuid=ingredient)
     form = IngredientForm(request.POST or None, instance=record)
+    stale_status = 0
     if request.method == "POST" and form.is_valid():
         try:
             services.ingredient_update(
-                ingredient=record, updated_by=signed_in_user(request), **form.service_fields()
+                ingredient=record,
+                updated_by=signed_in_user(request),
+                expected_version=form.cleaned_data["version"],
+                **form.service_fields(),
             )
+        except StaleEditError as refusal:
+            stale_status = form.show_stale(refusal)
         except ValidationError as error:
             _show_errors(form, error)
         else:
@@ -151,7 +158,7 @@ def ingredient_edit(request: HttpRequest, ingredient: uuid.UUID) -> HttpResponse
         request,
         "treatments/ingredient_form.html",
         {"form": form, "ingredient": record, "creating": False, "tab": "ingredients"},
-        status=_status(form),
+        status=stale_status or _status(form),
     )
 
 
@@ -218,14 +225,18 @@ def product_create(request: HttpRequest) -> HttpResponse:
 def product_edit(request: HttpRequest, product: uuid.UUID) -> HttpResponse:
     record = product_get(product_uuid=product)
     form = ProductForm(request.POST or None, instance=record)
+    stale_status = 0
     if request.method == "POST" and form.is_valid():
         try:
             services.product_update(
                 product=record,
                 updated_by=signed_in_user(request),
                 ingredients=list(form.cleaned_data["ingredients"]),
+                expected_version=form.cleaned_data["version"],
                 **form.service_fields(),
             )
+        except StaleEditError as refusal:
+            stale_status = form.show_stale(refusal)
         except ValidationError as error:
             _show_errors(form, error)
         else:
@@ -235,7 +246,7 @@ def product_edit(request: HttpRequest, product: uuid.UUID) -> HttpResponse:
         request,
         "treatments/product_form.html",
         {"form": form, "product": record, "creating": False, "tab": "products"},
-        status=_status(form),
+        status=stale_status or _status(form),
     )
 
 
@@ -439,11 +450,17 @@ def sheet_create(request: HttpRequest) -> HttpResponse:
 def sheet_edit(request: HttpRequest, sheet: uuid.UUID) -> HttpResponse:
     record = sheet_get(sheet_uuid=sheet)
     form = AftercareSheetForm(request.POST or None, instance=record)
+    stale_status = 0
     if request.method == "POST" and form.is_valid():
         try:
             services.sheet_update(
-                sheet=record, updated_by=signed_in_user(request), **form.service_fields()
+                sheet=record,
+                updated_by=signed_in_user(request),
+                expected_version=form.cleaned_data["version"],
+                **form.service_fields(),
             )
+        except StaleEditError as refusal:
+            stale_status = form.show_stale(refusal)
         except ValidationError as error:
             _show_errors(form, error)
         else:
@@ -455,7 +472,7 @@ def sheet_edit(request: HttpRequest, sheet: uuid.UUID) -> HttpResponse:
         request,
         "treatments/aftercare_form.html",
         {"form": form, "sheet": record, "creating": False, "tab": "sheets"},
-        status=_status(form),
+        status=stale_status or _status(form),
     )
 
 
@@ -494,6 +511,7 @@ def _protocol_form_page(
     cocktail: BaseCocktailFormSet,
     *,
     protocol: Protocol | None = None,
+    status: int = 0,
 ) -> HttpResponse:
     return render(
         request,
@@ -505,7 +523,7 @@ def _protocol_form_page(
             "creating": protocol is None,
             "tab": "protocols",
         },
-        status=_status(form, cocktail),
+        status=status or _status(form, cocktail),
     )
 
 
@@ -535,17 +553,21 @@ def protocol_edit(request: HttpRequest, protocol: uuid.UUID) -> HttpResponse:
     cocktail = CocktailFormSet(
         request.POST or None, prefix="cocktail", initial=cocktail_initial(record)
     )
+    stale_status = 0
     if request.method == "POST" and form.is_valid() and cocktail.is_valid():
         try:
             services.protocol_update(
                 protocol=record,
                 updated_by=signed_in_user(request),
                 lines=cocktail.lines(),
+                expected_version=form.cleaned_data["version"],
                 **form.service_fields(),
             )
+        except StaleEditError as refusal:
+            stale_status = form.show_stale(refusal)
         except ValidationError as error:
             _show_errors(form, error)
         else:
             messages.success(request, _("Protocol saved."))
             return HttpResponseRedirect(record.get_absolute_url())
-    return _protocol_form_page(request, form, cocktail, protocol=record)
+    return _protocol_form_page(request, form, cocktail, protocol=record, status=stale_status)

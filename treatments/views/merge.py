@@ -1,0 +1,170 @@
+"""Comparing two records of one person and merging one into the other
+(practitioners only): thin views over `treatments.selectors.merge` and
+`treatments.services.merge`."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import render
+from django.urls import reverse
+from django.utils import dateformat
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_GET, require_POST
+
+from clinic.access import signed_in_user, staff
+from clinic.audit import audit_log, audit_read
+from clinic.models import AuditAction
+from clinic.roles import Role
+from patients.models import Patient
+from patients.selectors import patient_get_for_user, patient_search
+from treatments.forms.merge import MergeChooseForm, MergeForm
+from treatments.selectors.merge import (
+    RECORD_KINDS,
+    merge_candidates,
+    merge_comparison,
+    merge_record_get_for_user,
+)
+from treatments.services.merge import PatientMergeRefusedError, patient_merge
+
+COMPARE_TEMPLATE = "treatments/patient_merge_compare.html"
+# Refusals of what was sent (400); the others are the records' state (409).
+BAD_INPUT = frozenset({"same_record", "contact_invalid"})
+
+
+def _compare_page(
+    request: HttpRequest,
+    *,
+    duplicate: Patient,
+    survivor: Patient,
+    form: MergeForm,
+    refusal: PatientMergeRefusedError | None = None,
+    status: int = 200,
+) -> HttpResponse:
+    comparison = merge_comparison(duplicate=duplicate, survivor=survivor)
+    audit_read(request, duplicate, patient_ref=duplicate.uuid)
+    if survivor.pk != duplicate.pk:
+        audit_read(request, survivor, patient_ref=survivor.uuid)
+    # A refusal the comparison already lists (a clash, say) is not said twice.
+    listed = {p.sentence for p in comparison.problems}
+    return render(
+        request,
+        COMPARE_TEMPLATE,
+        {
+            "comparison": comparison,
+            "duplicate": duplicate,
+            "survivor": survivor,
+            "form": form,
+            "refusal": refusal
+            if refusal and any(p.sentence not in listed for p in refusal.problems)
+            else None,
+        },
+        status=status,
+    )
+
+
+@staff(Role.PRACTITIONER)
+@require_GET
+def patient_merge_compare(request: HttpRequest, patient: uuid.UUID) -> HttpResponse:
+    """Find the other record of this person (`?q=`), then compare the two
+    (`?into=`: the record that stays) before merging this one into it."""
+    user = signed_in_user(request)
+    record = patient_get_for_user(user=user, patient_uuid=patient)
+    choose = MergeChooseForm(request.GET)  # every field optional: nothing asked is valid
+    valid = choose.is_valid()
+    into = choose.cleaned_data.get("into") if valid else None
+    if into is not None:
+        survivor = merge_record_get_for_user(user=user, patient_uuid=into)
+        return _compare_page(
+            request,
+            duplicate=record,
+            survivor=survivor,
+            form=MergeForm(initial={"into": survivor.uuid}),
+        )
+    query = choose.cleaned_data.get("q", "") if valid else ""
+    results = [p for p in patient_search(user=user, query=query) if p.pk != record.pk]
+    if query:
+        # A search shows personal data: record that it happened (not what was typed).
+        audit_log(actor=user, action=AuditAction.VIEW, object_type="patients.patient_search")
+    audit_read(request, record, patient_ref=record.uuid)
+    return render(
+        request,
+        "treatments/patient_merge_choose.html",
+        {
+            "patient": record,
+            "form": choose,
+            "query": query,
+            "candidates": merge_candidates(user=user, patient=record),
+            "results": results,
+        },
+        status=200 if valid else 400,
+    )
+
+
+@staff(Role.PRACTITIONER)
+@require_POST
+def patient_merge_view(request: HttpRequest, patient: uuid.UUID) -> HttpResponse:
+    """Merge this record into the one chosen on the comparison page. A form
+    sent twice merges once: the second finds the merge done and leads to the
+    record that stays."""
+    user = signed_in_user(request)
+    duplicate = merge_record_get_for_user(user=user, patient_uuid=patient)
+    form = MergeForm(request.POST)
+    if not form.is_valid() and "into" in form.errors:
+        return render(
+            request,
+            "treatments/patient_merge_refused.html",
+            {"patient": duplicate, "sentence": form.errors["into"][0]},
+            status=400,
+        )
+    survivor = merge_record_get_for_user(user=user, patient_uuid=form.cleaned_data["into"])
+    if not form.is_valid():
+        return _compare_page(request, duplicate=duplicate, survivor=survivor, form=form, status=400)
+    try:
+        result = patient_merge(
+            duplicate=duplicate,
+            survivor=survivor,
+            merged_by=user,
+            take_email=form.cleaned_data["take_email"],
+            take_phone=form.cleaned_data["take_phone"],
+        )
+    except PatientMergeRefusedError as refusal:
+        duplicate = merge_record_get_for_user(user=user, patient_uuid=patient)
+        survivor = merge_record_get_for_user(user=user, patient_uuid=survivor.uuid)
+        if refusal.code == "already_merged" and duplicate.merged_into_id == survivor.pk:
+            messages.info(
+                request,
+                _("%(name)s's other record was already merged into this one.")
+                % {"name": survivor.full_name},
+            )
+            return HttpResponseRedirect(survivor.get_absolute_url())
+        return _compare_page(
+            request,
+            duplicate=duplicate,
+            survivor=survivor,
+            form=form,
+            refusal=refusal,
+            status=400 if refusal.code in BAD_INPUT else 409,
+        )
+    moved = ", ".join(
+        f"{str(kind.label).lower()}: {result.moved[kind.key]}"
+        for kind in RECORD_KINDS
+        if result.moved.get(kind.key)
+    )
+    messages.success(
+        request,
+        _(
+            "%(name)s's record (born %(born)s) was merged into this one, and its old pages "
+            "now lead here. Moved here: %(moved)s."
+        )
+        % {
+            "name": result.duplicate.full_name,
+            "born": dateformat.format(result.duplicate.date_of_birth, "j M Y"),
+            "moved": moved or _("nothing was recorded on it"),
+        },
+    )
+    return HttpResponseRedirect(
+        reverse("patients:detail", kwargs={"patient": result.survivor.uuid})
+    )
