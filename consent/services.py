@@ -21,7 +21,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 from django.utils.translation import gettext as _
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from clinic.audit import audit_log
 from clinic.background import enqueue
@@ -51,6 +51,7 @@ from consent.models import (
     sections_text,
 )
 from consent.selectors import version_current
+from patients.images import ImageRejectedError, untrusted_image, without_metadata
 from patients.models import Patient
 
 logger = logging.getLogger(__name__)
@@ -268,7 +269,11 @@ def sha256_hex(data: str | bytes) -> str:
 def signature_png_clean(data_url: str) -> bytes:
     """The drawn signature, checked and re-encoded as a fresh PNG (no metadata).
 
-    Raises ValidationError when it is missing, not a PNG, too large or blank."""
+    `data_url`: the PNG as a base64 data URL, as the signing page sends it.
+    Raises ValidationError when it is missing, not a PNG ("not_png"), too
+    large ("too_large": over 512 KB, 2400 x 1200 pixels or 1.6 megapixels,
+    read from the header before any pixel is decoded, so a picture declaring
+    100,000 x 100,000 pixels is refused, not expanded) or blank."""
     data_url = (data_url or "").strip()
     if not data_url:
         raise ValidationError(
@@ -297,24 +302,20 @@ def signature_png_clean(data_url: str) -> bytes:
             _("The signature was not received as a picture. Clear it and sign again."),
             code="not_png",
         )
+    too_large = _("The signature picture is too large. Clear it and sign again.")
     try:
-        with Image.open(io.BytesIO(raw), formats=["PNG"]) as image:
+        # The size is checked from the header, before any pixel is decoded.
+        with untrusted_image(
+            io.BytesIO(raw), max_pixels=SIGNATURE_MAX_PIXELS, too_large=too_large, formats=("PNG",)
+        ) as image:
             width, height = image.size
-            # Check the size from the header, before decoding any pixel.
-            if (
-                width > SIGNATURE_MAX_WIDTH
-                or height > SIGNATURE_MAX_HEIGHT
-                or width * height > SIGNATURE_MAX_PIXELS
-            ):
-                raise ValidationError(
-                    _("The signature picture is too large. Clear it and sign again."),
-                    code="too_large",
-                )
+            if width > SIGNATURE_MAX_WIDTH or height > SIGNATURE_MAX_HEIGHT:
+                raise ImageRejectedError(too_large, code="too_large")
             image.load()
-            rgba = image.convert("RGBA")
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        if isinstance(exc, ValidationError):
-            raise
+            rgba = without_metadata(image.convert("RGBA"))
+    except ImageRejectedError as exc:
+        if exc.code == "too_large":
+            raise ValidationError(too_large, code="too_large") from None
         raise ValidationError(
             _("The signature was not received as a picture. Clear it and sign again."),
             code="not_png",
