@@ -5,17 +5,14 @@ with their hyphens, are kept)."""
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from gunicorn.glogging import Logger
 
-# A url-safe token of 32 random bytes or more; a uuid has hyphens 8-4-4-4-12.
-TOKEN_SEGMENT = re.compile(r"(?<=/)(?![0-9a-f]{8}-[0-9a-f]{4}-)[A-Za-z0-9_-]{40,}(?=/|$|\?|\s)")
+# One pattern for the access log and the application's own log lines.
+from clinic.logfilters import TOKEN_SEGMENT, redact
 
-
-def redact(path: str) -> str:
-    return TOKEN_SEGMENT.sub("[token]", path)
+__all__ = ["TOKEN_SEGMENT", "RedactingLogger", "redact"]
 
 
 class RedactingLogger(Logger):

@@ -310,7 +310,11 @@ DEMO_PASSWORD = env.str("DEMO_PASSWORD", default="")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"request_id": {"()": "clinic.logfilters.RequestIdFilter"}},
+    "filters": {
+        "request_id": {"()": "clinic.logfilters.RequestIdFilter"},
+        # Link tokens travel in paths: a line quoting one gets "[token]" instead.
+        "redact_secrets": {"()": "clinic.logfilters.RedactSecretPaths"},
+    },
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"}
     },
@@ -318,13 +322,15 @@ LOGGING = {
         "console": {
             "class": "logging.StreamHandler",
             "formatter": "plain",
-            "filters": ["request_id"],
+            "filters": ["request_id", "redact_secrets"],
         }
     },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {
         # Request lines can carry query strings; keep them out of the logs.
         "django.request": {"level": "ERROR"},
+        # A refused CSRF check names the path, which may be a link with its token.
+        "django.security.csrf": {"filters": ["redact_secrets"]},
         "axes": {"level": "WARNING"},
         # Rendering steps of every PDF: noise at INFO.
         "weasyprint": {"level": "WARNING"},
