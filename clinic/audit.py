@@ -95,16 +95,27 @@ def audit_read(
 
 def audit_read_patients(
     request: Any,
-    obj: models.Model,
+    obj: models.Model | None,
     *,
     patient_refs: Iterable[uuid.UUID],
     action: AuditAction = AuditAction.VIEW,
+    object_type: str = "",
+    object_id: str = "",
 ) -> int:
     """Record that a list naming several patients (a recall list, say) was
     seen: one event per patient, so "whose records did this user see" stays
-    answerable, written in one statement."""
+    answerable, written in one statement. `obj` is what the list is of (a
+    batch); for a list of no one object, None with `object_type` (a model
+    label) and `object_id` (the list's name, "tasks")."""
     events = [
-        _event(actor=request.user, action=action, obj=obj, patient_ref=ref)
+        _event(
+            actor=request.user,
+            action=action,
+            obj=obj,
+            object_type=object_type,
+            object_id=object_id,
+            patient_ref=ref,
+        )
         for ref in dict.fromkeys(patient_refs)
     ]
     AuditEvent.objects.bulk_create(events)

@@ -262,6 +262,9 @@ def history_new(request: HttpRequest, patient: uuid.UUID) -> HttpResponse:
         messages.error(
             request, _("Some answers are missing or need checking: see the marked questions.")
         )
+    if previous is not None:
+        # The form shows the previous answers: a read of that history.
+        audit_read(request, previous, patient_ref=record.uuid)
     return render(
         request,
         "patients/history_form.html",
@@ -422,4 +425,6 @@ def photo_compare(request: HttpRequest, patient: uuid.UUID) -> HttpResponse:
     if error:
         messages.error(request, error)
         return HttpResponseRedirect(reverse("patients:photos", kwargs={"patient": record.uuid}))
+    for photo in pair:
+        audit_read(request, photo, patient_ref=record.uuid)
     return render(request, "patients/photo_compare.html", {"patient": record, "pair": pair})

@@ -250,3 +250,217 @@ def test_posting_to_every_route_never_errors_and_refusals_change_nothing(
             if refused and route.access.kind != "public" and _row_counts() != before:
                 failures.append(f"{route.name}: refused post changed rows")
     assert not failures, "\n".join(failures)
+
+
+# --- Reads of a patient's record are recorded (SEC-16) ------------------------------------
+
+# Every route that shows a patient's record or clinical data by GET, with who
+# opens it in the walk and the query string it needs. Each must record at
+# least one read against the sample patient, by that user.
+PATIENT_READS: dict[str, tuple[str, str]] = {
+    "patients:detail": ("practitioner", ""),
+    "patients:edit": ("receptionist", ""),
+    "patients:history": ("practitioner", ""),
+    "patients:history_new": ("practitioner", ""),
+    "patients:access_history": ("manager", ""),
+    "patients:consultations": ("practitioner", ""),
+    "patients:photos": ("practitioner", ""),
+    "patients:photo_compare": ("practitioner", "compare"),
+    "patients:photo_file": ("practitioner", ""),
+    "consent:patient_consents": ("practitioner", ""),
+    "consent:sign": ("practitioner", ""),
+    "consent:signed_detail": ("practitioner", ""),
+    "consent:signature_image": ("practitioner", ""),
+    "consent:signed_pdf": ("practitioner", ""),
+    "treatments:batch_detail": ("manager", ""),
+    "treatments:batch_recall_csv": ("manager", ""),
+    "treatments:tasks": ("practitioner", ""),
+    "treatments:allergy_tests": ("practitioner", ""),
+    "treatments:allergy_test_detail": ("practitioner", ""),
+    "treatments:allergy_test_photo": ("practitioner", ""),
+    "treatments:patient_treatment_panel": ("receptionist", ""),
+    "treatments:booking_detail": ("receptionist", ""),
+    "treatments:course_detail": ("receptionist", ""),
+    "treatments:session_record": ("practitioner", ""),
+    "treatments:reminder_log": ("receptionist", ""),
+    "treatments:document_download": ("practitioner", ""),
+    "treatments:portal_home": ("portal", ""),
+    "treatments:portal_document": ("portal", ""),
+    "treatments:portal_consent": ("portal", ""),
+    "treatments:patient_merge_compare": ("practitioner", ""),
+}
+
+# Every other route, and why it records no read of a patient.
+NOT_PATIENT_READS: dict[str, str] = {
+    "home": "the dashboard: counts and links",
+    "healthz": "the health check: no data",
+    "login": "sign-in",
+    "logout": "sign-out",
+    "password_change": "one's own password",
+    "password_change_done": "one's own password",
+    "password_reset": "sign-in help",
+    "password_reset_done": "sign-in help",
+    "password_reset_confirm": "sign-in help",
+    "password_reset_complete": "sign-in help",
+    "two_factor": "sign-in",
+    "two_factor_setup": "sign-in",
+    "audit_log": "the audit trail itself: who did what, by reference",
+    "patients:list": "the register: names and birth dates, no clinical data",
+    "patients:create": "an empty registration form",
+    "patients:consultation_new": "an empty form under the patient's name",
+    "consent:form_list": "consent forms: no patient",
+    "consent:form_create": "consent forms: no patient",
+    "consent:form_detail": "consent forms: no patient",
+    "consent:draft_edit": "consent forms: no patient",
+    "consent:version_detail": "consent forms: no patient",
+    "consent:version_publish": "a POST only",
+    "consent:pdf_status": "the PDF's status box, polled by the signed consent's page (recorded)",
+    "consent:withdraw": "a POST only",
+    "treatments:catalogue": "the catalogue: no patient",
+    "treatments:ingredient_list": "the catalogue: no patient",
+    "treatments:ingredient_create": "the catalogue: no patient",
+    "treatments:ingredient_edit": "the catalogue: no patient",
+    "treatments:product_list": "the catalogue: no patient",
+    "treatments:product_create": "the catalogue: no patient",
+    "treatments:product_detail": "the catalogue: no patient",
+    "treatments:product_edit": "the catalogue: no patient",
+    "treatments:batch_create": "the catalogue: no patient",
+    "treatments:batch_recall": "a POST only",
+    "treatments:protocol_list": "the catalogue: no patient",
+    "treatments:protocol_create": "the catalogue: no patient",
+    "treatments:protocol_detail": "the catalogue: no patient",
+    "treatments:protocol_edit": "the catalogue: no patient",
+    "treatments:sheet_list": "the catalogue: no patient",
+    "treatments:sheet_create": "the catalogue: no patient",
+    "treatments:sheet_detail": "the catalogue: no patient",
+    "treatments:sheet_edit": "the catalogue: no patient",
+    "treatments:allergy_test_new": "an empty form under the patient's name",
+    "treatments:allergy_test_read": "a POST only",
+    "treatments:calendar": "the schedule: names and times, readiness in reception's words",
+    "treatments:next_free_slot": "free times: no patient",
+    "treatments:booking_new": "an empty booking form",
+    "treatments:booking_patient_search": "names for choosing whom to book",
+    "treatments:booking_move": "the schedule: a booking's time to change",
+    "treatments:booking_cancel": "a POST only",
+    "treatments:booking_mark": "a POST only",
+    "treatments:course_new": "an empty course form",
+    "treatments:room_list": "rooms: no patient",
+    "treatments:room_new": "rooms: no patient",
+    "treatments:room_edit": "rooms: no patient",
+    "treatments:hours_edit": "working hours: no patient",
+    "treatments:hours_clear": "a POST only",
+    "treatments:closure_list": "clinic closures: no patient",
+    "treatments:closure_edit": "clinic closures: no patient",
+    "treatments:closure_remove": "a POST only",
+    "treatments:session_amend": "a POST only",
+    "treatments:adverse_event_new": "a POST only",
+    "treatments:reports": "figures: counts by month and batch, no patient named",
+    "treatments:reminder_followups": "whom to call: names and failed reminders, no clinical data",
+    "treatments:document_status": "the sheet's status box, polled by the session's page (recorded)",
+    "treatments:document_send": "a POST only",
+    "treatments:document_revoke": "a POST only",
+    "treatments:document_regenerate": "a POST only",
+    "treatments:portal_invite": "a POST only",
+    "treatments:link_open": "asks for a date of birth first; the download is recorded",
+    "treatments:portal_request": "sign-in help",
+    "treatments:portal_login": "a sign-in button",
+    "treatments:patient_merge": "a POST only",
+}
+
+
+def test_every_route_says_whether_it_shows_a_patients_record() -> None:
+    names = {r.name for r in ROUTES if not r.name.startswith("admin:")}
+    unclassified = names - set(PATIENT_READS) - set(NOT_PATIENT_READS)
+    assert not unclassified, f"Add to PATIENT_READS or NOT_PATIENT_READS: {sorted(unclassified)}"
+    assert not set(PATIENT_READS) & set(NOT_PATIENT_READS)
+    gone = (set(PATIENT_READS) | set(NOT_PATIENT_READS)) - names - CLOSURE_ROUTES
+    assert not gone, f"No such route any more: {sorted(gone)}"
+
+
+# Routes of the closures page that exist once closures can be edited.
+CLOSURE_ROUTES = {"treatments:closure_edit", "treatments:closure_remove"}
+
+
+@pytest.fixture
+def patient_read_samples(sample_objects: None, practitioner: User) -> dict[str, str]:
+    """What the sample objects lack for every read to show something: a signed
+    medical history, two photos of one area, the signed consent's PDF ready, a photo of the allergy
+    reaction, and a portal account of the sample patient. Returns the query
+    strings the PATIENT_READS name."""
+    from django.core.files.base import ContentFile
+    from django.core.files.storage import default_storage
+    from django.utils import timezone
+
+    from consent.models import DocumentStatus, SignedConsentPDF
+    from patients.models import Patient, Photo
+    from tests.factories import UserFactory, make_history
+    from treatments.models import AllergyTest, PortalAccount
+
+    patient = Patient.objects.get(uuid=SAMPLE_KWARGS["patient"])
+    make_history(patient, practitioner)  # "take a new history" shows its answers
+    jpeg = b"\xff\xd8\xff\xe0 sample photo \xff\xd9"
+    photos = []
+    for index, photo_uuid in enumerate((SAMPLE_KWARGS["photo"], None)):
+        photo = Photo(
+            patient=patient,
+            area="face",
+            kind="before" if index == 0 else "after",
+            taken_on=timezone.localdate(),
+            width=10,
+            height=10,
+            sha256="0" * 64,
+            uploaded_by=practitioner,
+        )
+        if photo_uuid:
+            photo.uuid = photo_uuid
+        photo.image.save(f"{photo.uuid}.jpg", ContentFile(jpeg), save=False)
+        photo.save()
+        photos.append(photo)
+    pdf = SignedConsentPDF.objects.get(signed_consent__uuid=SAMPLE_KWARGS["signed"])
+    name = default_storage.save(f"consent/pdf/{SAMPLE_KWARGS['signed']}.pdf", ContentFile(b"%PDF"))
+    SignedConsentPDF.objects.filter(pk=pdf.pk).update(
+        status=DocumentStatus.READY, file=name, sha256="0" * 64
+    )
+    photo_name = default_storage.save(f"allergy/{SAMPLE_KWARGS['test']}.jpg", ContentFile(jpeg))
+    AllergyTest.objects.filter(uuid=SAMPLE_KWARGS["test"]).update(photo=photo_name)
+    PortalAccount.objects.create(patient=patient, user=UserFactory(username="sample-portal"))
+    return {"compare": f"?a={photos[0].uuid}&b={photos[1].uuid}"}
+
+
+@pytest.mark.django_db
+def test_every_patient_read_is_recorded_against_its_patient(
+    request: pytest.FixtureRequest, patient_read_samples: dict[str, str]
+) -> None:
+    """Walk each route of PATIENT_READS as one who may open it: the page opens
+    and at least one audit event by that user names the sample patient."""
+    from clinic.models import AuditEvent
+    from treatments.models import PortalAccount
+
+    clients: dict[str, tuple[Client, User]] = {}
+    for persona in {persona for persona, _query in PATIENT_READS.values()}:
+        if persona == "portal":
+            user = PortalAccount.objects.get(patient__uuid=SAMPLE_KWARGS["patient"]).user
+            client = Client()
+            client.force_login(user)
+        else:
+            user = request.getfixturevalue(persona)
+            client = sign_in(Client(), user)
+        client.get(reverse("home"))  # the first request starts the idle timer
+        clients[persona] = (client, user)
+    urls = {route.name: route.url for route in ROUTES}
+    failures = []
+    for name, (persona, query) in PATIENT_READS.items():
+        client, user = clients[persona]
+        last = AuditEvent.objects.order_by("-id").values_list("id", flat=True).first() or 0
+        response = client.get(urls[name] + patient_read_samples.get(query, ""))
+        if getattr(response, "streaming", False):
+            b"".join(response.streaming_content)  # type: ignore[attr-defined]
+        if response.status_code != 200:
+            failures.append(f"{name}: {persona} got {response.status_code}")
+            continue
+        recorded = AuditEvent.objects.filter(
+            id__gt=last, actor=user, patient_ref=SAMPLE_KWARGS["patient"]
+        )
+        if not recorded.exists():
+            failures.append(f"{name}: no read recorded against the patient")
+    assert not failures, "\n".join(failures)

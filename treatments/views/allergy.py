@@ -14,7 +14,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from clinic.access import signed_in_user, staff
-from clinic.audit import audit_log, audit_read
+from clinic.audit import audit_log, audit_read, audit_read_patients
 from clinic.concurrency import AlreadySubmittedError
 from clinic.models import AuditAction
 from clinic.roles import Role
@@ -200,12 +200,23 @@ def tasks(request: HttpRequest) -> HttpResponse:
     """The practitioner's task list: allergy readings due now, overdue or coming up."""
     now = timezone.now()
     found = allergy_tasks(now=now)
-    audit_log(
-        actor=request.user,
-        action=AuditAction.VIEW,
-        object_type="treatments.allergytest",
-        object_id="tasks",
-    )
+    # One event per patient listed: the list names them with what they were tested for.
+    shown = [test.patient.uuid for test in (*found.due, *found.upcoming)]
+    if shown:
+        audit_read_patients(
+            request,
+            None,
+            patient_refs=shown,
+            object_type="treatments.allergytest",
+            object_id="tasks",
+        )
+    else:
+        audit_log(
+            actor=request.user,
+            action=AuditAction.VIEW,
+            object_type="treatments.allergytest",
+            object_id="tasks",
+        )
     return render(
         request,
         "treatments/tasks_list.html",

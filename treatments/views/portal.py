@@ -20,7 +20,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods
 
 from clinic.access import portal, public
-from clinic.audit import audit_log
+from clinic.audit import audit_log, audit_read
 from clinic.context import get_request_context
 from clinic.models import AuditAction, User
 from treatments.forms.portal import DateOfBirthForm, PortalRequestForm
@@ -211,6 +211,7 @@ def portal_home(request: HttpRequest) -> HttpResponse:
     """The patient's own page: upcoming sessions, aftercare sheets, signed consents."""
     patient = portal_patient_of(_portal_user(request))
     overview = portal_overview(patient=patient)
+    audit_read(request, patient, patient_ref=patient.uuid)
     return render(request, "treatments/portal_home.html", {"overview": overview})
 
 
