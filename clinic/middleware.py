@@ -23,6 +23,7 @@ from clinic.access import Access, access_of
 from clinic.audit import audit_log
 from clinic.context import RequestContext, reset_request_context, set_request_context
 from clinic.models import AuditAction
+from clinic.proxies import client_ip
 
 logger = logging.getLogger(__name__)
 
@@ -32,17 +33,6 @@ SESSION_LAST_SEEN = "_clinic_last_seen"
 SESSION_STARTED = "_clinic_started"
 # Refresh the idle timer at most this often, so a page view rarely writes the session.
 _TOUCH_EVERY = 30
-
-
-def client_ip(request: HttpRequest) -> str | None:
-    """The client's address, trusting X-Forwarded-For only behind known proxies."""
-    proxies = int(getattr(settings, "AXES_IPWARE_PROXY_COUNT", 0) or 0)
-    forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
-    if proxies and forwarded:
-        hops = [h.strip() for h in forwarded.split(",") if h.strip()]
-        if len(hops) >= proxies:
-            return hops[-proxies]
-    return request.META.get("REMOTE_ADDR") or None
 
 
 class RequestContextMiddleware:

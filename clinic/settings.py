@@ -6,6 +6,7 @@ explicitly through environment variables; every variable is listed and
 explained in `.env.example`.
 """
 
+import ipaddress
 from datetime import timedelta
 from pathlib import Path
 
@@ -53,9 +54,13 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: X-Forwarded-* count only from TRUSTED_PROXIES (clinic/proxies.py).
+    "clinic.edge.ForwardedHeadersMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "clinic.middleware.RequestContextMiddleware",
+    # Before anything reads a body: too large is refused unread (413).
+    "clinic.edge.RequestBodyLimitMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -154,14 +159,19 @@ OTP_TOTP_ISSUER = CLINIC_NAME
 # django-axes: lock an account after repeated failures, for a while, not for ever.
 AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = timedelta(minutes=env.int("LOGIN_LOCKOUT_MINUTES", default=15))
-# Per account and per client address; both locks lift after the cool-off.
-AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+# The lock holds an account *from one address*: a stranger's wrong passwords
+# never lock out the staff, who share the clinic's address. One address trying
+# many accounts meets a higher ceiling (clinic/signin.py).
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+LOGIN_ADDRESS_FAILURE_LIMIT = env.int("LOGIN_ADDRESS_FAILURE_LIMIT", default=100)
+AXES_HANDLER = "clinic.signin.SignInLockHandler"
+# The client's address, trusting X-Forwarded-For only from TRUSTED_PROXIES.
+AXES_CLIENT_IP_CALLABLE = "clinic.proxies.client_ip"
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_HTTP_RESPONSE_CODE = 429
 AXES_VERBOSE = False
 AXES_SENSITIVE_PARAMETERS = ["password", "otp_token"]
-AXES_IPWARE_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
 
 # --- Sessions and cookies -------------------------------------------------------
 SESSION_IDLE_TIMEOUT = timedelta(minutes=env.int("SESSION_IDLE_TIMEOUT_MINUTES", default=15))
@@ -190,8 +200,23 @@ SECURE_REFERRER_POLICY = "same-origin"
 SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
-if env.bool("TRUST_X_FORWARDED_PROTO", default=False):
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# The reverse proxies whose X-Forwarded-For and X-Forwarded-Proto are believed:
+# addresses or networks, as the clinic sees them (REMOTE_ADDR). Empty: none.
+# No SECURE_PROXY_SSL_HEADER: Django would believe that header from anyone;
+# clinic.edge.ForwardedHeadersMiddleware believes it from these only.
+TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=[])
+for _proxy in TRUSTED_PROXIES:
+    ipaddress.ip_network(_proxy, strict=False)  # a mistyped entry stops start-up
+
+# --- Request sizes -----------------------------------------------------------------
+# Bodies over these are refused with 413 before they are read (clinic/edge.py).
+# Forms (a drawn signature is at most 512 KB) stay far below the general limit;
+# Django's own DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MB of form fields) still applies.
+REQUEST_BODY_MAX_BYTES = env.int("REQUEST_BODY_MAX_BYTES", default=3 * 1024 * 1024)
+# Routes that take a photo (15 MB at most, checked again by the view, which
+# answers a photo between 15 and 20 MB on its own page with the form kept).
+UPLOAD_BODY_MAX_BYTES = env.int("UPLOAD_BODY_MAX_BYTES", default=20 * 1024 * 1024)
+UPLOAD_ROUTES = frozenset({"patients:photos", "treatments:allergy_test_read"})
 
 # Content Security Policy: scripts and styles only from our own static files.
 CONTENT_SECURITY_POLICY = {
@@ -297,7 +322,8 @@ SMS_PROVIDER_URL = env.str("SMS_PROVIDER_URL", default="")
 SMS_PROVIDER_TOKEN = env.str("SMS_PROVIDER_TOKEN", default="")
 SMS_SENDER = env.str("SMS_SENDER", default="Clinic")
 SMS_TIMEOUT_SECONDS = env.float("SMS_TIMEOUT_SECONDS", default=10.0)
-# The address patients reach the clinic at, for links in emails.
+# The address patients reach the clinic at, for links in emails
+# (`make run` sets it from PORT).
 SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000")
 # Days an emailed document link works; minutes a portal sign-in link works.
 DOWNLOAD_LINK_DAYS = env.int("DOWNLOAD_LINK_DAYS", default=7)

@@ -98,3 +98,87 @@ def test_a_form_posted_without_its_csrf_token_gets_a_clear_403() -> None:
     response = client.post("/accounts/login/", {"username": "x", "password": "y"})
     assert response.status_code == 403
     assert "This form has expired" in response.content.decode()
+
+
+# --- The edge: published ports, trusted proxies, request limits, links ------------------
+
+
+def _compose_ports(text: str) -> list[str]:
+    """Every published port entry of docker-compose.yml (short syntax, or the
+    host_ip/published pair of the long syntax)."""
+    entries: list[str] = []
+    indent: int | None = None
+    for line in text.splitlines():
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        depth = len(line) - len(line.lstrip())
+        if stripped == "ports:":
+            indent = depth
+            continue
+        if indent is not None and depth <= indent:
+            indent = None
+        if indent is not None and stripped.startswith("- "):
+            entries.append(stripped[2:].strip().strip("\"'"))
+        elif indent is not None:
+            entries[-1] += " " + stripped
+    return entries
+
+
+def test_compose_publishes_the_app_to_this_host_only() -> None:
+    ports = _compose_ports((BASE_DIR / "docker-compose.yml").read_text())
+    assert ports, "web must be published for the reverse proxy"
+    for entry in ports:
+        if "published:" in entry:
+            assert "host_ip: 127.0.0.1" in entry or "host_ip: ::1" in entry, entry
+            continue
+        parts = entry.rsplit(":", 2)
+        assert len(parts) == 3, f"{entry}: published on all interfaces"
+        all_interfaces = {"", "0.0.0.0", "[::]", "::"}  # noqa: S104
+        assert parts[0] not in all_interfaces, f"{entry}: on all interfaces"
+
+
+def test_compose_trusts_forwarded_headers_from_the_proxys_gateway_only() -> None:
+    import ipaddress
+    import re
+
+    text = (BASE_DIR / "docker-compose.yml").read_text()
+    trusted = re.search(r"TRUSTED_PROXIES: \$\{TRUSTED_PROXIES:-([^}]*)\}", text)
+    subnet = re.search(r"- subnet: (\S+)", text)
+    assert trusted
+    assert subnet
+    gateway = next(ipaddress.ip_network(subnet.group(1)).hosts())
+    assert trusted.group(1).split(",") == [str(gateway)]
+    assert "TRUST_X_FORWARDED_PROTO" not in text
+    assert "TRUSTED_PROXY_COUNT" not in text
+
+
+@pytest.mark.parametrize("path", ["docker-compose.yml", "Procfile"])
+def test_gunicorn_limits_request_lines_and_headers(path: str) -> None:
+    text = (BASE_DIR / path).read_text()
+    assert "gunicorn clinic.wsgi" in text
+    for flag in ("--limit-request-line", "--limit-request-fields", "--limit-request-field_size"):
+        assert flag in text, f"{path} runs gunicorn without {flag}"
+
+
+def _site_url_of_make_run(port: str, **env: str) -> str:
+    """SITE_URL as `make run PORT=...` exports it to the clinic's processes.
+
+    A dry run (-n) still executes the line that starts the services, since it
+    calls $(MAKE): there the services runner is replaced by `printenv`, so it
+    prints what it would have been given and starts nothing."""
+    base = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp")}  # noqa: S108
+    result = subprocess.run(
+        ["make", "-n", "run", f"PORT={port}", "SERVICES=printenv SITE_URL #", "MAKE=true"],
+        cwd=BASE_DIR, env={**base, **env}, capture_output=True, text=True, timeout=60,
+        check=True,
+    )  # fmt: skip
+    return result.stdout.strip().splitlines()[-1]
+
+
+def test_make_run_on_another_port_emails_links_to_that_port() -> None:
+    assert _site_url_of_make_run("8202") == "http://127.0.0.1:8202"
+    # A SITE_URL set by the user wins.
+    assert _site_url_of_make_run("8202", SITE_URL="https://clinic.example.org") == (
+        "https://clinic.example.org"
+    )

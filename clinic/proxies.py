@@ -1,0 +1,99 @@
+"""Where trust in forwarded headers starts: the client's address and scheme.
+
+The reverse proxy in front of the clinic says who the client is
+(X-Forwarded-For) and whether it spoke HTTPS (X-Forwarded-Proto). Anyone can
+send those headers, so they count only when the direct peer (REMOTE_ADDR) is
+one of TRUSTED_PROXIES. This module is the one source of the client's
+address: for the audit trail, the sign-in lockout (django-axes calls
+`client_ip` through AXES_CLIENT_IP_CALLABLE) and every throttle.
+
+Kept free of model imports: logging and settings checks may use it early.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from functools import lru_cache
+
+from django.conf import settings
+from django.http import HttpRequest
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+# Headers a client could use to pass itself off as someone else, or as HTTPS.
+FORWARDED_HEADERS = (
+    "HTTP_X_FORWARDED_FOR",
+    "HTTP_X_FORWARDED_PROTO",
+    "HTTP_X_FORWARDED_HOST",
+    "HTTP_X_FORWARDED_PORT",
+    "HTTP_FORWARDED",
+)
+
+
+@lru_cache(maxsize=8)
+def _networks(entries: tuple[str, ...]) -> tuple[IPNetwork, ...]:
+    return tuple(ipaddress.ip_network(entry.strip(), strict=False) for entry in entries if entry)
+
+
+def trusted_networks() -> tuple[IPNetwork, ...]:
+    """TRUSTED_PROXIES (addresses or networks, e.g. "172.30.0.1" or
+    "10.0.0.0/8") as networks. Raises ValueError for an entry that is neither."""
+    return _networks(tuple(getattr(settings, "TRUSTED_PROXIES", ()) or ()))
+
+
+def _parse(value: str) -> IPAddress | None:
+    try:
+        return ipaddress.ip_address(value.strip())
+    except ValueError:
+        return None
+
+
+def is_trusted_proxy(address: str | None) -> bool:
+    """Whether `address` (a textual IP address) is one of TRUSTED_PROXIES."""
+    parsed = _parse(address or "")
+    if parsed is None:
+        return False
+    return any(parsed in network for network in trusted_networks())
+
+
+def peer_is_trusted_proxy(request: HttpRequest) -> bool:
+    """Whether the direct peer of this request is a trusted reverse proxy."""
+    return is_trusted_proxy(request.META.get("REMOTE_ADDR"))
+
+
+def client_ip(request: HttpRequest) -> str | None:
+    """The client's IP address, as text; None when the server gave none.
+
+    REMOTE_ADDR, unless the direct peer is a trusted proxy: then the address
+    that proxy put at the end of X-Forwarded-For, skipping further trusted
+    proxies from the right (a chain of them). A hop that is not an IP address
+    (a broken chain) stops the walk at the last trusted hop. Never the
+    left-most entry: the client writes that one itself.
+    """
+    peer = request.META.get("REMOTE_ADDR") or None
+    if not peer_is_trusted_proxy(request):
+        return peer
+    forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
+    hops = [hop.strip() for hop in forwarded.split(",") if hop.strip()]
+    nearest = peer
+    for hop in reversed(hops):
+        parsed = _parse(hop)
+        if parsed is None:
+            return nearest
+        nearest = str(parsed)
+        if not is_trusted_proxy(nearest):
+            return nearest
+    return nearest
+
+
+def forwarded_scheme(request: HttpRequest) -> str | None:
+    """The scheme a trusted proxy reports in X-Forwarded-Proto ("https" or
+    "http"); None when the peer is not trusted or the header is absent or unknown."""
+    if not peer_is_trusted_proxy(request):
+        return None
+    value = request.META.get("HTTP_X_FORWARDED_PROTO", "")
+    # Where several are listed, the last was written by the nearest proxy:
+    # the one we trust; earlier ones may come from the client.
+    last = value.split(",")[-1].strip().lower()
+    return last if last in {"http", "https"} else None
