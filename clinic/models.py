@@ -138,6 +138,36 @@ class AuditEvent(models.Model):
         return ", ".join(str(Role(n).label) if n in Role.values else n for n in names)
 
 
+class AuditSeal(models.Model):
+    """One link of the hash chain over the audit trail: one row per sealed event.
+
+    `event_hash` is the SHA-256 of the event's content (clinic/auditchain.py);
+    `chain_hash` is the SHA-256 of the previous link's `chain_hash` followed by
+    `event_hash`. Links are made in `seq` order by one sealer at a time, a
+    minute or so after the events commit, so writing the trail never waits on
+    the chain. Changing, deleting or slipping in an event then breaks the chain
+    at that event, which `manage.py audit_verify` names. Append-only in the
+    database, like the events.
+    """
+
+    seq = models.BigAutoField(primary_key=True)
+    event = models.OneToOneField(
+        AuditEvent,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        related_name="seal",
+    )
+    event_hash = models.CharField(max_length=64)
+    chain_hash = models.CharField(max_length=64, unique=True)
+    sealed_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["seq"]
+
+    def __str__(self) -> str:
+        return f"seal {self.seq} of event {self.event_id}"
+
+
 class Heartbeat(models.Model):
     """Last sign of life of a background process (beat, worker)."""
 

@@ -113,6 +113,12 @@ DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", 5)
 if env.str("DATABASE_SSLMODE", default=""):
     DATABASES["default"]["OPTIONS"]["sslmode"] = env.str("DATABASE_SSLMODE")
 
+# The owner role: owns the tables and runs the migrations (clinic/dbroles.py).
+# DATABASE_URL is the application role, which owns nothing.
+DATABASE_OWNER = (
+    env.db_url("DATABASE_OWNER_URL") if env.str("DATABASE_OWNER_URL", default="") else None
+)
+
 REDIS_URL = env.str("REDIS_URL")
 
 CACHES = {

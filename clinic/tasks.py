@@ -9,3 +9,12 @@ def heartbeat() -> None:
     from clinic.health import heartbeat_record
 
     heartbeat_record(name="worker")
+
+
+@shared_task(name="clinic.tasks.audit_seal", ignore_result=True)
+def audit_seal() -> None:
+    """Link the audit events written since the last run into the hash chain."""
+    from clinic.auditchain import audit_seal as seal
+
+    while seal():
+        pass

@@ -3,19 +3,47 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
+import pytest_django
 from django.test import Client
 from django_otp import DEVICE_ID_SESSION_KEY
 from django_otp.oath import TOTP
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from clinic.dbroles import connected_as_owner
 from clinic.models import User
 from clinic.roles import Role
+from tests.dbroles import role_drop, roles_prepare
 from tests.factories import TOTPDeviceFactory, UserFactory
 
 PERSONAS = ("receptionist", "practitioner", "manager")
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(
+    request: pytest.FixtureRequest,
+    django_test_environment: None,
+    django_db_blocker: pytest_django.DjangoDbBlocker,
+) -> Iterator[None]:
+    """pytest-django's test database, made and migrated by the owner role; the
+    tests then connect as the application role, which owns nothing, as the
+    clinic does (clinic/dbroles.py)."""
+    from django.test.utils import setup_databases, teardown_databases
+
+    verbosity = request.config.option.verbose
+    with django_db_blocker.unblock():
+        made_role = roles_prepare()
+        with connected_as_owner():
+            config = setup_databases(verbosity=verbosity, interactive=False)
+    yield
+    with django_db_blocker.unblock():
+        with connected_as_owner():
+            teardown_databases(config, verbosity=verbosity)
+        if made_role:
+            with connected_as_owner():
+                role_drop(made_role)
 
 
 def totp_code(device: TOTPDevice, at: float | None = None) -> str:

@@ -5,7 +5,10 @@ The production HTTPS settings are checked separately, by running
 """
 
 from clinic.settings import *  # noqa: F403
-from clinic.settings import STORAGES
+from clinic.settings import INSTALLED_APPS, STORAGES
+
+# Test-only commands: flush as the database owner (tests/support).
+INSTALLED_APPS = [*INSTALLED_APPS, "tests.support"]
 
 # The test client and the browser tests' live server speak plain http.
 SECURE_SSL_REDIRECT = False

@@ -10,16 +10,15 @@ import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from django.conf import settings
-from django.db import connection
 from django.test import Client, override_settings
 from django.utils import timezone
 
 from clinic.health import heartbeat_record
 from clinic.models import Heartbeat
+from tests.dbroles import url_of_test_database
 
 BASE_DIR = Path(settings.BASE_DIR)
 
@@ -69,17 +68,11 @@ def test_health_reveals_no_data(client: Client) -> None:
     assert set(body["checks"]) == {"database", "broker", "worker", "beat"}
 
 
-def _test_database_url() -> str:
-    """DATABASE_URL pointing at the test database rather than the main one."""
-    parts = urlsplit(os.environ["DATABASE_URL"])
-    return urlunsplit(parts._replace(path="/" + connection.settings_dict["NAME"]))
-
-
 @pytest.fixture
 def celery_processes(tmp_path: Path) -> Iterator[list[subprocess.Popen]]:
     env = {
         **os.environ,
-        "DATABASE_URL": _test_database_url(),
+        "DATABASE_URL": url_of_test_database(),
         "DJANGO_SETTINGS_MODULE": "tests.settings",
         "HEARTBEAT_INTERVAL_SECONDS": "1",
         "CELERY_BEAT_SCHEDULE_FILE": str(tmp_path / "beat-schedule"),

@@ -13,6 +13,7 @@ from django.db import DatabaseError, connection, transaction
 from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
+from clinic.dbroles import application_privileges_grant, application_user, connected_as_owner
 from clinic.models import User
 from consent.models import CONSENT_SECTION_NAMES, ConsentFormVersion, SignedConsent
 from consent.selectors import sections_match_text, text_matches_hash
@@ -48,16 +49,24 @@ def text_as_signed_before(version: ConsentFormVersion, photo_consent: bool) -> s
 
 @pytest.fixture
 def before_0003() -> Iterator[Apps]:
-    """The database as it was before 0003; migrated forward again afterwards."""
-    executor = MigrationExecutor(connection)
-    executor.migrate([BEFORE])
-    yield executor.loader.project_state([BEFORE]).apps
-    # Rows the migration refused would stop it again: the table is emptied first
-    # (TRUNCATE fires no row trigger), as the test database is flushed anyway.
-    with connection.cursor() as cursor:
-        cursor.execute("TRUNCATE consent_signedconsent CASCADE")
-    executor = MigrationExecutor(connection)
-    executor.migrate(executor.loader.graph.leaf_nodes())
+    """The database as it was before 0003; migrated forward again afterwards.
+
+    Migrations run as the owner role, as `migrate` does; so does the test.
+    """
+    with connected_as_owner():
+        executor = MigrationExecutor(connection)
+        executor.migrate([BEFORE])
+        yield executor.loader.project_state([BEFORE]).apps
+        # Rows the migration refused would stop it again: the table is emptied
+        # first (TRUNCATE fires no row trigger, and the TRUNCATE guard of
+        # clinic 0005 is not applied at this point), as the test database is
+        # flushed anyway.
+        with connection.cursor() as cursor:
+            cursor.execute("TRUNCATE consent_signedconsent CASCADE")
+        executor = MigrationExecutor(connection)
+        executor.migrate(executor.loader.graph.leaf_nodes())
+        # Tables made again need the application role's rights again.
+        application_privileges_grant(connection, application_user())
 
 
 def migrate_to_0003() -> Apps:

@@ -10,17 +10,16 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from django.conf import settings
-from django.db import connection
 
 from clinic.models import User
 from clinic.pdf import STATIC_BASE, RefusedURLError, StaticOnlyFetcher, html_to_pdf
 from consent.models import DocumentStatus, SignedConsentPDF
 from consent.services import consent_pdf_render_now, sha256_hex
 from tests.consent.helpers import signed_consent_for
+from tests.dbroles import url_of_test_database
 from tests.factories import ConsentFormFactory, ConsentFormVersionFactory, PatientFactory
 
 BASE_DIR = Path(settings.BASE_DIR)
@@ -141,16 +140,11 @@ def test_a_file_reference_in_a_document_is_not_followed(tmp_path: Path) -> None:
 # --- A real worker --------------------------------------------------------------------------
 
 
-def _test_database_url() -> str:
-    parts = urlsplit(os.environ["DATABASE_URL"])
-    return urlunsplit(parts._replace(path="/" + connection.settings_dict["NAME"]))
-
-
 @pytest.fixture
 def worker(tmp_path: Path, media_root: Path) -> Iterator[subprocess.Popen]:
     env = {
         **os.environ,
-        "DATABASE_URL": _test_database_url(),
+        "DATABASE_URL": url_of_test_database(),
         "DJANGO_SETTINGS_MODULE": "tests.settings",
         "MEDIA_ROOT": str(media_root),
     }

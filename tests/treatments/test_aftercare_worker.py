@@ -9,12 +9,11 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from django.conf import settings
-from django.db import connection
 
+from tests.dbroles import url_of_test_database
 from tests.factories import PatientFactory
 from tests.treatments.test_aftercare import completed_session
 from treatments.models import PatientDocument, PatientDocumentStatus
@@ -23,16 +22,11 @@ from treatments.services import aftercare as service
 BASE_DIR = Path(settings.BASE_DIR)
 
 
-def _test_database_url() -> str:
-    parts = urlsplit(os.environ["DATABASE_URL"])
-    return urlunsplit(parts._replace(path="/" + connection.settings_dict["NAME"]))
-
-
 @pytest.fixture
 def worker(tmp_path: Path) -> Iterator[subprocess.Popen]:
     env = {
         **os.environ,
-        "DATABASE_URL": _test_database_url(),
+        "DATABASE_URL": url_of_test_database(),
         "DJANGO_SETTINGS_MODULE": "tests.settings",
         "EMAIL_URL": "dummymail://",
     }

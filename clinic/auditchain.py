@@ -1,0 +1,207 @@
+"""The hash chain over the audit trail: sealing events, and checking the chain.
+
+Each audit event, once committed, gets one link (`AuditSeal`):
+
+    event_hash = SHA-256(canonical content of the event)
+    chain_hash = SHA-256(previous chain_hash + event_hash)
+
+The first link follows `GENESIS`. A sealer (beat, every minute) makes the
+links, one sealer at a time (a transaction-level advisory lock), so writing
+the trail in a request never waits for the chain. `audit_chain_verify` walks
+the links in order and names the first one that no longer matches: an event
+changed or deleted, a link removed or forged, or an event left unsealed longer
+than `SEAL_GRACE` (slipped in with a date in the past, or its link deleted).
+
+The application role cannot change or delete events or links (clinic/dbroles.py);
+the chain is there for what a database owner or superuser might do. The head
+of the chain is logged at every sealing, so a copy of the log elsewhere
+anchors it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from clinic.models import AuditEvent, AuditSeal
+
+logger = logging.getLogger(__name__)
+
+GENESIS = "0" * 64
+# An event still unsealed this long after it was written is a fault: sealing
+# runs every minute, and no request transaction lasts an hour.
+SEAL_GRACE = timedelta(hours=1)
+# Advisory lock key: "audit" in ASCII, so one sealer runs at a time.
+_SEALER_LOCK = 0x6175646974
+_CONTENT_VERSION = 1
+
+
+def event_content(event: AuditEvent) -> bytes:
+    """The canonical bytes of one event, as hashed: every column, fixed order.
+
+    Times are UTC ISO 8601 with microseconds, as stored. A change to the
+    columns of `AuditEvent` needs a new content version here.
+    """
+    at = event.at.astimezone(UTC).isoformat(timespec="microseconds")
+    document = {
+        "v": _CONTENT_VERSION,
+        "id": event.pk,
+        "at": at,
+        "actor_id": event.actor_id,
+        "actor_label": event.actor_label,
+        "roles": event.roles,
+        "action": event.action,
+        "object_type": event.object_type,
+        "object_id": event.object_id,
+        "patient_ref": str(event.patient_ref) if event.patient_ref else None,
+        "changed_fields": list(event.changed_fields or []),
+        "ip": event.ip,
+        "request_id": event.request_id,
+    }
+    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def event_hash(event: AuditEvent) -> str:
+    """SHA-256 (hex) of the event's canonical content."""
+    return hashlib.sha256(event_content(event)).hexdigest()
+
+
+def link_hash(previous_chain_hash: str, this_event_hash: str) -> str:
+    """SHA-256 (hex) of the previous link's chain hash followed by this event's hash."""
+    return hashlib.sha256(f"{previous_chain_hash}{this_event_hash}".encode()).hexdigest()
+
+
+def audit_seal(*, batch: int = 5000) -> int:
+    """Seal the committed events that have no link yet, oldest first.
+
+    At most `batch` events per call; returns how many were sealed. Only events
+    written from `SEAL_GRACE` before the last sealed event on are looked at, so
+    a call costs the same with ten years of trail.
+    """
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_SEALER_LOCK])
+        last = AuditSeal.objects.order_by("-seq").first()
+        previous = last.chain_hash if last else GENESIS
+        pending = AuditEvent.objects.filter(seal__isnull=True).order_by("id")
+        last_at = (
+            AuditEvent.objects.filter(pk=last.event_id).values_list("at", flat=True).first()
+            if last is not None
+            else None
+        )
+        if last_at is not None:
+            # Events commit in about the order they are written: look back only
+            # as far as the grace before the last event sealed.
+            pending = pending.filter(at__gte=last_at - SEAL_GRACE)
+        events = list(pending[:batch])
+        now = timezone.now()
+        links = []
+        for event in events:
+            this_hash = event_hash(event)
+            previous = link_hash(previous, this_hash)
+            links.append(
+                AuditSeal(event=event, event_hash=this_hash, chain_hash=previous, sealed_at=now)
+            )
+        AuditSeal.objects.bulk_create(links)
+    if links:
+        logger.info(
+            "Audit trail sealed: %d events, chain head %s at link %s",
+            len(links),
+            links[-1].chain_hash,
+            links[-1].seq,
+        )
+    return len(links)
+
+
+@dataclass(frozen=True)
+class ChainFault:
+    """The first place the chain no longer holds."""
+
+    seq: int | None
+    event_id: int | None
+    problem: str
+
+    def __str__(self) -> str:
+        where = f"link {self.seq}" if self.seq is not None else "unsealed"
+        return f"{where}, audit event {self.event_id}: {self.problem}"
+
+
+@dataclass(frozen=True)
+class ChainReport:
+    """What `audit_chain_verify` found: links checked, the head, the first fault."""
+
+    links: int
+    head: str
+    fault: ChainFault | None
+
+
+def _links(chunk: int) -> Iterator[tuple[AuditSeal, AuditEvent | None]]:
+    """The links in order, each with its event (None when deleted), `chunk` at a time."""
+    after = 0
+    while True:
+        page = list(AuditSeal.objects.filter(seq__gt=after).order_by("seq")[:chunk])
+        if not page:
+            return
+        events = AuditEvent.objects.in_bulk([seal.event_id for seal in page])
+        for seal in page:
+            yield seal, events.get(seal.event_id)
+        after = page[-1].seq
+
+
+def audit_chain_verify(*, now: datetime | None = None, chunk: int = 2000) -> ChainReport:
+    """Walk the chain from the first link and return the first fault, if any.
+
+    A fault is: an event changed since it was sealed, an event deleted, a link
+    whose chain hash does not follow from the one before (a link removed,
+    inserted or altered), or an event older than `SEAL_GRACE` with no link.
+    `now` (UTC) is when "older" is measured from; the clock by default.
+    """
+    now = now or timezone.now()
+    previous = GENESIS
+    count = 0
+    for seal, event in _links(chunk):
+        count += 1
+        if link_hash(previous, seal.event_hash) != seal.chain_hash:
+            return ChainReport(
+                count,
+                previous,
+                ChainFault(
+                    seal.seq,
+                    seal.event_id,
+                    "the link does not follow from the one before (a link was removed, "
+                    "inserted or altered)",
+                ),
+            )
+        if event is None:
+            return ChainReport(
+                count, previous, ChainFault(seal.seq, seal.event_id, "the event was deleted")
+            )
+        if event_hash(event) != seal.event_hash:
+            return ChainReport(
+                count,
+                previous,
+                ChainFault(seal.seq, seal.event_id, "the event was changed after it was sealed"),
+            )
+        previous = seal.chain_hash
+    unsealed = (
+        AuditEvent.objects.filter(seal__isnull=True, at__lt=now - SEAL_GRACE).order_by("id").first()
+    )
+    if unsealed is not None:
+        return ChainReport(
+            count,
+            previous,
+            ChainFault(
+                None,
+                unsealed.pk,
+                f"written at {unsealed.at:%Y-%m-%d %H:%M:%S} UTC and never sealed (slipped in "
+                "later, or its link was deleted)",
+            ),
+        )
+    return ChainReport(count, previous, None)
