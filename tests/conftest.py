@@ -26,6 +26,7 @@ def django_db_setup(
     request: pytest.FixtureRequest,
     django_test_environment: None,
     django_db_blocker: pytest_django.DjangoDbBlocker,
+    django_db_modify_db_settings: None,
 ) -> Iterator[None]:
     """pytest-django's test database, made and migrated by the owner role; the
     tests then connect as the application role, which owns nothing, as the
