@@ -53,6 +53,13 @@ app.conf.beat_schedule = {
         "schedule": 60.0,
         "options": {"expires": 60},
     },
+    # Every minute: password-reset and portal sign-in emails asked for more than
+    # 2 minutes ago and still owed lost their task (broker down); queue them again.
+    "sign-in-mail-requeue": {
+        "task": "clinic.tasks.sign_in_mail_requeue",
+        "schedule": 60.0,
+        "options": {"expires": 60},
+    },
     # Daily: forget failed link attempts older than a day (they only serve the
     # 10-minute rate limit); no patient data is in them.
     "link-attempts-prune": {

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from django.apps import apps
 from django.contrib.auth.models import AbstractUser
 from django.db import models
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from clinic.roles import Role
@@ -176,3 +177,30 @@ class Heartbeat(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} at {self.at:%Y-%m-%d %H:%M:%S}"
+
+
+class SignInMailKind(models.TextChoices):
+    PASSWORD_RESET = "password_reset", _("Password reset")
+    PORTAL_SIGN_IN = "portal_sign_in", _("Portal sign-in link")
+
+
+class SignInMailRequest(models.Model):
+    """A sign-in email asked for on a public page (password reset, portal link),
+    owed until a worker has handled it (clinic/sign_in_mail.py).
+
+    The request page writes one row whether or not the address is known, so
+    both take the same path and time; the worker looks the address up. The
+    row is deleted once handled: the address typed is kept no longer."""
+
+    kind = models.CharField(max_length=20, choices=SignInMailKind.choices)
+    email = models.EmailField(max_length=254)
+    requested_at = models.DateTimeField(default=timezone.now)
+    # When its task was last queued: a row still here two minutes later lost it.
+    queued_at = models.DateTimeField(default=timezone.now, db_index=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        ordering = ["requested_at"]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} email requested at {self.requested_at:%Y-%m-%d %H:%M}"

@@ -331,6 +331,11 @@ SMS_TIMEOUT_SECONDS = env.float("SMS_TIMEOUT_SECONDS", default=10.0)
 # The address patients reach the clinic at, for links in emails
 # (`make run` sets it from PORT).
 SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000")
+# Password-reset and portal sign-in emails asked for on the public pages, per
+# hour: per address typed and per client address. Past either, the page
+# answers as usual and no email goes.
+SIGN_IN_MAIL_LIMIT_PER_EMAIL = env.int("SIGN_IN_MAIL_LIMIT_PER_EMAIL", default=5)
+SIGN_IN_MAIL_LIMIT_PER_ADDRESS = env.int("SIGN_IN_MAIL_LIMIT_PER_ADDRESS", default=20)
 # Days an emailed document link works; minutes a portal sign-in link works.
 DOWNLOAD_LINK_DAYS = env.int("DOWNLOAD_LINK_DAYS", default=7)
 PORTAL_LOGIN_LINK_MINUTES = env.int("PORTAL_LOGIN_LINK_MINUTES", default=30)

@@ -18,3 +18,20 @@ def audit_seal() -> None:
 
     while seal():
         pass
+
+
+@shared_task(name="clinic.tasks.sign_in_mail_send", ignore_result=True, acks_late=True)
+def sign_in_mail_send(request_id: int) -> None:
+    """Send (or not, for an unknown address) one password-reset or portal
+    sign-in email asked for on a public page. Takes the row id; safe to run twice."""
+    from clinic.sign_in_mail import sign_in_mail_send as send
+
+    send(request_id=request_id)
+
+
+@shared_task(name="clinic.tasks.sign_in_mail_requeue", ignore_result=True)
+def sign_in_mail_requeue() -> int:
+    """Queue again the sign-in emails whose task was lost (run every minute)."""
+    from clinic.sign_in_mail import sign_in_mail_requeue_stale
+
+    return sign_in_mail_requeue_stale()

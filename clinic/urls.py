@@ -36,7 +36,7 @@ accounts = [
     ),
     path(
         "password/reset/",
-        public(auth_views.PasswordResetView.as_view()),
+        public(views.PasswordResetRequestView.as_view()),
         name="password_reset",
     ),
     path(

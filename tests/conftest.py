@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 import pytest_django
@@ -100,3 +101,40 @@ def superuser(make_staff: Callable[..., User]) -> User:
 def persona(request: pytest.FixtureRequest) -> User:
     """Indirect parametrisation by persona name."""
     return request.getfixturevalue(request.param)
+
+
+@pytest.fixture(scope="session")
+def _counters_redis() -> Any:
+    import redis
+    from django.conf import settings
+
+    return redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=1)
+
+
+@pytest.fixture(autouse=True)
+def _no_request_counts_from_earlier_tests(_counters_redis: Any) -> None:
+    """Request counters (clinic/throttle.py) live in Redis and outlast a test:
+    each test starts with none. Only those keys go: Celery shares the database."""
+    import redis
+    from django.core.cache import cache
+
+    from clinic.throttle import KEY_PREFIX
+
+    try:
+        keys = list(_counters_redis.scan_iter(match=cache.make_key(f"{KEY_PREFIX}:*"), count=1000))
+        if keys:
+            _counters_redis.delete(*keys)
+    except redis.RedisError:
+        pass  # a test that runs without Redis counts nothing
+
+
+def deliver_sign_in_mail() -> int:
+    """Do the worker's part for every password-reset or portal sign-in email
+    owed (clinic/sign_in_mail.py), as the queued tasks would; how many rows."""
+    from clinic.models import SignInMailRequest
+    from clinic.sign_in_mail import sign_in_mail_send
+
+    handled = 0
+    for pk in SignInMailRequest.objects.order_by("pk").values_list("pk", flat=True):
+        handled += sign_in_mail_send(request_id=pk)
+    return handled

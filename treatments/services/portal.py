@@ -146,8 +146,10 @@ def portal_invite(*, patient: Patient, invited_by: User) -> PortalAccount:
 
 
 def portal_login_request(*, email: str) -> None:
-    """Email a sign-in link if a portal account has this address. The caller
-    answers the same way whether or not one does."""
+    """Email a sign-in link if an active portal account has this address (as
+    typed, any case); nothing otherwise. Runs in a worker, for a request made
+    on the public page (clinic/sign_in_mail.py), so the page answers the same
+    way, in the same time, whether or not an account has it."""
     email = (email or "").strip()
     if not email:
         return

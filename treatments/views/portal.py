@@ -22,7 +22,8 @@ from django.views.decorators.http import require_GET, require_http_methods
 from clinic.access import portal, public
 from clinic.audit import audit_log, audit_read
 from clinic.context import get_request_context
-from clinic.models import AuditAction, User
+from clinic.models import AuditAction, SignInMailKind, User
+from clinic.sign_in_mail import sign_in_mail_request
 from treatments.forms.portal import DateOfBirthForm, PortalRequestForm
 from treatments.selectors.portal import (
     portal_consent_get,
@@ -40,7 +41,6 @@ from treatments.services.portal import (
     link_attempt_record,
     link_attempts_exceeded,
     portal_login_consume,
-    portal_login_request,
 )
 from treatments.views.documents import document_file_response, private_download
 
@@ -150,17 +150,16 @@ def link_open(request: HttpRequest, token: str) -> HttpResponseBase:
 @public
 @require_http_methods(["GET", "POST"])
 def portal_request(request: HttpRequest) -> HttpResponse:
-    """Ask for a sign-in link by email. The answer is the same for every address.
-    Each request counts towards the address's limit, so the page cannot be used
-    to flood a patient's inbox."""
+    """Ask for a sign-in link by email. The answer is the same, in the same
+    time, for every address, known or not, over the hourly limits or not (the
+    limits keep the page from flooding a patient's inbox): a worker looks the
+    address up and sends the link (clinic/sign_in_mail.py)."""
     if request.method == "POST":
-        ip = _ip()
-        if link_attempts_exceeded(ip=ip):
-            return _too_many(request)
         form = PortalRequestForm(request.POST)
         if form.is_valid():
-            link_attempt_record(ip=ip)
-            portal_login_request(email=form.cleaned_data["email"])
+            sign_in_mail_request(
+                kind=SignInMailKind.PORTAL_SIGN_IN, email=form.cleaned_data["email"], ip=_ip()
+            )
             return render(request, "treatments/portal_request.html", {"sent": True})
         return render(request, "treatments/portal_request.html", {"form": form}, status=400)
     return render(request, "treatments/portal_request.html", {"form": PortalRequestForm()})
