@@ -311,6 +311,8 @@ ALLERGY_TEST_VALID_MONTHS = env.int("ALLERGY_TEST_VALID_MONTHS", default=6)
 # A session may be completed from this many minutes before its booked start
 # (the patient is early), never earlier and never for a later day.
 SESSION_COMPLETE_EARLY_MINUTES = env.int("SESSION_COMPLETE_EARLY_MINUTES", default=15)
+# Bookings (and closures) reach at most this many days ahead of today.
+BOOKING_HORIZON_DAYS = env.int("BOOKING_HORIZON_DAYS", default=730)
 
 # --- Reminders, messages and patient links -----------------------------------------
 # Hours before a session that the patient is reminded, by their chosen channel.

@@ -40,4 +40,14 @@ urlpatterns: list[URLPattern] = [
     path("calendar/hours/", calendar_views.hours_edit, name="hours_edit"),
     path("calendar/hours/clear/", calendar_views.hours_clear, name="hours_clear"),
     path("calendar/closures/", calendar_views.closure_list, name="closure_list"),
+    path(
+        "calendar/closures/<uuid:closure>/edit/",
+        calendar_views.closure_edit,
+        name="closure_edit",
+    ),
+    path(
+        "calendar/closures/<uuid:closure>/remove/",
+        calendar_views.closure_remove_view,
+        name="closure_remove",
+    ),
 ]

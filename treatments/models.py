@@ -611,11 +611,19 @@ class WorkingHours(models.Model):
 
 
 class ClinicClosure(models.Model):
-    """Days the clinic is closed (bank holidays, training days): nothing is booked."""
+    """Days the clinic is closed (bank holidays, training days): nothing is booked.
 
+    How far back and ahead a closure may lie depends on the day it is set
+    (treatments.services.booking.closure_dates_problem); its length does not,
+    so the database holds that: a year at most."""
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     starts_on = models.DateField(_("first day closed"))
     ends_on = models.DateField(_("last day closed"))
     reason = models.CharField(_("reason"), max_length=150)
+    # Raised by every save of the services: an edit opened at an older version
+    # is refused (clinic.concurrency), never applied over someone else's.
+    version = models.PositiveIntegerField(_("record version"), default=1, editable=False)
 
     class Meta:
         ordering = ["starts_on"]
@@ -627,10 +635,19 @@ class ClinicClosure(models.Model):
                 name="closure_ends_after_start",
                 violation_error_message=_("The last day must not be before the first."),
             ),
+            # 366 days with both ends included (migration 0010 checks new rows only).
+            models.CheckConstraint(
+                condition=Q(ends_on__lte=F("starts_on") + timedelta(days=365)),
+                name="closure_at_most_a_year",
+                violation_error_message=_("A closure lasts at most a year (366 days)."),
+            ),
         ]
 
     def __str__(self) -> str:
         return f"Closed {self.starts_on} to {self.ends_on}: {self.reason}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("treatments:closure_edit", kwargs={"closure": self.uuid})
 
 
 # --- Courses and bookings --------------------------------------------------------------

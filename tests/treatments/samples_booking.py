@@ -5,7 +5,8 @@ from __future__ import annotations
 
 
 def create_samples(kwargs: dict[str, str]) -> None:
-    """A room, a booking of the sample patient tomorrow at 10:00 (local), and a course."""
+    """A room, a booking of the sample patient tomorrow at 10:00 (local), a
+    course, and a clinic closure in a month."""
     from datetime import time, timedelta
 
     from django.utils import timezone
@@ -14,7 +15,14 @@ def create_samples(kwargs: dict[str, str]) -> None:
     from patients.models import Patient
     from tests.factories import ProtocolFactory, UserFactory
     from treatments.localtime import local_to_utc
-    from treatments.models import Booking, Interval, Protocol, Room, TreatmentCourse
+    from treatments.models import (
+        Booking,
+        ClinicClosure,
+        Interval,
+        Protocol,
+        Room,
+        TreatmentCourse,
+    )
 
     patient = Patient.objects.get(uuid=kwargs["patient"])
     protocol = Protocol.objects.filter(uuid=kwargs["protocol"]).first() or ProtocolFactory(
@@ -41,4 +49,8 @@ def create_samples(kwargs: dict[str, str]) -> None:
         starts_at=starts_at,
         ends_at=starts_at + timedelta(minutes=protocol.session_minutes),
         created_by=practitioner,
+    )
+    closed_on = timezone.localdate() + timedelta(days=30)
+    ClinicClosure.objects.create(
+        uuid=kwargs["closure"], starts_on=closed_on, ends_on=closed_on, reason="Sample training day"
     )

@@ -9,6 +9,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from django import forms
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from clinic.forms import VERSION_LOST, SubmissionTokenMixin, VersionedFormMixin
@@ -24,6 +25,7 @@ from treatments.localtime import (
 )
 from treatments.models import ClinicClosure, Interval, Protocol, Room, WorkingHours
 from treatments.selectors.booking import practitioners, rooms_in_use
+from treatments.services.booking import booking_day_problem, booking_horizon
 
 DATE_WIDGET = forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d")
 TIME_WIDGET = forms.TimeInput(attrs={"type": "time", "step": 900}, format="%H:%M")
@@ -42,13 +44,36 @@ class PractitionerChoiceField(forms.ModelChoiceField):
         return str(obj.get_full_name() or obj.get_username())
 
 
+# How far back the calendar goes: far enough for any record kept, near enough
+# that no date arithmetic leaves the calendar's years.
+CALENDAR_PAST_DAYS = 20 * 366
+# `date` names a field inside the calendar's form: the type by another name.
+Day = date
+
+
 class CalendarQueryForm(forms.Form):
-    """The calendar's query string: every value checked, so a bad one is a 400."""
+    """The calendar's query string: every value checked, so a bad one is a 400.
+    The date lies between CALENDAR_PAST_DAYS back and the booking horizon."""
 
     view = forms.ChoiceField(choices=[("day", _("Day")), ("week", _("Week"))], required=False)
     date = forms.DateField(required=False, input_formats=["%Y-%m-%d"])
     practitioner = forms.UUIDField(required=False)
     room = forms.UUIDField(required=False)
+
+    def clean_date(self) -> Day | None:
+        day: Day | None = self.cleaned_data.get("date")
+        if day is None:
+            return None
+        today = timezone.localdate()
+        first = today - timedelta(days=CALENDAR_PAST_DAYS)
+        last = booking_horizon(today=today)
+        if not first <= day <= last:
+            raise forms.ValidationError(
+                _("The calendar shows the days from %(first)s to %(last)s. Choose a date between.")
+                % {"first": first.strftime("%d/%m/%Y"), "last": last.strftime("%d/%m/%Y")},
+                code="out_of_range",
+            )
+        return day
 
 
 class LocalStartMixin(forms.Form):
@@ -90,6 +115,13 @@ class LocalStartMixin(forms.Form):
     def local_start(self, cleaned: dict[str, Any]) -> datetime | None:
         day, at = cleaned.get("date"), cleaned.get("start_time")
         if day is None or at is None:
+            return None
+        # A day before today or past the booking horizon is refused before any
+        # time is worked out from it (the service checks again).
+        problem = booking_day_problem(day, today=timezone.localdate())
+        if problem is not None:
+            field, message = problem
+            self.add_error(field, message)
             return None
         fold_value = cleaned.get("fold") or ""
         fold = int(fold_value) if fold_value in ("0", "1") else None
@@ -275,6 +307,11 @@ class CourseConfirmForm(forms.Form):
             day, at = cleaned.get(f"date_{number}"), cleaned.get(f"time_{number}")
             if day is None or at is None:
                 continue
+            problem = booking_day_problem(day, today=timezone.localdate())
+            if problem is not None:
+                field, message = problem
+                self.add_error(f"date_{number}" if field == "date" else f"time_{number}", message)
+                continue
             try:
                 # A time that happens twice is taken at its first occurrence.
                 starts.append(local_to_utc(day, at, fold=0))
@@ -340,8 +377,15 @@ class WorkingHoursForm(HoursVersionMixin, forms.ModelForm):
         widgets = {"starts": TIME_WIDGET, "ends": TIME_WIDGET}
 
 
-class ClosureForm(forms.ModelForm):
+class ClosureForm(VersionedFormMixin, forms.ModelForm):
+    """A closure's days and reason. Editing one carries its version: an edit
+    opened before someone else's save is refused (409)."""
+
     class Meta:
         model = ClinicClosure
         fields = ["starts_on", "ends_on", "reason"]
         widgets = {"starts_on": DATE_WIDGET, "ends_on": DATE_WIDGET}
+
+
+class ClosureRemoveForm(VersionedFormMixin, forms.Form):
+    """Remove a closure, as last seen: the version in `initial["version"]`."""

@@ -9,8 +9,9 @@ cannot: working hours, closures, times in the past.
 from __future__ import annotations
 
 import uuid
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta
 
+from django.conf import settings
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
@@ -90,9 +91,72 @@ class BookingStateError(BookingRefusedError):
     """The booking's status does not allow this change."""
 
 
+# A closure lasts at most a year (a leap year's 366 days), and starts at most
+# a year back (one already running is recorded late, or edited).
+CLOSURE_MAX_DAYS = 366
+CLOSURE_PAST_DAYS = 365
+
+
+def booking_horizon(*, today: date) -> date:
+    """The last day (clinic calendar) that can be booked on `today`:
+    BOOKING_HORIZON_DAYS after it (settings; two years by default)."""
+    return today + timedelta(days=settings.BOOKING_HORIZON_DAYS)
+
+
+def booking_day_problem(day: date, *, today: date) -> tuple[str, str] | None:
+    """Why a session cannot be booked on `day` (clinic calendar) on `today`:
+    (form field, sentence), or None when it can. Before today: the time has
+    passed; after `booking_horizon`: too far ahead. Forms ask it before they
+    compute times from a date, so an absurd date is a plain refusal too."""
+    if day < today:
+        return "start_time", str(_("This time has already passed. Choose a time from now on."))
+    last = booking_horizon(today=today)
+    if day > last:
+        return "date", str(
+            _(
+                "Bookings can be made up to %(days)s days ahead, until %(last)s. "
+                "Choose an earlier date."
+            )
+            % {"days": settings.BOOKING_HORIZON_DAYS, "last": last.strftime("%d/%m/%Y")}
+        )
+    return None
+
+
+def closure_dates_problem(starts_on: date, ends_on: date, *, today: date) -> tuple[str, str] | None:
+    """Why a clinic closure cannot run from `starts_on` to `ends_on` (both
+    included, clinic calendar) when set on `today`: (form field, sentence),
+    or None when it can. It may start at most CLOSURE_PAST_DAYS back, end at
+    most on `booking_horizon` (nothing can be booked later anyway) and last at
+    most CLOSURE_MAX_DAYS days; its last day is not before its first."""
+    if ends_on < starts_on:
+        return "ends_on", str(_("The last day must not be before the first."))
+    earliest = today - timedelta(days=CLOSURE_PAST_DAYS)
+    if starts_on < earliest:
+        return "starts_on", str(
+            _("A closure can start at most a year back, on %(day)s at the earliest.")
+            % {"day": earliest.strftime("%d/%m/%Y")}
+        )
+    last = booking_horizon(today=today)
+    if ends_on > last:
+        return "ends_on", str(
+            _(
+                "A closure must end by %(last)s: bookings can only be made up to "
+                "%(days)s days ahead."
+            )
+            % {"last": last.strftime("%d/%m/%Y"), "days": settings.BOOKING_HORIZON_DAYS}
+        )
+    if (ends_on - starts_on).days + 1 > CLOSURE_MAX_DAYS:
+        return "ends_on", str(
+            _("A closure lasts at most a year (%(days)s days). Add another one after it.")
+            % {"days": CLOSURE_MAX_DAYS}
+        )
+    return None
+
+
 def check_slot(*, practitioner: User, starts_at: datetime, ends_at: datetime) -> None:
-    """Refuse a time that ends before it starts, is past, falls on a closure or
-    outside the practitioner's working hours (in that order)."""
+    """Refuse a time that ends before it starts, is past, lies beyond the
+    booking horizon (`booking_day_problem`), falls on a closure or outside the
+    practitioner's working hours (in that order)."""
     if ends_at <= starts_at:
         raise BookingRefusedError(_("The end must be after the start."), field="duration")
     if starts_at < timezone.now():
@@ -100,6 +164,10 @@ def check_slot(*, practitioner: User, starts_at: datetime, ends_at: datetime) ->
             _("This time has already passed. Choose a time from now on."), field="start_time"
         )
     day = to_local(starts_at).date()
+    problem = booking_day_problem(day, today=timezone.localdate())
+    if problem is not None:
+        field, message = problem
+        raise BookingRefusedError(message, field=field)
     closed = closures_between(day, to_local(ends_at).date())
     if closed:
         raise BookingRefusedError(
@@ -522,8 +590,22 @@ def working_hours_clear(
     return removed
 
 
+def _check_closure_dates(starts_on: date, ends_on: date) -> None:
+    problem = closure_dates_problem(starts_on, ends_on, today=timezone.localdate())
+    if problem is not None:
+        field, message = problem
+        raise BookingRefusedError(message, field=field)
+
+
 @transaction.atomic
 def closure_add(*, starts_on: date, ends_on: date, reason: str, added_by: User) -> ClinicClosure:
+    """Close the clinic from `starts_on` to `ends_on` (both included, clinic
+    calendar) for `reason` (trimmed): nothing can be booked on those days.
+
+    Raises `BookingRefusedError` (with the form field) for dates
+    `closure_dates_problem` refuses; `ValidationError` for an empty or too
+    long reason. Nothing is written when it raises."""
+    _check_closure_dates(starts_on, ends_on)
     closure = ClinicClosure(starts_on=starts_on, ends_on=ends_on, reason=reason.strip())
     closure.full_clean()
     closure.save()
@@ -531,6 +613,70 @@ def closure_add(*, starts_on: date, ends_on: date, reason: str, added_by: User) 
         actor=added_by,
         action=AuditAction.CREATE,
         obj=closure,
-        changed_fields=["starts_on", "ends_on", "reason"],
+        changed_fields=["starts_on", "ends_on", "reason", version_mark(closure.version)],
     )
     return closure
+
+
+@transaction.atomic
+def closure_update(
+    *,
+    closure: ClinicClosure,
+    starts_on: date,
+    ends_on: date,
+    reason: str,
+    updated_by: User,
+    expected_version: int | None,
+) -> ClinicClosure:
+    """Change a closure's days (`starts_on` to `ends_on`, both included) or
+    its `reason` (trimmed).
+
+    `expected_version` is the version the edit form was opened with (None:
+    not from a form). The row is locked first. Raises `StaleEditError`
+    (clinic.concurrency) when someone changed the closure since
+    ("stale_edit": its days or reason now, who and when) or the version is
+    not one it had ("bad_version"); `BookingRefusedError` (with the form
+    field) for dates `closure_dates_problem` refuses; `ValidationError` for
+    an empty reason. Returns the closure, unchanged when nothing differs.
+    Nothing is written when it raises."""
+    current = ClinicClosure.objects.select_for_update().get(pk=closure.pk)
+    version_check(current, expected=expected_version)
+    values = {"starts_on": starts_on, "ends_on": ends_on, "reason": reason.strip()}
+    changed = [name for name, value in values.items() if getattr(current, name) != value]
+    if not changed:
+        return current
+    _check_closure_dates(starts_on, ends_on)
+    for name in changed:
+        setattr(current, name, values[name])
+    mark = version_bump(current)
+    current.full_clean()
+    current.save()
+    audit_log(
+        actor=updated_by,
+        action=AuditAction.UPDATE,
+        obj=current,
+        changed_fields=[*changed, mark],
+    )
+    return current
+
+
+@transaction.atomic
+def closure_remove(
+    *, closure: ClinicClosure, removed_by: User, expected_version: int | None
+) -> None:
+    """Remove a closure: its days can be booked again. The audit event keeps
+    which closure it was (its uuid) and what it held (field names).
+
+    `expected_version`: as for `closure_update`. Raises `StaleEditError` when
+    the closure changed since the page was opened (its dates then may not be
+    the ones the manager meant to reopen), or the version is forged. Nothing
+    is removed when it raises."""
+    current = ClinicClosure.objects.select_for_update().get(pk=closure.pk)
+    version_check(current, expected=expected_version)
+    audit_log(
+        actor=removed_by,
+        action=AuditAction.DELETE,
+        obj=current,
+        changed_fields=["starts_on", "ends_on", "reason"],
+    )
+    current.delete()

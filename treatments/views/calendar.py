@@ -24,6 +24,7 @@ from clinic.roles import Role
 from treatments.forms.booking import (
     CalendarQueryForm,
     ClosureForm,
+    ClosureRemoveForm,
     RoomForm,
     WorkingHoursClearForm,
     WorkingHoursForm,
@@ -36,6 +37,8 @@ from treatments.selectors.readiness import booking_readiness
 from treatments.services.booking import (
     BookingRefusedError,
     closure_add,
+    closure_remove,
+    closure_update,
     room_save,
     working_hours_add,
     working_hours_clear,
@@ -186,6 +189,8 @@ def calendar(request: HttpRequest) -> HttpResponse:
     """Day view (a column per practitioner) or week view (a column per day)."""
     form = CalendarQueryForm(request.GET)
     if not form.is_valid():
+        if form.has_error("date", code="out_of_range"):
+            return _bad_calendar(request, str(form.errors["date"][0]))
         if "date" in form.errors:
             return _bad_calendar(request, _("The date is not valid: use the form 2026-11-23."))
         if "view" in form.errors:
@@ -389,25 +394,118 @@ def hours_clear(request: HttpRequest) -> HttpResponse:
     return HttpResponseRedirect(reverse("treatments:hours_edit") + f"?practitioner={chosen.uuid}")
 
 
+def _closure_refused(form: ClosureForm, refusal: BookingRefusedError) -> None:
+    field = refusal.field if refusal.field in form.fields else None
+    form.add_error(field, refusal.message)
+
+
 @staff(Role.MANAGER)
 @require_http_methods(["GET", "POST"])
 def closure_list(request: HttpRequest) -> HttpResponse:
+    """The closures from this month on, each with its edit and remove buttons,
+    and the form to add one."""
     form = ClosureForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        closure_add(
-            starts_on=form.cleaned_data["starts_on"],
-            ends_on=form.cleaned_data["ends_on"],
-            reason=form.cleaned_data["reason"],
-            added_by=signed_in_user(request),
-        )
-        messages.success(request, _("Closure added."))
-        return HttpResponseRedirect(reverse("treatments:closure_list"))
+        try:
+            closure_add(
+                starts_on=form.cleaned_data["starts_on"],
+                ends_on=form.cleaned_data["ends_on"],
+                reason=form.cleaned_data["reason"],
+                added_by=signed_in_user(request),
+            )
+        except BookingRefusedError as refusal:
+            _closure_refused(form, refusal)
+        else:
+            messages.success(request, _("Closure added."))
+            return HttpResponseRedirect(reverse("treatments:closure_list"))
     closures = ClinicClosure.objects.filter(
         ends_on__gte=timezone.localdate().replace(day=1)
-    ).order_by("starts_on")
+    ).order_by("starts_on", "id")
     return render(
         request,
         "treatments/closure_list.html",
         {"form": form, "closures": closures},
         status=400 if form.errors else 200,
     )
+
+
+def _closure_page(
+    request: HttpRequest,
+    closure: ClinicClosure,
+    form: ClosureForm,
+    *,
+    status: int = 200,
+    stale: StaleEditError | None = None,
+) -> HttpResponse:
+    return render(
+        request,
+        "treatments/closure_form.html",
+        {
+            "form": form,
+            "closure": closure,
+            "remove_form": ClosureRemoveForm(initial={"version": closure.version}),
+            "stale": stale or form.stale,
+        },
+        status=status,
+    )
+
+
+@staff(Role.MANAGER)
+@require_http_methods(["GET", "POST"])
+def closure_edit(request: HttpRequest, closure: uuid.UUID) -> HttpResponse:
+    """Change a closure's days or reason. A save opened before someone else's
+    is refused (409) with what they changed; what was typed stays in the form."""
+    found = get_object_or_404(ClinicClosure, uuid=closure)
+    form = ClosureForm(request.POST or None, instance=found)
+    status = 200
+    if request.method == "POST":
+        if form.is_valid():
+            try:
+                closure_update(
+                    closure=found,
+                    starts_on=form.cleaned_data["starts_on"],
+                    ends_on=form.cleaned_data["ends_on"],
+                    reason=form.cleaned_data["reason"],
+                    updated_by=signed_in_user(request),
+                    expected_version=form.cleaned_data.get("version"),
+                )
+            except StaleEditError as refusal:
+                status = form.show_stale(refusal)
+            except BookingRefusedError as refusal:
+                _closure_refused(form, refusal)
+            else:
+                messages.success(request, _("Closure saved."))
+                return HttpResponseRedirect(reverse("treatments:closure_list"))
+        if form.errors and status == 200:
+            status = 400
+        # Show the closure as saved now (the form keeps what was typed).
+        found.refresh_from_db()
+    return _closure_page(request, found, form, status=status)
+
+
+@staff(Role.MANAGER)
+@require_POST
+def closure_remove_view(request: HttpRequest, closure: uuid.UUID) -> HttpResponse:
+    """Remove a closure, as the page showed it: if someone changed it since,
+    the edit page shows what changed (409) and nothing is removed."""
+    found = get_object_or_404(ClinicClosure, uuid=closure)
+    form = ClosureRemoveForm(request.POST, initial={"version": found.version})
+    if not form.is_valid():
+        for error in form.non_field_errors():
+            messages.error(request, str(error))
+        return _closure_page(request, found, ClosureForm(instance=found), status=400)
+    try:
+        closure_remove(
+            closure=found,
+            removed_by=signed_in_user(request),
+            expected_version=form.cleaned_data["version"],
+        )
+    except StaleEditError as refusal:
+        found.refresh_from_db()
+        edit_form = ClosureForm(instance=found)
+        if not refusal.is_stale:
+            messages.error(request, refusal.message)
+            return _closure_page(request, found, edit_form, status=400)
+        return _closure_page(request, found, edit_form, status=409, stale=refusal)
+    messages.success(request, _("Closure removed: those days can be booked again."))
+    return HttpResponseRedirect(reverse("treatments:closure_list"))
