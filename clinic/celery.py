@@ -67,6 +67,13 @@ app.conf.beat_schedule = {
         "schedule": 24 * 3600.0,
         "options": {"expires": 3600},
     },
+    # Every minute: tell previous addresses that a patient's email or mobile
+    # number changed (rows owed in PostgreSQL, patients.contact_changes).
+    "contact-notices-dispatch": {
+        "task": "treatments.contact_notices_dispatch",
+        "schedule": 60.0,
+        "options": {"expires": 60},
+    },
     "reminders-dispatch": {
         "task": "treatments.reminders_dispatch",
         "schedule": float(os.environ.get("REMINDER_DISPATCH_INTERVAL_SECONDS", "60")),

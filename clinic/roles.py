@@ -19,6 +19,12 @@ class Role(models.TextChoices):
 
 STAFF_ROLES = frozenset(Role)
 
+# The roles that open a patient's clinical documents on staff pages (signed
+# consents, aftercare sheets). Only they may route those documents to an
+# address (a portal invitation): no other role can send them to itself.
+# Equal to the audience of those pages (tests/treatments/test_routing.py).
+CLINICAL_DOCUMENT_ROLES: frozenset[Role] = frozenset({Role.PRACTITIONER})
+
 # "app_label.codename" for each role. Permissions that do not exist yet (an
 # app not migrated) are skipped and picked up by the next migrate.
 ROLE_PERMISSIONS: dict[Role, frozenset[str]] = {

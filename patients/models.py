@@ -429,3 +429,83 @@ class Photo(models.Model):
 
     def __str__(self) -> str:
         return f"Photo {self.uuid}"
+
+
+# --- Changes of a patient's email or mobile number --------------------------------
+
+
+class ContactField(models.TextChoices):
+    EMAIL = "email", _("email address")
+    PHONE = "phone", _("mobile number")
+
+
+class ContactNoticeStatus(models.TextChoices):
+    PENDING = "pending", _("to be sent")
+    SENT = "sent", _("sent")
+    FAILED = "failed", _("could not be sent")
+    NONE = "none", _("nobody to tell")
+
+
+class ContactChange(models.Model):
+    """A patient's email or mobile number changed: which, from what, by whom,
+    and whether the person who changed it may open the patient's clinical
+    documents (clinic.roles.CLINICAL_DOCUMENT_ROLES).
+
+    The previous address is told of the change (the notice, sent in the
+    background by treatments.services.contact_notices), so a patient whose
+    details were changed by someone else hears of it where they still read.
+    While an email changed by someone who cannot open clinical documents is
+    recent, nothing that opens them (a portal invitation or sign-in link, an
+    aftercare link) is sent to it (patients.contact_changes.email_hold).
+    """
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="contact_changes")
+    field = models.CharField(_("changed"), max_length=10, choices=ContactField.choices)
+    # Where the notice goes: the address or number before the change ("" when
+    # there was none). Kept for the notice only, never shown on a page.
+    previous = models.CharField(_("previous address"), max_length=254, blank=True)
+    changed_at = models.DateTimeField(_("changed at"), db_index=True)
+    changed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        related_name="+",
+        null=True,
+        blank=True,
+    )
+    by_clinical_role = models.BooleanField(
+        _("changed by someone who may open clinical documents"), default=False
+    )
+    notice_status = models.CharField(
+        _("notice"),
+        max_length=10,
+        choices=ContactNoticeStatus.choices,
+        default=ContactNoticeStatus.PENDING,
+    )
+    notice_attempts = models.PositiveSmallIntegerField(default=0)
+    notice_sent_at = models.DateTimeField(null=True, blank=True)
+    notice_error = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["-changed_at", "-id"]
+        indexes = [
+            models.Index(
+                fields=["patient", "field", "-changed_at"], name="contact_change_patient_idx"
+            ),
+            models.Index(
+                fields=["changed_at"],
+                name="contact_notice_pending_idx",
+                condition=models.Q(notice_status="pending"),
+            ),
+        ]
+        constraints = [
+            # Nobody to tell without a previous address, and a notice owed with one.
+            models.CheckConstraint(
+                condition=models.Q(previous="", notice_status="none")
+                | (~models.Q(previous="") & ~models.Q(notice_status="none")),
+                name="contact_change_notice_has_address",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.field} changed at {self.changed_at:%Y-%m-%d %H:%M}"

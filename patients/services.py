@@ -17,6 +17,7 @@ from django.utils.translation import gettext as _
 from clinic.audit import audit_log
 from clinic.concurrency import version_bump, version_check
 from clinic.models import AuditAction, User
+from patients.contact_changes import contact_changes_record
 from patients.folding import name_key, search_foldings
 from patients.images import CleanImage
 from patients.models import (
@@ -246,7 +247,9 @@ def patient_update(
     one it had ("bad_version"); `ValidationError` for invalid values;
     `TypeError` for fields it does not take. Nothing is written when it
     raises. The possible-duplicate warning for edits is shown by the view
-    before this is called.
+    before this is called. A change of the email or mobile number is
+    recorded with who made it (patients.contact_changes), and the previous
+    address is told of it in the background.
     """
     _reject_unknown(fields, PATIENT_EDITABLE_FIELDS, "not editable")
     # Lock the row: two receptionists saving at once must not interleave.
@@ -255,12 +258,16 @@ def patient_update(
     changed = [f for f, v in fields.items() if getattr(current, f) != v]
     if not changed:
         return current
+    # The previous email and phone are told of their change (patients.contact_changes).
+    previous_contact = {f: getattr(current, f) for f in ("email", "phone") if f in changed}
     for name in changed:
         setattr(current, name, fields[name])
     current.search_text = patient_search_text(current)
     mark = version_bump(current)
     current.full_clean()
     current.save()
+    if previous_contact:
+        contact_changes_record(patient=current, previous=previous_contact, changed_by=updated_by)
     audit_log(
         actor=updated_by,
         action=AuditAction.UPDATE,

@@ -809,8 +809,8 @@ def test_two_portal_accounts_are_named_and_refuse_the_merge(
     receptionist: User,
     client_for: Callable[[User], Client],
 ) -> None:
-    portal_invite(patient=duplicate, invited_by=receptionist)
-    portal_invite(patient=survivor, invited_by=receptionist)
+    portal_invite(patient=duplicate, invited_by=practitioner)
+    portal_invite(patient=survivor, invited_by=practitioner)
     response = merge_post(client_for(practitioner), duplicate, survivor)
     assert response.status_code == 409
     body = response.content.decode()

@@ -35,8 +35,8 @@ def _patients_have_no_authenticator(settings: Any) -> None:
     settings.REQUIRE_STAFF_2FA = False
 
 
-def _invite(patient: Patient, receptionist: User) -> PortalAccount:
-    return service.portal_invite(patient=patient, invited_by=receptionist)
+def _invite(patient: Patient, practitioner: User) -> PortalAccount:
+    return service.portal_invite(patient=patient, invited_by=practitioner)
 
 
 def _login_token(message: Any) -> str:
@@ -54,11 +54,11 @@ def _portal_client(account: PortalAccount) -> Client:
 # --- Invitation and sign-in ---------------------------------------------------------------
 
 
-def test_reception_invites_a_patient_who_gets_an_account_without_password_or_role(
-    receptionist: User,
+def test_a_practitioner_invites_a_patient_who_gets_an_account_without_password_or_role(
+    practitioner: User,
 ) -> None:
     patient = PatientFactory()
-    client = sign_in(Client(), receptionist)
+    client = sign_in(Client(), practitioner)
     response = client.post(reverse("treatments:portal_invite", kwargs={"patient": patient.uuid}))
     assert response.status_code == 302
     account = PortalAccount.objects.get(patient=patient)
@@ -73,10 +73,10 @@ def test_reception_invites_a_patient_who_gets_an_account_without_password_or_rol
 
 
 def test_inviting_a_patient_without_email_is_refused_and_creates_nothing(
-    receptionist: User,
+    practitioner: User,
 ) -> None:
     patient = PatientFactory(email="", reminder_channel="none")
-    client = sign_in(Client(), receptionist)
+    client = sign_in(Client(), practitioner)
     response = client.post(
         reverse("treatments:portal_invite", kwargs={"patient": patient.uuid}), follow=True
     )
@@ -85,16 +85,16 @@ def test_inviting_a_patient_without_email_is_refused_and_creates_nothing(
     assert mail.outbox == []
 
 
-def test_inviting_twice_keeps_one_account_and_sends_a_new_link(receptionist: User) -> None:
+def test_inviting_twice_keeps_one_account_and_sends_a_new_link(practitioner: User) -> None:
     patient = PatientFactory()
-    first = _invite(patient, receptionist)
-    second = _invite(patient, receptionist)
+    first = _invite(patient, practitioner)
+    second = _invite(patient, practitioner)
     assert first.pk == second.pk
     assert len(mail.outbox) == 2
 
 
-def test_the_sign_in_link_shows_a_button_then_signs_in_once(receptionist: User) -> None:
-    account = _invite(PatientFactory(), receptionist)
+def test_the_sign_in_link_shows_a_button_then_signs_in_once(practitioner: User) -> None:
+    account = _invite(PatientFactory(), practitioner)
     token = _login_token(mail.outbox[0])
     url = reverse("treatments:portal_login", kwargs={"token": token})
     client = Client()
@@ -110,8 +110,8 @@ def test_the_sign_in_link_shows_a_button_then_signs_in_once(receptionist: User) 
     assert again.status_code == 404
 
 
-def test_an_expired_sign_in_link_is_410(receptionist: User) -> None:
-    account = _invite(PatientFactory(), receptionist)
+def test_an_expired_sign_in_link_is_410(practitioner: User) -> None:
+    account = _invite(PatientFactory(), practitioner)
     token = _login_token(mail.outbox[0])
     stored = PortalLoginToken.objects.get(account=account)
     with time_machine.travel(stored.expires_at + timedelta(seconds=1), tick=False):
@@ -121,10 +121,10 @@ def test_an_expired_sign_in_link_is_410(receptionist: User) -> None:
 
 
 def test_asking_for_a_link_answers_alike_for_known_and_unknown_addresses(
-    receptionist: User,
+    practitioner: User,
 ) -> None:
     patient = PatientFactory(email="known@example.org")
-    _invite(patient, receptionist)
+    _invite(patient, practitioner)
     mail.outbox.clear()
     url = reverse("treatments:portal_request")
     known = Client().post(url, {"email": "Known@example.org"})
@@ -148,8 +148,8 @@ def test_a_guessed_sign_in_link_is_404_and_counted_as_a_failure() -> None:
 # --- The portal home and downloads ----------------------------------------------------
 
 
-def _portal_patient(receptionist: User) -> PortalAccount:
-    return _invite(PatientFactory(), receptionist)
+def _portal_patient(practitioner: User) -> PortalAccount:
+    return _invite(PatientFactory(), practitioner)
 
 
 def _fill(patient: Patient, sessions: int) -> None:
@@ -176,9 +176,9 @@ def _pdf_content() -> Any:
 
 @pytest.mark.parametrize("sessions", [1, 6])
 def test_the_portal_home_lists_own_upcoming_sessions_sheets_and_consents_in_few_queries(
-    receptionist: User, sessions: int, django_assert_max_num_queries: Any
+    practitioner: User, sessions: int, django_assert_max_num_queries: Any
 ) -> None:
-    account = _portal_patient(receptionist)
+    account = _portal_patient(practitioner)
     _fill(account.patient, sessions)
     other = PatientFactory(first_name="Otherpatient")
     ready_document(completed_session(patient=other))
@@ -195,8 +195,8 @@ def test_the_portal_home_lists_own_upcoming_sessions_sheets_and_consents_in_few_
     assert upcoming.starts_at.strftime("%-d %B %Y") in body
 
 
-def test_a_patient_downloads_their_own_sheet_and_consent(receptionist: User) -> None:
-    account = _portal_patient(receptionist)
+def test_a_patient_downloads_their_own_sheet_and_consent(practitioner: User) -> None:
+    account = _portal_patient(practitioner)
     _fill(account.patient, 1)
     document = account.patient.documents.get()
     signed = account.patient.signed_consents.get()
@@ -215,8 +215,8 @@ def test_a_patient_downloads_their_own_sheet_and_consent(receptionist: User) -> 
     )
 
 
-def test_another_patients_documents_are_404_in_the_portal(receptionist: User) -> None:
-    account = _portal_patient(receptionist)
+def test_another_patients_documents_are_404_in_the_portal(practitioner: User) -> None:
+    account = _portal_patient(practitioner)
     other = PatientFactory()
     _fill(other, 1)
     client = _portal_client(account)
@@ -239,19 +239,19 @@ def test_staff_are_refused_the_portal(practitioner: User) -> None:
     assert client.get(reverse("treatments:portal_home")).status_code == 403
 
 
-def test_a_closed_portal_account_can_no_longer_reach_the_portal(receptionist: User) -> None:
-    account = _portal_patient(receptionist)
+def test_a_closed_portal_account_can_no_longer_reach_the_portal(practitioner: User) -> None:
+    account = _portal_patient(practitioner)
     client = _portal_client(account)
     User.objects.filter(pk=account.user.pk).update(is_active=False)
     assert client.get(reverse("treatments:portal_home")).status_code in (302, 403)
 
 
 def test_a_portal_user_reaches_only_portal_authenticated_and_public_routes(
-    receptionist: User,
+    practitioner: User,
 ) -> None:
     from tests.test_urlwalk import ROUTES
 
-    account = _portal_patient(receptionist)
+    account = _portal_patient(practitioner)
     client = _portal_client(account)
     failures = []
     for route in ROUTES:
@@ -268,10 +268,10 @@ def test_a_portal_user_reaches_only_portal_authenticated_and_public_routes(
 
 
 def test_a_signed_in_patient_is_not_asked_to_set_up_staff_two_factor(
-    receptionist: User, settings: Any
+    practitioner: User, settings: Any
 ) -> None:
     settings.REQUIRE_STAFF_2FA = True
-    account = _portal_patient(receptionist)
+    account = _portal_patient(practitioner)
     client = _portal_client(account)
     assert client.get(reverse("treatments:portal_home")).status_code == 200
     # The staff dashboard sends a patient to their portal, without "change password".
@@ -283,10 +283,10 @@ def test_a_signed_in_patient_is_not_asked_to_set_up_staff_two_factor(
 
 
 def test_asking_for_sign_in_links_again_and_again_sends_five_an_hour_and_answers_alike(
-    receptionist: User,
+    practitioner: User,
 ) -> None:
     patient = PatientFactory(email="often@example.org")
-    _invite(patient, receptionist)
+    _invite(patient, practitioner)
     mail.outbox.clear()
     client = Client()
     url = reverse("treatments:portal_request")

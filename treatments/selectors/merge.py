@@ -24,7 +24,7 @@ from django.utils.translation import gettext_lazy
 
 from clinic.models import User
 from consent.models import ConsentWithdrawal, SignedConsent
-from patients.models import Consultation, MedicalHistory, Patient, Photo
+from patients.models import Consultation, ContactChange, MedicalHistory, Patient, Photo
 from patients.selectors import patient_possible_duplicates, patient_records_visible_to
 from treatments.models import (
     HOLDING_STATUSES,
@@ -90,6 +90,7 @@ RECORD_KINDS: tuple[RecordKind, ...] = (
     RecordKind("documents", gettext_lazy("Aftercare sheets"), PatientDocument, "patient"),
     RecordKind("download_links", gettext_lazy("Download links sent"), DownloadLink, "patient"),
     RecordKind("portal_accounts", gettext_lazy("Portal account"), PortalAccount, "patient"),
+    RecordKind("contact_changes", gettext_lazy("Contact detail changes"), ContactChange, "patient"),
     RecordKind(
         "merged_records", gettext_lazy("Records merged into it before"), Patient, "merged_into"
     ),

@@ -30,6 +30,7 @@ from clinic.audit import audit_log
 from clinic.background import enqueue
 from clinic.models import AuditAction, User
 from clinic.pdf import store_replacing
+from patients.contact_changes import email_hold
 from patients.models import TreatmentArea
 from treatments.models import (
     Booking,
@@ -329,9 +330,20 @@ def _send_link_email(*, document: PatientDocument, issued: IssuedLink) -> None:
 
 def aftercare_send(*, document: PatientDocument, sent_by: User | None) -> DownloadLink:
     """Email the patient a new download link to the sheet (the link is saved
-    first; an email that fails leaves an unused link, never a lost one)."""
+    first; an email that fails leaves an unused link, never a lost one).
+    `sent_by` None: the first, automatic email of a sheet just made.
+
+    Raises `ValidationError` when the patient has no email address (code
+    "no_email"), or when it was changed less than 24 hours ago by staff who
+    cannot open clinical documents (code "email_hold", with the wait in
+    plain words: patients.contact_changes.email_hold); nothing is sent."""
     if not document.patient.email:
-        raise ValidationError(_("This patient has no email address. Add one to send the sheet."))
+        raise ValidationError(
+            _("This patient has no email address. Add one to send the sheet."), code="no_email"
+        )
+    hold = email_hold(patient=document.patient)
+    if hold is not None:
+        raise ValidationError(hold.sentence, code="email_hold")
     issued = download_link_create(document=document, created_by=sent_by)
     _send_link_email(document=document, issued=issued)
     return issued.link

@@ -19,6 +19,8 @@ from django.utils.translation import gettext as _
 
 from clinic.audit import audit_log
 from clinic.models import AuditAction, User
+from clinic.roles import CLINICAL_DOCUMENT_ROLES
+from patients.contact_changes import email_hold
 from patients.models import Patient
 from treatments.models import LinkAttempt, PortalAccount, PortalLoginToken
 from treatments.services.aftercare import LinkExpiredError, LinkGoneError, sha256_hex
@@ -111,14 +113,51 @@ def _send_login_email(*, account: PortalAccount, issued: IssuedLogin, invitation
     message.send()
 
 
+class PortalInviteRefusedError(Exception):
+    """An invitation refused because of the record's state: a plain `message`,
+    the form field it concerns (`field`, None: none) and a `code`."""
+
+    def __init__(self, message: str, *, code: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.field = field
+
+
 def portal_invite(*, patient: Patient, invited_by: User) -> PortalAccount:
     """Give the patient a portal account (a user with no password and no
-    role) and email a one-time sign-in link. Inviting again sends a new link."""
+    role) and email a one-time sign-in link. Inviting again sends a new link.
+
+    Raises `ValidationError` when the patient has no email address, and
+    `PortalInviteRefusedError`, nothing sent: code "not_allowed" when
+    `invited_by` cannot open the patient's clinical documents
+    (clinic.roles.CLINICAL_DOCUMENT_ROLES: the portal shows them, so no other
+    role may route them to an address); "email_hold" when the email was
+    changed less than 24 hours ago by such a role
+    (patients.contact_changes.email_hold)."""
+    if not invited_by.has_any_role(CLINICAL_DOCUMENT_ROLES):
+        raise PortalInviteRefusedError(
+            _(
+                "Only staff who can see the patient's clinical documents can invite them "
+                "to the portal. Ask a practitioner."
+            ),
+            code="not_allowed",
+        )
     if not patient.email:
         raise ValidationError(
             _("This patient has no email address. Add one before inviting them to the portal.")
         )
     with transaction.atomic():
+        # FOR NO KEY UPDATE: a change of the email saved at this moment
+        # commits first, and is read here with the record of who made it.
+        patient = Patient.objects.select_for_update(no_key=True).get(pk=patient.pk)
+        if not patient.email:
+            raise ValidationError(
+                _("This patient has no email address. Add one before inviting them to the portal.")
+            )
+        hold = email_hold(patient=patient)
+        if hold is not None:
+            raise PortalInviteRefusedError(hold.sentence, code="email_hold")
         account = (
             PortalAccount.objects.select_related("user", "patient").filter(patient=patient).first()
         )
@@ -159,6 +198,10 @@ def portal_login_request(*, email: str) -> None:
         .first()
     )
     if account is None:
+        return
+    if email_hold(patient=account.patient) is not None:
+        # Changed by someone who cannot open clinical documents, too recently.
+        logger.info("A portal sign-in link waits: the address was changed within 24 hours")
         return
     issued = portal_login_issue(account=account, issued_by=None)
     try:

@@ -17,7 +17,7 @@ from django.views.decorators.http import require_GET, require_POST
 from clinic.access import signed_in_user, staff
 from clinic.audit import audit_log
 from clinic.models import AuditAction, User
-from clinic.roles import Role
+from clinic.roles import CLINICAL_DOCUMENT_ROLES, Role
 from patients.selectors import patient_get_for_user
 from treatments.forms.portal import RevokeLinkForm
 from treatments.models import PatientDocument
@@ -28,7 +28,7 @@ from treatments.services.aftercare import (
     aftercare_send,
     download_links_revoke,
 )
-from treatments.services.portal import portal_invite
+from treatments.services.portal import PortalInviteRefusedError, portal_invite
 
 
 def _back(user: User, document: PatientDocument) -> HttpResponseRedirect:
@@ -156,14 +156,24 @@ def document_regenerate(
     return _back(user, found)
 
 
-@staff(Role.RECEPTIONIST)
+@staff(*CLINICAL_DOCUMENT_ROLES)
 @require_POST
 def portal_invite_view(request: HttpRequest, patient: uuid.UUID) -> HttpResponse:
-    """Invite the patient to the portal: an account and a one-time sign-in link by email."""
+    """Invite the patient to the portal: an account and a one-time sign-in link by email.
+    Only roles that open the patient's clinical documents here may send one
+    (the portal shows them); an email changed too recently by another role
+    waits (409, said in plain words)."""
     user = signed_in_user(request)
     found = patient_get_for_user(user=user, patient_uuid=patient)
     try:
         portal_invite(patient=found, invited_by=user)
+    except PortalInviteRefusedError as refused:
+        return render(
+            request,
+            "treatments/link_message.html",
+            {"title": _("Portal invitation"), "text": refused.message},
+            status=403 if refused.code == "not_allowed" else 409,
+        )
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))
     except OSError:

@@ -16,7 +16,8 @@ from django.views.decorators.http import require_GET
 from clinic.access import signed_in_user, staff
 from clinic.audit import audit_log
 from clinic.models import AuditAction
-from clinic.roles import Role
+from clinic.roles import CLINICAL_DOCUMENT_ROLES, Role
+from patients.contact_changes import email_hold
 from patients.selectors import patient_get_for_user
 from treatments.gates import GateFailure
 from treatments.models import HOLDING_STATUSES, Booking, PortalAccount, TreatmentCourse
@@ -64,6 +65,8 @@ def patient_treatment_panel(request: HttpRequest, patient: uuid.UUID) -> HttpRes
         object_id="list",
         patient_ref=record.uuid,
     )
+    # Only roles that open the patient's clinical documents invite to the portal.
+    can_invite = user.has_any_role(CLINICAL_DOCUMENT_ROLES)
     return render(
         request,
         "treatments/patient_treatment_panel.html",
@@ -72,7 +75,8 @@ def patient_treatment_panel(request: HttpRequest, patient: uuid.UUID) -> HttpRes
             "upcoming": [(b, reception_notes(flags.get(b.pk, []))) for b in upcoming],
             "courses": courses,
             "can_book": user.has_any_role((Role.RECEPTIONIST, Role.PRACTITIONER)),
-            "can_invite": Role.RECEPTIONIST in user.roles,
+            "can_invite": can_invite,
+            "email_hold": email_hold(patient=record) if can_invite and record.email else None,
             "has_portal": PortalAccount.objects.filter(patient=record).exists(),
         },
     )

@@ -1,0 +1,107 @@
+"""Changes of a patient's email or mobile number, and the wait they impose.
+
+Who may route a patient's clinical documents (docs/architecture.md, "Who can
+route clinical documents"): a change of the email or mobile number, by
+anyone, is recorded as a `ContactChange` in the transaction that saves it,
+and the previous address is told in the background. An email changed by
+someone who cannot open the patient's clinical documents
+(clinic.roles.CLINICAL_DOCUMENT_ROLES) receives nothing that opens them (a
+portal invitation or sign-in link, an aftercare link) for
+CONTACT_CHANGE_HOLD: the patient, told at their old address, has a day to
+call the clinic before anything goes to the new one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.utils import dateformat, timezone
+from django.utils.translation import gettext as _
+
+from clinic.models import User
+from clinic.roles import CLINICAL_DOCUMENT_ROLES
+from patients.models import ContactChange, ContactField, ContactNoticeStatus, Patient
+
+CONTACT_CHANGE_HOLD = timedelta(hours=24)
+
+
+def contact_changes_record(
+    *, patient: Patient, previous: dict[str, Any], changed_by: User | None
+) -> list[ContactChange]:
+    """Record that `patient`'s email and/or phone changed, inside the caller's
+    transaction (the service that saved them). `previous` maps "email" and
+    "phone" (those that changed) to their values before the change; the
+    notice to a non-empty previous address is owed from now (sent by the beat
+    tick `treatments.contact_notices_dispatch`). `changed_by` None: no person
+    (counted as not able to open clinical documents)."""
+    now = timezone.now()
+    clinical = bool(changed_by is not None and changed_by.has_any_role(CLINICAL_DOCUMENT_ROLES))
+    rows = []
+    for field in (ContactField.EMAIL, ContactField.PHONE):
+        if field.value not in previous:
+            continue
+        value = previous[field.value]
+        address = (value.as_e164 if hasattr(value, "as_e164") else str(value or "")).strip()
+        row = ContactChange(
+            patient=patient,
+            field=field,
+            previous=address,
+            changed_at=now,
+            changed_by=changed_by,
+            by_clinical_role=clinical,
+            notice_status=ContactNoticeStatus.PENDING if address else ContactNoticeStatus.NONE,
+        )
+        row.full_clean()
+        rows.append(row)
+    return ContactChange.objects.bulk_create(rows)
+
+
+@dataclass(frozen=True)
+class EmailHold:
+    """An email changed by someone who cannot open clinical documents, too
+    recently for documents to be routed to it: when, and until when."""
+
+    changed_at: datetime
+    until: datetime
+    previous_told: bool  # False: the email was added where there was none
+
+    @property
+    def sentence(self) -> str:
+        """The wait in plain words, for staff (the clinic's local time)."""
+        until = timezone.localtime(self.until)
+        words = {"time": dateformat.format(until, "H:i"), "day": dateformat.format(until, "d/m/Y")}
+        sentence = (
+            _(
+                "The patient's email address was changed less than 24 hours ago by a member "
+                "of staff who cannot see clinical documents. To protect the patient, nothing "
+                "that opens their documents is emailed to it until %(time)s on %(day)s."
+            )
+            % words
+        )
+        if self.previous_told:
+            sentence += " " + _("The previous address has been told of the change.")
+        return sentence
+
+
+def email_hold(*, patient: Patient, now: datetime | None = None) -> EmailHold | None:
+    """The wait on `patient`'s email, or None when documents may go to it:
+    when the email was last set, within CONTACT_CHANGE_HOLD (24 hours), by
+    someone outside CLINICAL_DOCUMENT_ROLES, it is held until that change is
+    24 hours old (one query). `now`: aware; the current time by default."""
+    now = now or timezone.now()
+    latest = (
+        ContactChange.objects.filter(
+            patient=patient, field=ContactField.EMAIL, changed_at__gt=now - CONTACT_CHANGE_HOLD
+        )
+        .order_by("-changed_at", "-id")
+        .values_list("changed_at", "by_clinical_role", "previous")
+        .first()
+    )
+    if latest is None or latest[1]:
+        return None
+    changed_at, _clinical, previous = latest
+    return EmailHold(
+        changed_at=changed_at, until=changed_at + CONTACT_CHANGE_HOLD, previous_told=bool(previous)
+    )
