@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from django.conf import settings
 from django.core.handlers.wsgi import LimitedStream
@@ -18,6 +19,7 @@ from django.http import HttpRequest, HttpResponse
 from django.template import loader
 from django.urls import Resolver404, resolve
 from django.utils.translation import gettext as _
+from gunicorn.http.body import ChunkedReader
 
 from clinic.context import current_request_id
 from clinic.proxies import FORWARDED_HEADERS, forwarded_scheme, peer_is_trusted_proxy
@@ -81,6 +83,39 @@ def _too_large(request: HttpRequest, limit: int) -> HttpResponse:
     return HttpResponse(body, status=413)
 
 
+def _bad_body() -> HttpResponse:
+    return HttpResponse(
+        _("The request's content could not be read: it was malformed or cut short. Send it again."),
+        status=400,
+        content_type="text/plain; charset=utf-8",
+    )
+
+
+class ChunkTooLarge(Exception):
+    """A chunk of a chunked body declared more bytes than the body may hold."""
+
+
+def _refuse_chunks_over(stream: object, limit: int) -> None:
+    """Make gunicorn's chunked reader refuse a chunk declared over `limit` bytes
+    as soon as its size line is read, instead of waiting for bytes that will
+    never come (a size of FFFFFFFF... holds a worker until its timeout).
+
+    Other servers' streams are left as they are: the byte count still applies."""
+    reader = getattr(stream, "reader", None)
+    if not isinstance(reader, ChunkedReader):
+        return
+    parse_chunk_size = reader.parse_chunk_size
+
+    def bounded(unreader: Any, data: bytes | None = None) -> tuple[int, bytes | None]:
+        size, rest = parse_chunk_size(unreader, data=data)
+        if size > limit:
+            raise ChunkTooLarge(size)
+        return size, rest
+
+    # The reader looks the method up on each chunk, so the bound applies to all.
+    reader.parse_chunk_size = bounded  # type: ignore[method-assign]
+
+
 def _bad_length() -> HttpResponse:
     return HttpResponse(
         _("The request declared a length that is not a number. Go back and send it again."),
@@ -116,7 +151,15 @@ class RequestBodyLimitMiddleware:
                 logger.info("Request body of %s bytes refused (limit %s)", length, limit)
                 return _too_large(request, limit)
             return self.get_response(request)
-        body = self._read_chunked(request, limit)
+        try:
+            body = self._read_chunked(request, limit)
+        except ChunkTooLarge:
+            body = None
+        except Exception as error:  # noqa: BLE001 - whatever the server's parser raises
+            # A malformed or cut-short chunked body (a negative size, a missing
+            # terminator, the client gone): the client's fault, not a crash.
+            logger.warning("Unreadable chunked request body refused (%s)", type(error).__name__)
+            return _bad_body()
         if body is None:
             logger.info("Chunked request body over %s bytes refused", limit)
             return _too_large(request, limit)
@@ -127,8 +170,12 @@ class RequestBodyLimitMiddleware:
     @staticmethod
     def _read_chunked(request: HttpRequest, limit: int) -> bytes | None:
         """The whole body if it holds at most `limit` bytes, else None (having
-        read no more than limit + 1 bytes)."""
+        read no more than limit + 1 bytes).
+
+        Raises ChunkTooLarge when a chunk declares more than `limit` bytes, and
+        whatever the server's stream raises for a malformed body."""
         stream = request.META["wsgi.input"]
+        _refuse_chunks_over(stream, limit)
         parts: list[bytes] = []
         size = 0
         while size <= limit:

@@ -4,7 +4,10 @@ the sign-in lockout by account and address, and request bodies too large."""
 from __future__ import annotations
 
 import io
+import logging
+from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 from urllib.parse import urlencode
 
@@ -14,6 +17,8 @@ from django.http import HttpRequest
 from django.test import Client, RequestFactory, override_settings
 from django.urls import reverse
 from django_otp.plugins.otp_totp.models import TOTPDevice
+from gunicorn.http.body import Body, ChunkedReader
+from gunicorn.http.unreader import IterUnreader
 
 from clinic.models import AuditAction, AuditEvent, User
 from clinic.proxies import client_ip
@@ -290,6 +295,76 @@ def test_a_photo_upload_keeps_its_own_larger_limit(practitioner: User, settings:
     assert "Too much was sent at once" in page
     assert "The photo is larger than 15 MB" in page
     assert body.position == 0
+
+
+def _gunicorn_stream(*pieces: bytes, then: BaseException | None = None) -> Body:
+    """The body stream gunicorn hands over for a chunked request whose raw
+    bytes are `pieces`. After them the client sends nothing more: the stream
+    ends, or, with `then`, raises it (a read that would wait for the client)."""
+
+    def arrive() -> Iterator[bytes]:
+        yield from pieces
+        if then is not None:
+            raise then
+
+    return Body(ChunkedReader(SimpleNamespace(), IterUnreader(arrive())))
+
+
+def _post_chunked(stream: Body):
+    return Client().generic(
+        "POST",
+        LOGIN,
+        CONTENT_TYPE="application/x-www-form-urlencoded",
+        CONTENT_LENGTH="",
+        HTTP_TRANSFER_ENCODING="chunked",
+        **{"wsgi.input": stream},
+    )
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "raw",
+    [
+        pytest.param(b"-5\r\nabcde\r\n0\r\n\r\n", id="negative chunk size"),
+        pytest.param(b"5\r\nab", id="body cut short"),
+        pytest.param(b"5\r\nabcdeXX0\r\n\r\n", id="chunk without its terminator"),
+        pytest.param(b"zz\r\nabcde\r\n0\r\n\r\n", id="chunk size not hexadecimal"),
+    ],
+)
+def test_a_malformed_chunked_body_is_a_clear_400_logged_without_traceback(
+    raw: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="clinic.edge"):
+        response = _post_chunked(_gunicorn_stream(raw))
+    assert response.status_code == 400
+    assert "could not be read" in response.content.decode()
+    [record] = [r for r in caplog.records if r.name == "clinic.edge"]
+    assert record.levelno == logging.WARNING
+    assert record.exc_info is None
+
+
+@pytest.mark.django_db
+def test_an_absurd_chunk_size_is_refused_without_waiting_for_the_bytes() -> None:
+    # The size line declares more than the limit; the client then goes quiet.
+    # Waiting for the rest would hold the worker until its timeout.
+    stream = _gunicorn_stream(
+        b"FFFFFFFFFFFFFFFFFFFF\r\n" + b"a" * 1000,
+        then=TimeoutError("waited for bytes the client never sent"),
+    )
+    response = _post_chunked(stream)
+    assert response.status_code == 413
+    assert "Too much was sent at once" in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_a_well_formed_gunicorn_chunked_sign_in_is_read_as_usual(practitioner: User) -> None:
+    form = urlencode({"username": "practitioner", "password": PASSWORD}).encode()
+    half = len(form) // 2
+    stream = _gunicorn_stream(
+        b"%x\r\n%s\r\n" % (half, form[:half]),
+        b"%x\r\n%s\r\n0\r\n\r\n" % (len(form) - half, form[half:]),
+    )
+    assert _post_chunked(stream).status_code == 302
 
 
 @pytest.mark.django_db
