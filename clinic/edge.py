@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import logging
+import ssl
 from collections.abc import Callable
 from typing import Any
 
@@ -22,7 +23,12 @@ from django.utils.translation import gettext as _
 from gunicorn.http.body import ChunkedReader
 
 from clinic.context import current_request_id
-from clinic.proxies import FORWARDED_HEADERS, forwarded_scheme, peer_is_trusted_proxy
+from clinic.proxies import (
+    FORWARDED_HEADERS,
+    SCHEME_HEADERS,
+    forwarded_scheme,
+    peer_is_trusted_proxy,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +42,11 @@ class ForwardedHeadersMiddleware:
     """From a trusted proxy, X-Forwarded-Proto sets the request's scheme (HTTPS
     redirects, secure cookies and CSRF origin checks then see what the client
     used). From anyone else the forwarded headers are removed, so nothing
-    later in the request can be fooled by them."""
+    later in the request can be fooled by them, and a scheme the server may
+    have taken from them is put back to the connection's own.
+
+    This middleware is the only judge: gunicorn runs with
+    --forwarded-allow-ips "" (Procfile, docker-compose.yml), believing no one."""
 
     def __init__(self, get_response: Handler) -> None:
         self.get_response = get_response
@@ -47,9 +57,16 @@ class ForwardedHeadersMiddleware:
             if scheme is not None:
                 request.META["wsgi.url_scheme"] = scheme
         else:
+            if any(header in request.META for header in SCHEME_HEADERS):
+                request.META["wsgi.url_scheme"] = _connection_scheme(request)
             for header in FORWARDED_HEADERS:
                 request.META.pop(header, None)
         return self.get_response(request)
+
+
+def _connection_scheme(request: HttpRequest) -> str:
+    # "https" only when the server itself holds the TLS connection.
+    return "https" if isinstance(request.META.get("gunicorn.socket"), ssl.SSLSocket) else "http"
 
 
 def is_upload_route(request: HttpRequest) -> bool:
@@ -91,7 +108,7 @@ def _bad_body() -> HttpResponse:
     )
 
 
-class ChunkTooLarge(Exception):
+class ChunkTooLargeError(Exception):
     """A chunk of a chunked body declared more bytes than the body may hold."""
 
 
@@ -109,7 +126,7 @@ def _refuse_chunks_over(stream: object, limit: int) -> None:
     def bounded(unreader: Any, data: bytes | None = None) -> tuple[int, bytes | None]:
         size, rest = parse_chunk_size(unreader, data=data)
         if size > limit:
-            raise ChunkTooLarge(size)
+            raise ChunkTooLargeError(size)
         return size, rest
 
     # The reader looks the method up on each chunk, so the bound applies to all.
@@ -153,9 +170,9 @@ class RequestBodyLimitMiddleware:
             return self.get_response(request)
         try:
             body = self._read_chunked(request, limit)
-        except ChunkTooLarge:
+        except ChunkTooLargeError:
             body = None
-        except Exception as error:  # noqa: BLE001 - whatever the server's parser raises
+        except Exception as error:  # whatever the server's parser raises
             # A malformed or cut-short chunked body (a negative size, a missing
             # terminator, the client gone): the client's fault, not a crash.
             logger.warning("Unreadable chunked request body refused (%s)", type(error).__name__)
@@ -172,7 +189,7 @@ class RequestBodyLimitMiddleware:
         """The whole body if it holds at most `limit` bytes, else None (having
         read no more than limit + 1 bytes).
 
-        Raises ChunkTooLarge when a chunk declares more than `limit` bytes, and
+        Raises ChunkTooLargeError when a chunk declares more than `limit` bytes, and
         whatever the server's stream raises for a malformed body."""
         stream = request.META["wsgi.input"]
         _refuse_chunks_over(stream, limit)

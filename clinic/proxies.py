@@ -25,6 +25,8 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 FORWARDED_HEADERS = (
     "HTTP_X_FORWARDED_FOR",
     "HTTP_X_FORWARDED_PROTO",
+    "HTTP_X_FORWARDED_SSL",
+    "HTTP_X_FORWARDED_PROTOCOL",
     "HTTP_X_FORWARDED_HOST",
     "HTTP_X_FORWARDED_PORT",
     "HTTP_FORWARDED",
@@ -42,11 +44,35 @@ def trusted_networks() -> tuple[IPNetwork, ...]:
     return _networks(tuple(getattr(settings, "TRUSTED_PROXIES", ()) or ()))
 
 
+# Headers by which a proxy (or a client pretending to be one) says "HTTPS".
+SCHEME_HEADERS = ("HTTP_X_FORWARDED_PROTO", "HTTP_X_FORWARDED_SSL", "HTTP_X_FORWARDED_PROTOCOL")
+
+
 def _parse(value: str) -> IPAddress | None:
     try:
-        return ipaddress.ip_address(value.strip())
+        parsed = ipaddress.ip_address(value.strip())
     except ValueError:
         return None
+    # An IPv4 client seen through an IPv6 socket is the IPv4 client.
+    if isinstance(parsed, ipaddress.IPv6Address) and parsed.ipv4_mapped is not None:
+        return parsed.ipv4_mapped
+    return parsed
+
+
+def _parse_hop(hop: str) -> IPAddress | None:
+    """One X-Forwarded-For entry as an address: "192.0.2.7", "192.0.2.7:4711",
+    "2001:db8::7" or "[2001:db8::7]:4711" (some proxies add the client's port).
+    None for anything else."""
+    hop = hop.strip()
+    if hop.startswith("["):
+        address, bracket, port = hop[1:].partition("]")
+        if not bracket or (port and not (port[:1] == ":" and port[1:].isdigit())):
+            return None
+        return _parse(address)
+    if hop.count(":") == 1:
+        address, _colon, port = hop.partition(":")
+        return _parse(address) if port.isdigit() else None
+    return _parse(hop)
 
 
 def is_trusted_proxy(address: str | None) -> bool:
@@ -67,7 +93,8 @@ def client_ip(request: HttpRequest) -> str | None:
 
     REMOTE_ADDR, unless the direct peer is a trusted proxy: then the address
     that proxy put at the end of X-Forwarded-For, skipping further trusted
-    proxies from the right (a chain of them). A hop that is not an IP address
+    proxies from the right (a chain of them). A hop may carry a port
+    ("192.0.2.7:4711", "[2001:db8::7]:4711"); a hop that is not an IP address
     (a broken chain) stops the walk at the last trusted hop. Never the
     left-most entry: the client writes that one itself.
     """
@@ -78,7 +105,7 @@ def client_ip(request: HttpRequest) -> str | None:
     hops = [hop.strip() for hop in forwarded.split(",") if hop.strip()]
     nearest = peer
     for hop in reversed(hops):
-        parsed = _parse(hop)
+        parsed = _parse_hop(hop)
         if parsed is None:
             return nearest
         nearest = str(parsed)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import logging
+import shlex
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -12,11 +13,14 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
+import yaml
 from axes.models import AccessAttempt
+from django.conf import settings
 from django.http import HttpRequest
 from django.test import Client, RequestFactory, override_settings
 from django.urls import reverse
 from django_otp.plugins.otp_totp.models import TOTPDevice
+from gunicorn.config import Config as GunicornConfig
 from gunicorn.http.body import Body, ChunkedReader
 from gunicorn.http.unreader import IterUnreader
 
@@ -70,6 +74,14 @@ def _request(remote: str, forwarded: str | None = None) -> HttpRequest:
         # No header from the proxy: the proxy itself.
         ([PROXY], PROXY, None, PROXY),
         (["2001:db8::/64"], "2001:db8::1", "2001:db8:1::7", "2001:db8:1::7"),
+        # Proxies that add the client's port: the address, not the proxy's.
+        ([PROXY], PROXY, "6.6.6.6, 198.51.100.77:4444", "198.51.100.77"),
+        ([PROXY], PROXY, "[2001:db8:1::7]:4444", "2001:db8:1::7"),
+        ([PROXY], PROXY, "[2001:db8:1::7]", "2001:db8:1::7"),
+        # An IPv4 client written as an IPv6 address is the IPv4 client.
+        ([PROXY], PROXY, "::ffff:198.51.100.77", "198.51.100.77"),
+        # A port that is not a number is no address.
+        ([PROXY], PROXY, "198.51.100.77:http", PROXY),
     ],
 )
 def test_the_client_address_comes_from_the_trusted_proxy_only(
@@ -187,6 +199,60 @@ def test_https_as_reported_by_the_trusted_proxy_only() -> None:
     forged = client.get(LOGIN, REMOTE_ADDR="192.0.2.50", HTTP_X_FORWARDED_PROTO="https")
     assert forged.status_code == 301
     assert forged["Location"].startswith("https://")
+
+
+@pytest.mark.django_db
+@behind_the_proxy
+@pytest.mark.parametrize(
+    "claim",
+    [
+        {"HTTP_X_FORWARDED_PROTO": "https"},
+        {"HTTP_X_FORWARDED_SSL": "on"},
+        {"HTTP_X_FORWARDED_PROTOCOL": "ssl"},
+    ],
+)
+def test_a_scheme_the_server_took_from_an_untrusted_peer_is_put_back(
+    claim: dict[str, str],
+) -> None:
+    """A server that believed the header (gunicorn's own default trusts
+    127.0.0.1) hands over https; from a peer that is not the proxy the request
+    is plain http again, so the CSRF check does not demand an https Referer."""
+    client = Client(enforce_csrf_checks=True)
+    client.get(LOGIN, REMOTE_ADDR="127.0.0.1")
+    token = client.cookies[settings.CSRF_COOKIE_NAME].value
+    response = client.post(
+        LOGIN,
+        {"csrfmiddlewaretoken": token, "username": "nobody", "password": "wrong password"},
+        REMOTE_ADDR="127.0.0.1",
+        **{"wsgi.url_scheme": "https", **claim},
+    )
+    assert response.status_code == 200
+    assert response.wsgi_request.scheme == "http"
+    assert not any(header in response.wsgi_request.META for header in claim)
+
+
+def _gunicorn_command(path: str) -> list[str]:
+    """The gunicorn command line of the web process in `path`, as argv."""
+    text = (Path(__file__).resolve().parent.parent / path).read_text()
+    if path == "Procfile":
+        command = next(line for line in text.splitlines() if line.startswith("web:"))
+    else:
+        command = yaml.safe_load(text)["services"]["web"]["command"][-1]
+    argv = shlex.split(command)
+    return argv[argv.index("gunicorn") :]
+
+
+@pytest.mark.parametrize("path", ["Procfile", "docker-compose.yml"])
+def test_gunicorn_believes_no_forwarded_scheme_itself(path: str) -> None:
+    """gunicorn trusts X-Forwarded-Proto/-Ssl/-Protocol from 127.0.0.1 unless
+    told otherwise; the clinic leaves that judgement to its own middleware."""
+    argv = _gunicorn_command(path)
+    parser = GunicornConfig().parser()
+    args, _rest = parser.parse_known_args(argv[1:])
+    config = GunicornConfig()
+    config.set("forwarded_allow_ips", args.forwarded_allow_ips)
+    assert args.forwarded_allow_ips is not None, f"{path} keeps gunicorn's default"
+    assert config.forwarded_allow_ips == []
 
 
 # --- Request bodies --------------------------------------------------------------------
