@@ -33,7 +33,32 @@ def _stale_field_message(change: StaleChange) -> str:
     return str(STALE_FIELD % {"who": change.by, "when": when, "value": value})
 
 
-class VersionedFormMixin:
+class StaleNoticeMixin:
+    """A form whose save the service may refuse as stale (`clinic.concurrency`):
+    `show_stale(error)` keeps what the user typed and attaches the refusal for
+    the notice (templates/includes/stale_edit.html) as `stale`."""
+
+    fields: dict[str, forms.Field]
+    stale: StaleEditError | None = None
+
+    def show_stale(self, error: StaleEditError) -> int:
+        """Show the refusal of this form's save and return the HTTP status to
+        answer with: 409 when someone saved first (the notice lists what they
+        changed), 400 when the form's version is not one the record had."""
+        if error.is_stale:
+            self.stale = error
+            # Point at each field the other person changed, with its value now:
+            # what this form still shows there is out of date.
+            for change in error.changes:
+                field = self.fields.get(change.field)
+                if field is not None and not field.widget.is_hidden:
+                    self.add_error(change.field, _stale_field_message(change))  # type: ignore[attr-defined]
+            return 409
+        self.add_error(None, error.message)  # type: ignore[attr-defined]
+        return 400
+
+
+class VersionedFormMixin(StaleNoticeMixin):
     """A form that edits an existing record: it carries, in the hidden field
     `version`, the version of the record it was opened with, and the service
     refuses the save if the record has moved on since (`clinic.concurrency`).
@@ -50,7 +75,7 @@ class VersionedFormMixin:
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.stale: StaleEditError | None = None
+        self.stale = None
         instance = getattr(self, "instance", None)
         creating = instance is not None and instance.pk is None
         if creating and not self.versioned_without_instance:
@@ -79,22 +104,6 @@ class VersionedFormMixin:
             self.add_error(None, VERSION_LOST)  # type: ignore[attr-defined]
             return None
         return number
-
-    def show_stale(self, error: StaleEditError) -> int:
-        """Show the refusal of this form's save and return the HTTP status to
-        answer with: 409 when someone saved first (the notice lists what they
-        changed), 400 when the form's version is not one the record had."""
-        if error.is_stale:
-            self.stale = error
-            # Point at each field the other person changed, with its value now:
-            # what this form still shows there is out of date.
-            for change in error.changes:
-                field = self.fields.get(change.field)
-                if field is not None and not field.widget.is_hidden:
-                    self.add_error(change.field, _stale_field_message(change))  # type: ignore[attr-defined]
-            return 409
-        self.add_error(None, error.message)  # type: ignore[attr-defined]
-        return 400
 
 
 class SubmissionTokenMixin:

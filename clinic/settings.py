@@ -170,6 +170,11 @@ AXES_COOLOFF_TIME = timedelta(minutes=env.int("LOGIN_LOCKOUT_MINUTES", default=1
 # many accounts meets a higher ceiling (clinic/signin.py).
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 LOGIN_ADDRESS_FAILURE_LIMIT = env.int("LOGIN_ADDRESS_FAILURE_LIMIT", default=100)
+# The clinic's own connection (its NAT address, its networks): no per-address
+# ceiling there, since a stranger on the guest Wi-Fi shares it with the staff.
+CLINIC_NETWORKS = env.list("CLINIC_NETWORKS", default=[])
+for _network in CLINIC_NETWORKS:
+    ipaddress.ip_network(_network, strict=False)  # a mistyped entry stops start-up
 AXES_HANDLER = "clinic.signin.SignInLockHandler"
 # The client's address, trusting X-Forwarded-For only from TRUSTED_PROXIES.
 AXES_CLIENT_IP_CALLABLE = "clinic.proxies.client_ip"

@@ -52,6 +52,7 @@ from consent.models import (
 )
 from consent.selectors import version_current
 from patients.images import ImageRejectedError, untrusted_image, without_metadata
+from patients.locking import patient_hold
 from patients.models import Patient
 
 logger = logging.getLogger(__name__)
@@ -365,9 +366,12 @@ def consent_sign(
     (ValidationError, keyed by form field) anything short of a complete,
     current, drawn and witnessed consent: "version" when a newer version was
     published since the page was opened, "confirm_<section>", "signer_name",
-    "signature", "witnessed". Nothing is written when it raises."""
+    "signature", "witnessed". Nothing is written when it raises. A record
+    being merged into another at this moment is signed for once the merge is
+    done, on the record that stays (patients.locking)."""
     # First the token: a second post of the same page waits here for the first.
     submission_check(SignedConsent, submission_token)
+    patient = patient_hold(patient)
     # Lock the form: a version published while the patient signs is noticed.
     ConsentForm.objects.select_for_update().get(pk=form.pk)
     current = version_current(form=form)
@@ -512,9 +516,17 @@ def consent_pdf_render_now(*, signed_consent_id: int) -> SignedConsentPDF:
     from clinic.pdf import render_pdf, store_replacing
 
     with transaction.atomic():
+        # The row alone, then read with what it points at: a join locked and
+        # re-checked after a wait drops a row that changed meanwhile (a consent
+        # moved to another record by a merge), and locking the patient with it
+        # would hold up every booking of theirs.
+        SignedConsentPDF.objects.select_for_update().filter(pk=signed_consent_id).values_list(
+            "pk", flat=True
+        ).get()
         row = (
-            SignedConsentPDF.objects.select_for_update()
-            .select_related("signed_consent__patient", "signed_consent__version__form")
+            SignedConsentPDF.objects.select_related(
+                "signed_consent__patient", "signed_consent__version__form"
+            )
             .select_related("signed_consent__witness")
             .get(pk=signed_consent_id)
         )

@@ -48,20 +48,32 @@ _SEPARATORS = re.compile(f"[{re.escape(APOSTROPHES + HYPHENS + DOTS)}]")
 _TRANSLITERATION_TAIL = re.compile(r"([ou])e+|(a)[ae]+")
 
 
+def _visible(text: str) -> str:
+    """`text` without format characters (Unicode category Cf): the zero-width
+    space and joiners, the soft hyphen, direction marks, the byte-order mark.
+    Pasted from a document or a phone, they are invisible on the page and
+    would otherwise make two spellings of one name differ."""
+    return "".join(ch for ch in text if unicodedata.category(ch) != "Cf")
+
+
 def _fold(text: str, table: dict[int, str], separator: str) -> str:
-    # NFC first, so that a decomposed ü (u + U+0308) meets the table as ü.
-    text = unicodedata.normalize("NFC", text).casefold().translate(table)
-    # Separators before NFKD too: it turns the acute accent (U+00B4) into a space.
+    # Separators first: NFKC turns the acute accent (U+00B4) into a space.
+    text = _SEPARATORS.sub(separator, _visible(text))
+    # NFKC, so that full-width and other compatibility forms are the plain
+    # letters, and a decomposed ü (u + U+0308) meets the table as ü.
+    text = unicodedata.normalize("NFKC", text).casefold().translate(table)
+    # Separators again, for the full-width forms NFKC brings back to ' - .
     text = unicodedata.normalize("NFKD", _SEPARATORS.sub(separator, text))
     text = "".join(ch for ch in text if not unicodedata.combining(ch))
-    # ...and after, for the full-width forms NFKD brings back to ' - .
     return " ".join(_SEPARATORS.sub(separator, text).split())
 
 
 def search_foldings(text: str, *, word_breaks: bool = True) -> list[str]:
     """Every plain spelling of `text`, first the plain-ASCII one.
 
-    Unicode NFKD with combining marks dropped, case folded; ü, ö, ä, ø, å both
+    Format characters (zero-width spaces, soft hyphens, direction marks)
+    dropped; Unicode NFKC (full-width forms as plain letters), then NFKD
+    with combining marks dropped, case folded; ü, ö, ä, ø, å both
     short and transliterated (u/ue, o/oe, a/ae, o/oe, a/aa); ß as ss, æ as ae,
     ł as l, đ as d; apostrophes, hyphens and dots removed ("ogrady") and, when
     `word_breaks`, also read as a word break ("o grady"). "Siobhán O'Grady"

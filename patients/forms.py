@@ -10,7 +10,7 @@ from django import forms
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from clinic.forms import VersionedFormMixin
+from clinic.forms import StaleNoticeMixin, SubmissionTokenMixin, VersionedFormMixin
 from patients.images import CleanImage, ImageRejectedError, clean_photo
 from patients.models import (
     HISTORY_BOOLEAN_FIELDS,
@@ -124,8 +124,27 @@ def _yes_no_field(label: Any) -> forms.TypedChoiceField:
     )
 
 
-class MedicalHistoryForm(forms.ModelForm):
-    """The questionnaire. Signing it (the last box) records it for good."""
+class BasedOnMixin(StaleNoticeMixin):
+    """A form for a new row of a record where the newest row counts (a medical
+    history, a consultation): it carries in the hidden field `based_on` the
+    uuid of the newest row when it was opened ("" for none), so that the
+    service refuses it if another was recorded since (`show_stale` shows
+    which). A missing field is treated as "none" was seen."""
+
+    def _add_based_on(self, newest: Any) -> None:
+        self.fields["based_on"] = forms.CharField(
+            required=False, widget=forms.HiddenInput, max_length=64
+        )
+        if not self.is_bound:  # type: ignore[attr-defined]
+            self.fields["based_on"].initial = str(newest.uuid) if newest is not None else ""
+
+    def based_on(self) -> str:
+        return str(self.cleaned_data.get("based_on") or "").strip()  # type: ignore[attr-defined]
+
+
+class MedicalHistoryForm(SubmissionTokenMixin, BasedOnMixin, forms.ModelForm):
+    """The questionnaire. Signing it (the last box) records it for good. It
+    carries the history it started from (`based_on`) and a one-time token."""
 
     isotretinoin_taken = _yes_no_field(_("Isotretinoin (Roaccutane) taken in the last 18 months"))
     implant_areas = forms.TypedMultipleChoiceField(
@@ -171,6 +190,7 @@ class MedicalHistoryForm(forms.ModelForm):
             initial["isotretinoin_taken"] = "yes" if previous.isotretinoin_last_dose else "no"
             kwargs["initial"] = initial
         super().__init__(*args, **kwargs)
+        self._add_based_on(previous)
         for group_label, questions in HISTORY_QUESTIONS:
             for name, label in questions:
                 self.fields[name] = _yes_no_field(label)
@@ -209,7 +229,10 @@ class MedicalHistoryForm(forms.ModelForm):
         return [(label, [self[name] for name, _q in qs]) for label, qs in HISTORY_QUESTIONS]
 
 
-class ConsultationForm(forms.ModelForm):
+class ConsultationForm(SubmissionTokenMixin, BasedOnMixin, forms.ModelForm):
+    """A consultation. It carries the patient's newest consultation when opened
+    (`based_on`) and a one-time token."""
+
     concerns = forms.TypedMultipleChoiceField(
         label=_("Concerns"),
         choices=Concern.choices,
@@ -242,8 +265,9 @@ class ConsultationForm(forms.ModelForm):
             "notes": forms.Textarea(attrs={"rows": 3}),
         }
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, newest: Consultation | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self._add_based_on(newest)
         for name in ("expectations_discussed", "risks_discussed"):
             self.fields[name].required = True
             self.fields[name].error_messages["required"] = _(

@@ -296,6 +296,9 @@ class MedicalHistory(models.Model):
     alcohol_around_session = models.BooleanField()
 
     notes = models.TextField(_("notes"), blank=True, max_length=2000)
+    # The one-time token of the form that signed it (clinic.concurrency): the
+    # same form sent twice (a double click) signs one history.
+    submission_token = models.UUIDField(null=True, blank=True, unique=True, editable=False)
 
     class Meta:
         ordering = ["-signed_at", "-id"]
@@ -368,6 +371,8 @@ class Consultation(models.Model):
     )
     recommended_protocol = models.CharField(_("recommended protocol"), max_length=200)
     notes = models.TextField(_("notes"), blank=True, max_length=4000)
+    # The one-time token of the form that recorded it (clinic.concurrency).
+    submission_token = models.UUIDField(null=True, blank=True, unique=True, editable=False)
 
     class Meta:
         ordering = ["-recorded_at", "-id"]

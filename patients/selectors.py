@@ -15,7 +15,13 @@ from django.utils.translation import gettext as _
 
 from clinic.models import User
 from patients.folding import name_key, search_foldings
-from patients.models import HISTORY_QUESTIONS, MedicalHistory, Patient, TreatmentArea
+from patients.models import (
+    HISTORY_QUESTIONS,
+    Consultation,
+    MedicalHistory,
+    Patient,
+    TreatmentArea,
+)
 from patients.screening import screen
 
 QUESTION_LABELS = {name: label for _group, qs in HISTORY_QUESTIONS for name, label in qs}
@@ -207,6 +213,11 @@ def history_current(*, patient: Patient) -> MedicalHistory | None:
     return patient.histories.order_by("-signed_at", "-id").first()
 
 
+def consultation_newest(*, patient: Patient) -> Consultation | None:
+    """The patient's most recent consultation, or None."""
+    return patient.consultations.order_by("-recorded_at", "-id").first()
+
+
 def history_is_valid(history: MedicalHistory | None, *, today: date) -> bool:
     if history is None:
         return False
@@ -226,20 +237,35 @@ def _display(history: MedicalHistory, name: str) -> str:
     return str(value).strip() or "—"
 
 
+def history_answer_names() -> list[str]:
+    """The answers of a questionnaire, in the model's order (every field a
+    practitioner fills in)."""
+    return [
+        field.name
+        for field in MedicalHistory._meta.get_fields()
+        if getattr(field, "editable", False) and field.name not in {"id", "uuid", "patient"}
+    ]
+
+
+def history_question(name: str) -> str:
+    """The question of answer `name`, as the questionnaire asks it."""
+    field = MedicalHistory._meta.get_field(name)
+    label = str(getattr(field, "verbose_name", name))
+    return str(QUESTION_LABELS.get(name, label[:1].upper() + label[1:]))
+
+
+def history_answer_text(history: MedicalHistory, name: str) -> str:
+    """Answer `name` of a questionnaire as a person reads it (yes/no, areas, dates)."""
+    return _display(history, name)
+
+
 def history_changes(current: MedicalHistory, previous: MedicalHistory) -> list[AnswerChange]:
     """Answers that differ between two questionnaires, in questionnaire order."""
-    changes = []
-    for field in MedicalHistory._meta.get_fields():
-        name = field.name
-        if not getattr(field, "editable", False) or name in {"id", "uuid", "patient"}:
-            continue
-        if getattr(current, name) != getattr(previous, name):
-            label = str(getattr(field, "verbose_name", name))
-            question = QUESTION_LABELS.get(name, label[:1].upper() + label[1:])
-            changes.append(
-                AnswerChange(str(question), _display(previous, name), _display(current, name))
-            )
-    return changes
+    return [
+        AnswerChange(history_question(name), _display(previous, name), _display(current, name))
+        for name in history_answer_names()
+        if getattr(current, name) != getattr(previous, name)
+    ]
 
 
 def patient_readiness(*, patient: Patient, today: date) -> Readiness:

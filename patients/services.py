@@ -11,15 +11,25 @@ from typing import Any
 
 from django.core.files.base import ContentFile
 from django.db import connection, transaction
-from django.utils import timezone
+from django.utils import dateformat, timezone
 from django.utils.translation import gettext as _
 
 from clinic.audit import audit_log
-from clinic.concurrency import version_bump, version_check
+from clinic.concurrency import (
+    OtherEdit,
+    StaleChange,
+    StaleEditError,
+    bad_version_error,
+    field_text,
+    submission_check,
+    version_bump,
+    version_check,
+)
 from clinic.models import AuditAction, User
 from patients.contact_changes import contact_changes_record
 from patients.folding import name_key, search_foldings
 from patients.images import CleanImage
+from patients.locking import patient_hold
 from patients.models import (
     PATIENT_EDITABLE_FIELDS,
     Consultation,
@@ -27,7 +37,14 @@ from patients.models import (
     Patient,
     Photo,
 )
-from patients.selectors import patient_possible_duplicates
+from patients.selectors import (
+    consultation_newest,
+    history_answer_names,
+    history_answer_text,
+    history_current,
+    history_question,
+    patient_possible_duplicates,
+)
 
 
 def _reject_unknown(fields: Any, allowed: Any, what: str) -> None:
@@ -253,7 +270,10 @@ def patient_update(
     """
     _reject_unknown(fields, PATIENT_EDITABLE_FIELDS, "not editable")
     # Lock the row: two receptionists saving at once must not interleave.
-    current = Patient.objects.select_for_update().get(pk=patient.pk)
+    # FOR NO KEY UPDATE: bookings and tests written for the patient meanwhile
+    # (FOR KEY SHARE) go on, and a merge taking a contact detail, which
+    # already holds the record that stays so, never waits for them.
+    current = Patient.objects.select_for_update(no_key=True).get(pk=patient.pk)
     version_check(current, expected=expected_version)
     changed = [f for f, v in fields.items() if getattr(current, f) != v]
     if not changed:
@@ -278,17 +298,143 @@ def patient_update(
     return current
 
 
+def _who(user: User) -> str:
+    return str(user.get_full_name() or user.get_username())
+
+
+def _history_text(history: MedicalHistory, name: str) -> tuple[str, str]:
+    return history_question(name), history_answer_text(history, name)
+
+
+def _history_stale_error(
+    patient: Patient, base: MedicalHistory | None, answers: dict[str, Any]
+) -> StaleEditError:
+    """The refusal of a history started from `base` (None: from none) when
+    newer ones were signed since: each answer they changed, its value now,
+    who signed it and when. Started from none, the answers of the current
+    history that differ from those typed."""
+    newer = list(patient.histories.select_related("signed_by").order_by("signed_at", "id"))
+    if base is not None:
+        newer = [h for h in newer if (h.signed_at, h.pk) > (base.signed_at, base.pk)]
+    names = history_answer_names()
+    latest: dict[str, MedicalHistory] = {}
+    edits: list[OtherEdit] = []
+    previous = base
+    for history in newer:
+        if previous is None:
+            changed = [n for n in names if n in answers and answers[n] != getattr(history, n)]
+        else:
+            changed = [n for n in names if getattr(history, n) != getattr(previous, n)]
+        for name in changed:
+            latest[name] = history
+        edits.insert(
+            0,
+            OtherEdit(
+                by=_who(history.signed_by),
+                at=history.signed_at,
+                labels=[history_question(n) for n in changed],
+            ),
+        )
+        previous = history
+    current = newer[-1] if newer else None
+    changes = []
+    for name in names:
+        if name not in latest or current is None:
+            continue
+        if base is None and answers.get(name) == getattr(current, name):
+            continue
+        label, value = _history_text(current, name)
+        changes.append(
+            StaleChange(
+                field=name,
+                label=label,
+                value=value,
+                by=_who(latest[name].signed_by),
+                at=latest[name].signed_at,
+            )
+        )
+    newest = edits[0] if edits else None
+    if newest is not None and newest.at is not None:
+        message = _(
+            "%(who)s signed a medical history for this patient at %(when)s, after you "
+            "opened this form. Nothing of yours was signed: use theirs as the starting "
+            "point, go through the answers that differ with the patient, then sign."
+        ) % {
+            "who": newest.by,
+            "when": dateformat.format(timezone.localtime(newest.at), "H:i, d/m/Y"),
+        }
+    else:
+        message = _(
+            "A newer medical history was signed after you opened this form. Nothing of "
+            "yours was signed: use it as the starting point, then sign."
+        )
+    return StaleEditError(message, changes=changes, edits=edits)
+
+
+def _based_on(
+    patient: Patient, based_on: str, model: type[MedicalHistory] | type[Consultation]
+) -> Any:
+    """The row of `patient` a form was started from (`based_on`: its uuid, ""
+    for none); `bad_version_error` for anything else."""
+    if not based_on:
+        return None
+    try:
+        wanted = uuid.UUID(based_on)
+    except ValueError:
+        raise bad_version_error() from None
+    found = model._default_manager.filter(patient=patient, uuid=wanted).first()
+    if found is None:
+        raise bad_version_error()
+    return found
+
+
 @transaction.atomic
 def medical_history_record(
-    *, patient: Patient, signed_by: User, answers: dict[str, Any]
+    *,
+    patient: Patient,
+    signed_by: User,
+    answers: dict[str, Any],
+    based_on: str | None = None,
+    submission_token: uuid.UUID | None = None,
 ) -> MedicalHistory:
     """Record and sign a completed questionnaire. It becomes the patient's
-    current history; the previous ones stay, unchanged, for comparison."""
+    current history; the previous ones stay, unchanged, for comparison.
+
+    `answers` are the questionnaire's fields (the model's editable fields).
+    `based_on` is the uuid of the history the form was started from, as the
+    form was opened ("" when the patient had none; None: not from a form,
+    nothing checked). `submission_token` is the form's one-time token, stored
+    on the history (None: no guard).
+
+    One signing at a time per record: the patient's row is held FOR NO KEY
+    UPDATE first (following a merge to the record that stays,
+    patients.locking), then the current history compared with `based_on`.
+
+    Raises `AlreadySubmittedError` (clinic.concurrency, with `.obj`) when this
+    form was already signed (a double click): one history is recorded.
+    Raises `StaleEditError` when a history was signed since the form was
+    opened (code "stale_edit": the answers it changed, their values now, who
+    signed and when), so that no colleague's answer is silently dropped, or
+    when `based_on` is not a history of this patient ("bad_version");
+    `ValidationError` for invalid answers; `TypeError` for fields it does not
+    take. Nothing is written when it raises."""
     allowed = {f.name for f in MedicalHistory._meta.get_fields() if getattr(f, "editable", False)}
     allowed -= {"patient", "id"}
     _reject_unknown(answers, allowed, "not questionnaire fields")
+    # First the token: a second post of the same form waits here for the first.
+    submission_check(MedicalHistory, submission_token)
+    patient = patient_hold(patient, exclusive=True)
+    if based_on is not None:
+        base = _based_on(patient, based_on, MedicalHistory)
+        current = history_current(patient=patient)
+        if current is not None and (base is None or current.pk != base.pk):
+            raise _history_stale_error(patient, base, answers)
     history = MedicalHistory(
-        patient=patient, signed_by=signed_by, signed_at=timezone.now(), **answers
+        patient=patient,
+        signed_by=signed_by,
+        signed_at=timezone.now(),
+        submission_token=submission_token,
+        **answers,
     )
     history.full_clean()
     history.save()
@@ -301,9 +447,90 @@ def medical_history_record(
     return history
 
 
+CONSULTATION_SHOWN = (
+    "skin_type",
+    "concerns",
+    "areas",
+    "goals",
+    "alternatives_discussed",
+    "recommended_protocol",
+    "notes",
+)
+
+
+def _consultation_stale_error(
+    patient: Patient, base: Consultation | None, fields: dict[str, Any]
+) -> StaleEditError:
+    """The refusal of a consultation started when `base` was the newest (None:
+    there was none) and another was recorded since: what the newest says
+    where it differs from what was typed, who recorded it and when."""
+    newer = list(patient.consultations.select_related("recorded_by").order_by("recorded_at", "id"))
+    if base is not None:
+        newer = [c for c in newer if (c.recorded_at, c.pk) > (base.recorded_at, base.pk)]
+    edits = [OtherEdit(by=_who(c.recorded_by), at=c.recorded_at) for c in reversed(newer)]
+    changes = []
+    if newer:
+        newest = newer[-1]
+        for name in CONSULTATION_SHOWN:
+            typed, theirs = fields.get(name), getattr(newest, name)
+            if isinstance(typed, list | tuple) and isinstance(theirs, list | tuple):
+                if set(typed) == set(theirs):
+                    continue
+            elif typed == theirs:
+                continue
+            label, value = field_text(newest, name)
+            changes.append(
+                StaleChange(field=name, label=label, value=value, by=edits[0].by, at=edits[0].at)
+            )
+    first = edits[0] if edits else None
+    message = _(
+        "%(who)s recorded a consultation for this patient at %(when)s, after you opened "
+        "this form. Nothing of yours was saved: read theirs below. What you typed is "
+        "kept: send it again to record yours as well."
+    ) % {
+        "who": first.by if first else _("someone"),
+        "when": dateformat.format(timezone.localtime(first.at), "H:i, d/m/Y")
+        if first and first.at
+        else "",
+    }
+    return StaleEditError(message, changes=changes, edits=edits)
+
+
 @transaction.atomic
-def consultation_record(*, patient: Patient, recorded_by: User, **fields: Any) -> Consultation:
-    consultation = Consultation(patient=patient, recorded_by=recorded_by, **fields)
+def consultation_record(
+    *,
+    patient: Patient,
+    recorded_by: User,
+    based_on: str | None = None,
+    submission_token: uuid.UUID | None = None,
+    **fields: Any,
+) -> Consultation:
+    """Record a consultation (`fields`: the consultation form's fields).
+
+    `based_on` is the uuid of the patient's newest consultation when the form
+    was opened ("" for none; None: not from a form, nothing checked);
+    `submission_token` the form's one-time token, stored on the row (None:
+    no guard). One recording at a time per record (the patient's row held FOR
+    NO KEY UPDATE, following a merge, patients.locking).
+
+    Raises `AlreadySubmittedError` (with `.obj`) when this form was already
+    saved (a double click): one consultation is recorded. Raises
+    `StaleEditError` when a colleague recorded one since the form was opened
+    (code "stale_edit": what theirs says where it differs, who and when), so
+    that two practitioners do not plan the same patient's course without
+    seeing each other's; "bad_version" when `based_on` is not one of this
+    patient's. `ValidationError` for invalid fields. Nothing is written when
+    it raises."""
+    submission_check(Consultation, submission_token)
+    patient = patient_hold(patient, exclusive=True)
+    if based_on is not None:
+        base = _based_on(patient, based_on, Consultation)
+        newest = consultation_newest(patient=patient)
+        if newest is not None and (base is None or newest.pk != base.pk):
+            raise _consultation_stale_error(patient, base, fields)
+    consultation = Consultation(
+        patient=patient, recorded_by=recorded_by, submission_token=submission_token, **fields
+    )
     consultation.full_clean()
     consultation.save()
     audit_log(
@@ -335,6 +562,8 @@ def photo_add(
     photo.image.save(f"{photo.uuid}.jpg", ContentFile(image.content), save=False)
     try:
         with transaction.atomic():
+            # A record being merged at this moment: the photo goes to the one that stays.
+            photo.patient = patient = patient_hold(patient)
             photo.full_clean()
             photo.save()
             audit_log(

@@ -17,7 +17,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from clinic.access import signed_in_user, staff
 from clinic.audit import audit_log, audit_read
-from clinic.concurrency import StaleEditError
+from clinic.concurrency import AlreadySubmittedError, StaleEditError
 from clinic.models import AuditAction, AuditEvent
 from clinic.roles import Role
 from patients.forms import (
@@ -33,6 +33,7 @@ from patients.images import MAX_UPLOAD_BYTES
 from patients.models import HISTORY_QUESTIONS, Patient
 from patients.screening import Severity, screen
 from patients.selectors import (
+    consultation_newest,
     history_changes,
     history_current,
     history_is_valid,
@@ -249,19 +250,38 @@ def history_detail(request: HttpRequest, patient: uuid.UUID) -> HttpResponse:
 @staff(Role.PRACTITIONER)
 @require_http_methods(["GET", "POST"])
 def history_new(request: HttpRequest, patient: uuid.UUID) -> HttpResponse:
+    """Take a new medical history, starting from the current answers. Signed
+    from a page opened before a colleague signed another, it is refused (409)
+    with the answers they changed; what was typed is kept on the page."""
     record = patient_get_for_user(user=signed_in_user(request), patient_uuid=patient)
     previous = history_current(patient=record)
     form = MedicalHistoryForm(request.POST or None, previous=previous)
+    status = 200
     if request.method == "POST" and form.is_valid():
-        medical_history_record(
-            patient=record, signed_by=signed_in_user(request), answers=form.answers()
-        )
-        messages.success(request, _("Medical history signed and saved."))
-        return HttpResponseRedirect(reverse("patients:history", kwargs={"patient": record.uuid}))
-    if request.method == "POST":
+        try:
+            medical_history_record(
+                patient=record,
+                signed_by=signed_in_user(request),
+                answers=form.answers(),
+                based_on=form.based_on(),
+                submission_token=form.cleaned_data["submission_token"],
+            )
+        except AlreadySubmittedError as repeated:
+            messages.info(request, repeated.message)
+        except StaleEditError as refusal:
+            status = form.show_stale(refusal)
+        else:
+            messages.success(request, _("Medical history signed and saved."))
+        if status == 200:
+            return HttpResponseRedirect(
+                reverse("patients:history", kwargs={"patient": record.uuid})
+            )
+    if request.method == "POST" and form.errors and form.stale is None:
         messages.error(
             request, _("Some answers are missing or need checking: see the marked questions.")
         )
+    if form.errors and status == 200:
+        status = 400
     if previous is not None:
         # The form shows the previous answers: a read of that history.
         audit_read(request, previous, patient_ref=record.uuid)
@@ -269,7 +289,7 @@ def history_new(request: HttpRequest, patient: uuid.UUID) -> HttpResponse:
         request,
         "patients/history_form.html",
         {"form": form, "patient": record, "previous": previous},
-        status=400 if form.errors else 200,
+        status=status,
     )
 
 
@@ -320,21 +340,45 @@ def consultation_list(request: HttpRequest, patient: uuid.UUID) -> HttpResponse:
 @staff(Role.PRACTITIONER)
 @require_http_methods(["GET", "POST"])
 def consultation_new(request: HttpRequest, patient: uuid.UUID) -> HttpResponse:
+    """Record a consultation. Sent from a page opened before a colleague
+    recorded one, it is refused once (409) with what theirs says; what was
+    typed is kept, and sending it again records it beside theirs."""
     record = patient_get_for_user(user=signed_in_user(request), patient_uuid=patient)
-    form = ConsultationForm(request.POST or None)
+    form = ConsultationForm(request.POST or None, newest=consultation_newest(patient=record))
+    status = 200
     if request.method == "POST" and form.is_valid():
-        consultation_record(
-            patient=record, recorded_by=signed_in_user(request), **form.service_fields()
-        )
-        messages.success(request, _("Consultation recorded."))
-        return HttpResponseRedirect(
-            reverse("patients:consultations", kwargs={"patient": record.uuid})
-        )
+        try:
+            consultation_record(
+                patient=record,
+                recorded_by=signed_in_user(request),
+                based_on=form.based_on(),
+                submission_token=form.cleaned_data["submission_token"],
+                **form.service_fields(),
+            )
+        except AlreadySubmittedError as repeated:
+            messages.info(request, repeated.message)
+        except StaleEditError as refusal:
+            if refusal.is_stale:
+                # Seen now: the same form sent again is recorded beside theirs.
+                seen = request.POST.copy()
+                newest = consultation_newest(patient=record)
+                seen["based_on"] = str(newest.uuid) if newest is not None else ""
+                form = ConsultationForm(seen)
+                form.is_valid()
+            status = form.show_stale(refusal)
+        else:
+            messages.success(request, _("Consultation recorded."))
+        if status == 200:
+            return HttpResponseRedirect(
+                reverse("patients:consultations", kwargs={"patient": record.uuid})
+            )
+    if form.errors and status == 200:
+        status = 400
     return render(
         request,
         "patients/consultation_form.html",
         {"form": form, "patient": record},
-        status=400 if form.errors else 200,
+        status=status,
     )
 
 

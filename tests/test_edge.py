@@ -166,6 +166,48 @@ def test_one_address_trying_many_accounts_meets_the_address_ceiling(
 
 @pytest.mark.django_db
 @behind_the_proxy
+@override_settings(LOGIN_ADDRESS_FAILURE_LIMIT=8, CLINIC_NETWORKS=["203.0.113.0/29"])
+def test_a_stranger_on_the_clinics_own_network_does_not_pause_the_staff(
+    practitioner: User, receptionist: User
+) -> None:
+    """A guest on the clinic's Wi-Fi (behind its NAT) tries many accounts: the
+    per-address ceiling does not apply there, the per-account lock does."""
+    stranger = Client()
+    statuses = [
+        login_via_proxy(stranger, f"user{n}", "wrong password", CLINIC_NAT).status_code
+        for n in range(12)
+    ]
+    assert statuses == [200] * 12
+    assert login_via_proxy(Client(), "practitioner", PASSWORD, CLINIC_NAT).status_code == 302
+    # The lock of one account from that address still holds.
+    statuses = [
+        login_via_proxy(stranger, "reception", "wrong password", CLINIC_NAT).status_code
+        for _ in range(5)
+    ]
+    assert statuses == [200, 200, 200, 200, 429]
+
+
+@pytest.mark.django_db
+@behind_the_proxy
+@override_settings(LOGIN_ADDRESS_FAILURE_LIMIT=8)
+def test_the_address_ceiling_counts_an_ipv6_host_by_its_64(practitioner: User) -> None:
+    """One host rotating through the addresses of its /64 is one address."""
+    guesser = Client()
+    statuses = [
+        login_via_proxy(
+            guesser, f"user{n}", "wrong password", f"2001:db8:1:2::{n + 1:x}"
+        ).status_code
+        for n in range(8)
+    ]
+    assert statuses == [200] * 7 + [429]
+    refused = login_via_proxy(Client(), "practitioner", PASSWORD, "2001:db8:1:2:ffff::9")
+    assert refused.status_code == 429
+    # The next /64 is someone else.
+    assert login_via_proxy(Client(), "practitioner", PASSWORD, "2001:db8:1:3::1").status_code == 302
+
+
+@pytest.mark.django_db
+@behind_the_proxy
 def test_a_forged_forwarded_for_from_an_untrusted_peer_is_ignored(practitioner: User) -> None:
     client = Client()
     statuses = []

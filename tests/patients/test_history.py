@@ -160,7 +160,11 @@ def test_a_new_history_supersedes_and_the_page_shows_what_changed(
     assert form.context["form"]["diabetes"].value() == "no"  # starts from the last answers
     client.post(
         history_url(patient, new=True),
-        questionnaire(anticoagulants="yes", allergy_ingredients="vitamin C"),
+        questionnaire(
+            anticoagulants="yes",
+            allergy_ingredients="vitamin C",
+            based_on=form.context["form"]["based_on"].value(),  # the history it started from
+        ),
     )
     page = client.get(history_url(patient))
     changes = {c.question: (c.before, c.after) for c in page.context["changes"]}

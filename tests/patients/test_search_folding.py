@@ -20,6 +20,7 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from clinic.models import User
+from patients.folding import name_key, search_foldings
 from patients.models import Patient
 from patients.selectors import patient_search
 from patients.services import PossibleDuplicateError, patient_create
@@ -39,14 +40,27 @@ def frozen_clock() -> Iterator[None]:
         yield
 
 
-def register(user: User, first_name: str, last_name: str, **extra: object) -> Patient:
+def register(
+    user: User,
+    first_name: str,
+    last_name: str,
+    *,
+    confirmed_different_person: bool = False,
+    **extra: object,
+) -> Patient:
     fields: dict[str, object] = {
         "date_of_birth": BORN,
         "email": "",
         "reminder_channel": "none",
         **extra,
     }
-    return patient_create(created_by=user, first_name=first_name, last_name=last_name, **fields)
+    return patient_create(
+        created_by=user,
+        first_name=first_name,
+        last_name=last_name,
+        confirmed_different_person=confirmed_different_person,
+        **fields,
+    )
 
 
 def found_by_search_page(client: Client, query: str) -> list[Patient]:
@@ -232,6 +246,61 @@ def test_any_accented_name_is_found_and_caught_by_its_plain_ascii_spelling(
         transaction.set_rollback(True)  # one patient per example
 
 
+# Invisible format characters (Unicode category Cf) pasted into names: the
+# zero-width space and joiners, the soft hyphen, direction marks, the BOM.
+INVISIBLE = ["\u200b", "\u200c", "\u200d", "\u00ad", "\u200e", "\u200f", "\u2060", "\ufeff"]
+
+
+@hsettings(max_examples=300, deadline=None)
+@given(
+    chars=name_part,
+    inserted=st.lists(
+        st.tuples(st.integers(min_value=0, max_value=40), st.sampled_from(INVISIBLE)),
+        min_size=1,
+        max_size=4,
+    ),
+)
+def test_a_name_with_invisible_characters_folds_as_the_name_without_them(
+    chars: list[str], inserted: list[tuple[int, str]]
+) -> None:
+    plain = "".join(chars)
+    pasted = list(plain)
+    for position, character in inserted:
+        pasted.insert(min(position, len(pasted)), character)
+    typed = "".join(pasted)
+    assert search_foldings(typed) == search_foldings(plain)
+    assert name_key(typed) == name_key(plain)
+
+
+@pytest.mark.parametrize(
+    "first_name",
+    ["Zo\u200bë", "Zo\u00adë", "Zo\u200eë", "\ufeffZoë", "Ｚｏë", "Zoë\u2060", "ZOE"],
+)
+def test_a_name_pasted_with_invisible_or_full_width_characters_is_a_possible_duplicate(
+    receptionist: User, client: Client, first_name: str
+) -> None:
+    zoe = register(receptionist, "Zoë", "Brand")
+    with pytest.raises(PossibleDuplicateError) as refusal:
+        register(receptionist, first_name, "Bra\u200bnd\u200e")
+    assert [p.uuid for p in refusal.value.duplicates] == [zoe.uuid]
+    sign_in(client, receptionist)
+    assert [p.uuid for p in found_by_search_page(client, f"{first_name} Brand")] == [zoe.uuid]
+
+
+def test_the_search_finds_every_record_of_names_pasted_with_invisible_characters(
+    receptionist: User, client: Client
+) -> None:
+    """The reported case: six records of "Zoë Brand…" registered anyway (each
+    confirmed as a different person) are all found by "zoe brand…"."""
+    spellings = ["Zoë", "Zoe", "Zo\u200bë", "Zo\u00adë", "Zo\u200eë", "\ufeffZoë"]
+    made = {
+        register(receptionist, first, "Brand\u200e", confirmed_different_person=True).uuid
+        for first in spellings
+    }
+    sign_in(client, receptionist)
+    assert {p.uuid for p in found_by_search_page(client, "zoe Brand")} == made
+
+
 # --- The index still serves it -------------------------------------------------------------
 
 
@@ -281,3 +350,18 @@ def test_migration_refolds_the_search_text_of_patients_already_registered(
 
     for query, patient in (("mueller", zoe), ("ogrady", siobhan), ("belanger", helene)):
         assert [p.uuid for p in patient_search(user=receptionist, query=query)] == [patient.uuid]
+
+
+def test_the_migration_of_invisible_characters_refolds_existing_records(
+    receptionist: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    zoe = PatientFactory(first_name="Zo\u200bë", last_name="Brand\u00ad")
+    # What was stored before format characters were dropped: the name with them.
+    Patient.objects.filter(pk=zoe.pk).update(search_text="zo\u200be brand\u00ad")
+    assert patient_search(user=receptionist, query="zoe brand") == []
+
+    migration = importlib.import_module("consent.migrations.0006_patient_link_follows_merge")
+    monkeypatch.setattr(migration, "BATCH", 1)
+    migration.recompute_search_text(apps, None)
+
+    assert [p.uuid for p in patient_search(user=receptionist, query="zoe brand")] == [zoe.uuid]

@@ -850,6 +850,48 @@ def test_protocol_update_replaces_the_cocktail_in_one_transaction(manager: User)
     assert event.changed_fields == ["cocktail", "version=2"]
 
 
+def test_a_protocol_saved_unchanged_is_no_change_whatever_the_order_of_its_areas(
+    manager: User,
+) -> None:
+    """The edit form lists the areas in the choices' order; the protocol was
+    saved with them in another. Saving it unchanged changes nothing: no new
+    version (a colleague's open page stays valid), no audit event."""
+    a = ProductFactory()
+    protocol = protocol_create(
+        created_by=manager,
+        lines=[CocktailLine(a, Decimal("2"), "ml")],
+        name="Hands",
+        indication="Thin skin on the back of the hands.",
+        default_areas=["neck", "hands"],
+        default_sessions=4,
+        interval="fortnightly",
+        session_minutes=30,
+        maintenance_months=12,
+        consent_form=ConsentFormFactory(),
+        aftercare_sheet=AftercareSheetFactory(),
+    )
+    protocol_update(
+        protocol=protocol,
+        updated_by=manager,
+        lines=[CocktailLine(a, Decimal("2"), "ml")],
+        expected_version=1,
+        default_areas=["hands", "neck"],
+    )
+    protocol.refresh_from_db()
+    assert protocol.version == 1
+    assert not AuditEvent.objects.filter(action=AuditAction.UPDATE).exists()
+    # A real change of areas still counts.
+    protocol_update(
+        protocol=protocol,
+        updated_by=manager,
+        lines=[CocktailLine(a, Decimal("2"), "ml")],
+        expected_version=1,
+        default_areas=["hands"],
+    )
+    protocol.refresh_from_db()
+    assert (protocol.version, protocol.default_areas) == (2, ["hands"])
+
+
 def test_editing_a_protocol_shows_its_lines_and_removes_a_ticked_one(
     manager: User, client: Client
 ) -> None:

@@ -32,7 +32,7 @@ from consent.services import consent_withdraw
 from patients.images import clean_photo
 from patients.models import Consultation, MedicalHistory, Patient, Photo
 from patients.selectors import patient_possible_duplicates, patient_search
-from patients.services import consultation_record, photo_add
+from patients.services import consultation_record, patient_update, photo_add
 from tests.conftest import sign_in
 from tests.consent.helpers import signed_consent_for
 from tests.factories import (
@@ -45,6 +45,7 @@ from tests.factories import (
     UserFactory,
     make_history,
 )
+from tests.races import hidden_value
 from tests.treatments.test_session_helpers import give_and_read
 from treatments.gates import gates_check
 from treatments.models import (
@@ -346,8 +347,24 @@ def merge_events() -> list[AuditEvent]:
     )
 
 
+def opened_versions(duplicate: Patient, survivor: Patient) -> dict[str, str]:
+    """The versions of both records a comparison page opened now carries."""
+    versions = dict(
+        Patient.objects.filter(pk__in=[duplicate.pk, survivor.pk]).values_list("pk", "version")
+    )
+    return {
+        "duplicate_version": str(versions[duplicate.pk]),
+        "survivor_version": str(versions[survivor.pk]),
+    }
+
+
 def merge_post(client: Client, duplicate: Patient, survivor: Patient, **extra: str) -> Any:
-    data = {"into": str(survivor.uuid), "confirm": "on", **extra}
+    data = {
+        "into": str(survivor.uuid),
+        "confirm": "on",
+        **opened_versions(duplicate, survivor),
+        **extra,
+    }
     return client.post(
         reverse("treatments:patient_merge", kwargs={"patient": duplicate.uuid}), data
     )
@@ -434,8 +451,12 @@ def test_a_contact_detail_the_register_no_longer_accepts_is_refused_and_nothing_
     assert str(survivor.phone) == "+447911000002"
 
 
-def test_an_allergy_both_records_list_stays_listed_once_on_the_survivor(
-    duplicate: Patient, survivor: Patient, practitioner: User, treatment: Treatment
+def test_an_allergy_both_records_list_stays_listed_once_on_the_survivor_with_both_notes(
+    duplicate: Patient,
+    survivor: Patient,
+    practitioner: User,
+    treatment: Treatment,
+    client_for: Callable[[User], Client],
 ) -> None:
     vitamin_c = treatment.ingredients[1]
     give_and_read(
@@ -444,18 +465,36 @@ def test_an_allergy_both_records_list_stays_listed_once_on_the_survivor(
     give_and_read(
         survivor, practitioner, [vitamin_c], given_at=NOW - timedelta(days=5), result="positive"
     )
+    # What the clinic wrote about each (set-up: the notes of the allergy rows).
+    PatientAllergy.objects.filter(patient=duplicate).update(notes="Wheal 12 mm, itched 2 days")
+    PatientAllergy.objects.filter(patient=survivor).update(notes="Mild redness")
     assert merge_comparison(duplicate=duplicate, survivor=survivor).shared_allergies == [
         "Vitamin C"
     ]
 
     result = patient_merge(duplicate=duplicate, survivor=survivor, merged_by=practitioner)
 
-    assert PatientAllergy.objects.filter(patient=survivor, ingredient=vitamin_c).count() == 1
+    [listed] = PatientAllergy.objects.filter(patient=survivor, ingredient=vitamin_c)
     assert result.kept == {"allergies": 1}
+    # Never dropped: the duplicate's row stays, and what it says is on the survivor's.
+    assert PatientAllergy.objects.filter(patient=duplicate, ingredient=vitamin_c).exists()
+    assert listed.notes.startswith("Mild redness\n\n")
+    assert "Also recorded on Amelia Hart's merged record (born 2 Apr 1988)" in listed.notes
+    assert "Found by the allergy test given on 20 Nov 2026." in listed.notes
+    assert "Notes there: Wheal 12 mm, itched 2 days" in listed.notes
+    page = client_for(practitioner).get(
+        reverse("treatments:allergy_tests", kwargs={"patient": survivor.uuid})
+    )
+    assert "Wheal 12 mm, itched 2 days" in page.content.decode()
     # Both tests, with their readings, are on the survivor.
     assert AllergyTest.objects.filter(patient=survivor).count() == 2
     [event] = [e for e in merge_events() if e.patient_ref == survivor.uuid]
     assert "kept_on_merged:allergies=1" in event.changed_fields
+    assert AuditEvent.objects.filter(
+        object_type="treatments.patientallergy",
+        object_id=str(listed.uuid),
+        changed_fields__contains=["notes", f"merge={result.merge_id}"],
+    ).exists()
 
 
 def test_a_relation_to_patient_the_merge_does_not_move_stops_every_merge(
@@ -686,6 +725,30 @@ def test_the_redirect_keeps_the_query_and_still_checks_who_may_see_the_page(
     assert Client().get(detail)["Location"].startswith(reverse("login"))
 
 
+def test_a_booking_page_opened_for_the_merged_record_leads_to_the_survivor(
+    merged: dict[str, Any],
+    duplicate: Patient,
+    survivor: Patient,
+    receptionist: User,
+    client_for: Callable[[User], Client],
+) -> None:
+    client = client_for(receptionist)
+    for name in ("treatments:booking_new", "treatments:course_new"):
+        address = f"{reverse(name)}?patient={duplicate.uuid}&date=2026-11-25&time=10:00"
+        response = client.get(address)
+        assert response.status_code == 302, name
+        assert response["Location"] == address.replace(str(duplicate.uuid), str(survivor.uuid))
+    page = client.get(
+        f"{reverse('treatments:booking_new')}?patient={survivor.uuid}&date=2026-11-25"
+    ).content.decode()
+    assert f'value="{survivor.uuid}" checked' in page  # the survivor is chosen
+    # A patient nobody may see, or no patient at all: the page opens, nobody chosen.
+    for value in ("00000000-0000-4000-8000-00000000dead", "not-a-uuid"):
+        response = client.get(f"{reverse('treatments:booking_new')}?patient={value}")
+        assert response.status_code == 200
+        assert 'name="patient" id="patient-' not in response.content.decode()
+
+
 def test_a_form_sent_to_the_merged_record_saves_nothing_and_says_where_the_record_went(
     merged: dict[str, Any],
     duplicate: Patient,
@@ -869,7 +932,7 @@ def test_one_audit_event_on_each_record_names_the_other_and_the_rows_moved(
     assert "version=2" in on_duplicate[0].changed_fields
 
 
-def test_rows_the_merge_changes_take_a_new_version_so_forms_opened_before_are_stale(
+def test_the_merged_record_takes_a_new_version_and_a_booking_keeps_its_own(
     duplicate: Patient, survivor: Patient, practitioner: User, treatment: Treatment
 ) -> None:
     booking = book(duplicate, practitioner, treatment.protocol, TOMORROW.replace(hour=10))
@@ -878,9 +941,124 @@ def test_rows_the_merge_changes_take_a_new_version_so_forms_opened_before_are_st
     patient_merge(duplicate=duplicate, survivor=survivor, merged_by=practitioner)
     duplicate.refresh_from_db()
     booking.refresh_from_db()
-    assert (duplicate.version, booking.version) == (versions[0] + 1, versions[1] + 1)
+    # The merged record's edit form opened before is stale; a booking's move
+    # form shows nothing the merge changed, and still applies.
+    assert (duplicate.version, booking.version) == (versions[0] + 1, versions[1])
+    assert booking.patient_id == survivor.pk
     # A signed consent's `version` is the form version signed: never touched.
     assert SignedConsent.objects.get(pk=signed.pk).version_id == treatment.version.pk
+
+
+# --- The comparison the merge was decided on ------------------------------------------------
+
+
+def _opened(client: Client, duplicate: Patient, survivor: Patient) -> dict[str, str]:
+    """The merge form as the comparison page hands it to the browser."""
+    page = client.get(compare_url(duplicate, survivor)).content.decode()
+    return {
+        "into": hidden_value(page, "into"),
+        "duplicate_version": hidden_value(page, "duplicate_version"),
+        "survivor_version": hidden_value(page, "survivor_version"),
+        "confirm": "on",
+    }
+
+
+def _merge_url(duplicate: Patient) -> str:
+    return reverse("treatments:patient_merge", kwargs={"patient": duplicate.uuid})
+
+
+def test_a_merge_taking_an_email_from_a_comparison_opened_before_reception_changed_it_is_refused(
+    duplicate: Patient,
+    survivor: Patient,
+    practitioner: User,
+    receptionist: User,
+    client_for: Callable[[User], Client],
+) -> None:
+    client = client_for(practitioner)
+    form = _opened(client, duplicate, survivor)
+    # Reception saves the survivor's new email (the patient phoned).
+    patient_update(
+        patient=survivor,
+        updated_by=receptionist,
+        expected_version=survivor.version,
+        email="amelia.new@example.org",
+    )
+
+    response = client.post(_merge_url(duplicate), {**form, "take_email": "on"})
+
+    assert response.status_code == 409
+    body = response.content.decode()
+    assert "Not saved: someone else changed this first" in body
+    assert "Nothing was merged: compare the records again" in body
+    assert "Email (record that stays: Amelia Hart-Jones)" in body
+    assert "amelia.new@example.org" in body
+    assert receptionist.get_full_name() in body
+    assert 'name="take_email" id="id_take_email" checked' in body  # the tick is kept
+    survivor.refresh_from_db()
+    duplicate.refresh_from_db()
+    assert survivor.email == "amelia.new@example.org"
+    assert duplicate.merged_into is None
+    # "Use their version": the comparison as it is now, and its form merges.
+    assert compare_url(duplicate, survivor) in body
+    again = _opened(client, duplicate, survivor)
+    assert client.post(_merge_url(duplicate), again).status_code == 302
+    survivor.refresh_from_db()
+    assert survivor.email == "amelia.new@example.org"  # not ticked this time
+
+
+def test_a_merge_from_a_comparison_opened_before_the_duplicate_was_corrected_is_refused(
+    duplicate: Patient,
+    survivor: Patient,
+    practitioner: User,
+    receptionist: User,
+    client_for: Callable[[User], Client],
+) -> None:
+    client = client_for(practitioner)
+    form = _opened(client, duplicate, survivor)
+    # Reception finds they are twins: the duplicate is someone else.
+    patient_update(
+        patient=duplicate,
+        updated_by=receptionist,
+        expected_version=duplicate.version,
+        first_name="Hana",
+        date_of_birth=date(1988, 4, 3),
+    )
+
+    response = client.post(_merge_url(duplicate), form)
+
+    assert response.status_code == 409
+    body = response.content.decode()
+    assert "First name (record merged away: Hana Hart)" in body
+    assert "Date of birth (record merged away: Hana Hart)" in body
+    assert "03/04/1988" in body
+    duplicate.refresh_from_db()
+    assert duplicate.merged_into is None
+    assert not [e for e in merge_events() if any(f.startswith("merge=") for f in e.changed_fields)]
+
+
+@pytest.mark.parametrize(
+    "versions",
+    [
+        {"duplicate_version": "", "survivor_version": ""},
+        {"duplicate_version": "x", "survivor_version": "1"},
+        {"duplicate_version": "1", "survivor_version": "99"},
+        {"duplicate_version": "0", "survivor_version": "1"},
+    ],
+)
+def test_a_merge_form_without_the_records_versions_is_refused_and_nothing_changes(
+    versions: dict[str, str],
+    duplicate: Patient,
+    survivor: Patient,
+    practitioner: User,
+    client_for: Callable[[User], Client],
+) -> None:
+    data = {"into": str(survivor.uuid), "confirm": "on", **versions}
+    response = client_for(practitioner).post(_merge_url(duplicate), data)
+    assert response.status_code == 400
+    assert "Reload the page" in response.content.decode()
+    duplicate.refresh_from_db()
+    assert duplicate.merged_into is None
+    assert merge_events() == []
 
 
 # --- Who may merge, and forged posts ------------------------------------------------------

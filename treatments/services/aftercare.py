@@ -207,15 +207,18 @@ def aftercare_render(*, document_id: int) -> PatientDocument:
     from clinic.pdf import render_pdf
 
     with transaction.atomic():
-        row = (
-            PatientDocument.objects.select_for_update()
-            .select_related(
-                "patient",
-                "session__booking__protocol__aftercare_sheet",
-                "session__booking__patient",
-            )
-            .get(pk=document_id)
-        )
+        # The row alone, then read with what it points at: a join locked and
+        # re-checked after a wait drops a row that changed meanwhile (moved to
+        # another record by a merge), and locking the patient with it would
+        # hold up every booking of theirs.
+        PatientDocument.objects.select_for_update().filter(pk=document_id).values_list(
+            "pk", flat=True
+        ).get()
+        row = PatientDocument.objects.select_related(
+            "patient",
+            "session__booking__protocol__aftercare_sheet",
+            "session__booking__patient",
+        ).get(pk=document_id)
         row.attempts += 1
         PatientDocument.objects.filter(pk=row.pk).update(attempts=row.attempts)
     first_time = row.generated_at is None

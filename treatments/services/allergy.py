@@ -24,6 +24,7 @@ from clinic.audit import audit_log
 from clinic.concurrency import submission_check
 from clinic.models import AuditAction, User
 from patients.images import CleanImage
+from patients.locking import patient_hold, patient_row_lock
 from patients.models import Patient
 from treatments.models import (
     ALLERGY_GIVEN_AT_GRACE,
@@ -143,6 +144,8 @@ def allergy_test_give(
     """
     # First the token: a second post of the same form waits here for the first.
     submission_check(AllergyTest, submission_token)
+    # A record being merged at this moment: the test goes to the record that stays.
+    patient = patient_hold(patient)
     now = now or timezone.now()
     products = list(products)
     tested = tested_ingredients(ingredients=ingredients, products=products)
@@ -243,7 +246,11 @@ def _read(
     stored: list[str],
 ) -> AllergyTest:
     # Lock the row: two practitioners reading at once must not both succeed.
-    current = AllergyTest.objects.select_for_update().select_related("patient").get(pk=test.pk)
+    # Its patient first, then the row alone, then read with the patient
+    # (patients.locking): a merge of the record finishes first, or waits, and
+    # the allergies found go to the record the test is on.
+    patient_row_lock(AllergyTest, test.pk, patient_id=test.patient_id)
+    current = AllergyTest.objects.select_related("patient").get(pk=test.pk)
     if current.is_read:
         assert current.read_at is not None
         raise AllergyReadingRefusedError(

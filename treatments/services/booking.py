@@ -33,6 +33,7 @@ from clinic.concurrency import (
     version_mark,
 )
 from clinic.models import AuditAction, User
+from patients.locking import patient_hold, patient_row_lock
 from patients.models import Patient
 from treatments.localtime import to_local
 from treatments.models import (
@@ -257,9 +258,12 @@ def booking_create(
     form field) for a time `check_slot` refuses, and `SlotTakenError` when
     another booking holds the practitioner, the room or the patient then
     (PostgreSQL's exclusion constraints). Nothing is written when it raises.
+    A record being merged into another at this moment is booked once the
+    merge is done, on the record that stays (patients.locking).
     """
     # First the token: a second post of the same form waits here for the first.
     submission_check(Booking, submission_token)
+    patient = patient_hold(patient)
     if check:
         check_slot(practitioner=practitioner, starts_at=starts_at, ends_at=ends_at)
     booking = Booking(
@@ -287,11 +291,12 @@ def booking_create(
 
 
 def _locked(booking: Booking) -> Booking:
-    return (
-        Booking.objects.select_for_update(of=("self",))
-        .select_related("patient", "practitioner", "room")
-        .get(pk=booking.pk)
-    )
+    """The booking locked for a change, as it now is: its patient held first,
+    then the row alone, then read with what it points at (patients.locking).
+    A merge of the patient's record at this moment finishes first, or waits;
+    the booking is then changed on the record that stays."""
+    patient_row_lock(Booking, booking.pk, patient_id=booking.patient_id)
+    return Booking.objects.select_related("patient", "practitioner", "room").get(pk=booking.pk)
 
 
 @transaction.atomic

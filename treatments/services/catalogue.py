@@ -76,9 +76,18 @@ def _save(obj: models.Model, *, message: str) -> None:
         raise ValidationError(message) from exc
 
 
+def _same(old: Any, new: Any) -> bool:
+    """Whether a field's value is unchanged. A list (a protocol's default
+    areas) is a set of choices: the same areas ticked in another order are
+    no change."""
+    if isinstance(old, list | tuple) and isinstance(new, list | tuple):
+        return set(old) == set(new)
+    return bool(old == new)
+
+
 def _apply(obj: models.Model, fields: dict[str, Any]) -> list[str]:
     """Set the fields that differ; return their names."""
-    changed = [name for name, value in fields.items() if getattr(obj, name) != value]
+    changed = [name for name, value in fields.items() if not _same(getattr(obj, name), value)]
     for name in changed:
         setattr(obj, name, fields[name])
     return changed

@@ -19,6 +19,7 @@ from django.utils.translation import gettext as _
 
 from clinic.audit import audit_log
 from clinic.models import AuditAction, User
+from patients.locking import patient_hold, patient_row_lock
 from patients.models import Patient
 from treatments.localtime import LocalTimeError, local_to_utc, to_local
 from treatments.models import (
@@ -168,6 +169,8 @@ def course_book(
     ordered = sorted(starts)
     if ordered != starts:
         raise CourseRefusedError(_("Put the sessions in date order."), number=0)
+    # A record being merged at this moment: the course goes to the record that stays.
+    patient = patient_hold(patient)
     course = TreatmentCourse(
         patient=patient,
         protocol=protocol,
@@ -218,11 +221,10 @@ def course_session_completed(
     """Close the course once its last planned session is completed, and set
     its maintenance date: the last session's local date plus the protocol's
     maintenance interval in calendar months."""
-    current = (
-        TreatmentCourse.objects.select_for_update(of=("self",))
-        .select_related("protocol", "patient")
-        .get(pk=course.pk)
-    )
+    # The patient held, then the course alone, then read with what it points
+    # at (patients.locking): a merge moving the course finishes first, or waits.
+    patient_row_lock(TreatmentCourse, course.pk, patient_id=course.patient_id)
+    current = TreatmentCourse.objects.select_related("protocol", "patient").get(pk=course.pk)
     if current.status != CourseStatus.ACTIVE:
         return current
     done = list(

@@ -15,6 +15,12 @@ transaction (patients migration 0009, `patients_merge_relink`). Rows without
 a patient of their own (session records and all that hangs from them,
 withdrawals, consent PDFs, portal sign-in links) follow their parent,
 untouched.
+
+Rows written for the duplicate while the merge runs are not left behind: the
+merge holds the duplicate's row FOR UPDATE, and every row written for a
+patient reads its patient FOR KEY SHARE first (a trigger on every link to
+Patient, consent migration 0006; `patients.locking` in the services), so it
+waits for the merge and then goes to the survivor.
 """
 
 from __future__ import annotations
@@ -26,12 +32,12 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.db import IntegrityError, OperationalError, connection, transaction
 from django.db.models import F, ForeignObjectRel
-from django.utils import timezone
+from django.utils import dateformat, timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from clinic.audit import audit_log
-from clinic.concurrency import version_bump
+from clinic.concurrency import StaleChange, StaleEditError, version_bump, version_check
 from clinic.models import AuditAction, User
 from patients.models import Patient
 from patients.services import patient_update
@@ -48,6 +54,8 @@ MERGE_SETTING = "clinic.patient_merge"
 MERGE_FIELDS = ("merged_into", "merged_at", "merged_by")
 NOT_MERGE_FIELDS = [f.name for f in Patient._meta.fields if f.name not in MERGE_FIELDS]
 TAKEN_WORDS = {"email": gettext_lazy("email"), "phone": gettext_lazy("mobile number")}
+# Problems that say a record is already merged: they come before a stale version.
+MERGED_PROBLEMS = frozenset({"already_merged", "survivor_merged"})
 # PostgreSQL's code for a deadlock it broke by cancelling this transaction.
 DEADLOCK_DETECTED = "40P01"
 
@@ -118,17 +126,26 @@ def _lock_pair(duplicate: Patient, survivor: Patient) -> tuple[Patient, Patient]
     """Lock both rows, lowest id first (two merges of overlapping pairs
     queue instead of deadlocking), and read them again as they now are.
 
-    FOR NO KEY UPDATE: a booking or a test written for either patient at this
-    moment still only needs FOR KEY SHARE on the row, so it neither waits for
-    the merge nor makes it wait while it holds its own locks. Then the
-    bookings of both, in id order, so that a move or a completion of one of
-    them finishes before the merge starts, or starts after it."""
+    The duplicate FOR UPDATE: a row written for it at this moment reads it
+    FOR KEY SHARE first (patients.locking, and the trigger of consent
+    migration 0006), so it waits for the merge and then goes to the survivor,
+    instead of being written to the duplicate after its rows have moved. The
+    survivor FOR NO KEY UPDATE: its bookings and tests go on meanwhile. Each
+    row alone, then read with what it points at (a join locked and re-checked
+    drops a row that changed meanwhile). Then the bookings of both, in id
+    order, so that a move or a completion of one of them finishes before the
+    merge starts, or starts after it."""
+    for pk in sorted({duplicate.pk, survivor.pk}):
+        query = Patient.objects.filter(pk=pk)
+        if pk == duplicate.pk:
+            list(query.select_for_update().values_list("pk", flat=True))
+        else:
+            list(query.select_for_update(no_key=True).values_list("pk", flat=True))
     rows = {
         p.pk: p
-        for p in Patient.objects.select_for_update(no_key=True, of=("self",))
-        .select_related("merged_into")
-        .filter(pk__in=[duplicate.pk, survivor.pk])
-        .order_by("pk")
+        for p in Patient.objects.select_related("merged_into").filter(
+            pk__in=[duplicate.pk, survivor.pk]
+        )
     }
     list(
         Booking.objects.select_for_update(of=("self",))
@@ -139,6 +156,64 @@ def _lock_pair(duplicate: Patient, survivor: Patient) -> tuple[Patient, Patient]
     return rows[duplicate.pk], rows[survivor.pk]
 
 
+def _stale_check(
+    duplicate: Patient,
+    survivor: Patient,
+    *,
+    duplicate_version: int | None,
+    survivor_version: int | None,
+) -> None:
+    """Refuse the merge if either record changed since the comparison was
+    opened at these versions: one refusal naming, for each record, the
+    details changed, their values now, who and when."""
+    refusals: list[tuple[Patient, StaleEditError]] = []
+    for record, expected in ((duplicate, duplicate_version), (survivor, survivor_version)):
+        try:
+            version_check(record, expected=expected)
+        except StaleEditError as stale:
+            if not stale.is_stale:
+                raise
+            refusals.append((record, stale))
+    if not refusals:
+        return
+    changes: list[StaleChange] = []
+    for record, refused in refusals:
+        which = _("record merged away") if record.pk == duplicate.pk else _("record that stays")
+        changes += [
+            StaleChange(
+                field=change.field,
+                label=f"{change.label} ({which}: {record.full_name})",
+                value=change.value,
+                by=change.by,
+                at=change.at,
+            )
+            for change in refused.changes
+        ]
+    edits = sorted(
+        (edit for _record, refused in refusals for edit in refused.edits),
+        key=lambda edit: edit.at or timezone.now(),
+        reverse=True,
+    )
+    newest = edits[0] if edits else None
+    names = " / ".join(record.full_name for record, _refused in refusals)
+    if newest is not None and newest.at is not None:
+        message = _(
+            "%(who)s changed %(names)s's record at %(when)s, after you opened this "
+            "comparison. Nothing was merged: compare the records again as they are now, "
+            "then merge."
+        ) % {
+            "who": newest.by,
+            "names": names,
+            "when": dateformat.format(timezone.localtime(newest.at), "H:i, d/m/Y"),
+        }
+    else:
+        message = _(
+            "%(names)s's record changed after you opened this comparison. Nothing was "
+            "merged: compare the records again as they are now, then merge."
+        ) % {"names": names}
+    raise StaleEditError(message, changes=changes, edits=edits)
+
+
 def _relink(
     duplicate: Patient, survivor: Patient, *, merge_id: uuid.UUID, now: object
 ) -> tuple[dict[str, int], int]:
@@ -147,33 +222,96 @@ def _relink(
     moved: dict[str, int] = {}
     kept = 0
     _set_merge(str(merge_id))
-    # Allergy tests before allergies: a reading in progress holds its test,
-    # and the allergy it finds is written before the tests can be moved.
     for kind in RECORD_KINDS:
         if not kind.direct:
             continue
         rows = kind.model._default_manager.filter(**{kind.path: duplicate})
         if kind.model is PatientAllergy:
-            # A record lists each ingredient once and an allergy is never deleted.
+            # A record lists each ingredient once and an allergy is never deleted:
+            # the survivor's own row carries these in its notes (_shared_allergies_note).
             listed = PatientAllergy.objects.filter(patient=survivor).values("ingredient")
             kept = rows.filter(ingredient__in=listed).count()
             rows = rows.exclude(ingredient__in=listed)
         changes: dict[str, Any] = {kind.path: survivor}
-        # Plain columns only: a signed consent's `version` is the form version it signed.
         fields = {f.name for f in kind.model._meta.concrete_fields if not f.is_relation}
         if "updated_at" in fields:
             changes["updated_at"] = now
-        if "version" in fields:
-            # A form opened on the row before the merge is now stale (clinic.concurrency).
+        if kind.model is Patient:
+            # A record merged into the duplicate before: its edit form opened
+            # before is now stale (clinic.concurrency). A booking keeps its
+            # version: the merge changes nothing its move form shows, so a move
+            # opened before still applies, on the record that stays.
             changes["version"] = F("version") + 1
         moved[kind.key] = rows.update(**changes)
     _set_merge("")
     return moved, kept
 
 
+def _shared_allergies_note(
+    duplicate: Patient, survivor: Patient, *, merged_by: User, merge_id: uuid.UUID
+) -> int:
+    """The duplicate's allergies to an ingredient the survivor already lists
+    stay on the merged record (one row per ingredient on a record; an allergy
+    is never deleted). Their facts go into the notes of the survivor's row
+    for that ingredient, so that the record that stays shows them: when and
+    by whom it was recorded there, the test that found it, and its notes.
+    Returns how many rows of the survivor were added to."""
+    shared = list(
+        PatientAllergy.objects.filter(
+            patient=duplicate,
+            ingredient__in=PatientAllergy.objects.filter(patient=survivor).values("ingredient"),
+        )
+        .select_related("recorded_by", "source_test")
+        .order_by("ingredient_id", "id")
+    )
+    if not shared:
+        return 0
+    theirs = {
+        allergy.ingredient_id: allergy
+        for allergy in PatientAllergy.objects.select_for_update(of=("self",)).filter(
+            patient=survivor, ingredient_id__in={a.ingredient_id for a in shared}
+        )
+    }
+    for allergy in shared:
+        own = theirs[allergy.ingredient_id]
+        recorded_by = allergy.recorded_by
+        facts = _(
+            "Also recorded on %(name)s's merged record (born %(born)s) on %(day)s by %(who)s."
+        ) % {
+            "name": duplicate.full_name,
+            "born": dateformat.format(duplicate.date_of_birth, "j M Y"),
+            "day": dateformat.format(timezone.localtime(allergy.recorded_at), "j M Y"),
+            "who": recorded_by.get_full_name() or recorded_by.get_username(),
+        }
+        if allergy.source_test is not None:
+            facts += " " + _("Found by the allergy test given on %(day)s.") % {
+                "day": dateformat.format(timezone.localtime(allergy.source_test.given_at), "j M Y")
+            }
+        if allergy.notes.strip():
+            facts += " " + _("Notes there: %(notes)s") % {"notes": allergy.notes.strip()}
+        own.notes = "\n\n".join(part for part in (own.notes.strip(), facts) if part)
+    for own in theirs.values():
+        PatientAllergy.objects.filter(pk=own.pk).update(notes=own.notes)
+        audit_log(
+            actor=merged_by,
+            action=AuditAction.UPDATE,
+            obj=own,
+            patient_ref=survivor.uuid,
+            changed_fields=["notes", f"merge={merge_id}"],
+        )
+    return len(theirs)
+
+
 @transaction.atomic
 def _merge(
-    *, duplicate: Patient, survivor: Patient, merged_by: User, take_email: bool, take_phone: bool
+    *,
+    duplicate: Patient,
+    survivor: Patient,
+    merged_by: User,
+    take_email: bool,
+    take_phone: bool,
+    duplicate_version: int | None,
+    survivor_version: int | None,
 ) -> MergeResult:
     unhandled = relations_not_handled()
     if unhandled:
@@ -188,6 +326,14 @@ def _merge(
         )
     duplicate, survivor = _lock_pair(duplicate, survivor)
     problems = merge_problems(duplicate=duplicate, survivor=survivor)
+    if not any(p.code in MERGED_PROBLEMS for p in problems):
+        # A form sent twice is told the merge is done, not that a version moved on.
+        _stale_check(
+            duplicate,
+            survivor,
+            duplicate_version=duplicate_version,
+            survivor_version=survivor_version,
+        )
     if problems:
         raise PatientMergeRefusedError.from_problems(problems)
 
@@ -206,6 +352,7 @@ def _merge(
             duplicate.full_clean(exclude=NOT_MERGE_FIELDS, validate_unique=False)
             duplicate.save(update_fields=[*MERGE_FIELDS, "version", "updated_at"])
             moved, kept = _relink(duplicate, survivor, merge_id=merge_id, now=now)
+            _shared_allergies_note(duplicate, survivor, merged_by=merged_by, merge_id=merge_id)
     except IntegrityError as error:
         # A booking made for the survivor since the check: the exclusion
         # constraint refused to hold both. Say which, as the check would have.
@@ -228,7 +375,13 @@ def _merge(
         taken["phone"] = duplicate.phone
     if taken:
         try:
-            survivor = patient_update(patient=survivor, updated_by=merged_by, **taken)
+            # At the version just checked: the comparison showed these details.
+            survivor = patient_update(
+                patient=survivor,
+                updated_by=merged_by,
+                expected_version=survivor.version,
+                **taken,
+            )
         except ValidationError as error:
             # A detail typed long ago on the duplicate that the register no
             # longer accepts (a mistyped number, say): the whole merge waits.
@@ -289,6 +442,8 @@ def patient_merge(
     merged_by: User,
     take_email: bool = False,
     take_phone: bool = False,
+    duplicate_version: int | None = None,
+    survivor_version: int | None = None,
 ) -> MergeResult:
     """Merge `duplicate` into `survivor`: every row of the duplicate's record
     moves to the survivor's, in one transaction, audited.
@@ -296,26 +451,35 @@ def patient_merge(
     `merged_by` is the practitioner merging. The survivor's details stay;
     `take_email` / `take_phone` replace its email / mobile with the
     duplicate's (when the duplicate has one and it differs), through
-    `patients.services.patient_update`.
+    `patients.services.patient_update`. `duplicate_version` and
+    `survivor_version` are the versions of the two records the comparison
+    page showed (None: not from a page, nothing is checked).
 
-    Both patient rows are locked first, lowest id first, then their bookings;
-    the problems of `treatments.selectors.merge.merge_problems` are checked
-    again under the locks. Signed records move through the database's one
-    audited path (the `clinic.patient_merge` setting, patients migration
-    0009), their contents untouched. A duplicate's allergy to an ingredient
-    the survivor already lists stays on the merged record (a record lists an
-    ingredient once; an allergy is never deleted). The duplicate is marked
-    merged into the survivor (at, by). Two audit events: on the survivor,
-    naming the duplicate, the merge and the rows moved per kind; on the
-    duplicate, naming the survivor.
+    The duplicate's row is locked FOR UPDATE and the survivor's FOR NO KEY
+    UPDATE, lowest id first, then their bookings: a row written for the
+    duplicate meanwhile waits and then goes to the survivor (patients.locking;
+    consent migration 0006). Under the locks, the versions and the problems
+    of `treatments.selectors.merge.merge_problems` are checked again. Signed
+    records move through the database's one audited path (the
+    `clinic.patient_merge` setting, patients migration 0009), their contents
+    untouched. A duplicate's allergy to an ingredient the survivor already
+    lists stays on the merged record (a record lists an ingredient once; an
+    allergy is never deleted), and what it says is added to the notes of
+    the survivor's allergy to that ingredient, audited. The duplicate is
+    marked merged into the survivor (at, by). Two audit events: on the
+    survivor, naming the duplicate, the merge and the rows moved per kind; on
+    the duplicate, naming the survivor.
 
-    Raises `PatientMergeRefusedError` (nothing changed) for the same record
-    twice, a record already merged (either one), overlapping bookings (the
-    database's exclusion constraint on a patient's bookings), two portal
-    accounts, a contact detail to take that the register refuses (code
-    `contact_invalid`), or a deadlock with another change of these records
-    (code `busy`: try again); `ImproperlyConfigured` when a relation to
-    Patient is not in RECORD_KINDS.
+    Raises `StaleEditError` (clinic.concurrency; nothing changed) when either
+    record changed since the versions given (code "stale_edit": each detail
+    changed, its value now, who and when) or a version is not one the record
+    had ("bad_version"). Raises `PatientMergeRefusedError` (nothing changed)
+    for the same record twice, a record already merged (either one),
+    overlapping bookings (the database's exclusion constraint on a patient's
+    bookings), two portal accounts, a contact detail to take that the
+    register refuses (code `contact_invalid`), or a deadlock with another
+    change of these records (code `busy`: try again); `ImproperlyConfigured`
+    when a relation to Patient is not in RECORD_KINDS.
     """
     try:
         return _merge(
@@ -324,6 +488,8 @@ def patient_merge(
             merged_by=merged_by,
             take_email=take_email,
             take_phone=take_phone,
+            duplicate_version=duplicate_version,
+            survivor_version=survivor_version,
         )
     except OperationalError as error:
         if getattr(error.__cause__, "sqlstate", None) != DEADLOCK_DETECTED:

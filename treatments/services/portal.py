@@ -11,7 +11,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.mail import EmailMultiAlternatives
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
@@ -21,6 +21,7 @@ from clinic.audit import audit_log
 from clinic.models import AuditAction, User
 from clinic.roles import CLINICAL_DOCUMENT_ROLES
 from patients.contact_changes import email_hold
+from patients.locking import patient_hold
 from patients.models import Patient
 from treatments.models import LinkAttempt, PortalAccount, PortalLoginToken
 from treatments.services.aftercare import LinkExpiredError, LinkGoneError, sha256_hex
@@ -128,13 +129,17 @@ def portal_invite(*, patient: Patient, invited_by: User) -> PortalAccount:
     """Give the patient a portal account (a user with no password and no
     role) and email a one-time sign-in link. Inviting again sends a new link.
 
-    Raises `ValidationError` when the patient has no email address, and
+    A record being merged into another at this moment is invited once the
+    merge is done, as the record that stays (patients.locking). Raises
+    `ValidationError` when the patient has no email address, and
     `PortalInviteRefusedError`, nothing sent: code "not_allowed" when
     `invited_by` cannot open the patient's clinical documents
     (clinic.roles.CLINICAL_DOCUMENT_ROLES: the portal shows them, so no other
     role may route them to an address); "email_hold" when the email was
     changed less than 24 hours ago by such a role
-    (patients.contact_changes.email_hold)."""
+    (patients.contact_changes.email_hold); "account_added" when a merge gave
+    the record a portal account while this one was being made (a record has
+    one)."""
     if not invited_by.has_any_role(CLINICAL_DOCUMENT_ROLES):
         raise PortalInviteRefusedError(
             _(
@@ -150,7 +155,8 @@ def portal_invite(*, patient: Patient, invited_by: User) -> PortalAccount:
     with transaction.atomic():
         # FOR NO KEY UPDATE: a change of the email saved at this moment
         # commits first, and is read here with the record of who made it.
-        patient = Patient.objects.select_for_update(no_key=True).get(pk=patient.pk)
+        patient = patient_hold(patient, exclusive=True)
+        patient.refresh_from_db()
         if not patient.email:
             raise ValidationError(
                 _("This patient has no email address. Add one before inviting them to the portal.")
@@ -172,8 +178,22 @@ def portal_invite(*, patient: Patient, invited_by: User) -> PortalAccount:
             user.full_clean()
             user.save()
             account = PortalAccount(patient=patient, user=user)
-            account.full_clean()
-            account.save()
+            # One account per record: the database says so below, at the insert.
+            account.full_clean(validate_unique=False)
+            try:
+                with transaction.atomic():
+                    account.save()
+            except IntegrityError as error:
+                # A merge moved the other record's account here meanwhile.
+                raise PortalInviteRefusedError(
+                    _(
+                        "%(name)s's record was given a portal account a moment ago, when "
+                        "another record of the same person was merged into it. Nothing was "
+                        "sent: invite again to email that account a new sign-in link."
+                    )
+                    % {"name": patient.full_name},
+                    code="account_added",
+                ) from error
             audit_log(
                 actor=invited_by, action=AuditAction.CREATE, obj=account, patient_ref=patient.uuid
             )
@@ -216,8 +236,10 @@ def portal_login_consume(*, token: str) -> PortalAccount:
     (unknown, used, account closed) / LinkExpiredError."""
     if not token or len(token) > 200:
         raise LinkGoneError
+    # The token's row alone: locking the account and the patient with it would
+    # drop the token from the answer when a merge moved the account meanwhile.
     found = (
-        PortalLoginToken.objects.select_for_update()
+        PortalLoginToken.objects.select_for_update(of=("self",))
         .filter(token_hash=sha256_hex(token))
         .select_related("account__user", "account__patient")
         .first()

@@ -562,9 +562,19 @@ def _write_back(rows: list[Reminder]) -> None:
 
 
 def _claim(now: datetime, limit: int) -> list[Reminder]:
-    return list(
-        Reminder.objects.select_for_update(of=("self",), skip_locked=True)
+    # The rows alone, then read with what they point at: a join locked and
+    # re-checked drops a row that changed meanwhile (moved to another record
+    # by a merge) instead of sending it.
+    claimed = list(
+        Reminder.objects.select_for_update(skip_locked=True)
         .filter(status=ReminderStatus.PLANNED, due_at__lte=now)
+        .order_by("due_at", "id")
+        .values_list("pk", flat=True)[:limit]
+    )
+    if not claimed:
+        return []
+    return list(
+        Reminder.objects.filter(pk__in=claimed)
         .select_related(
             "patient",
             "booking",
@@ -586,8 +596,8 @@ def reminders_dispatch_batch(
 ) -> DispatchResult:
     """Claim up to `limit` due reminders, send them and record the outcome, in
     one transaction. A fixed number of queries whatever the batch holds: the
-    claim (with everything the messages need joined in), one look-up of the
-    courses in the batch, one UPDATE of all the rows."""
+    claim (the rows, then everything the messages need, joined in), one
+    look-up of the courses in the batch, one UPDATE of all the rows."""
     result = DispatchResult()
     backend = backend or get_backend()
     with transaction.atomic():

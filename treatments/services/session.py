@@ -22,6 +22,7 @@ from django.utils.translation import gettext_lazy
 from clinic.audit import audit_log
 from clinic.concurrency import version_bump
 from clinic.models import AuditAction, User
+from patients.locking import patient_row_lock
 from treatments.gates import GateFailure, area_labels, completion_opens_at, session_gates
 from treatments.models import (
     DAY_OF_FIELDS,
@@ -179,10 +180,11 @@ def session_complete(
     SessionRefusedError (400) for an acknowledgement of a caution that does
     not apply to this session; nothing is written then.
     """
-    current = (
-        Booking.objects.select_for_update(of=("self",))
-        .select_related("patient", "protocol__consent_form", "course")
-        .get(pk=booking.pk)
+    # The patient held, then the booking alone, then read with what it points
+    # at (patients.locking): a merge of the record finishes first, or waits.
+    patient_row_lock(Booking, booking.pk, patient_id=booking.patient_id)
+    current = Booking.objects.select_related("patient", "protocol__consent_form", "course").get(
+        pk=booking.pk
     )
     sentence = state_sentence(current.status)
     if sentence:

@@ -10,7 +10,7 @@ from datetime import timedelta
 from urllib.parse import urlencode
 
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
@@ -23,7 +23,12 @@ from clinic.concurrency import AlreadySubmittedError, StaleEditError
 from clinic.models import AuditAction, User
 from clinic.roles import Role
 from patients.forms import PatientSearchForm
-from patients.selectors import patient_get_for_user, patient_search, patients_visible_to
+from patients.selectors import (
+    PatientMergedError,
+    patient_get_for_user,
+    patient_search,
+    patients_visible_to,
+)
 from treatments.forms.booking import (
     BookingCancelForm,
     BookingForm,
@@ -88,6 +93,23 @@ def booking_patient_search(request: HttpRequest) -> HttpResponse:
     )
 
 
+def _follow_merged_patient(request: HttpRequest, user: User) -> None:
+    """A page opened for a patient record merged into another (`?patient=`,
+    from an old link or a page opened before the merge) leads to the same
+    page for the record that stays, like every patient page: the record's
+    `PatientMergedError` is answered by patients.middleware with a redirect."""
+    try:
+        wanted = uuid.UUID(str(request.GET.get("patient", ""))[:64])
+    except ValueError:
+        return
+    try:
+        patient_get_for_user(user=user, patient_uuid=wanted)
+    except PatientMergedError:
+        raise
+    except Http404:
+        return  # not a record this user may see: nobody is chosen
+
+
 def _initial_from_query(request: HttpRequest) -> dict[str, str]:
     """Prefill from the calendar's free slot link (values are checked on post)."""
     keys = ("practitioner", "room", "date", "time", "patient", "protocol")
@@ -144,6 +166,7 @@ def booking_new(request: HttpRequest) -> HttpResponse:
         else:
             status = 400
     else:
+        _follow_merged_patient(request, user)
         form = BookingForm(initial=_initial_from_query(request), user=user)
     chosen = form.chosen_patient
     if chosen is None and form.initial.get("patient"):
@@ -344,6 +367,8 @@ def next_free_slot_view(request: HttpRequest) -> HttpResponse:
 def course_new(request: HttpRequest) -> HttpResponse:
     """Propose a course from its first session, let reception adjust, then book it all."""
     user = signed_in_user(request)
+    if request.method == "GET":
+        _follow_merged_patient(request, user)
     data = request.POST if request.method == "POST" else request.GET
     start = CourseStartForm(data, user=user)
     if not start.is_valid():

@@ -16,6 +16,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from clinic.access import signed_in_user, staff
 from clinic.audit import audit_log, audit_read
+from clinic.concurrency import StaleEditError
 from clinic.models import AuditAction
 from clinic.roles import Role
 from patients.models import Patient
@@ -41,6 +42,7 @@ def _compare_page(
     survivor: Patient,
     form: MergeForm,
     refusal: PatientMergeRefusedError | None = None,
+    stale: StaleEditError | None = None,
     status: int = 200,
 ) -> HttpResponse:
     comparison = merge_comparison(duplicate=duplicate, survivor=survivor)
@@ -60,6 +62,11 @@ def _compare_page(
             "refusal": refusal
             if refusal and any(p.sentence not in listed for p in refusal.problems)
             else None,
+            "stale": stale,
+            "reload_url": reverse(
+                "treatments:patient_merge_compare", kwargs={"patient": duplicate.uuid}
+            )
+            + f"?into={survivor.uuid}",
         },
         status=status,
     )
@@ -81,7 +88,7 @@ def patient_merge_compare(request: HttpRequest, patient: uuid.UUID) -> HttpRespo
             request,
             duplicate=record,
             survivor=survivor,
-            form=MergeForm(initial={"into": survivor.uuid}),
+            form=MergeForm.opened(survivor=survivor, duplicate=record),
         )
     query = choose.cleaned_data.get("q", "") if valid else ""
     results = [p for p in patient_search(user=user, query=query) if p.pk != record.pk]
@@ -108,7 +115,8 @@ def patient_merge_compare(request: HttpRequest, patient: uuid.UUID) -> HttpRespo
 def patient_merge_view(request: HttpRequest, patient: uuid.UUID) -> HttpResponse:
     """Merge this record into the one chosen on the comparison page. A form
     sent twice merges once: the second finds the merge done and leads to the
-    record that stays."""
+    record that stays. A comparison opened before either record changed is
+    refused (409) with what changed, by whom, and the comparison as it is now."""
     user = signed_in_user(request)
     duplicate = merge_record_get_for_user(user=user, patient_uuid=patient)
     form = MergeForm(request.POST)
@@ -129,6 +137,21 @@ def patient_merge_view(request: HttpRequest, patient: uuid.UUID) -> HttpResponse
             merged_by=user,
             take_email=form.cleaned_data["take_email"],
             take_phone=form.cleaned_data["take_phone"],
+            duplicate_version=form.cleaned_data["duplicate_version"],
+            survivor_version=form.cleaned_data["survivor_version"],
+        )
+    except StaleEditError as refused:
+        duplicate = merge_record_get_for_user(user=user, patient_uuid=patient)
+        survivor = merge_record_get_for_user(user=user, patient_uuid=survivor.uuid)
+        if not refused.is_stale:
+            form.add_error(None, refused.message)
+        return _compare_page(
+            request,
+            duplicate=duplicate,
+            survivor=survivor,
+            form=form,
+            stale=refused if refused.is_stale else None,
+            status=409 if refused.is_stale else 400,
         )
     except PatientMergeRefusedError as refusal:
         duplicate = merge_record_get_for_user(user=user, patient_uuid=patient)
