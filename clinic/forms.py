@@ -4,15 +4,25 @@ two hidden fields every editing and creating form of the application shares
 
 from __future__ import annotations
 
+import json
+import re
 import uuid
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from datetime import date, datetime, time
+from typing import Any, TypeVar
 
 from django import forms
+from django.core.exceptions import ValidationError
+from django.db.models import Model
 from django.utils import dateformat, timezone
+from django.utils.text import capfirst
 from django.utils.translation import gettext_lazy as _
 
-from clinic.concurrency import StaleChange, StaleEditError
+from clinic.concurrency import StaleChange, StaleEditError, differs, submission_find, text_block
+from clinic.filtering import FilterDateField
 from clinic.models import AuditAction
+
+V = TypeVar("V", bound=Callable[..., Any])
 
 VERSION_LOST = _(
     "This form has lost track of which version of the record it edits. Reload the page "
@@ -155,12 +165,8 @@ class AuditFilterForm(forms.Form):
         required=False,
         choices=[("", _("Any action")), *AuditAction.choices],
     )
-    since = forms.DateField(
-        label=_("From"), required=False, widget=forms.DateInput(attrs={"type": "date"})
-    )
-    until = forms.DateField(
-        label=_("To"), required=False, widget=forms.DateInput(attrs={"type": "date"})
-    )
+    since = FilterDateField(label=_("From"))
+    until = FilterDateField(label=_("To"))
 
     def clean(self) -> dict[str, object]:
         data = super().clean() or {}

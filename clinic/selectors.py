@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 from django.db.models import QuerySet
 from django.utils import timezone
 
 from clinic.models import AuditEvent
+
+
+def local_day_start(day: date) -> datetime | None:
+    """Midnight at the start of `day` (a clinic-local date), as an aware datetime;
+    None when that instant, or the day after it, is past what a datetime can hold
+    (the first and last days of the calendar): a filter from or to such a day
+    leaves that end open."""
+    zone = timezone.get_current_timezone()
+    try:
+        start = datetime.combine(day, time.min, tzinfo=zone)
+        # Stored and compared in UTC: that conversion must be possible too.
+        start.astimezone(UTC)
+    except OverflowError:
+        return None
+    return start
 
 
 def audit_events_filtered(
@@ -17,17 +32,16 @@ def audit_events_filtered(
     since: date | None = None,
     until: date | None = None,
 ) -> QuerySet[AuditEvent]:
-    """Audit events, newest first, filtered by username, action and clinic-local dates."""
+    """Audit events, newest first, filtered by username, action and clinic-local
+    dates (`since` and `until` both included). A date at the very edge of the
+    calendar (0001-01-01, 9999-12-31) leaves that end of the range open."""
     events = AuditEvent.objects.all()
     if user:
         events = events.filter(actor_label__iexact=user)
     if action:
         events = events.filter(action=action)
-    zone = timezone.get_current_timezone()
-    if since:
-        events = events.filter(at__gte=datetime.combine(since, time.min, tzinfo=zone))
-    if until:
-        events = events.filter(
-            at__lt=datetime.combine(until + timedelta(days=1), time.min, tzinfo=zone)
-        )
+    if since and (start := local_day_start(since)) is not None:
+        events = events.filter(at__gte=start)
+    if until and until < date.max and (end := local_day_start(until + timedelta(days=1))):
+        events = events.filter(at__lt=end)
     return events.order_by("-at", "-id")

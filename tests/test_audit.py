@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
+import time_machine
 from django.db import DatabaseError, connection, transaction
 from django.test import Client, RequestFactory
 from django.urls import reverse
@@ -13,6 +14,7 @@ from django.utils import timezone
 
 from clinic.audit import audit_log, audit_read
 from clinic.models import AuditAction, AuditEvent, User
+from clinic.selectors import audit_events_filtered
 from tests.conftest import sign_in
 from tests.factories import PASSWORD
 
@@ -115,3 +117,44 @@ def test_audit_log_page_has_a_fixed_query_budget(
 @pytest.mark.parametrize("persona", ["receptionist", "practitioner"], indirect=True)
 def test_only_managers_open_the_audit_log(persona: User, client: Client) -> None:
     assert sign_in(client, persona).get(reverse("audit_log")).status_code == 403
+
+
+EDGE_DAYS = ["0001-01-01", "9999-12-31"]
+DATE_FILTERS = [
+    ("manager", "audit_log", "since"),
+    ("manager", "audit_log", "until"),
+    ("receptionist", "treatments:calendar", "date"),
+    ("receptionist", "patients:list", "q"),
+]
+
+
+@pytest.mark.parametrize("day", EDGE_DAYS)
+@pytest.mark.parametrize(("persona_name", "route", "field"), DATE_FILTERS)
+def test_a_list_filtered_on_the_first_or_last_day_of_the_calendar_answers_plainly(
+    request: pytest.FixtureRequest,
+    client: Client,
+    persona_name: str,
+    route: str,
+    field: str,
+    day: str,
+) -> None:
+    """Every date filter on a list page: a plain answer (the filter refused
+    with a message, or applied), never a 500."""
+    user = request.getfixturevalue(persona_name)
+    with time_machine.travel(datetime(2026, 11, 10, 10, tzinfo=UTC), tick=False):
+        sign_in(client, user)
+        response = client.get(reverse(route), {field: day})
+    assert response.status_code in {200, 400}
+    if field != "q":
+        assert "between" in response.content.decode()
+
+
+@pytest.mark.parametrize(
+    ("since", "until"), [(date.min, None), (None, date.max), (date.min, date.max)]
+)
+def test_audit_filter_from_or_to_the_edge_of_the_calendar_leaves_that_end_open(
+    manager: User, since: date | None, until: date | None
+) -> None:
+    with time_machine.travel(datetime(2026, 11, 10, 10, tzinfo=UTC), tick=False):
+        event = audit_log(actor=manager, action=AuditAction.VIEW, obj=manager)
+    assert list(audit_events_filtered(since=since, until=until)) == [event]
