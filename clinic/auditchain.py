@@ -3,30 +3,39 @@
 Each audit event, once committed, gets one link (`AuditSeal`):
 
     event_hash = SHA-256(canonical content of the event)
-    chain_hash = SHA-256(previous chain_hash + event_hash)
+    chain_hash = HMAC-SHA-256(AUDIT_CHAIN_KEY, previous chain_hash + event_hash)
 
 The first link follows `GENESIS`. A sealer (beat, every minute) makes the
 links, one sealer at a time (a transaction-level advisory lock), so writing
-the trail in a request never waits for the chain. `audit_chain_verify` walks
-the links in order and names the first one that no longer matches: an event
-changed or deleted, a link removed or forged, or an event left unsealed longer
-than `SEAL_GRACE` (slipped in with a date in the past, or its link deleted).
+the trail in a request never waits for the chain. The key is not in the
+database: whoever can write the tables (the owner role, a superuser) cannot
+make links that verify. After each sealing the head of the chain (its last
+link's number and hash) is written to `AUDIT_CHAIN_HEAD_FILE`, outside the
+database, and logged, so links removed from the end are found too.
 
-The application role cannot change or delete events or links (clinic/dbroles.py);
-the chain is there for what a database owner or superuser might do. The head
-of the chain is logged at every sealing, so a copy of the log elsewhere
-anchors it.
+`audit_chain_verify` walks the links in order and names the first one that
+no longer matches: an event changed or deleted, a link removed, forged or
+made without the key, the chain ending before the recorded head, or an event
+left unsealed (slipped in with a date in the past, or its link deleted).
+
+The application role cannot change or delete events or links
+(clinic/dbroles.py); the chain is there for what a database owner or
+superuser might do.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import logging
+import os
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -74,22 +83,59 @@ def event_hash(event: AuditEvent) -> str:
 
 
 def link_hash(previous_chain_hash: str, this_event_hash: str) -> str:
-    """SHA-256 (hex) of the previous link's chain hash followed by this event's hash."""
-    return hashlib.sha256(f"{previous_chain_hash}{this_event_hash}".encode()).hexdigest()
+    """HMAC-SHA-256 (hex), keyed with `AUDIT_CHAIN_KEY`, of the previous link's
+    chain hash followed by this event's hash."""
+    message = f"{previous_chain_hash}{this_event_hash}".encode()
+    return hmac.new(_chain_key(), message, hashlib.sha256).hexdigest()
+
+
+def _chain_key() -> bytes:
+    return str(settings.AUDIT_CHAIN_KEY).encode()
+
+
+def _head_file() -> str | None:
+    path = getattr(settings, "AUDIT_CHAIN_HEAD_FILE", None)
+    return str(path) if path else None
+
+
+def chain_head_recorded() -> tuple[int, str] | None:
+    """(link number, chain hash) last written outside the database, if any."""
+    path = _head_file()
+    if path is None or not os.path.exists(path):
+        return None
+    with open(path, encoding="ascii") as recorded:
+        seq_text, _, chain_hash = recorded.read().strip().partition(" ")
+    return int(seq_text), chain_hash
+
+
+def _chain_head_record(seq: int, chain_hash: str) -> None:
+    path = _head_file()
+    if path is None:
+        return
+    folder = os.path.dirname(path) or "."
+    os.makedirs(folder, exist_ok=True)
+    # Written whole or not at all: a crash never leaves half a head.
+    handle, temporary = tempfile.mkstemp(dir=folder, prefix=".audit-head-")
+    with os.fdopen(handle, "w", encoding="ascii") as out:
+        out.write(f"{seq} {chain_hash}\n")
+    os.replace(temporary, path)
 
 
 def audit_seal(*, batch: int = 5000) -> int:
     """Seal the committed events that have no link yet, oldest first.
 
     At most `batch` events per call; returns how many were sealed. Only events
-    written from `SEAL_GRACE` before the last sealed event on are looked at, so
-    a call costs the same with ten years of trail.
+    written from `SEAL_GRACE` before the last sealed event (or before now,
+    whichever is earlier) are looked at, so a call costs the same with ten
+    years of trail. The new head is written
+    to `AUDIT_CHAIN_HEAD_FILE` once the links are committed.
     """
     with transaction.atomic():
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_SEALER_LOCK])
         last = AuditSeal.objects.order_by("-seq").first()
         previous = last.chain_hash if last else GENESIS
+        now = timezone.now()
         pending = AuditEvent.objects.filter(seal__isnull=True).order_by("id")
         last_at = (
             AuditEvent.objects.filter(pk=last.event_id).values_list("at", flat=True).first()
@@ -97,11 +143,11 @@ def audit_seal(*, batch: int = 5000) -> int:
             else None
         )
         if last_at is not None:
-            # Events commit in about the order they are written: look back only
-            # as far as the grace before the last event sealed.
-            pending = pending.filter(at__gte=last_at - SEAL_GRACE)
+            # Events commit in about the order they are written: look back the
+            # grace from the last event sealed, or from now if that one claims
+            # a later date (a row dated in the future must not stop sealing).
+            pending = pending.filter(at__gte=min(last_at, now) - SEAL_GRACE)
         events = list(pending[:batch])
-        now = timezone.now()
         links = []
         for event in events:
             this_hash = event_hash(event)
@@ -111,6 +157,7 @@ def audit_seal(*, batch: int = 5000) -> int:
             )
         AuditSeal.objects.bulk_create(links)
     if links:
+        _chain_head_record(links[-1].seq, links[-1].chain_hash)
         logger.info(
             "Audit trail sealed: %d events, chain head %s at link %s",
             len(links),
@@ -130,6 +177,8 @@ class ChainFault:
 
     def __str__(self) -> str:
         where = f"link {self.seq}" if self.seq is not None else "unsealed"
+        if self.event_id is None:
+            return f"{where}: {self.problem}"
         return f"{where}, audit event {self.event_id}: {self.problem}"
 
 
@@ -166,6 +215,7 @@ def audit_chain_verify(*, now: datetime | None = None, chunk: int = 2000) -> Cha
     now = now or timezone.now()
     previous = GENESIS
     count = 0
+    last_seq = 0
     for seal, event in _links(chunk):
         count += 1
         if link_hash(previous, seal.event_hash) != seal.chain_hash:
@@ -183,6 +233,17 @@ def audit_chain_verify(*, now: datetime | None = None, chunk: int = 2000) -> Cha
             return ChainReport(
                 count, previous, ChainFault(seal.seq, seal.event_id, "the event was deleted")
             )
+        if event.at > seal.sealed_at + SEAL_GRACE:
+            return ChainReport(
+                count,
+                previous,
+                ChainFault(
+                    seal.seq,
+                    seal.event_id,
+                    f"dated {event.at:%Y-%m-%d %H:%M:%S} UTC, after it was sealed "
+                    f"({seal.sealed_at:%Y-%m-%d %H:%M:%S} UTC)",
+                ),
+            )
         if event_hash(event) != seal.event_hash:
             return ChainReport(
                 count,
@@ -190,6 +251,23 @@ def audit_chain_verify(*, now: datetime | None = None, chunk: int = 2000) -> Cha
                 ChainFault(seal.seq, seal.event_id, "the event was changed after it was sealed"),
             )
         previous = seal.chain_hash
+        last_seq = seal.seq
+    recorded = chain_head_recorded()
+    if recorded is not None:
+        recorded_seq, recorded_hash = recorded
+        held = AuditSeal.objects.filter(seq=recorded_seq).values_list("chain_hash", flat=True)
+        if list(held) != [recorded_hash]:
+            return ChainReport(
+                count,
+                previous,
+                ChainFault(
+                    recorded_seq,
+                    None,
+                    "the chain no longer holds this link, recorded outside the database "
+                    f"(the chain now ends at link {last_seq}): links or events were removed "
+                    "from the end, or the chain was made again",
+                ),
+            )
     unsealed = (
         AuditEvent.objects.filter(seal__isnull=True, at__lt=now - SEAL_GRACE).order_by("id").first()
     )

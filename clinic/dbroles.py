@@ -33,6 +33,10 @@ _CREDENTIAL_KEYS = ("USER", "PASSWORD", "HOST", "PORT")
 # Tables the application may only add to and read: the audit trail and its chain.
 AUDIT_TABLES = ("clinic_auditevent", "clinic_auditseal")
 
+# Where every function of the schema looks for names (database_functions_harden).
+FUNCTION_SEARCH_PATH = "pg_catalog, public, pg_temp"
+FUNCTION_SEARCH_PATH_SETTING = "search_path=pg_catalog, public, pg_temp"
+
 # The statement-level trigger that refuses TRUNCATE on an append-only table
 # (clinic migration 0005); the tables carrying it are the append-only ones.
 TRUNCATE_GUARD_SUFFIX = "_refuse_truncate"
@@ -104,7 +108,7 @@ def application_privileges_grant(connection: BaseDatabaseWrapper, role: str) -> 
     Run as the owner, after every migration (tables appear and go). Rows: read
     and write everywhere, except DELETE on the append-only tables and UPDATE on
     the audit trail. Sequences: use. Nothing else: no TRUNCATE, no REFERENCES,
-    no TRIGGER, no CREATE in the schema.
+    no TRIGGER, no CREATE in the schema, no temporary tables.
     """
     quote = connection.ops.quote_name
     guarded = {table for table, _ in truncate_guarded_tables(connection)}
@@ -115,6 +119,9 @@ def application_privileges_grant(connection: BaseDatabaseWrapper, role: str) -> 
         cursor.execute(f"GRANT USAGE ON SCHEMA public TO {role_name}")
         # PostgreSQL 15 and later already refuse CREATE in public to all but its owner.
         cursor.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+        # No temporary tables either: nothing needs them, and one could shadow a table.
+        database = quote(connection.settings_dict["NAME"])
+        cursor.execute(f"REVOKE TEMPORARY ON DATABASE {database} FROM PUBLIC, {role_name}")
         cursor.execute(f"REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {role_name}")
         cursor.execute(f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {role_name}")
         for table in tables:
@@ -124,6 +131,33 @@ def application_privileges_grant(connection: BaseDatabaseWrapper, role: str) -> 
             if table not in guarded and table not in AUDIT_TABLES:
                 rights.append("DELETE")
             cursor.execute(f"GRANT {', '.join(rights)} ON {quote(table)} TO {role_name}")
+
+
+def database_functions_harden(connection: BaseDatabaseWrapper) -> int:
+    """Fix the search path of every function of the schema (not an extension's).
+
+    A trigger function that names a table without its schema would otherwise
+    find a temporary table of the same name first: a session could shadow
+    `patients_patient` and fool a check. Each function now looks in
+    pg_catalog, then public, and in the session's temporary schema last.
+    Run as the owner after every migration; returns how many were changed.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT p.oid::regprocedure::text FROM pg_proc p
+            WHERE p.pronamespace = 'public'::regnamespace
+              AND NOT EXISTS (
+                  SELECT 1 FROM pg_depend d WHERE d.objid = p.oid AND d.deptype = 'e'
+              )
+              AND NOT (coalesce(p.proconfig, '{}') @> ARRAY[%s])
+            """,
+            [FUNCTION_SEARCH_PATH_SETTING],
+        )
+        functions = [row[0] for row in cursor.fetchall()]
+        for signature in functions:
+            cursor.execute(f"ALTER FUNCTION {signature} SET search_path = {FUNCTION_SEARCH_PATH}")
+    return len(functions)
 
 
 def role_is_superuser(connection: BaseDatabaseWrapper) -> bool:

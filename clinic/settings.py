@@ -6,6 +6,8 @@ explicitly through environment variables; every variable is listed and
 explained in `.env.example`.
 """
 
+import hashlib
+import hmac
 import ipaddress
 from datetime import timedelta
 from pathlib import Path
@@ -117,6 +119,18 @@ if env.str("DATABASE_SSLMODE", default=""):
 # DATABASE_URL is the application role, which owns nothing.
 DATABASE_OWNER = (
     env.db_url("DATABASE_OWNER_URL") if env.str("DATABASE_OWNER_URL", default="") else None
+)
+
+# The audit trail's hash chain (clinic/auditchain.py): the key of its links, not
+# kept in the database (by default derived from SECRET_KEY; give it its own value
+# in production, to web, worker and beat only), and the file outside the
+# database where the sealer writes the chain's head.
+AUDIT_CHAIN_KEY = (
+    env.str("AUDIT_CHAIN_KEY", default="")
+    or hmac.new(SECRET_KEY.encode(), b"clinic.audit-chain", hashlib.sha256).hexdigest()
+)
+AUDIT_CHAIN_HEAD_FILE = env.str(
+    "AUDIT_CHAIN_HEAD_FILE", default=str(BASE_DIR / "var" / "audit-chain-head")
 )
 
 REDIS_URL = env.str("REDIS_URL")

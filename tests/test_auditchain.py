@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 import time_machine
 from django.core.management import CommandError, call_command
 from django.db import close_old_connections, connection
+from django.test import override_settings
 
 from clinic.audit import audit_log
-from clinic.auditchain import GENESIS, SEAL_GRACE, audit_chain_verify, audit_seal, link_hash
+from clinic.auditchain import (
+    GENESIS,
+    SEAL_GRACE,
+    audit_chain_verify,
+    audit_seal,
+    event_content,
+    link_hash,
+)
 from clinic.dbroles import connected_as_owner
 from clinic.models import AuditAction, AuditEvent, AuditSeal
 
@@ -178,6 +188,79 @@ def test_a_backlog_older_than_the_grace_is_sealed_to_the_end() -> None:
         assert audit_seal(batch=2) == 2
         assert audit_seal(batch=2) == 1
     assert audit_chain_verify(now=T0).fault is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_owner_making_the_chain_again_is_found_without_the_key() -> None:
+    """Rewriting an event and recomputing every later link, as a database owner
+    could, gives links that do not verify: the key is not in the database."""
+    with time_machine.travel(T0, tick=False):
+        written = events(3)
+        audit_seal()
+    owner_sql(
+        "UPDATE clinic_auditevent SET ip = '10.0.0.9' WHERE id = %s",
+        [written[0].pk],
+        lift="clinic_auditevent",
+    )
+    previous = GENESIS
+    for link in AuditSeal.objects.order_by("seq"):
+        event = AuditEvent.objects.get(pk=link.event_id)
+        new_event_hash = hashlib.sha256(event_content(event)).hexdigest()
+        previous = hashlib.sha256(f"{previous}{new_event_hash}".encode()).hexdigest()
+        owner_sql(
+            "UPDATE clinic_auditseal SET event_hash = %s, chain_hash = %s WHERE seq = %s",
+            [new_event_hash, previous, link.seq],
+            lift="clinic_auditseal",
+        )
+    fault = audit_chain_verify(now=T0).fault
+    assert fault is not None
+    assert fault.event_id == written[0].pk
+    assert "does not follow" in fault.problem
+
+
+@pytest.mark.django_db(transaction=True)
+def test_links_cut_from_the_end_are_found_by_the_head_kept_outside(tmp_path: Path) -> None:
+    head = tmp_path / "audit-chain-head"
+    with override_settings(AUDIT_CHAIN_HEAD_FILE=str(head)):
+        with time_machine.travel(T0, tick=False):
+            written = events(4)
+            audit_seal()
+        last = AuditSeal.objects.order_by("-seq").first()
+        assert last is not None
+        assert head.read_text().split() == [str(last.seq), last.chain_hash]
+        assert audit_chain_verify(now=T0).fault is None
+        for event in written[2:]:
+            owner_sql(
+                "DELETE FROM clinic_auditseal WHERE event_id = %s",
+                [event.pk],
+                lift="clinic_auditseal",
+            )
+            owner_sql(
+                "DELETE FROM clinic_auditevent WHERE id = %s", [event.pk], lift="clinic_auditevent"
+            )
+        fault = audit_chain_verify(now=T0).fault
+        assert fault is not None
+        assert fault.seq == last.seq
+        assert "removed from the end" in fault.problem
+
+
+@pytest.mark.django_db
+def test_a_future_dated_event_does_not_stop_the_sealing() -> None:
+    """One row dated 2099 once stopped every later event from being sealed."""
+    with time_machine.travel(T0, tick=False):
+        events(1)
+    with time_machine.travel(datetime(2099, 1, 1, tzinfo=UTC), tick=False):
+        audit_log(actor=None, action=AuditAction.VIEW, actor_label="from 2099")
+    with time_machine.travel(T0, tick=False):
+        assert audit_seal() == 2
+        later = events(2)
+        assert audit_seal() == 2
+    assert set(AuditSeal.objects.values_list("event_id", flat=True)) >= {e.pk for e in later}
+    # The row itself is named: dated after it was sealed.
+    fault = audit_chain_verify(now=T0 + SEAL_GRACE * 2).fault
+    assert fault is not None
+    assert fault.event_id == AuditEvent.objects.get(actor_label="from 2099").pk
+    assert "after it was sealed" in fault.problem
 
 
 @pytest.mark.django_db

@@ -31,6 +31,9 @@ def test_the_migrate_step_runs_as_the_owner_and_nothing_else_migrates() -> None:
     migrate = services["migrate"]
     assert migrate["environment"]["DATABASE_OWNER_URL"].startswith("postgres://clinic_owner:")
     assert migrate["command"] == ["python", "manage.py", "migrate", "--noinput"]
+    # The owner of the tables does not hold the audit chain's key.
+    assert migrate["environment"]["AUDIT_CHAIN_KEY"] == ""
+    assert services["worker"]["environment"]["AUDIT_CHAIN_KEY"].startswith("${AUDIT_CHAIN_KEY:?")
     for name in ("web", "worker", "beat"):
         assert "migrate" not in str(services[name].get("command", "")), name
 

@@ -6,12 +6,20 @@ made and migrated the test database (tests/conftest.py).
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 from django.db import DatabaseError, connection, transaction
 
 from clinic.audit import audit_log
-from clinic.dbroles import AUDIT_TABLES, connected_as_owner, truncate_guarded_tables
+from clinic.dbroles import (
+    AUDIT_TABLES,
+    FUNCTION_SEARCH_PATH_SETTING,
+    connected_as_owner,
+    truncate_guarded_tables,
+)
 from clinic.models import AuditAction
+from patients.models import Patient
 from tests.factories import PatientFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -79,6 +87,7 @@ def test_the_application_role_is_no_superuser_and_owns_nothing() -> None:
             "AS 'BEGIN RETURN NULL; END'",
             "permission denied for schema public",
         ),
+        ("CREATE TEMP TABLE patients_patient (id int)", "permission denied"),
         ("ALTER ROLE CURRENT_USER SUPERUSER", "must be superuser|permission denied"),
         ("ALTER ROLE CURRENT_USER BYPASSRLS", "must be superuser|permission denied"),
     ],
@@ -138,3 +147,46 @@ def test_the_owner_too_is_refused_changes_to_the_trail_by_its_trigger() -> None:
                 owner.cursor() as cursor,
             ):
                 cursor.execute(sql, [event.pk])
+
+
+def test_every_function_of_the_schema_has_a_fixed_search_path() -> None:
+    """A temporary table named like a real one can then never fool a trigger."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT p.proname FROM pg_proc p
+            WHERE p.pronamespace = 'public'::regnamespace
+              AND NOT EXISTS (
+                  SELECT 1 FROM pg_depend d WHERE d.objid = p.oid AND d.deptype = 'e'
+              )
+              AND NOT (coalesce(p.proconfig, '{}') @> ARRAY[%s])
+            """,
+            [FUNCTION_SEARCH_PATH_SETTING],
+        )
+        assert cursor.fetchall() == []
+        cursor.execute(
+            "SELECT count(*) FROM pg_proc WHERE pronamespace = 'public'::regnamespace "
+            "AND proname = 'patients_merge_relink'"
+        )
+        assert cursor.fetchone() == (1,)
+
+
+def test_a_merged_record_stays_merged_and_only_follows_its_chain() -> None:
+    """Marking a record merged, moving signed rows and clearing the mark again
+    would leave no trace: the mark is set once and only follows a chain."""
+    practitioner = UserFactory()
+    a, b, c, stranger = (PatientFactory() for _ in range(4))
+    now = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+    Patient.objects.filter(pk=a.pk).update(merged_into=b, merged_at=now, merged_by=practitioner)
+    for assignments, match in (
+        ({"merged_into": None}, "stays merged"),
+        ({"merged_at": None}, "stays merged"),
+        ({"merged_at": now + timedelta(days=1)}, "stays merged"),
+        ({"merged_into": stranger}, "only follows"),
+    ):
+        with pytest.raises(DatabaseError, match=match), transaction.atomic():
+            Patient.objects.filter(pk=a.pk).update(**assignments)
+    # B merged into C: A follows to C.
+    Patient.objects.filter(pk=b.pk).update(merged_into=c, merged_at=now, merged_by=practitioner)
+    Patient.objects.filter(pk=a.pk).update(merged_into=c)
+    assert Patient.objects.get(pk=a.pk).merged_into_id == c.pk

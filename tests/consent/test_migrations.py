@@ -13,7 +13,12 @@ from django.db import DatabaseError, connection, transaction
 from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
-from clinic.dbroles import application_privileges_grant, application_user, connected_as_owner
+from clinic.dbroles import (
+    application_privileges_grant,
+    application_user,
+    connected_as_owner,
+    database_functions_harden,
+)
 from clinic.models import User
 from consent.models import CONSENT_SECTION_NAMES, ConsentFormVersion, SignedConsent
 from consent.selectors import sections_match_text, text_matches_hash
@@ -66,6 +71,7 @@ def before_0003() -> Iterator[Apps]:
         executor = MigrationExecutor(connection)
         executor.migrate(executor.loader.graph.leaf_nodes())
         # Tables made again need the application role's rights again.
+        database_functions_harden(connection)
         application_privileges_grant(connection, application_user())
 
 

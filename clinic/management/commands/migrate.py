@@ -10,11 +10,13 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.management.commands.migrate import Command as DjangoMigrateCommand
+from django.db import connections
 
 from clinic.dbroles import (
     application_privileges_grant,
     application_user,
     connected_as_owner,
+    database_functions_harden,
     owner_credentials,
 )
 
@@ -38,8 +40,10 @@ class Command(DjangoMigrateCommand):
                     )
                 )
             super().handle(*args, **options)
+            database_functions_harden(connections[database])
             return
         with connected_as_owner(database) as connection:
             super().handle(*args, **options)
+            database_functions_harden(connection)
             if application_role and application_role != owner["USER"]:
                 application_privileges_grant(connection, application_role)
