@@ -298,6 +298,13 @@ def patient_update(
     return current
 
 
+def _differ(one: Any, other: Any) -> bool:
+    # Areas ticked are a set: the same ones in another order are the same answer.
+    if isinstance(one, list | tuple) and isinstance(other, list | tuple):
+        return set(one) != set(other)
+    return bool(one != other)
+
+
 def _who(user: User) -> str:
     return str(user.get_full_name() or user.get_username())
 
@@ -322,9 +329,11 @@ def _history_stale_error(
     previous = base
     for history in newer:
         if previous is None:
-            changed = [n for n in names if n in answers and answers[n] != getattr(history, n)]
+            changed = [
+                n for n in names if n in answers and _differ(answers[n], getattr(history, n))
+            ]
         else:
-            changed = [n for n in names if getattr(history, n) != getattr(previous, n)]
+            changed = [n for n in names if _differ(getattr(history, n), getattr(previous, n))]
         for name in changed:
             latest[name] = history
         edits.insert(
@@ -341,7 +350,7 @@ def _history_stale_error(
     for name in names:
         if name not in latest or current is None:
             continue
-        if base is None and answers.get(name) == getattr(current, name):
+        if base is None and not _differ(answers.get(name), getattr(current, name)):
             continue
         label, value = _history_text(current, name)
         changes.append(
@@ -472,11 +481,7 @@ def _consultation_stale_error(
     if newer:
         newest = newer[-1]
         for name in CONSULTATION_SHOWN:
-            typed, theirs = fields.get(name), getattr(newest, name)
-            if isinstance(typed, list | tuple) and isinstance(theirs, list | tuple):
-                if set(typed) == set(theirs):
-                    continue
-            elif typed == theirs:
+            if not _differ(fields.get(name), getattr(newest, name)):
                 continue
             label, value = field_text(newest, name)
             changes.append(

@@ -196,12 +196,16 @@ def session_complete(
 
     # Read and lock the batches inside the transaction, in a fixed order: a
     # recall made since the form was shown blocks, and one made now waits.
-    batches = list(
-        Batch.objects.select_for_update(of=("self",))
-        .select_related("product")
-        .filter(pk__in={line.batch.pk for line in lines})
+    # The rows alone, then read with their product (patients.locking: a row
+    # locked with a join drops out of the answer if it changed meanwhile).
+    batch_ids = {line.batch.pk for line in lines}
+    list(
+        Batch.objects.select_for_update()
+        .filter(pk__in=batch_ids)
         .order_by("pk")
+        .values_list("pk", flat=True)
     )
+    batches = list(Batch.objects.select_related("product").filter(pk__in=batch_ids).order_by("pk"))
     areas = {line.area for line in lines}
     gates = session_gates(
         booking=current,
