@@ -24,7 +24,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 MAX_UPLOAD_BYTES = 15 * 1024 * 1024
 MAX_PIXELS = 40_000_000  # a 40-megapixel camera is plenty for a clinic
-ACCEPTED_FORMATS = {"JPEG", "PNG"}
+# MPO is the JPEG many phones write with further pictures after the first
+# (a second lens, a depth map): the first picture is the photo, kept as a JPEG.
+ACCEPTED_FORMATS = {"JPEG", "MPO", "PNG"}
 
 
 class ImageRejectedError(ValueError):
@@ -91,9 +93,10 @@ def without_metadata(image: Image.Image) -> Image.Image:
 
 def clean_photo(upload: IO[bytes], *, size: int) -> CleanImage:
     """A photograph upload, checked and re-encoded as a fresh JPEG (quality 90)
-    with no metadata at all. `size`: the upload's length in bytes. Raises
-    `ImageRejectedError` for a file over 15 MB, another format than JPEG or
-    PNG, over 40 megapixels, or damaged."""
+    with no metadata at all; of a multi-picture JPEG (MPO), the first picture
+    only. `size`: the upload's length in bytes. Raises `ImageRejectedError`
+    for a file over 15 MB, another format than JPEG or PNG, over 40
+    megapixels, or damaged."""
     if size > MAX_UPLOAD_BYTES:
         raise ImageRejectedError(
             _("The photo is larger than 15 MB. Send a smaller one."), code="too_large"
@@ -109,6 +112,7 @@ def clean_photo(upload: IO[bytes], *, size: int) -> CleanImage:
     with untrusted_image(
         upload, max_pixels=MAX_PIXELS, too_large=too_large, formats=tuple(ACCEPTED_FORMATS)
     ) as image:
+        image.seek(0)  # a multi-picture JPEG: the photo is the first
         image.load()
         # Turn the picture the way the camera meant, then forget the metadata.
         upright = ImageOps.exif_transpose(image)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import io
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import time_machine
 from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client, override_settings
@@ -95,6 +97,39 @@ def test_a_png_is_accepted_and_re_encoded(
         upload(sign_in(client, practitioner), patient, png_bytes(), "scan.png").status_code == 302
     )
     assert Photo.objects.get().width == 300
+
+
+def mpo_with_metadata() -> bytes:
+    """A multi-picture JPEG as many phones write it: the photo, then a
+    second picture, with the camera's EXIF."""
+    photo = Image.new("RGB", (640, 480), (200, 30, 30))
+    second = Image.new("RGB", (320, 240), (30, 30, 200))
+    exif = Image.Exif()
+    exif[0x0110] = "PhoneModel 12"  # Model
+    buffer = io.BytesIO()
+    photo.save(buffer, "MPO", save_all=True, append_images=[second], exif=exif)
+    return buffer.getvalue()
+
+
+def test_a_multi_picture_jpeg_keeps_its_first_picture_as_a_plain_jpeg(
+    patient: Patient, practitioner: User, client: Client, media_root: Path
+) -> None:
+    original = mpo_with_metadata()
+    with Image.open(io.BytesIO(original)) as probe:
+        assert (probe.format, probe.n_frames) == ("MPO", 2)  # what phones send
+    with time_machine.travel(datetime(2026, 11, 10, 10, tzinfo=UTC), tick=False):
+        response = upload(sign_in(client, practitioner), patient, original)
+    assert response.status_code == 302
+    photo = Photo.objects.get()
+    stored = (media_root / photo.image.name).read_bytes()
+    with Image.open(io.BytesIO(stored)) as image:
+        assert image.format == "JPEG"
+        assert getattr(image, "n_frames", 1) == 1
+        assert image.size == (640, 480)
+        red, _green, blue = image.getpixel((10, 10))
+        assert red > 150 > blue
+        assert len(image.getexif()) == 0
+    assert b"PhoneModel" not in stored
 
 
 @pytest.mark.parametrize(
