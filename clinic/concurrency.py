@@ -12,14 +12,18 @@ moved on. Each save that changes the row calls `version_bump` and writes its
 audit event with the returned marker ("version=4") among the changed fields,
 so the refusal can say which fields changed, to what, by whom and when: the
 field names come from the audit trail, the values from the row as it is now
-(the audit trail never holds values).
+(the audit trail never holds values). The refusal carries the record as it
+is now and its version, so the form shown again can be saved again, on
+purpose, over it (clinic.forms.VersionedFormMixin). Texts are compared with
+`differs`: line endings, trailing spaces and decomposed letters are no change.
 
 Repeated submissions. A create form carries a one-time UUID (`submission_token`)
-that the service stores in a unique column of the row it creates. The service
-first calls `submission_check`, which takes a transaction-level advisory lock
-on the token and raises `AlreadySubmittedError` (with the row) when a row
-already carries it: the second of two identical posts waits for the first to
-commit, then answers with what the first made.
+that the service stores in a unique column of the row it creates, or lists as
+a marker ("submission=<token>") on the audit event it writes with the row. The
+service first calls `submission_check`, which takes a transaction-level
+advisory lock on the token and raises `AlreadySubmittedError` (with what was
+made) when the token was already used: the second of two identical posts waits
+for the first to commit, then answers with what the first made.
 
 Services raise these two refusals and never know about HTTP; views answer a
 stale edit with 409 (the form shown again with what the user typed and a
@@ -33,7 +37,7 @@ import hashlib
 import uuid
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any, TypeVar
 
 import phonenumbers
@@ -43,8 +47,10 @@ from django.db import connection, models
 from django.utils import dateformat, timezone
 from django.utils.text import capfirst
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from clinic.models import AuditAction, AuditEvent
+from clinic.names import nfc
 
 M = TypeVar("M", bound=models.Model)
 
@@ -88,7 +94,11 @@ class StaleEditError(Exception):
     `changes` and `edits`) or "bad_version" (a forged or mangled version:
     answer 400). `message` is a plain sentence; `field` the form field it
     concerns ("version"); `changes` the fields changed since, with their
-    current values; `edits` the saves made since, newest first.
+    current values; `edits` the saves made since, newest first. `current` is
+    the record as it is now (None when the refusal is not about one row) and
+    `version` its version now: the form shown again carries it, so that a
+    second, deliberate save goes through (None: the form cannot be sent again
+    as it is).
     """
 
     def __init__(
@@ -98,6 +108,8 @@ class StaleEditError(Exception):
         code: str = "stale_edit",
         changes: Sequence[StaleChange] = (),
         edits: Sequence[OtherEdit] = (),
+        current: models.Model | None = None,
+        version: Any = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -105,6 +117,8 @@ class StaleEditError(Exception):
         self.field = "version"
         self.changes = list(changes)
         self.edits = list(edits)
+        self.current = current
+        self.version = version
 
     @property
     def is_stale(self) -> bool:
@@ -127,12 +141,35 @@ class AlreadySubmittedError(Exception):
     A double-clicked submit, or a request resent by the browser."""
 
     code = "already_submitted"
+    MESSAGE = gettext_lazy("This was already saved: the form was sent twice, and saved once.")
 
     def __init__(self, obj: models.Model) -> None:
-        self.message = _("This was already saved: the form was sent twice, and saved once.")
+        self.message = str(self.MESSAGE)
         super().__init__(self.message)
         self.obj = obj
         self.field = None
+
+
+# --- What counts as a change -----------------------------------------------------------
+
+
+def text_block(value: str) -> str:
+    """A multi-line text as it is stored and compared: line endings as "\n"
+    (browsers send "\r\n"), no spaces or tabs at the end of a line, no blank
+    lines at the start or the end. Every multi-line form field passes what is
+    typed through this (`clinic.forms.TextBlocksMixin`)."""
+    lines = value.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    return "\n".join(line.rstrip() for line in lines).strip("\n")
+
+
+def differs(old: Any, new: Any) -> bool:
+    """Whether `new` is a change from a field's value `old`: texts are compared
+    as `text_block`s in Unicode NFC, so a text sent back with other line
+    endings, trailing spaces or decomposed letters is not a change (nor named
+    as one in the audit trail)."""
+    if isinstance(old, str) and isinstance(new, str):
+        return nfc(text_block(old)) != nfc(text_block(new))
+    return bool(old != new)
 
 
 # --- Versions --------------------------------------------------------------------------
@@ -284,7 +321,11 @@ def stale_edit_error(
         label, value = describe(name)
         changes.append(StaleChange(field=name, label=label, value=value, by=by, at=at))
     return StaleEditError(
-        stale_message(edits, what=str(obj._meta.verbose_name)), changes=changes, edits=edits
+        stale_message(edits, what=str(obj._meta.verbose_name)),
+        changes=changes,
+        edits=edits,
+        current=obj,
+        version=getattr(obj, "version", None),
     )
 
 
@@ -339,18 +380,100 @@ def _token_lock_key(model: type[models.Model], token: uuid.UUID) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
-def submission_check(model: type[M], token: uuid.UUID | None) -> None:
+SUBMISSION_MARK = "submission="
+# How long after a form was saved its token is still looked for in the audit
+# trail: far longer than a browser keeps a page to send again.
+SUBMISSION_WINDOW = timedelta(days=7)
+
+
+def submission_marks(token: uuid.UUID | None) -> list[str]:
+    """The marker ("submission=<token>") that a service lists among the
+    changed fields of the audit event of what a form created, for a row with
+    no `submission_token` column of its own; [] without a token."""
+    return [f"{SUBMISSION_MARK}{token}"] if token is not None else []
+
+
+def _has_token_column(model: type[models.Model]) -> bool:
+    try:
+        model._meta.get_field("submission_token")
+    except FieldDoesNotExist:
+        return False
+    return True
+
+
+def submission_check(
+    model: type[M],
+    token: uuid.UUID | None,
+    *,
+    by: Any = None,
+    find: Callable[[AuditEvent], models.Model | None] | None = None,
+) -> None:
     """Claim a create form's one-time `token` for this transaction: take a
     PostgreSQL transaction-level advisory lock on it (a second request with the
     same token waits here until the first commits or rolls back), then raise
-    `AlreadySubmittedError` with the row of `model` that already carries it.
-    Call it first in the service's transaction, before any other check, and
-    store the token in the row's unique `submission_token`. A None token
-    (a client that sent none) checks nothing."""
+    `AlreadySubmittedError` with what the first request made. Call it first in
+    the service's transaction, before any other check. A None token (a client
+    that sent none) checks nothing.
+
+    A row of `model` with a unique `submission_token` column stores the token
+    there (unless `find` is given: the column holds another form's token).
+    Any other change is found by the marker `submission_marks(token)` on the
+    audit event of `model` it wrote (in the same transaction), among the
+    events of `by` (the user who sent the form) of the last
+    SUBMISSION_WINDOW; `find(event)` returns what the view should lead to
+    (default: the row of `model` the event names, by uuid or key)."""
     if token is None:
         return
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_token_lock_key(model, token)])
-    existing = model._default_manager.filter(submission_token=token).first()
+    existing = submission_find(model, token, by=by, find=find)
     if existing is not None:
         raise AlreadySubmittedError(existing)
+
+
+def submission_find(
+    model: type[M],
+    token: uuid.UUID | None,
+    *,
+    by: Any = None,
+    find: Callable[[AuditEvent], models.Model | None] | None = None,
+) -> models.Model | None:
+    """What a create form sent with `token` already made (see
+    `submission_check`, whose arguments these are), or None. Takes no lock:
+    a view asks it before validating a form sent again, whose first sending
+    would now fail a check of its own (a name already used)."""
+    if token is None:
+        return None
+    if find is None and _has_token_column(model):
+        return model._default_manager.filter(submission_token=token).first()
+    return _submitted_by_audit(model, token, by=by, find=find)
+
+
+def _submitted_by_audit(
+    model: type[models.Model],
+    token: uuid.UUID,
+    *,
+    by: Any,
+    find: Callable[[AuditEvent], models.Model | None] | None,
+) -> models.Model | None:
+    events = AuditEvent.objects.filter(
+        object_type=model._meta.label_lower,
+        at__gte=timezone.now() - SUBMISSION_WINDOW,
+        changed_fields__contains=submission_marks(token),
+    )
+    if by is not None and getattr(by, "pk", None) is not None:
+        events = events.filter(actor_id=by.pk)
+    event = events.order_by("-at", "-id").first()
+    if event is None:
+        return None
+    if find is not None:
+        return find(event)
+    manager = model._default_manager
+    try:
+        model._meta.get_field("uuid")
+    except FieldDoesNotExist:
+        return manager.filter(pk=event.object_id).first()
+    try:
+        return manager.filter(uuid=uuid.UUID(event.object_id)).first()
+    except ValueError:
+        return None

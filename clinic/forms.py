@@ -1,6 +1,7 @@
-"""Forms of the clinic app: two-factor codes, the audit-log filter, and the
-two hidden fields every editing and creating form of the application shares
-(`clinic.concurrency`: the version a form edits, a create form's one-time token)."""
+"""Forms of the clinic app: two-factor codes, the audit-log filter, and what
+every editing and creating form of the application shares (`clinic.concurrency`:
+the version a form edits and the values it was opened with, a create form's
+one-time token, multi-line texts kept as `text_block`s)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,20 @@ VERSION_LOST = _(
 TOKEN_MANGLED = _("This form could not be checked. Reload the page and fill it in again.")
 STALE_FIELD = _("Changed by %(who)s at %(when)s since you opened this page; now: %(value)s.")
 STALE_FIELD_LONG = _("Changed by %(who)s at %(when)s since you opened this page: see above.")
+STALE_FIELD_YOURS = _(
+    "Changed by %(who)s at %(when)s since you opened this page; now: %(value)s. "
+    "Saving again replaces it with what you typed here."
+)
+STALE_FIELD_YOURS_LONG = _(
+    "Changed by %(who)s at %(when)s since you opened this page: their text is shown above. "
+    "Saving again replaces it with what you typed here."
+)
+STALE_FIELD_THEIRS = _(
+    "Changed by %(who)s at %(when)s since you opened this page: you had not changed it, "
+    "so it now shows their value, and saving keeps it."
+)
+# Hidden fields of the mechanism itself, never values of the record.
+MACHINERY_FIELDS = frozenset({"version", "opened", "submission_token"})
 
 
 def _stale_field_message(change: StaleChange) -> str:
@@ -41,6 +56,68 @@ def _stale_field_message(change: StaleChange) -> str:
         return str(STALE_FIELD_LONG % {"who": change.by, "when": when})
     value = change.value or _("(empty)")
     return str(STALE_FIELD % {"who": change.by, "when": when, "value": value})
+
+
+def _note_for(change: StaleChange, *, yours: bool) -> str:
+    """The note beside a field someone else changed since the page was opened:
+    `yours` when the person changed it too (saving again replaces theirs),
+    otherwise the field now shows their value."""
+    when = dateformat.format(timezone.localtime(change.at), "H:i") if change.at else "—"
+    if not yours:
+        return str(STALE_FIELD_THEIRS % {"who": change.by, "when": when})
+    if len(change.value) > 80 or "\n" in change.value:
+        return str(STALE_FIELD_YOURS_LONG % {"who": change.by, "when": when})
+    value = change.value or _("(empty)")
+    return str(STALE_FIELD_YOURS % {"who": change.by, "when": when, "value": value})
+
+
+def _as_text(value: Any) -> str | list[str] | None:
+    """A field's value as the browser sends it back: a string, a list of
+    strings (several choices), or None (empty)."""
+    if value is None:
+        return None
+    if isinstance(value, list | tuple):
+        return [str(item) for item in value]
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    return str(value)
+
+
+def _is_text_block(field: forms.Field) -> bool:
+    return isinstance(field.widget, forms.Textarea)
+
+
+class TextBlocksMixin:
+    """Every multi-line text field (a `Textarea`) of the form takes what is
+    typed as a `text_block` (`clinic.concurrency`): "\r\n" from the browser
+    becomes "\n" and trailing spaces go, before anything is validated, shown
+    again or compared, so an untouched text is never a change."""
+
+    fields: dict[str, forms.Field]
+    data: Any
+    is_bound: bool
+
+    def full_clean(self) -> None:
+        if self.is_bound:
+            self.data = self._with_text_blocks(self.data)
+        super().full_clean()  # type: ignore[misc]
+
+    def _with_text_blocks(self, data: Any) -> Any:
+        keys = [
+            self.add_prefix(name)  # type: ignore[attr-defined]
+            for name, field in self.fields.items()
+            if _is_text_block(field)
+        ]
+        present = [key for key in keys if key in data]
+        if not present:
+            return data
+        copied = data.copy()
+        for key in present:
+            if hasattr(copied, "setlist"):
+                copied.setlist(key, [text_block(str(v)) for v in data.getlist(key)])
+            else:
+                copied[key] = text_block(str(copied[key]))
+        return copied
 
 
 class StaleNoticeMixin:
@@ -68,17 +145,24 @@ class StaleNoticeMixin:
         return 400
 
 
-class VersionedFormMixin(StaleNoticeMixin):
-    """A form that edits an existing record: it carries, in the hidden field
-    `version`, the version of the record it was opened with, and the service
-    refuses the save if the record has moved on since (`clinic.concurrency`).
+class VersionedFormMixin(TextBlocksMixin, StaleNoticeMixin):
+    """A form that edits an existing record (or changes its state): it
+    carries, in the hidden field `version`, the version of the record it was
+    opened with, and the service refuses the save if the record has moved on
+    since (`clinic.concurrency`). In the hidden field `opened` it carries the
+    values its fields were opened with, so that `typed(values)` keeps only
+    what the person changed: a save never writes back a value they did not
+    touch.
 
     A model form editing an instance takes the instance's version; a model
     form creating one has no version field. Other forms pass the version as
     `initial["version"]`, or override `opened_version()`. A missing or
     mangled version is a form error (the view answers 400). After a refusal,
-    `show_stale(error)` keeps what the user typed and attaches the refusal for
-    the notice (templates/includes/stale_edit.html)."""
+    `show_stale(error)` keeps what the user typed, takes the record's version
+    now (so a second, deliberate save goes through and writes only what they
+    changed), shows the other person's value in the fields they alone
+    changed, a note beside each field both changed, and attaches the refusal
+    for the notice (templates/includes/stale_edit.html)."""
 
     fields: dict[str, forms.Field]
     versioned_without_instance = False
@@ -96,6 +180,105 @@ class VersionedFormMixin(StaleNoticeMixin):
         opened = self.opened_version()
         if opened is not None:
             self.fields["version"].initial = opened
+        self.fields["opened"] = forms.CharField(required=False, widget=forms.HiddenInput)
+        if not self.is_bound:
+            self.fields["opened"].initial = json.dumps(self._values_shown())
+
+    def _record_fields(self) -> list[str]:
+        return [name for name in self.fields if name not in MACHINERY_FIELDS]
+
+    def _values_shown(self) -> dict[str, Any]:
+        """What each field of the unbound form shows, as the browser sends it."""
+        return {name: _as_text(self[name].value()) for name in self._record_fields()}  # type: ignore[index]
+
+    def _opened(self) -> dict[str, Any] | None:
+        raw = self.data.get(self.add_prefix("opened"))  # type: ignore[attr-defined]
+        try:
+            opened = json.loads(raw) if raw else None
+        except ValueError:
+            return None
+        return opened if isinstance(opened, dict) else None
+
+    def _differs(self, name: str, before: Any) -> bool:
+        """Whether what the form now holds in field `name` differs from
+        `before` (a value as the browser sends it, or a Python value)."""
+        field = self.fields[name]
+        now = self[name].data  # type: ignore[index]
+        if _is_text_block(field):
+            return differs(str(before or ""), str(now or ""))
+        try:
+            initial = field.to_python(before) if isinstance(before, str | list) else before
+        except ValidationError:
+            return True
+        return bool(field.has_changed(initial, now))
+
+    def typed_names(self) -> set[str] | None:
+        """The fields the person changed since the form was opened; None when
+        the form does not say what it was opened with (then every field counts)."""
+        opened = self._opened()
+        if opened is None:
+            return None
+        return {
+            name
+            for name in self._record_fields()
+            if name not in opened or self._differs(name, opened[name])
+        }
+
+    def typed(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """`values` (cleaned values by field name, for a service) restricted to
+        the fields the person changed since the form was opened."""
+        names = self.typed_names()
+        return {k: v for k, v in values.items() if names is None or k in names}
+
+    def current_values(self, record: Any) -> dict[str, Any]:
+        """The record as saved now, as this form's fields would show it (only
+        the fields that have a counterpart). Model forms take the instance's
+        fields; other forms override this."""
+        meta = getattr(self, "_meta", None)
+        if meta is None or record is None or not isinstance(record, meta.model):
+            return {}
+        values = forms.models.model_to_dict(record, fields=self._record_fields())
+        return {name: self.fields[name].prepare_value(value) for name, value in values.items()}
+
+    def show_stale(self, error: StaleEditError) -> int:
+        if not error.is_stale:
+            return super().show_stale(error)
+        self.stale = error
+        typed = self.typed_names()
+        current = self.current_values(error.current)
+        data = self.data.copy()
+        if error.version is not None and "version" in self.fields:
+            data[self.add_prefix("version")] = str(error.version)  # type: ignore[attr-defined]
+        opened = self._opened()
+        rebased: set[str] = set()
+        if typed is not None and opened is not None:
+            # What the person did not change takes the value saved now, in the
+            # form and as what it was "opened" with: a second save keeps it.
+            for name, value in current.items():
+                if name in typed:
+                    continue
+                text = _as_text(value)
+                key = self.add_prefix(name)  # type: ignore[attr-defined]
+                if isinstance(text, list) and hasattr(data, "setlist"):
+                    data.setlist(key, text)
+                elif isinstance(value, bool) and not value:
+                    data.pop(key, None)
+                else:
+                    data[key] = text if text is not None else ""
+                opened[name] = text
+                rebased.add(name)
+            data[self.add_prefix("opened")] = json.dumps(opened)  # type: ignore[attr-defined]
+        self.data = data
+        for change in error.changes:
+            field = self.fields.get(change.field)
+            if field is None or field.widget.is_hidden:
+                continue
+            if change.field in rebased:
+                self.add_error(change.field, _note_for(change, yours=False))  # type: ignore[attr-defined]
+            elif change.field not in current or self._differs(change.field, current[change.field]):
+                # Both changed it (or what is saved cannot be shown here): theirs beside it.
+                self.add_error(change.field, _note_for(change, yours=True))  # type: ignore[attr-defined]
+        return 409
 
     def opened_version(self) -> Any:
         """The version the form is opened with (None: taken from `initial`)."""
@@ -116,7 +299,7 @@ class VersionedFormMixin(StaleNoticeMixin):
         return number
 
 
-class SubmissionTokenMixin:
+class SubmissionTokenMixin(TextBlocksMixin):
     """A create form: it carries a one-time UUID in the hidden field
     `submission_token`, issued with the empty form and sent back with every post
     of it, so the same form sent twice creates one row (`clinic.concurrency`).
@@ -129,7 +312,7 @@ class SubmissionTokenMixin:
         self.fields["submission_token"] = forms.CharField(
             required=False, widget=forms.HiddenInput, max_length=64
         )
-        if not self.is_bound:  # type: ignore[attr-defined]
+        if not self.is_bound:
             self.fields["submission_token"].initial = str(uuid.uuid4())
 
     def clean_submission_token(self) -> uuid.UUID | None:
@@ -141,6 +324,71 @@ class SubmissionTokenMixin:
         except ValueError:
             self.add_error(None, TOKEN_MANGLED)  # type: ignore[attr-defined]
             return None
+
+    def saved_before(self, model: type[Model], *, by: Any = None) -> Model | None:
+        """What this very form, sent before, already created (a row of
+        `model` made by `by`), or None; asked before validating, since a form
+        sent again may fail a check its first sending now makes true."""
+        if not self.is_bound:
+            return None
+        raw = str(self.data.get(self.add_prefix("submission_token")) or "")  # type: ignore[attr-defined]
+        try:
+            token = uuid.UUID(raw.strip()[:64])
+        except ValueError:
+            return None
+        return submission_find(model, token, by=by)
+
+
+# What a post carries that nobody typed: the mechanism's hidden fields.
+NOT_TYPED = frozenset(
+    {*MACHINERY_FIELDS, "csrfmiddlewaretoken", "registration_token", "confirm_not_duplicate"}
+)
+
+
+def submits(*form_classes: type[forms.BaseForm]) -> Callable[[V], V]:
+    """Declare the forms a view receives: their labels name what was typed
+    when a post cannot be saved at all and is shown back as text (a record
+    merged meanwhile: patients.middleware)."""
+
+    def decorator(view: V) -> V:
+        view.submitted_forms = form_classes  # type: ignore[attr-defined]
+        return view
+
+    return decorator
+
+
+def typed_values(
+    data: Mapping[str, Any], form_classes: Sequence[type[forms.BaseForm]] = ()
+) -> list[tuple[str, str]]:
+    """What a post carried that a person typed or chose, as (label, text)
+    pairs in the order sent: each field labelled as its form labels it (a
+    formset's "lines-0-amount" as "Amount"), a choice by its label, several
+    values joined; empty fields, hidden fields and the mechanism's own left
+    out, as is a drawn signature (a picture, not text)."""
+    fields: dict[str, forms.Field] = {}
+    for form_class in form_classes:
+        for name, field in getattr(form_class, "base_fields", {}).items():
+            fields.setdefault(name, field)
+    shown: list[tuple[str, str]] = []
+    getlist = getattr(data, "getlist", None)
+    for key in data:
+        name = re.sub(r"^[\w]+-\d+-", "", key)
+        if key in NOT_TYPED or name in NOT_TYPED or name == "signature":
+            continue
+        values = getlist(key) if getlist is not None else [data[key]]
+        values = [str(v).strip() for v in values if str(v).strip()]
+        field = fields.get(name)
+        if not values or (field is not None and field.widget.is_hidden):
+            continue
+        choices = dict(getattr(field, "choices", None) or []) if field is not None else {}
+        texts = [str(choices.get(v, v)) for v in values]
+        label = (
+            str(field.label)
+            if field is not None and field.label
+            else capfirst(name.replace("_", " "))
+        )
+        shown.append((label, ", ".join(texts)))
+    return shown
 
 
 class TokenForm(forms.Form):

@@ -11,6 +11,7 @@ from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from clinic.names import nfc, person_name
 from clinic.roles import Role
 
 if TYPE_CHECKING:
@@ -28,6 +29,15 @@ class User(AbstractUser):
 
     def __str__(self) -> str:
         return self.get_full_name() or self.username
+
+    def clean(self) -> None:
+        super().clean()
+        # Names stored composed (NFC), like patients' (clinic.names).
+        self.first_name, self.last_name = nfc(self.first_name), nfc(self.last_name)
+
+    def get_full_name(self) -> str:
+        """The name as pages and documents show it (`clinic.names.person_name`)."""
+        return person_name(self.first_name, self.last_name)
 
     @property
     def roles(self) -> frozenset[Role]:

@@ -12,7 +12,7 @@ from clinic.forms import SubmissionTokenMixin, VersionedFormMixin
 from consent.models import CONSENT_SECTION_NAMES, ConsentForm, ConsentFormVersion
 
 
-class ConsentFormCreateForm(forms.ModelForm):
+class ConsentFormCreateForm(SubmissionTokenMixin, forms.ModelForm):
     class Meta:
         model = ConsentForm
         fields = ["title"]
@@ -82,7 +82,13 @@ class SignForm(SubmissionTokenMixin, forms.Form):
         return [name for name in CONSENT_SECTION_NAMES if self.cleaned_data.get(f"confirm_{name}")]
 
 
-class WithdrawForm(forms.Form):
+class PublishForm(VersionedFormMixin, forms.Form):
+    """Publishing a draft, with the draft's version the preview showed."""
+
+    versioned_without_instance = True
+
+
+class WithdrawForm(SubmissionTokenMixin, forms.Form):
     reason = forms.CharField(
         label=_("Why is the consent withdrawn?"),
         widget=forms.Textarea(attrs={"rows": 3}),

@@ -30,14 +30,17 @@ from clinic.concurrency import (
     StaleChange,
     StaleEditError,
     bad_version_error,
+    differs,
     stale_edit_error,
     stale_message,
     submission_check,
+    submission_marks,
     version_bump,
     version_check,
     version_mark,
 )
 from clinic.models import AuditAction, User
+from clinic.names import nfc
 from consent.models import (
     CONSENT_SECTION_NAMES,
     CONSENT_SECTIONS,
@@ -79,11 +82,23 @@ PDF_MAX_ATTEMPTS = 5
 
 
 @transaction.atomic
-def consent_form_create(*, title: str, created_by: User) -> ConsentForm:
+def consent_form_create(
+    *, title: str, created_by: User, submission_token: uuid.UUID | None = None
+) -> ConsentForm:
+    """Create a consent form called `title` (trimmed); its text is written as
+    a draft next. `submission_token` is the form's one-time token: sent twice,
+    one form is created (AlreadySubmittedError, clinic.concurrency, with
+    `.obj`). Raises `ValidationError` for an empty or too long title."""
+    submission_check(ConsentForm, submission_token, by=created_by)
     form = ConsentForm(title=title.strip(), created_by=created_by)
     form.full_clean()
     form.save()
-    audit_log(actor=created_by, action=AuditAction.CREATE, obj=form)
+    audit_log(
+        actor=created_by,
+        action=AuditAction.CREATE,
+        obj=form,
+        changed_fields=submission_marks(submission_token),
+    )
     return form
 
 
@@ -107,7 +122,14 @@ def _draft_gone_error(form: ConsentForm) -> StaleEditError:
         by=who,
         at=published.published_at,
     )
-    return StaleEditError(stale_message(edits, what=_("draft")), changes=[change], edits=edits)
+    # Saved again, the form makes the next draft, from the text just published.
+    return StaleEditError(
+        stale_message(edits, what=_("draft")),
+        changes=[change],
+        edits=edits,
+        current=published,
+        version=0,
+    )
 
 
 @transaction.atomic
@@ -116,11 +138,13 @@ def consent_draft_save(
 ) -> ConsentFormVersion:
     """Create the form's one draft, or change it. Published versions are never touched.
 
-    `texts` are the draft's sections (VERSION_TEXT_FIELDS), as typed.
+    `texts` are the draft's sections (VERSION_TEXT_FIELDS), as typed (a form
+    sends those the person changed: a section left out keeps its text). A new
+    draft starts from the text of the current published version, if any.
     `expected_version` is the version of the draft the page was opened with,
     0 when the form had no draft then (None: not from a page, the demo data).
-    Only the sections that differ are saved; the draft's version is raised
-    and the audit event names them.
+    Only the sections that differ (`clinic.concurrency.differs`) are saved;
+    the draft's version is raised and the audit event names them.
 
     Raises `StaleEditError` (clinic.concurrency) when the draft changed since
     the page was opened: another manager saved it, created it (the page had
@@ -154,7 +178,12 @@ def consent_draft_save(
             # draft since published is stale against the next draft too.
             version=(numbers["v"] or 0) + 1,
         )
-    changed = [name for name, value in texts.items() if getattr(draft, name) != value]
+        # The next version starts from the current text: the sections named
+        # as changed are those that differ from it.
+        published = version_current(form=form)
+        for name in VERSION_TEXT_FIELDS:
+            setattr(draft, name, getattr(published, name) if published is not None else "")
+    changed = [name for name, value in texts.items() if differs(getattr(draft, name), value)]
     for name in changed:
         setattr(draft, name, texts[name])
     if creating or changed:
@@ -174,15 +203,23 @@ def consent_draft_save(
 
 @transaction.atomic
 def consent_version_publish(
-    *, version: ConsentFormVersion, published_by: User
+    *,
+    version: ConsentFormVersion,
+    published_by: User,
+    expected_version: int | None = None,
 ) -> ConsentFormVersion:
     """Publish the draft: it gets the next number and its text is frozen for good
     (the database refuses any later change). Future signatures use it; patients
     who signed an older version are flagged "re-consent needed". Its version
     is raised, so a draft page opened before is refused.
 
+    `expected_version` is the version of the draft the preview showed (None:
+    not from a page): a text changed since is never published unread.
     Raises `ValidationError` (code "already_published") when `version` is
-    already published."""
+    already published; `StaleEditError` (clinic.concurrency) when the draft
+    changed since the preview was opened ("stale_edit": the sections changed,
+    their text now, who and when) or the version is not one it had
+    ("bad_version")."""
     ConsentForm.objects.select_for_update().get(pk=version.form_id)
     draft = ConsentFormVersion.objects.select_for_update().get(pk=version.pk)
     if draft.published_at is not None:
@@ -191,6 +228,7 @@ def consent_version_publish(
             % {"number": draft.number},
             code="already_published",
         )
+    version_check(draft, expected=expected_version)
     highest = (
         ConsentFormVersion.objects.filter(
             form_id=draft.form_id, published_at__isnull=False
@@ -392,7 +430,8 @@ def consent_sign(
             errors[f"confirm_{name}"] = _(
                 "Please confirm you have read and understood “%(section)s”."
             ) % {"section": heading}
-    signer_name = " ".join((signer_name or "").split())
+    # Composed (NFC), like every name stored (clinic.names).
+    signer_name = " ".join(nfc(signer_name or "").split())
     if not signer_name:
         errors["signer_name"] = _("Please type your full name.")
     elif len(signer_name) > 200:
@@ -440,15 +479,27 @@ def consent_sign(
 
 
 @transaction.atomic
-def consent_withdraw(*, signed: SignedConsent, reason: str, recorded_by: User) -> ConsentWithdrawal:
+def consent_withdraw(
+    *,
+    signed: SignedConsent,
+    reason: str,
+    recorded_by: User,
+    submission_token: uuid.UUID | None = None,
+) -> ConsentWithdrawal:
     """Record that the patient withdrew this consent. The signed record stays as it was.
 
     `signed`: the signed consent withdrawn; `reason`: why, as the practitioner
-    writes it (trimmed, required); `recorded_by`: the practitioner recording it.
+    writes it (trimmed, required); `recorded_by`: the practitioner recording it;
+    `submission_token`: the withdrawal form's one-time token (None: no guard).
+    Raises `AlreadySubmittedError` (clinic.concurrency, with `.obj`, the
+    signed consent) when this very form was already saved (sent twice).
     Raises ValidationError keyed "reason" when the reason is empty (code
     "reason_required"), and when the consent is already withdrawn (code
     "already_withdrawn"), including when two withdrawals of it arrive at once:
-    exactly one is recorded, the other gets this refusal."""
+    exactly one is recorded, the other gets this refusal. A withdrawal is the
+    one change a signed consent takes, so the page's state ("not withdrawn")
+    is what this refusal checks."""
+    submission_check(ConsentWithdrawal, submission_token, by=recorded_by, find=lambda _e: signed)
     reason = (reason or "").strip()
     if not reason:
         raise ValidationError(
@@ -486,6 +537,7 @@ def consent_withdraw(*, signed: SignedConsent, reason: str, recorded_by: User) -
         action=AuditAction.WITHDRAWN,
         obj=withdrawal,
         patient_ref=signed.patient.uuid,
+        changed_fields=submission_marks(submission_token),
     )
     return withdrawal
 

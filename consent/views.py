@@ -28,7 +28,7 @@ from clinic.audit import audit_log, audit_read
 from clinic.concurrency import AlreadySubmittedError, StaleEditError
 from clinic.models import AuditAction
 from clinic.roles import Role
-from consent.forms import ConsentFormCreateForm, DraftForm, SignForm, WithdrawForm
+from consent.forms import ConsentFormCreateForm, DraftForm, PublishForm, SignForm, WithdrawForm
 from consent.models import ConsentForm, DocumentStatus, SignedConsent
 from consent.selectors import (
     consent_forms_overview,
@@ -80,10 +80,19 @@ def form_list(request: HttpRequest) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def form_create(request: HttpRequest) -> HttpResponse:
     form = ConsentFormCreateForm(request.POST or None)
+    if (earlier := form.saved_before(ConsentForm, by=signed_in_user(request))) is not None:
+        messages.info(request, AlreadySubmittedError.MESSAGE)
+        return HttpResponseRedirect(earlier.get_absolute_url())  # type: ignore[attr-defined]
     if request.method == "POST" and form.is_valid():
-        created = consent_form_create(
-            title=form.cleaned_data["title"], created_by=signed_in_user(request)
-        )
+        try:
+            created = consent_form_create(
+                title=form.cleaned_data["title"],
+                created_by=signed_in_user(request),
+                submission_token=form.cleaned_data["submission_token"],
+            )
+        except AlreadySubmittedError as repeated:
+            messages.info(request, repeated.message)
+            return HttpResponseRedirect(repeated.obj.get_absolute_url())  # type: ignore[attr-defined]
         messages.success(request, _("Form created: now write its first version."))
         return HttpResponseRedirect(reverse("consent:draft_edit", kwargs={"form": created.uuid}))
     return render(
@@ -130,7 +139,7 @@ def draft_edit(request: HttpRequest, form: uuid.UUID) -> HttpResponse:
                 form=found,
                 saved_by=signed_in_user(request),
                 expected_version=edit.cleaned_data["version"],
-                **edit.texts(),
+                **edit.typed(edit.texts()),
             )
         except StaleEditError as refusal:
             status = edit.show_stale(refusal)
@@ -151,11 +160,14 @@ def draft_edit(request: HttpRequest, form: uuid.UUID) -> HttpResponse:
     )
 
 
-@staff(*FORM_READERS)
-@require_GET
-def version_detail(request: HttpRequest, form: uuid.UUID, version: uuid.UUID) -> HttpResponse:
-    """A version as the patient will read it: the preview of a draft, or a published text."""
-    found = _form(form)
+def _version_page(
+    request: HttpRequest,
+    found: ConsentForm,
+    version: uuid.UUID,
+    *,
+    stale: StaleEditError | None = None,
+    status: int = 200,
+) -> HttpResponse:
     shown = get_object_or_404(found.versions.select_related("published_by", "form"), uuid=version)
     return render(
         request,
@@ -164,8 +176,17 @@ def version_detail(request: HttpRequest, form: uuid.UUID, version: uuid.UUID) ->
             "consent_form": found,
             "version": shown,
             "can_write": Role.MANAGER in signed_in_user(request).roles,
+            "stale": stale,
         },
+        status=status,
     )
+
+
+@staff(*FORM_READERS)
+@require_GET
+def version_detail(request: HttpRequest, form: uuid.UUID, version: uuid.UUID) -> HttpResponse:
+    """A version as the patient will read it: the preview of a draft, or a published text."""
+    return _version_page(request, _form(form), version)
 
 
 @staff(Role.MANAGER)
@@ -173,8 +194,25 @@ def version_detail(request: HttpRequest, form: uuid.UUID, version: uuid.UUID) ->
 def version_publish(request: HttpRequest, form: uuid.UUID, version: uuid.UUID) -> HttpResponse:
     found = _form(form)
     draft = get_object_or_404(found.versions, uuid=version)
+    publish = PublishForm(request.POST)
+    if not publish.is_valid():
+        for error in publish.non_field_errors():
+            messages.error(request, str(error))
+        return _version_page(request, found, version, status=400)
     try:
-        published = consent_version_publish(version=draft, published_by=signed_in_user(request))
+        published = consent_version_publish(
+            version=draft,
+            published_by=signed_in_user(request),
+            expected_version=publish.cleaned_data["version"],
+        )
+    except StaleEditError as refusal:
+        # The preview shows the draft as it is now; its button carries its version.
+        status = publish.show_stale(refusal)
+        if refusal.is_stale:
+            return _version_page(request, found, version, stale=publish.stale, status=status)
+        for error in publish.non_field_errors():
+            messages.error(request, str(error))
+        return _version_page(request, found, version, status=status)
     except ValidationError as exc:
         messages.error(request, exc.messages[0])
         return HttpResponseRedirect(found.get_absolute_url())
@@ -325,7 +363,11 @@ def withdraw(request: HttpRequest, patient: uuid.UUID, signed: uuid.UUID) -> Htt
                 signed=found,
                 reason=form.cleaned_data["reason"],
                 recorded_by=signed_in_user(request),
+                submission_token=form.cleaned_data["submission_token"],
             )
+        except AlreadySubmittedError as repeated:
+            messages.info(request, repeated.message)
+            return HttpResponseRedirect(found.get_absolute_url())
         except ValidationError as exc:
             if "already_withdrawn" not in _codes(exc):
                 form.add_error(None, exc)

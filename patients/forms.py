@@ -278,7 +278,7 @@ class ConsultationForm(SubmissionTokenMixin, BasedOnMixin, forms.ModelForm):
         return {name: self.cleaned_data[name] for name in self.Meta.fields}
 
 
-class PhotoForm(forms.ModelForm):
+class PhotoForm(SubmissionTokenMixin, forms.ModelForm):
     image = forms.FileField(
         label=_("Photo"),
         help_text=_("JPEG or PNG, up to 15 MB. Location and camera details are removed."),

@@ -5,8 +5,9 @@ which raises `PatientMergedError` for a record merged into another (once it
 has checked that the user may see the survivor). Here, and only here, that
 becomes an answer: a page read (GET, HEAD) is redirected to the same address
 with the survivor's uuid; a form sent to the old address (made before the
-merge) is refused with a 409 that says where the record went, so nothing is
-saved against the merged record and the browser's Back keeps what was typed.
+merge) is refused with a 409 that says where the record went and shows,
+labelled, what the form carried, so nothing typed is lost: Back may land on
+the record that stays, whose form is empty.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
 
+from clinic.forms import typed_values
 from patients.selectors import PatientMergedError
 
 SAFE_METHODS = ("GET", "HEAD")
@@ -41,12 +43,15 @@ class MergedPatientMiddleware:
         moved_to = address.replace(old, new)
         if request.method in SAFE_METHODS:
             return HttpResponseRedirect(moved_to)
+        match = request.resolver_match
+        forms = getattr(match.func, "submitted_forms", ()) if match is not None else ()
         return render(
             request,
             "patients/patient_merged.html",
             {
                 "moved_to": moved_to,
                 "survivor_page": reverse("patients:detail", kwargs={"patient": new}),
+                "typed": typed_values(request.POST, forms),
             },
             status=409,
         )

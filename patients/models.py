@@ -13,6 +13,8 @@ from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
 from phonenumber_field.modelfields import PhoneNumberField
 
+from clinic.names import nfc, person_name
+
 
 class ReminderChannel(models.TextChoices):
     EMAIL = "email", _("Email")
@@ -35,6 +37,10 @@ PATIENT_EDITABLE_FIELDS = (
     "reminder_channel",
     "consents_to_messages",
 )
+
+
+# Short texts that name a person: stored in Unicode NFC (clinic.names).
+PERSON_TEXT_FIELDS = ("first_name", "last_name", "emergency_contact_name", "gp_details")
 
 
 class Patient(models.Model):
@@ -154,9 +160,16 @@ class Patient(models.Model):
     def get_absolute_url(self) -> str:
         return reverse("patients:detail", kwargs={"patient": self.uuid})
 
+    def clean(self) -> None:
+        # Names, and the other short texts naming a person, stored composed
+        # (NFC): one spelling of a name, however it was typed or pasted.
+        for name in PERSON_TEXT_FIELDS:
+            setattr(self, name, nfc(getattr(self, name)))
+
     @property
     def full_name(self) -> str:
-        return f"{self.first_name} {self.last_name}"
+        """The name as pages and documents show it (`clinic.names.person_name`)."""
+        return person_name(self.first_name, self.last_name)
 
 
 class TreatmentArea(models.TextChoices):

@@ -161,8 +161,9 @@ def patient_possible_duplicates(
     """Existing patients, visible to `user`, who may be the person being
     registered or edited: the same first and last name whatever the case,
     accents, transliteration and apostrophes (`patients.folding.name_key`:
-    Zoe Muller is Zoë Müller) with the same `date_of_birth`; or the same
-    `email` (any case); or the same `phone` (E.164 or a parsed number).
+    Zoe Muller is Zoë Müller), also swapped (first name typed as the last:
+    "Muller" "Zoe"), with the same `date_of_birth`; or the same `email` (any
+    case); or the same `phone` (E.164 or a parsed number).
     Blank values are not compared. `exclude` is the patient being edited.
     Returns up to 10, by last then first name. Two indexed queries: the
     patients born that day (a handful) are compared by folded name here, in
@@ -174,8 +175,10 @@ def patient_possible_duplicates(
     found: dict[int, Patient] = {}
     if date_of_birth:
         wanted = (name_key(first_name), name_key(last_name))
+        # Also swapped: names are often given family name first.
+        either = {wanted, wanted[::-1]}
         for other in visible.filter(date_of_birth=date_of_birth):
-            if (name_key(other.first_name), name_key(other.last_name)) == wanted:
+            if (name_key(other.first_name), name_key(other.last_name)) in either:
                 found[other.pk] = other
     contact = Q()
     if email and email.strip():

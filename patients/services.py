@@ -20,12 +20,15 @@ from clinic.concurrency import (
     StaleChange,
     StaleEditError,
     bad_version_error,
+    differs,
     field_text,
     submission_check,
+    submission_marks,
     version_bump,
     version_check,
 )
 from clinic.models import AuditAction, User
+from clinic.roles import CLINICAL_DOCUMENT_ROLES
 from patients.contact_changes import contact_changes_record
 from patients.folding import name_key, search_foldings
 from patients.images import CleanImage
@@ -139,14 +142,9 @@ def _registration_locks(patient: Patient, token: uuid.UUID | None) -> None:
     keys = []
     if token is not None:
         keys.append(_lock_key("token", str(token)))
-    keys.append(
-        _lock_key(
-            "name",
-            name_key(patient.first_name),
-            name_key(patient.last_name),
-            patient.date_of_birth.isoformat(),
-        )
-    )
+    # The two names in either order: the duplicate check also matches them swapped.
+    names = sorted((name_key(patient.first_name), name_key(patient.last_name)))
+    keys.append(_lock_key("name", *names, patient.date_of_birth.isoformat()))
     if patient.email:
         keys.append(_lock_key("email", patient.email.strip().lower()))
     if patient.phone:
@@ -189,10 +187,15 @@ def patient_create(
     Raises `AlreadyRegisteredError` (with `.patient`) when this token already
     registered the same person; `RegistrationFormUsedError` when it registered
     someone else; `PossibleDuplicateError` (with `.duplicates`) when a patient
-    with the same folded first and last name and birth date, the same email
+    with the same folded first and last name (in either order) and birth
+    date, the same email
     (any case) or the same phone exists and the user has not confirmed;
     `ValidationError` for invalid fields; `TypeError` for fields it does not
     take. Nothing is written when it raises.
+
+    An email or mobile number typed by a role outside CLINICAL_DOCUMENT_ROLES
+    is recorded as set by that role (patients.contact_changes): nothing that
+    opens clinical documents goes to that email for 24 hours.
     """
     _reject_unknown(fields, PATIENT_EDITABLE_FIELDS, "not editable")
     patient = Patient(created_by=created_by, registration_token=registration_token, **fields)
@@ -229,6 +232,12 @@ def patient_create(
     patient.search_text = patient_search_text(patient)
     patient.validate_unique()
     patient.save()
+    if not created_by.has_any_role(CLINICAL_DOCUMENT_ROLES):
+        # An address typed by reception is held like one it changed
+        # (patients.contact_changes); a new record has no previous one to tell.
+        typed = {f: "" for f in ("email", "phone") if getattr(patient, f)}
+        if typed:
+            contact_changes_record(patient=patient, previous=typed, changed_by=created_by)
     audit_log(
         actor=created_by,
         action=AuditAction.CREATE,
@@ -249,11 +258,13 @@ def patient_update(
 ) -> Patient:
     """Change a patient's registration and contact details.
 
-    `fields` are any of PATIENT_EDITABLE_FIELDS with their new values; only
-    those that differ are saved and named in the audit event (with the new
-    version's marker), the search text is refolded and the version raised.
-    `expected_version` is the version the contact-details form was opened
-    with; None only for changes that come from no form (a merge).
+    `fields` are any of PATIENT_EDITABLE_FIELDS with their new values (a
+    form sends only those the person changed: a field left out keeps its
+    value); only those that differ (`clinic.concurrency.differs`) are saved
+    and named in the audit event (with the new version's marker), the search
+    text is refolded and the version raised. `expected_version` is the
+    version the contact-details form was opened with; None only for changes
+    that come from no form (a merge).
 
     The row is locked first, so two receptionists saving at once do not
     interleave, and the second, opened before the first saved, is refused
@@ -275,7 +286,7 @@ def patient_update(
     # already holds the record that stays so, never waits for them.
     current = Patient.objects.select_for_update(no_key=True).get(pk=patient.pk)
     version_check(current, expected=expected_version)
-    changed = [f for f, v in fields.items() if getattr(current, f) != v]
+    changed = [f for f, v in fields.items() if differs(getattr(current, f), v)]
     if not changed:
         return current
     # The previous email and phone are told of their change (patients.contact_changes).
@@ -552,8 +563,38 @@ def photo_add(
     kind: str,
     taken_on: date,
     image: CleanImage,
+    submission_token: uuid.UUID | None = None,
 ) -> Photo:
-    """Store a cleaned photo and its record; no file is left behind if the record fails."""
+    """Store a cleaned photo and its record; no file is left behind if the record fails.
+
+    `submission_token` is the upload form's one-time token. Raises
+    `AlreadySubmittedError` (clinic.concurrency, with `.obj`) when this very
+    form was already saved (sent twice, even at the same instant): one photo
+    is stored. Raises `ValidationError` for invalid fields."""
+    with transaction.atomic():
+        # First the token, before any file is stored: a second post waits here.
+        submission_check(Photo, submission_token, by=uploaded_by)
+        return _photo_store(
+            patient=patient,
+            uploaded_by=uploaded_by,
+            area=area,
+            kind=kind,
+            taken_on=taken_on,
+            image=image,
+            submission_token=submission_token,
+        )
+
+
+def _photo_store(
+    *,
+    patient: Patient,
+    uploaded_by: User,
+    area: str,
+    kind: str,
+    taken_on: date,
+    image: CleanImage,
+    submission_token: uuid.UUID | None,
+) -> Photo:
     photo = Photo(
         patient=patient,
         uploaded_by=uploaded_by,
@@ -572,7 +613,11 @@ def photo_add(
             photo.full_clean()
             photo.save()
             audit_log(
-                actor=uploaded_by, action=AuditAction.CREATE, obj=photo, patient_ref=patient.uuid
+                actor=uploaded_by,
+                action=AuditAction.CREATE,
+                obj=photo,
+                patient_ref=patient.uuid,
+                changed_fields=submission_marks(submission_token),
             )
     except Exception:
         photo.image.delete(save=False)

@@ -18,6 +18,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 from clinic.access import signed_in_user, staff
 from clinic.audit import audit_log, audit_read
 from clinic.concurrency import AlreadySubmittedError, StaleEditError
+from clinic.forms import submits
 from clinic.models import AuditAction, AuditEvent
 from clinic.roles import Role
 from patients.forms import (
@@ -169,6 +170,7 @@ def patient_detail(request: HttpRequest, patient: uuid.UUID) -> HttpResponse:
     )
 
 
+@submits(PatientForm)
 @staff(*REGISTER_ROLES)
 @require_http_methods(["GET", "POST"])
 def patient_edit(request: HttpRequest, patient: uuid.UUID) -> HttpResponse:
@@ -186,7 +188,7 @@ def patient_edit(request: HttpRequest, patient: uuid.UUID) -> HttpResponse:
                     patient=record,
                     updated_by=signed_in_user(request),
                     expected_version=form.cleaned_data["version"],
-                    **form.service_fields(),
+                    **form.typed(form.service_fields()),
                 )
             except StaleEditError as refusal:
                 status = form.show_stale(refusal)
@@ -404,12 +406,19 @@ def photo_list(request: HttpRequest, patient: uuid.UUID) -> HttpResponse:
         else:
             form = PhotoForm(request.POST, request.FILES)
             if form.is_valid():
-                photo_add(
-                    patient=record,
-                    uploaded_by=signed_in_user(request),
-                    image=form.cleaned_data["image"],
-                    **{k: form.cleaned_data[k] for k in ("area", "kind", "taken_on")},
-                )
+                try:
+                    photo_add(
+                        patient=record,
+                        uploaded_by=signed_in_user(request),
+                        image=form.cleaned_data["image"],
+                        submission_token=form.cleaned_data["submission_token"],
+                        **{k: form.cleaned_data[k] for k in ("area", "kind", "taken_on")},
+                    )
+                except AlreadySubmittedError as repeated:
+                    messages.info(request, repeated.message)
+                    return HttpResponseRedirect(
+                        reverse("patients:photos", kwargs={"patient": record.uuid})
+                    )
                 messages.success(request, _("Photo added."))
                 return HttpResponseRedirect(
                     reverse("patients:photos", kwargs={"patient": record.uuid})

@@ -115,7 +115,7 @@ def test_saving_a_draft_published_since_the_page_was_opened_is_refused(
 
     clock.move_to(SAVED)
     publish = reverse("consent:version_publish", kwargs={"form": form.uuid, "version": draft.uuid})
-    assert a.post(publish).status_code == 302
+    assert a.post(publish, {"version": str(draft.version)}).status_code == 302
     refused = b.post(
         url,
         {**texts_of(draft, aftercare="Late words."), "version": hidden_value(page_b, "version")},

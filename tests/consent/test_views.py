@@ -134,7 +134,7 @@ def test_a_manager_writes_a_draft_from_the_current_text_previews_and_publishes(
     assert response["Location"] == preview
     assert "no alcohol" in client.get(preview).content.decode()
     publish = reverse("consent:version_publish", kwargs={"form": form.uuid, "version": draft.uuid})
-    response = client.post(publish, follow=True)
+    response = client.post(publish, {"version": str(draft.version)}, follow=True)
     assert "Version 2 is published" in response.content.decode()
     draft.refresh_from_db()
     assert draft.number == 2

@@ -394,12 +394,12 @@ def test_cancel_without_a_reason_is_400_and_an_illegal_mark_is_409(
     booking = _create(clinic, receptionist)
     sign_in(client, receptionist)
     cancel = reverse("treatments:booking_cancel", kwargs={"booking": booking.uuid})
-    response = client.post(cancel, {"reason": ""})
+    response = client.post(cancel, {"reason": "", "version": "1"})
     assert response.status_code == 400
     assert "Say why the booking is cancelled." in response.content.decode()
-    assert client.post(cancel, {"reason": "Flu"}).status_code == 302
+    assert client.post(cancel, {"reason": "Flu", "version": "1"}).status_code == 302
     mark = reverse("treatments:booking_mark", kwargs={"booking": booking.uuid})
-    response = client.post(mark, {"status": "arrived"})
+    response = client.post(mark, {"status": "arrived", "version": "2"})
     assert response.status_code == 409
     assert "cannot become" in response.content.decode()
 

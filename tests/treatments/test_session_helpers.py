@@ -196,6 +196,8 @@ def session_post(
         "numbing_cream": "on",
         "immediate_reactions": "Slight redness",
         "notes": notes,
+        # The booking's version the page showed: a fresh booking's.
+        "version": "1",
     }
     for i, batch in enumerate(batches):
         data.update(line_data(i, batch))

@@ -249,9 +249,11 @@ def test_a_stale_room_edit_is_refused(
     assert (room.name, room.active, room.version) == ("Garden room", True, 2)
 
 
-def test_stale_working_hours_are_refused_naming_the_day_changed(
+def test_hours_added_on_another_day_since_the_page_was_opened_do_not_refuse(
     clock: time_machine.Coordinates, clinic: Clinic, manager: User, other_manager: User
 ) -> None:
+    """The week is versioned per day: Sunday is added although someone added
+    Saturday after the page was opened."""
     url = reverse("treatments:hours_edit") + f"?practitioner={clinic.practitioner.uuid}"
     a, page_a, b, page_b = open_both(url, manager, other_manager)
     who = {"practitioner": str(clinic.practitioner.uuid)}
@@ -260,19 +262,47 @@ def test_stale_working_hours_are_refused_naming_the_day_changed(
     saturday = {**who, "weekday": "5", "starts": "09:00", "ends": "13:00"}
     assert a.post(url, {**saturday, "version": hidden_value(page_a, "version")}).status_code == 302
     sunday = {**who, "weekday": "6", "starts": "10:00", "ends": "12:00"}
-    refused = b.post(url, {**sunday, "version": hidden_value(page_b, "version")})
+    saved = b.post(url, {**sunday, "version": hidden_value(page_b, "version")})
 
-    assert refused.status_code == 409
-    assert_refused(
-        refused.content.decode(), label="Saturday", value="09:00\N{EN DASH}13:00", by="Max"
-    )
-    assert 'value="10:00"' in refused.content.decode()  # what B typed
+    assert saved.status_code == 302
     days = set(
         WorkingHours.objects.filter(practitioner=clinic.practitioner).values_list(
             "weekday", flat=True
         )
     )
-    assert days == {0, 1, 2, 3, 4, 5}  # Saturday added, no Sunday
+    assert days == {0, 1, 2, 3, 4, 5, 6}
+
+
+def test_stale_working_hours_are_refused_naming_the_day_changed_then_saved_again(
+    clock: time_machine.Coordinates, clinic: Clinic, manager: User, other_manager: User
+) -> None:
+    url = reverse("treatments:hours_edit") + f"?practitioner={clinic.practitioner.uuid}"
+    a, page_a, b, page_b = open_both(url, manager, other_manager)
+    who = {"practitioner": str(clinic.practitioner.uuid)}
+
+    clock.move_to(SAVED_AT)
+    morning = {**who, "weekday": "5", "starts": "09:00", "ends": "13:00"}
+    assert a.post(url, {**morning, "version": hidden_value(page_a, "version")}).status_code == 302
+    afternoon = {
+        **who,
+        "weekday": "5",
+        "starts": "14:00",
+        "ends": "16:00",
+        "submission_token": hidden_value(page_b, "submission_token"),
+    }
+    refused = b.post(url, {**afternoon, "version": hidden_value(page_b, "version")})
+
+    assert refused.status_code == 409
+    body = refused.content.decode()
+    assert_refused(body, label="Saturday", value="09:00\N{EN DASH}13:00", by="Max")
+    assert 'value="14:00"' in body  # what B typed
+    assert not WorkingHours.objects.filter(practitioner=clinic.practitioner, starts="14:00")
+    # The page now carries the week as it is: saving again, deliberately, adds it.
+    assert hidden_value(body, "submission_token") == afternoon["submission_token"]
+    again = b.post(url, {**afternoon, "version": hidden_value(body, "version")})
+    assert again.status_code == 302
+    saturday = WorkingHours.objects.filter(practitioner=clinic.practitioner, weekday=5)
+    assert sorted(f"{h.starts:%H:%M}" for h in saturday) == ["09:00", "14:00"]
 
 
 def test_clearing_a_day_from_a_stale_hours_page_is_refused(
@@ -284,15 +314,18 @@ def test_clearing_a_day_from_a_stale_hours_page_is_refused(
     who = {"practitioner": str(clinic.practitioner.uuid)}
 
     clock.move_to(SAVED_AT)
-    monday = {**who, "weekday": "0", "version": hidden_value(page_a, "version")}
-    assert a.post(clear, monday).status_code == 302
-    tuesday = {**who, "weekday": "1", "version": hidden_value(page_b, "version")}
-    refused = b.post(clear, tuesday)
+    extra = {**who, "weekday": "0", "starts": "18:00", "ends": "19:00"}
+    assert a.post(url, {**extra, "version": hidden_value(page_a, "version")}).status_code == 302
+    monday = {**who, "weekday": "0", "version": hidden_value(page_b, "version")}
+    refused = b.post(clear, monday)
 
     assert refused.status_code == 409
-    assert_refused(refused.content.decode(), label="Monday", value="no hours", by="Max")
-    assert WorkingHours.objects.filter(practitioner=clinic.practitioner, weekday=1).exists()
-    assert not WorkingHours.objects.filter(practitioner=clinic.practitioner, weekday=0).exists()
+    assert_refused(refused.content.decode(), label="Monday", value="18:00", by="Max")
+    assert WorkingHours.objects.filter(practitioner=clinic.practitioner, weekday=0).count() == 2
+    # Another day, unchanged since the page was opened, is cleared.
+    tuesday = {**who, "weekday": "1", "version": hidden_value(page_b, "version")}
+    assert b.post(clear, tuesday).status_code == 302
+    assert not WorkingHours.objects.filter(practitioner=clinic.practitioner, weekday=1).exists()
 
 
 def test_a_forged_hours_version_is_a_400_with_a_sentence(
@@ -402,7 +435,7 @@ def test_a_move_opened_before_the_patient_arrived_is_refused(
     a, _page_a, b, page_b = open_both(url, receptionist, other_receptionist)
     clock.move_to(SAVED_AT)
     mark = reverse("treatments:booking_mark", kwargs={"booking": booking.uuid})
-    assert a.post(mark, {"status": "arrived"}).status_code == 302
+    assert a.post(mark, {"status": "arrived", "version": "1"}).status_code == 302
     data = {
         "date": TUESDAY.isoformat(),
         "start_time": "15:00",

@@ -128,7 +128,7 @@ class AllergyTestForm(SubmissionTokenMixin, forms.Form):
         }
 
 
-class AllergyReadingForm(forms.Form):
+class AllergyReadingForm(SubmissionTokenMixin, forms.Form):
     """The reading, 24 hours after the test."""
 
     result = forms.ChoiceField(

@@ -22,6 +22,7 @@ from treatments.localtime import (
     fold_labels,
     is_ambiguous,
     local_to_utc,
+    to_local,
 )
 from treatments.models import ClinicClosure, Interval, Protocol, Room, WorkingHours
 from treatments.selectors.booking import practitioners, rooms_in_use
@@ -223,8 +224,34 @@ class BookingMoveForm(VersionedFormMixin, LocalStartMixin):
         self.starts_at = self.local_start(cleaned)
         return cleaned
 
+    @staticmethod
+    def initial_for(booking: Any) -> dict[str, Any]:
+        """The form's values for `booking` as it is: its local day and start,
+        practitioner and room, and its version."""
+        local = to_local(booking.starts_at)
+        return {
+            "date": local.date(),
+            "start_time": local.time().replace(tzinfo=None),
+            "practitioner": booking.practitioner,
+            "room": booking.room,
+            "version": booking.version,
+        }
 
-class BookingCancelForm(forms.Form):
+    def current_values(self, record: Any) -> dict[str, Any]:
+        if record is None or not hasattr(record, "starts_at"):
+            return {}
+        values = self.initial_for(record)
+        return {
+            name: self.fields[name].prepare_value(values[name])
+            for name in self._record_fields()
+            if name in values
+        }
+
+
+class BookingCancelForm(VersionedFormMixin, forms.Form):
+    """A cancellation, with the version of the booking the page showed
+    (`initial["version"]`): cancelling a booking moved since is refused."""
+
     reason = forms.CharField(
         label=_("Reason for cancelling"),
         max_length=300,
@@ -232,7 +259,10 @@ class BookingCancelForm(forms.Form):
     )
 
 
-class BookingMarkForm(forms.Form):
+class BookingMarkForm(VersionedFormMixin, forms.Form):
+    """Arrived, did not come, back to booked: with the version of the booking
+    the page showed, like every change of a booking."""
+
     status = forms.ChoiceField(
         choices=[
             ("arrived", _("Arrived")),
@@ -275,8 +305,9 @@ class CourseStartForm(BookingForm):
     )
 
 
-class CourseConfirmForm(forms.Form):
-    """The proposed sessions as reception adjusted them: a date and a time each."""
+class CourseConfirmForm(SubmissionTokenMixin, forms.Form):
+    """The proposed sessions as reception adjusted them: a date and a time
+    each. Its one-time token books the course once however often it is sent."""
 
     def __init__(self, *args: Any, count: int, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -324,7 +355,7 @@ class CourseConfirmForm(forms.Form):
         return cleaned
 
 
-class RoomForm(VersionedFormMixin, forms.ModelForm):
+class RoomForm(SubmissionTokenMixin, VersionedFormMixin, forms.ModelForm):
     class Meta:
         model = Room
         fields = ["name", "active"]
@@ -356,7 +387,7 @@ class WorkingHoursClearForm(HoursVersionMixin, forms.Form):
     weekday = forms.TypedChoiceField(coerce=int, choices=[(d, d) for d in range(7)])
 
 
-class WorkingHoursForm(HoursVersionMixin, forms.ModelForm):
+class WorkingHoursForm(SubmissionTokenMixin, HoursVersionMixin, forms.ModelForm):
     weekday = forms.TypedChoiceField(
         label=_("Day"),
         coerce=int,
@@ -377,9 +408,10 @@ class WorkingHoursForm(HoursVersionMixin, forms.ModelForm):
         widgets = {"starts": TIME_WIDGET, "ends": TIME_WIDGET}
 
 
-class ClosureForm(VersionedFormMixin, forms.ModelForm):
+class ClosureForm(SubmissionTokenMixin, VersionedFormMixin, forms.ModelForm):
     """A closure's days and reason. Editing one carries its version: an edit
-    opened before someone else's save is refused (409)."""
+    opened before someone else's save is refused (409). Adding one carries a
+    one-time token: sent twice, one closure is added."""
 
     class Meta:
         model = ClinicClosure

@@ -3,14 +3,16 @@ sheets and protocols with their default cocktail."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import date
+from decimal import Decimal
 from typing import Any, cast
 
 from django import forms
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from clinic.forms import VersionedFormMixin
+from clinic.forms import SubmissionTokenMixin, TextBlocksMixin, VersionedFormMixin
 from patients.models import TreatmentArea
 from treatments.models import (
     AftercareSheet,
@@ -32,7 +34,7 @@ from treatments.services.catalogue import (
 DATE_WIDGET = forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d")
 
 
-class IngredientForm(VersionedFormMixin, forms.ModelForm):
+class IngredientForm(SubmissionTokenMixin, VersionedFormMixin, forms.ModelForm):
     class Meta:
         model = Ingredient
         fields = list(INGREDIENT_FIELDS)
@@ -51,7 +53,7 @@ class IngredientForm(VersionedFormMixin, forms.ModelForm):
         return {name: self.cleaned_data[name] for name in INGREDIENT_FIELDS}
 
 
-class ProductForm(VersionedFormMixin, forms.ModelForm):
+class ProductForm(SubmissionTokenMixin, VersionedFormMixin, forms.ModelForm):
     ingredients = forms.ModelMultipleChoiceField(
         label=_("Ingredients"),
         queryset=Ingredient.objects.order_by("name"),
@@ -78,7 +80,7 @@ class ProductForm(VersionedFormMixin, forms.ModelForm):
         return {name: self.cleaned_data[name] for name in PRODUCT_FIELDS}
 
 
-class BatchForm(forms.ModelForm):
+class BatchForm(SubmissionTokenMixin, forms.ModelForm):
     class Meta:
         model = Batch
         fields = list(BATCH_FIELDS)
@@ -112,7 +114,7 @@ class BatchForm(forms.ModelForm):
         return {name: self.cleaned_data[name] for name in BATCH_FIELDS}
 
 
-class RecallForm(forms.Form):
+class RecallForm(TextBlocksMixin, forms.Form):
     reason = forms.CharField(
         label=_("Reason for the recall"),
         max_length=2000,
@@ -122,7 +124,7 @@ class RecallForm(forms.Form):
     )
 
 
-class AftercareSheetForm(VersionedFormMixin, forms.ModelForm):
+class AftercareSheetForm(SubmissionTokenMixin, VersionedFormMixin, forms.ModelForm):
     class Meta:
         model = AftercareSheet
         fields = list(SHEET_FIELDS)
@@ -137,7 +139,7 @@ class AftercareSheetForm(VersionedFormMixin, forms.ModelForm):
         return {name: self.cleaned_data[name] for name in SHEET_FIELDS}
 
 
-class ProtocolForm(VersionedFormMixin, forms.ModelForm):
+class ProtocolForm(SubmissionTokenMixin, VersionedFormMixin, forms.ModelForm):
     default_areas = forms.MultipleChoiceField(
         label=_("Default areas"),
         choices=TreatmentArea.choices,
@@ -164,6 +166,32 @@ class ProtocolForm(VersionedFormMixin, forms.ModelForm):
 
     def service_fields(self) -> dict[str, Any]:
         return {name: self.cleaned_data[name] for name in PROTOCOL_FIELDS}
+
+    def _values_shown(self) -> dict[str, Any]:
+        # The default cocktail is a formset beside this form: its lines as
+        # opened, so that a save sends them only when the person changed them.
+        values = super()._values_shown()
+        if self.instance.pk is not None:
+            values["cocktail"] = _lines_text(
+                (line.product.pk, line.amount, line.unit) for line in self.instance.cocktail.all()
+            )
+        return values
+
+    def cocktail_typed(self, lines: list[CocktailLine]) -> bool:
+        """Whether the person changed the default cocktail since the form was
+        opened (True when the form does not say what it was opened with)."""
+        opened = self._opened()
+        if opened is None or "cocktail" not in opened:
+            return True
+        typed = _lines_text((line.product.pk, line.amount, line.unit) for line in lines)
+        return bool(opened["cocktail"] != typed)
+
+
+def _lines_text(lines: Iterable[tuple[int, Decimal, str]]) -> list[list[str]]:
+    """Cocktail lines as text, amounts without trailing zeros (1.50 is 1.5)."""
+    return [
+        [str(product), f"{Decimal(amount).normalize():f}", unit] for product, amount, unit in lines
+    ]
 
 
 class CocktailLineForm(forms.Form):

@@ -5,6 +5,8 @@ from __future__ import annotations
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
+from clinic.forms import SubmissionTokenMixin
+
 
 class DateOfBirthForm(forms.Form):
     """The check a download link asks for before it gives the document."""
@@ -29,6 +31,16 @@ class PortalRequestForm(forms.Form):
         widget=forms.EmailInput(attrs={"autocomplete": "email"}),
         error_messages={"required": _("Please enter your email address.")},
     )
+
+
+class PortalInviteForm(SubmissionTokenMixin, forms.Form):
+    """Invite the patient to the portal (or email a new sign-in link): sent
+    twice, one invitation and one email."""
+
+
+class SendLinkForm(SubmissionTokenMixin, forms.Form):
+    """Email the patient a new link to their aftercare sheet: sent twice, one
+    link and one email."""
 
 
 class RevokeLinkForm(forms.Form):

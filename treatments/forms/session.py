@@ -12,6 +12,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from clinic.forms import SubmissionTokenMixin, TextBlocksMixin, VersionedFormMixin
 from patients.models import TreatmentArea
 from treatments.models import (
     DAY_OF_QUESTIONS,
@@ -151,7 +152,7 @@ CocktailLineFormSet = formset_factory(
 )
 
 
-class AdverseEventForm(forms.Form):
+class AdverseEventForm(TextBlocksMixin, forms.Form):
     effect = forms.ChoiceField(label=gettext_lazy("Effect"), choices=BLANK + AdverseEffect.choices)
     severity = forms.ChoiceField(label=gettext_lazy("Severity"), choices=BLANK + Severity.choices)
     onset = forms.DateTimeField(
@@ -184,6 +185,11 @@ class AdverseEventForm(forms.Form):
         )
 
 
+class LaterAdverseEventForm(SubmissionTokenMixin, AdverseEventForm):
+    """An adverse event noticed after the session, on its own form: sent twice,
+    recorded once."""
+
+
 if TYPE_CHECKING:
     _AdverseFormSet = BaseFormSet[AdverseEventForm]
 else:
@@ -210,7 +216,13 @@ AdverseEventFormSet = formset_factory(
 )
 
 
-class SessionForm(forms.Form):
+class SessionForm(SubmissionTokenMixin, VersionedFormMixin, forms.Form):
+    """The session's own fields. It carries the booking's version the page
+    showed (`initial["version"]`) and a one-time token: sent twice, the
+    session is completed once and the second leads to the record."""
+
+    versioned_without_instance = True
+
     numbing_cream = forms.BooleanField(label=gettext_lazy("Numbing cream used"), required=False)
     immediate_reactions = forms.CharField(
         label=gettext_lazy("Immediate reactions"),
@@ -276,7 +288,7 @@ class DayOfCheckForm(forms.Form):
         ]
 
 
-class AmendmentForm(forms.Form):
+class AmendmentForm(SubmissionTokenMixin, forms.Form):
     text = forms.CharField(
         label=gettext_lazy("Amendment"),
         max_length=4000,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -28,6 +29,7 @@ from django.utils.translation import gettext as _
 
 from clinic.audit import audit_log
 from clinic.background import enqueue
+from clinic.concurrency import submission_check, submission_marks
 from clinic.models import AuditAction, User
 from clinic.pdf import store_replacing
 from patients.contact_changes import email_hold
@@ -281,10 +283,13 @@ class DocumentNotReadyError(Exception):
 
 
 @transaction.atomic
-def download_link_create(*, document: PatientDocument, created_by: User | None) -> IssuedLink:
+def download_link_create(
+    *, document: PatientDocument, created_by: User | None, marks: list[str] | None = None
+) -> IssuedLink:
     """A new link for the document's patient: 256 random bits, only the
     SHA-256 kept, expiring after DOWNLOAD_LINK_DAYS. Earlier links stay valid
-    until they expire or are revoked."""
+    until they expire or are revoked. `marks` are listed among the audit
+    event's changed fields (a form's submission marker)."""
     if not document.file or not document.sha256:
         raise DocumentNotReadyError
     token = secrets.token_urlsafe(32)
@@ -304,6 +309,7 @@ def download_link_create(*, document: PatientDocument, created_by: User | None) 
         action=AuditAction.CREATE,
         obj=link,
         patient_ref=document.patient.uuid,
+        changed_fields=marks or [],
     )
     return IssuedLink(link=link, token=token)
 
@@ -331,10 +337,18 @@ def _send_link_email(*, document: PatientDocument, issued: IssuedLink) -> None:
     message.send()
 
 
-def aftercare_send(*, document: PatientDocument, sent_by: User | None) -> DownloadLink:
+def aftercare_send(
+    *,
+    document: PatientDocument,
+    sent_by: User | None,
+    submission_token: uuid.UUID | None = None,
+) -> DownloadLink:
     """Email the patient a new download link to the sheet (the link is saved
     first; an email that fails leaves an unused link, never a lost one).
     `sent_by` None: the first, automatic email of a sheet just made.
+    `submission_token` is the "email a new link" form's one-time token: sent
+    twice, one link and one email (`AlreadySubmittedError`, clinic.concurrency,
+    with `.obj`, the link made first).
 
     Raises `ValidationError` when the patient has no email address (code
     "no_email"), or when it was changed less than 24 hours ago by staff who
@@ -347,7 +361,11 @@ def aftercare_send(*, document: PatientDocument, sent_by: User | None) -> Downlo
     hold = email_hold(patient=document.patient)
     if hold is not None:
         raise ValidationError(hold.sentence, code="email_hold")
-    issued = download_link_create(document=document, created_by=sent_by)
+    with transaction.atomic():
+        submission_check(DownloadLink, submission_token, by=sent_by)
+        issued = download_link_create(
+            document=document, created_by=sent_by, marks=submission_marks(submission_token)
+        )
     _send_link_email(document=document, issued=issued)
     return issued.link
 

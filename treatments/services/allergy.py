@@ -21,7 +21,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from clinic.audit import audit_log
-from clinic.concurrency import submission_check
+from clinic.concurrency import submission_check, submission_marks
 from clinic.models import AuditAction, User
 from patients.images import CleanImage
 from patients.locking import patient_hold, patient_row_lock
@@ -198,6 +198,7 @@ def allergy_test_read(
     reaction: str = "",
     photo: CleanImage | None = None,
     now: datetime | None = None,
+    submission_token: uuid.UUID | None = None,
 ) -> AllergyTest:
     """Record the reading of a test, once, no earlier than its `read_due_at`
     (24 hours after it was entered, or after the time given if later).
@@ -210,8 +211,14 @@ def allergy_test_read(
         result: "negative" or "positive"; reaction: what was seen, required
             when positive; photo: an optional, already cleaned photo.
         now: the moment of the reading (aware), by default the server's clock.
+        submission_token: the reading form's one-time token (None: no guard).
+
+    A reading is the one change a test takes: the page's state ("not read")
+    is what the refusal of a second reading checks.
 
     Raises:
+        AlreadySubmittedError (clinic.concurrency, with `.obj`): this very
+            reading form was already saved (sent twice): one reading.
         AllergyReadingRefusedError: the test was already read, or `now` is
             before `read_due_at` (the message says from when it can be read).
         ValidationError: no valid result ("result"); positive without a
@@ -228,6 +235,7 @@ def allergy_test_read(
                 photo=photo,
                 now=now or timezone.now(),
                 stored=stored,
+                submission_token=submission_token,
             )
     except BaseException:
         for name in stored:
@@ -244,7 +252,10 @@ def _read(
     photo: CleanImage | None,
     now: datetime,
     stored: list[str],
+    submission_token: uuid.UUID | None,
 ) -> AllergyTest:
+    # First the token: a second post of the same form waits here for the first.
+    submission_check(AllergyTest, submission_token, by=read_by, find=lambda _e: test)
     # Lock the row: two practitioners reading at once must not both succeed.
     # Its patient first, then the row alone, then read with the patient
     # (patients.locking): a merge of the record finishes first, or waits, and
@@ -285,7 +296,7 @@ def _read(
         action=AuditAction.TEST_READ,
         obj=current,
         patient_ref=patient.uuid,
-        changed_fields=changed,
+        changed_fields=[*changed, *submission_marks(submission_token)],
     )
     if result == AllergyResult.POSITIVE:
         for ingredient in current.ingredients.all():

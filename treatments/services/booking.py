@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, datetime, time, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
@@ -28,14 +29,15 @@ from clinic.concurrency import (
     bad_version_error,
     stale_message,
     submission_check,
+    submission_marks,
     version_bump,
     version_check,
     version_mark,
 )
-from clinic.models import AuditAction, User
+from clinic.models import AuditAction, AuditEvent, User
 from patients.locking import patient_hold, patient_row_lock
 from patients.models import Patient
-from treatments.localtime import to_local
+from treatments.localtime import local_day_bounds, to_local
 from treatments.models import (
     HOLDING_STATUSES,
     Booking,
@@ -374,18 +376,30 @@ def booking_move(
 
 
 @transaction.atomic
-def booking_cancel(*, booking: Booking, reason: str, cancelled_by: User) -> Booking:
+def booking_cancel(
+    *,
+    booking: Booking,
+    reason: str,
+    cancelled_by: User,
+    expected_version: int | None = None,
+) -> Booking:
     """Cancel a booked or arrived session, saying why (`reason`, trimmed, up to
     300 characters kept); its pending reminders are cancelled and its version
     raised, so a move opened before is refused.
 
-    Raises `BookingRefusedError` ("reason") without a reason, and
-    `BookingStateError` when the booking's status cannot become cancelled.
-    Nothing is written when it raises."""
+    `expected_version` is the version of the booking the page showed (None:
+    not from a page). Raises `StaleEditError` (clinic.concurrency) when the
+    booking changed since (moved, marked: "stale_edit", with its time,
+    practitioner, room or status now, who and when), so a cancellation
+    meant for the time the page showed never cancels another; "bad_version"
+    for a version it never had. Raises `BookingRefusedError` ("reason")
+    without a reason, and `BookingStateError` when the booking's status
+    cannot become cancelled. Nothing is written when it raises."""
     reason = reason.strip()
     if not reason:
         raise BookingRefusedError(_("Say why the booking is cancelled."), field="reason")
     current = _locked(booking)
+    version_check(current, expected=expected_version)
     try:
         current.transition_to(BookingStatus.CANCELLED)
     except IllegalTransitionError as error:
@@ -416,16 +430,27 @@ MARK_EVENTS: dict[str, str] = {
 
 
 @transaction.atomic
-def booking_mark(*, booking: Booking, status: str, marked_by: User) -> Booking:
+def booking_mark(
+    *,
+    booking: Booking,
+    status: str,
+    marked_by: User,
+    expected_version: int | None = None,
+) -> Booking:
     """Arrived, did not come, or back to booked (an arrival marked by mistake).
 
     `status` is "arrived", "no_show" or "booked". The booking's version is
-    raised, so a move opened before is refused. Raises `BookingStateError`
-    for another status, a move the transition table refuses, or "did not
-    come" before the booked start. Nothing is written when it raises."""
+    raised, so a move opened before is refused. `expected_version` is the
+    version of the booking the page showed (None: not from a page). Raises
+    `StaleEditError` (clinic.concurrency) when the booking changed since
+    ("stale_edit": moved, cancelled or marked, who and when; "bad_version"
+    for a version it never had); `BookingStateError` for another status, a
+    move the transition table refuses, or "did not come" before the booked
+    start. Nothing is written when it raises."""
     if status not in MARK_EVENTS:
         raise BookingStateError(_("Choose arrived or did not come."))
     current = _locked(booking)
+    version_check(current, expected=expected_version)
     try:
         current.transition_to(status)
     except IllegalTransitionError as error:
@@ -455,33 +480,46 @@ def booking_mark(*, booking: Booking, status: str, marked_by: User) -> Booking:
 def room_save(
     *,
     room: Room | None,
-    name: str,
-    active: bool,
     saved_by: User,
+    name: str | None = None,
+    active: bool | None = None,
     expected_version: int | None = None,
+    submission_token: uuid.UUID | None = None,
 ) -> Room:
     """Add a room (`room` None) or change one: its name (trimmed, unique) and
-    whether it is in use.
+    whether it is in use. Changing, None leaves a value as it is (the form
+    sends only what the person changed); adding, the name is required and
+    None for `active` means in use.
 
     `expected_version` is the version the room's edit form was opened with
-    (None when adding, or not from a form). Raises `StaleEditError`
-    (clinic.concurrency) when someone saved the room since that version
+    (None when adding, or not from a form); `submission_token` the add
+    form's one-time token. Raises `AlreadySubmittedError` (clinic.concurrency,
+    with `.obj`) when the add form was already saved (sent twice);
+    `StaleEditError` when someone saved the room since that version
     ("stale_edit": its name or use now, who and when) or the version is not
     one it had ("bad_version"); `ValidationError` for an empty or used name.
     Nothing is written when it raises."""
     creating = room is None
+    if creating:
+        submission_check(Room, submission_token, by=saved_by)
     current = Room() if room is None else Room.objects.select_for_update().get(pk=room.pk)
     if not creating:
         version_check(current, expected=expected_version)
+    if creating and active is None:
+        active = True
+    values: dict[str, Any] = {
+        "name": (name or "").strip() if creating or name is not None else None
+    }
+    values["active"] = active
     changed = [
         field
-        for field, value in (("name", name.strip()), ("active", active))
-        if creating or getattr(current, field) != value
+        for field, value in values.items()
+        if value is not None and (creating or getattr(current, field) != value)
     ]
     if not changed:
         return current
-    current.name = name.strip()
-    current.active = active
+    for field in changed:
+        setattr(current, field, values[field])
     mark = version_mark(current.version) if creating else version_bump(current)
     current.full_clean()
     current.save()
@@ -489,25 +527,27 @@ def room_save(
         actor=saved_by,
         action=AuditAction.CREATE if creating else AuditAction.UPDATE,
         obj=current,
-        changed_fields=[*changed, mark],
+        changed_fields=[*changed, mark, *(submission_marks(submission_token) if creating else [])],
     )
     return current
 
 
-def _hours_check(practitioner: User, expected_version: str | None) -> None:
+def _hours_check(practitioner: User, weekday: int, expected_version: str | None) -> None:
     """Lock a practitioner's week of working hours until the transaction ends,
-    and refuse a change made from a page showing an older week."""
+    and refuse a change of `weekday` made from a page showing that day's
+    hours as they no longer are. The version holds one part per day: a
+    change to another day since the page was opened does not matter."""
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [LOCK_HOURS, practitioner.pk])
     if expected_version is None:
         return
     days = working_hours_days(practitioner)
     current = working_hours_version(practitioner)
-    if expected_version == current:
-        return
     wanted, now = expected_version.split("."), current.split(".")
     if len(wanted) != len(now) or any(len(part) != len(now[0]) for part in wanted):
         raise bad_version_error()
+    if wanted[weekday] == now[weekday]:
+        return
     last = audit_last_edit(
         object_type=WorkingHours._meta.label_lower, object_id=str(practitioner.pk)
     ) or OtherEdit(by=_("someone"), at=None)
@@ -525,7 +565,10 @@ def _hours_check(practitioner: User, expected_version: str | None) -> None:
     ]
     edits = [OtherEdit(by=last.by, at=last.at, labels=[c.label for c in changes])]
     raise StaleEditError(
-        stale_message(edits, what=_("week of working hours")), changes=changes, edits=edits
+        stale_message(edits, what=_("week of working hours")),
+        changes=changes,
+        edits=edits,
+        version=current,
     )
 
 
@@ -538,19 +581,25 @@ def working_hours_add(
     ends: time,
     added_by: User,
     expected_version: str | None,
+    submission_token: uuid.UUID | None = None,
 ) -> WorkingHours:
     """Add an interval of working hours: `practitioner` works on `weekday`
     (0 is Monday) from `starts` to `ends`, clinic local time.
 
     `expected_version` is the version of the practitioner's week the hours
-    page was opened with (`working_hours_version`; None: not from a page).
-    The week is locked first. Raises `StaleEditError` (clinic.concurrency)
-    when the week changed since ("stale_edit": the days changed, their hours
-    now, who changed them last and when) or the version is not one a week
-    has ("bad_version"); `BookingRefusedError` ("starts") when the interval
-    overlaps hours already set that day; `ValidationError` when it ends
-    before it starts. Nothing is written when it raises."""
-    _hours_check(practitioner, expected_version)
+    page was opened with (`working_hours_version`; None: not from a page);
+    only that day's part is checked, so adding Sunday goes through when
+    someone has just added Saturday. The week is locked first.
+    `submission_token` is the add form's one-time token. Raises
+    `AlreadySubmittedError` (clinic.concurrency, with `.obj`) when this form
+    was already saved (sent twice); `StaleEditError` when the day's hours
+    changed since ("stale_edit": the day, its hours now, who changed them
+    last and when) or the version is not one a week has ("bad_version");
+    `BookingRefusedError` ("starts") when the interval overlaps hours
+    already set that day; `ValidationError` when it ends before it starts.
+    Nothing is written when it raises."""
+    submission_check(WorkingHours, submission_token, by=added_by, find=_hours_found)
+    _hours_check(practitioner, weekday, expected_version)
     clash = WorkingHours.objects.filter(
         practitioner=practitioner, weekday=weekday, starts__lt=ends, ends__gt=starts
     ).exists()
@@ -566,9 +615,14 @@ def working_hours_add(
         action=AuditAction.CREATE,
         obj=hours,
         object_id=str(practitioner.pk),
-        changed_fields=["weekday", "starts", "ends"],
+        changed_fields=["weekday", "starts", "ends", *submission_marks(submission_token)],
     )
     return hours
+
+
+def _hours_found(event: AuditEvent) -> User | None:
+    # The hours' events name the practitioner, whose week the page shows.
+    return User.objects.filter(pk=event.object_id).first()
 
 
 @transaction.atomic
@@ -578,10 +632,11 @@ def working_hours_clear(
     """Remove every interval of `practitioner`'s hours on `weekday` (0 is
     Monday); returns how many were removed.
 
-    `expected_version`: as for `working_hours_add`. Raises `StaleEditError`
-    when the week changed since the page was opened, or its version is
-    forged. Nothing is removed when it raises."""
-    _hours_check(practitioner, expected_version)
+    `expected_version`: as for `working_hours_add` (only that day's part is
+    checked). Raises `StaleEditError` when the day's hours changed since the
+    page was opened, or the version is forged. Nothing is removed when it
+    raises."""
+    _hours_check(practitioner, weekday, expected_version)
     removed, _detail = WorkingHours.objects.filter(
         practitioner=practitioner, weekday=weekday
     ).delete()
@@ -602,15 +657,73 @@ def _check_closure_dates(starts_on: date, ends_on: date) -> None:
         raise BookingRefusedError(message, field=field)
 
 
+# Bookings named in a refusal to close days; the rest are counted.
+CLOSURE_BOOKINGS_LISTED = 10
+
+
+def _check_closure_bookings(
+    starts_on: date, ends_on: date, *, already_closed: tuple[date, date] | None = None
+) -> None:
+    """Refuse to close days that hold active bookings (booked or arrived),
+    naming them, so that no patient is left booked (and reminded) on a day
+    the clinic is shut. Days in `already_closed` (a closure's days before an
+    edit, both included) are not checked again."""
+    start, _end = local_day_bounds(starts_on)
+    _start, end = local_day_bounds(ends_on)
+    found = Booking.objects.filter(
+        status__in=(BookingStatus.BOOKED, BookingStatus.ARRIVED),
+        starts_at__lt=end,
+        ends_at__gt=start,
+    )
+    if already_closed is not None:
+        old_start, _e = local_day_bounds(already_closed[0])
+        _s, old_end = local_day_bounds(already_closed[1])
+        found = found.exclude(starts_at__gte=old_start, ends_at__lte=old_end)
+    bookings = list(
+        found.select_related("patient").order_by("starts_at", "id")[: CLOSURE_BOOKINGS_LISTED + 1]
+    )
+    if not bookings:
+        return
+    total = found.count() if len(bookings) > CLOSURE_BOOKINGS_LISTED else len(bookings)
+    listed = "; ".join(
+        f"{to_local(b.starts_at):%d/%m/%Y %H:%M} {b.patient.full_name}"
+        for b in bookings[:CLOSURE_BOOKINGS_LISTED]
+    )
+    if total > CLOSURE_BOOKINGS_LISTED:
+        listed += " " + str(_("and %(count)s more") % {"count": total - CLOSURE_BOOKINGS_LISTED})
+    raise BookingRefusedError(
+        _(
+            "These days hold bookings: %(bookings)s. Move or cancel them first, "
+            "then close the days; nothing was saved."
+        )
+        % {"bookings": listed},
+        field="starts_on",
+    )
+
+
 @transaction.atomic
-def closure_add(*, starts_on: date, ends_on: date, reason: str, added_by: User) -> ClinicClosure:
+def closure_add(
+    *,
+    starts_on: date,
+    ends_on: date,
+    reason: str,
+    added_by: User,
+    submission_token: uuid.UUID | None = None,
+) -> ClinicClosure:
     """Close the clinic from `starts_on` to `ends_on` (both included, clinic
     calendar) for `reason` (trimmed): nothing can be booked on those days.
+    `submission_token` is the add form's one-time token.
 
-    Raises `BookingRefusedError` (with the form field) for dates
-    `closure_dates_problem` refuses; `ValidationError` for an empty or too
+    Raises `AlreadySubmittedError` (clinic.concurrency, with `.obj`) when this
+    very form was already saved (sent twice): one closure is added;
+    `BookingRefusedError` (with the form field) for dates
+    `closure_dates_problem` refuses, or when those days hold active bookings
+    (booked or arrived; the message lists date, time and patient, and asks
+    to move or cancel them first); `ValidationError` for an empty or too
     long reason. Nothing is written when it raises."""
+    submission_check(ClinicClosure, submission_token, by=added_by)
     _check_closure_dates(starts_on, ends_on)
+    _check_closure_bookings(starts_on, ends_on)
     closure = ClinicClosure(starts_on=starts_on, ends_on=ends_on, reason=reason.strip())
     closure.full_clean()
     closure.save()
@@ -618,7 +731,13 @@ def closure_add(*, starts_on: date, ends_on: date, reason: str, added_by: User) 
         actor=added_by,
         action=AuditAction.CREATE,
         obj=closure,
-        changed_fields=["starts_on", "ends_on", "reason", version_mark(closure.version)],
+        changed_fields=[
+            "starts_on",
+            "ends_on",
+            "reason",
+            version_mark(closure.version),
+            *submission_marks(submission_token),
+        ],
     )
     return closure
 
@@ -641,7 +760,8 @@ def closure_update(
     (clinic.concurrency) when someone changed the closure since
     ("stale_edit": its days or reason now, who and when) or the version is
     not one it had ("bad_version"); `BookingRefusedError` (with the form
-    field) for dates `closure_dates_problem` refuses; `ValidationError` for
+    field) for dates `closure_dates_problem` refuses or new days that hold
+    active bookings (listed, as for `closure_add`); `ValidationError` for
     an empty reason. Returns the closure, unchanged when nothing differs.
     Nothing is written when it raises."""
     current = ClinicClosure.objects.select_for_update().get(pk=closure.pk)
@@ -651,6 +771,10 @@ def closure_update(
     if not changed:
         return current
     _check_closure_dates(starts_on, ends_on)
+    if "starts_on" in changed or "ends_on" in changed:
+        _check_closure_bookings(
+            starts_on, ends_on, already_closed=(current.starts_on, current.ends_on)
+        )
     for name in changed:
         setattr(current, name, values[name])
     mark = version_bump(current)

@@ -4,6 +4,7 @@ else saves a catalogue object."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -16,7 +17,14 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from clinic.audit import audit_log
-from clinic.concurrency import field_text, version_bump, version_check
+from clinic.concurrency import (
+    differs,
+    field_text,
+    submission_check,
+    submission_marks,
+    version_bump,
+    version_check,
+)
 from clinic.models import AuditAction, User
 from treatments.models import (
     AftercareSheet,
@@ -82,7 +90,8 @@ def _same(old: Any, new: Any) -> bool:
     no change."""
     if isinstance(old, list | tuple) and isinstance(new, list | tuple):
         return set(old) == set(new)
-    return bool(old == new)
+    # Texts as text blocks: other line endings or trailing spaces are no change.
+    return not differs(old, new)
 
 
 def _apply(obj: models.Model, fields: dict[str, Any]) -> list[str]:
@@ -97,11 +106,23 @@ def _apply(obj: models.Model, fields: dict[str, Any]) -> list[str]:
 
 
 @transaction.atomic
-def ingredient_create(*, created_by: User, **fields: Any) -> Ingredient:
+def ingredient_create(
+    *, created_by: User, submission_token: uuid.UUID | None = None, **fields: Any
+) -> Ingredient:
+    """Add an ingredient (INGREDIENT_FIELDS). Raises `ValidationError` for a name
+    already used. `submission_token` is the form's one-time token: the same
+    form sent twice creates one (AlreadySubmittedError, clinic.concurrency,
+    with `.obj`)."""
     _reject_unknown(fields, INGREDIENT_FIELDS, "not ingredient fields")
+    submission_check(Ingredient, submission_token, by=created_by)
     ingredient = Ingredient(**fields)
     _save(ingredient, message=_("An ingredient with this name already exists."))
-    audit_log(actor=created_by, action=AuditAction.CREATE, obj=ingredient, changed_fields=fields)
+    audit_log(
+        actor=created_by,
+        action=AuditAction.CREATE,
+        obj=ingredient,
+        changed_fields=[*fields, *submission_marks(submission_token)],
+    )
     return ingredient
 
 
@@ -145,9 +166,18 @@ def _check_ingredients(ingredients: Sequence[Ingredient]) -> None:
 
 @transaction.atomic
 def product_create(
-    *, created_by: User, ingredients: Sequence[Ingredient], **fields: Any
+    *,
+    created_by: User,
+    ingredients: Sequence[Ingredient],
+    submission_token: uuid.UUID | None = None,
+    **fields: Any,
 ) -> Product:
+    """Add a product (PRODUCT_FIELDS) made of `ingredients` (at least one). Raises
+    `ValidationError` for no ingredient or a name the maker already uses.
+    `submission_token` is the form's one-time token: the same form sent twice
+    creates one (AlreadySubmittedError, clinic.concurrency, with `.obj`)."""
     _reject_unknown(fields, PRODUCT_FIELDS, "not product fields")
+    submission_check(Product, submission_token, by=created_by)
     _check_ingredients(ingredients)
     product = Product(**fields)
     _save(product, message=_("This maker already has a product with this name."))
@@ -156,7 +186,7 @@ def product_create(
         actor=created_by,
         action=AuditAction.CREATE,
         obj=product,
-        changed_fields=[*fields, "ingredients"],
+        changed_fields=[*fields, "ingredients", *submission_marks(submission_token)],
     )
     return product
 
@@ -166,11 +196,12 @@ def product_update(
     *,
     product: Product,
     updated_by: User,
-    ingredients: Sequence[Ingredient],
+    ingredients: Sequence[Ingredient] | None,
     expected_version: int | None,
     **fields: Any,
 ) -> Product:
-    """Change a product (PRODUCT_FIELDS) and the ingredients it is made of.
+    """Change a product (PRODUCT_FIELDS) and the ingredients it is made of
+    (`ingredients` None: unchanged, the form did not change them).
 
     `expected_version` is the version the edit form was opened with (None:
     not from a form). Only what differs is saved; the version is raised once
@@ -181,16 +212,18 @@ def product_update(
     already uses; `TypeError` for other fields. Nothing is written when it
     raises."""
     _reject_unknown(fields, PRODUCT_FIELDS, "not product fields")
-    _check_ingredients(ingredients)
+    if ingredients is not None:
+        _check_ingredients(ingredients)
     current = Product.objects.select_for_update().get(pk=product.pk)
     version_check(current, expected=expected_version)
     changed = _apply(current, fields)
     before = set(current.ingredients.values_list("pk", flat=True))
-    ingredients_changed = before != {i.pk for i in ingredients}
+    ingredients_changed = ingredients is not None and before != {i.pk for i in ingredients}
     if changed or ingredients_changed:
         mark = version_bump(current)
         _save(current, message=_("This maker already has a product with this name."))
     if ingredients_changed:
+        assert ingredients is not None
         current.ingredients.set(ingredients)
         changed.append("ingredients")
     if changed:
@@ -215,8 +248,13 @@ def batch_create(
     expiry_date: date,
     quantity_received: int,
     received_on: date,
+    submission_token: uuid.UUID | None = None,
 ) -> Batch:
-    """Record a lot received. An expired lot is refused: it could never be used."""
+    """Record a lot received. An expired lot is refused: it could never be used
+    (`ValidationError`). `submission_token` is the form's one-time token: the
+    same form sent twice creates one (AlreadySubmittedError,
+    clinic.concurrency, with `.obj`)."""
+    submission_check(Batch, submission_token, by=created_by)
     if expiry_date < timezone.localdate():
         raise ValidationError({"expiry_date": _("This expiry date has passed.")})
     batch = Batch(
@@ -227,7 +265,12 @@ def batch_create(
         received_on=received_on,
     )
     _save(batch, message=_("This product already has a batch with this lot number."))
-    audit_log(actor=created_by, action=AuditAction.CREATE, obj=batch, changed_fields=BATCH_FIELDS)
+    audit_log(
+        actor=created_by,
+        action=AuditAction.CREATE,
+        obj=batch,
+        changed_fields=[*BATCH_FIELDS, *submission_marks(submission_token)],
+    )
     return batch
 
 
@@ -260,10 +303,21 @@ def batch_recall(*, batch: Batch, recalled_by: User, reason: str) -> Batch:
 
 @transaction.atomic
 def sheet_create(*, created_by: User, **fields: Any) -> AftercareSheet:
+    """Add an aftercare sheet (SHEET_FIELDS, and optionally `submission_token`,
+    the form's one-time token: the same form sent twice creates one,
+    AlreadySubmittedError, clinic.concurrency, with `.obj`). Raises
+    `ValidationError` for a title already used."""
+    submission_token: uuid.UUID | None = fields.pop("submission_token", None)
     _reject_unknown(fields, SHEET_FIELDS, "not aftercare sheet fields")
+    submission_check(AftercareSheet, submission_token, by=created_by)
     sheet = AftercareSheet(**fields)
     _save(sheet, message=_("An aftercare sheet with this title already exists."))
-    audit_log(actor=created_by, action=AuditAction.CREATE, obj=sheet, changed_fields=fields)
+    audit_log(
+        actor=created_by,
+        action=AuditAction.CREATE,
+        obj=sheet,
+        changed_fields=[*fields, *submission_marks(submission_token)],
+    )
     return sheet
 
 
@@ -333,9 +387,20 @@ def _lines_of(protocol: Protocol) -> list[tuple[int, Decimal, str]]:
 
 
 @transaction.atomic
-def protocol_create(*, created_by: User, lines: Sequence[CocktailLine], **fields: Any) -> Protocol:
-    """A protocol and its default cocktail, saved together."""
+def protocol_create(
+    *,
+    created_by: User,
+    lines: Sequence[CocktailLine],
+    submission_token: uuid.UUID | None = None,
+    **fields: Any,
+) -> Protocol:
+    """A protocol (PROTOCOL_FIELDS) and its default cocktail (`lines`), saved
+    together. Raises `ValidationError` for a repeated product, an amount of
+    zero or a name already used. `submission_token` is the form's one-time
+    token: the same form sent twice creates one (AlreadySubmittedError,
+    clinic.concurrency, with `.obj`)."""
     _reject_unknown(fields, PROTOCOL_FIELDS, "not protocol fields")
+    submission_check(Protocol, submission_token, by=created_by)
     _check_lines(lines)
     protocol = Protocol(**fields)
     _save(protocol, message=_("A protocol with this name already exists."))
@@ -344,7 +409,7 @@ def protocol_create(*, created_by: User, lines: Sequence[CocktailLine], **fields
         actor=created_by,
         action=AuditAction.CREATE,
         obj=protocol,
-        changed_fields=[*fields, "cocktail"],
+        changed_fields=[*fields, "cocktail", *submission_marks(submission_token)],
     )
     return protocol
 
@@ -364,12 +429,13 @@ def protocol_update(
     *,
     protocol: Protocol,
     updated_by: User,
-    lines: Sequence[CocktailLine],
+    lines: Sequence[CocktailLine] | None,
     expected_version: int | None,
     **fields: Any,
 ) -> Protocol:
     """Change a protocol (PROTOCOL_FIELDS) and its default cocktail (`lines`:
-    each product once, amounts above zero, in mL or mg), saved together.
+    each product once, amounts above zero, in mL or mg; None: unchanged, the
+    form did not change it), saved together.
 
     `expected_version` is the version the edit form was opened with (None:
     not from a form). The version is raised once per save that changes
@@ -380,7 +446,8 @@ def protocol_update(
     of zero or a name already used; `TypeError` for other fields. Nothing is
     written when it raises."""
     _reject_unknown(fields, PROTOCOL_FIELDS, "not protocol fields")
-    _check_lines(lines)
+    if lines is not None:
+        _check_lines(lines)
     current = Protocol.objects.select_for_update().get(pk=protocol.pk)
     version_check(
         current,
@@ -388,12 +455,13 @@ def protocol_update(
         describe=lambda name: _protocol_field_text(current, name),
     )
     changed = _apply(current, fields)
-    wanted = [(line.product.pk, line.amount, line.unit) for line in lines]
-    cocktail_changed = _lines_of(current) != wanted
+    wanted = [(line.product.pk, line.amount, line.unit) for line in lines or []]
+    cocktail_changed = lines is not None and _lines_of(current) != wanted
     if changed or cocktail_changed:
         mark = version_bump(current)
         _save(current, message=_("A protocol with this name already exists."))
     if cocktail_changed:
+        assert lines is not None
         _save_lines(current, lines)
         changed.append("cocktail")
     if changed:

@@ -9,6 +9,7 @@ session stays at 10:00 when the clocks change.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
@@ -18,6 +19,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from clinic.audit import audit_log
+from clinic.concurrency import submission_check, submission_marks
 from clinic.models import AuditAction, User
 from patients.locking import patient_hold, patient_row_lock
 from patients.models import Patient
@@ -162,8 +164,19 @@ def course_book(
     starts: list[datetime],
     interval: str,
     created_by: User,
+    submission_token: uuid.UUID | None = None,
 ) -> TreatmentCourse:
-    """The course and every one of its bookings, or nothing at all."""
+    """The course and every one of its bookings, or nothing at all: `patient`
+    with `practitioner` in `room` for `protocol`, one session at each of
+    `starts` (aware, in order), `interval` as the course's rhythm.
+
+    `submission_token` is the confirmation form's one-time token. Raises
+    `AlreadySubmittedError` (clinic.concurrency, with `.obj`, the course)
+    when this very confirmation was already saved (sent twice, even at the
+    same instant): the course is booked once. Raises `CourseRefusedError`
+    (with the session's number) when a session cannot be booked."""
+    # First the token: a second post of the same form waits here for the first.
+    submission_check(TreatmentCourse, submission_token, by=created_by)
     if not starts:
         raise CourseRefusedError(_("A course needs at least one session."), number=0)
     ordered = sorted(starts)
@@ -209,7 +222,12 @@ def course_book(
         action=AuditAction.CREATE,
         obj=course,
         patient_ref=patient.uuid,
-        changed_fields=["protocol", "planned_sessions", "interval"],
+        changed_fields=[
+            "protocol",
+            "planned_sessions",
+            "interval",
+            *submission_marks(submission_token),
+        ],
     )
     return course
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -17,7 +18,9 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from clinic.addresses import email_key
 from clinic.audit import audit_log
+from clinic.concurrency import submission_check, submission_marks
 from clinic.models import AuditAction, User
 from clinic.roles import CLINICAL_DOCUMENT_ROLES
 from patients.contact_changes import email_hold
@@ -73,7 +76,12 @@ def _portal_username(patient: Patient) -> str:
 
 
 @transaction.atomic
-def portal_login_issue(*, account: PortalAccount, issued_by: User | None) -> IssuedLogin:
+def portal_login_issue(
+    *, account: PortalAccount, issued_by: User | None, marks: list[str] | None = None
+) -> IssuedLogin:
+    """A new one-time sign-in link for `account` (only its hash is kept),
+    audited by `issued_by` (None: the system) with `marks` among the changed
+    fields (a form's submission marker)."""
     raw = secrets.token_urlsafe(32)
     now = timezone.now()
     token = PortalLoginToken(
@@ -90,6 +98,7 @@ def portal_login_issue(*, account: PortalAccount, issued_by: User | None) -> Iss
         obj=token,
         object_id=str(token.pk),
         patient_ref=account.patient.uuid,
+        changed_fields=marks or [],
     )
     return IssuedLogin(token=token, raw=raw)
 
@@ -125,7 +134,9 @@ class PortalInviteRefusedError(Exception):
         self.field = field
 
 
-def portal_invite(*, patient: Patient, invited_by: User) -> PortalAccount:
+def portal_invite(
+    *, patient: Patient, invited_by: User, submission_token: uuid.UUID | None = None
+) -> PortalAccount:
     """Give the patient a portal account (a user with no password and no
     role) and email a one-time sign-in link. Inviting again sends a new link.
 
@@ -139,7 +150,9 @@ def portal_invite(*, patient: Patient, invited_by: User) -> PortalAccount:
     changed less than 24 hours ago by such a role
     (patients.contact_changes.email_hold); "account_added" when a merge gave
     the record a portal account while this one was being made (a record has
-    one)."""
+    one). `submission_token` is the invitation form's one-time token: raises
+    `AlreadySubmittedError` (clinic.concurrency, with `.obj`, the patient),
+    nothing sent again, when this very form was already sent."""
     if not invited_by.has_any_role(CLINICAL_DOCUMENT_ROLES):
         raise PortalInviteRefusedError(
             _(
@@ -153,6 +166,8 @@ def portal_invite(*, patient: Patient, invited_by: User) -> PortalAccount:
             _("This patient has no email address. Add one before inviting them to the portal.")
         )
     with transaction.atomic():
+        # The form sent twice (a double click): one invitation, one email.
+        submission_check(PortalLoginToken, submission_token, by=invited_by, find=lambda _e: patient)
         # FOR NO KEY UPDATE: a change of the email saved at this moment
         # commits first, and is read here with the record of who made it.
         patient = patient_hold(patient, exclusive=True)
@@ -199,23 +214,34 @@ def portal_invite(*, patient: Patient, invited_by: User) -> PortalAccount:
             )
         elif account.user.email != patient.email:
             User.objects.filter(pk=account.user_id).update(email=patient.email)
-        issued = portal_login_issue(account=account, issued_by=invited_by)
+        issued = portal_login_issue(
+            account=account, issued_by=invited_by, marks=submission_marks(submission_token)
+        )
     _send_login_email(account=account, issued=issued, invitation=True)
     return account
 
 
 def portal_login_request(*, email: str) -> None:
     """Email a sign-in link if an active portal account has this address (as
-    typed, any case); nothing otherwise. Runs in a worker, for a request made
-    on the public page (clinic/sign_in_mail.py), so the page answers the same
-    way, in the same time, whether or not an account has it."""
+    typed, compared as `clinic.addresses.email_key`: any case, NFKC; the
+    per-address limit counts it the same way); nothing otherwise. Runs in a
+    worker, for a request made on the public page (clinic/sign_in_mail.py),
+    so the page answers the same way, in the same time, whether or not an
+    account has it."""
     email = (email or "").strip()
     if not email:
         return
-    account = (
-        PortalAccount.objects.select_related("patient", "user")
-        .filter(patient__email__iexact=email, user__is_active=True)
-        .first()
+    # __iexact narrows; email_key decides, as the request was counted under it.
+    wanted = email_key(email)
+    account = next(
+        (
+            found
+            for found in PortalAccount.objects.select_related("patient", "user")
+            .filter(patient__email__iexact=email, user__is_active=True)
+            .order_by("pk")
+            if email_key(found.patient.email) == wanted
+        ),
+        None,
     )
     if account is None:
         return

@@ -8,6 +8,7 @@ amendment that names who wrote it and when.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -20,7 +21,13 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from clinic.audit import audit_log
-from clinic.concurrency import version_bump
+from clinic.concurrency import (
+    StaleEditError,
+    submission_check,
+    submission_marks,
+    version_bump,
+    version_check,
+)
 from clinic.models import AuditAction, User
 from patients.locking import patient_row_lock
 from treatments.gates import GateFailure, area_labels, completion_opens_at, session_gates
@@ -163,8 +170,13 @@ def session_complete(
     day_of: Mapping[str, bool | None] | None,
     cautions_acknowledged: Collection[str],
     at: datetime,
+    expected_version: int | None = None,
+    submission_token: uuid.UUID | None = None,
 ) -> SessionRecord:
     """Record what was given and complete the booking, if every gate passes.
+
+    `expected_version` is the booking's version the session page showed
+    (None: not from a page); `submission_token` the page's one-time token.
 
     `day_of` holds the patient's answers to the day-of-treatment questions
     (each field of `DAY_OF_QUESTIONS`: True, False, or None if not asked);
@@ -175,11 +187,19 @@ def session_complete(
     session at once record it once (the booking's version is raised, so a
     move opened before is refused); then the rows of the batches used, so a
     recall made at the same moment either waits for this completion or blocks
-    it. Raises GatesFailedError (409) with every failing gate, SessionStateError
-    (409) when the booking is cancelled, missed or completed, and
-    SessionRefusedError (400) for an acknowledgement of a caution that does
-    not apply to this session; nothing is written then.
+    it. Raises `AlreadySubmittedError` (clinic.concurrency, with `.obj`, the
+    session record) when this very page was already saved (sent twice): one
+    session is recorded. Raises `StaleEditError` when the booking changed
+    since the page was opened (moved, its practitioner or room changed:
+    "stale_edit" with what changed, who and when; being marked arrived is no
+    change that matters here). Raises GatesFailedError (409) with every
+    failing gate, SessionStateError (409) when the booking is cancelled,
+    missed or completed, and SessionRefusedError (400) for an
+    acknowledgement of a caution that does not apply to this session;
+    nothing is written then.
     """
+    # First the token: a second post of the same page waits here for the first.
+    submission_check(SessionRecord, submission_token, by=completed_by)
     # The patient held, then the booking alone, then read with what it points
     # at (patients.locking): a merge of the record finishes first, or waits.
     patient_row_lock(Booking, booking.pk, patient_id=booking.patient_id)
@@ -189,6 +209,7 @@ def session_complete(
     sentence = state_sentence(current.status)
     if sentence:
         raise SessionStateError(sentence)
+    _booking_check(current, expected_version)
     if not lines:
         raise SessionRefusedError(_("Record at least one cocktail line."))
     for event in adverse_events:
@@ -303,14 +324,39 @@ def session_complete(
         patient_ref=current.patient.uuid,
         changed_fields=["lines", "numbing_cream", "immediate_reactions", "notes", "day_of_check"]
         + (["cautions_acknowledged"] if gates.cautions else [])
-        + (["adverse_events"] if adverse_events else []),
+        + (["adverse_events"] if adverse_events else [])
+        + submission_marks(submission_token),
     )
     return record
 
 
+def _booking_check(current: Booking, expected_version: int | None) -> None:
+    """Refuse a completion from a page showing the booking as it no longer is
+    (moved, another practitioner or room); the patient being marked arrived
+    meanwhile is the usual course of a session, not a change that matters."""
+    try:
+        version_check(current, expected=expected_version)
+    except StaleEditError as error:
+        arrived_only = {change.field for change in error.changes} <= {"status"}
+        if not (error.is_stale and arrived_only and current.status == BookingStatus.ARRIVED):
+            raise
+
+
 @transaction.atomic
-def session_amend(*, session: SessionRecord, text: str, amended_by: User) -> SessionAmendment:
-    """Add a correction or addition to a completed record; the record itself stays."""
+def session_amend(
+    *,
+    session: SessionRecord,
+    text: str,
+    amended_by: User,
+    submission_token: uuid.UUID | None = None,
+) -> SessionAmendment:
+    """Add a correction or addition (`text`, trimmed, required) to a completed
+    record; the record itself stays. `submission_token` is the amendment
+    form's one-time token. Raises `AlreadySubmittedError` (clinic.concurrency,
+    with `.obj`, the session record) when this very form was already saved
+    (sent twice, even at the same instant): one amendment is added.
+    `ValidationError` ("text") for an empty amendment."""
+    submission_check(SessionAmendment, submission_token, by=amended_by, find=lambda _e: session)
     text = text.strip()
     if not text:
         raise ValidationError({"text": _("Write the amendment.")})
@@ -323,16 +369,28 @@ def session_amend(*, session: SessionRecord, text: str, amended_by: User) -> Ses
         obj=amendment,
         object_id=str(session.uuid),
         patient_ref=session.booking.patient.uuid,
-        changed_fields=["text"],
+        changed_fields=["text", *submission_marks(submission_token)],
     )
     return amendment
 
 
 @transaction.atomic
 def adverse_event_record(
-    *, session: SessionRecord, recorded_by: User, event: AdverseEventInput, at: datetime
+    *,
+    session: SessionRecord,
+    recorded_by: User,
+    event: AdverseEventInput,
+    at: datetime,
+    submission_token: uuid.UUID | None = None,
 ) -> AdverseEvent:
-    """An adverse event noticed after the session (the patient called back, say)."""
+    """An adverse event noticed after the session (the patient called back,
+    say); `at` (aware) is now. `submission_token` is the form's one-time
+    token. Raises `AlreadySubmittedError` (clinic.concurrency, with `.obj`,
+    the session record) when this very form was already saved (sent twice,
+    even at the same instant): one event is recorded, and counted once in the
+    adverse-events-by-batch report. `ValidationError` ("onset",
+    "resolved_on") for times `_check_adverse` refuses."""
+    submission_check(AdverseEvent, submission_token, by=recorded_by, find=lambda _e: session)
     _check_adverse(event, at=at, session_start=completion_opens_at(session.booking.starts_at))
     row = _save_event(session=session, event=event, recorded_by=recorded_by)
     audit_log(
@@ -340,6 +398,13 @@ def adverse_event_record(
         action=AuditAction.CREATE,
         obj=row,
         patient_ref=session.booking.patient.uuid,
-        changed_fields=["effect", "severity", "onset", "resolved_on", "follow_up_needed"],
+        changed_fields=[
+            "effect",
+            "severity",
+            "onset",
+            "resolved_on",
+            "follow_up_needed",
+            *submission_marks(submission_token),
+        ],
     )
     return row

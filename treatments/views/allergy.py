@@ -162,7 +162,11 @@ def allergy_test_read_view(
             result=form.cleaned_data["result"],
             reaction=form.cleaned_data["reaction"],
             photo=form.cleaned_data["photo"],
+            submission_token=form.cleaned_data["submission_token"],
         )
+    except AlreadySubmittedError as repeated:
+        messages.info(request, repeated.message)
+        return HttpResponseRedirect(_list_url(record))
     except AllergyReadingRefusedError as refused:
         found.refresh_from_db()
         return _detail(request, record, found, form, refusal=refused.message, status=refused.status)

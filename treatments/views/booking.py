@@ -39,7 +39,7 @@ from treatments.forms.booking import (
     NextFreeSlotForm,
 )
 from treatments.localtime import to_local
-from treatments.models import Booking, BookingStatus, Interval
+from treatments.models import Booking, BookingStatus, Interval, TreatmentCourse
 from treatments.selectors.booking import (
     booking_get_for_user,
     course_get_for_patient,
@@ -207,7 +207,8 @@ def _detail_context(record: Booking, user: User, **extra: object) -> dict[str, o
         "is_practitioner": Role.PRACTITIONER in user.roles,
         "can_move": can_write and record.status == BookingStatus.BOOKED,
         "can_cancel": can_write and record.status in (BookingStatus.BOOKED, BookingStatus.ARRIVED),
-        "cancel_form": extra.pop("cancel_form", None) or BookingCancelForm(),
+        "cancel_form": extra.pop("cancel_form", None)
+        or BookingCancelForm(initial={"version": record.version}),
         **extra,
     }
 
@@ -224,15 +225,24 @@ def booking_move_view(request: HttpRequest, booking: uuid.UUID) -> HttpResponse:
         form = BookingMoveForm(request.POST)
         if form.is_valid():
             assert form.starts_at is not None
+            # What the person left as it was stays as the booking is now.
+            typed = form.typed_names()
+            when_typed = typed is None or bool({"date", "start_time", "fold"} & typed)
+            starts_at = form.starts_at if when_typed else record.starts_at
+            chosen = {
+                name: form.cleaned_data[name]
+                if typed is None or name in typed
+                else getattr(record, name)
+                for name in ("practitioner", "room")
+            }
             try:
                 booking_move(
                     booking=record,
-                    starts_at=form.starts_at,
-                    ends_at=form.starts_at + (record.ends_at - record.starts_at),
-                    practitioner=form.cleaned_data["practitioner"],
-                    room=form.cleaned_data["room"],
+                    starts_at=starts_at,
+                    ends_at=starts_at + (record.ends_at - record.starts_at),
                     moved_by=user,
                     expected_version=form.cleaned_data["version"],
+                    **chosen,
                 )
             except StaleEditError as refusal:
                 status = form.show_stale(refusal)
@@ -247,16 +257,7 @@ def booking_move_view(request: HttpRequest, booking: uuid.UUID) -> HttpResponse:
         else:
             status = 400
     else:
-        local = to_local(record.starts_at)
-        form = BookingMoveForm(
-            initial={
-                "date": local.date(),
-                "start_time": local.time().replace(tzinfo=None),
-                "practitioner": record.practitioner,
-                "room": record.room,
-                "version": record.version,
-            }
-        )
+        form = BookingMoveForm(initial=BookingMoveForm.initial_for(record))
     return render(
         request, "treatments/booking_move.html", {"form": form, "booking": record}, status=status
     )
@@ -271,7 +272,16 @@ def booking_cancel_view(request: HttpRequest, booking: uuid.UUID) -> HttpRespons
     status = 400
     if form.is_valid():
         try:
-            booking_cancel(booking=record, reason=form.cleaned_data["reason"], cancelled_by=user)
+            booking_cancel(
+                booking=record,
+                reason=form.cleaned_data["reason"],
+                cancelled_by=user,
+                expected_version=form.cleaned_data["version"],
+            )
+        except StaleEditError as refusal:
+            # The page shows the booking as it is now; the reason typed is kept.
+            status = form.show_stale(refusal)
+            record.refresh_from_db()
         except BookingRefusedError as error:
             form.add_error(None, error.message)
             status = _refusal_status(error)
@@ -293,12 +303,29 @@ def booking_mark_view(request: HttpRequest, booking: uuid.UUID) -> HttpResponse:
     record = booking_get_for_user(user=user, booking_uuid=booking)
     form = BookingMarkForm(request.POST)
     if not form.is_valid():
-        messages.error(request, _("Choose arrived or did not come."))
+        for error in form.non_field_errors() or [_("Choose arrived or did not come.")]:
+            messages.error(request, str(error))
         return render(
             request, "treatments/booking_detail.html", _detail_context(record, user), status=400
         )
     try:
-        booking_mark(booking=record, status=form.cleaned_data["status"], marked_by=user)
+        booking_mark(
+            booking=record,
+            status=form.cleaned_data["status"],
+            marked_by=user,
+            expected_version=form.cleaned_data["version"],
+        )
+    except StaleEditError as refusal:
+        # Nothing typed to keep: the page shows the booking as it is now and
+        # what changed, and its buttons carry its version now.
+        status = form.show_stale(refusal)
+        record.refresh_from_db()
+        return render(
+            request,
+            "treatments/booking_detail.html",
+            _detail_context(record, user, stale=form.stale),
+            status=status,
+        )
     except BookingRefusedError as error:
         messages.error(request, error.message)
         record.refresh_from_db()
@@ -369,6 +396,13 @@ def course_new(request: HttpRequest) -> HttpResponse:
     user = signed_in_user(request)
     if request.method == "GET":
         _follow_merged_patient(request, user)
+    earlier = CourseConfirmForm(request.POST or None, count=0).saved_before(
+        TreatmentCourse, by=user
+    )
+    if earlier is not None:
+        # This very confirmation was saved already (sent twice): the course it booked.
+        messages.info(request, AlreadySubmittedError.MESSAGE)
+        return HttpResponseRedirect(earlier.get_absolute_url())  # type: ignore[attr-defined]
     data = request.POST if request.method == "POST" else request.GET
     start = CourseStartForm(data, user=user)
     if not start.is_valid():
@@ -404,7 +438,11 @@ def course_new(request: HttpRequest) -> HttpResponse:
                     starts=confirm.starts,
                     interval=interval,
                     created_by=user,
+                    submission_token=confirm.cleaned_data["submission_token"],
                 )
+            except AlreadySubmittedError as repeated:
+                messages.info(request, repeated.message)
+                return HttpResponseRedirect(repeated.obj.get_absolute_url())  # type: ignore[attr-defined]
             except CourseRefusedError as error:
                 confirm.add_error(None, error.message)
                 status = 409 if isinstance(error.__cause__, SlotTakenError) else 400

@@ -18,7 +18,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from clinic.access import signed_in_user, staff
 from clinic.audit import audit_log
-from clinic.concurrency import StaleEditError
+from clinic.concurrency import AlreadySubmittedError, StaleEditError
 from clinic.models import AuditAction, User
 from clinic.roles import Role
 from treatments.forms.booking import (
@@ -255,15 +255,23 @@ def room_edit(request: HttpRequest, room: uuid.UUID) -> HttpResponse:
 def _room_form(request: HttpRequest, room: Room | None) -> HttpResponse:
     form = RoomForm(request.POST or None, instance=room)
     status = 200
+    user = signed_in_user(request)
+    if room is None and form.saved_before(Room, by=user) is not None:
+        messages.info(request, AlreadySubmittedError.MESSAGE)
+        return HttpResponseRedirect(reverse("treatments:room_list"))
     if request.method == "POST" and form.is_valid():
+        values = {"name": form.cleaned_data["name"], "active": form.cleaned_data["active"]}
         try:
             room_save(
                 room=room,
-                name=form.cleaned_data["name"],
-                active=form.cleaned_data["active"],
-                saved_by=signed_in_user(request),
+                saved_by=user,
                 expected_version=form.cleaned_data.get("version"),
+                submission_token=form.cleaned_data["submission_token"],
+                **(values if room is None else form.typed(values)),
             )
+        except AlreadySubmittedError as repeated:
+            messages.info(request, repeated.message)
+            return HttpResponseRedirect(reverse("treatments:room_list"))
         except StaleEditError as refusal:
             status = form.show_stale(refusal)
         else:
@@ -346,6 +354,12 @@ def hours_edit(request: HttpRequest) -> HttpResponse:
                     ends=form.cleaned_data["ends"],
                     added_by=signed_in_user(request),
                     expected_version=form.cleaned_data["version"],
+                    submission_token=form.cleaned_data["submission_token"],
+                )
+            except AlreadySubmittedError as repeated:
+                messages.info(request, repeated.message)
+                return HttpResponseRedirect(
+                    reverse("treatments:hours_edit") + f"?practitioner={chosen.uuid}"
                 )
             except StaleEditError as refusal:
                 status = form.show_stale(refusal)
@@ -405,6 +419,9 @@ def closure_list(request: HttpRequest) -> HttpResponse:
     """The closures from this month on, each with its edit and remove buttons,
     and the form to add one."""
     form = ClosureForm(request.POST or None)
+    if form.saved_before(ClinicClosure, by=signed_in_user(request)) is not None:
+        messages.info(request, AlreadySubmittedError.MESSAGE)
+        return HttpResponseRedirect(reverse("treatments:closure_list"))
     if request.method == "POST" and form.is_valid():
         try:
             closure_add(
@@ -412,7 +429,11 @@ def closure_list(request: HttpRequest) -> HttpResponse:
                 ends_on=form.cleaned_data["ends_on"],
                 reason=form.cleaned_data["reason"],
                 added_by=signed_in_user(request),
+                submission_token=form.cleaned_data["submission_token"],
             )
+        except AlreadySubmittedError:
+            messages.info(request, AlreadySubmittedError.MESSAGE)
+            return HttpResponseRedirect(reverse("treatments:closure_list"))
         except BookingRefusedError as refusal:
             _closure_refused(form, refusal)
         else:

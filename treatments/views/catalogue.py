@@ -20,7 +20,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from clinic.access import signed_in_user, staff
 from clinic.audit import audit_read, audit_read_patients
-from clinic.concurrency import StaleEditError
+from clinic.concurrency import AlreadySubmittedError, StaleEditError
 from clinic.models import AuditAction
 from clinic.roles import Role
 from patients.models import TreatmentArea
@@ -35,7 +35,7 @@ from treatments.forms.catalogue import (
     RecallForm,
     cocktail_initial,
 )
-from treatments.models import Batch, Protocol
+from treatments.models import AftercareSheet, Batch, Ingredient, Product, Protocol
 from treatments.selectors.catalogue import (
     batch_get,
     batch_recipients,
@@ -57,6 +57,12 @@ READ_ROLES = (Role.PRACTITIONER, Role.MANAGER)
 
 def _can_edit(request: HttpRequest) -> bool:
     return Role.MANAGER in signed_in_user(request).roles
+
+
+def _already_saved(request: HttpRequest, url: str) -> HttpResponseRedirect:
+    """The answer to a create form sent again: what it saved the first time."""
+    messages.info(request, AlreadySubmittedError.MESSAGE)
+    return HttpResponseRedirect(url)
 
 
 def _show_errors(form: forms.BaseForm, error: ValidationError) -> None:
@@ -115,11 +121,17 @@ def ingredient_list(request: HttpRequest) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def ingredient_create(request: HttpRequest) -> HttpResponse:
     form = IngredientForm(request.POST or None)
+    if form.saved_before(Ingredient, by=signed_in_user(request)) is not None:
+        return _already_saved(request, reverse("treatments:ingredient_list"))
     if request.method == "POST" and form.is_valid():
         try:
             ingredient = services.ingredient_create(
-                created_by=signed_in_user(request), **form.service_fields()
+                created_by=signed_in_user(request),
+                submission_token=form.cleaned_data["submission_token"],
+                **form.service_fields(),
             )
+        except AlreadySubmittedError:
+            return _already_saved(request, reverse("treatments:ingredient_list"))
         except ValidationError as error:
             _show_errors(form, error)
         else:
@@ -145,7 +157,7 @@ def ingredient_edit(request: HttpRequest, ingredient: uuid.UUID) -> HttpResponse
                 ingredient=record,
                 updated_by=signed_in_user(request),
                 expected_version=form.cleaned_data["version"],
-                **form.service_fields(),
+                **form.typed(form.service_fields()),
             )
         except StaleEditError as refusal:
             stale_status = form.show_stale(refusal)
@@ -200,13 +212,18 @@ def product_detail(request: HttpRequest, product: uuid.UUID) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def product_create(request: HttpRequest) -> HttpResponse:
     form = ProductForm(request.POST or None)
+    if (earlier := form.saved_before(Product, by=signed_in_user(request))) is not None:
+        return _already_saved(request, earlier.get_absolute_url())  # type: ignore[attr-defined]
     if request.method == "POST" and form.is_valid():
         try:
             product = services.product_create(
                 created_by=signed_in_user(request),
                 ingredients=list(form.cleaned_data["ingredients"]),
+                submission_token=form.cleaned_data["submission_token"],
                 **form.service_fields(),
             )
+        except AlreadySubmittedError as repeated:
+            return _already_saved(request, repeated.obj.get_absolute_url())  # type: ignore[attr-defined]
         except ValidationError as error:
             _show_errors(form, error)
         else:
@@ -228,12 +245,15 @@ def product_edit(request: HttpRequest, product: uuid.UUID) -> HttpResponse:
     stale_status = 0
     if request.method == "POST" and form.is_valid():
         try:
+            typed = form.typed({**form.service_fields(), "ingredients": None})
             services.product_update(
                 product=record,
                 updated_by=signed_in_user(request),
-                ingredients=list(form.cleaned_data["ingredients"]),
+                ingredients=list(form.cleaned_data["ingredients"])
+                if "ingredients" in typed
+                else None,
                 expected_version=form.cleaned_data["version"],
-                **form.service_fields(),
+                **{name: value for name, value in typed.items() if name != "ingredients"},
             )
         except StaleEditError as refusal:
             stale_status = form.show_stale(refusal)
@@ -258,11 +278,18 @@ def product_edit(request: HttpRequest, product: uuid.UUID) -> HttpResponse:
 def batch_create(request: HttpRequest, product: uuid.UUID) -> HttpResponse:
     record = product_get(product_uuid=product)
     form = BatchForm(request.POST or None, product=record)
+    if form.saved_before(Batch, by=signed_in_user(request)) is not None:
+        return _already_saved(request, record.get_absolute_url())
     if request.method == "POST" and form.is_valid():
         try:
             batch = services.batch_create(
-                product=record, created_by=signed_in_user(request), **form.service_fields()
+                product=record,
+                created_by=signed_in_user(request),
+                submission_token=form.cleaned_data["submission_token"],
+                **form.service_fields(),
             )
+        except AlreadySubmittedError:
+            return _already_saved(request, record.get_absolute_url())
         except ValidationError as error:
             _show_errors(form, error)
         else:
@@ -425,10 +452,22 @@ def sheet_detail(request: HttpRequest, sheet: uuid.UUID) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def sheet_create(request: HttpRequest) -> HttpResponse:
     form = AftercareSheetForm(request.POST or None)
+    if (earlier := form.saved_before(AftercareSheet, by=signed_in_user(request))) is not None:
+        return _already_saved(
+            request,
+            reverse("treatments:sheet_detail", kwargs={"sheet": earlier.uuid}),  # type: ignore[attr-defined]
+        )
     if request.method == "POST" and form.is_valid():
         try:
             sheet = services.sheet_create(
-                created_by=signed_in_user(request), **form.service_fields()
+                created_by=signed_in_user(request),
+                submission_token=form.cleaned_data["submission_token"],
+                **form.service_fields(),
+            )
+        except AlreadySubmittedError as repeated:
+            return _already_saved(
+                request,
+                reverse("treatments:sheet_detail", kwargs={"sheet": repeated.obj.uuid}),  # type: ignore[attr-defined]
             )
         except ValidationError as error:
             _show_errors(form, error)
@@ -457,7 +496,7 @@ def sheet_edit(request: HttpRequest, sheet: uuid.UUID) -> HttpResponse:
                 sheet=record,
                 updated_by=signed_in_user(request),
                 expected_version=form.cleaned_data["version"],
-                **form.service_fields(),
+                **form.typed(form.service_fields()),
             )
         except StaleEditError as refusal:
             stale_status = form.show_stale(refusal)
@@ -532,11 +571,18 @@ def _protocol_form_page(
 def protocol_create(request: HttpRequest) -> HttpResponse:
     form = ProtocolForm(request.POST or None)
     cocktail = CocktailFormSet(request.POST or None, prefix="cocktail")
+    if (earlier := form.saved_before(Protocol, by=signed_in_user(request))) is not None:
+        return _already_saved(request, earlier.get_absolute_url())  # type: ignore[attr-defined]
     if request.method == "POST" and form.is_valid() and cocktail.is_valid():
         try:
             protocol = services.protocol_create(
-                created_by=signed_in_user(request), lines=cocktail.lines(), **form.service_fields()
+                created_by=signed_in_user(request),
+                lines=cocktail.lines(),
+                submission_token=form.cleaned_data["submission_token"],
+                **form.service_fields(),
             )
+        except AlreadySubmittedError as repeated:
+            return _already_saved(request, repeated.obj.get_absolute_url())  # type: ignore[attr-defined]
         except ValidationError as error:
             _show_errors(form, error)
         else:
@@ -555,16 +601,23 @@ def protocol_edit(request: HttpRequest, protocol: uuid.UUID) -> HttpResponse:
     )
     stale_status = 0
     if request.method == "POST" and form.is_valid() and cocktail.is_valid():
+        lines = cocktail.lines()
         try:
             services.protocol_update(
                 protocol=record,
                 updated_by=signed_in_user(request),
-                lines=cocktail.lines(),
+                lines=lines if form.cocktail_typed(lines) else None,
                 expected_version=form.cleaned_data["version"],
-                **form.service_fields(),
+                **form.typed(form.service_fields()),
             )
         except StaleEditError as refusal:
             stale_status = form.show_stale(refusal)
+            if not form.cocktail_typed(lines):
+                # Left as it was: the cocktail shown is the one saved now.
+                cocktail = CocktailFormSet(
+                    prefix="cocktail",
+                    initial=cocktail_initial(protocol_get(protocol_uuid=protocol)),
+                )
         except ValidationError as error:
             _show_errors(form, error)
         else:

@@ -16,10 +16,11 @@ from django.views.decorators.http import require_GET, require_POST
 
 from clinic.access import signed_in_user, staff
 from clinic.audit import audit_log
+from clinic.concurrency import AlreadySubmittedError
 from clinic.models import AuditAction, User
 from clinic.roles import CLINICAL_DOCUMENT_ROLES, Role
 from patients.selectors import patient_get_for_user
-from treatments.forms.portal import RevokeLinkForm
+from treatments.forms.portal import PortalInviteForm, RevokeLinkForm, SendLinkForm
 from treatments.models import PatientDocument
 from treatments.selectors.portal import document_get_for_user, document_live_links
 from treatments.services.aftercare import (
@@ -76,6 +77,7 @@ def document_status(request: HttpRequest, patient: uuid.UUID, document: uuid.UUI
             "patient": found.patient,
             "document": found,
             "live_links": document_live_links(document=found),
+            "send_form": SendLinkForm(),
         },
     )
 
@@ -106,8 +108,13 @@ def document_send(request: HttpRequest, patient: uuid.UUID, document: uuid.UUID)
     """Email the patient a new link (links sent before stay valid unless revoked)."""
     user = signed_in_user(request)
     found = document_get_for_user(user=user, patient_uuid=patient, document_uuid=document)
+    form = SendLinkForm(request.POST)
+    token = form.cleaned_data["submission_token"] if form.is_valid() else None
     try:
-        aftercare_send(document=found, sent_by=user)
+        aftercare_send(document=found, sent_by=user, submission_token=token)
+    except AlreadySubmittedError as repeated:
+        messages.info(request, repeated.message)
+        return _back(user, found)
     except DocumentNotReadyError:
         messages.error(request, _("The sheet is not ready yet. Send it once it is ready."))
         return _back(user, found)
@@ -165,8 +172,13 @@ def portal_invite_view(request: HttpRequest, patient: uuid.UUID) -> HttpResponse
     waits (409, said in plain words)."""
     user = signed_in_user(request)
     found = patient_get_for_user(user=user, patient_uuid=patient)
+    form = PortalInviteForm(request.POST)
+    token = form.cleaned_data["submission_token"] if form.is_valid() else None
     try:
-        portal_invite(patient=found, invited_by=user)
+        portal_invite(patient=found, invited_by=user, submission_token=token)
+    except AlreadySubmittedError as repeated:
+        messages.info(request, repeated.message)
+        return HttpResponseRedirect(found.get_absolute_url())
     except PortalInviteRefusedError as refused:
         return render(
             request,

@@ -19,6 +19,7 @@ from clinic.models import AuditAction
 from clinic.roles import CLINICAL_DOCUMENT_ROLES, Role
 from patients.contact_changes import email_hold
 from patients.selectors import patient_get_for_user
+from treatments.forms.portal import PortalInviteForm
 from treatments.gates import GateFailure
 from treatments.models import HOLDING_STATUSES, Booking, PortalAccount, TreatmentCourse
 from treatments.selectors.readiness import booking_readiness
@@ -76,6 +77,7 @@ def patient_treatment_panel(request: HttpRequest, patient: uuid.UUID) -> HttpRes
             "courses": courses,
             "can_book": user.has_any_role((Role.RECEPTIONIST, Role.PRACTITIONER)),
             "can_invite": can_invite,
+            "invite_form": PortalInviteForm(),
             "email_hold": email_hold(patient=record) if can_invite and record.email else None,
             "has_portal": PortalAccount.objects.filter(patient=record).exists(),
         },

@@ -18,15 +18,17 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from clinic.access import signed_in_user, staff
 from clinic.audit import audit_read
+from clinic.concurrency import AlreadySubmittedError, StaleEditError
 from clinic.roles import Role
+from treatments.forms.portal import SendLinkForm
 from treatments.forms.session import (
-    AdverseEventForm,
     AdverseEventFormSet,
     AmendmentForm,
     BaseAdverseFormSet,
     BaseLineFormSet,
     CocktailLineFormSet,
     DayOfCheckForm,
+    LaterAdverseEventForm,
     SessionForm,
 )
 from treatments.gates import GateFailure, area_labels, session_gates
@@ -122,7 +124,7 @@ def _completed_page(
     booking: Booking,
     *,
     amendment_form: AmendmentForm | None = None,
-    adverse_form: AdverseEventForm | None = None,
+    adverse_form: LaterAdverseEventForm | None = None,
     status: int = 200,
 ) -> HttpResponse:
     record = session_record_of(booking=booking)
@@ -136,8 +138,9 @@ def _completed_page(
             "record": record,
             # The aftercare sheet: status (live), download, send again.
             **(document_status_context(session=record) if record else {}),
+            "send_form": SendLinkForm(),
             "amendment_form": amendment_form or AmendmentForm(),
-            "adverse_form": adverse_form or AdverseEventForm(prefix="later"),
+            "adverse_form": adverse_form or LaterAdverseEventForm(prefix="later"),
         },
         status=status,
     )
@@ -158,6 +161,10 @@ def session_record(request: HttpRequest, booking: uuid.UUID) -> HttpResponse:
     """Record the cocktail and complete the session; once completed, the record, read-only."""
     user = signed_in_user(request)
     current = session_booking_get(user=user, booking_uuid=booking)
+    if request.method == "POST" and SessionForm(request.POST).saved_before(SessionRecord, by=user):
+        # This very page was saved already (sent twice): lead to what it saved.
+        messages.info(request, AlreadySubmittedError.MESSAGE)
+        return HttpResponseRedirect(_record_url(current))
     if current.status == BookingStatus.COMPLETED:
         if request.method == "POST":
             messages.error(request, state_sentence(current.status))
@@ -183,7 +190,7 @@ def session_record(request: HttpRequest, booking: uuid.UUID) -> HttpResponse:
             BaseLineFormSet, CocktailLineFormSet(request.POST, prefix=LINES, form_kwargs=kwargs)
         )
         events = cast(BaseAdverseFormSet, AdverseEventFormSet(request.POST, prefix=EVENTS))
-        form = SessionForm(request.POST)
+        form = SessionForm(request.POST, initial={"version": current.version})
         day_of = DayOfCheckForm(request.POST)
         acknowledged = _acknowledged(request.POST)
         if lines.is_valid() and events.is_valid() and form.is_valid() and day_of.is_valid():
@@ -199,7 +206,16 @@ def session_record(request: HttpRequest, booking: uuid.UUID) -> HttpResponse:
                     day_of=day_of.answers(),
                     cautions_acknowledged=acknowledged,
                     at=now,
+                    expected_version=form.cleaned_data["version"],
+                    submission_token=form.cleaned_data["submission_token"],
                 )
+            except AlreadySubmittedError as repeated:
+                messages.info(request, repeated.message)
+                return HttpResponseRedirect(_record_url(current))
+            except StaleEditError as refusal:
+                # The page shows the booking as it is now; everything typed is kept.
+                status = form.show_stale(refusal)
+                current.refresh_from_db()
             except GatesFailedError as refused:
                 failures = refused.failures
                 error = _("The session cannot be completed yet. Nothing was saved.")
@@ -207,6 +223,8 @@ def session_record(request: HttpRequest, booking: uuid.UUID) -> HttpResponse:
             except SessionRefusedError as refused:
                 error = refused.message
                 status = refused.status
+                # Cancelled or completed meanwhile: the page shows its status now.
+                current.refresh_from_db()
             except ValidationError as invalid:
                 error = " ".join(invalid.messages)
                 status = 400
@@ -231,7 +249,7 @@ def session_record(request: HttpRequest, booking: uuid.UUID) -> HttpResponse:
             CocktailLineFormSet(initial=initial, prefix=LINES, form_kwargs=kwargs),
         )
         events = cast(BaseAdverseFormSet, AdverseEventFormSet(prefix=EVENTS))
-        form = SessionForm()
+        form = SessionForm(initial={"version": current.version})
         day_of = DayOfCheckForm()
         chosen = _chosen(lines, batches, None)
         areas = _chosen_areas(lines, None)
@@ -288,8 +306,14 @@ def session_amend_view(request: HttpRequest, session: uuid.UUID) -> HttpResponse
     if form.is_valid():
         try:
             session_amend(
-                session=record, text=form.cleaned_data["text"], amended_by=signed_in_user(request)
+                session=record,
+                text=form.cleaned_data["text"],
+                amended_by=signed_in_user(request),
+                submission_token=form.cleaned_data["submission_token"],
             )
+        except AlreadySubmittedError as repeated:
+            messages.info(request, repeated.message)
+            return HttpResponseRedirect(_record_url(record.booking))
         except ValidationError as invalid:
             form.add_error(None, invalid)
         else:
@@ -302,7 +326,7 @@ def session_amend_view(request: HttpRequest, session: uuid.UUID) -> HttpResponse
 @require_POST
 def adverse_event_new(request: HttpRequest, session: uuid.UUID) -> HttpResponse:
     record = _session(request, session)
-    form = AdverseEventForm(request.POST, prefix="later")
+    form = LaterAdverseEventForm(request.POST, prefix="later")
     if form.is_valid():
         try:
             adverse_event_record(
@@ -310,7 +334,11 @@ def adverse_event_new(request: HttpRequest, session: uuid.UUID) -> HttpResponse:
                 recorded_by=signed_in_user(request),
                 event=form.to_input(),
                 at=timezone.now(),
+                submission_token=form.cleaned_data["submission_token"],
             )
+        except AlreadySubmittedError as repeated:
+            messages.info(request, repeated.message)
+            return HttpResponseRedirect(_record_url(record.booking))
         except ValidationError as invalid:
             if hasattr(invalid, "error_dict"):
                 for field, errors in invalid.error_dict.items():
