@@ -130,7 +130,7 @@ def _refuse_chunks_over(stream: object, limit: int) -> None:
         return size, rest
 
     # The reader looks the method up on each chunk, so the bound applies to all.
-    reader.parse_chunk_size = bounded  # type: ignore[method-assign]
+    reader.parse_chunk_size = bounded
 
 
 def _bad_length() -> HttpResponse:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
 from django.db.models.signals import post_migrate
 from django.dispatch import receiver
@@ -13,8 +14,18 @@ from clinic.models import AuditAction
 from clinic.services import roles_sync_permissions
 
 
+def second_factor_follows(user: Any) -> bool:
+    """Whether a password sign-in is only the first step for `user`: staff
+    confirm a TOTP code next (REQUIRE_STAFF_2FA), patients of the portal do
+    not. Their "login" is written once the code is confirmed (clinic.views)."""
+    return bool(settings.REQUIRE_STAFF_2FA) and not getattr(user, "is_portal_patient", False)
+
+
 @receiver(user_logged_in)
 def _audit_login(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
+    # A password alone is half a sign-in for staff: no "login" in the trail yet.
+    if second_factor_follows(user):
+        return
     audit_log(actor=user, action=AuditAction.LOGIN, obj=user)
 
 

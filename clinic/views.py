@@ -86,22 +86,44 @@ def two_factor(request: HttpRequest) -> HttpResponse:
     if not devices:
         return HttpResponseRedirect(reverse("two_factor_setup"))
     form = TokenForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
-        for device in devices:
-            allowed, _info = device.verify_is_allowed()
-            if not allowed:
+    if request.method == "POST":
+        if form.is_valid():
+            for device in devices:
+                allowed, _info = device.verify_is_allowed()
+                if not allowed:
+                    form.add_error(
+                        "otp_token", _("Too many wrong codes. Wait a minute, then try again.")
+                    )
+                    break
+                if device.verify_token(form.cleaned_data["otp_token"]):
+                    otp_login(request, device)
+                    _audit_second_factor(request, confirmed=True)
+                    return HttpResponseRedirect(_safe_next(request))
+            else:
                 form.add_error(
-                    "otp_token", _("Too many wrong codes. Wait a minute, then try again.")
+                    "otp_token", _("That code is not valid. Codes change every 30 seconds.")
                 )
-                break
-            if device.verify_token(form.cleaned_data["otp_token"]):
-                otp_login(request, device)
-                return HttpResponseRedirect(_safe_next(request))
-        else:
-            form.add_error("otp_token", _("That code is not valid. Codes change every 30 seconds."))
+        _audit_second_factor(request, confirmed=False)
     return render(
         request, "registration/two_factor.html", {"form": form, "next": _safe_next(request)}
     )
+
+
+def _audit_second_factor(request: HttpRequest, *, confirmed: bool) -> None:
+    """The second step of a staff sign-in in the trail: "login" once the code
+    is confirmed (the password alone writes none), "login_failed" for each
+    code refused, with the user and the address it came from."""
+    user = request.user
+    assert isinstance(user, User)  # the two-factor pages are for signed-in users only
+    if confirmed:
+        audit_log(actor=user, action=AuditAction.LOGIN, obj=user)
+    else:
+        audit_log(
+            actor=user,
+            action=AuditAction.LOGIN_FAILED,
+            object_type="auth",
+            object_id="second_factor",
+        )
 
 
 def _qr_data_uri(text: str) -> str:
@@ -140,9 +162,12 @@ def two_factor_setup(request: HttpRequest) -> HttpResponse:
                 audit_log(actor=user, action=AuditAction.TWO_FACTOR_ENROLLED, obj=user)
             del request.session[SETUP_KEY_SESSION]
             otp_login(request, device)
+            _audit_second_factor(request, confirmed=True)
             messages.success(request, _("Two-factor authentication is on for your account."))
             return HttpResponseRedirect(_safe_next(request))
         form.add_error("otp_token", _("That code does not match. Check the time on your phone."))
+    if request.method == "POST":
+        _audit_second_factor(request, confirmed=False)
     secret = base64.b32encode(device.bin_key).decode()
     return render(
         request,

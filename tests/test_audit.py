@@ -11,22 +11,28 @@ from django.db import DatabaseError, connection, transaction
 from django.test import Client, RequestFactory
 from django.urls import reverse
 from django.utils import timezone
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from clinic.audit import audit_log, audit_read
 from clinic.models import AuditAction, AuditEvent, User
 from clinic.selectors import audit_events_filtered
-from tests.conftest import sign_in
+from tests.conftest import sign_in, totp_code
 from tests.factories import PASSWORD
 
 pytestmark = pytest.mark.django_db
 
 
 def test_sign_in_is_recorded_with_who_and_where(practitioner: User, client: Client) -> None:
-    client.post(
-        "/accounts/login/",
-        {"username": "practitioner", "password": PASSWORD},
-        REMOTE_ADDR="192.0.2.10",
-    )
+    with time_machine.travel(datetime(2026, 11, 10, 9, 0, tzinfo=UTC), tick=False):
+        client.post(
+            "/accounts/login/",
+            {"username": "practitioner", "password": PASSWORD},
+            REMOTE_ADDR="192.0.2.10",
+        )
+        device = TOTPDevice.objects.get(user=practitioner)
+        client.post(
+            reverse("two_factor"), {"otp_token": totp_code(device)}, REMOTE_ADDR="192.0.2.10"
+        )
     event = AuditEvent.objects.get(action=AuditAction.LOGIN)
     assert event.actor == practitioner
     assert event.actor_label == "practitioner"

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
 import pytest
@@ -300,10 +301,70 @@ def test_a_user_with_two_roles_sees_both_panels(
     assert "panel-manager" not in body
 
 
+def _full_sign_in(client: Client, user: User) -> None:
+    """Password, then the code the user's authenticator shows."""
+    post_login(client, user.get_username(), PASSWORD)
+    device = TOTPDevice.objects.get(user=user)
+    response = client.post(reverse("two_factor"), {"otp_token": totp_code(device)})
+    assert response.status_code == 302
+
+
 def test_dashboard_shows_the_sign_in_before_this_one(practitioner: User) -> None:
-    first_at = timezone.now() - timedelta(days=2)
+    first_at = datetime(2026, 11, 8, 9, 0, tzinfo=UTC)
     with time_machine.travel(first_at, tick=False):
-        post_login(Client(), "practitioner", PASSWORD)
-    client = sign_in(Client(), practitioner)  # this sign-in is the newest
-    response = client.get(reverse("home"))
+        _full_sign_in(Client(), practitioner)
+    with time_machine.travel(first_at + timedelta(days=2), tick=False):
+        client = Client()
+        _full_sign_in(client, practitioner)  # this sign-in is the newest
+        response = client.get(reverse("home"))
     assert response.context["previous_login"] == first_at
+
+
+def test_the_password_alone_is_not_a_sign_in_in_the_trail(practitioner: User) -> None:
+    """A staff member who gave the right password but no code has not signed
+    in: "login" is written once the second factor is confirmed."""
+    with time_machine.travel(datetime(2026, 11, 10, 9, 0, tzinfo=UTC), tick=False):
+        client = Client()
+        assert post_login(client, "practitioner", PASSWORD).status_code == 302
+        assert not AuditEvent.objects.filter(action=AuditAction.LOGIN).exists()
+        device = TOTPDevice.objects.get(user=practitioner)
+        client.post(reverse("two_factor"), {"otp_token": totp_code(device)}, REMOTE_ADDR="10.0.0.7")
+    [event] = AuditEvent.objects.filter(action=AuditAction.LOGIN)
+    assert event.actor == practitioner
+    assert event.ip == "10.0.0.7"
+
+
+def test_each_wrong_two_factor_code_is_audited_with_its_address(practitioner: User) -> None:
+    with time_machine.travel(datetime(2026, 11, 10, 9, 0, tzinfo=UTC), tick=False):
+        client = Client()
+        post_login(client, "practitioner", PASSWORD)
+        for code in ("000000", "123456", "not-a-code"):
+            response = client.post(
+                reverse("two_factor"), {"otp_token": code}, REMOTE_ADDR="198.51.100.23"
+            )
+            assert response.status_code == 200
+    failures = AuditEvent.objects.filter(action=AuditAction.LOGIN_FAILED)
+    assert failures.count() == 3
+    assert {(e.actor, e.ip, e.object_id) for e in failures} == {
+        (practitioner, "198.51.100.23", "second_factor")
+    }
+    assert not AuditEvent.objects.filter(action=AuditAction.LOGIN).exists()
+
+
+def test_enrolling_the_authenticator_completes_the_sign_in_in_the_trail(
+    make_staff: Callable[..., User],
+) -> None:
+    make_staff("newbie", Role.RECEPTIONIST, two_factor=False)
+    with time_machine.travel(datetime(2026, 11, 10, 9, 0, tzinfo=UTC), tick=False):
+        client = Client()
+        post_login(client, "newbie", PASSWORD)
+        client.post(reverse("two_factor_setup"), {"otp_token": "000000"})
+        secret = client.get(reverse("two_factor_setup")).context["secret"].replace(" ", "")
+        device = TOTPDevice(key=base64.b32decode(secret).hex())
+        client.post(reverse("two_factor_setup"), {"otp_token": totp_code(device)})
+    actions = list(
+        AuditEvent.objects.filter(actor_label="newbie")
+        .order_by("id")
+        .values_list("action", flat=True)
+    )
+    assert actions == [AuditAction.LOGIN_FAILED, AuditAction.TWO_FACTOR_ENROLLED, AuditAction.LOGIN]
