@@ -17,6 +17,8 @@ from django.core.cache import cache
 from django.utils import timezone
 from redis.exceptions import RedisError
 
+from clinic.addresses import email_key
+
 logger = logging.getLogger(__name__)
 
 KEY_PREFIX = "throttle"
@@ -24,7 +26,8 @@ KEY_PREFIX = "throttle"
 
 def _digest(value: str) -> str:
     secret = settings.SECRET_KEY.encode()
-    return hmac.new(secret, value.strip().lower().encode(), hashlib.sha256).hexdigest()[:32]
+    # The lookups' own comparison: look-alikes they find as one are counted as one.
+    return hmac.new(secret, email_key(value).encode(), hashlib.sha256).hexdigest()[:32]
 
 
 def throttle_hit(*, scope: str, key: str, limit: int, window: timedelta) -> bool:
@@ -32,7 +35,8 @@ def throttle_hit(*, scope: str, key: str, limit: int, window: timedelta) -> bool
     `scope`; True while the count within the current window (of `window`,
     aligned to the epoch) is at most `limit`, False past it.
 
-    Keys are compared without case or surrounding spaces. With Redis out of
+    Keys are compared as `clinic.addresses.email_key` compares them (NFKC,
+    casefolded, without surrounding spaces). With Redis out of
     reach the request is allowed (logged): a throttle never turns a page into
     an error.
     """

@@ -28,16 +28,26 @@ CONTACT_CHANGE_HOLD = timedelta(hours=24)
 
 
 def contact_changes_record(
-    *, patient: Patient, previous: dict[str, Any], changed_by: User | None
+    *,
+    patient: Patient,
+    previous: dict[str, Any],
+    changed_by: User | None,
+    held: bool = False,
 ) -> list[ContactChange]:
     """Record that `patient`'s email and/or phone changed, inside the caller's
     transaction (the service that saved them). `previous` maps "email" and
-    "phone" (those that changed) to their values before the change; the
-    notice to a non-empty previous address is owed from now (sent by the beat
-    tick `treatments.contact_notices_dispatch`). `changed_by` None: no person
-    (counted as not able to open clinical documents)."""
+    "phone" (those that changed) to their values before the change (empty for
+    a new record: nobody to tell); the notice to a non-empty previous address
+    is owed from now (sent by the beat tick
+    `treatments.contact_notices_dispatch`). `changed_by` None: no person
+    (counted as not able to open clinical documents). `held` True: the new
+    address came from someone who cannot open clinical documents even though
+    `changed_by` can (a merge moving an address reception typed), so it is
+    held like theirs."""
     now = timezone.now()
-    clinical = bool(changed_by is not None and changed_by.has_any_role(CLINICAL_DOCUMENT_ROLES))
+    clinical = bool(
+        not held and changed_by is not None and changed_by.has_any_role(CLINICAL_DOCUMENT_ROLES)
+    )
     rows = []
     for field in (ContactField.EMAIL, ContactField.PHONE):
         if field.value not in previous:
@@ -58,6 +68,19 @@ def contact_changes_record(
     return ContactChange.objects.bulk_create(rows)
 
 
+def email_set_by_non_clinical_role(*, patient: Patient) -> bool:
+    """Whether `patient`'s email, as it stands, was last set by someone who
+    cannot open clinical documents (at registration or since, at any age):
+    an address that, moved elsewhere by a merge, is held again there."""
+    latest = (
+        ContactChange.objects.filter(patient=patient, field=ContactField.EMAIL)
+        .order_by("-changed_at", "-id")
+        .values_list("by_clinical_role", flat=True)
+        .first()
+    )
+    return latest is False
+
+
 @dataclass(frozen=True)
 class EmailHold:
     """An email changed by someone who cannot open clinical documents, too
@@ -74,7 +97,7 @@ class EmailHold:
         words = {"time": dateformat.format(until, "H:i"), "day": dateformat.format(until, "d/m/Y")}
         sentence = (
             _(
-                "The patient's email address was changed less than 24 hours ago by a member "
+                "The patient's email address was set or changed less than 24 hours ago by a member "
                 "of staff who cannot see clinical documents. To protect the patient, nothing "
                 "that opens their documents is emailed to it until %(time)s on %(day)s."
             )

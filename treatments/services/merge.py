@@ -39,7 +39,8 @@ from django.utils.translation import gettext_lazy
 from clinic.audit import audit_log
 from clinic.concurrency import StaleChange, StaleEditError, version_bump, version_check
 from clinic.models import AuditAction, User
-from patients.models import Patient
+from patients.contact_changes import contact_changes_record, email_set_by_non_clinical_role
+from patients.models import ContactChange, ContactField, Patient
 from patients.services import patient_update
 from treatments.models import Booking, PatientAllergy
 from treatments.selectors.merge import (
@@ -302,6 +303,12 @@ def _shared_allergies_note(
     return len(theirs)
 
 
+def _address(value: Any) -> str:
+    # An email or phone as compared across the two records (any case).
+    text = value.as_e164 if hasattr(value, "as_e164") else str(value or "")
+    return text.strip().casefold()
+
+
 @transaction.atomic
 def _merge(
     *,
@@ -338,6 +345,9 @@ def _merge(
         raise PatientMergeRefusedError.from_problems(problems)
 
     counts = merge_holdings(patients=[duplicate])[duplicate.pk]
+    # Before the duplicate's contact changes move: who set each email.
+    duplicate_email_held = email_set_by_non_clinical_role(patient=duplicate)
+    survivor_email_held = email_set_by_non_clinical_role(patient=survivor)
     merge_id = uuid.uuid4()
     now = timezone.now()
     version_before = duplicate.version
@@ -397,6 +407,30 @@ def _merge(
                 code="contact_invalid",
                 field="take_" + next(iter(taken)),
             ) from error
+        if "email" in taken and duplicate_email_held:
+            # The change patient_update just recorded: the address came from
+            # reception, so the merge does not lift its wait.
+            ContactChange.objects.filter(
+                pk=ContactChange.objects.filter(patient=survivor, field=ContactField.EMAIL)
+                .order_by("-changed_at", "-id")
+                .values("pk")[:1]
+            ).update(by_clinical_role=False)
+    # The duplicate's own addresses that the merged record does not keep are
+    # told: its documents and portal account now follow the survivor's.
+    dropped = {
+        name: getattr(duplicate, name)
+        for name in ("email", "phone")
+        if name not in taken
+        and _address(getattr(duplicate, name))
+        and _address(getattr(duplicate, name)) != _address(getattr(survivor, name))
+    }
+    if dropped:
+        contact_changes_record(
+            patient=survivor,
+            previous=dropped,
+            changed_by=merged_by,
+            held="email" in dropped and survivor_email_held,
+        )
 
     audit_log(
         actor=merged_by,
