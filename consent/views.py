@@ -26,6 +26,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from clinic.access import signed_in_user, staff
 from clinic.audit import audit_log, audit_read
 from clinic.concurrency import AlreadySubmittedError, StaleEditError
+from clinic.forms import submits
 from clinic.models import AuditAction
 from clinic.roles import Role
 from consent.forms import ConsentFormCreateForm, DraftForm, PublishForm, SignForm, WithdrawForm
@@ -253,6 +254,7 @@ def patient_consents(request: HttpRequest, patient: uuid.UUID) -> HttpResponse:
     )
 
 
+@submits(SignForm)
 @staff(Role.PRACTITIONER)
 @require_http_methods(["GET", "POST"])
 def sign(request: HttpRequest, patient: uuid.UUID, form: uuid.UUID) -> HttpResponse:
@@ -350,6 +352,7 @@ def pdf_status(request: HttpRequest, patient: uuid.UUID, signed: uuid.UUID) -> H
     )
 
 
+@submits(WithdrawForm)
 @staff(Role.PRACTITIONER)
 @require_POST
 def withdraw(request: HttpRequest, patient: uuid.UUID, signed: uuid.UUID) -> HttpResponse:

@@ -387,6 +387,7 @@ def consultation_new(request: HttpRequest, patient: uuid.UUID) -> HttpResponse:
 # --- Photos (practitioners only) ------------------------------------------------------------
 
 
+@submits(PhotoForm)
 @staff(Role.PRACTITIONER)
 @require_http_methods(["GET", "POST"])
 def photo_list(request: HttpRequest, patient: uuid.UUID) -> HttpResponse:

@@ -263,3 +263,21 @@ def test_the_aftercare_sheet_stays_on_one_page_with_a_140_character_name(
         pages[protocol.name] = _pages(data, media_root)
 
     assert pages == dict.fromkeys(pages, 1)
+
+
+def test_the_aftercare_sheet_prints_a_chinese_name_family_name_first(media_root: Path) -> None:
+    from tests.treatments.test_aftercare import completed_session, file_bytes, ready_document
+
+    patient = PatientFactory(first_name="小明", last_name="王", email="p@example.org")
+    data = file_bytes(ready_document(completed_session(patient=patient)))
+    (media_root / "chinese.pdf").write_bytes(data)
+
+    text = subprocess.run(
+        ["pdftotext", str(media_root / "chinese.pdf"), "-"],
+        capture_output=True,
+        check=True,
+        text=True,
+        timeout=60,
+    ).stdout
+    assert "王小明" in text
+    assert "小明 王" not in text

@@ -16,6 +16,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from clinic.access import signed_in_user, staff
 from clinic.audit import audit_log, audit_read, audit_read_patients
 from clinic.concurrency import AlreadySubmittedError
+from clinic.forms import submits
 from clinic.models import AuditAction
 from clinic.roles import Role
 from patients.images import MAX_UPLOAD_BYTES
@@ -66,6 +67,7 @@ def allergy_tests(request: HttpRequest, patient: uuid.UUID) -> HttpResponse:
     )
 
 
+@submits(AllergyTestForm)
 @staff(Role.PRACTITIONER)
 @require_http_methods(["GET", "POST"])
 def allergy_test_new(request: HttpRequest, patient: uuid.UUID) -> HttpResponse:
@@ -136,6 +138,7 @@ def allergy_test_detail(request: HttpRequest, patient: uuid.UUID, test: uuid.UUI
     return _detail(request, record, found, AllergyReadingForm())
 
 
+@submits(AllergyReadingForm)
 @staff(Role.PRACTITIONER)
 @require_POST
 def allergy_test_read_view(
