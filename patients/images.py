@@ -27,6 +27,9 @@ MAX_PIXELS = 40_000_000  # a 40-megapixel camera is plenty for a clinic
 # MPO is the JPEG many phones write with further pictures after the first
 # (a second lens, a depth map): the first picture is the photo, kept as a JPEG.
 ACCEPTED_FORMATS = {"JPEG", "MPO", "PNG"}
+# Pillow's openers to try, in this order; the JPEG one also opens a
+# multi-picture JPEG (MPO has no opener of its own).
+OPENERS = ("JPEG", "PNG")
 
 
 class ImageRejectedError(ValueError):
@@ -110,7 +113,7 @@ def clean_photo(upload: IO[bytes], *, size: int) -> CleanImage:
         probe.verify()
     upload.seek(0)
     with untrusted_image(
-        upload, max_pixels=MAX_PIXELS, too_large=too_large, formats=tuple(ACCEPTED_FORMATS)
+        upload, max_pixels=MAX_PIXELS, too_large=too_large, formats=OPENERS
     ) as image:
         image.seek(0)  # a multi-picture JPEG: the photo is the first
         image.load()
