@@ -44,7 +44,7 @@ from tests.treatments.test_aftercare import (
     file_bytes,
     ready_document,
 )
-from treatments import demo_catalogue
+from treatments.demo import catalogue as demo_catalogue
 from treatments.models import PatientDocumentStatus, Protocol
 
 pytestmark = pytest.mark.django_db

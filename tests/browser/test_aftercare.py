@@ -20,10 +20,10 @@ from tests.browser.conftest import SCREENSHOTS, screenshot
 from tests.browser.test_journeys import NewPage, sign_in
 from tests.factories import PatientFactory
 from tests.treatments.test_aftercare import book_next, completed_session
-from treatments.aftercare_tasks import aftercare_render
 from treatments.models import PatientDocumentStatus
 from treatments.services import aftercare as service
 from treatments.services.portal import portal_invite
+from treatments.tasks.aftercare import aftercare_render
 
 pytestmark = pytest.mark.browser
 

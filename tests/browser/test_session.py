@@ -17,7 +17,6 @@ from tests.browser.test_journeys import NewPage, sign_in
 from tests.consent.helpers import signed_consent_for
 from tests.factories import make_history
 from tests.treatments.test_session_helpers import make_world
-from treatments.aftercare_tasks import aftercare_render
 from treatments.models import (
     DAY_OF_FIELDS,
     BookingStatus,
@@ -26,6 +25,7 @@ from treatments.models import (
     PatientDocument,
     SessionRecord,
 )
+from treatments.tasks.aftercare import aftercare_render
 
 pytestmark = pytest.mark.browser
 

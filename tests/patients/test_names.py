@@ -242,7 +242,7 @@ def test_the_aftercare_sheet_stays_on_one_page_with_a_140_character_name(
         file_bytes,
         ready_document,
     )
-    from treatments import demo_catalogue
+    from treatments.demo import catalogue as demo_catalogue
     from treatments.models import Protocol
 
     settings.CLINIC_PHONE = "020 7946 0000"

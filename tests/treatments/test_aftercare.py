@@ -157,7 +157,7 @@ def test_queueing_twice_makes_one_document_and_queues_the_render_once(
 def test_a_broker_that_is_down_leaves_the_document_queued_and_the_caller_unharmed(
     django_capture_on_commit_callbacks: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from treatments.aftercare_tasks import aftercare_render as task
+    from treatments.tasks.aftercare import aftercare_render as task
 
     record = completed_session()
     with (
@@ -318,7 +318,7 @@ def test_a_patient_without_email_gets_the_sheet_made_but_no_email() -> None:
 
 
 def test_the_task_renders_by_id_and_ignores_a_document_that_no_longer_exists() -> None:
-    from treatments.aftercare_tasks import aftercare_render as task
+    from treatments.tasks.aftercare import aftercare_render as task
 
     document = queued_document(completed_session())
     task(document.pk)

@@ -8,7 +8,7 @@ from django.utils import timezone
 from clinic.models import User
 from patients import demo as patients_demo
 from tests.factories import IngredientFactory
-from treatments import demo_allergy
+from treatments.demo import allergy as demo_allergy
 from treatments.models import AllergyResult, AllergyTest
 from treatments.selectors.allergy import allergy_tasks
 

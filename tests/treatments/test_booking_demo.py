@@ -13,7 +13,8 @@ from treatments.models import Booking, ClinicClosure, Room, TreatmentCourse, Wor
 @pytest.mark.django_db
 def test_demo_calendar_is_seeded_once(practitioner: User, receptionist: User) -> None:
     from patients import demo as patients_demo
-    from treatments import demo_booking, demo_catalogue
+    from treatments.demo import booking as demo_booking
+    from treatments.demo import catalogue as demo_catalogue
 
     with time_machine.travel(NOW, tick=False):
         assert demo_booking.seed(practitioner=practitioner, reception=receptionist) == 0

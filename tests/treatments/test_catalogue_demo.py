@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from clinic.models import User
 from consent.models import ConsentForm
-from treatments import demo_catalogue
+from treatments.demo import catalogue as demo_catalogue
 from treatments.models import (
     AftercareSheet,
     Batch,

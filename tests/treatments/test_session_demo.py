@@ -6,7 +6,8 @@ import pytest
 
 from clinic.models import User
 from patients import demo as patients_demo
-from treatments import demo_catalogue, demo_session
+from treatments.demo import catalogue as demo_catalogue
+from treatments.demo import session as demo_session
 from treatments.models import AdverseEvent, BookingStatus, CocktailLine, SessionRecord
 
 pytestmark = pytest.mark.django_db

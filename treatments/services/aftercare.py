@@ -98,7 +98,7 @@ def aftercare_queue(*, session: SessionRecord) -> PatientDocument:
 
 def aftercare_enqueue(*, document_id: int) -> bool:
     """Send the render task to the broker; False (logged) if it cannot be reached."""
-    from treatments.aftercare_tasks import aftercare_render as render_task
+    from treatments.tasks.aftercare import aftercare_render as render_task
 
     return enqueue(render_task, document_id, label=f"aftercare document {document_id}")
 

@@ -6,9 +6,9 @@ from clinic.models import User
 
 
 def seed(*, practitioner: User, reception: User) -> int:
-    from treatments import demo_allergy, demo_booking, demo_catalogue, demo_session
+    from treatments.demo import allergy, booking, catalogue, session
 
     added = 0
-    for part in (demo_catalogue, demo_allergy, demo_booking, demo_session):
+    for part in (catalogue, allergy, booking, session):
         added += part.seed(practitioner=practitioner, reception=reception)
     return added

@@ -5,13 +5,13 @@ merging a duplicate patient record into the one that stays."""
 
 from django.urls import URLPattern
 
-from treatments.allergy_urls import urlpatterns as allergy_urls
-from treatments.booking_urls import urlpatterns as booking_urls
-from treatments.catalogue_urls import urlpatterns as catalogue_urls
-from treatments.merge_urls import urlpatterns as merge_urls
-from treatments.portal_urls import urlpatterns as portal_urls
-from treatments.reminder_urls import urlpatterns as reminder_urls
-from treatments.session_urls import urlpatterns as session_urls
+from treatments.urls.allergy import urlpatterns as allergy_urls
+from treatments.urls.booking import urlpatterns as booking_urls
+from treatments.urls.catalogue import urlpatterns as catalogue_urls
+from treatments.urls.merge import urlpatterns as merge_urls
+from treatments.urls.portal import urlpatterns as portal_urls
+from treatments.urls.reminders import urlpatterns as reminder_urls
+from treatments.urls.session import urlpatterns as session_urls
 
 app_name = "treatments"
 
