@@ -51,6 +51,7 @@ from django.utils.translation import gettext_lazy
 
 from clinic.models import AuditAction, AuditEvent
 from clinic.names import nfc
+from clinic.refusals import RefusalKind, RefusedError
 
 M = TypeVar("M", bound=models.Model)
 
@@ -86,7 +87,7 @@ class OtherEdit:
     labels: list[str] = field(default_factory=list)
 
 
-class StaleEditError(Exception):
+class StaleEditError(RefusedError):
     """An edit refused because the record changed since the form was opened,
     or because the form's version is not one the record ever had.
 
@@ -111,10 +112,12 @@ class StaleEditError(Exception):
         current: models.Model | None = None,
         version: Any = None,
     ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.code = code
-        self.field = "version"
+        super().__init__(
+            message,
+            field="version",
+            code=code,
+            kind=RefusalKind.CONFLICT if code == "stale_edit" else RefusalKind.INVALID,
+        )
         self.changes = list(changes)
         self.edits = list(edits)
         self.current = current
@@ -136,18 +139,17 @@ def bad_version_error() -> StaleEditError:
     )
 
 
-class AlreadySubmittedError(Exception):
+class AlreadySubmittedError(RefusedError):
     """This very form was already sent and saved: `obj` is the row it created.
     A double-clicked submit, or a request resent by the browser."""
 
     code = "already_submitted"
+    kind = RefusalKind.CONFLICT
     MESSAGE = gettext_lazy("This was already saved: the form was sent twice, and saved once.")
 
     def __init__(self, obj: models.Model) -> None:
-        self.message = str(self.MESSAGE)
-        super().__init__(self.message)
+        super().__init__(self.MESSAGE)
         self.obj = obj
-        self.field = None
 
 
 # --- What counts as a change -----------------------------------------------------------

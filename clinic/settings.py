@@ -13,6 +13,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -78,6 +79,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # A service's refusal that a view did not catch is a 4xx page, never a 500.
+    "clinic.refusals.RefusalMiddleware",
     "clinic.middleware.NoStoreMiddleware",
     # Last, so that it sees the credentials the login view passed on.
     "axes.middleware.AxesMiddleware",
@@ -291,6 +294,16 @@ STORAGES = {
 }
 MEDIA_ROOT = STORAGES["default"]["OPTIONS"]["location"]
 
+# --- Backups (clinic/backup.py) ------------------------------------------------
+# Where `manage.py backup` writes its archives (health records: an encrypted volume).
+BACKUP_DIR = env.path("BACKUP_DIR", default=BASE_DIR / "var" / "backups")
+# Kept: the newest archive of each of the last N days and of each of the last N weeks.
+BACKUP_KEEP_DAILY = env.int("BACKUP_KEEP_DAILY", default=14)
+BACKUP_KEEP_WEEKLY = env.int("BACKUP_KEEP_WEEKLY", default=8)
+# The folder of pg_dump, pg_restore and psql of the server's major version; unset:
+# found (the embedded server's own, /usr/lib/postgresql/N/bin, then the PATH).
+POSTGRES_BIN_DIR = env.str("POSTGRES_BIN_DIR", default="")
+
 # --- Forms ------------------------------------------------------------------------
 CRISPY_ALLOWED_TEMPLATE_PACKS = "bootstrap5"
 CRISPY_TEMPLATE_PACK = "bootstrap5"
@@ -301,6 +314,9 @@ EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://")
 vars().update(EMAIL_CONFIG)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="clinic@localhost")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
+# Seconds the SMTP backend waits for the mail server (connecting, and each
+# answer): a server that accepts and never answers cannot hold a worker.
+EMAIL_TIMEOUT = env.float("EMAIL_TIMEOUT", default=10.0)
 
 # --- Celery -----------------------------------------------------------------------
 CELERY_BROKER_URL = REDIS_URL
@@ -316,6 +332,24 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
 CELERY_ENABLE_UTC = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Every task has time limits, in seconds: the soft one raises
+# SoftTimeLimitExceeded inside the task (which records what it did), the hard
+# one kills the worker process. The defaults are generous for the PDF renders
+# (WeasyPrint takes seconds to tens of seconds a document); the message
+# dispatch ticks have their own, shorter ones (clinic/celery.py).
+CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=300)
+CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=360)
+MESSAGE_TASK_SOFT_TIME_LIMIT = env.int("MESSAGE_TASK_SOFT_TIME_LIMIT", default=90)
+MESSAGE_TASK_TIME_LIMIT = env.int("MESSAGE_TASK_TIME_LIMIT", default=120)
+if not (
+    0 < CELERY_TASK_SOFT_TIME_LIMIT < CELERY_TASK_TIME_LIMIT
+    and 0 < MESSAGE_TASK_SOFT_TIME_LIMIT < MESSAGE_TASK_TIME_LIMIT
+):
+    raise ImproperlyConfigured("Each soft time limit must be positive and below its hard one.")
+# A reminder or notice claimed for sending is taken by no other tick for this
+# long. Longer than the dispatch task's hard time limit, so a live worker
+# always records its outcome first: only a dead worker's rows are taken again.
+MESSAGE_CLAIM_LEASE = timedelta(seconds=MESSAGE_TASK_TIME_LIMIT + 60)
 CELERY_BEAT_SCHEDULE_FILENAME = str(
     env.path("CELERY_BEAT_SCHEDULE_FILE", default=BASE_DIR / "var" / "celerybeat-schedule")
 )

@@ -23,7 +23,9 @@ from __future__ import annotations
 from typing import TypeVar
 
 from django.db import connection, models
+from django.utils.translation import gettext as _
 
+from clinic.refusals import RefusalKind, RefusedError
 from patients.models import Patient
 from patients.selectors import MERGE_HOPS
 
@@ -38,9 +40,17 @@ SHARED = "FOR KEY SHARE"
 EXCLUSIVE = "FOR NO KEY UPDATE"
 
 
-class PatientRecordMovedError(Exception):
+class PatientRecordMovedError(RefusedError):
     """A row kept moving between records while it was being locked: more
     merges at that moment than a record is ever merged through."""
+
+    code = "record_moving"
+    kind = RefusalKind.CONFLICT
+
+    def __init__(self) -> None:
+        super().__init__(
+            _("This record is being merged with another at this moment. Try again in a minute.")
+        )
 
 
 def _hold(patient_id: int, *, exclusive: bool) -> int:
@@ -57,7 +67,7 @@ def _hold(patient_id: int, *, exclusive: bool) -> int:
             if found is None or found[0] is None:
                 return patient_id
             patient_id = found[0]
-    raise PatientRecordMovedError
+    raise PatientRecordMovedError()
 
 
 def patient_hold(patient: Patient, *, exclusive: bool = False) -> Patient:

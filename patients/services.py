@@ -28,6 +28,7 @@ from clinic.concurrency import (
     version_check,
 )
 from clinic.models import AuditAction, User
+from clinic.refusals import RefusalKind, RefusedError
 from clinic.roles import CLINICAL_DOCUMENT_ROLES
 from patients.contact_changes import contact_changes_record
 from patients.folding import name_key, search_foldings
@@ -91,16 +92,11 @@ def patient_search_text(patient: Patient) -> str:
     return " ".join(parts)
 
 
-class PatientRefusedError(Exception):
+class PatientRefusedError(RefusedError):
     """A registration refused, with a sentence for reception, the form field it
     concerns (None: the whole form) and a code for the view."""
 
-    code = "refused"
-
-    def __init__(self, message: str, *, field: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.field = field
+    kind = RefusalKind.CONFLICT
 
 
 class PossibleDuplicateError(PatientRefusedError):
@@ -109,7 +105,7 @@ class PossibleDuplicateError(PatientRefusedError):
     code = "possible_duplicate"
 
     def __init__(self, duplicates: list[Patient]) -> None:
-        super().__init__(str(_("This may be someone already registered.")))
+        super().__init__(_("This may be someone already registered."))
         self.duplicates = duplicates
 
 
@@ -119,7 +115,7 @@ class AlreadyRegisteredError(PatientRefusedError):
     code = "already_registered"
 
     def __init__(self, patient: Patient) -> None:
-        super().__init__(str(_("%(name)s is already registered.") % {"name": patient.full_name}))
+        super().__init__(_("%(name)s is already registered.") % {"name": patient.full_name})
         self.patient = patient
 
 

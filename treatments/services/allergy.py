@@ -23,6 +23,7 @@ from django.utils.translation import gettext as _
 from clinic.audit import audit_log
 from clinic.concurrency import submission_check, submission_marks
 from clinic.models import AuditAction, User
+from clinic.refusals import RefusalKind, RefusedError
 from patients.images import CleanImage
 from patients.locking import patient_hold, patient_row_lock
 from patients.models import Patient
@@ -44,14 +45,12 @@ from treatments.services.reminders import (
 )
 
 
-class AllergyReadingRefusedError(Exception):
-    """The reading cannot be recorded now. `message` is a plain sentence for the
-    practitioner; `status` the HTTP status the page answers with."""
+class AllergyReadingRefusedError(RefusedError):
+    """The reading cannot be recorded now (already read, or not yet due): a
+    plain sentence for the practitioner."""
 
-    def __init__(self, message: str, *, status: int = 409) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
+    code = "reading_refused"
+    kind = RefusalKind.CONFLICT
 
 
 def given_at_problem(given_at: datetime, *, now: datetime) -> str:

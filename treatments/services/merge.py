@@ -39,6 +39,7 @@ from django.utils.translation import gettext_lazy
 from clinic.audit import audit_log
 from clinic.concurrency import StaleChange, StaleEditError, version_bump, version_check
 from clinic.models import AuditAction, User
+from clinic.refusals import RefusalKind, RefusedError
 from patients.contact_changes import contact_changes_record, email_set_by_non_clinical_role
 from patients.models import ContactChange, ContactField, Patient
 from patients.services import patient_update
@@ -67,7 +68,11 @@ MOVED_RELATIONS = frozenset(
 )
 
 
-class PatientMergeRefusedError(Exception):
+# Refusals about what was asked rather than the records' state.
+BAD_INPUT = frozenset({"same_record", "contact_invalid"})
+
+
+class PatientMergeRefusedError(RefusedError):
     """A merge refused: a plain message for the practitioner (every problem's
     sentence), the form field it concerns (None: the whole merge), a code
     (`same_record`, `already_merged`, `survivor_merged`, `bookings_overlap`,
@@ -81,10 +86,12 @@ class PatientMergeRefusedError(Exception):
         field: str | None = None,
         problems: list[MergeProblem] | None = None,
     ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.code = code
-        self.field = field
+        super().__init__(
+            message,
+            code=code,
+            field=field,
+            kind=RefusalKind.INVALID if code in BAD_INPUT else RefusalKind.CONFLICT,
+        )
         self.problems = problems or [MergeProblem(code, message)]
 
     @classmethod

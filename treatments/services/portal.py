@@ -22,6 +22,7 @@ from clinic.addresses import email_key
 from clinic.audit import audit_log
 from clinic.concurrency import submission_check, submission_marks
 from clinic.models import AuditAction, User
+from clinic.refusals import RefusalKind, RefusedError
 from clinic.roles import CLINICAL_DOCUMENT_ROLES
 from patients.contact_changes import email_hold
 from patients.locking import patient_hold
@@ -123,15 +124,11 @@ def _send_login_email(*, account: PortalAccount, issued: IssuedLogin, invitation
     message.send()
 
 
-class PortalInviteRefusedError(Exception):
+class PortalInviteRefusedError(RefusedError):
     """An invitation refused because of the record's state: a plain `message`,
     the form field it concerns (`field`, None: none) and a `code`."""
 
-    def __init__(self, message: str, *, code: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.code = code
-        self.field = field
+    kind = RefusalKind.CONFLICT
 
 
 def portal_invite(

@@ -29,6 +29,7 @@ from clinic.concurrency import (
     version_check,
 )
 from clinic.models import AuditAction, User
+from clinic.refusals import RefusalKind, RefusedError
 from patients.locking import patient_row_lock
 from treatments.gates import GateFailure, area_labels, completion_opens_at, session_gates
 from treatments.models import (
@@ -74,20 +75,18 @@ class AdverseEventInput:
     notes: str = ""
 
 
-class SessionRefusedError(Exception):
-    """A session cannot be completed (or changed) as asked; `status` is the HTTP answer."""
+class SessionRefusedError(RefusedError):
+    """A session cannot be completed (or changed) as asked: what was sent is
+    incomplete or wrong (an empty cocktail, an amount out of range)."""
 
-    def __init__(self, message: str, *, status: int = 400) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
+    code = "session_refused"
 
 
 class SessionStateError(SessionRefusedError):
     """The booking is cancelled, did not come, or is already completed."""
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message, status=409)
+    code = "session_state"
+    kind = RefusalKind.CONFLICT
 
 
 class GatesFailedError(SessionRefusedError):
@@ -95,7 +94,11 @@ class GatesFailedError(SessionRefusedError):
 
     def __init__(self, failures: Sequence[GateFailure]) -> None:
         self.failures = list(failures)
-        super().__init__(" ".join(f.sentence for f in self.failures), status=409)
+        super().__init__(
+            " ".join(f.sentence for f in self.failures),
+            code="gates_failed",
+            kind=RefusalKind.CONFLICT,
+        )
 
 
 STATE_SENTENCES = {

@@ -18,6 +18,7 @@ from clinic.audit import audit_log, audit_read, audit_read_patients
 from clinic.concurrency import AlreadySubmittedError
 from clinic.forms import submits
 from clinic.models import AuditAction
+from clinic.refusals import refusal_status
 from clinic.roles import Role
 from patients.images import MAX_UPLOAD_BYTES
 from patients.models import Patient
@@ -172,7 +173,9 @@ def allergy_test_read_view(
         return HttpResponseRedirect(_list_url(record))
     except AllergyReadingRefusedError as refused:
         found.refresh_from_db()
-        return _detail(request, record, found, form, refusal=refused.message, status=refused.status)
+        return _detail(
+            request, record, found, form, refusal=refused.message, status=refusal_status(refused)
+        )
     except ValidationError as error:
         for field, errors in getattr(error, "error_dict", {None: error.error_list}).items():
             form.add_error(field if field in form.fields else None, errors)

@@ -18,6 +18,7 @@ from clinic.access import signed_in_user, staff
 from clinic.audit import audit_log, audit_read
 from clinic.concurrency import StaleEditError
 from clinic.models import AuditAction
+from clinic.refusals import refusal_status
 from clinic.roles import Role
 from patients.models import Patient
 from patients.selectors import patient_get_for_user, patient_search
@@ -32,7 +33,6 @@ from treatments.services.merge import PatientMergeRefusedError, patient_merge
 
 COMPARE_TEMPLATE = "treatments/patient_merge_compare.html"
 # Refusals of what was sent (400); the others are the records' state (409).
-BAD_INPUT = frozenset({"same_record", "contact_invalid"})
 
 
 def _compare_page(
@@ -169,7 +169,7 @@ def patient_merge_view(request: HttpRequest, patient: uuid.UUID) -> HttpResponse
             survivor=survivor,
             form=form,
             refusal=refusal,
-            status=400 if refusal.code in BAD_INPUT else 409,
+            status=refusal_status(refusal),
         )
     moved = ", ".join(
         f"{str(kind.label).lower()}: {result.moved[kind.key]}"

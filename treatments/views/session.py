@@ -19,6 +19,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from clinic.access import signed_in_user, staff
 from clinic.audit import audit_read
 from clinic.concurrency import AlreadySubmittedError, StaleEditError
+from clinic.refusals import refusal_status
 from clinic.roles import Role
 from treatments.forms.portal import SendLinkForm
 from treatments.forms.session import (
@@ -219,10 +220,10 @@ def session_record(request: HttpRequest, booking: uuid.UUID) -> HttpResponse:
             except GatesFailedError as refused:
                 failures = refused.failures
                 error = _("The session cannot be completed yet. Nothing was saved.")
-                status = refused.status
+                status = refusal_status(refused)
             except SessionRefusedError as refused:
                 error = refused.message
-                status = refused.status
+                status = refusal_status(refused)
                 # Cancelled or completed meanwhile: the page shows its status now.
                 current.refresh_from_db()
             except ValidationError as invalid:
