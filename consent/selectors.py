@@ -79,6 +79,8 @@ def version_current(*, form: ConsentForm) -> ConsentFormVersion | None:
 
 
 def signed_consents_of(*, patient: Patient) -> QuerySet[SignedConsent]:
+    """The consents `patient` signed, newest first, with their form version,
+    witness, withdrawal and PDF loaded (one query)."""
     return (
         SignedConsent.objects.filter(patient=patient)
         .select_related("patient", "version__form", "witness", "withdrawal", "pdf")

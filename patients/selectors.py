@@ -213,6 +213,8 @@ class Readiness:
 
 
 def history_current(*, patient: Patient) -> MedicalHistory | None:
+    """The patient's most recently signed medical history, or None if none was
+    ever taken. Whether it is still valid is `history_is_valid`'s question."""
     return patient.histories.order_by("-signed_at", "-id").first()
 
 
@@ -222,6 +224,9 @@ def consultation_newest(*, patient: Patient) -> Consultation | None:
 
 
 def history_is_valid(history: MedicalHistory | None, *, today: date) -> bool:
+    """Whether `history` still allows treatment on `today` (clinic date): it
+    exists and was signed at most MEDICAL_HISTORY_VALID_DAYS days before
+    (default 365: a history is taken again every year, domain.md)."""
     if history is None:
         return False
     age = today - timezone.localtime(history.signed_at).date()

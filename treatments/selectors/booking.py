@@ -40,6 +40,8 @@ HoursMap = dict[tuple[int, int], list[tuple[time, time]]]
 
 
 def bookings_visible_to(user: User) -> QuerySet[Booking]:
+    """The bookings of the patients `user` may see (every role sees the
+    calendar; what a booking shows depends on the role, not this query)."""
     return Booking.objects.filter(patient__in=patients_visible_to(user))
 
 
@@ -64,6 +66,8 @@ def course_get_for_patient(*, patient: Patient, course_uuid: uuid.UUID) -> Treat
 
 
 def practitioners() -> QuerySet[User]:
+    """Active staff with the practitioner role, by first name: whom a session
+    can be booked with."""
     return (
         User.objects.filter(is_active=True, groups__name=Role.PRACTITIONER.value)
         .distinct()
@@ -72,10 +76,14 @@ def practitioners() -> QuerySet[User]:
 
 
 def rooms_in_use() -> QuerySet[Room]:
+    """The treatment rooms sessions can be booked in (active ones), by name."""
     return Room.objects.filter(active=True).order_by("name")
 
 
 def working_hours_map(practitioner_ids: Iterable[int]) -> HoursMap:
+    """Working hours of the given practitioners, keyed by (practitioner id,
+    weekday 0=Monday): lists of (start, end) clinic-local times, earliest
+    first. One query."""
     hours: HoursMap = defaultdict(list)
     for row in WorkingHours.objects.filter(practitioner_id__in=list(practitioner_ids)).order_by(
         "weekday", "starts"

@@ -90,6 +90,7 @@ class Calendar:
 
 
 def week_of(day: date) -> list[date]:
+    """The seven dates of the week (Monday to Sunday) that holds `day`."""
     monday = day - timedelta(days=day.weekday())
     return [monday + timedelta(days=i) for i in range(7)]
 

@@ -91,14 +91,19 @@ def batches_needing_attention(*, today: date) -> QuerySet[Batch]:
 
 
 def ingredients_list() -> QuerySet[Ingredient]:
+    """Every ingredient by name, each with `product_count`: how many products
+    contain it."""
     return Ingredient.objects.annotate(product_count=Count("products")).order_by("name")
 
 
 def ingredient_get(*, ingredient_uuid: uuid.UUID) -> Ingredient:
+    """The ingredient with this uuid. Raises Http404 when there is none."""
     return get_object_or_404(Ingredient, uuid=ingredient_uuid)
 
 
 def products_list() -> QuerySet[Product]:
+    """Every product by name and maker, with its ingredients (by name) and its
+    batches (soonest expiry first) loaded: three queries for the list."""
     return Product.objects.prefetch_related(
         Prefetch("ingredients", queryset=Ingredient.objects.order_by("name")),
         Prefetch("batches", queryset=Batch.objects.order_by("expiry_date", "lot_number")),
@@ -106,6 +111,8 @@ def products_list() -> QuerySet[Product]:
 
 
 def product_get(*, product_uuid: uuid.UUID) -> Product:
+    """The product with this uuid, loaded as `products_list` loads it. Raises
+    Http404 when there is none."""
     try:
         return products_list().get(uuid=product_uuid)
     except Product.DoesNotExist:
@@ -113,20 +120,27 @@ def product_get(*, product_uuid: uuid.UUID) -> Product:
 
 
 def batch_get(*, batch_uuid: uuid.UUID) -> Batch:
+    """The batch with this uuid, with its product and who recalled it. Raises
+    Http404 when there is none."""
     return get_object_or_404(
         Batch.objects.select_related("product", "recalled_by"), uuid=batch_uuid
     )
 
 
 def sheets_list() -> QuerySet[AftercareSheet]:
+    """Every aftercare sheet by title, each with `protocol_count`: how many
+    protocols hand it out."""
     return AftercareSheet.objects.annotate(protocol_count=Count("protocols")).order_by("title")
 
 
 def sheet_get(*, sheet_uuid: uuid.UUID) -> AftercareSheet:
+    """The aftercare sheet with this uuid. Raises Http404 when there is none."""
     return get_object_or_404(AftercareSheet, uuid=sheet_uuid)
 
 
 def protocols_list() -> QuerySet[Protocol]:
+    """Every protocol by name, with its consent form, aftercare sheet and
+    cocktail lines (in their order, with products) loaded."""
     return (
         Protocol.objects.select_related("consent_form", "aftercare_sheet")
         .prefetch_related(
@@ -142,6 +156,8 @@ def protocols_list() -> QuerySet[Protocol]:
 
 
 def protocol_get(*, protocol_uuid: uuid.UUID) -> Protocol:
+    """The protocol with this uuid, loaded as `protocols_list` loads it. Raises
+    Http404 when there is none."""
     try:
         return protocols_list().get(uuid=protocol_uuid)
     except Protocol.DoesNotExist:

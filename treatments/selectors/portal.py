@@ -39,14 +39,18 @@ def document_get_for_user(
 
 
 def document_of_session(*, session: SessionRecord) -> PatientDocument | None:
+    """The aftercare document made for `session`, or None before it is queued."""
     return PatientDocument.objects.filter(session=session).first()
 
 
 def document_live_links(*, document: PatientDocument) -> list[DownloadLink]:
-    """Links of the document that still open (not expired, not revoked)."""
+    """Links of the document that still open (emailed, not expired, not revoked)."""
     return list(
         DownloadLink.objects.filter(
-            document=document, revoked_at__isnull=True, expires_at__gt=timezone.now()
+            document=document,
+            sent_at__isnull=False,
+            revoked_at__isnull=True,
+            expires_at__gt=timezone.now(),
         ).order_by("-created_at", "-id")
     )
 

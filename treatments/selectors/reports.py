@@ -229,10 +229,14 @@ def _adverse_rows(key: str, label_fields: tuple[str, ...]) -> list[AdverseRow]:
 
 
 def adverse_events_by_product() -> list[AdverseRow]:
+    """Adverse events counted per product (name and maker), for the
+    manager's report: a product behind many events stands out."""
     return _adverse_rows("product_id", ("product__name", "product__maker"))
 
 
 def adverse_events_by_batch() -> list[AdverseRow]:
+    """Adverse events counted per batch (product name and lot number), for
+    the manager's report and a possible recall."""
     return _adverse_rows("id", ("product__name", "lot_number"))
 
 

@@ -43,6 +43,9 @@ UNKNOWN_ADDRESS = "0.0.0.0"  # noqa: S104 (a stored value, not a socket)
 
 
 def link_attempts_exceeded(*, ip: str | None) -> bool:
+    """Whether the address `ip` (None: unknown) made LINK_ATTEMPT_LIMIT or more
+    failed attempts at download and sign-in links within LINK_ATTEMPT_WINDOW:
+    its next attempt is refused without being checked."""
     since = timezone.now() - LINK_ATTEMPT_WINDOW
     recent = LinkAttempt.objects.filter(ip=ip or UNKNOWN_ADDRESS, at__gte=since)
     return recent.count() >= LINK_ATTEMPT_LIMIT
@@ -54,6 +57,8 @@ def link_attempt_record(*, ip: str | None) -> None:
 
 
 def link_attempts_prune(*, older_than: timedelta = timedelta(days=1)) -> int:
+    """Delete failed link attempts older than `older_than` (default a day, well
+    past the throttle's window); the number deleted. Run daily by beat."""
     deleted, _rows = LinkAttempt.objects.filter(at__lt=timezone.now() - older_than).delete()
     return deleted
 
