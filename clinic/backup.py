@@ -36,6 +36,7 @@ import contextlib
 import fcntl
 import hashlib
 import importlib.util
+import io
 import json
 import logging
 import os
@@ -459,20 +460,8 @@ def _archive_write(
             (MANIFEST_MEMBER, body),
             (MANIFEST_SUM_MEMBER, (hashlib.sha256(body).hexdigest() + "\n").encode()),
         ):
-            tar.addfile(_tarinfo(name, len(data), now.timestamp()), _BytesReader(data))
+            tar.addfile(_tarinfo(name, len(data), now.timestamp()), io.BytesIO(data))
     return len(entries)
-
-
-class _BytesReader:
-    def __init__(self, data: bytes) -> None:
-        self._data = data
-        self._at = 0
-
-    def read(self, size: int = -1) -> bytes:
-        end = len(self._data) if size < 0 else self._at + size
-        chunk = self._data[self._at : end]
-        self._at += len(chunk)
-        return chunk
 
 
 # --- Reading and checking an archive -------------------------------------------------
