@@ -18,6 +18,34 @@ app = Celery("clinic")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
+
+class _TimeLimits:
+    """Per-task time limits (a Celery task annotation), read from the settings
+    when the worker binds each task: every other task has the defaults
+    CELERY_TASK_SOFT_TIME_LIMIT / CELERY_TASK_TIME_LIMIT, generous enough for
+    the PDF renders."""
+
+    # The message dispatch ticks call mail servers and the SMS provider. A
+    # tick stops taking rows at half its soft limit; the soft limit stops a
+    # send that is still waiting, and the hard one (shorter than the claim's
+    # lease, MESSAGE_CLAIM_LEASE) kills a worker that ignores it.
+    MESSAGE_TASKS = frozenset(
+        {"treatments.reminders_dispatch", "treatments.contact_notices_dispatch"}
+    )
+
+    def annotate(self, task: Any) -> dict[str, int] | None:
+        if task.name not in self.MESSAGE_TASKS:
+            return None
+        from django.conf import settings
+
+        return {
+            "soft_time_limit": settings.MESSAGE_TASK_SOFT_TIME_LIMIT,
+            "time_limit": settings.MESSAGE_TASK_TIME_LIMIT,
+        }
+
+
+app.conf.task_annotations = (_TimeLimits(),)
+
 HEARTBEAT_TASK = "clinic.tasks.heartbeat"
 # Every 30 s by default; tests shorten it to see a heartbeat quickly.
 HEARTBEAT_EVERY_SECONDS = float(os.environ.get("HEARTBEAT_INTERVAL_SECONDS", "30"))

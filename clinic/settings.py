@@ -349,7 +349,11 @@ if not (
 # A reminder or notice claimed for sending is taken by no other tick for this
 # long. Longer than the dispatch task's hard time limit, so a live worker
 # always records its outcome first: only a dead worker's rows are taken again.
-MESSAGE_CLAIM_LEASE = timedelta(seconds=MESSAGE_TASK_TIME_LIMIT + 60)
+MESSAGE_CLAIM_LEASE = timedelta(
+    seconds=env.int("MESSAGE_CLAIM_LEASE_SECONDS", default=MESSAGE_TASK_TIME_LIMIT + 60)
+)
+if MESSAGE_CLAIM_LEASE <= timedelta(seconds=MESSAGE_TASK_TIME_LIMIT):
+    raise ImproperlyConfigured("MESSAGE_CLAIM_LEASE_SECONDS must exceed MESSAGE_TASK_TIME_LIMIT.")
 CELERY_BEAT_SCHEDULE_FILENAME = str(
     env.path("CELERY_BEAT_SCHEDULE_FILE", default=BASE_DIR / "var" / "celerybeat-schedule")
 )

@@ -459,6 +459,7 @@ class ContactField(models.TextChoices):
 
 class ContactNoticeStatus(models.TextChoices):
     PENDING = "pending", _("to be sent")
+    SENDING = "sending", _("being sent")
     SENT = "sent", _("sent")
     FAILED = "failed", _("could not be sent")
     NONE = "none", _("nobody to tell")
@@ -501,6 +502,9 @@ class ContactChange(models.Model):
         default=ContactNoticeStatus.PENDING,
     )
     notice_attempts = models.PositiveSmallIntegerField(default=0)
+    # Pending: not before this (a retry's back-off, the end of quiet hours;
+    # empty: at once). Sending: the end of the dispatch tick's lease.
+    notice_due_at = models.DateTimeField(null=True, blank=True)
     notice_sent_at = models.DateTimeField(null=True, blank=True)
     notice_error = models.CharField(max_length=200, blank=True)
 

@@ -10,6 +10,7 @@ database committed) must reach the patient once.
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import os
@@ -85,7 +86,12 @@ class HttpBackend:
 
     Request: {"to", "from", "body"} with an `Idempotency-Key` header. Answer:
     2xx with {"id": "..."}. 429 and 5xx and timeouts are transient; other 4xx
-    are permanent, with the provider's reason when it gives one.
+    are permanent, with the provider's reason when it gives one. `url`,
+    `token`, `sender` and `timeout` (seconds, for the connection and each
+    read) default to SMS_PROVIDER_URL, SMS_PROVIDER_TOKEN, SMS_SENDER and
+    SMS_TIMEOUT_SECONDS. The certificate is checked against the system's
+    trust store. Raises PermanentSMSError at construction for a URL that is
+    not https:// or a timeout that is not positive.
     """
 
     def __init__(
@@ -99,13 +105,15 @@ class HttpBackend:
         self.token = token if token is not None else settings.SMS_PROVIDER_TOKEN
         self.sender = sender or settings.SMS_SENDER
         self.timeout = timeout if timeout is not None else settings.SMS_TIMEOUT_SECONDS
-        if not self.url.startswith(("https://", "http://127.0.0.1", "http://localhost")):
-            # Plain http only to a provider stub on this machine.
+        if not self.url.startswith("https://"):
+            # A token and patients' numbers never travel in clear, not even to this machine.
             raise PermanentSMSError("SMS_PROVIDER_URL must be an https:// address")
+        if not self.timeout or self.timeout <= 0:
+            raise PermanentSMSError("SMS_TIMEOUT_SECONDS must be a positive number of seconds")
 
     def send(self, *, to: str, body: str, idempotency_key: str) -> str:
         data = json.dumps({"to": to, "from": self.sender, "body": body}).encode()
-        request = urllib.request.Request(  # noqa: S310 (scheme checked in __init__)
+        request = urllib.request.Request(  # noqa: S310 (https only, checked in __init__)
             self.url,
             data=data,
             method="POST",
@@ -132,6 +140,11 @@ class HttpBackend:
             raise TransientSMSError("provider unreachable") from error
         except (ConnectionError, OSError) as error:
             raise TransientSMSError("connection to the provider failed") from error
+        except http.client.HTTPException as error:
+            # A malformed or cut-short answer (BadStatusLine, IncompleteRead).
+            raise TransientSMSError(
+                f"broken answer from the provider ({type(error).__name__})"
+            ) from error
         try:
             message_id = str(json.loads(raw or b"{}").get("id") or "")
         except (ValueError, AttributeError):

@@ -5,22 +5,16 @@ from __future__ import annotations
 
 
 def create_samples(kwargs: dict[str, str]) -> None:
-    """A planned reminder of the sample booking, so the logs show a row."""
-    from datetime import timedelta
+    """The sample booking's reminders, planned by the planning service, so
+    the logs show rows. (No route takes a reminder's uuid.)"""
+    from django.db import transaction
 
-    from treatments.models import Booking, Reminder, ReminderChannel, ReminderKind
+    from treatments.models import Booking
+    from treatments.services.reminders import reminders_plan_for_booking
 
     booking = Booking.objects.filter(uuid=kwargs["booking"]).first()
     if booking is None:
         return
-    Reminder.objects.create(
-        uuid=kwargs["reminder"],
-        kind=ReminderKind.SESSION,
-        channel=ReminderChannel.EMAIL,
-        patient=booking.patient,
-        booking=booking,
-        lead_minutes=120,
-        slot_starts_at=booking.starts_at,
-        intended_at=booking.starts_at - timedelta(hours=2),
-        due_at=booking.starts_at - timedelta(hours=2),
-    )
+    with transaction.atomic():
+        planned = reminders_plan_for_booking(booking=booking)
+    assert planned, "the sample booking (tomorrow at 10:00) has its 2-hour reminder planned"

@@ -3,8 +3,12 @@ dispatch with retries, the other kinds, and reception's pages."""
 
 from __future__ import annotations
 
+import http.client
 import json
+import ssl
+import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -13,11 +17,13 @@ from typing import Any
 
 import pytest
 import time_machine
+from django.conf import settings
 from django.core import mail
 from django.db import connection, transaction
 from django.test import Client, override_settings
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils import timezone
 
 from clinic.models import User
 from tests.conftest import sign_in
@@ -30,6 +36,7 @@ from tests.treatments.test_reminders_support import (
     book,
     cancel,
     local,
+    mark,
     move,
 )
 from treatments.models import (
@@ -43,11 +50,10 @@ from treatments.models import (
     ReminderStatus,
     TreatmentCourse,
 )
-from treatments.services import reminders as service
-from treatments.services.booking import booking_mark
 from treatments.services.reminders import (
     MAX_ATTEMPTS,
     backoff,
+    dispatch,
     reminder_cancel_allergy_reading,
     reminder_plan_allergy_reading,
     reminders_dispatch_batch,
@@ -223,12 +229,11 @@ def test_cancelling_a_booking_cancels_its_planned_reminders(
 def test_a_no_show_cancels_what_is_still_planned(clinic: Clinic) -> None:
     with time_machine.travel(NOW, tick=False):
         booking = book(clinic, local(THURSDAY, 10))
-    with time_machine.travel(local(THURSDAY, 10, 30), tick=False), transaction.atomic():
-        marked = booking_mark(
-            booking=booking, status=BookingStatus.NO_SHOW, marked_by=clinic.receptionist
-        )
-        service.reminders_cancel_for_booking(booking=marked)
-    assert {r.error for r in rows(booking)} == {"The patient did not come."}
+    with time_machine.travel(local(THURSDAY, 10, 30), tick=False):
+        mark(clinic, booking, BookingStatus.NO_SHOW)
+    assert {(r.status, r.error) for r in rows(booking)} == {
+        ("cancelled", "The patient did not come.")
+    }
 
 
 # --- Dispatch -------------------------------------------------------------------------------
@@ -340,24 +345,91 @@ def test_a_permanent_failure_is_recorded_at_once_and_shown_on_the_follow_up_list
     assert "invalid number" in page
 
 
-def test_a_crash_before_the_commit_leaves_the_reminder_planned(
+class _Broken:
+    """An SMS backend that fails in a way no backend is meant to, with the
+    patient's number in the exception's text."""
+
+    def __init__(self, error: type[Exception]) -> None:
+        self.error = error
+        self.calls = 0
+
+    def send(self, *, to: str, body: str, idempotency_key: str) -> str:
+        self.calls += 1
+        raise self.error(f"cannot send to {to}")
+
+
+@pytest.mark.parametrize("error", [ValueError, http.client.IncompleteRead, KeyError])
+def test_one_reminder_failing_in_any_way_is_retried_alone_and_the_others_go_once(
+    clinic: Clinic,
+    frozen: time_machine.Coordinates,
+    receptionist: User,
+    client: Client,
+    error: type[Exception],
+) -> None:
+    texted = PatientFactory(reminder_channel="sms", phone="+447911000777")
+    mailed = [book(clinic, local(THURSDAY, 10)), book(clinic, local(THURSDAY, 10, 20))]
+    failing = book(clinic, local(THURSDAY, 10, 40), patient=texted)
+    backend = _Broken(error)
+    # Three ticks: the 48-hour reminders fall due, then the retries of the one that failed.
+    frozen.move_to(local(date(2026, 11, 3), 10, 41))
+    for _tick in range(3):
+        reminders_dispatch_batch(backend=backend)
+        frozen.move_to(rows(failing)[0].due_at)
+    assert len(mail.outbox) == 2  # each email once, not once a tick
+    assert {m.to[0] for m in mail.outbox} == {clinic.patient.email}
+    assert [r.status for b in mailed for r in rows(b)] == ["sent", "planned"] * 2
+    retried = rows(failing)[0]
+    assert backend.calls == 3
+    assert (retried.status, retried.attempts) == ("planned", 3)
+    assert retried.error == f"Not sent ({error.__name__})."  # the kind, never the number
+    assert retried.due_at - retried.last_attempt_at >= timedelta(minutes=4)  # backed off
+    sign_in(client, receptionist)
+    page = client.get(reverse("treatments:reminder_log", kwargs={"booking": failing.uuid}))
+    text = page.content.decode()
+    assert f"Not sent ({error.__name__})." in text
+    assert "3 attempts" in text
+    assert "next try" in text
+    assert "7911000777" not in text
+    # Still failing after MAX_ATTEMPTS: failed, and on reception's follow-up list.
+    for _tick in range(MAX_ATTEMPTS - 3):
+        frozen.move_to(rows(failing)[0].due_at)
+        reminders_dispatch_batch(backend=backend)
+    gave_up = rows(failing)[0]
+    assert gave_up.status == "failed"
+    assert gave_up.error == f"Gave up after 5 attempts: Not sent ({error.__name__})."
+    followups = client.get(reverse("treatments:reminder_followups")).content.decode()
+    assert texted.full_name in followups
+    assert len(mail.outbox) == 2
+
+
+def test_a_worker_that_died_after_sending_is_retried_once_its_lease_ends_under_the_same_id(
     clinic: Clinic, frozen: time_machine.Coordinates, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     booking = book(clinic, local(THURSDAY, 10))
     frozen.move_to(local(date(2026, 11, 3), 10, 1))
 
-    def crash(*args: Any, **kwargs: Any) -> None:
-        raise RuntimeError("worker died")
+    def died(*args: Any, **kwargs: Any) -> None:
+        raise SystemExit("worker killed before it recorded the outcome")
 
-    monkeypatch.setattr(service, "_write_back", crash)
-    with pytest.raises(RuntimeError):
+    monkeypatch.setattr(dispatch, "_record", died)
+    with pytest.raises(SystemExit):
         reminders_dispatch_batch(backend=RecordingBackend())
     monkeypatch.undo()
-    assert rows(booking)[0].status == "planned"
-    reminders_dispatch_batch(backend=RecordingBackend())
-    # The same message again, under the same Message-ID: the resend is recognisable.
+    assert len(mail.outbox) == 1
+    claimed = rows(booking)[0]
+    assert (claimed.status, claimed.attempts) == ("sending", 1)
+    assert claimed.claimed_until == timezone.now() + settings.MESSAGE_CLAIM_LEASE
+    # Within the lease no tick takes it: its worker may still be sending.
+    frozen.move_to(claimed.claimed_until - timedelta(seconds=1))
+    assert reminders_dispatch_batch(backend=RecordingBackend()).claimed == 0
+    assert len(mail.outbox) == 1
+    # After it, the row is sent again, under the same Message-ID: recognisable downstream.
+    frozen.move_to(claimed.claimed_until)
+    assert reminders_dispatch_batch(backend=RecordingBackend()).sent == 1
+    assert len(mail.outbox) == 2
     assert len({m.extra_headers["Message-ID"] for m in mail.outbox}) == 1
-    assert rows(booking)[0].status == "sent"
+    again = rows(booking)[0]
+    assert (again.status, again.attempts, again.claimed_until) == ("sent", 2, None)
 
 
 def test_messages_are_not_sent_in_quiet_hours_even_when_the_dispatcher_was_late(
@@ -386,7 +458,9 @@ def test_the_dispatcher_makes_the_same_number_of_queries_for_2_or_50_reminders(
         assert result.sent == 2 * number
         counts.append(len(queries))
     assert counts[0] == counts[1]
-    assert counts[0] <= 6
+    # Two short transactions (a savepoint each here): the claim (lock, read,
+    # lease) and the record.
+    assert counts[0] <= 8
 
 
 # --- Other kinds ----------------------------------------------------------------------------
@@ -513,7 +587,10 @@ def test_the_console_backend_logs_neither_number_nor_text(caplog: pytest.LogCapt
 
 
 class _Provider(BaseHTTPRequestHandler):
-    answers: list[tuple[int, dict[str, str], float]] = []
+    """The SMS provider's side, over TLS: answers as told, or with bytes that
+    are no HTTP answer at all (status None)."""
+
+    answers: list[tuple[int | None, dict[str, str], float]] = []
     seen: list[dict[str, Any]] = []
 
     def do_POST(self) -> None:
@@ -526,25 +603,53 @@ class _Provider(BaseHTTPRequestHandler):
             threading.Event().wait(delay)
         data = json.dumps(payload).encode()
         try:
+            if status is None:
+                self.wfile.write(b"SMS OK\r\n\r\n")
+                return
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
-        except (BrokenPipeError, ConnectionResetError):
+        except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
             pass
 
     def log_message(self, format: str, *args: Any) -> None:
         return
 
 
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1, made now by openssl (valid two days from
+    the machine's clock, whatever time the tests freeze)."""
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        [
+            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
+            "-addext", "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
 @pytest.fixture
-def provider() -> Iterator[str]:
+def provider(certificate: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """An HTTPS provider on this machine. The backend checks its certificate
+    as it checks a real provider's, against the trust store, which for this
+    test is the provider's certificate alone (SSL_CERT_FILE)."""
+    cert, key = certificate
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Provider)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
     _Provider.answers, _Provider.seen = [], []
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.server_port}/messages"
+    yield f"https://127.0.0.1:{server.server_port}/messages"
     server.shutdown()
     server.server_close()
 
@@ -566,10 +671,11 @@ def test_the_http_backend_posts_json_with_token_and_idempotency_key(provider: st
         (429, {}, TransientSMSError, "429"),
         (400, {"error": "invalid number"}, PermanentSMSError, "invalid number"),
         (401, {}, PermanentSMSError, "401"),
+        (None, {}, TransientSMSError, "broken answer"),
     ],
 )
 def test_the_http_backend_maps_answers_to_transient_and_permanent_errors(
-    provider: str, status: int, payload: dict[str, str], error: type[Exception], text: str
+    provider: str, status: int | None, payload: dict[str, str], error: type[Exception], text: str
 ) -> None:
     _Provider.answers = [(status, payload, 0)]
     with pytest.raises(error, match=text):
@@ -580,22 +686,46 @@ def test_the_http_backend_maps_answers_to_transient_and_permanent_errors(
 
 def test_the_http_backend_gives_up_waiting_after_its_timeout(provider: str) -> None:
     _Provider.answers = [(200, {"id": "late"}, 1.5)]
+    started = time.monotonic()
     with pytest.raises(TransientSMSError, match="in time"):
         HttpBackend(url=provider, token="t", timeout=0.3).send(
             to="+44", body="b", idempotency_key="k"
         )
+    assert time.monotonic() - started < 1.2
+
+
+def test_the_http_backend_refuses_a_provider_whose_certificate_it_cannot_check(
+    provider: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The system's trust store knows nothing of this machine's certificate.
+    monkeypatch.delenv("SSL_CERT_FILE")
+    _Provider.answers = [(201, {"id": "never"}, 0)]
+    with pytest.raises(TransientSMSError):
+        HttpBackend(url=provider, token="t", timeout=2).send(
+            to="+44", body="b", idempotency_key="k"
+        )
+    assert _Provider.seen == []
 
 
 def test_the_http_backend_reports_an_unreachable_provider_as_transient() -> None:
     with pytest.raises(TransientSMSError):
-        HttpBackend(url="http://127.0.0.1:1/x", token="t", timeout=1).send(
+        HttpBackend(url="https://127.0.0.1:1/x", token="t", timeout=1).send(
             to="+44", body="b", idempotency_key="k"
         )
 
 
-def test_the_http_backend_refuses_a_plain_http_provider_elsewhere() -> None:
-    with pytest.raises(PermanentSMSError):
-        HttpBackend(url="http://sms.example.com/x", token="t")
+@pytest.mark.parametrize(
+    "url", ["http://sms.example.com/x", "http://127.0.0.1:8080/x", "http://localhost/x", ""]
+)
+def test_the_http_backend_refuses_any_plain_http_provider(url: str) -> None:
+    with pytest.raises(PermanentSMSError, match="https"):
+        HttpBackend(url=url, token="t")
+
+
+def test_the_http_backend_refuses_to_wait_without_a_limit() -> None:
+    with pytest.raises(PermanentSMSError, match="SMS_TIMEOUT_SECONDS"):
+        HttpBackend(url="https://sms.example.com/x", token="t", timeout=0)
+    assert HttpBackend(url="https://sms.example.com/x", token="t").timeout == 10.0
 
 
 # --- Pages ----------------------------------------------------------------------------------

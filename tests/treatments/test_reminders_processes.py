@@ -30,12 +30,17 @@ from tests.conftest import sign_in
 from tests.dbroles import url_of_test_database
 from tests.factories import PatientFactory
 from tests.treatments import test_reminders_support as support
-from tests.treatments.test_reminders_support import Clinic, delivered_keys, journal
+from tests.treatments.test_reminders_support import (
+    Clinic,
+    SilentMailServer,
+    delivered_keys,
+    journal,
+)
 from treatments.models import Booking, Reminder, ReminderChannel, ReminderKind, ReminderStatus
-from treatments.services.reminders import reminders_plan_for_booking
 
 BASE_DIR = Path(settings.BASE_DIR)
 clinic = support.clinic
+silent_smtp = support.silent_smtp
 pytestmark = [pytest.mark.celery, pytest.mark.django_db(transaction=True)]
 
 
@@ -111,6 +116,11 @@ class Celery:
             "QUIET_HOURS_START": "00:00",
             "QUIET_HOURS_END": "00:00",
             "REMINDER_DISPATCH_INTERVAL_SECONDS": "1",
+            # Short time limits, and so a short lease: the rows of a killed
+            # worker are taken again after 5 seconds, not 3 minutes.
+            "MESSAGE_TASK_SOFT_TIME_LIMIT": "3",
+            "MESSAGE_TASK_TIME_LIMIT": "4",
+            "MESSAGE_CLAIM_LEASE_SECONDS": "5",
         }
         self.processes: list[subprocess.Popen[bytes]] = []
         self.count = 0
@@ -126,10 +136,11 @@ class Celery:
         self.processes.append(process)
         return process
 
-    def worker(self) -> subprocess.Popen[bytes]:
+    def worker(self, *, pool: str = "solo") -> subprocess.Popen[bytes]:
+        # prefork (production's pool) enforces time limits; solo starts faster.
         return self._start(
-            "worker", "--pool", "solo", "--without-gossip", "--without-mingle",
-            "--without-heartbeat", "--hostname", f"reminders{self.count}@%h",
+            "worker", "--pool", pool, "--concurrency", "1", "--without-gossip",
+            "--without-mingle", "--without-heartbeat", "--hostname", f"reminders{self.count}@%h",
         )  # fmt: skip
 
     def beat(self) -> subprocess.Popen[bytes]:
@@ -163,11 +174,17 @@ def celery(tmp_path: Path, redis: RedisServer) -> Iterator[Celery]:
     processes.stop()
 
 
-def _due_reminders(c: Clinic, number: int, *, spread: timedelta = timedelta(0)) -> list[Reminder]:
-    """`number` bookings tomorrow onwards, each with one reminder by SMS due
-    now (or spread over the next `spread`)."""
+def _due_reminders(
+    c: Clinic,
+    number: int,
+    *,
+    spread: timedelta = timedelta(0),
+    channel: str = ReminderChannel.SMS,
+) -> list[Reminder]:
+    """`number` bookings tomorrow onwards, each with one reminder by SMS (or
+    `channel`) due now (or spread over the next `spread`)."""
     now = timezone.now()
-    patients = [PatientFactory(reminder_channel="sms") for _ in range(10)]
+    patients = [PatientFactory(reminder_channel=channel) for _ in range(10)]
     first = now + timedelta(days=1)
     bookings = Booking.objects.bulk_create(
         Booking(
@@ -184,7 +201,7 @@ def _due_reminders(c: Clinic, number: int, *, spread: timedelta = timedelta(0)) 
     return Reminder.objects.bulk_create(
         Reminder(
             kind=ReminderKind.SESSION,
-            channel=ReminderChannel.SMS,
+            channel=channel,
             patient=booking.patient,
             booking=booking,
             lead_minutes=24 * 60,
@@ -194,6 +211,34 @@ def _due_reminders(c: Clinic, number: int, *, spread: timedelta = timedelta(0)) 
         )
         for i, booking in enumerate(bookings)
     )
+
+
+def test_a_worker_waiting_on_a_silent_mail_server_is_stopped_by_its_soft_time_limit(
+    clinic: Clinic, celery: Celery, silent_smtp: SilentMailServer
+) -> None:
+    # The mail server waits longer than the task may: the time limit, not
+    # EMAIL_TIMEOUT, ends this tick.
+    celery.env["EMAIL_URL"] = f"smtp://127.0.0.1:{silent_smtp.port}"
+    celery.env["EMAIL_TIMEOUT"] = "60"
+    [reminder] = _due_reminders(clinic, 1, channel=ReminderChannel.EMAIL)
+    worker = celery.worker(pool="prefork")
+    celery.beat()
+    assert silent_smtp.accepted.wait(90), "no tick reached the mail server"
+    waiting_since = time.monotonic()
+
+    def settled() -> bool:
+        reminder.refresh_from_db()
+        return reminder.attempts == 1 and reminder.status == ReminderStatus.PLANNED
+
+    assert _wait(settled, 30), (reminder.status, reminder.attempts, reminder.error)
+    # The soft limit (3 s) ended the wait, well before EMAIL_TIMEOUT (60 s).
+    assert time.monotonic() - waiting_since < 20
+    assert reminder.error == "The send did not finish in time."
+    assert reminder.claimed_until is None
+    assert reminder.due_at > timezone.now()  # backed off
+    assert worker.poll() is None  # the soft limit stopped the task, not the worker
+    logs = "".join(p.read_text(errors="ignore") for p in celery.tmp_path.glob("celery-*.log"))
+    assert "Soft time limit (3s) exceeded for treatments.reminders_dispatch" in logs
 
 
 def _sent() -> int:
@@ -312,20 +357,15 @@ def test_with_redis_down_bookings_succeed_and_their_reminders_go_once_it_is_back
 
 
 def _book_seconds(c: Clinic, patient: object, starts: object) -> Booking:
-    from django.db import transaction
-
+    """A booking through the booking service, which plans its reminders."""
     from treatments.services.booking import booking_create
 
-    with transaction.atomic():
-        booking = booking_create(
-            patient=patient,  # type: ignore[arg-type]
-            practitioner=c.practitioner,
-            room=c.room,
-            protocol=c.protocol,
-            starts_at=starts,  # type: ignore[arg-type]
-            ends_at=starts + timedelta(seconds=1),  # type: ignore[operator]
-            created_by=c.receptionist,
-            check=False,
-        )
-        reminders_plan_for_booking(booking=booking)
-    return booking
+    return booking_create(
+        patient=patient,  # type: ignore[arg-type]
+        practitioner=c.practitioner,
+        room=c.room,
+        protocol=c.protocol,
+        starts_at=starts,  # type: ignore[arg-type]
+        ends_at=starts + timedelta(seconds=1),  # type: ignore[operator]
+        created_by=c.receptionist,
+    )

@@ -1,10 +1,15 @@
-"""Shared pieces of the reminder tests: a small clinic, bookings made the way
-the booking services make them, and SMS backends that record or misbehave."""
+"""Shared pieces of the reminder tests: a small clinic, bookings made, moved,
+cancelled and marked through the booking services alone (which plan and
+cancel their reminders themselves), and SMS backends that record or
+misbehave."""
 
 from __future__ import annotations
 
 import os
+import socket
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as clock
@@ -12,18 +17,14 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from django.db import transaction
+from django.test import override_settings
 
 from clinic.models import User
 from clinic.roles import Role
 from patients.models import Patient
 from tests.factories import PatientFactory, ProtocolFactory, UserFactory
 from treatments.models import Booking, Protocol, Room, TreatmentCourse, WorkingHours
-from treatments.services.booking import booking_cancel, booking_create, booking_move
-from treatments.services.reminders import (
-    reminders_cancel_for_booking,
-    reminders_plan_for_booking,
-)
+from treatments.services.booking import booking_cancel, booking_create, booking_mark, booking_move
 from treatments.sms import FileBackend
 
 LONDON = ZoneInfo("Europe/London")
@@ -71,46 +72,40 @@ def book(
     course: TreatmentCourse | None = None,
     minutes: int = 10,
 ) -> Booking:
-    """A booking through the service, with its reminders planned in the same
-    transaction, as the booking service does it."""
-    with transaction.atomic():
-        booking = booking_create(
-            patient=patient or c.patient,
-            practitioner=c.practitioner,
-            room=room or c.room,
-            protocol=c.protocol,
-            starts_at=starts_at,
-            ends_at=starts_at + timedelta(minutes=minutes),
-            created_by=c.receptionist,
-            course=course,
-            check=False,
-        )
-        reminders_plan_for_booking(booking=booking)
-    return booking
+    """A booking through the booking service alone: it plans the reminders."""
+    return booking_create(
+        patient=patient or c.patient,
+        practitioner=c.practitioner,
+        room=room or c.room,
+        protocol=c.protocol,
+        starts_at=starts_at,
+        ends_at=starts_at + timedelta(minutes=minutes),
+        created_by=c.receptionist,
+        course=course,
+    )
 
 
 def move(c: Clinic, booking: Booking, starts_at: datetime) -> Booking:
-    with transaction.atomic():
-        moved = booking_move(
-            booking=booking,
-            starts_at=starts_at,
-            ends_at=starts_at + (booking.ends_at - booking.starts_at),
-            practitioner=booking.practitioner,
-            room=booking.room,
-            moved_by=c.receptionist,
-            expected_version=None,
-        )
-        reminders_plan_for_booking(booking=moved)
-    return moved
+    """A move through the booking service alone: its reminders follow it."""
+    return booking_move(
+        booking=booking,
+        starts_at=starts_at,
+        ends_at=starts_at + (booking.ends_at - booking.starts_at),
+        practitioner=booking.practitioner,
+        room=booking.room,
+        moved_by=c.receptionist,
+        expected_version=None,
+    )
 
 
 def cancel(c: Clinic, booking: Booking) -> Booking:
-    with transaction.atomic():
-        cancelled = booking_cancel(
-            booking=booking, reason="Patient unwell", cancelled_by=c.receptionist
-        )
-        reminders_cancel_for_booking(booking=cancelled)
-    return cancelled
+    """A cancellation through the booking service alone: it cancels the reminders."""
+    return booking_cancel(booking=booking, reason="Patient unwell", cancelled_by=c.receptionist)
+
+
+def mark(c: Clinic, booking: Booking, status: str) -> Booking:
+    """Arrived, did not come or back to booked, through the booking service alone."""
+    return booking_mark(booking=booking, status=status, marked_by=c.receptionist)
 
 
 class RecordingBackend:
@@ -151,3 +146,47 @@ def journal(directory: Path) -> list[str]:
 
 def delivered_keys(directory: Path) -> set[str]:
     return {p.stem for p in directory.glob("*.json")}
+
+
+class SilentMailServer:
+    """A TCP server that accepts every connection and never says a word: what
+    a mail server stuck behind a firewall rule or a full disk looks like."""
+
+    def __init__(self) -> None:
+        self.socket = socket.create_server(("127.0.0.1", 0))
+        self.port = self.socket.getsockname()[1]
+        self.accepted = threading.Event()
+        self.connections: list[socket.socket] = []
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                peer, _address = self.socket.accept()
+            except OSError:
+                return
+            self.connections.append(peer)
+            self.accepted.set()
+
+    def close(self) -> None:
+        self.socket.close()
+        for peer in self.connections:
+            peer.close()
+
+
+@pytest.fixture
+def silent_smtp() -> Iterator[SilentMailServer]:
+    server = SilentMailServer()
+    with override_settings(
+        EMAIL_BACKEND="django.core.mail.backends.smtp.EmailBackend",
+        EMAIL_HOST="127.0.0.1",
+        EMAIL_PORT=server.port,
+        EMAIL_HOST_USER="",
+        EMAIL_HOST_PASSWORD="",
+        EMAIL_USE_TLS=False,
+        EMAIL_USE_SSL=False,
+        EMAIL_TIMEOUT=1.0,
+    ):
+        yield server
+    server.close()

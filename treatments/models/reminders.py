@@ -35,6 +35,8 @@ class ReminderChannel(models.TextChoices):
 
 class ReminderStatus(models.TextChoices):
     PLANNED = "planned", _("Planned")
+    # Claimed by a dispatch tick and being sent, until `claimed_until`.
+    SENDING = "sending", _("Sending")
     SENT = "sent", _("Sent")
     FAILED = "failed", _("Failed")
     CANCELLED = "cancelled", _("Cancelled")
@@ -44,8 +46,11 @@ class Reminder(models.Model):
     """One message to send at one moment: PostgreSQL is the schedule.
 
     Rows are written in the same transaction as the booking (or test, or
-    course) they are about; a beat tick claims the due ones with SELECT ...
-    FOR UPDATE SKIP LOCKED and sends them. The unique constraints make a
+    course) they are about. A beat tick claims the due ones in a short
+    transaction (SELECT ... FOR UPDATE SKIP LOCKED, then status "sending"
+    with a lease, `claimed_until`), sends them with no transaction open, and
+    records each outcome in a second short transaction. A row whose lease
+    ran out (its worker died mid-send) is claimed again. The unique constraints make a
     second row for the same purpose impossible, so a retry or a second beat
     can never plan a duplicate. `slot_starts_at` is the session time the
     reminder was planned for: moving the booking cancels the planned rows and
@@ -87,6 +92,8 @@ class Reminder(models.Model):
     status = models.CharField(
         max_length=10, choices=ReminderStatus.choices, default=ReminderStatus.PLANNED
     )
+    # While "sending": no other tick takes the row before this moment.
+    claimed_until = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
     last_attempt_at = models.DateTimeField(null=True, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
@@ -103,6 +110,11 @@ class Reminder(models.Model):
             models.Index(fields=["due_at"], condition=Q(status="planned"), name="reminder_due_idx"),
             models.Index(fields=["patient", "-due_at"], name="reminder_patient_idx"),
             models.Index(fields=["booking"], name="reminder_booking_idx"),
+            models.Index(
+                fields=["claimed_until"],
+                condition=Q(status="sending"),
+                name="reminder_claimed_idx",
+            ),
         ]
         constraints = [
             models.UniqueConstraint(
@@ -127,6 +139,12 @@ class Reminder(models.Model):
             models.CheckConstraint(
                 condition=~Q(status="sent") | Q(sent_at__isnull=False),
                 name="reminder_sent_has_time",
+            ),
+            # A lease while being sent, and only then.
+            models.CheckConstraint(
+                condition=Q(status="sending", claimed_until__isnull=False)
+                | (~Q(status="sending") & Q(claimed_until__isnull=True)),
+                name="reminder_lease_while_sending",
             ),
         ]
 

@@ -3,34 +3,50 @@
 A change of a patient's email or mobile number, by anyone, leaves a
 `ContactChange` row owing a notice to the address before the change
 (patients.contact_changes). A beat tick every minute
-(`treatments.contact_notices_dispatch`) claims the rows owed with
-`SELECT ... FOR UPDATE SKIP LOCKED` and sends each once: an email at any
+(`treatments.contact_notices_dispatch`) sends each once: an email at any
 hour, a text message outside quiet hours (held until they end, like
-reminders). The row's uuid is the email's Message-ID and the text
-message's idempotency key, so a worker killed mid-batch sends again under
-the same key. A notice that keeps failing is marked failed after
-NOTICE_MAX_ATTEMPTS ticks.
+reminders).
+
+As with reminders, no transaction is open and no row locked while a mail
+server or the SMS provider is called: rows are claimed in a short
+transaction (SELECT ... FOR UPDATE SKIP LOCKED, then "sending" with a lease
+in `notice_due_at`), sent, and each outcome recorded in a second short
+transaction, only on a row still held under that lease. A row whose worker
+died mid-send is claimed again once the lease (MESSAGE_CLAIM_LEASE) ends.
+The row's uuid is the email's Message-ID and the text message's idempotency
+key, so such a repeat goes under the same key. Whatever one notice raises is
+that notice's failure: recorded by kind, retried after a back-off, failed
+after NOTICE_MAX_ATTEMPTS tries, while the others go.
 """
 
 from __future__ import annotations
 
 import logging
-import smtplib
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.db import transaction
+from django.db.models import Q
 from django.template.loader import render_to_string
 from django.utils import timezone
 
 from patients.models import ContactChange, ContactField, ContactNoticeStatus
 from treatments.localtime import to_local
-from treatments.services.reminders import in_quiet_hours
-from treatments.sms import PermanentSMSError, SMSBackend, TransientSMSError, get_backend
+from treatments.services.reminders import (
+    DeliveryError,
+    backoff,
+    failure_text,
+    in_quiet_hours,
+    quiet_hours_end_after,
+    send_email,
+    send_sms,
+)
+from treatments.sms import SMSBackend, get_backend
 
 logger = logging.getLogger(__name__)
 
@@ -40,19 +56,13 @@ NOTICE_MAX_ATTEMPTS = 5
 
 @dataclass
 class NoticeResult:
+    """What one dispatch did, in notices."""
+
     claimed: int = 0
     sent: int = 0
     held: int = 0
     retried: int = 0
     failed: int = 0
-
-
-class _TransientError(Exception):
-    pass
-
-
-class _PermanentError(Exception):
-    pass
 
 
 def _context(row: ContactChange) -> dict[str, Any]:
@@ -78,28 +88,70 @@ def _send_email(row: ContactChange, mail: Any) -> None:
     message.attach_alternative(
         render_to_string("emails/contact_changed_message.html", context), "text/html"
     )
-    try:
-        sent = message.send()
-    except smtplib.SMTPRecipientsRefused as error:
-        raise _PermanentError("address refused") from error
-    except smtplib.SMTPResponseException as error:
-        if 500 <= error.smtp_code < 600:
-            raise _PermanentError(f"mail server answered {error.smtp_code}") from error
-        raise _TransientError(f"mail server answered {error.smtp_code}") from error
-    except (smtplib.SMTPException, OSError) as error:
-        raise _TransientError(type(error).__name__) from error
-    if not sent:
-        raise _TransientError("mail backend sent nothing")
+    send_email(message)
 
 
 def _send_sms(row: ContactChange, backend: SMSBackend) -> None:
     body = render_to_string("emails/contact_changed_sms.txt", _context(row)).strip()
-    try:
-        backend.send(to=row.previous, body=body, idempotency_key=str(row.uuid))
-    except TransientSMSError as error:
-        raise _TransientError(type(error).__name__) from error
-    except PermanentSMSError as error:
-        raise _PermanentError(type(error).__name__) from error
+    send_sms(backend, to=row.previous, body=body, idempotency_key=str(row.uuid))
+
+
+def _retry_or_fail(row: ContactChange, why: str, *, now: datetime, result: NoticeResult) -> None:
+    row.notice_error = why[:200]
+    if row.notice_attempts >= NOTICE_MAX_ATTEMPTS:
+        row.notice_status = ContactNoticeStatus.FAILED
+        row.notice_due_at = None
+        result.failed += 1
+    else:
+        row.notice_status = ContactNoticeStatus.PENDING
+        row.notice_due_at = now + backoff(row.notice_attempts)
+        result.retried += 1
+
+
+CLAIM_FIELDS = ["notice_status", "notice_attempts", "notice_due_at", "notice_error"]
+
+
+def _claim(now: datetime, limit: int, result: NoticeResult) -> list[ContactChange]:
+    """Take the notices owed (or whose lease ran out), hold text messages in
+    quiet hours, and lease the rest. Returns the rows to send."""
+    owed = Q(notice_status=ContactNoticeStatus.PENDING) & (
+        Q(notice_due_at__isnull=True) | Q(notice_due_at__lte=now)
+    )
+    lost = Q(notice_status=ContactNoticeStatus.SENDING, notice_due_at__lte=now)
+    lease_until = now + settings.MESSAGE_CLAIM_LEASE
+    with transaction.atomic():
+        rows = list(
+            ContactChange.objects.select_for_update(skip_locked=True)
+            .filter(owed | lost)
+            .order_by("changed_at", "id")[:limit]
+        )
+        result.claimed = len(rows)
+        to_send = []
+        for row in rows:
+            if row.field == ContactField.PHONE and in_quiet_hours(now):
+                row.notice_status = ContactNoticeStatus.PENDING
+                row.notice_due_at = quiet_hours_end_after(now)
+                result.held += 1
+                continue
+            if row.notice_status == ContactNoticeStatus.SENDING:
+                logger.warning("Contact change notice %s: lease ran out, claimed again", row.uuid)
+                if row.notice_attempts >= NOTICE_MAX_ATTEMPTS:
+                    _retry_or_fail(row, "worker stopped", now=now, result=result)
+                    continue
+            row.notice_status = ContactNoticeStatus.SENDING
+            row.notice_due_at = lease_until
+            row.notice_attempts += 1
+            to_send.append(row)
+        if rows:
+            ContactChange.objects.bulk_update(rows, CLAIM_FIELDS)
+    return to_send
+
+
+def _send(row: ContactChange, *, mail: Any, backend: SMSBackend | None) -> None:
+    if row.field == ContactField.EMAIL:
+        _send_email(row, mail)
+    else:
+        _send_sms(row, backend or get_backend())
 
 
 def contact_notices_dispatch(
@@ -109,62 +161,83 @@ def contact_notices_dispatch(
     backend: SMSBackend | None = None,
     mail_connection: Any = None,
 ) -> NoticeResult:
-    """Send up to `limit` notices owed, oldest change first, in one
-    transaction, and record each outcome on its row. `now`: aware, the
-    current time by default (quiet hours are read in the clinic's zone).
-    Safe to run twice at once: each run claims its rows with SKIP LOCKED.
-    Never raises for a failed send: a transient failure is tried again at
-    the next tick, up to NOTICE_MAX_ATTEMPTS; a permanent one (an address
-    refused) marks the row failed at once. Logs ids and counts, never an
-    address."""
+    """Send up to `limit` notices owed, oldest change first, and record each
+    outcome on its row.
+
+    `now`: aware, the current time by default (quiet hours are read in the
+    clinic's zone, QUIET_HOURS_START / QUIET_HOURS_END). `backend`: the SMS
+    backend (SMS_BACKEND by default); `mail_connection`: a Django mail
+    connection (EMAIL_BACKEND, each answer awaited at most EMAIL_TIMEOUT
+    seconds). Safe to run twice at once: rows are claimed with SKIP LOCKED
+    under a lease (MESSAGE_CLAIM_LEASE). Never raises for a failed send,
+    whatever the failure: a transient one (or any unexpected exception,
+    recorded by its class name) is tried again after backoff(), up to
+    NOTICE_MAX_ATTEMPTS tries; a permanent one (an address refused) marks
+    the row failed at once. Raises a database error when the database is
+    unreachable, and SoftTimeLimitExceeded when the task's soft time limit
+    strikes, after recording every notice of the batch. Logs ids and
+    counts, never an address.
+    """
     result = NoticeResult()
-    with transaction.atomic():
-        now = now or timezone.now()
-        rows = list(
-            ContactChange.objects.select_for_update(skip_locked=True)
-            .filter(notice_status=ContactNoticeStatus.PENDING)
-            .order_by("changed_at", "id")[:limit]
-        )
-        if not rows:
-            return result
-        result.claimed = len(rows)
-        mail = mail_connection or get_connection(fail_silently=False)
-        sms = backend
-        for row in rows:
-            if row.field == ContactField.PHONE and in_quiet_hours(now):
-                result.held += 1
-                continue
-            row.notice_attempts += 1
+    now = now or timezone.now()
+    rows = _claim(now, limit, result)
+    leases = {row.pk: row.notice_due_at for row in rows}
+    mail = mail_connection or get_connection(fail_silently=False) if rows else None
+    done: list[ContactChange] = []
+    try:
+        for index, row in enumerate(rows):
             try:
-                if row.field == ContactField.EMAIL:
-                    _send_email(row, mail)
+                _send(row, mail=mail, backend=backend)
+            except SoftTimeLimitExceeded:
+                _retry_or_fail(row, "time limit", now=timezone.now(), result=result)
+                done.append(row)
+                for untried in rows[index + 1 :]:
+                    untried.notice_status = ContactNoticeStatus.PENDING
+                    untried.notice_attempts -= 1
+                    untried.notice_due_at = None
+                    done.append(untried)
+                raise
+            except DeliveryError as error:
+                if error.transient:
+                    _retry_or_fail(row, str(error), now=timezone.now(), result=result)
                 else:
-                    sms = sms or get_backend()
-                    _send_sms(row, sms)
-            except _PermanentError as error:
-                row.notice_status = ContactNoticeStatus.FAILED
-                row.notice_error = str(error)[:200]
-                result.failed += 1
-            except _TransientError as error:
-                row.notice_error = str(error)[:200]
-                if row.notice_attempts >= NOTICE_MAX_ATTEMPTS:
                     row.notice_status = ContactNoticeStatus.FAILED
+                    row.notice_due_at = None
+                    row.notice_error = str(error)[:200]
                     result.failed += 1
-                else:
-                    result.retried += 1
+            except Exception as error:  # one notice's fault stays its own
+                logger.warning(
+                    "Contact change notice %s not sent: %s", row.uuid, failure_text(error)
+                )
+                _retry_or_fail(row, failure_text(error), now=timezone.now(), result=result)
             else:
                 row.notice_status = ContactNoticeStatus.SENT
-                row.notice_sent_at = now
+                row.notice_due_at = None
+                row.notice_sent_at = timezone.now()
                 row.notice_error = ""
                 result.sent += 1
-            row.save(
-                update_fields=[
-                    "notice_status",
-                    "notice_attempts",
-                    "notice_sent_at",
-                    "notice_error",
-                ]
-            )
+            done.append(row)
+    finally:
+        _record(done, leases)
     if result.failed:
         logger.warning("Contact change notices failed: %s", result.failed)
     return result
+
+
+def _record(rows: list[ContactChange], leases: dict[int, datetime | None]) -> None:
+    """Each outcome, on a row still "sending" under this dispatch's lease."""
+    if not rows:
+        return
+    with transaction.atomic():
+        for row in rows:
+            ContactChange.objects.filter(
+                pk=row.pk,
+                notice_status=ContactNoticeStatus.SENDING,
+                notice_due_at=leases[row.pk],
+            ).update(
+                notice_status=row.notice_status,
+                notice_attempts=row.notice_attempts,
+                notice_due_at=row.notice_due_at,
+                notice_sent_at=row.notice_sent_at,
+                notice_error=row.notice_error,
+            )
