@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
+
 import pytest
+import time_machine
 from django.utils import timezone
 
+from clinic import demo_clock
 from clinic.models import User
 from consent.models import ConsentForm
+from consent.services import consent_form_create
 from treatments.demo import catalogue as demo_catalogue
 from treatments.models import (
     AftercareSheet,
@@ -20,6 +27,14 @@ from treatments.models import (
 from treatments.selectors.catalogue import batches_usable
 
 pytestmark = pytest.mark.django_db
+# The demo is seeded on a Tuesday morning in London, whatever the wall clock says.
+NOW = datetime(2026, 11, 24, 10, 0, tzinfo=ZoneInfo("Europe/London"))
+
+
+@pytest.fixture(autouse=True)
+def frozen() -> Iterator[None]:
+    with time_machine.travel(NOW, tick=False):
+        yield
 
 
 def test_demo_catalogue_is_realistic_and_seeding_twice_adds_nothing(
@@ -90,9 +105,37 @@ def test_demo_catalogue_is_realistic_and_seeding_twice_adds_nothing(
 def test_demo_uses_the_consent_forms_already_written(
     practitioner: User, receptionist: User
 ) -> None:
-    form = ConsentForm.objects.create(
+    form = consent_form_create(
         title="Mesotherapy of the face, neck and hands", created_by=receptionist
     )
     demo_catalogue.seed(practitioner=practitioner, reception=receptionist)
     assert Protocol.objects.get(name="Under-eye").consent_form == form
     assert ConsentForm.objects.count() == 3
+
+
+def test_each_lot_is_recorded_on_the_day_it_arrived_the_expired_one_before_it_expired(
+    practitioner: User, receptionist: User
+) -> None:
+    demo_catalogue.seed(practitioner=practitioner, reception=receptionist)
+    expired = Batch.objects.get(lot_number="NVP-DC0399")
+    # Received 14 months ago, 427 days before Tuesday 24 November, when it
+    # still had a year to run.
+    assert expired.received_on == date(2025, 9, 23)
+    assert timezone.localdate(expired.created_at) == expired.received_on
+    assert expired.expiry_date < NOW.date()
+    for batch in Batch.objects.all():
+        assert timezone.localdate(batch.created_at) == batch.received_on
+        assert batch.received_on <= NOW.date()
+    recalled = Batch.objects.get(status=BatchStatus.RECALLED)
+    assert recalled.recalled_at == datetime(2026, 11, 20, 11, 30, tzinfo=ZoneInfo("Europe/London"))
+
+
+def test_without_a_clock_that_moves_the_expired_lot_is_left_out(
+    practitioner: User, receptionist: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `make run` installs no time-machine: a lot expired today cannot be recorded today.
+    monkeypatch.setattr(demo_clock, "time_machine", None)
+    demo_catalogue.seed(practitioner=practitioner, reception=receptionist)
+    assert not Batch.objects.filter(lot_number="NVP-DC0399").exists()
+    assert not Batch.objects.filter(expiry_date__lt=NOW.date()).exists()
+    assert Batch.objects.filter(status=BatchStatus.RECALLED).count() == 1

@@ -1,17 +1,26 @@
 """Demo catalogue: ingredients, products with batches (one expired, one
-recalled), three aftercare sheets and the usual protocols. Idempotent: what
-already exists (by name or title) is left alone. The makers are fictional."""
+recalled), three aftercare sheets and the usual protocols, all through the
+catalogue's services. Idempotent: what already exists (by name or title) is
+left alone. The makers are fictional."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 
 from django.db import transaction
 from django.utils import timezone
 
+from clinic.demo_clock import (
+    OPENED_DAYS_AGO,
+    clinic_time,
+    clock_at,
+    clock_can_move,
+    working_day,
+)
 from clinic.models import User
 from consent.models import ConsentForm
+from consent.services import consent_form_create
 from treatments.models import (
     AftercareSheet,
     Batch,
@@ -59,8 +68,11 @@ INGREDIENTS: tuple[tuple[str, str], ...] = (
     ("Copper peptides", C.OTHER),
 )
 
-# name, maker, concentration, notes, ingredients, batches (lot, months to expiry).
-PRODUCTS: tuple[tuple[str, str, str, str, tuple[str, ...], tuple[tuple[str, int], ...]], ...] = (
+# name, maker, concentration, notes, ingredients, batches (lot, months to
+# expiry from today, days since it was received).
+PRODUCTS: tuple[
+    tuple[str, str, str, str, tuple[str, ...], tuple[tuple[str, int, int], ...]], ...
+] = (
     (
         "Poly-revitalising solution",
         "Alba Dermaceutics",
@@ -77,7 +89,7 @@ PRODUCTS: tuple[tuple[str, str, str, str, tuple[str, ...], tuple[tuple[str, int]
             "Magnesium",
             "Calcium",
         ),
-        (("AD-2611-04", 14), ("AD-2602-11", 20)),
+        (("AD-2611-04", 14, 120), ("AD-2602-11", 20, 20)),
     ),
     (
         "Hyaluronic skin booster 1.5%",
@@ -85,7 +97,7 @@ PRODUCTS: tuple[tuple[str, str, str, str, tuple[str, ...], tuple[tuple[str, int]
         "15 mg/mL, 2 mL syringe",
         "",
         ("Non-cross-linked hyaluronic acid",),
-        (("MAL-H1507", 18), ("MAL-H1612", 24)),
+        (("MAL-H1507", 18, 120), ("MAL-H1612", 24, 20)),
     ),
     (
         "Vitamin C ampoule 20%",
@@ -93,7 +105,7 @@ PRODUCTS: tuple[tuple[str, str, str, str, tuple[str, ...], tuple[tuple[str, int]
         "200 mg/mL, 2 mL ampoule",
         "Light sensitive: keep in the box.",
         ("Vitamin C (ascorbic acid)",),
-        (("LSS-C2040", 10), ("LSS-C2055", 16)),
+        (("LSS-C2040", 10, 120), ("LSS-C2055", 16, 20)),
     ),
     (
         "Antioxidant radiance blend",
@@ -106,7 +118,7 @@ PRODUCTS: tuple[tuple[str, str, str, str, tuple[str, ...], tuple[tuple[str, int]
             "Glutathione",
             "Alpha-lipoic acid",
         ),
-        (("LSS-AR118", 12),),
+        (("LSS-AR118", 12, 90),),
     ),
     (
         "Enzymatic contouring solution",
@@ -114,7 +126,7 @@ PRODUCTS: tuple[tuple[str, str, str, str, tuple[str, ...], tuple[tuple[str, int]
         "10 mL vial",
         "For small, localised fat deposits only; not a weight-loss treatment.",
         ("Collagenase", "L-carnitine", "Artichoke extract"),
-        (("NVP-EC0931", 9), ("NVP-EC1002", 15)),
+        (("NVP-EC0931", 9, 120), ("NVP-EC1002", 15, 20)),
     ),
     (
         "Draining cellulite complex",
@@ -127,7 +139,7 @@ PRODUCTS: tuple[tuple[str, str, str, str, tuple[str, ...], tuple[tuple[str, int]
             "Ginkgo biloba extract",
             "Organic silicon",
         ),
-        (("NVP-DC0417", 11), ("NVP-DC0502", 17), ("NVP-DC0399", -1)),
+        (("NVP-DC0417", 11, 60), ("NVP-DC0502", 17, 20), ("NVP-DC0399", -1, 427)),
     ),
     (
         "Scalp revitalising cocktail",
@@ -140,7 +152,7 @@ PRODUCTS: tuple[tuple[str, str, str, str, tuple[str, ...], tuple[tuple[str, int]
             "Amino acid complex",
             "Copper peptides",
         ),
-        (("MAL-S0720", 13),),
+        (("MAL-S0720", 13, 90),),
     ),
     (
         "Minoxidil and finasteride solution",
@@ -148,7 +160,7 @@ PRODUCTS: tuple[tuple[str, str, str, str, tuple[str, ...], tuple[tuple[str, int]
         "Minoxidil 0.5%, finasteride 0.05%, 2 mL",
         "Prescription medicine: practitioner's decision for each patient.",
         ("Minoxidil", "Finasteride"),
-        (("VC-MF2210", 8), ("VC-MF2301", 12)),
+        (("VC-MF2210", 8, 120), ("VC-MF2301", 12, 20)),
     ),
     (
         "Under-eye peptide serum",
@@ -161,7 +173,7 @@ PRODUCTS: tuple[tuple[str, str, str, str, tuple[str, ...], tuple[tuple[str, int]
             "Ginkgo biloba extract",
             "Vitamin B complex (B1, B2, B3, B5, B6)",
         ),
-        (("AD-UE0312", 15),),
+        (("AD-UE0312", 15, 90),),
     ),
     (
         "Hand rejuvenation booster",
@@ -169,7 +181,7 @@ PRODUCTS: tuple[tuple[str, str, str, str, tuple[str, ...], tuple[tuple[str, int]
         "2 mL syringe",
         "",
         ("Non-cross-linked hyaluronic acid", "Amino acid complex", "Organic silicon"),
-        (("MAL-HR0288", 19),),
+        (("MAL-HR0288", 19, 90),),
     ),
     (
         "Autologous PRP preparation kit",
@@ -177,11 +189,12 @@ PRODUCTS: tuple[tuple[str, str, str, str, tuple[str, ...], tuple[tuple[str, int]
         "Single-use kit, 10 mL draw",
         "The plasma is the patient's own, prepared at the chair.",
         ("Platelet-rich plasma (PRP)",),
-        (("VM-PRP5521", 22), ("VM-PRP5530", 26)),
+        (("VM-PRP5521", 22, 120), ("VM-PRP5530", 26, 20)),
     ),
 )
 
-# The expired lot (months to expiry -1 above) and the recalled one.
+# The expired lot (months to expiry -1 above, received 14 months ago and
+# used until it expired) and the recalled one, recalled two days ago.
 RECALLED_LOT = ("Vitamin C ampoule 20%", "LSS-C2040")
 RECALL_REASON = (
     "Maker's recall notice: a sealing fault on some ampoules of this lot means "
@@ -376,111 +389,114 @@ def _months(n: int) -> timedelta:
     return timedelta(days=round(n * 30.5))
 
 
+def _batches(
+    product: Product, lots: tuple[tuple[str, int, int], ...], *, author: User, today: date
+) -> int:
+    """Record each lot of `product` not yet recorded, on the day it was
+    received; an expired lot only when the clock can move back to that day
+    (recorded today, it would rightly be refused)."""
+    added = 0
+    existing = set(product.batches.values_list("lot_number", flat=True))
+    for lot, months, days_ago in lots:
+        expiry = today + _months(months) if months >= 0 else today - _months(-months)
+        if lot in existing or (expiry < today and not clock_can_move()):
+            continue
+        received = working_day(days_ago)
+        with clock_at(clinic_time(received, 9)):
+            batch_create(
+                product=product,
+                created_by=author,
+                lot_number=lot,
+                expiry_date=expiry,
+                quantity_received=20 if months >= 0 else 10,
+                received_on=received,
+            )
+        added += 1
+    return added
+
+
 @transaction.atomic
 def seed(*, practitioner: User, reception: User) -> int:
-    """Add what is missing of the demo catalogue; return how many objects were added."""
+    """Add what is missing of the demo catalogue; return how many objects
+    were added. The manager wrote it when the demo clinic opened, and each
+    lot on the day it arrived (clinic.demo_clock)."""
+    author = User.objects.filter(username="manager").first() or practitioner
     added = 0
     today = timezone.localdate()
+    opened = clinic_time(working_day(OPENED_DAYS_AGO), 9)
 
     ingredients = {i.name: i for i in Ingredient.objects.all()}
-    for name, category in INGREDIENTS:
-        if name not in ingredients:
-            ingredients[name] = ingredient_create(
-                created_by=practitioner, name=name, category=category, active=True
+    products = {p.name: p for p in Product.objects.all()}
+    sheets = {s.title: s for s in AftercareSheet.objects.all()}
+    forms = {f.title: f for f in ConsentForm.objects.all()}
+    with clock_at(opened):
+        for name, category in INGREDIENTS:
+            if name not in ingredients:
+                ingredients[name] = ingredient_create(
+                    created_by=author, name=name, category=category, active=True
+                )
+                added += 1
+        for name, maker, concentration, notes, names, _lots in PRODUCTS:
+            if name not in products:
+                products[name] = product_create(
+                    created_by=author,
+                    ingredients=[ingredients[n] for n in names],
+                    name=name,
+                    maker=maker,
+                    concentration=concentration,
+                    notes=notes,
+                    active=True,
+                )
+                added += 1
+        for title, texts in SHEETS.items():
+            if title not in sheets:
+                sheets[title] = sheet_create(created_by=author, title=title, **texts)
+                added += 1
+        for title in (FACE_CONSENT, BODY_CONSENT, SCALP_CONSENT):
+            # consent.demo writes these forms; without it, an empty form keeps the demo whole.
+            if title not in forms:
+                forms[title] = consent_form_create(title=title, created_by=author)
+                added += 1
+        existing_protocols = set(Protocol.objects.values_list("name", flat=True))
+        for (
+            name,
+            indication,
+            areas,
+            sessions,
+            interval,
+            minutes,
+            maintenance,
+            consent_title,
+            sheet_title,
+            cocktail,
+        ) in PROTOCOLS:
+            if name in existing_protocols:
+                continue
+            protocol_create(
+                created_by=author,
+                lines=[
+                    CocktailLine(product=products[p], amount=Decimal(amount), unit=unit)
+                    for p, amount, unit in cocktail
+                ],
+                name=name,
+                indication=indication,
+                default_areas=areas,
+                default_sessions=sessions,
+                interval=interval,
+                session_minutes=minutes,
+                maintenance_months=maintenance,
+                consent_form=forms[consent_title],
+                aftercare_sheet=sheets[sheet_title],
+                active=True,
             )
             added += 1
 
-    products = {p.name: p for p in Product.objects.all()}
-    for name, maker, concentration, notes, names, lots in PRODUCTS:
-        product = products.get(name)
-        if product is None:
-            product = product_create(
-                created_by=practitioner,
-                ingredients=[ingredients[n] for n in names],
-                name=name,
-                maker=maker,
-                concentration=concentration,
-                notes=notes,
-                active=True,
-            )
-            products[name] = product
-            added += 1
-        existing = set(product.batches.values_list("lot_number", flat=True))
-        for lot, months in lots:
-            if lot in existing:
-                continue
-            if months < 0:
-                # An old lot that has since expired: recorded as it was on arrival.
-                old = Batch(
-                    product=product,
-                    lot_number=lot,
-                    received_on=today - _months(14),
-                    expiry_date=today - _months(-months),
-                    quantity_received=10,
-                )
-                old.full_clean()
-                old.save()
-            else:
-                batch_create(
-                    product=product,
-                    created_by=practitioner,
-                    lot_number=lot,
-                    expiry_date=today + _months(months),
-                    quantity_received=20,
-                    received_on=today - timedelta(days=30),
-                )
-            added += 1
+    for name, _maker, _concentration, _notes, _names, lots in PRODUCTS:
+        added += _batches(products[name], lots, author=author, today=today)
 
     name, lot = RECALLED_LOT
     batch = Batch.objects.get(product=products[name], lot_number=lot)
     if batch.status != BatchStatus.RECALLED:
-        batch_recall(batch=batch, recalled_by=practitioner, reason=RECALL_REASON)
-
-    sheets = {s.title: s for s in AftercareSheet.objects.all()}
-    for title, texts in SHEETS.items():
-        if title not in sheets:
-            sheets[title] = sheet_create(created_by=practitioner, title=title, **texts)
-            added += 1
-
-    forms: dict[str, ConsentForm] = {}
-    for title in (FACE_CONSENT, BODY_CONSENT, SCALP_CONSENT):
-        # consent.demo writes these forms; without it, an empty form keeps the demo whole.
-        forms[title], created = ConsentForm.objects.get_or_create(
-            title=title, defaults={"created_by": practitioner}
-        )
-        added += int(created)
-
-    existing_protocols = set(Protocol.objects.values_list("name", flat=True))
-    for (
-        name,
-        indication,
-        areas,
-        sessions,
-        interval,
-        minutes,
-        maintenance,
-        consent_title,
-        sheet_title,
-        cocktail,
-    ) in PROTOCOLS:
-        if name in existing_protocols:
-            continue
-        protocol_create(
-            created_by=practitioner,
-            lines=[
-                CocktailLine(product=products[p], amount=Decimal(amount), unit=unit)
-                for p, amount, unit in cocktail
-            ],
-            name=name,
-            indication=indication,
-            default_areas=areas,
-            default_sessions=sessions,
-            interval=interval,
-            session_minutes=minutes,
-            maintenance_months=maintenance,
-            consent_form=forms[consent_title],
-            aftercare_sheet=sheets[sheet_title],
-            active=True,
-        )
-        added += 1
+        with clock_at(clinic_time(working_day(2), 11, 30)):
+            batch_recall(batch=batch, recalled_by=author, reason=RECALL_REASON)
     return added
