@@ -1,4 +1,8 @@
-"""Create the demo staff accounts (idempotent)."""
+"""Create the demo staff accounts and each app's demo data (idempotent).
+
+Everything is written through the services real work goes through, the
+past with the clock moved back (clinic.demo_clock), so the demo shows
+nothing the clinic would refuse."""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
+from clinic.demo_clock import OPENED_DAYS_AGO, clinic_time, clock_at, clock_installed, working_day
 from clinic.models import User
 from clinic.roles import Role
 from clinic.services import staff_user_create
@@ -42,18 +47,20 @@ class Command(BaseCommand):
         password = settings.DEMO_PASSWORD or DEFAULT_DEMO_PASSWORD
         created = 0
         with transaction.atomic():
-            for username, first, last, roles in DEMO_STAFF:
-                if User.objects.filter(username=username).exists():
-                    continue
-                staff_user_create(
-                    username=username,
-                    password=password,
-                    roles=roles,
-                    first_name=first,
-                    last_name=last,
-                    email=f"{username}@demo.clinic.invalid",
-                )
-                created += 1
+            # The staff joined when the demo clinic opened.
+            with clock_at(clinic_time(working_day(OPENED_DAYS_AGO), 8, 30)):
+                for username, first, last, roles in DEMO_STAFF:
+                    if User.objects.filter(username=username).exists():
+                        continue
+                    staff_user_create(
+                        username=username,
+                        password=password,
+                        roles=roles,
+                        first_name=first,
+                        last_name=last,
+                        email=f"{username}@demo.clinic.invalid",
+                    )
+                    created += 1
             # Each feature app seeds its own demo data (a `demo` module with
             # `seed()`), found by name so that this base app imports none of them.
             staff = {
@@ -69,6 +76,11 @@ class Command(BaseCommand):
                     practitioner=staff["practitioner"], reception=staff["reception"]
                 )
                 self.stdout.write(f"Demo data: {added} {app} record(s) added.")
+            if not clock_installed():
+                self.stdout.write(
+                    "Demo data: written at today's time, without the sessions of earlier "
+                    "weeks (moving the clock back needs time-machine, requirements-dev.txt)."
+                )
         kept = len(DEMO_STAFF) - created
         self.stdout.write(f"Demo data: {created} staff user(s) created, {kept} already there.")
         self.stdout.write("Demo logins (username / password):")
