@@ -1,6 +1,7 @@
 """Demo calendar for `manage.py seed_demo` (idempotent): two rooms, a second
 practitioner, working hours, the next bank holiday closed, and a dozen
-bookings this week and next, one of them the start of a six-session course."""
+bookings this week and next, one of them the start of a six-session course,
+all through the booking services (the past sessions are treatments.demo.session's)."""
 
 from __future__ import annotations
 
@@ -9,13 +10,20 @@ from datetime import date, datetime, time, timedelta
 from django.conf import settings
 from django.utils import timezone
 
+from clinic.demo_clock import OPENED_DAYS_AGO, clinic_time, clock_at, working_day
 from clinic.models import User
 from clinic.roles import Role
 from clinic.services import staff_user_create
 from patients.models import Patient
-from treatments.models import Booking, ClinicClosure, Protocol, Room, TreatmentCourse, WorkingHours
+from treatments.models import ClinicClosure, Protocol, Room, TreatmentCourse, WorkingHours
 from treatments.selectors.booking import next_free_slot
-from treatments.services.booking import BookingRefusedError, booking_create, closure_add, room_save
+from treatments.services.booking import (
+    BookingRefusedError,
+    booking_create,
+    closure_add,
+    room_save,
+    working_hours_add,
+)
 from treatments.services.course import CourseRefusedError, course_book, course_propose
 
 ROOMS = ("Treatment room 1", "Treatment room 2")
@@ -34,19 +42,22 @@ BANK_HOLIDAYS: tuple[tuple[date, str], ...] = (
     (date(2027, 12, 28), "Boxing Day (substitute day)"),
 )
 
-# Demo patients by email, each with a day offset and a local start hour.
-PLAN: tuple[tuple[str, int, int], ...] = (
-    ("oliver.bennett", 0, 10),
-    ("isla.moreno", 0, 14),
-    ("grace.okafor", 1, 11),
-    ("freya.lindqvist", 1, 15),
-    ("theo.fairbairn", 2, 9),
-    ("oliver.bennett", 3, 12),
-    ("isla.moreno", 4, 10),
-    ("grace.okafor", 7, 13),
-    ("freya.lindqvist", 8, 10),
-    ("theo.fairbairn", 9, 16),
-    ("isla.moreno", 10, 11),
+# Bookings of this week and next, made today by reception: (the patient's
+# email before the @, protocol, days after this week's Monday, local hour).
+# Each shows reception what stands in the way (treatments.gates): Isla is
+# new (no history, consent or allergy test yet), Grace now takes an
+# anticoagulant and Freya isotretinoin (see the practitioner), Theo's
+# allergy reading is due. Amelia's and Oliver's courses are booked apart.
+PLAN: tuple[tuple[str, str, int, int], ...] = (
+    ("isla.moreno", "Revitalising", 0, 14),
+    ("grace.okafor", "Cellulite", 1, 11),
+    ("freya.lindqvist", "Under-eye", 1, 15),
+    ("theo.fairbairn", "Hands", 2, 9),
+    ("isla.moreno", "Revitalising", 4, 10),
+    ("grace.okafor", "Cellulite", 7, 13),
+    ("freya.lindqvist", "Under-eye", 8, 10),
+    ("theo.fairbairn", "Hands", 9, 16),
+    ("isla.moreno", "Revitalising", 10, 11),
 )
 
 
@@ -67,38 +78,52 @@ def _second_practitioner(reception: User) -> User:
     )
 
 
-def _hours(user: User, *, saturday: bool) -> int:
+def _hours(user: User, *, saturday: bool, added_by: User) -> int:
     if WorkingHours.objects.filter(practitioner=user).exists():
         return 0
     days = [(d, time(9), time(17, 30)) for d in range(5)]
     if saturday:
         days.append((5, time(9), time(13)))
-    WorkingHours.objects.bulk_create(
-        WorkingHours(practitioner=user, weekday=d, starts=s, ends=e) for d, s, e in days
-    )
+    for weekday, starts, ends in days:
+        working_hours_add(
+            practitioner=user,
+            weekday=weekday,
+            starts=starts,
+            ends=ends,
+            added_by=added_by,
+            expected_version=None,
+        )
     return len(days)
 
 
 def seed(*, practitioner: User, reception: User) -> int:
+    """Add the rooms, working hours and closure missing, and, the first time
+    (no demo room yet), the bookings; return how many objects were added.
+    The manager set up the rooms and hours when the demo clinic opened
+    (clinic.demo_clock); reception books today."""
     protocols = list(Protocol.objects.filter(active=True).order_by("name"))
     if not protocols:
         return 0
+    manager = User.objects.filter(username="manager").first() or reception
     added = 0
+    calendar_seeded = Room.objects.filter(name__in=ROOMS).exists()
     rooms = []
-    for name in ROOMS:
-        room = Room.objects.filter(name=name).first()
-        if room is None:
-            room = room_save(room=None, name=name, active=True, saved_by=reception)
-            added += 1
-        rooms.append(room)
     second = _second_practitioner(reception)
-    added += _hours(practitioner, saturday=True) + _hours(second, saturday=False)
+    with clock_at(clinic_time(working_day(OPENED_DAYS_AGO), 9)):
+        for name in ROOMS:
+            room = Room.objects.filter(name=name).first()
+            if room is None:
+                room = room_save(room=None, name=name, active=True, saved_by=manager)
+                added += 1
+            rooms.append(room)
+        added += _hours(practitioner, saturday=True, added_by=manager)
+        added += _hours(second, saturday=False, added_by=manager)
 
     today = timezone.localdate()
     upcoming = next(((d, r) for d, r in BANK_HOLIDAYS if d > today), None)
-    if upcoming and not ClinicClosure.objects.filter(starts_on=upcoming[0]).exists():
+    if upcoming and not ClinicClosure.objects.exists():
         closure_add(
-            starts_on=upcoming[0], ends_on=upcoming[0], reason=upcoming[1], added_by=reception
+            starts_on=upcoming[0], ends_on=upcoming[0], reason=upcoming[1], added_by=manager
         )
         added += 1
 
@@ -106,19 +131,16 @@ def seed(*, practitioner: User, reception: User) -> int:
         p.email.split("@")[0]: p
         for p in Patient.objects.filter(email__endswith="@demo.clinic.invalid")
     }
-    if (
-        not patients
-        or Booking.objects.filter(patient__in=patients.values(), created_by=reception).exists()
-    ):
+    if not patients or calendar_seeded:
         return added
     staff = (practitioner, second)
     monday = today - timedelta(days=today.weekday())
-    for index, (key, offset, hour) in enumerate(PLAN):
-        patient = patients.get(key)
-        if patient is None:
+    by_name = {p.name: p for p in protocols}
+    for index, (key, name, offset, hour) in enumerate(PLAN):
+        patient, protocol = patients.get(key), by_name.get(name)
+        if patient is None or protocol is None:
             continue
         who, room = staff[index % 2], rooms[index % 2]
-        protocol = protocols[index % len(protocols)]
         wanted = max(
             timezone.now(),
             timezone.make_aware(datetime.combine(monday + timedelta(days=offset), time(hour))),
