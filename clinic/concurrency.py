@@ -212,10 +212,16 @@ def field_text(obj: models.Model, name: str) -> tuple[str, str]:
     if isinstance(value, list | tuple) and base is not None and base.choices:
         names = dict(base.flatchoices)
         return label, ", ".join(str(names.get(item, item)) for item in value)
-    return label, _text(value, choices)
+    return label, value_text(value, choices)
 
 
-def _text(value: Any, choices: dict[Any, Any]) -> str:
+def value_text(value: Any, choices: dict[Any, Any] | None = None) -> str:
+    """A value as a person reads it: `choices` (value -> label) by their
+    label, yes/no, dates dd/mm/yyyy, date-times in the clinic's zone
+    (dd/mm/yyyy HH:MM), phone numbers in national form (international when
+    from another country), lists joined by commas; "" for nothing."""
+    if isinstance(value, list | tuple):
+        return ", ".join(value_text(item, choices) for item in value)
     if value in (None, ""):
         return ""
     if choices and isinstance(value, Hashable) and value in choices:
@@ -266,16 +272,17 @@ def audit_last_edit(*, object_type: str, object_id: str) -> OtherEdit | None:
 
 
 def stale_message(edits: Sequence[OtherEdit], *, what: str) -> str:
-    """The sentence of a stale-edit refusal: who saved `what` last and when."""
+    """The sentence of a stale-edit refusal: who saved `what` last and when.
+    What to do next is the notice's to say (templates/includes/stale_edit.html):
+    one instruction, never two."""
     if not edits:
         return _(
-            "Someone else saved this %(what)s after you opened it. Nothing of yours was "
-            "saved: use their version, then make your change again."
+            "Someone else saved this %(what)s after you opened it. Nothing of yours is saved yet."
         ) % {"what": what}
     newest = edits[0]
     return _(
         "%(who)s saved this %(what)s at %(when)s, after you opened it. Nothing of yours "
-        "was saved: use their version, then make your change again."
+        "is saved yet."
     ) % {"who": newest.by, "what": what, "when": _moment(newest.at)}
 
 

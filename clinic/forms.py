@@ -16,10 +16,17 @@ from django import forms
 from django.core.exceptions import ValidationError
 from django.db.models import Model
 from django.utils import dateformat, timezone
+from django.utils.html import format_html
 from django.utils.text import capfirst
 from django.utils.translation import gettext_lazy as _
 
-from clinic.concurrency import StaleChange, StaleEditError, differs, submission_find, text_block
+from clinic.concurrency import (
+    StaleChange,
+    StaleEditError,
+    differs,
+    submission_find,
+    text_block,
+)
 from clinic.filtering import FilterDateField
 from clinic.models import AuditAction
 
@@ -30,45 +37,42 @@ VERSION_LOST = _(
     "and make your change again."
 )
 TOKEN_MANGLED = _("This form could not be checked. Reload the page and fill it in again.")
-STALE_FIELD = _("Changed by %(who)s at %(when)s since you opened this page; now: %(value)s.")
-STALE_FIELD_LONG = _("Changed by %(who)s at %(when)s since you opened this page: see above.")
-STALE_FIELD_YOURS = _(
-    "Changed by %(who)s at %(when)s since you opened this page; now: %(value)s. "
-    "Saving again replaces it with what you typed here."
+# The note beside a field someone else changed since the page was opened:
+# information, not an error (the field is not wrong), so it is shown as the
+# field's help text, never in red.
+STALE_NOTE = _("Changed by %(who)s at %(when)s: now %(value)s.")
+STALE_NOTE_LONG = _("Changed by %(who)s at %(when)s: their text is listed above.")
+STALE_NOTE_THEIRS = _(
+    "Changed by %(who)s at %(when)s. You had not changed it, so it now shows their value."
 )
-STALE_FIELD_YOURS_LONG = _(
-    "Changed by %(who)s at %(when)s since you opened this page: their text is shown above. "
-    "Saving again replaces it with what you typed here."
+STALE_NOTE_BOTH = _(
+    "Changed by %(who)s at %(when)s: theirs is %(value)s. You changed it too: saving again "
+    "keeps yours."
 )
-STALE_FIELD_THEIRS = _(
-    "Changed by %(who)s at %(when)s since you opened this page: you had not changed it, "
-    "so it now shows their value, and saving keeps it."
+STALE_NOTE_BOTH_LONG = _(
+    "Changed by %(who)s at %(when)s: their text is listed above. You changed it too: saving "
+    "again keeps yours."
 )
 # Hidden fields of the mechanism itself, never values of the record.
 MACHINERY_FIELDS = frozenset({"version", "opened", "submission_token"})
 
 
-def _stale_field_message(change: StaleChange) -> str:
-    """The note on a field someone else changed: who, when, and its value now
-    (a long text is in the notice above the form only)."""
-    when = dateformat.format(timezone.localtime(change.at), "H:i") if change.at else "—"
-    if len(change.value) > 80 or "\n" in change.value:
-        return str(STALE_FIELD_LONG % {"who": change.by, "when": when})
-    value = change.value or _("(empty)")
-    return str(STALE_FIELD % {"who": change.by, "when": when, "value": value})
+def _is_long(value: str) -> bool:
+    return len(value) > 80 or "\n" in value
 
 
-def _note_for(change: StaleChange, *, yours: bool) -> str:
-    """The note beside a field someone else changed since the page was opened:
-    `yours` when the person changed it too (saving again replaces theirs),
-    otherwise the field now shows their value."""
+def stale_note(change: StaleChange, *, yours: bool | None = None) -> str:
+    """The note beside a field someone else changed: who, when, and its value
+    now (a long text is in the notice above the form only). `yours` True: the
+    person changed it too (saving again keeps what they typed); False: they
+    had not, and the field now shows the other value; None: said plainly."""
     when = dateformat.format(timezone.localtime(change.at), "H:i") if change.at else "—"
-    if not yours:
-        return str(STALE_FIELD_THEIRS % {"who": change.by, "when": when})
-    if len(change.value) > 80 or "\n" in change.value:
-        return str(STALE_FIELD_YOURS_LONG % {"who": change.by, "when": when})
-    value = change.value or _("(empty)")
-    return str(STALE_FIELD_YOURS % {"who": change.by, "when": when, "value": value})
+    words = {"who": change.by, "when": when, "value": change.value or _("(empty)")}
+    if yours is False:
+        return str(STALE_NOTE_THEIRS % words)
+    if yours:
+        return str((STALE_NOTE_BOTH_LONG if _is_long(change.value) else STALE_NOTE_BOTH) % words)
+    return str((STALE_NOTE_LONG if _is_long(change.value) else STALE_NOTE) % words)
 
 
 def _as_text(value: Any) -> str | list[str] | None:
@@ -123,10 +127,31 @@ class TextBlocksMixin:
 class StaleNoticeMixin:
     """A form whose save the service may refuse as stale (`clinic.concurrency`):
     `show_stale(error)` keeps what the user typed and attaches the refusal for
-    the notice (templates/includes/stale_edit.html) as `stale`."""
+    the notice (templates/includes/stale_edit.html) as `stale`, and beside
+    each field the other person changed a note (`stale_notes`, also shown as
+    the field's help text: information in the form's own voice, not an error)."""
 
     fields: dict[str, forms.Field]
     stale: StaleEditError | None = None
+    stale_notes: dict[str, str]
+
+    def note_stale(self, name: str, note: str) -> None:
+        """Put `note` beside field `name`: kept in `stale_notes` and shown as
+        the field's help text (escaped: it may carry what someone typed),
+        before any help text of its own."""
+        if getattr(self, "stale_notes", None) is None:
+            self.stale_notes = {}
+        self.stale_notes[name] = note
+        field = self.fields.get(name)
+        if field is None or field.widget.is_hidden:
+            return
+        own = field.help_text
+        marked = format_html(
+            '<span class="d-block stale-note" data-testid="stale-note">{}</span>', note
+        )
+        field.help_text = format_html("{}{}", marked, own) if own else marked
+        # A bound field takes its help text when first made (the form's checks made it).
+        self[name].help_text = field.help_text  # type: ignore[index]
 
     def show_stale(self, error: StaleEditError) -> int:
         """Show the refusal of this form's save and return the HTTP status to
@@ -134,12 +159,8 @@ class StaleNoticeMixin:
         changed), 400 when the form's version is not one the record had."""
         if error.is_stale:
             self.stale = error
-            # Point at each field the other person changed, with its value now:
-            # what this form still shows there is out of date.
             for change in error.changes:
-                field = self.fields.get(change.field)
-                if field is not None and not field.widget.is_hidden:
-                    self.add_error(change.field, _stale_field_message(change))  # type: ignore[attr-defined]
+                self.note_stale(change.field, stale_note(change))
             return 409
         self.add_error(None, error.message)  # type: ignore[attr-defined]
         return 400
@@ -161,8 +182,8 @@ class VersionedFormMixin(TextBlocksMixin, StaleNoticeMixin):
     `show_stale(error)` keeps what the user typed, takes the record's version
     now (so a second, deliberate save goes through and writes only what they
     changed), shows the other person's value in the fields they alone
-    changed, a note beside each field both changed, and attaches the refusal
-    for the notice (templates/includes/stale_edit.html)."""
+    changed (with a note saying so), a note beside each field both changed,
+    and attaches the refusal for the notice (templates/includes/stale_edit.html)."""
 
     fields: dict[str, forms.Field]
     versioned_without_instance = False
@@ -170,6 +191,7 @@ class VersionedFormMixin(TextBlocksMixin, StaleNoticeMixin):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.stale = None
+        self.stale_notes = {}
         instance = getattr(self, "instance", None)
         creating = instance is not None and instance.pk is None
         if creating and not self.versioned_without_instance:
@@ -274,10 +296,10 @@ class VersionedFormMixin(TextBlocksMixin, StaleNoticeMixin):
             if field is None or field.widget.is_hidden:
                 continue
             if change.field in rebased:
-                self.add_error(change.field, _note_for(change, yours=False))  # type: ignore[attr-defined]
+                self.note_stale(change.field, stale_note(change, yours=False))
             elif change.field not in current or self._differs(change.field, current[change.field]):
                 # Both changed it (or what is saved cannot be shown here): theirs beside it.
-                self.add_error(change.field, _note_for(change, yours=True))  # type: ignore[attr-defined]
+                self.note_stale(change.field, stale_note(change, yours=True))
         return 409
 
     def opened_version(self) -> Any:

@@ -109,7 +109,7 @@ def test_after_a_409_saving_again_keeps_the_other_desks_change_and_saves_only_wh
     again = form_data(body)
     assert again["email"] == "amelia@newmail.example"  # what B typed is kept
     assert again["phone"] == "07912 345678"  # B left it: it shows A's number now
-    assert "you had not changed it" in body
+    assert "You had not changed it, so it now shows their value." in body
     assert again["version"] == "2"  # the record's version now
 
     saved = b.post(url, again)
@@ -138,7 +138,7 @@ def test_a_field_both_desks_changed_shows_theirs_beside_it_and_the_second_save_i
     assert refused.status_code == 409
     body = refused.content.decode()
     assert form_data(body)["postcode"] == "BA2 2BB"
-    assert "now: BA1 1AA. Saving again replaces it with what you typed here." in body
+    assert "theirs is BA1 1AA. You changed it too: saving again keeps yours." in body
     assert b.post(url, form_data(body)).status_code == 302
     patient.refresh_from_db()
     assert patient.postcode == "BA2 2BB"

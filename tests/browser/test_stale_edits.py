@@ -82,14 +82,18 @@ def test_two_tabs_edit_one_patient_and_the_second_sees_the_other_desks_change(
             "amelia.hart@example.org",
         )
 
-        # "Use their version" reloads the saved details; her change then saves.
-        notice.get_by_test_id("use-their-version").click()
-        expect(b.get_by_test_id("stale-edit")).to_have_count(0)
+        # The field Nadia never touched shows Rosa's number, with a note, not an error.
         expect(b.get_by_label("Mobile phone", exact=True)).to_have_value(
             re.compile(r"7912 ?345 ?678")
         )
-        b.get_by_label("Email").fill("amelia@newmail.example")
-        b.get_by_test_id("save-patient").click()
+        expect(b.locator(".is-invalid")).to_have_count(0)
+        expect(b.get_by_test_id("stale-note")).to_contain_text("You had not changed it")
+        # Throwing her typing away asks first; she keeps it and saves hers instead.
+        discard = notice.get_by_test_id("use-their-version")
+        expect(discard).to_be_hidden()
+        notice.get_by_test_id("discard-mine").locator("summary").click()
+        expect(discard).to_be_visible()
+        notice.get_by_test_id("save-mine").click()
         expect(b.get_by_text("Contact details saved.")).to_be_visible()
     patient.refresh_from_db()
     assert (patient.phone.as_e164, patient.email) == ("+447912345678", "amelia@newmail.example")
