@@ -10,7 +10,13 @@ from django import forms
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from clinic.forms import StaleNoticeMixin, SubmissionTokenMixin, VersionedFormMixin
+from clinic.concurrency import StaleEditError, differs
+from clinic.forms import (
+    StaleNoticeMixin,
+    SubmissionTokenMixin,
+    VersionedFormMixin,
+    stale_note,
+)
 from patients.images import CleanImage, ImageRejectedError, clean_photo
 from patients.models import (
     HISTORY_BOOLEAN_FIELDS,
@@ -225,8 +231,73 @@ class MedicalHistoryForm(SubmissionTokenMixin, BasedOnMixin, forms.ModelForm):
     def answers(self) -> dict[str, Any]:
         return {name: self.cleaned_data[name] for name in self.Meta.fields}
 
+    def show_stale_history(
+        self,
+        error: StaleEditError,
+        *,
+        base: MedicalHistory | None,
+        current: MedicalHistory | None,
+    ) -> int:
+        """Show the refusal of a signing because `current` was signed after
+        the form was opened from `base` (None: from no history), and make the
+        form one that can be signed again, on purpose: each answer the
+        practitioner left as `base` had it now shows `current`'s, the answers
+        that colleague changed carry a note, the form starts from `current`,
+        and the signing box is unticked, so that nothing is signed until the
+        answers that differ have been gone through with the patient. Returns
+        the status to answer with (409; 400 for a forged form)."""
+        if not error.is_stale or current is None:
+            return self.show_stale(error)
+        self.stale = error
+        data = self.data.copy()
+        changes = {change.field: change for change in error.changes}
+        for name in [*self.Meta.fields, "isotretinoin_taken"]:
+            mine = self.cleaned_data.get(name)
+            theirs = _history_value(current, name)
+            typed = base is None or _answer_differs(mine, _history_value(base, name))
+            change = changes.get(name)
+            if not typed:
+                _set_answer(data, name, theirs)
+                if change is not None:
+                    self.note_stale(name, stale_note(change, yours=False))
+            elif change is not None and _answer_differs(mine, theirs):
+                self.note_stale(name, stale_note(change, yours=True))
+        data["based_on"] = str(current.uuid)
+        data.pop("confirm_reviewed", None)  # signed again only on purpose
+        self.data = data
+        return 409
+
     def question_groups(self) -> list[tuple[Any, list[forms.BoundField]]]:
         return [(label, [self[name] for name, _q in qs]) for label, qs in HISTORY_QUESTIONS]
+
+
+def _history_value(history: MedicalHistory, name: str) -> Any:
+    """Answer `name` of `history` as the questionnaire's fields hold it
+    (isotretinoin_taken: whether a last dose is given)."""
+    if name == "isotretinoin_taken":
+        return bool(history.isotretinoin_last_dose)
+    return getattr(history, name)
+
+
+def _answer_differs(one: Any, other: Any) -> bool:
+    # Areas ticked are a set; an empty text and no text are the same answer.
+    if isinstance(one, list | tuple) or isinstance(other, list | tuple):
+        return set(one or ()) != set(other or ())
+    if isinstance(one, str) or isinstance(other, str):
+        return differs(str(one or ""), str(other or ""))
+    return bool(one != other)
+
+
+def _set_answer(data: Any, name: str, value: Any) -> None:
+    """Put `value` in the posted `data` (a QueryDict) as the browser sends it."""
+    if isinstance(value, bool):
+        data[name] = "yes" if value else "no"
+    elif isinstance(value, list | tuple):
+        data.setlist(name, [str(item) for item in value])
+    elif isinstance(value, date):
+        data[name] = value.isoformat()
+    else:
+        data[name] = "" if value is None else str(value)
 
 
 class ConsultationForm(SubmissionTokenMixin, BasedOnMixin, forms.ModelForm):

@@ -6,6 +6,7 @@ import re
 import uuid
 from dataclasses import dataclass
 from datetime import date, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db.models import Q, QuerySet
@@ -27,6 +28,8 @@ from patients.screening import screen
 QUESTION_LABELS = {name: label for _group, qs in HISTORY_QUESTIONS for name, label in qs}
 
 SEARCH_LIMIT = 25
+# Consultations recorded while a form was open, shown beside its refusal.
+CONSULTATIONS_SHOWN_SINCE = 5
 
 
 class PatientMergedError(Http404):
@@ -221,6 +224,33 @@ def history_current(*, patient: Patient) -> MedicalHistory | None:
 def consultation_newest(*, patient: Patient) -> Consultation | None:
     """The patient's most recent consultation, or None."""
     return patient.consultations.order_by("-recorded_at", "-id").first()
+
+
+def consultations_since(*, patient: Patient, based_on: str) -> list[Consultation]:
+    """The consultations of `patient` recorded after the one whose uuid is
+    `based_on` ("" or unknown: all of them), newest first, at most
+    CONSULTATIONS_SHOWN_SINCE: what a colleague recorded while a form was open."""
+    found = patient.consultations.select_related("recorded_by").order_by("-recorded_at", "-id")
+    base = _row_of(patient.consultations.all(), based_on)
+    if base is not None:
+        found = found.filter(
+            Q(recorded_at__gt=base.recorded_at) | Q(recorded_at=base.recorded_at, id__gt=base.pk)
+        )
+    return list(found[:CONSULTATIONS_SHOWN_SINCE])
+
+
+def history_get(*, patient: Patient, based_on: str) -> MedicalHistory | None:
+    """The history of `patient` whose uuid is `based_on`, or None ("" or
+    not one of theirs)."""
+    return _row_of(patient.histories.all(), based_on)
+
+
+def _row_of(rows: QuerySet[Any], wanted: str) -> Any:
+    try:
+        key = uuid.UUID(str(wanted))
+    except ValueError:
+        return None
+    return rows.filter(uuid=key).first()
 
 
 def history_is_valid(history: MedicalHistory | None, *, today: date) -> bool:

@@ -44,7 +44,6 @@ from patients.models import (
 from patients.selectors import (
     consultation_newest,
     history_answer_names,
-    history_answer_text,
     history_current,
     history_question,
     patient_possible_duplicates,
@@ -317,7 +316,8 @@ def _who(user: User) -> str:
 
 
 def _history_text(history: MedicalHistory, name: str) -> tuple[str, str]:
-    return history_question(name), history_answer_text(history, name)
+    # As the questionnaire asks and answers: Yes/No, dd/mm/yyyy, areas by name.
+    return history_question(name), field_text(history, name)[1]
 
 
 def _history_stale_error(
@@ -373,8 +373,7 @@ def _history_stale_error(
     if newest is not None and newest.at is not None:
         message = _(
             "%(who)s signed a medical history for this patient at %(when)s, after you "
-            "opened this form. Nothing of yours was signed: use theirs as the starting "
-            "point, go through the answers that differ with the patient, then sign."
+            "opened this form. Nothing of yours was signed."
         ) % {
             "who": newest.by,
             "when": dateformat.format(timezone.localtime(newest.at), "H:i, d/m/Y"),
@@ -382,7 +381,7 @@ def _history_stale_error(
     else:
         message = _(
             "A newer medical history was signed after you opened this form. Nothing of "
-            "yours was signed: use it as the starting point, then sign."
+            "yours was signed."
         )
     return StaleEditError(message, changes=changes, edits=edits)
 
@@ -496,9 +495,8 @@ def _consultation_stale_error(
             )
     first = edits[0] if edits else None
     message = _(
-        "%(who)s recorded a consultation for this patient at %(when)s, after you opened "
-        "this form. Nothing of yours was saved: read theirs below. What you typed is "
-        "kept: send it again to record yours as well."
+        "%(who)s recorded a consultation for this patient at %(when)s while you were "
+        "writing yours; yours is not saved yet. Send it to record yours as well."
     ) % {
         "who": first.by if first else _("someone"),
         "when": dateformat.format(timezone.localtime(first.at), "H:i, d/m/Y")

@@ -17,7 +17,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from clinic.access import signed_in_user, staff
 from clinic.audit import audit_log, audit_read
-from clinic.concurrency import AlreadySubmittedError, StaleEditError
+from clinic.concurrency import AlreadySubmittedError, StaleEditError, field_text
 from clinic.forms import submits
 from clinic.models import AuditAction, AuditEvent
 from clinic.roles import Role
@@ -31,12 +31,14 @@ from patients.forms import (
     PhotoForm,
 )
 from patients.images import MAX_UPLOAD_BYTES
-from patients.models import HISTORY_QUESTIONS, Patient
+from patients.models import HISTORY_QUESTIONS, Consultation, Patient
 from patients.screening import Severity, screen
 from patients.selectors import (
     consultation_newest,
+    consultations_since,
     history_changes,
     history_current,
+    history_get,
     history_is_valid,
     patient_get_for_user,
     patient_possible_duplicates,
@@ -271,7 +273,15 @@ def history_new(request: HttpRequest, patient: uuid.UUID) -> HttpResponse:
         except AlreadySubmittedError as repeated:
             messages.info(request, repeated.message)
         except StaleEditError as refusal:
-            status = form.show_stale(refusal)
+            # Signed again only on purpose: from the history signed now, box unticked.
+            previous = history_current(patient=record)
+            status = form.show_stale_history(
+                refusal,
+                base=history_get(patient=record, based_on=form.based_on())
+                if refusal.is_stale
+                else None,
+                current=previous,
+            )
         else:
             messages.success(request, _("Medical history signed and saved."))
         if status == 200:
@@ -348,6 +358,7 @@ def consultation_new(request: HttpRequest, patient: uuid.UUID) -> HttpResponse:
     record = patient_get_for_user(user=signed_in_user(request), patient_uuid=patient)
     form = ConsultationForm(request.POST or None, newest=consultation_newest(patient=record))
     status = 200
+    theirs: list[Consultation] = []
     if request.method == "POST" and form.is_valid():
         try:
             consultation_record(
@@ -361,13 +372,18 @@ def consultation_new(request: HttpRequest, patient: uuid.UUID) -> HttpResponse:
             messages.info(request, repeated.message)
         except StaleEditError as refusal:
             if refusal.is_stale:
-                # Seen now: the same form sent again is recorded beside theirs.
+                # A new consultation is a row of its own, not a change of theirs:
+                # theirs is shown for reference, and the same form sent again is
+                # recorded beside it.
+                theirs = consultations_since(patient=record, based_on=form.based_on())
                 seen = request.POST.copy()
-                newest = consultation_newest(patient=record)
-                seen["based_on"] = str(newest.uuid) if newest is not None else ""
+                seen["based_on"] = str(theirs[0].uuid) if theirs else ""
                 form = ConsultationForm(seen)
                 form.is_valid()
-            status = form.show_stale(refusal)
+                form.stale = refusal
+                status = 409
+            else:
+                status = form.show_stale(refusal)
         else:
             messages.success(request, _("Consultation recorded."))
         if status == 200:
@@ -376,12 +392,25 @@ def consultation_new(request: HttpRequest, patient: uuid.UUID) -> HttpResponse:
             )
     if form.errors and status == 200:
         status = 400
+    for shown in theirs:
+        audit_read(request, shown, patient_ref=record.uuid)
     return render(
         request,
         "patients/consultation_form.html",
-        {"form": form, "patient": record},
+        {
+            "form": form,
+            "patient": record,
+            "theirs": [(c, _consultation_lines(c)) for c in theirs],
+        },
         status=status,
     )
+
+
+def _consultation_lines(consultation: Consultation) -> list[tuple[str, str]]:
+    """A consultation as read: (label, value) for each field the form asks,
+    choices by their labels, yes/no; an empty field left out."""
+    lines = [field_text(consultation, name) for name in ConsultationForm.Meta.fields]
+    return [(label, value) for label, value in lines if value]
 
 
 # --- Photos (practitioners only) ------------------------------------------------------------
