@@ -17,6 +17,8 @@ from typing import Any, TypeVar
 
 from django.contrib.auth.decorators import login_not_required
 from django.http import HttpRequest
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from clinic.models import User
 from clinic.roles import Role
@@ -82,6 +84,62 @@ def staff(*roles: Role) -> Callable[[V], V]:
         return _declare(view, Access("staff", frozenset(roles)))
 
     return decorator
+
+
+def refused_as(task: Any) -> Callable[[V], V]:
+    """Name what a route does ("Merging records is done by a practitioner."),
+    for the page that refuses it to someone whose role does not include it:
+    that page then says who does it instead of a general sentence."""
+
+    def decorator(view: V) -> V:
+        view.refused_as = task  # type: ignore[attr-defined]
+        return view
+
+    return decorator
+
+
+def refusal_of(view: Callable[..., Any]) -> Any:
+    """What `refused_as` said a view does, or None."""
+    return getattr(view, "refused_as", None) or getattr(
+        getattr(view, "view_class", None), "refused_as", None
+    )
+
+
+# Who does what a refused page does, as the refusal names them.
+ROLE_WHO = {
+    Role.RECEPTIONIST: gettext_lazy("a receptionist"),
+    Role.PRACTITIONER: gettext_lazy("a practitioner"),
+    Role.MANAGER: gettext_lazy("a manager"),
+}
+
+
+def refusal_words(request: HttpRequest) -> dict[str, Any]:
+    """What the "not allowed" page (403) says beyond its heading: where the
+    route is for other roles, `who` does it ("a practitioner") and `task`
+    what it is (`refused_as`, or a general sentence naming them), so nobody
+    is sent to ask the manager for what is a practitioner's to do, least of
+    all the manager (`is_manager`)."""
+    user = request.user
+    match = request.resolver_match
+    access = access_of(match.func) if match is not None else None
+    words: dict[str, Any] = {
+        "who": "",
+        "task": "",
+        "is_manager": bool(user.is_authenticated and Role.MANAGER in getattr(user, "roles", ())),
+    }
+    if (
+        match is None
+        or access is None
+        or access.kind != "staff"
+        or not user.is_authenticated
+        or access.allows(user)
+    ):
+        return words
+    who = str(_(" or ").join(str(ROLE_WHO[role]) for role in Role if role in access.roles))
+    named = refusal_of(match.func)
+    words["who"] = who
+    words["task"] = str(named) if named else _("Only %(who)s uses this page.") % {"who": who}
+    return words
 
 
 def signed_in_user(request: HttpRequest) -> User:

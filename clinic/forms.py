@@ -13,7 +13,7 @@ from datetime import date, datetime, time
 from typing import Any, TypeVar
 
 from django import forms
-from django.core.exceptions import ValidationError
+from django.core.exceptions import FieldDoesNotExist, ValidationError
 from django.db.models import Model
 from django.utils import dateformat, timezone
 from django.utils.html import format_html
@@ -26,6 +26,7 @@ from clinic.concurrency import (
     differs,
     submission_find,
     text_block,
+    value_text,
 )
 from clinic.filtering import FilterDateField
 from clinic.models import AuditAction
@@ -380,37 +381,116 @@ def submits(*form_classes: type[forms.BaseForm]) -> Callable[[V], V]:
 
 
 def typed_values(
-    data: Mapping[str, Any], form_classes: Sequence[type[forms.BaseForm]] = ()
+    data: Mapping[str, Any],
+    form_classes: Sequence[type[forms.BaseForm]] = (),
+    *,
+    record: Model | None = None,
 ) -> list[tuple[str, str]]:
     """What a post carried that a person typed or chose, as (label, text)
     pairs in the order sent: each field labelled as its form labels it (a
-    formset's "lines-0-amount" as "Amount"), a choice by its label, several
-    values joined; empty fields, hidden fields and the mechanism's own left
-    out, as is a drawn signature (a picture, not text)."""
+    formset's "lines-0-amount" as "Amount") and its value as people read it
+    (a choice by its label, yes/no, dates dd/mm/yyyy, several values joined);
+    empty fields, hidden fields and the mechanism's own left out, as is a
+    drawn signature (a picture, not text).
+
+    A form that says what it was opened with (the hidden `opened` of
+    `VersionedFormMixin`) counts only the fields changed since: a value it
+    merely showed was not typed (an emptied field or an untick counts, as
+    "(empty)" or "No"). With `record` (the row such a form would now be sent
+    to: the record a merged one went into), a value that record already holds
+    is left out too: copying it over would change nothing, or undo a
+    correction made there."""
     fields: dict[str, forms.Field] = {}
+    models: dict[str, Any] = {}
     for form_class in form_classes:
+        model = getattr(getattr(form_class, "_meta", None), "model", None)
         for name, field in getattr(form_class, "base_fields", {}).items():
             fields.setdefault(name, field)
+            models.setdefault(name, model)
+    opened = _opened_in(data)
+    keys = list(data)
+    if opened is not None:
+        # A box unticked or a list emptied is not sent at all.
+        keys += [name for name in opened if name in fields and name not in data]
     shown: list[tuple[str, str]] = []
     getlist = getattr(data, "getlist", None)
-    for key in data:
+    for key in keys:
         name = re.sub(r"^[\w]+-\d+-", "", key)
         if key in NOT_TYPED or name in NOT_TYPED or name == "signature":
             continue
-        values = getlist(key) if getlist is not None else [data[key]]
-        values = [str(v).strip() for v in values if str(v).strip()]
+        raw = getlist(key) if getlist is not None and key in data else [data.get(key, "")]
+        values = [str(v).strip() for v in raw if str(v).strip()]
         field = fields.get(name)
-        if not values or (field is not None and field.widget.is_hidden):
+        if field is not None and field.widget.is_hidden:
             continue
-        choices = dict(getattr(field, "choices", None) or []) if field is not None else {}
-        texts = [str(choices.get(v, v)) for v in values]
-        label = (
-            str(field.label)
-            if field is not None and field.label
-            else capfirst(name.replace("_", " "))
-        )
-        shown.append((label, ", ".join(texts)))
+        if field is None:
+            if values:
+                shown.append((capfirst(name.replace("_", " ")), ", ".join(values)))
+            continue
+        now = field.widget.value_from_datadict(data, {}, key)
+        if opened is not None and name in opened:
+            if not _posted_differs(field, opened[name], now):
+                continue
+        elif not values:
+            continue
+        try:
+            value = field.to_python(now)
+        except ValidationError:
+            value = ", ".join(values)  # shown as typed
+        if record is not None and _holds(record, models.get(name), name, value):
+            continue
+        label = str(field.label) if field.label else capfirst(name.replace("_", " "))
+        shown.append((label, _readable(field, value) or str(_("(empty)"))))
     return shown
+
+
+def _opened_in(data: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The values a `VersionedFormMixin` form was opened with, as it posted them."""
+    try:
+        opened = json.loads(str(data.get("opened") or ""))
+    except ValueError:
+        return None
+    return opened if isinstance(opened, dict) else None
+
+
+def _posted_differs(field: forms.Field, before: Any, now: Any) -> bool:
+    """Whether `now` (the widget's value from a post) differs from `before`
+    (a value as the browser sent it when the form was opened)."""
+    if _is_text_block(field):
+        return differs(str(before or ""), str(now or ""))
+    try:
+        initial = field.to_python(before) if isinstance(before, str | list) else before
+    except ValidationError:
+        return True
+    return bool(field.has_changed(initial, now))
+
+
+def _holds(record: Model, model: Any, name: str, value: Any) -> bool:
+    """Whether `record` already holds `value` in its field `name` (a field
+    of a form for `record`'s own model only)."""
+    if model is None or not isinstance(record, model):
+        return False
+    try:
+        record._meta.get_field(name)
+    except FieldDoesNotExist:
+        return False
+    held = getattr(record, name, None)
+    if held in (None, "") and value in (None, ""):
+        return True
+    return not differs(held, value)
+
+
+def _readable(field: forms.Field, value: Any) -> str:
+    """A form field's value as people read it: a choice by its label, yes/no,
+    a date dd/mm/yyyy (clinic.concurrency.value_text)."""
+    if isinstance(field, forms.ModelChoiceField):
+        return value_text(value)  # the row(s) by name
+    choices = dict(getattr(field, "choices", None) or [])
+    if choices and isinstance(value, list | tuple):
+        return ", ".join(str(choices.get(str(v), v)) for v in value)
+    if choices:
+        return str(choices.get(value, choices.get(str(value), value_text(value))))
+    return value_text(value)
 
 
 class TokenForm(forms.Form):

@@ -26,7 +26,7 @@ from django_otp.oath import TOTP
 from django_otp.plugins.otp_totp.models import TOTPDevice
 from django_otp.util import random_hex
 
-from clinic.access import authenticated, public, staff
+from clinic.access import authenticated, public, refusal_words, staff
 from clinic.audit import audit_log
 from clinic.context import current_request_id
 from clinic.forms import AuditFilterForm, TokenForm
@@ -253,7 +253,7 @@ def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
 
 
 def permission_denied(request: HttpRequest, exception: Exception) -> HttpResponse:
-    return _error(request, "403.html", 403)
+    return _error(request, "403.html", 403, **refusal_words(request))
 
 
 def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:

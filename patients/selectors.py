@@ -40,10 +40,17 @@ class PatientMergedError(Http404):
     it is a plain 404.
     """
 
-    def __init__(self, *, merged_uuid: uuid.UUID, survivor_uuid: uuid.UUID) -> None:
+    def __init__(
+        self,
+        *,
+        merged_uuid: uuid.UUID,
+        survivor_uuid: uuid.UUID,
+        survivor: Patient | None = None,
+    ) -> None:
         super().__init__("This record was merged into another.")
         self.merged_uuid = merged_uuid
         self.survivor_uuid = survivor_uuid
+        self.survivor = survivor  # the record that stays, when at hand
 
 
 # A merge re-points records merged earlier into the duplicate, so one hop is
@@ -90,7 +97,9 @@ def patient_get_for_user(*, user: User, patient_uuid: uuid.UUID) -> Patient:
     if survivor.merged_into_id is not None:
         raise Http404
     if survivor.pk != record.pk:
-        raise PatientMergedError(merged_uuid=record.uuid, survivor_uuid=survivor.uuid)
+        raise PatientMergedError(
+            merged_uuid=record.uuid, survivor_uuid=survivor.uuid, survivor=survivor
+        )
     return record
 
 

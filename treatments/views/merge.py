@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -12,9 +13,10 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.utils import dateformat
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, ngettext_lazy
 from django.views.decorators.http import require_GET, require_POST
 
-from clinic.access import signed_in_user, staff
+from clinic.access import refused_as, signed_in_user, staff
 from clinic.audit import audit_log, audit_read
 from clinic.concurrency import StaleEditError
 from clinic.models import AuditAction
@@ -72,6 +74,76 @@ def _compare_page(
     )
 
 
+# What a merge moved, counted as people say it (kind key -> singular, plural).
+MOVED_WORDS: dict[str, Any] = {
+    "medical_histories": ngettext_lazy(
+        "%(count)d medical history", "%(count)d medical histories", "count"
+    ),
+    "consultations": ngettext_lazy("%(count)d consultation", "%(count)d consultations", "count"),
+    "photos": ngettext_lazy("%(count)d photo", "%(count)d photos", "count"),
+    "signed_consents": ngettext_lazy(
+        "%(count)d signed consent", "%(count)d signed consents", "count"
+    ),
+    "consent_withdrawals": ngettext_lazy(
+        "%(count)d consent withdrawal", "%(count)d consent withdrawals", "count"
+    ),
+    "allergy_tests": ngettext_lazy("%(count)d allergy test", "%(count)d allergy tests", "count"),
+    "allergies": ngettext_lazy(
+        "%(count)d recorded allergy", "%(count)d recorded allergies", "count"
+    ),
+    "courses": ngettext_lazy("%(count)d treatment course", "%(count)d treatment courses", "count"),
+    "bookings": ngettext_lazy("%(count)d booking", "%(count)d bookings", "count"),
+    "session_records": ngettext_lazy(
+        "%(count)d session record", "%(count)d session records", "count"
+    ),
+    "cocktail_lines": ngettext_lazy("%(count)d cocktail line", "%(count)d cocktail lines", "count"),
+    "adverse_events": ngettext_lazy("%(count)d adverse event", "%(count)d adverse events", "count"),
+    "reminders": ngettext_lazy("%(count)d reminder", "%(count)d reminders", "count"),
+    "documents": ngettext_lazy("%(count)d aftercare sheet", "%(count)d aftercare sheets", "count"),
+    "download_links": ngettext_lazy("%(count)d download link", "%(count)d download links", "count"),
+    "portal_accounts": ngettext_lazy(
+        "%(count)d portal account", "%(count)d portal accounts", "count"
+    ),
+    "contact_changes": ngettext_lazy(
+        "%(count)d record of a contact-detail change",
+        "%(count)d records of contact-detail changes",
+        "count",
+    ),
+    "merged_records": ngettext_lazy(
+        "%(count)d record merged into it before", "%(count)d records merged into it before", "count"
+    ),
+}
+
+
+def moved_sentence(moved: dict[str, int]) -> str:
+    """What a merge moved to the record that stays, as a sentence: "Moved to
+    this record: 2 bookings, 1 allergy test and 1 photo." Kinds with nothing
+    moved are left out, in the order the comparison lists them."""
+    parts = []
+    for kind in RECORD_KINDS:
+        count = moved.get(kind.key, 0)
+        if not count:
+            continue
+        words = MOVED_WORDS.get(kind.key)
+        if words is None:
+            parts.append(f"{str(kind.label).lower()}: {count}")
+        else:
+            parts.append(str(words % {"count": count}))
+    if not parts:
+        return _("Nothing was recorded on it to move.")
+    listed = (
+        parts[0]
+        if len(parts) == 1
+        else _("%(list)s and %(last)s")
+        % {
+            "list": ", ".join(parts[:-1]),
+            "last": parts[-1],
+        }
+    )
+    return _("Moved to this record: %(moved)s.") % {"moved": listed}
+
+
+@refused_as(gettext_lazy("Merging records is done by a practitioner."))
 @staff(Role.PRACTITIONER)
 @require_GET
 def patient_merge_compare(request: HttpRequest, patient: uuid.UUID) -> HttpResponse:
@@ -110,6 +182,7 @@ def patient_merge_compare(request: HttpRequest, patient: uuid.UUID) -> HttpRespo
     )
 
 
+@refused_as(gettext_lazy("Merging records is done by a practitioner."))
 @staff(Role.PRACTITIONER)
 @require_POST
 def patient_merge_view(request: HttpRequest, patient: uuid.UUID) -> HttpResponse:
@@ -171,21 +244,17 @@ def patient_merge_view(request: HttpRequest, patient: uuid.UUID) -> HttpResponse
             refusal=refusal,
             status=refusal_status(refusal),
         )
-    moved = ", ".join(
-        f"{str(kind.label).lower()}: {result.moved[kind.key]}"
-        for kind in RECORD_KINDS
-        if result.moved.get(kind.key)
-    )
+    moved = moved_sentence(result.moved)
     messages.success(
         request,
         _(
             "%(name)s's record (born %(born)s) was merged into this one, and its old pages "
-            "now lead here. Moved here: %(moved)s."
+            "now lead here. %(moved)s"
         )
         % {
             "name": result.duplicate.full_name,
             "born": dateformat.format(result.duplicate.date_of_birth, "j M Y"),
-            "moved": moved or _("nothing was recorded on it"),
+            "moved": moved,
         },
     )
     return HttpResponseRedirect(
