@@ -128,3 +128,35 @@ def email_hold(*, patient: Patient, now: datetime | None = None) -> EmailHold | 
     return EmailHold(
         changed_at=changed_at, until=changed_at + CONTACT_CHANGE_HOLD, previous_told=bool(previous)
     )
+
+
+def contact_change_sentences(
+    *, patient: Patient, previous: dict[str, Any], now: datetime | None = None
+) -> list[str]:
+    """What a change of `patient`'s email or mobile number set off, in plain
+    words for whoever made it (no clinical detail: reception reads it):
+    the notice owed to the previous address, and the wait before documents
+    go to a new email (`email_hold`). `previous` maps "email" and "phone"
+    (those that changed) to their values before the change; [] when neither
+    changed."""
+    sentences = []
+    if "email" in previous:
+        if str(previous["email"] or "").strip():
+            sentences.append(
+                _("A notice of the change goes to the previous email address.")
+                if patient.email
+                else _("A notice that the email address was removed goes to that address.")
+            )
+        hold = email_hold(patient=patient, now=now) if patient.email else None
+        if hold is not None:
+            until = timezone.localtime(hold.until)
+            sentences.append(
+                _(
+                    "Documents and portal invitations to the new address wait until %(time)s "
+                    "on %(day)s, so the patient can call if the change was not theirs."
+                )
+                % {"time": dateformat.format(until, "H:i"), "day": dateformat.format(until, "d/m")}
+            )
+    if previous.get("phone"):
+        sentences.append(_("A text message about the change goes to the previous mobile number."))
+    return sentences

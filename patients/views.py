@@ -17,10 +17,11 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from clinic.access import signed_in_user, staff
 from clinic.audit import audit_log, audit_read
-from clinic.concurrency import AlreadySubmittedError, StaleEditError, field_text
+from clinic.concurrency import AlreadySubmittedError, StaleEditError, differs, field_text
 from clinic.forms import submits
 from clinic.models import AuditAction, AuditEvent
 from clinic.roles import Role
+from patients.contact_changes import contact_change_sentences
 from patients.forms import (
     ConsultationForm,
     MedicalHistoryForm,
@@ -179,6 +180,8 @@ def patient_edit(request: HttpRequest, patient: uuid.UUID) -> HttpResponse:
     """Change the contact details. A save opened before someone else's is
     refused (409) with what they changed, and what was typed is shown again."""
     record = patient_get_for_user(user=signed_in_user(request), patient_uuid=patient)
+    # As saved: validating the form writes what was typed onto `record`.
+    before = {"email": record.email, "phone": record.phone}
     form = PatientForm(request.POST or None, instance=record)
     duplicates: list[Patient] = []
     status = 200
@@ -186,7 +189,7 @@ def patient_edit(request: HttpRequest, patient: uuid.UUID) -> HttpResponse:
         duplicates, form = _unconfirmed_duplicates(request, form, instance=record)
         if not duplicates:
             try:
-                patient_update(
+                saved = patient_update(
                     patient=record,
                     updated_by=signed_in_user(request),
                     expected_version=form.cleaned_data["version"],
@@ -195,7 +198,10 @@ def patient_edit(request: HttpRequest, patient: uuid.UUID) -> HttpResponse:
             except StaleEditError as refusal:
                 status = form.show_stale(refusal)
             else:
-                messages.success(request, _("Contact details saved."))
+                # Say what a new email or number set off (patients.contact_changes).
+                changed = {k: v for k, v in before.items() if differs(v, getattr(saved, k))}
+                told = contact_change_sentences(patient=saved, previous=changed)
+                messages.success(request, " ".join([_("Contact details saved."), *told]))
                 return HttpResponseRedirect(record.get_absolute_url())
     else:
         audit_read(request, record, patient_ref=record.uuid)
