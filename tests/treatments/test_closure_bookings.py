@@ -66,7 +66,9 @@ def test_the_closures_page_refuses_with_400_listing_bookings_and_keeps_the_form(
     )
     assert response.status_code == 400
     body = response.content.decode()
-    assert f"25/11/2026 09:00 {clinic.patient.full_name}" in body
+    listed = body[body.index('data-testid="closure-clash"') :]
+    assert "Wed 25/11/2026 09:00\N{EN DASH}09:45" in listed
+    assert clinic.patient.full_name in listed
     assert 'value="Flood"' in body
     assert not ClinicClosure.objects.exists()
 

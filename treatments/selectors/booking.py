@@ -18,7 +18,13 @@ from clinic.models import User
 from clinic.roles import Role
 from patients.models import Patient
 from patients.selectors import patients_visible_to
-from treatments.localtime import LocalTimeError, clinic_zone, local_to_utc, to_local
+from treatments.localtime import (
+    LocalTimeError,
+    clinic_zone,
+    local_day_bounds,
+    local_to_utc,
+    to_local,
+)
 from treatments.models import (
     HOLDING_STATUSES,
     Booking,
@@ -115,6 +121,39 @@ def closures_between(first: date, last: date) -> dict[date, str]:
             days[day] = closure.reason
             day += timedelta(days=1)
     return days
+
+
+# Bookings listed when days to close hold some (the rest are counted).
+CLOSURE_BOOKINGS_SHOWN = 20
+
+
+def bookings_on_days(
+    first: date, last: date, *, already_closed: tuple[date, date] | None = None
+) -> tuple[list[Booking], int]:
+    """The active bookings (booked or arrived) on the clinic days `first` to
+    `last` (both included), in time order, at most CLOSURE_BOOKINGS_SHOWN of
+    them, and how many there are in all: what a closure of those days must
+    wait for. Days in `already_closed` (a closure's days before an edit, both
+    included) are left out, as the closure's service leaves them (bookings
+    there were checked when they were closed)."""
+    start, _end = local_day_bounds(first)
+    _start, end = local_day_bounds(last)
+    found = Booking.objects.filter(
+        status__in=(BookingStatus.BOOKED, BookingStatus.ARRIVED),
+        starts_at__lt=end,
+        ends_at__gt=start,
+    )
+    if already_closed is not None:
+        old_start, _e = local_day_bounds(already_closed[0])
+        _s, old_end = local_day_bounds(already_closed[1])
+        found = found.exclude(starts_at__gte=old_start, ends_at__lte=old_end)
+    shown = list(
+        found.select_related("patient", "practitioner", "room").order_by("starts_at", "id")[
+            : CLOSURE_BOOKINGS_SHOWN + 1
+        ]
+    )
+    total = found.count() if len(shown) > CLOSURE_BOOKINGS_SHOWN else len(shown)
+    return shown[:CLOSURE_BOOKINGS_SHOWN], total
 
 
 def within_hours(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import date
 
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -30,13 +31,14 @@ from treatments.forms.booking import (
     WorkingHoursForm,
 )
 from treatments.localtime import to_local
-from treatments.models import BookingStatus, ClinicClosure, Room, WorkingHours
-from treatments.selectors.booking import practitioners, working_hours_version
+from treatments.models import Booking, BookingStatus, ClinicClosure, Room, WorkingHours
+from treatments.selectors.booking import bookings_on_days, practitioners, working_hours_version
 from treatments.selectors.calendar import Calendar, CalendarBooking, calendar_build
 from treatments.selectors.readiness import booking_readiness
 from treatments.services.booking import (
     BookingRefusedError,
     closure_add,
+    closure_dates_problem,
     closure_remove,
     closure_update,
     room_save,
@@ -408,9 +410,37 @@ def hours_clear(request: HttpRequest) -> HttpResponse:
     return HttpResponseRedirect(reverse("treatments:hours_edit") + f"?practitioner={chosen.uuid}")
 
 
-def _closure_refused(form: ClosureForm, refusal: BookingRefusedError) -> None:
+@dataclass(frozen=True)
+class ClosureClash:
+    """Bookings on the days a closure was refused for: the first ones, in
+    time order, and how many there are in all."""
+
+    bookings: list[Booking]
+    total: int
+
+    @property
+    def more(self) -> int:
+        return self.total - len(self.bookings)
+
+
+def _closure_refused(
+    form: ClosureForm,
+    refusal: BookingRefusedError,
+    *,
+    already_closed: tuple[date, date] | None = None,
+) -> ClosureClash | None:
+    """Put a closure's refusal on its form. Refused because the days hold
+    bookings, those are returned to be listed one a line, each with its
+    link (the refusal's own sentence runs them together)."""
+    first, last = form.cleaned_data.get("starts_on"), form.cleaned_data.get("ends_on")
+    if first and last and closure_dates_problem(first, last, today=timezone.localdate()) is None:
+        shown, total = bookings_on_days(first, last, already_closed=already_closed)
+        if shown:
+            form.add_error("starts_on", _("These days hold bookings: they are listed above."))
+            return ClosureClash(bookings=shown, total=total)
     field = refusal.field if refusal.field in form.fields else None
     form.add_error(field, refusal.message)
+    return None
 
 
 @staff(Role.MANAGER)
@@ -419,6 +449,7 @@ def closure_list(request: HttpRequest) -> HttpResponse:
     """The closures from this month on, each with its edit and remove buttons,
     and the form to add one."""
     form = ClosureForm(request.POST or None)
+    clash = None
     if form.saved_before(ClinicClosure, by=signed_in_user(request)) is not None:
         messages.info(request, AlreadySubmittedError.MESSAGE)
         return HttpResponseRedirect(reverse("treatments:closure_list"))
@@ -435,7 +466,7 @@ def closure_list(request: HttpRequest) -> HttpResponse:
             messages.info(request, AlreadySubmittedError.MESSAGE)
             return HttpResponseRedirect(reverse("treatments:closure_list"))
         except BookingRefusedError as refusal:
-            _closure_refused(form, refusal)
+            clash = _closure_refused(form, refusal)
         else:
             messages.success(request, _("Closure added."))
             return HttpResponseRedirect(reverse("treatments:closure_list"))
@@ -445,7 +476,7 @@ def closure_list(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "treatments/closure_list.html",
-        {"form": form, "closures": closures},
+        {"form": form, "closures": closures, "clash": clash},
         status=400 if form.errors else 200,
     )
 
@@ -457,6 +488,7 @@ def _closure_page(
     *,
     status: int = 200,
     stale: StaleEditError | None = None,
+    clash: ClosureClash | None = None,
 ) -> HttpResponse:
     return render(
         request,
@@ -466,6 +498,7 @@ def _closure_page(
             "closure": closure,
             "remove_form": ClosureRemoveForm(initial={"version": closure.version}),
             "stale": stale or form.stale,
+            "clash": clash,
         },
         status=status,
     )
@@ -477,8 +510,10 @@ def closure_edit(request: HttpRequest, closure: uuid.UUID) -> HttpResponse:
     """Change a closure's days or reason. A save opened before someone else's
     is refused (409) with what they changed; what was typed stays in the form."""
     found = get_object_or_404(ClinicClosure, uuid=closure)
+    closed = (found.starts_on, found.ends_on)  # before the form writes what was typed on it
     form = ClosureForm(request.POST or None, instance=found)
     status = 200
+    clash = None
     if request.method == "POST":
         if form.is_valid():
             try:
@@ -493,7 +528,7 @@ def closure_edit(request: HttpRequest, closure: uuid.UUID) -> HttpResponse:
             except StaleEditError as refusal:
                 status = form.show_stale(refusal)
             except BookingRefusedError as refusal:
-                _closure_refused(form, refusal)
+                clash = _closure_refused(form, refusal, already_closed=closed)
             else:
                 messages.success(request, _("Closure saved."))
                 return HttpResponseRedirect(reverse("treatments:closure_list"))
@@ -501,7 +536,7 @@ def closure_edit(request: HttpRequest, closure: uuid.UUID) -> HttpResponse:
             status = 400
         # Show the closure as saved now (the form keeps what was typed).
         found.refresh_from_db()
-    return _closure_page(request, found, form, status=status)
+    return _closure_page(request, found, form, status=status, clash=clash)
 
 
 @staff(Role.MANAGER)
