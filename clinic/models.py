@@ -77,6 +77,8 @@ class AuditAction(models.TextChoices):
     LOGIN_FAILED = "login_failed", _("failed to sign in")
     LOGOUT = "logout", _("signed out")
     TWO_FACTOR_ENROLLED = "2fa_enrolled", _("set up two-factor authentication")
+    # A sign-in lock lifted before its time: by a manager, or by a password reset.
+    SIGN_IN_UNLOCKED = "unlocked", _("lifted the sign-in lock of")
     # Clinical events named for what they are, so the trail reads plainly.
     PUBLISHED = "published", _("published")
     SIGNED = "signed", _("signed")
@@ -138,6 +140,10 @@ class AuditEvent(models.Model):
         special = {"route": _("page"), "auth": _("sign-in"), "": "—"}
         if self.object_type in special:
             return str(special[self.object_type])
+        # A sign-in lock names what it held: the account's name, the address.
+        named = {"auth.account": _("account %(name)s"), "auth.address": _("connection %(name)s")}
+        if self.object_type in named:
+            return str(named[self.object_type] % {"name": self.object_id})
         try:
             return str(apps.get_model(self.object_type)._meta.verbose_name)
         except (LookupError, ValueError):

@@ -20,9 +20,10 @@ admin.site.site_header = "Clinic administration"
 accounts = [
     path(
         "login/",
-        public(auth_views.LoginView.as_view(redirect_authenticated_user=True)),
+        public(views.SignInView.as_view()),
         name="login",
     ),
+    path("locks/", views.sign_in_locks_view, name="sign_in_locks"),
     path("logout/", authenticated(views.LogoutView.as_view()), name="logout"),
     path(
         "password/change/",
@@ -46,7 +47,7 @@ accounts = [
     ),
     path(
         "password/reset/<uidb64>/<token>/",
-        public(auth_views.PasswordResetConfirmView.as_view()),
+        public(views.PasswordResetConfirmView.as_view()),
         name="password_reset_confirm",
     ),
     path(

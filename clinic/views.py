@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import base64
 import io
+import ipaddress
 import time
 from typing import Any
 
 import qrcode
 import qrcode.image.svg
+from django import forms
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
@@ -26,7 +28,7 @@ from django_otp.oath import TOTP
 from django_otp.plugins.otp_totp.models import TOTPDevice
 from django_otp.util import random_hex
 
-from clinic.access import authenticated, public, refusal_words, staff
+from clinic.access import authenticated, public, refusal_words, signed_in_user, staff
 from clinic.audit import audit_log
 from clinic.context import current_request_id
 from clinic.forms import AuditFilterForm, TokenForm
@@ -35,7 +37,9 @@ from clinic.models import AuditAction, AuditEvent, SignInMailKind, User
 from clinic.proxies import client_ip
 from clinic.roles import Role
 from clinic.selectors import audit_events_filtered
+from clinic.services import sign_in_lock_lift, sign_in_pause_lift
 from clinic.sign_in_mail import sign_in_mail_request
+from clinic.signin import sign_in_locks
 
 AUDIT_PAGE_SIZE = 50
 
@@ -75,6 +79,7 @@ def home(request: HttpRequest) -> HttpResponse:
         context["recent_failures"] = list(
             AuditEvent.objects.filter(action=AuditAction.LOGIN_FAILED).order_by("-at")[:5]
         )
+        context["locks"] = sign_in_locks()
     return render(request, "clinic/home.html", context)
 
 
@@ -212,6 +217,90 @@ def healthz(request: HttpRequest) -> JsonResponse:
         "checks": {c.name: {"ok": c.ok, "detail": c.detail} for c in checks},
     }
     return JsonResponse(body, status=200 if ok else 503)
+
+
+class SignInLockLiftForm(forms.Form):
+    """Which lock a manager lifts: an account's (its name as typed at sign-in),
+    or an address's (an address or network)."""
+
+    username = forms.CharField(required=False, max_length=150)
+    network = forms.CharField(required=False, max_length=64)
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        username, network = data.get("username"), data.get("network")
+        if bool(username) == bool(network):
+            raise forms.ValidationError(_("Choose one lock to lift: an account or a connection."))
+        if network:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                self.add_error("network", _("That is not an address or a network."))
+        return data
+
+
+@staff(Role.MANAGER)
+@require_http_methods(["GET", "POST"])
+def sign_in_locks_view(request: HttpRequest) -> HttpResponse:
+    """The sign-in locks holding now, and a button to lift each before its time."""
+    manager = signed_in_user(request)
+    status = 200
+    if request.method == "POST":
+        form = SignInLockLiftForm(request.POST)
+        if form.is_valid():
+            username, network = form.cleaned_data["username"], form.cleaned_data["network"]
+            if username:
+                lifted = sign_in_lock_lift(actor=manager, username=username)
+                done = _("%(name)s can sign in again.") % {"name": username}
+            else:
+                lifted = sign_in_pause_lift(actor=manager, network=network)
+                done = _("Signing in from %(address)s works again.") % {"address": network}
+            if lifted:
+                messages.success(request, done)
+            else:
+                messages.info(request, _("That lock had already ended; nothing to lift."))
+            return HttpResponseRedirect(reverse("sign_in_locks"))
+        for error in form.errors.values():
+            messages.error(request, " ".join(str(message) for message in error))
+        status = 400
+    locks = sign_in_locks()
+    names = [name for name, _locks in locks.by_account]
+    accounts = set(User.objects.filter(username__in=names).values_list("username", flat=True))
+    return render(
+        request,
+        "clinic/sign_in_locks.html",
+        {
+            "locks": locks,
+            "accounts": [(name, held, name in accounts) for name, held in locks.by_account],
+        },
+        status=status,
+    )
+
+
+class SignInView(auth_views.LoginView):
+    """The sign-in page. After the wrong password before the last one allowed,
+    it warns that one more locks the account (from this address)."""
+
+    redirect_authenticated_user = True
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        # Set by axes when it counted this wrong password (account and address).
+        failures = getattr(self.request, "axes_failures_since_start", 0) or 0
+        context["one_try_left"] = (
+            self.request.method == "POST" and failures == settings.AXES_FAILURE_LIMIT - 1
+        )
+        return context
+
+
+class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
+    """Set a new password from the emailed link; that also lifts the account's
+    sign-in lock (the link proves the mailbox; the code is still asked)."""
+
+    def form_valid(self, form: Any) -> HttpResponse:
+        response = super().form_valid(form)
+        sign_in_lock_lift(actor=form.user, username=form.user.get_username())
+        return response
 
 
 class PasswordResetRequestView(auth_views.PasswordResetView):

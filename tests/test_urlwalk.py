@@ -306,6 +306,7 @@ NOT_PATIENT_READS: dict[str, str] = {
     "two_factor": "sign-in",
     "two_factor_setup": "sign-in",
     "audit_log": "the audit trail itself: who did what, by reference",
+    "sign_in_locks": "sign-in locks: account names and addresses, no patient",
     "patients:list": "the register: names and birth dates, no clinical data",
     "patients:create": "an empty registration form",
     "patients:consultation_new": "an empty form under the patient's name",
