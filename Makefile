@@ -20,9 +20,9 @@ RUN_DEB := libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 \
 	fonts-dejavu-core fonts-noto-core fonts-noto-cjk \
 	$(call tool_pkgs,npm,nodejs npm) $(call tool_pkgs,gcc,gcc) $(call tool_pkgs,make,make) \
 	$(if $(shell $(PYTHON) -c 'import ensurepip' 2>/dev/null && echo ok),,python3-venv)
-TEST_DEB := $(RUN_DEB) chromium poppler-utils
+TEST_DEB := $(RUN_DEB) chromium poppler-utils faketime
 
-.PHONY: help install run test lint format check-migrations bench manage shell clean serve system-deps-run system-deps-test
+.PHONY: help install run test test-clock-ahead lint format check-migrations bench manage shell clean serve system-deps-run system-deps-test
 
 help: ## List the commands
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-18s %s\n", $$1, $$2}'
@@ -88,6 +88,13 @@ serve:
 
 test: system-deps-test $(VENV)/.installed-dev node_modules/.installed ## Run the whole test suite on real PostgreSQL and Redis
 	$(SERVICES) --name test -- $(PY) -m pytest $(PYTEST_ARGS)
+
+# libfaketime moves the clock of the runner, its own PostgreSQL and Redis and
+# pytest alike (tests/clock_ahead.py); CLOCK='--at "2027-03-28 00:30"' picks
+# a moment in the clinic's zone instead of a year on.
+CLOCK ?= --ahead 365
+test-clock-ahead: system-deps-test $(VENV)/.installed-dev node_modules/.installed ## The suite with the clock a year ahead (CLOCK='--at "YYYY-MM-DD HH:MM"' for another moment)
+	env -u REDIS_URL $(PY) -m tests.clock_ahead $(CLOCK) -- $(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-dev ## Ruff (lint and format check) and mypy
 	$(VENV)/bin/ruff check .

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from typing import Any
 
 import pytest
 import pytest_django
+import time_machine
 from django.test import Client
 from django_otp import DEVICE_ID_SESSION_KEY
 from django_otp.oath import TOTP
@@ -39,6 +42,7 @@ def django_db_setup(
         made_role = roles_prepare()
         with connected_as_owner():
             config = setup_databases(verbosity=verbosity, interactive=False)
+        _moved_clock_check(request)
     yield
     with django_db_blocker.unblock():
         with connected_as_owner():
@@ -46,6 +50,52 @@ def django_db_setup(
         if made_role:
             with connected_as_owner():
                 role_drop(made_role)
+
+
+def _moved_clock_check(request: pytest.FixtureRequest) -> None:
+    """Under `python -m tests.clock_ahead` (make test-clock-ahead): say what
+    Python and the test database read as now, and stop when either is not
+    the moved clock."""
+    from datetime import UTC, timedelta
+
+    from django.db import connection
+    from django.utils import timezone
+
+    asked = os.environ.get("CLINIC_CLOCK_AT")
+    if not asked:
+        return
+    expected = datetime.fromtimestamp(int(asked), UTC)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT now()")
+        database_now = cursor.fetchone()[0]
+    python_now = timezone.now()
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    if reporter is not None and capture is not None:
+        with capture.global_and_fixture_disabled():
+            reporter.write_line(
+                f"[clock] moved to {timezone.localtime(expected):%Y-%m-%d %H:%M %Z}: Python reads "
+                f"{timezone.localtime(python_now):%Y-%m-%d %H:%M:%S %Z}, PostgreSQL reads "
+                f"{timezone.localtime(database_now):%Y-%m-%d %H:%M:%S %Z}"
+            )
+    # The runner set the clock moments before the session started.
+    for who, now in (("Python", python_now), ("PostgreSQL", database_now)):
+        if not timedelta(0) <= now - expected < timedelta(minutes=10):
+            pytest.exit(f"{who} reads {now}, not the moved clock {expected}", returncode=3)
+
+
+def frozen_at(moment: datetime, *, tick: bool = False) -> Any:
+    """An autouse fixture that sets the clock to `moment` (aware) for each
+    test of the module that assigns it: `frozen = frozen_at(NOW)`; held there,
+    or ticking on from there with `tick`. Tests travel from there as they
+    need; nothing reads the wall clock."""
+
+    @pytest.fixture(autouse=True)
+    def frozen() -> Iterator[None]:
+        with time_machine.travel(moment, tick=tick):
+            yield
+
+    return frozen
 
 
 def totp_code(device: TOTPDevice, at: float | None = None) -> str:
