@@ -3,7 +3,8 @@ and what reception may see of it."""
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 import time_machine
@@ -18,10 +19,13 @@ from hypothesis.extra.django import from_form
 from clinic.models import AuditAction, AuditEvent, User
 from patients.forms import MedicalHistoryForm
 from patients.models import MedicalHistory, Patient
-from tests.conftest import sign_in
+from tests.conftest import frozen_at, sign_in
 from tests.factories import NO_CONDITIONS, PatientFactory, make_history
 
 pytestmark = pytest.mark.django_db
+# A Tuesday morning in London, whatever the wall clock says.
+NOW = datetime(2026, 11, 24, 10, 0, tzinfo=ZoneInfo("Europe/London"))
+frozen = frozen_at(NOW, tick=True)
 
 CLINICAL_SENTINELS = (
     "isotretinoin",

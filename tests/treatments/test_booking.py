@@ -449,15 +449,25 @@ def test_every_change_is_in_the_audit_trail(clinic: Clinic, receptionist: User) 
     assert BookingEvent.objects.filter(booking=booking).count() == 3
 
 
-def test_another_patients_booking_is_not_reached_through_a_patient_url(
+def test_the_form_books_the_patient_it_names_and_refuses_an_unknown_one(
     client: Client, clinic: Clinic, receptionist: User
 ) -> None:
-    """Bookings are reached by their own id; unknown patients stay hidden."""
+    """The patient is named by their id in the form: a registered one is
+    booked (whoever the clinic's fixtures put first), an id of nobody is a 400
+    that books nothing."""
     other = PatientFactory()
     sign_in(client, receptionist)
+    unknown = "00000000-0000-4000-8000-00000000dead"
+    refused = client.post(NEW, booking_post(clinic, TUESDAY, "10:00", patient=unknown))
+    assert refused.status_code == 400
+    assert not Booking.objects.exists()
     response = client.post(NEW, booking_post(clinic, TUESDAY, "10:00", patient=str(other.uuid)))
     assert response.status_code == 302
-    assert Booking.objects.get().patient == other
+    booking = Booking.objects.get()
+    assert booking.patient == other
+    assert response["Location"] == reverse(
+        "treatments:booking_detail", kwargs={"booking": booking.uuid}
+    )
 
 
 def test_booking_page_query_count_is_the_same_with_one_change_or_many(

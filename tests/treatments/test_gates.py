@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
 import time_machine
-from dateutil.relativedelta import relativedelta
 from django.test import override_settings
 from django.utils import timezone
 
@@ -42,6 +42,14 @@ pytestmark = pytest.mark.django_db
 
 LONDON = ZoneInfo("Europe/London")
 GIVEN = datetime(2026, 11, 23, 14, 0, tzinfo=LONDON)
+# The gates are asked a week after GIVEN, whatever the wall clock says.
+NOW = datetime(2026, 11, 30, 10, 0, tzinfo=LONDON)
+
+
+@pytest.fixture(autouse=True)
+def frozen() -> Iterator[None]:
+    with time_machine.travel(NOW, tick=False):
+        yield
 
 
 @pytest.fixture
@@ -114,11 +122,11 @@ def test_gate_2_blocks_on_an_absolute_contraindication_but_not_on_a_caution(
 def test_gate_2_gives_the_day_a_time_bound_contraindication_lifts(
     patient: Patient, practitioner: User
 ) -> None:
-    last_dose = timezone.localdate() - relativedelta(months=4)
-    make_history(patient, practitioner, isotretinoin_last_dose=last_dose)
+    # Eighteen months after the last day of August is the last day of February.
+    make_history(patient, practitioner, isotretinoin_last_dose=date(2026, 8, 31))
     [failure] = gate_contraindications(patient=patient, at=timezone.now())
     assert failure.earliest is not None
-    assert timezone.localtime(failure.earliest).date() == last_dose + relativedelta(months=18)
+    assert timezone.localtime(failure.earliest).date() == date(2028, 2, 29)
 
 
 def test_gate_2_says_nothing_without_a_history(patient: Patient) -> None:
