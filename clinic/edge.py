@@ -23,6 +23,7 @@ from django.utils.translation import gettext as _
 from gunicorn.http.body import ChunkedReader
 
 from clinic.context import current_request_id
+from clinic.errorpages import error_page_context, referring_page
 from clinic.proxies import (
     FORWARDED_HEADERS,
     SCHEME_HEADERS,
@@ -88,13 +89,17 @@ def body_limit_for(request: HttpRequest) -> int:
 
 
 def _too_large(request: HttpRequest, limit: int) -> HttpResponse:
-    # Rendered without the request: no session or user is loaded yet.
+    # Rendered without the request: no session or user is loaded yet. Where
+    # it leads follows from the address alone (a patient's page or staff's),
+    # and "Go back" is the page the form was on, if it is on this site.
     body = loader.get_template("413.html").render(
         {
             "clinic_name": settings.CLINIC_NAME,
             "request_id": current_request_id(),
             "limit_megabytes": max(1, limit // (1024 * 1024)),
             "photo": is_upload_route(request),
+            "back_url": referring_page(request),
+            **error_page_context(request, user_known=False),
         }
     )
     return HttpResponse(body, status=413)

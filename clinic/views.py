@@ -31,6 +31,7 @@ from django_otp.util import random_hex
 from clinic.access import authenticated, public, refusal_words, signed_in_user, staff
 from clinic.audit import audit_log
 from clinic.context import current_request_id
+from clinic.errorpages import error_page_context
 from clinic.forms import AuditFilterForm, TokenForm
 from clinic.health import run_checks
 from clinic.models import AuditAction, AuditEvent, SignInMailKind, User
@@ -333,7 +334,14 @@ class LogoutView(auth_views.LogoutView):
 
 
 def _error(request: HttpRequest, template: str, status: int, **extra: Any) -> HttpResponse:
-    context = {"request_id": current_request_id(), "clinic_name": settings.CLINIC_NAME, **extra}
+    # On the patients' pages (portal, emailed links) the page speaks to a
+    # patient and leads to the portal's sign-in, not to the staff dashboard.
+    context = {
+        "request_id": current_request_id(),
+        "clinic_name": settings.CLINIC_NAME,
+        **error_page_context(request),
+        **extra,
+    }
     return render(request, template, context, status=status)
 
 
@@ -355,7 +363,12 @@ def server_error(request: HttpRequest) -> HttpResponse:
 
     template = loader.get_template("500.html")
     body = template.render(
-        {"request_id": current_request_id(), "clinic_name": settings.CLINIC_NAME}
+        {
+            "request_id": current_request_id(),
+            "clinic_name": settings.CLINIC_NAME,
+            # From the address alone: the user would need the database.
+            **error_page_context(request, user_known=False),
+        }
     )
     return HttpResponse(body, status=500)
 
