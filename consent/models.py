@@ -21,6 +21,10 @@ from django.db.models import Q
 from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
 
+# DocumentStatus: the states of a signed consent's PDF, importable from here as before.
+from clinic.documents import DocumentStatus as DocumentStatus
+from clinic.documents import GeneratedDocument
+
 # The sections every consent form explains, in the order the patient reads
 # them; each is confirmed separately when signing.
 CONSENT_SECTIONS: tuple[tuple[str, object], ...] = (
@@ -252,43 +256,29 @@ class ConsentWithdrawal(models.Model):
         return f"Withdrawal of {self.signed_consent_id}"
 
 
-class DocumentStatus(models.TextChoices):
-    QUEUED = "queued", _("being prepared")
-    READY = "ready", _("ready")
-    FAILED = "failed", _("failed")
-
-
 def _consent_pdf_path(instance: SignedConsentPDF, filename: str) -> str:
-    return f"consent/pdf/{instance.signed_consent.uuid}.pdf"
+    # Named by migration 0001; the path itself is `SignedConsentPDF.file_name`.
+    return instance.file_name()
 
 
-class SignedConsentPDF(models.Model):
-    """The PDF copy of a signed consent, made in the background. Regenerating
-    replaces the file at the same path: there is never a second copy."""
+class SignedConsentPDF(GeneratedDocument):
+    """The PDF copy of a signed consent, made in the background through the
+    clinic's one document pipeline (clinic.documents): its states, retries and
+    failure are those of every generated document. Regenerating replaces the
+    file at the same path: there is never a second copy."""
 
     signed_consent = models.OneToOneField(
         SignedConsent, on_delete=models.PROTECT, related_name="pdf", primary_key=True
     )
-    status = models.CharField(
-        max_length=10, choices=DocumentStatus.choices, default=DocumentStatus.QUEUED
-    )
-    file = models.FileField(upload_to=_consent_pdf_path, blank=True, editable=False)
-    sha256 = models.CharField(max_length=64, blank=True, editable=False)
-    attempts = models.PositiveIntegerField(default=0, editable=False)
-    error = models.CharField(max_length=200, blank=True, editable=False)
-    queued_at = models.DateTimeField(editable=False)
-    generated_at = models.DateTimeField(null=True, blank=True, editable=False)
 
-    class Meta:
+    document_label = "Signed consent PDF"
+
+    class Meta(GeneratedDocument.Meta):
         verbose_name = _("signed consent PDF")
         verbose_name_plural = _("signed consent PDFs")
-        indexes = [models.Index(fields=["status", "queued_at"], name="consent_pdf_status_idx")]
-        constraints = [
-            models.CheckConstraint(
-                condition=~Q(status="ready") | (~Q(file="") & ~Q(sha256="")),
-                name="consent_pdf_ready_has_file",
-            ),
-        ]
 
     def __str__(self) -> str:
         return f"PDF of {self.signed_consent_id} ({self.status})"
+
+    def file_name(self) -> str:
+        return f"consent/pdf/{self.signed_consent.uuid}.pdf"

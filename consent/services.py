@@ -11,7 +11,6 @@ import io
 import logging
 import uuid
 from collections.abc import Iterable
-from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
@@ -39,6 +38,12 @@ from clinic.concurrency import (
     version_check,
     version_mark,
 )
+from clinic.documents import (
+    document_queue,
+    document_render,
+    document_requeue_due,
+    document_retry,
+)
 from clinic.models import AuditAction, User
 from clinic.names import nfc
 from consent.models import (
@@ -48,7 +53,6 @@ from consent.models import (
     ConsentForm,
     ConsentFormVersion,
     ConsentWithdrawal,
-    DocumentStatus,
     SignedConsent,
     SignedConsentPDF,
     sections_text,
@@ -72,10 +76,6 @@ DATA_URL_PREFIX = "data:image/png;base64,"
 
 # PostgreSQL's name for the UNIQUE of ConsentWithdrawal.signed_consent (a one-to-one).
 ONE_WITHDRAWAL_PER_CONSENT = "consent_consentwithdrawal_signed_consent_id_key"
-
-# A row still queued after this long lost its task (broker down, worker died).
-PDF_REQUEUE_AFTER = timedelta(minutes=2)
-PDF_MAX_ATTEMPTS = 5
 
 
 # --- Forms and versions ---------------------------------------------------------------------
@@ -467,14 +467,13 @@ def consent_sign(
         with transaction.atomic():
             signed.full_clean()
             signed.save()
-            SignedConsentPDF.objects.create(signed_consent=signed, queued_at=timezone.now())
+            document_queue(row=SignedConsentPDF(signed_consent=signed), enqueue=_enqueue)
             audit_log(
                 actor=witness, action=AuditAction.SIGNED, obj=signed, patient_ref=patient.uuid
             )
     except Exception:
         signed.signature.storage.delete(signed.signature.name)
         raise
-    transaction.on_commit(lambda: consent_pdf_enqueue(signed_consent_id=signed.pk))
     return signed
 
 
@@ -547,7 +546,14 @@ def _already_withdrawn() -> ValidationError:
     return ValidationError({"reason": ValidationError(message, code="already_withdrawn")})
 
 
-# --- The PDF --------------------------------------------------------------------------------
+# --- The PDF (clinic.documents: the pipeline every generated document follows) -------------
+
+# How the PDF is read for rendering: with what it shows.
+PDF_RELATED = (
+    "signed_consent__patient",
+    "signed_consent__version__form",
+    "signed_consent__witness",
+)
 
 
 def consent_pdf_enqueue(*, signed_consent_id: int) -> bool:
@@ -562,84 +568,71 @@ def consent_pdf_enqueue(*, signed_consent_id: int) -> bool:
     )
 
 
-def consent_pdf_render_now(*, signed_consent_id: int) -> SignedConsentPDF:
-    """Render the signed consent to PDF, replacing the file at its one path.
-    Idempotent: running twice gives one file and the same row."""
-    from clinic.pdf import render_pdf, store_replacing
+def _enqueue(pk: int) -> bool:
+    return consent_pdf_enqueue(signed_consent_id=pk)
 
-    with transaction.atomic():
-        # The row alone, then read with what it points at: a join locked and
-        # re-checked after a wait drops a row that changed meanwhile (a consent
-        # moved to another record by a merge), and locking the patient with it
-        # would hold up every booking of theirs.
-        SignedConsentPDF.objects.select_for_update().filter(pk=signed_consent_id).values_list(
-            "pk", flat=True
-        ).get()
-        row = (
-            SignedConsentPDF.objects.select_related(
-                "signed_consent__patient", "signed_consent__version__form"
-            )
-            .select_related("signed_consent__witness")
-            .get(pk=signed_consent_id)
-        )
-        row.attempts += 1
-        SignedConsentPDF.objects.filter(pk=row.pk).update(attempts=row.attempts)
+
+def consent_pdf_render_pdf(row: SignedConsentPDF) -> bytes:
+    """The PDF's bytes for one signed consent: as signed, with the signature
+    image and any withdrawal."""
+    from clinic.pdf import render_pdf
+
     signed = row.signed_consent
-    try:
-        with signed.signature.open("rb") as handle:
-            signature = handle.read()
-        pdf = render_pdf(
-            "consent/signed_consent_pdf.html",
-            {
-                "clinic_name": settings.CLINIC_NAME,
-                "signed": signed,
-                "patient": signed.patient,
-                "version": signed.version,
-                "sections": signed_sections(signed),
-                "signature_data_uri": "data:image/png;base64,"
-                + base64.b64encode(signature).decode("ascii"),
-                "withdrawal": ConsentWithdrawal.objects.filter(signed_consent=signed).first(),
-            },
-        )
-    except Exception as exc:
-        # The type of error only: the message could quote patient text.
-        logger.exception("PDF of signed consent %s failed", signed_consent_id)
-        SignedConsentPDF.objects.filter(pk=row.pk).update(
-            status=DocumentStatus.FAILED, error=type(exc).__name__[:200]
-        )
-        row.refresh_from_db()
-        return row
-    name = row.file.field.upload_to(row, "")
-    store_replacing(row.file.storage, name, pdf)
-    with transaction.atomic():
-        SignedConsentPDF.objects.filter(pk=row.pk).update(
-            status=DocumentStatus.READY,
-            file=name,
-            sha256=sha256_hex(pdf),
-            error="",
-            generated_at=timezone.now(),
-        )
-    row.refresh_from_db()
-    return row
+    with signed.signature.open("rb") as handle:
+        signature = handle.read()
+    return render_pdf(
+        "consent/signed_consent_pdf.html",
+        {
+            "clinic_name": settings.CLINIC_NAME,
+            "signed": signed,
+            "patient": signed.patient,
+            "version": signed.version,
+            "sections": signed_sections(signed),
+            "signature_data_uri": "data:image/png;base64,"
+            + base64.b64encode(signature).decode("ascii"),
+            "withdrawal": ConsentWithdrawal.objects.filter(signed_consent=signed).first(),
+        },
+    )
+
+
+def consent_pdf_render_now(*, signed_consent_id: int) -> SignedConsentPDF:
+    """Render the signed consent to PDF, replacing the file at its one path,
+    and record the outcome (`clinic.documents.document_render`): ready, or
+    queued again after a wait, or failed after MAX_ATTEMPTS. Idempotent:
+    running twice gives one file and the same row. Raises
+    `SignedConsentPDF.DoesNotExist` for a consent without a PDF row."""
+    return document_render(
+        model=SignedConsentPDF,
+        pk=signed_consent_id,
+        renderer=consent_pdf_render_pdf,
+        related=PDF_RELATED,
+    )
 
 
 def consent_pdf_requeue_stale() -> int:
-    """Queue again the PDFs still waiting after PDF_REQUEUE_AFTER (their task was
-    lost); gives up after PDF_MAX_ATTEMPTS. Returns how many were queued."""
-    cutoff = timezone.now() - PDF_REQUEUE_AFTER
-    ids = list(
-        SignedConsentPDF.objects.filter(
-            status=DocumentStatus.QUEUED, queued_at__lt=cutoff, attempts__lt=PDF_MAX_ATTEMPTS
-        ).values_list("pk", flat=True)[:100]
-    )
-    queued = 0
-    for pk in ids:
-        # Restart the clock first, so the next sweep does not queue it twice.
-        SignedConsentPDF.objects.filter(pk=pk, status=DocumentStatus.QUEUED).update(
-            queued_at=timezone.now()
+    """Queue again the PDFs whose next attempt has come (their task was lost,
+    or a render failed and waited); give up those that had MAX_ATTEMPTS.
+    Returns how many were queued."""
+    return document_requeue_due(model=SignedConsentPDF, enqueue=_enqueue)
+
+
+def consent_pdf_retry(*, signed: SignedConsent, requested_by: User) -> SignedConsentPDF:
+    """Make the PDF of a signed consent again (staff's "Try again" after it
+    could not be made): queued afresh, attempts from zero, and audited.
+
+    `signed`: the signed consent; `requested_by`: the practitioner. Raises
+    `SignedConsentPDF.DoesNotExist` when the consent has no PDF row."""
+    with transaction.atomic():
+        row = document_retry(model=SignedConsentPDF, pk=signed.pk, enqueue=_enqueue)
+        audit_log(
+            actor=requested_by,
+            action=AuditAction.UPDATE,
+            obj=row,
+            object_id=str(signed.uuid),
+            patient_ref=signed.patient.uuid,
+            changed_fields=["status"],
         )
-        queued += consent_pdf_enqueue(signed_consent_id=pk)
-    return queued
+    return row
 
 
 def signed_sections(signed: SignedConsent) -> list[tuple[str, str, str]]:

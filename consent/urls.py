@@ -24,6 +24,7 @@ urlpatterns = [
     path(patient_routes + "sign/<uuid:form>/", views.sign, name="sign"),
     path(signed_routes, views.signed_detail, name="signed_detail"),
     path(signed_routes + "pdf-status/", views.pdf_status, name="pdf_status"),
+    path(signed_routes + "pdf-retry/", views.pdf_retry, name="pdf_retry"),
     path(signed_routes + "withdraw/", views.withdraw, name="withdraw"),
     path(signed_routes + "signature.png", views.signature_image, name="signature_image"),
     path(signed_routes + "consent.pdf", views.signed_pdf, name="signed_pdf"),

@@ -28,9 +28,9 @@ from clinic.audit import audit_log, audit_read
 from clinic.concurrency import AlreadySubmittedError, StaleEditError
 from clinic.forms import submits
 from clinic.models import AuditAction
-from clinic.roles import Role
+from clinic.roles import CLINICAL_DOCUMENT_ROLES, Role
 from consent.forms import ConsentFormCreateForm, DraftForm, PublishForm, SignForm, WithdrawForm
-from consent.models import ConsentForm, DocumentStatus, SignedConsent
+from consent.models import ConsentForm, DocumentStatus, SignedConsent, SignedConsentPDF
 from consent.selectors import (
     consent_forms_overview,
     consent_states_of,
@@ -46,6 +46,7 @@ from consent.services import (
     VERSION_TEXT_FIELDS,
     consent_draft_save,
     consent_form_create,
+    consent_pdf_retry,
     consent_sign,
     consent_version_publish,
     consent_withdraw,
@@ -350,6 +351,19 @@ def pdf_status(request: HttpRequest, patient: uuid.UUID, signed: uuid.UUID) -> H
         "consent/_pdf_status.html",
         {"patient": found.patient, "signed": found, "pdf": getattr(found, "pdf", None)},
     )
+
+
+@staff(*CLINICAL_DOCUMENT_ROLES)
+@require_POST
+def pdf_retry(request: HttpRequest, patient: uuid.UUID, signed: uuid.UUID) -> HttpResponse:
+    """Make the PDF again after it could not be made ("Try again")."""
+    found = _signed(request, patient, signed)
+    try:
+        consent_pdf_retry(signed=found, requested_by=signed_in_user(request))
+    except SignedConsentPDF.DoesNotExist:
+        raise Http404 from None
+    messages.success(request, _("The PDF is being prepared again."))
+    return HttpResponseRedirect(found.get_absolute_url())
 
 
 @submits(WithdrawForm)

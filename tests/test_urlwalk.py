@@ -317,6 +317,7 @@ NOT_PATIENT_READS: dict[str, str] = {
     "consent:version_detail": "consent forms: no patient",
     "consent:version_publish": "a POST only",
     "consent:pdf_status": "the PDF's status box, polled by the signed consent's page (recorded)",
+    "consent:pdf_retry": "a POST only",
     "consent:withdraw": "a POST only",
     "treatments:catalogue": "the catalogue: no patient",
     "treatments:ingredient_list": "the catalogue: no patient",

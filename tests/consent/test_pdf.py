@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
+from clinic.documents import MAX_ATTEMPTS
 from clinic.models import User
 from clinic.pdf import STATIC_BASE, RefusedURLError, StaticOnlyFetcher, html_to_pdf
 from consent.models import DocumentStatus, SignedConsentPDF
@@ -92,8 +93,8 @@ def test_rendering_again_replaces_the_file_at_the_same_path(
 
 
 @pytest.mark.django_db
-def test_a_failed_render_is_recorded_without_patient_data(
-    practitioner: User, monkeypatch: pytest.MonkeyPatch
+def test_a_failed_render_is_recorded_without_patient_data_and_tried_again(
+    practitioner: User, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     patient = PatientFactory(last_name="Secretname")
     signed = signed_consent_for(patient=patient, version=ConsentFormVersionFactory())
@@ -103,9 +104,14 @@ def test_a_failed_render_is_recorded_without_patient_data(
 
     monkeypatch.setattr("clinic.pdf.render_pdf", broken)
     row = consent_pdf_render_now(signed_consent_id=signed.pk)
-    assert row.status == DocumentStatus.FAILED
+    assert row.status == DocumentStatus.QUEUED  # tried again after a wait
+    assert row.is_retrying
     assert row.error == "RuntimeError"
-    assert "Secretname" not in row.error
+    assert "Secretname" not in caplog.text
+    for _ in range(MAX_ATTEMPTS - 1):
+        row = consent_pdf_render_now(signed_consent_id=signed.pk)
+    assert row.status == DocumentStatus.FAILED
+    assert "Secretname" not in caplog.text
 
 
 def test_the_fetcher_refuses_anything_but_bundled_static_files() -> None:
