@@ -17,6 +17,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
+from clinic.documents import MAX_ATTEMPTS
 from clinic.models import AuditAction, AuditEvent, User
 from clinic.roles import Role
 from patients.models import Patient
@@ -171,12 +172,14 @@ def test_a_broker_that_is_down_leaves_the_document_queued_and_the_caller_unharme
 
 
 def test_stale_queued_documents_are_queued_again_after_two_minutes_only() -> None:
-    fresh = queued_document(completed_session())
+    start = timezone.now()
     stale = queued_document(completed_session())
-    PatientDocument.objects.filter(pk=stale.pk).update(
-        queued_at=timezone.now() - timedelta(minutes=3)
-    )
-    with mock.patch.object(service, "aftercare_enqueue", return_value=True) as enqueue:
+    with time_machine.travel(start + timedelta(minutes=1), tick=False):
+        fresh = queued_document(completed_session())
+    with (
+        time_machine.travel(start + timedelta(minutes=2, seconds=30), tick=False),
+        mock.patch.object(service, "aftercare_enqueue", return_value=True) as enqueue,
+    ):
         assert service.aftercare_requeue_stale() == 1
         enqueue.assert_called_once_with(document_id=stale.pk)
         # The clock restarted: the next sweep leaves it alone.
@@ -186,10 +189,9 @@ def test_stale_queued_documents_are_queued_again_after_two_minutes_only() -> Non
 
 def test_a_document_that_keeps_failing_to_queue_is_given_up_as_failed() -> None:
     document = queued_document(completed_session())
-    PatientDocument.objects.filter(pk=document.pk).update(
-        queued_at=timezone.now() - timedelta(minutes=3), attempts=service.MAX_ATTEMPTS
-    )
-    service.aftercare_requeue_stale()
+    PatientDocument.objects.filter(pk=document.pk).update(attempts=MAX_ATTEMPTS)
+    with time_machine.travel(timezone.now() + timedelta(minutes=3), tick=False):
+        service.aftercare_requeue_stale()
     document.refresh_from_db()
     assert document.status == PatientDocumentStatus.FAILED
 
@@ -288,16 +290,18 @@ def test_the_checksum_changes_when_the_content_does_and_the_file_is_replaced() -
     assert service.sha256_hex(file_bytes(again)) == again.sha256
 
 
-def test_a_render_error_marks_the_document_failed_with_no_patient_data_logged(
+def test_a_render_error_is_recorded_and_tried_again_with_no_patient_data_logged(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     patient = PatientFactory(first_name="Secretname")
     document = queued_document(completed_session(patient=patient))
     with mock.patch("clinic.pdf.render_pdf", side_effect=ValueError("Secretname broke it")):
         failed = service.aftercare_render(document_id=document.pk)
-    assert failed.status == PatientDocumentStatus.FAILED
+    assert failed.status == PatientDocumentStatus.QUEUED  # tried again after a wait
+    assert failed.is_retrying
     assert failed.error == "ValueError"
     assert "Secretname" not in caplog.text
+    assert mail.outbox == []
 
 
 def test_the_first_render_emails_the_patient_a_link_and_a_retry_does_not_email_again() -> None:
@@ -365,9 +369,12 @@ def test_the_status_block_polls_while_queued_and_stops_when_ready(
 
 def test_the_status_block_shows_a_failure(practitioner_client: Client) -> None:
     document = queued_document(completed_session())
-    PatientDocument.objects.filter(pk=document.pk).update(status="failed", error="OSError")
+    PatientDocument.objects.filter(pk=document.pk).update(
+        status="failed", error="OSError", next_attempt_at=None
+    )
     body = practitioner_client.get(_url("document_status", document)).content.decode()
-    assert "Failed" in body
+    assert "PDF could not be made" in body
+    assert _url("document_regenerate", document) in body
     assert "hx-trigger" not in body
 
 

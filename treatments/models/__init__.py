@@ -43,6 +43,7 @@ from treatments.models.catalogue import (
 from treatments.models.documents import (
     SHA256_HEX,
     DownloadLink,
+    EmailStatus,
     PatientDocument,
     PatientDocumentStatus,
     _document_path,
@@ -101,6 +102,7 @@ __all__ = [
     "DayOfCheck",
     "Device",
     "DownloadLink",
+    "EmailStatus",
     "IllegalTransitionError",
     "Ingredient",
     "IngredientCategory",

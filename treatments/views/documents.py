@@ -24,6 +24,7 @@ from treatments.forms.portal import PortalInviteForm, RevokeLinkForm, SendLinkFo
 from treatments.models import PatientDocument
 from treatments.selectors.portal import document_get_for_user, document_live_links
 from treatments.services.aftercare import (
+    AftercareEmailFailedError,
     DocumentNotReadyError,
     aftercare_regenerate,
     aftercare_send,
@@ -121,9 +122,13 @@ def document_send(request: HttpRequest, patient: uuid.UUID, document: uuid.UUID)
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))
         return _back(user, found)
-    except OSError:
+    except AftercareEmailFailedError:
         messages.error(
-            request, _("The email could not be sent just now. Please try again in a few minutes.")
+            request,
+            _(
+                "The email could not be sent just now: the page shows it as failed. "
+                "Please try again in a few minutes."
+            ),
         )
         return _back(user, found)
     messages.success(request, _("A new download link was emailed to the patient."))
@@ -155,7 +160,8 @@ def document_revoke(request: HttpRequest, patient: uuid.UUID, document: uuid.UUI
 def document_regenerate(
     request: HttpRequest, patient: uuid.UUID, document: uuid.UUID
 ) -> HttpResponse:
-    """Make the sheet again; the new file replaces the old one."""
+    """Make the sheet again ("Try again" after it could not be made, or after
+    its protocol's sheet was corrected); the new file replaces the old one."""
     user = signed_in_user(request)
     found = document_get_for_user(user=user, patient_uuid=patient, document_uuid=document)
     aftercare_regenerate(document=found, requested_by=user)
