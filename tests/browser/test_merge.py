@@ -30,8 +30,9 @@ from tests.factories import (
     UserFactory,
     make_history,
 )
+from tests.treatments.test_booking_support import give_hours
 from tests.treatments.test_session_helpers import give_and_read
-from treatments.models import Booking, ProtocolCocktailLine, Room
+from treatments.models import Booking, ProtocolCocktailLine, Room, WorkingHours
 from treatments.services.booking import booking_cancel, booking_create
 
 pytestmark = pytest.mark.browser
@@ -50,6 +51,9 @@ def both_sizes(page: Page, name: str) -> None:
 
 
 def book(patient: Patient, practitioner: User, protocol: object, starts_at: datetime) -> Booking:
+    """A booking through the service and its rules, in working hours."""
+    if not WorkingHours.objects.filter(practitioner=practitioner).exists():
+        give_hours(practitioner, days=range(7), starts="08:00", ends="20:00")
     return booking_create(
         patient=patient,
         practitioner=practitioner,
@@ -58,7 +62,6 @@ def book(patient: Patient, practitioner: User, protocol: object, starts_at: date
         starts_at=starts_at,
         ends_at=starts_at + timedelta(minutes=45),
         created_by=practitioner,
-        check=False,
     )
 
 

@@ -242,15 +242,12 @@ def booking_create(
     ends_at: datetime,
     created_by: User,
     course: TreatmentCourse | None = None,
-    check: bool = True,
     submission_token: uuid.UUID | None = None,
 ) -> Booking:
     """Book a session: `patient` with `practitioner` in `room` for `protocol`,
     from `starts_at` to `ends_at` (aware; stored in UTC), as part of `course`
     if given; its reminders are planned in the same transaction.
 
-    `check` False skips `check_slot` (past times, closures, working hours):
-    only the demo data and course booking, which check first, pass it.
     `submission_token` is the booking form's one-time token, stored on the
     booking (None: no form, no guard).
 
@@ -266,8 +263,7 @@ def booking_create(
     # First the token: a second post of the same form waits here for the first.
     submission_check(Booking, submission_token)
     patient = patient_hold(patient)
-    if check:
-        check_slot(practitioner=practitioner, starts_at=starts_at, ends_at=ends_at)
+    check_slot(practitioner=practitioner, starts_at=starts_at, ends_at=ends_at)
     booking = Booking(
         patient=patient,
         practitioner=practitioner,
