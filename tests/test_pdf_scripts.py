@@ -216,8 +216,13 @@ def printed_text(data: bytes) -> PrintedText:
         glyph_set = font.getGlyphSet()
         order = font.getGlyphOrder()
         cid_keyed = "CFF " in font and font["CFF "].cff.topDictIndex[0].ROS is not None
-        if not cid_keyed:
-            assert b"/CIDToGIDMap /Identity" in cid_font or b"CIDFontType0" in cid_font
+        if "glyf" in font:
+            # TrueType: glyphs indexed by CID through the identity map.
+            assert b"/CIDFontType2" in cid_font, cid_font
+            assert b"/CIDToGIDMap /Identity" in cid_font, cid_font
+        else:
+            # CFF (CID-keyed or not): a Type 0 CID font, no map to give.
+            assert b"/CIDFontType0" in cid_font, cid_font
         for code, text in texts.items():
             cid = cids.get(code, 0)
             # A CID-keyed CFF font names its glyphs by CID; a TrueType one

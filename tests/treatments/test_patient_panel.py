@@ -4,8 +4,9 @@ in the way in reception's words, courses, and links to book and to reminders."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.test import Client
@@ -13,11 +14,14 @@ from django.urls import reverse
 from django.utils import timezone
 
 from clinic.models import User
-from tests.conftest import sign_in
+from tests.conftest import frozen_at, sign_in
 from tests.factories import PatientFactory
 from tests.treatments.test_session_helpers import make_booking, make_world
 
 pytestmark = pytest.mark.django_db
+# A Tuesday morning in London, whatever the wall clock says.
+NOW = datetime(2026, 11, 24, 10, 0, tzinfo=ZoneInfo("Europe/London"))
+frozen = frozen_at(NOW)
 
 
 def panel(client: Client, patient: Any) -> Any:

@@ -63,7 +63,9 @@ def test_a_forged_cross_site_post_is_refused_and_signs_nobody_in(
     assert response.status_code == 403
     assert SESSION_KEY not in browser.session
     assert PortalLoginToken.objects.get(account=account).used_at is None
-    assert browser.get(reverse("treatments:portal_home")).status_code in (302, 403)
+    response = browser.get(reverse("treatments:portal_home"))
+    assert response.status_code == 302  # nobody signed in: sent to sign in
+    assert response["Location"] == f"{reverse('login')}?next={reverse('treatments:portal_home')}"
     assert caplog.records, "the refusal is logged"
     assert token not in caplog.text
     assert "[token]" in caplog.text

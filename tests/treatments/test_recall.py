@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.test import Client
@@ -12,13 +13,16 @@ from django.utils import timezone
 
 from clinic.models import User
 from clinic.roles import Role
-from tests.conftest import sign_in
+from tests.conftest import frozen_at, sign_in
 from tests.factories import BatchFactory, PatientFactory, ProtocolFactory, UserFactory
 from tests.treatments.test_session_helpers import make_booking
 from treatments.models import Batch, BookingStatus, CocktailLine, SessionRecord
 from treatments.selectors.catalogue import batch_recipients
 
 pytestmark = pytest.mark.django_db
+# A Tuesday morning in London, whatever the wall clock says.
+NOW = datetime(2026, 11, 24, 10, 0, tzinfo=ZoneInfo("Europe/London"))
+frozen = frozen_at(NOW)
 
 
 def session_with(

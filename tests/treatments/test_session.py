@@ -3,8 +3,9 @@ afterwards: read-only, amendments, later adverse events."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 import pytest
 import time_machine
@@ -16,7 +17,7 @@ from django.utils import timezone
 
 from clinic.models import User
 from consent.models import ConsentWithdrawal
-from tests.conftest import sign_in
+from tests.conftest import frozen_at, sign_in
 from tests.factories import BatchFactory, ConsentFormVersionFactory, make_history
 from tests.treatments.test_session_helpers import (
     World,
@@ -40,6 +41,9 @@ from treatments.models import (
 )
 
 pytestmark = pytest.mark.django_db
+# A Tuesday morning in London, whatever the wall clock says.
+NOW = datetime(2026, 11, 24, 10, 0, tzinfo=ZoneInfo("Europe/London"))
+frozen = frozen_at(NOW)
 
 
 def url(booking: Booking) -> str:
