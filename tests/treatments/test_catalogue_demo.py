@@ -134,7 +134,7 @@ def test_without_a_clock_that_moves_the_expired_lot_is_left_out(
     practitioner: User, receptionist: User, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # `make run` installs no time-machine: a lot expired today cannot be recorded today.
-    monkeypatch.setattr(demo_clock, "time_machine", None)
+    monkeypatch.setattr(demo_clock, "TIME_MACHINE_INSTALLED", False)
     demo_catalogue.seed(practitioner=practitioner, reception=receptionist)
     assert not Batch.objects.filter(lot_number="NVP-DC0399").exists()
     assert not Batch.objects.filter(expiry_date__lt=NOW.date()).exists()

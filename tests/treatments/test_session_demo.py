@@ -95,7 +95,7 @@ def test_without_a_clock_that_moves_no_session_of_earlier_weeks_is_written(
     practitioner: User, receptionist: User, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     seed_before_sessions(practitioner, receptionist)
-    monkeypatch.setattr(demo_clock, "time_machine", None)
+    monkeypatch.setattr(demo_clock, "TIME_MACHINE_INSTALLED", False)
     assert demo_session.seed(practitioner=practitioner, reception=receptionist) == 0
     assert not SessionRecord.objects.exists()
     assert not Booking.objects.filter(starts_at__lt=NOW).exists()
