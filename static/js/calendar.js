@@ -93,7 +93,9 @@ document.addEventListener("DOMContentLoaded", () => {
     reload.type = "button";
     reload.className = "btn btn-sm btn-outline-danger";
     reload.dataset.testid = "use-their-version";
-    reload.textContent = text(stale.querySelector("[data-testid='use-their-version']"));
+    // A drag has nothing typed to lose: the link's short name, not its confirmation.
+    const link = stale.querySelector("[data-testid='use-their-version']");
+    reload.textContent = (link && link.dataset.label) || text(link);
     reload.addEventListener("click", () => window.location.reload());
     errorBox.replaceChildren(message, changes, reload);
   }
