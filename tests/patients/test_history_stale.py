@@ -121,7 +121,7 @@ def test_a_history_signed_from_a_page_opened_before_a_colleagues_is_refused_with
     # The answer she changed, its value now, by whom: on the notice and the question.
     notice = body[body.index('data-testid="stale-changes"') : body.index("</table>")]
     assert "Pregnant, or could be" in notice
-    assert "<td class=\"text-break\">Yes</td>" in notice
+    assert '<td class="text-break">Yes</td>' in notice
     assert "Changed by Bella Stone at 09:04. You had not changed it" in body
     assert "Checked every answer with her" in body  # what was typed is kept
     assert MedicalHistory.objects.count() == 2
