@@ -42,6 +42,10 @@ class SMSBackend(Protocol):
 
 
 def get_backend(path: str | None = None) -> SMSBackend:
+    """A new backend of the class at dotted `path` (SMS_BACKEND by default).
+    Raises ImportError for a path that names no class, and what the class
+    raises at construction (HttpBackend: PermanentSMSError for a URL that is
+    not https:// or a timeout that is not positive)."""
     backend: SMSBackend = import_string(path or settings.SMS_BACKEND)()
     return backend
 
@@ -112,6 +116,12 @@ class HttpBackend:
             raise PermanentSMSError("SMS_TIMEOUT_SECONDS must be a positive number of seconds")
 
     def send(self, *, to: str, body: str, idempotency_key: str) -> str:
+        """POST one message to `to` (E.164) under `idempotency_key`; returns the
+        provider's id. Raises TransientSMSError for 429, 5xx, a timeout (each
+        wait at most `timeout` seconds), a refused or dropped connection, an
+        unverifiable certificate or a broken answer; PermanentSMSError for
+        any other 4xx, with the provider's reason (up to 200 characters, as it
+        gives it); the backend's own texts never hold the number."""
         data = json.dumps({"to": to, "from": self.sender, "body": body}).encode()
         request = urllib.request.Request(  # noqa: S310 (https only, checked in __init__)
             self.url,

@@ -182,7 +182,9 @@ def contact_notices_dispatch(
     now = now or timezone.now()
     rows = _claim(now, limit, result)
     leases = {row.pk: row.notice_due_at for row in rows}
-    mail = mail_connection or get_connection(fail_silently=False) if rows else None
+    if not rows:
+        return result
+    mail = mail_connection or get_connection(fail_silently=False)
     done: list[ContactChange] = []
     try:
         for index, row in enumerate(rows):
@@ -226,8 +228,6 @@ def contact_notices_dispatch(
 
 def _record(rows: list[ContactChange], leases: dict[int, datetime | None]) -> None:
     """Each outcome, on a row still "sending" under this dispatch's lease."""
-    if not rows:
-        return
     with transaction.atomic():
         for row in rows:
             ContactChange.objects.filter(

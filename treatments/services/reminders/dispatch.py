@@ -84,6 +84,7 @@ class DispatchResult:
     queries_per_batch: list[int] = field(default_factory=list)
 
     def add(self, other: DispatchResult) -> None:
+        """Add the counts of `other` (another batch of the same tick) to these."""
         for name in ("claimed", "sent", "retried", "failed", "cancelled", "released", "batches"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.queries_per_batch.extend(other.queries_per_batch)

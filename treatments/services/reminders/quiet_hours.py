@@ -2,7 +2,7 @@
 
 The window comes from the settings QUIET_HOURS_START and QUIET_HOURS_END
 ("HH:MM", clinic time; 21:00 and 08:00 by default), a rule of the clinic's
-own (domain.md: patients are not woken by a reminder). Its edges are
+own (design.md, "Background work": quiet hours hold messages at night). Its edges are
 wall-clock times: 08:00 is 08:00 on the day the clocks change too. Staff
 tasks are not held; only messages to patients (email, text message) are.
 """
