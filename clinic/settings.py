@@ -352,7 +352,7 @@ if not (
 MESSAGE_CLAIM_LEASE = timedelta(
     seconds=env.int("MESSAGE_CLAIM_LEASE_SECONDS", default=MESSAGE_TASK_TIME_LIMIT + 60)
 )
-if MESSAGE_CLAIM_LEASE <= timedelta(seconds=MESSAGE_TASK_TIME_LIMIT):
+if timedelta(seconds=MESSAGE_TASK_TIME_LIMIT) >= MESSAGE_CLAIM_LEASE:
     raise ImproperlyConfigured("MESSAGE_CLAIM_LEASE_SECONDS must exceed MESSAGE_TASK_TIME_LIMIT.")
 CELERY_BEAT_SCHEDULE_FILENAME = str(
     env.path("CELERY_BEAT_SCHEDULE_FILE", default=BASE_DIR / "var" / "celerybeat-schedule")
