@@ -107,17 +107,23 @@ def seed(*, practitioner: User, reception: User) -> int:
     manager = User.objects.filter(username="manager").first() or reception
     added = 0
     calendar_seeded = Room.objects.filter(name__in=ROOMS).exists()
-    rooms = []
     second = _second_practitioner(reception)
-    with clock_at(clinic_time(working_day(OPENED_DAYS_AGO), 9)):
-        for name in ROOMS:
-            room = Room.objects.filter(name=name).first()
-            if room is None:
-                room = room_save(room=None, name=name, active=True, saved_by=manager)
-                added += 1
-            rooms.append(room)
-        added += _hours(practitioner, saturday=True, added_by=manager)
-        added += _hours(second, saturday=False, added_by=manager)
+    rooms = {room.name: room for room in Room.objects.filter(name__in=ROOMS)}
+    staffed = set(
+        WorkingHours.objects.filter(practitioner__in=[practitioner, second]).values_list(
+            "practitioner_id", flat=True
+        )
+    )
+    if len(rooms) < len(ROOMS) or len(staffed) < 2:
+        # The manager set them up when the demo clinic opened.
+        with clock_at(clinic_time(working_day(OPENED_DAYS_AGO), 9)):
+            for name in ROOMS:
+                if name not in rooms:
+                    rooms[name] = room_save(room=None, name=name, active=True, saved_by=manager)
+                    added += 1
+            added += _hours(practitioner, saturday=True, added_by=manager)
+            added += _hours(second, saturday=False, added_by=manager)
+    room_list = [rooms[name] for name in ROOMS]
 
     today = timezone.localdate()
     upcoming = next(((d, r) for d, r in BANK_HOLIDAYS if d > today), None)
@@ -140,7 +146,7 @@ def seed(*, practitioner: User, reception: User) -> int:
         patient, protocol = patients.get(key), by_name.get(name)
         if patient is None or protocol is None:
             continue
-        who, room = staff[index % 2], rooms[index % 2]
+        who, room = staff[index % 2], room_list[index % 2]
         wanted = max(
             timezone.now(),
             timezone.make_aware(datetime.combine(monday + timedelta(days=offset), time(hour))),
@@ -175,7 +181,7 @@ def seed(*, practitioner: User, reception: User) -> int:
         protocol = next((p for p in protocols if p.name == "Revitalising"), protocols[0])
         first = next_free_slot(
             practitioner=practitioner,
-            room=rooms[0],
+            room=room_list[0],
             duration=timedelta(minutes=protocol.session_minutes),
             patient=amelia,
             after=max(
@@ -188,7 +194,7 @@ def seed(*, practitioner: User, reception: User) -> int:
                 patient=amelia,
                 protocol=protocol,
                 practitioner=practitioner,
-                room=rooms[0],
+                room=room_list[0],
                 first_start=first,
                 sessions=6,
             )
@@ -198,7 +204,7 @@ def seed(*, practitioner: User, reception: User) -> int:
                     patient=amelia,
                     protocol=protocol,
                     practitioner=practitioner,
-                    room=rooms[0],
+                    room=room_list[0],
                     starts=sessions,
                     interval=protocol.interval,
                     created_by=reception,

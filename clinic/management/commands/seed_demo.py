@@ -47,20 +47,21 @@ class Command(BaseCommand):
         password = settings.DEMO_PASSWORD or DEFAULT_DEMO_PASSWORD
         created = 0
         with transaction.atomic():
-            # The staff joined when the demo clinic opened.
-            with clock_at(clinic_time(working_day(OPENED_DAYS_AGO), 8, 30)):
-                for username, first, last, roles in DEMO_STAFF:
-                    if User.objects.filter(username=username).exists():
-                        continue
-                    staff_user_create(
-                        username=username,
-                        password=password,
-                        roles=roles,
-                        first_name=first,
-                        last_name=last,
-                        email=f"{username}@demo.clinic.invalid",
-                    )
-                    created += 1
+            existing = set(User.objects.values_list("username", flat=True))
+            missing = [staff for staff in DEMO_STAFF if staff[0] not in existing]
+            if missing:
+                # The staff joined when the demo clinic opened.
+                with clock_at(clinic_time(working_day(OPENED_DAYS_AGO), 8, 30)):
+                    for username, first, last, roles in missing:
+                        staff_user_create(
+                            username=username,
+                            password=password,
+                            roles=roles,
+                            first_name=first,
+                            last_name=last,
+                            email=f"{username}@demo.clinic.invalid",
+                        )
+                        created += 1
             # Each feature app seeds its own demo data (a `demo` module with
             # `seed()`), found by name so that this base app imports none of them.
             staff = {
