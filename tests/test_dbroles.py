@@ -18,9 +18,10 @@ from clinic.dbroles import (
     connected_as_owner,
     truncate_guarded_tables,
 )
-from clinic.models import AuditAction
+from clinic.models import AuditAction, AuditEvent
 from patients.models import Patient
 from tests.factories import PatientFactory, UserFactory
+from treatments.models import Room
 
 pytestmark = pytest.mark.django_db
 
@@ -102,7 +103,12 @@ def test_the_application_role_keeps_rows_of_ordinary_tables() -> None:
     patient = PatientFactory()
     patient.first_name = "Changed"
     patient.save(update_fields=["first_name"])
-    audit_log(actor=None, action=AuditAction.LOGIN_FAILED, actor_label="someone")
+    assert Patient.objects.get(pk=patient.pk).first_name == "Changed"
+    room = Room.objects.create(name="Room to remove")
+    Room.objects.filter(pk=room.pk).delete()
+    assert not Room.objects.filter(pk=room.pk).exists()
+    event = audit_log(actor=None, action=AuditAction.LOGIN_FAILED, actor_label="someone")
+    assert AuditEvent.objects.get(pk=event.pk).actor_label == "someone"
 
 
 def test_every_append_only_table_refuses_truncate() -> None:

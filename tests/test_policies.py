@@ -94,7 +94,13 @@ FUZZ = hsettings(max_examples=200, deadline=None, suppress_health_check=list(Hea
 @FUZZ
 @given(from_form(TokenForm))
 def test_token_form_never_crashes(form: TokenForm) -> None:
-    form.is_valid()
+    """Any input is answered: six digits and nothing else once valid, or the
+    sentence that asks for them."""
+    if form.is_valid():
+        assert re.fullmatch(r"\d{6}", form.cleaned_data["otp_token"])
+    else:
+        assert form.errors["otp_token"]
+        assert all(str(message).strip() for message in form.errors["otp_token"])
 
 
 @FUZZ

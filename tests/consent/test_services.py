@@ -238,7 +238,8 @@ def test_a_draft_version_cannot_be_signed(
     version: ConsentFormVersion, practitioner: User, manager: User
 ) -> None:
     draft = consent_draft_save(form=version.form, saved_by=manager, expected_version=None, **TEXTS)
-    refused(version, practitioner, version_uuid=draft.uuid)
+    errors = refused(version, practitioner, version_uuid=draft.uuid)
+    assert list(errors) == ["version"]
 
 
 def test_every_section_must_be_confirmed(version: ConsentFormVersion, practitioner: User) -> None:
