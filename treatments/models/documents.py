@@ -98,10 +98,15 @@ class PatientDocument(GeneratedDocument):
                 "documents: it can be used once the 24-hour wait ends."
             ),
             "interrupted": _(
-                "Sending was interrupted: the patient may or may not have received it."
+                "Sending was interrupted: the patient may or may not have received it. "
+                "Its link does not open."
             ),
         }
-        return str(reasons.get(self.email_error, _("The mail server did not accept it.")))
+        return str(
+            reasons.get(
+                self.email_error, _("The mail server did not accept it. Its link does not open.")
+            )
+        )
 
     @property
     def email_in_flight(self) -> bool:
