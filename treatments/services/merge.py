@@ -43,13 +43,14 @@ from clinic.refusals import RefusalKind, RefusedError
 from patients.contact_changes import contact_changes_record, email_set_by_non_clinical_role
 from patients.models import ContactChange, ContactField, Patient
 from patients.services import patient_update
-from treatments.models import Booking, PatientAllergy
+from treatments.models import Booking, PatientAllergy, PortalAccount
 from treatments.selectors.merge import (
     RECORD_KINDS,
     MergeProblem,
     merge_holdings,
     merge_problems,
 )
+from treatments.services.portal import portal_account_close
 
 # The transaction-local setting the triggers read (patients migration 0009).
 MERGE_SETTING = "clinic.patient_merge"
@@ -370,6 +371,17 @@ def _merge(
             duplicate.save(update_fields=[*MERGE_FIELDS, "version", "updated_at"])
             moved, kept = _relink(duplicate, survivor, merge_id=merge_id, now=now)
             _shared_allergies_note(duplicate, survivor, merged_by=merged_by, merge_id=merge_id)
+            if moved.get("portal_accounts"):
+                # Whoever signed in to the duplicate's account must not see the
+                # survivor's documents: the account is closed until a
+                # practitioner invites the record that stays, at its own email.
+                portal_account_close(
+                    account=PortalAccount.objects.select_related("user", "patient").get(
+                        patient=survivor
+                    ),
+                    closed_by=merged_by,
+                    marks=[f"merge={merge_id}"],
+                )
     except IntegrityError as error:
         # A booking made for the survivor since the check: the exclusion
         # constraint refused to hold both. Say which, as the check would have.
@@ -507,7 +519,9 @@ def patient_merge(
     lists stays on the merged record (a record lists an ingredient once; an
     allergy is never deleted), and what it says is added to the notes of
     the survivor's allergy to that ingredient, audited. The duplicate is
-    marked merged into the survivor (at, by). Two audit events: on the
+    marked merged into the survivor (at, by). A portal account it brings is
+    closed (`portal_account_close`: sessions ended, unused sign-in links
+    revoked) until a practitioner invites the survivor. Two audit events: on the
     survivor, naming the duplicate, the merge and the rows moved per kind; on
     the duplicate, naming the survivor.
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
+from django.contrib.sessions.models import Session
 from django.core.exceptions import ValidationError
 from django.core.mail import EmailMultiAlternatives
 from django.db import IntegrityError, transaction
@@ -129,6 +130,53 @@ def _send_login_email(*, account: PortalAccount, issued: IssuedLogin, invitation
     message.send()
 
 
+def _sessions_end(user: User) -> int:
+    """Delete every live session signed in as `user` (database sessions);
+    how many. The password hash is rotated too, so that a session kept
+    anywhere else no longer matches (Django checks it on every request)."""
+    user.set_unusable_password()
+    User.objects.filter(pk=user.pk).update(password=user.password)
+    ended = [
+        session.pk
+        for session in Session.objects.filter(expire_date__gt=timezone.now()).iterator()
+        if str(session.get_decoded().get("_auth_user_id")) == str(user.pk)
+    ]
+    Session.objects.filter(pk__in=ended).delete()
+    return len(ended)
+
+
+@transaction.atomic
+def portal_account_close(
+    *, account: PortalAccount, closed_by: User | None, marks: list[str] | None = None
+) -> None:
+    """Close `account`: its user is made inactive, its sessions end and its
+    unused sign-in links stop working; audited by `closed_by` with `marks`.
+    Only a practitioner's invitation opens it again (`portal_invite`), to
+    the address the record holds then."""
+    user = account.user
+    User.objects.filter(pk=user.pk).update(is_active=False)
+    user.is_active = False
+    ended = _sessions_end(user)
+    now = timezone.now()
+    revoked = PortalLoginToken.objects.filter(
+        account=account, used_at__isnull=True, expires_at__gt=now
+    ).update(expires_at=now)
+    audit_log(
+        actor=closed_by,
+        actor_label="" if closed_by else "system",
+        action=AuditAction.UPDATE,
+        obj=account,
+        object_id=str(account.pk),
+        patient_ref=account.patient.uuid,
+        changed_fields=[
+            "closed",
+            f"sessions_ended={ended}",
+            f"sign_in_links_revoked={revoked}",
+            *(marks or []),
+        ],
+    )
+
+
 class PortalInviteRefusedError(RefusedError):
     """An invitation refused because of the record's state: a plain `message`,
     the form field it concerns (`field`, None: none) and a `code`."""
@@ -213,6 +261,17 @@ def portal_invite(
                 ) from error
             audit_log(
                 actor=invited_by, action=AuditAction.CREATE, obj=account, patient_ref=patient.uuid
+            )
+        elif not account.user.is_active:
+            # Closed (by a merge that brought it here): opened again, for the
+            # address this record holds now.
+            User.objects.filter(pk=account.user_id).update(is_active=True, email=patient.email)
+            audit_log(
+                actor=invited_by,
+                action=AuditAction.UPDATE,
+                obj=account,
+                patient_ref=patient.uuid,
+                changed_fields=["reopened", "email"],
             )
         elif account.user.email != patient.email:
             User.objects.filter(pk=account.user_id).update(email=patient.email)
