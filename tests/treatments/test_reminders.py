@@ -516,31 +516,94 @@ def _course(clinic: Clinic, sessions: int = 3) -> TreatmentCourse:
     )
 
 
+def _courses_listed(client: Client) -> str:
+    page = client.get(reverse("treatments:reminder_followups"))
+    assert page.status_code == 200
+    html = page.content.decode()
+    start = html.index("Courses with the next session not booked")
+    return html[start:]
+
+
 def test_a_course_with_no_next_session_booked_goes_on_receptions_follow_up_list(
     clinic: Clinic, frozen: time_machine.Coordinates, receptionist: User, client: Client
 ) -> None:
     course = _course(clinic)
     first = book(clinic, NOW + timedelta(hours=1), course=course)
+    sign_in(client, receptionist)
+    assert clinic.patient.full_name not in _courses_listed(client)
+    # The first session is completed (its record is the session service's
+    # business; here only the booking's state matters) and nothing follows.
     from treatments.models import Booking
 
     Booking.objects.filter(pk=first.pk).update(status=BookingStatus.COMPLETED)
     frozen.move_to(NOW + timedelta(hours=2))
-    with transaction.atomic():
-        task = reminders_plan_course(course=course)
-        assert reminders_plan_course(course=course) == task
-    assert task is not None
-    assert task.kind == ReminderKind.COURSE_NEXT
-    reminders_dispatch_batch(backend=RecordingBackend())
+    client.logout()  # two hours on: the idle session has ended
     sign_in(client, receptionist)
-    url = reverse("treatments:reminder_followups")
-    assert clinic.patient.full_name in client.get(url).content.decode()
+    listed = _courses_listed(client)
+    assert clinic.patient.full_name in listed
+    assert "1 of 3" in listed
     # Reception books the next session: the entry leaves the list.
     book(clinic, NOW + timedelta(days=7), course=course)
-    assert clinic.patient.full_name not in client.get(url).content.decode()
+    assert clinic.patient.full_name not in _courses_listed(client)
+
+
+def test_a_course_whose_later_sessions_are_cancelled_goes_on_the_follow_up_list(
+    clinic: Clinic, frozen: time_machine.Coordinates, receptionist: User, client: Client
+) -> None:
+    course = _course(clinic)
+    later = [book(clinic, NOW + timedelta(days=7 * n), course=course) for n in (1, 2, 3)]
+    sign_in(client, receptionist)
+    cancel(clinic, later[0])
+    cancel(clinic, later[1])
+    assert clinic.patient.full_name not in _courses_listed(client)
+    cancel(clinic, later[2])
+    listed = _courses_listed(client)
+    assert clinic.patient.full_name in listed
+    assert "0 of 3" in listed
+    assert "None yet" in listed
+
+
+def test_a_course_whose_next_session_was_missed_goes_on_the_follow_up_list(
+    clinic: Clinic, frozen: time_machine.Coordinates, receptionist: User, client: Client
+) -> None:
+    course = _course(clinic, sessions=2)
+    only = book(clinic, NOW + timedelta(hours=1), course=course)
+    frozen.move_to(NOW + timedelta(hours=2))
+    sign_in(client, receptionist)
+    assert clinic.patient.full_name not in _courses_listed(client)
+    mark(clinic, only, BookingStatus.NO_SHOW)
+    assert clinic.patient.full_name in _courses_listed(client)
+
+
+def test_a_stopped_or_completed_course_is_not_on_the_follow_up_list(
+    clinic: Clinic, frozen: time_machine.Coordinates, receptionist: User, client: Client
+) -> None:
+    stopped = _course(clinic)
+    TreatmentCourse.objects.filter(pk=stopped.pk).update(status=CourseStatus.STOPPED)
+    sign_in(client, receptionist)
+    assert clinic.patient.full_name not in _courses_listed(client)
+
+
+def test_the_follow_up_list_makes_the_same_number_of_queries_for_1_or_10_courses(
+    clinic: Clinic, frozen: time_machine.Coordinates, receptionist: User, client: Client
+) -> None:
+    sign_in(client, receptionist)
+
+    def queries() -> int:
+        with CaptureQueriesContext(connection) as seen:
+            _courses_listed(client)
+        return len(seen)
+
+    _course(clinic)
+    queries()  # the first request of a signed-in client reads its session once more
+    one = queries()
+    for _n in range(9):
+        _course(clinic, sessions=4)
+    assert queries() == one
 
 
 def test_no_follow_up_when_the_next_session_is_already_booked(
-    clinic: Clinic, frozen: time_machine.Coordinates
+    clinic: Clinic, frozen: time_machine.Coordinates, receptionist: User, client: Client
 ) -> None:
     course = _course(clinic)
     first = book(clinic, NOW + timedelta(hours=1), course=course)
@@ -550,6 +613,8 @@ def test_no_follow_up_when_the_next_session_is_already_booked(
     Booking.objects.filter(pk=first.pk).update(status=BookingStatus.COMPLETED)
     assert reminders_plan_course(course=course) is None
     assert not Reminder.objects.filter(kind=ReminderKind.COURSE_NEXT).exists()
+    sign_in(client, receptionist)
+    assert clinic.patient.full_name not in _courses_listed(client)
 
 
 def test_a_completed_course_recalls_the_patient_for_maintenance_at_10_local(

@@ -6,9 +6,11 @@ in). No clinical detail: kind, channel, times, status and why it failed.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import Count, Exists, F, Max, OuterRef, Q, QuerySet
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from patients.models import Patient
@@ -17,8 +19,8 @@ from treatments.models import (
     BookingStatus,
     CourseStatus,
     Reminder,
-    ReminderKind,
     ReminderStatus,
+    TreatmentCourse,
 )
 
 LOG_LIMIT = 200
@@ -43,26 +45,59 @@ def reminder_log_for_booking(*, booking: Booking) -> list[Reminder]:
 
 
 def reminder_followups(*, now: datetime | None = None) -> list[Reminder]:
-    """Reception's follow-up list: failed reminders of the last FOLLOWUP_DAYS,
-    and courses whose next session is not booked yet (course_next tasks that
-    are due, while the course runs and nothing later is booked)."""
+    """Reception's list of reminders that could not be sent: the failed
+    reminders of the last FOLLOWUP_DAYS days (`now` aware, default the
+    current time), newest first, at most LOG_LIMIT."""
     now = now or timezone.now()
-    later_booked = Booking.objects.filter(
-        course=OuterRef("course"),
-        status__in=(BookingStatus.BOOKED, BookingStatus.ARRIVED),
-        starts_at__gt=now,
-    )
-    open_tasks = Q(
-        kind=ReminderKind.COURSE_NEXT,
-        status__in=(ReminderStatus.PLANNED, ReminderStatus.SENT),
-        due_at__lte=now,
-        course__status=CourseStatus.ACTIVE,
-        has_later_booking=False,
-    )
-    failed = Q(status=ReminderStatus.FAILED, updated_at__gte=now - timedelta(days=FOLLOWUP_DAYS))
     return list(
-        Reminder.objects.annotate(has_later_booking=Exists(later_booked))
-        .filter(open_tasks | failed)
+        Reminder.objects.filter(
+            status=ReminderStatus.FAILED, updated_at__gte=now - timedelta(days=FOLLOWUP_DAYS)
+        )
         .select_related("patient", "booking", "course", "recipient")
         .order_by("-due_at", "-id")[:LOG_LIMIT]
     )
+
+
+@dataclass(frozen=True)
+class CourseToBook:
+    """A running course with no session ahead of it: `sessions_done` of its
+    planned sessions completed, the last one ending at `last_session_ended`
+    (None: none completed yet, every booking cancelled or missed)."""
+
+    course: TreatmentCourse
+    sessions_done: int
+    last_session_ended: datetime | None
+
+
+def courses_to_book() -> list[CourseToBook]:
+    """Reception's list of courses whose next session is not booked.
+
+    Derived from the courses themselves whenever it is read, so any change
+    (a session completed, the later ones cancelled, a no-show, a move) shows
+    at once: a course is listed while it runs (status active), fewer sessions
+    are completed than planned, and none of its bookings is still booked or
+    arrived. Longest waiting first, at most LOG_LIMIT; one query.
+    """
+    ahead = Booking.objects.filter(
+        course=OuterRef("pk"), status__in=(BookingStatus.BOOKED, BookingStatus.ARRIVED)
+    )
+    completed = Q(bookings__status=BookingStatus.COMPLETED)
+    courses = (
+        TreatmentCourse.objects.filter(status=CourseStatus.ACTIVE)
+        .annotate(
+            sessions_done=Count("bookings", filter=completed),
+            last_session_ended=Max("bookings__ends_at", filter=completed),
+            has_session_ahead=Exists(ahead),
+        )
+        .filter(has_session_ahead=False, sessions_done__lt=F("planned_sessions"))
+        .select_related("patient")
+        .order_by(Coalesce("last_session_ended", "created_at"), "id")[:LOG_LIMIT]
+    )
+    return [
+        CourseToBook(
+            course=course,
+            sessions_done=course.sessions_done,
+            last_session_ended=course.last_session_ended,
+        )
+        for course in courses
+    ]

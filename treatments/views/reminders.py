@@ -15,6 +15,7 @@ from clinic.roles import Role
 from patients.selectors import patient_get_for_user
 from treatments.selectors.booking import booking_get_for_user
 from treatments.selectors.reminders import (
+    courses_to_book,
     reminder_followups,
     reminder_log_for_booking,
     reminder_log_for_patient,
@@ -56,14 +57,18 @@ def reminder_log(
 @staff(*READ_ROLES)
 @require_GET
 def reminder_followups_view(request: HttpRequest) -> HttpResponse:
-    rows = reminder_followups()
-    if rows:
-        audit_read_patients(request, rows[0], patient_refs=[row.patient.uuid for row in rows])
+    failed = reminder_followups()
+    to_book = courses_to_book()
+    patients = [row.patient for row in failed] + [row.course.patient for row in to_book]
+    if patients:
+        audit_read_patients(
+            request,
+            None,
+            patient_refs=list(dict.fromkeys(p.uuid for p in patients)),
+            object_type="treatments.followups",
+        )
     return render(
         request,
         "treatments/reminder_followups.html",
-        {
-            "failed": [row for row in rows if row.status == "failed"],
-            "course_tasks": [row for row in rows if row.status != "failed"],
-        },
+        {"failed": failed, "courses_to_book": to_book},
     )

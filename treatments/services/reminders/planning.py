@@ -219,14 +219,16 @@ def reminder_cancel_allergy_reading(*, test: AllergyTest) -> int:
 def reminders_plan_course(*, course: TreatmentCourse) -> Reminder | None:
     """After a session of `course` is completed, and after the course closes.
 
-    Course still running and no later session booked: a task on reception's
-    follow-up list, due when the last session ended. Course completed: a
-    maintenance recall to the patient at MAINTENANCE_LOCAL_TIME (10:00
-    clinic time) on the course's maintenance_due_on (the protocol's
-    maintenance interval, domain.md), by their channel and outside quiet
-    hours. Stopped: cancel what is planned. Safe to call twice (one row per
-    course, kind and moment). Returns the row, or None when nothing is
-    planned. Raises ValidationError only for a row the model refuses (a bug).
+    Course completed: a maintenance recall to the patient at
+    MAINTENANCE_LOCAL_TIME (10:00 clinic time) on the course's
+    maintenance_due_on (the protocol's maintenance interval, domain.md), by
+    their channel and outside quiet hours. Stopped: cancel what is planned.
+    Still running: nothing to plan; reception's list of courses whose next
+    session is not booked reads the course itself
+    (treatments.selectors.reminders.courses_to_book). Safe to call twice (one
+    row per course, kind and moment). Returns the row, or None when nothing
+    is planned. Raises ValidationError only for a row the model refuses (a
+    bug).
     """
     if course.status == CourseStatus.STOPPED:
         _cancel(course=course, booking__isnull=True, reason=_("The course was stopped."))
@@ -238,26 +240,7 @@ def reminders_plan_course(*, course: TreatmentCourse) -> Reminder | None:
             reason=_("The course is complete."),
         )
         return _plan_maintenance(course)
-    last_done = (
-        course.bookings.filter(status=BookingStatus.COMPLETED).order_by("-starts_at").first()
-    )
-    if last_done is None:
-        return None
-    if course.bookings.filter(
-        status__in=(BookingStatus.BOOKED, BookingStatus.ARRIVED),
-        starts_at__gt=last_done.starts_at,
-    ).exists():
-        return None
-    return _plan_once(
-        Reminder(
-            kind=ReminderKind.COURSE_NEXT,
-            channel=ReminderChannel.TASK,
-            patient_id=course.patient_id,
-            course=course,
-            intended_at=last_done.ends_at,
-            due_at=last_done.ends_at,
-        )
-    )
+    return None
 
 
 def _plan_maintenance(course: TreatmentCourse) -> Reminder | None:
