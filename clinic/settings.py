@@ -194,7 +194,7 @@ for _network in CLINIC_NETWORKS:
     ipaddress.ip_network(_network, strict=False)  # a mistyped entry stops start-up
 AXES_HANDLER = "clinic.signin.SignInLockHandler"
 # The client's address, trusting X-Forwarded-For only from TRUSTED_PROXIES.
-AXES_CLIENT_IP_CALLABLE = "clinic.proxies.client_ip"
+AXES_CLIENT_IP_CALLABLE = "clinic.proxies.lockout_ip"
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_HTTP_RESPONSE_CODE = 429
