@@ -13,14 +13,17 @@ make links that verify. After each sealing the head of the chain (its last
 link's number and hash) is written to `AUDIT_CHAIN_HEAD_FILE`, outside the
 database, and logged, so links removed from the end are found too.
 
-`audit_chain_verify` walks the links in order and names the first one that
-no longer matches: an event changed or deleted, a link removed, forged or
-made without the key, the chain ending before the recorded head, or an event
-left unsealed (slipped in with a date in the past, or its link deleted).
+`audit_chain_verify` walks every link in order of its number and names the
+first one that no longer matches: a link numbered out of line, an event
+changed or deleted, a link for an event that does not exist, a link removed,
+forged or made without the key, the chain ending before the recorded head, or
+an event left unsealed (slipped in with a date in the past, or its link
+deleted).
 
 The application role cannot change or delete events or links
-(clinic/dbroles.py); the chain is there for what a database owner or
-superuser might do.
+(clinic/dbroles.py), and a trigger lets it add only the next link, for an
+event that exists and has none (clinic migration 0009); the chain is there
+for what a database owner or superuser might do.
 """
 
 from __future__ import annotations
@@ -133,8 +136,16 @@ def audit_seal(*, batch: int = 5000) -> int:
     with transaction.atomic():
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_SEALER_LOCK])
+        # The head is the highest link. A trigger (clinic migration 0009)
+        # refuses any link but the last one plus one, for an event that exists
+        # and has none, so the links run 1, 2, 3... without a gap and the
+        # highest is the last made. Only the owner, disabling the trigger, can
+        # put a link out of line; sealing then goes on from the highest (the
+        # only number the trigger accepts next) and `audit_chain_verify` names
+        # the link out of line.
         last = AuditSeal.objects.order_by("-seq").first()
         previous = last.chain_hash if last else GENESIS
+        next_seq = last.seq + 1 if last else 1
         now = timezone.now()
         pending = AuditEvent.objects.filter(seal__isnull=True).order_by("id")
         last_at = (
@@ -149,11 +160,19 @@ def audit_seal(*, batch: int = 5000) -> int:
             pending = pending.filter(at__gte=min(last_at, now) - SEAL_GRACE)
         events = list(pending[:batch])
         links = []
-        for event in events:
+        for number, event in enumerate(events, start=next_seq):
             this_hash = event_hash(event)
             previous = link_hash(previous, this_hash)
+            # Numbered here, not by the table's sequence: a sealing rolled back
+            # would leave a gap in the sequence, and the trigger no next link.
             links.append(
-                AuditSeal(event=event, event_hash=this_hash, chain_hash=previous, sealed_at=now)
+                AuditSeal(
+                    seq=number,
+                    event=event,
+                    event_hash=this_hash,
+                    chain_hash=previous,
+                    sealed_at=now,
+                )
             )
         AuditSeal.objects.bulk_create(links)
     if links:
@@ -192,10 +211,14 @@ class ChainReport:
 
 
 def _links(chunk: int) -> Iterator[tuple[AuditSeal, AuditEvent | None]]:
-    """The links in order, each with its event (None when deleted), `chunk` at a time."""
-    after = 0
+    """Every link in order of its number, whatever the number (zero or negative
+    too), each with its event (None when there is none), `chunk` at a time."""
+    after: int | None = None
     while True:
-        page = list(AuditSeal.objects.filter(seq__gt=after).order_by("seq")[:chunk])
+        links = AuditSeal.objects.order_by("seq")
+        if after is not None:
+            links = links.filter(seq__gt=after)
+        page = list(links[:chunk])
         if not page:
             return
         events = AuditEvent.objects.in_bulk([seal.event_id for seal in page])
@@ -207,9 +230,12 @@ def _links(chunk: int) -> Iterator[tuple[AuditSeal, AuditEvent | None]]:
 def audit_chain_verify(*, now: datetime | None = None, chunk: int = 2000) -> ChainReport:
     """Walk the chain from the first link and return the first fault, if any.
 
-    A fault is: an event changed since it was sealed, an event deleted, a link
-    whose chain hash does not follow from the one before (a link removed,
-    inserted or altered), or an event older than `SEAL_GRACE` with no link.
+    Every link is walked, whatever its number. A fault is: a link numbered out
+    of line (the links must run 1, 2, 3... without a gap: a link removed, or
+    one made outside the sealing), an event changed since it was sealed, a link
+    whose event does not exist, a link whose chain hash does not follow from
+    the one before (a link removed, inserted or altered), or an event older
+    than `SEAL_GRACE` with no link.
     `now` (UTC) is when "older" is measured from; the clock by default.
     """
     now = now or timezone.now()
@@ -218,6 +244,17 @@ def audit_chain_verify(*, now: datetime | None = None, chunk: int = 2000) -> Cha
     last_seq = 0
     for seal, event in _links(chunk):
         count += 1
+        if seal.seq != last_seq + 1:
+            return ChainReport(
+                count,
+                previous,
+                ChainFault(
+                    seal.seq,
+                    seal.event_id,
+                    f"the links are numbered out of line: link {last_seq + 1} was due here "
+                    "(a link was removed, or this one made outside the sealing)",
+                ),
+            )
         if link_hash(previous, seal.event_hash) != seal.chain_hash:
             return ChainReport(
                 count,
@@ -231,7 +268,13 @@ def audit_chain_verify(*, now: datetime | None = None, chunk: int = 2000) -> Cha
             )
         if event is None:
             return ChainReport(
-                count, previous, ChainFault(seal.seq, seal.event_id, "the event was deleted")
+                count,
+                previous,
+                ChainFault(
+                    seal.seq,
+                    seal.event_id,
+                    "the event does not exist (it was deleted, or never written)",
+                ),
             )
         if event.at > seal.sealed_at + SEAL_GRACE:
             return ChainReport(

@@ -7,14 +7,16 @@ import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import psycopg
 import pytest
 import time_machine
 from django.core.management import CommandError, call_command
-from django.db import close_old_connections, connection
+from django.db import DatabaseError, close_old_connections, connection, transaction
 from django.test import override_settings
 
 from clinic.audit import audit_log
 from clinic.auditchain import (
+    _SEALER_LOCK,
     GENESIS,
     SEAL_GRACE,
     audit_chain_verify,
@@ -103,7 +105,8 @@ def test_an_event_deleted_by_the_owner_is_named() -> None:
     )
     fault = audit_chain_verify(now=T0).fault
     assert fault is not None
-    assert (fault.event_id, fault.problem) == (written[1].pk, "the event was deleted")
+    assert (fault.seq, fault.event_id) == (2, written[1].pk)
+    assert "the event does not exist" in fault.problem
 
 
 @pytest.mark.django_db(transaction=True)
@@ -116,8 +119,8 @@ def test_a_removed_link_breaks_the_chain_at_the_next_one() -> None:
     )
     fault = audit_chain_verify(now=T0).fault
     assert fault is not None
-    assert fault.event_id == written[2].pk
-    assert "does not follow" in fault.problem
+    assert (fault.seq, fault.event_id) == (3, written[2].pk)
+    assert "link 2 was due here" in fault.problem
 
 
 @pytest.mark.django_db(transaction=True)
@@ -269,3 +272,135 @@ def test_the_command_seals_then_reports_an_intact_trail(capsys: pytest.CaptureFi
         events(2)
         call_command("audit_verify")
     assert "intact: 2 links" in capsys.readouterr().out
+
+
+def app_insert_link(seq: int, event_id: int) -> None:
+    """Insert a link as the application role, as the clinic connects, with
+    hashes of its own making."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO clinic_auditseal (seq, event_hash, chain_hash, sealed_at, event_id)"
+            " VALUES (%s, %s, %s, now(), %s)",
+            [seq, "e" * 64, "f" * 64, event_id],
+        )
+
+
+def refused_link(seq: int, event_id: int, match: str) -> None:
+    with pytest.raises(DatabaseError, match=match) as refusal:
+        app_insert_link(seq, event_id)
+    assert isinstance(refusal.value.__cause__, psycopg.errors.CheckViolation)
+
+
+@pytest.mark.django_db
+def test_the_application_role_may_add_only_the_next_link_for_an_unsealed_event() -> None:
+    with time_machine.travel(T0, tick=False):
+        written = events(2)
+        audit_seal()
+        pending = events(1)[0]
+    # A link out of line: before the first, far ahead, or a number again.
+    refused_link(-1, pending.pk, "link -1 refused: the next link is 3")
+    refused_link(0, pending.pk, "link 0 refused: the next link is 3")
+    refused_link(9_000_000_000, pending.pk, "link 9000000000 refused: the next link is 3")
+    refused_link(2, pending.pk, "link 2 refused: the next link is 3")
+    # For an event not written yet, or one already sealed.
+    refused_link(3, pending.pk + 1, f"audit event {pending.pk + 1} does not exist")
+    refused_link(3, written[0].pk, f"audit event {written[0].pk} is already sealed")
+    assert AuditSeal.objects.count() == 2
+    with time_machine.travel(T0, tick=False):
+        assert audit_seal() == 1
+    assert list(AuditSeal.objects.values_list("seq", "event_id")) == [
+        (1, written[0].pk),
+        (2, written[1].pk),
+        (3, pending.pk),
+    ]
+    assert audit_chain_verify(now=T0 + SEAL_GRACE * 5).fault is None
+
+
+@pytest.mark.django_db
+def test_the_trigger_takes_the_sealers_lock() -> None:
+    """Two writers of links wait for each other, the sealer included."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT prosrc FROM pg_proc WHERE proname = 'clinic_auditseal_next_link_only'"
+        )
+        (source,) = cursor.fetchone()
+    assert f"pg_advisory_xact_lock({_SEALER_LOCK})" in source
+
+
+@pytest.mark.django_db
+def test_the_first_link_must_be_link_one() -> None:
+    with time_machine.travel(T0, tick=False):
+        event = events(1)[0]
+    refused_link(2, event.pk, "link 2 refused: the next link is 1")
+    with time_machine.travel(T0, tick=False):
+        assert audit_seal() == 1
+    assert list(AuditSeal.objects.values_list("seq", flat=True)) == [1]
+
+
+@pytest.mark.django_db
+def test_a_next_link_made_without_the_key_is_named() -> None:
+    """The one link the trigger lets the application role add, with hashes of
+    its own making, is named by the check; sealing goes on after it."""
+    with time_machine.travel(T0, tick=False):
+        events(2)
+        audit_seal()
+        forged_for = events(1)[0]
+        app_insert_link(3, forged_for.pk)
+        events(1)
+        assert audit_seal() == 1
+    fault = audit_chain_verify(now=T0).fault
+    assert fault is not None
+    assert (fault.seq, fault.event_id) == (3, forged_for.pk)
+    assert "does not follow" in fault.problem
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_link_numbered_before_the_chain_by_the_owner_is_named() -> None:
+    """A link numbered -1 for an event yet to be written kept that event from
+    being sealed and out of every check: it was then deleted unnoticed."""
+    with time_machine.travel(T0, tick=False):
+        first = events(1)[0]
+        audit_seal()
+    owner_sql(
+        "INSERT INTO clinic_auditseal (seq, event_hash, chain_hash, sealed_at, event_id)"
+        " VALUES (-1, 'x', 'y', now(), %s)",
+        [first.pk + 1],
+        lift="clinic_auditseal",
+    )
+    with time_machine.travel(T0, tick=False):
+        victim = audit_log(actor=None, action=AuditAction.DELETE, actor_label="the deed")
+        audit_log(actor=None, action=AuditAction.VIEW, actor_label="after")
+        assert victim.pk == first.pk + 1
+        assert audit_seal() == 1
+    owner_sql("DELETE FROM clinic_auditevent WHERE id = %s", [victim.pk], lift="clinic_auditevent")
+    fault = audit_chain_verify(now=T0 + SEAL_GRACE * 5).fault
+    assert fault is not None
+    assert (fault.seq, fault.event_id) == (-1, victim.pk)
+    assert "link 1 was due here" in fault.problem
+    with pytest.raises(CommandError, match=f"link -1, audit event {victim.pk}: the links are"):
+        call_command("audit_verify", "--no-seal")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_link_numbered_far_ahead_by_the_owner_is_named_not_the_links_after_it() -> None:
+    """Sealing goes on from a forged head; the check names the forged link,
+    not the genuine one made after it."""
+    with time_machine.travel(T0, tick=False):
+        events(3)
+        audit_seal()
+        pending = events(1)[0]
+    owner_sql(
+        "INSERT INTO clinic_auditseal (seq, event_hash, chain_hash, sealed_at, event_id)"
+        " VALUES (9000000000, %s, %s, now(), %s)",
+        ["e" * 64, "f" * 64, pending.pk],
+        lift="clinic_auditseal",
+    )
+    with time_machine.travel(T0, tick=False):
+        later = events(1)[0]
+        assert audit_seal() == 1
+    assert AuditSeal.objects.get(event_id=later.pk).seq == 9_000_000_001
+    report = audit_chain_verify(now=T0)
+    assert report.fault is not None
+    assert (report.fault.seq, report.fault.event_id) == (9_000_000_000, pending.pk)
+    assert "link 4 was due here" in report.fault.problem
+    assert report.links == 4
