@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.db import connection
@@ -19,7 +21,7 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from clinic.access import Access, access_of
 from clinic.models import User
-from tests.conftest import sign_in
+from tests.conftest import frozen_at, sign_in
 
 # Values for the path parameters routes take. A new parameter name fails the
 # walk until a sample is added here.
@@ -28,11 +30,13 @@ SAMPLE_KWARGS: dict[str, str] = {
     "token": "set-password",
     "app_label": "clinic",
     "model_name": "user",
-    "object_id": "1",
+    # An id no sequence reaches in a test run: the objects the admin pages
+    # open are made with it (sample_objects), whatever ran before.
+    "object_id": "987654",
+    "pk": "987654",
+    "id": "987654",
     "content_type_id": "1",
     "url": "missing",
-    "pk": "1",
-    "id": "1",
     "patient": "00000000-0000-4000-8000-000000000001",
     "photo": "00000000-0000-4000-8000-000000000002",
     # consent
@@ -103,6 +107,51 @@ def all_routes() -> list[Route]:
 
 ROUTES = all_routes()
 PERSONAS = ["anonymous", "receptionist", "practitioner", "manager", "superuser"]
+# The walk starts on a Tuesday morning in London, whatever the wall clock says.
+NOW = datetime(2026, 11, 24, 10, 0, tzinfo=ZoneInfo("Europe/London"))
+frozen = frozen_at(NOW, tick=True)
+
+# What a GET answers one the route is open to, with the sample objects: 200
+# unless named here. Refusals are 403 for staff, and the sign-in page for
+# strangers.
+ALLOWED_GET_STATUS: dict[str, int] = {
+    "healthz": 503,  # a part is down: no worker runs in the tests
+    "logout": 405,  # a POST only
+    "two_factor_setup": 302,  # the sample staff already have a confirmed device
+    "admin:login": 302,  # the admin's sign-in forwards to ours
+    "admin:logout": 405,
+    "admin:autocomplete": 403,  # the admin's own check: no search fields asked for
+    "admin:view_on_site": 404,  # content type 1 has no object of the sample id
+    # The admin shows the sign-in records and devices; nobody adds them by hand.
+    "admin:axes_accessattempt_add": 403,
+    "admin:axes_accesslog_add": 403,
+    "admin:axes_accessfailurelog_add": 403,
+    "admin:otp_totp_totpdevice_add": 403,
+    "patients:photo_compare": 302,  # two photos to compare not chosen: to the photos
+    "patients:photo_file": 404,  # the sample photo id names no photo
+    "consent:signed_pdf": 404,  # the signed consent's PDF is not made yet
+    "treatments:allergy_test_photo": 404,  # the sample test has no photo
+    "treatments:course_new": 400,  # the form needs a patient and protocol to propose
+    # POST only:
+    "consent:version_publish": 405,
+    "consent:withdraw": 405,
+    "consent:pdf_retry": 405,
+    "treatments:batch_recall": 405,
+    "treatments:allergy_test_read": 405,
+    "treatments:booking_cancel": 405,
+    "treatments:booking_mark": 405,
+    "treatments:hours_clear": 405,
+    "treatments:closure_remove": 405,
+    "treatments:session_amend": 405,
+    "treatments:adverse_event_new": 405,
+    "treatments:document_send": 405,
+    "treatments:document_revoke": 405,
+    "treatments:document_regenerate": 405,
+    "treatments:portal_invite": 405,
+    "treatments:patient_merge": 405,
+}
+# Where who is signed in gets another answer than a stranger.
+SIGNED_IN_GET_STATUS: dict[str, int] = {"login": 302}  # already signed in: to the dashboard
 
 
 def test_every_route_declares_its_audience() -> None:
@@ -111,7 +160,7 @@ def test_every_route_declares_its_audience() -> None:
 
 
 @pytest.fixture(autouse=True)
-def sample_objects(db: None) -> None:
+def sample_objects(db: None, frozen: None) -> None:
     """The objects SAMPLE_KWARGS name, so allowed personas see real pages."""
     from tests.consent.samples import create_samples as consent_samples
     from tests.factories import PatientFactory
@@ -122,6 +171,7 @@ def sample_objects(db: None) -> None:
     from tests.treatments.samples_reminders import create_samples as reminder_samples
     from tests.treatments.samples_session import create_samples as session_samples
 
+    _admin_samples(int(SAMPLE_KWARGS["object_id"]))
     PatientFactory(uuid=SAMPLE_KWARGS["patient"])
     consent_samples(SAMPLE_KWARGS)
     catalogue_samples(SAMPLE_KWARGS)
@@ -130,6 +180,25 @@ def sample_objects(db: None) -> None:
     session_samples(SAMPLE_KWARGS)
     reminder_samples(SAMPLE_KWARGS)
     portal_samples(SAMPLE_KWARGS)
+
+
+def _admin_samples(pk: int) -> None:
+    """One object of each model the admin opens by id, with that id."""
+    from axes.models import AccessAttempt, AccessFailureLog, AccessLog
+    from django.contrib.auth.models import Group
+
+    from tests.factories import TOTPDeviceFactory, UserFactory
+
+    user = UserFactory(pk=pk, username="sample-admin-user")
+    TOTPDeviceFactory(pk=pk, user=user)
+    Group.objects.create(pk=pk, name="Sample group")
+    seen = {"user_agent": "walk", "ip_address": "127.0.0.1", "username": "sample-admin-user"}
+    where = {"http_accept": "text/html", "path_info": "/accounts/login/"}
+    AccessLog.objects.create(pk=pk, **seen, **where)
+    AccessFailureLog.objects.create(pk=pk, **seen, **where)
+    AccessAttempt.objects.create(
+        pk=pk, **seen, **where, get_data="", post_data="", failures_since_start=1
+    )
 
 
 def _client_for(persona: str, request: pytest.FixtureRequest) -> tuple[Client, User | None]:
@@ -158,13 +227,15 @@ def test_each_persona_gets_what_its_role_allows(
             response = client.get(route.url)
         status = response.status_code
         # 503 is /healthz saying a part is down (no worker runs here); 500 is a bug.
-        if status >= 500 and status != 503:
+        if status >= 500 and (route.name, status) != ("healthz", 503):
             failures.append(f"{route.name}: {status}")
             continue
         if _allowed(route.access, user):
-            # Inside the admin, a superuser still meets its own model permissions.
-            if status == 403 and route.access.kind != "admin":
-                failures.append(f"{route.name}: refused (403) but {persona} is allowed")
+            expected = ALLOWED_GET_STATUS.get(route.name, 200)
+            if user is not None:
+                expected = SIGNED_IN_GET_STATUS.get(route.name, expected)
+            if status != expected:
+                failures.append(f"{route.name}: {persona} got {status}, expected {expected}")
         elif user is None:
             location = response.get("Location", "")
             # The admin sends strangers to its login, which forwards to ours.
@@ -199,10 +270,16 @@ def test_refused_routes_are_recorded_in_the_audit_trail(
     from clinic.models import AuditAction, AuditEvent
 
     client, user = _client_for(persona, request)
+    assert user is not None
     refused = [r for r in ROUTES if r.access.kind == "staff" and not _allowed(r.access, user)]
+    assert refused, f"{persona} is refused no route: nothing walked"
     for route in refused:
         client.get(route.url)
-    assert AuditEvent.objects.filter(actor=user, action=AuditAction.DENIED).count() == len(refused)
+    # One refusal a route, in the order walked, naming the route and who asked.
+    recorded = AuditEvent.objects.filter(action=AuditAction.DENIED).order_by("id")
+    assert [(e.actor_id, e.actor_label, e.roles, e.object_type, e.object_id) for e in recorded] == [
+        (user.pk, user.username, persona, "route", r.name) for r in refused
+    ]
 
 
 def test_route_matrix_is_printable() -> None:
@@ -214,14 +291,104 @@ def test_route_matrix_is_printable() -> None:
     assert any("staff: manager" in line for line in lines)
 
 
-def _row_counts() -> dict[str, int]:
+def _rows() -> dict[str, str]:
+    """A digest of every row of the clinic's own tables, all columns, in one
+    query: table by table, each row as PostgreSQL prints it, in order. All but
+    the audit trail, which the walk reads on its own."""
     from django.apps import apps
 
-    counts = {}
-    for app in ("patients", "consent", "treatments"):
-        for model in apps.get_app_config(app).get_models():
-            counts[model._meta.label] = model._default_manager.count()
-    return counts
+    from clinic.models import AuditEvent
+
+    tables = [
+        model._meta.db_table
+        for app in ("clinic", "patients", "consent", "treatments")
+        for model in apps.get_app_config(app).get_models()
+        if model is not AuditEvent and model._meta.managed
+    ]
+    quote = connection.ops.quote_name
+    # The models' own table names, quoted.
+    digest = "SELECT %s, md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) FROM "
+    sql = " UNION ALL ".join(f"{digest}{quote(table)} t" for table in tables)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, tables)
+        return dict(cursor.fetchall())
+
+
+def _changes(before: dict[str, str], after: dict[str, str]) -> list[str]:
+    """The tables whose rows differ."""
+    return sorted(table for table, digest in after.items() if digest != before[table])
+
+
+# What a post answers one the route is open to: (an empty post, a hostile one
+# naming the sample patient and forged ids), with the URL naming another
+# patient where the route takes one. 405 (no POST) unless named here.
+ALLOWED_POST_STATUS: dict[str, tuple[int, int]] = {
+    "logout": (302, 302),
+    "password_change": (200, 200),  # the form again, with its messages
+    "password_reset": (200, 200),  # no address given: the form again
+    "password_reset_confirm": (200, 200),  # an unknown link: said on the page
+    "two_factor": (200, 200),  # no code: the prompt again
+    "two_factor_setup": (302, 302),  # already confirmed: nothing to set up
+    "sign_in_locks": (400, 400),  # no lock named: said on the page
+    "treatments:hours_clear": (302, 302),  # no weekday named: back to the hours
+    "treatments:portal_invite": (302, 302),  # the other patient is invited
+    # Forms: an empty post is the form again (200), a forged one a 400.
+    "patients:create": (200, 400),
+    "patients:edit": (200, 400),
+    "patients:history_new": (200, 400),
+    "patients:consultation_new": (200, 400),
+    "consent:form_create": (200, 400),
+    "consent:draft_edit": (200, 400),
+    "consent:sign": (200, 400),
+    "treatments:ingredient_create": (200, 400),
+    "treatments:ingredient_edit": (200, 400),
+    "treatments:product_create": (200, 400),
+    "treatments:product_edit": (200, 400),
+    "treatments:batch_create": (200, 400),
+    "treatments:protocol_create": (200, 400),
+    "treatments:protocol_edit": (200, 400),
+    "treatments:sheet_create": (200, 400),
+    "treatments:sheet_edit": (200, 400),
+    "treatments:allergy_test_new": (200, 400),
+    "treatments:room_new": (200, 400),
+    "treatments:room_edit": (200, 400),
+    "treatments:closure_list": (200, 400),
+    "treatments:closure_edit": (200, 400),
+    # Actions: refused with a message.
+    "patients:photos": (400, 400),
+    "consent:version_publish": (400, 400),
+    "treatments:batch_recall": (400, 400),
+    "treatments:booking_new": (400, 400),
+    "treatments:booking_move": (400, 400),
+    "treatments:booking_cancel": (400, 400),
+    "treatments:booking_mark": (400, 400),
+    "treatments:course_new": (400, 400),
+    "treatments:hours_edit": (400, 400),
+    "treatments:closure_remove": (400, 400),
+    "treatments:session_record": (400, 400),
+    "treatments:session_amend": (400, 400),
+    "treatments:adverse_event_new": (400, 400),
+    "treatments:patient_merge": (400, 400),
+    "treatments:portal_request": (400, 400),
+    # The sample's id does not belong to the other patient in the URL, or
+    # names nothing of its kind.
+    "consent:withdraw": (404, 404),
+    "consent:pdf_retry": (404, 404),
+    "treatments:allergy_test_read": (404, 404),
+    "treatments:document_send": (404, 404),
+    "treatments:document_revoke": (404, 404),
+    "treatments:document_regenerate": (404, 404),
+    "treatments:link_open": (404, 404),
+    "treatments:portal_login": (404, 404),
+}
+SIGNED_IN_POST_STATUS: dict[str, tuple[int, int]] = {"login": (302, 302)}
+# A refused try at a link or a portal sign-in is itself counted: the tries'
+# log is the one table these posts write to when they answer 404.
+POST_COUNTS_TRIES: dict[str, list[str]] = {
+    "treatments:link_open": ["treatments_linkattempt"],
+    "treatments:portal_login": ["treatments_linkattempt"],
+}
+ANONYMOUS_POST_STATUS: dict[str, tuple[int, int]] = {"login": (200, 200)}
 
 
 @pytest.mark.django_db
@@ -230,26 +397,50 @@ def test_posting_to_every_route_never_errors_and_refusals_change_nothing(
     persona: str, request: pytest.FixtureRequest
 ) -> None:
     """Empty and hostile posts, with another patient's identifiers where a route
-    takes them: never a server error, and a refused post changes no rows."""
+    takes them, each from a fresh sign-in (a post to sign out ends only its
+    own): exactly the answer expected; a refused post, or one answered 4xx,
+    changes no row, and a refusal of staff is recorded once, naming the route."""
+    from clinic.models import AuditAction, AuditEvent
     from tests.factories import PatientFactory
 
     other = PatientFactory()
-    client, user = _client_for(persona, request)
     failures = []
     for route in ROUTES:
         if route.name.startswith("admin:"):
             continue
         url = route.url.replace(SAMPLE_KWARGS["patient"], str(other.uuid))
-        for data in ({}, {"patient": SAMPLE_KWARGS["patient"], "uuid": "1", "created_by": "1"}):
-            before = _row_counts()
+        for index, data in enumerate(
+            ({}, {"patient": SAMPLE_KWARGS["patient"], "uuid": "1", "created_by": "1"})
+        ):
+            client, user = _client_for(persona, request)
+            allowed = _allowed(route.access, user)
+            last_event = AuditEvent.objects.order_by("-id").values_list("id", flat=True).first()
+            before = _rows()
             response = client.post(url, data)
-            if response.status_code >= 500:
-                failures.append(f"{route.name}: {response.status_code}")
-            refused = response.status_code in (302, 403, 404, 405) and not _allowed(
-                route.access, user
-            )
-            if refused and route.access.kind != "public" and _row_counts() != before:
-                failures.append(f"{route.name}: refused post changed rows")
+            status = response.status_code
+            if allowed:
+                table = ANONYMOUS_POST_STATUS if user is None else SIGNED_IN_POST_STATUS
+                expected = table.get(route.name, ALLOWED_POST_STATUS.get(route.name, (405, 405)))
+                wanted = expected[index]
+            else:
+                wanted = 302 if user is None else 403
+            if status != wanted:
+                failures.append(f"{route.name} (post {index}): {status}, expected {wanted}")
+                continue
+            if user is None and not allowed:
+                location = response.get("Location", "")
+                if not location.startswith(reverse("login")):
+                    failures.append(f"{route.name}: anonymous sent to {location!r}")
+            if not allowed or status >= 400:
+                changed = _changes(before, _rows())
+                if changed != POST_COUNTS_TRIES.get(route.name, []):
+                    failures.append(f"{route.name} (post {index}, {status}) changed {changed}")
+            if not allowed:
+                events = AuditEvent.objects.filter(id__gt=last_event or 0).order_by("id")
+                seen = [(e.actor_id, e.action, e.object_type, e.object_id) for e in events]
+                owed = [] if user is None else [(user.pk, AuditAction.DENIED, "route", route.name)]
+                if seen != owed:
+                    failures.append(f"{route.name}: refusal recorded as {seen}, expected {owed}")
     assert not failures, "\n".join(failures)
 
 
