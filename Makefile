@@ -8,8 +8,9 @@ PY := $(VENV)/bin/python
 PORT ?= 8000
 SERVICES := $(PY) -m clinic.embedded
 
-# Debian packages: WeasyPrint's libraries and fonts, Chromium and pdftoppm for
-# the tests. The PDFs print patients' names in every script they write them in:
+# Debian packages: WeasyPrint's libraries and fonts; Chromium, pdftoppm and
+# age (the backups open with the standard tool) for the tests. The PDFs print
+# patients' names in every script they write them in:
 # fonts-noto-core (Latin, Greek, Cyrillic, Arabic, Hebrew, Devanagari...) and
 # fonts-noto-cjk (Chinese, Japanese, Korean) beside DejaVu; the Dockerfile
 # installs the same. Tools that may come from elsewhere (Node from its own
@@ -20,7 +21,7 @@ RUN_DEB := libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 \
 	fonts-dejavu-core fonts-noto-core fonts-noto-cjk \
 	$(call tool_pkgs,npm,nodejs npm) $(call tool_pkgs,gcc,gcc) $(call tool_pkgs,make,make) \
 	$(if $(shell $(PYTHON) -c 'import ensurepip' 2>/dev/null && echo ok),,python3-venv)
-TEST_DEB := $(RUN_DEB) chromium poppler-utils faketime
+TEST_DEB := $(RUN_DEB) chromium poppler-utils faketime age
 
 .PHONY: help install run test test-clock-ahead lint format check-migrations bench manage shell clean serve system-deps-run system-deps-test
 

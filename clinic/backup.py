@@ -1,7 +1,10 @@
 """Backups of the clinic: the database and the media folder in one verifiable archive.
 
-One archive per run, ``clinic-backup-YYYYMMDDTHHMMSSZ.tar`` in ``BACKUP_DIR``,
-a plain tar holding:
+One archive per run in ``BACKUP_DIR``: ``clinic-backup-YYYYMMDDTHHMMSSZ.tar.age``,
+a tar encrypted with age (https://age-encryption.org/v1) to the public keys
+of ``BACKUP_AGE_RECIPIENTS``, whose private keys are kept off the server; or,
+where plaintext is allowed (``DEBUG``, or ``BACKUP_ALLOW_PLAINTEXT`` for a demo),
+the plain ``clinic-backup-YYYYMMDDTHHMMSSZ.tar``. The tar holds:
 
 - ``database.dump``: ``pg_dump --format=custom`` of the whole database, taken
   as the application role (it may SELECT every table, the audit trail
@@ -12,18 +15,22 @@ a plain tar holding:
   dump's own snapshot, and the PostgreSQL versions;
 - ``manifest.sha256``: the SHA-256 of ``manifest.json``.
 
-The archive holds health records and is not encrypted here: ``BACKUP_DIR``
-belongs on an encrypted volume and copies kept elsewhere must be encrypted
-(docs/user-guide.md, "Backups").
+The tar is encrypted as it is written (pyrage, the Python binding of rage:
+age's X25519 recipients, ChaCha20-Poly1305 in 64 KiB chunks), so no plaintext
+copy of the media is made; the dump alone is on disk, unencrypted, while the
+run lasts, in a folder of ``BACKUP_DIR`` readable by the clinic's user only.
+The standard ``age`` command decrypts an archive: ``age -d -i key.txt``.
 
-Restoring checks every checksum before touching anything, refuses a database
-or media folder that is not empty unless forced, and loads the dump as the
-owner role in one transaction (``psql --single-transaction``) that ends by
-checking each table's row count against the manifest: on any error nothing
-is changed. It then grants the application role its rights
-(clinic/dbroles.py), puts the media files in place and writes the audit
-chain's head (``AUDIT_CHAIN_HEAD_FILE``) as it was in the archive's snapshot,
-so that ``manage.py audit_verify`` checks the restored trail.
+Restoring decrypts as it reads (the private key from a file, or standard
+input: never from the server's settings), checks every checksum before
+touching anything, refuses a database or media folder that is not empty
+unless forced, and loads the dump as the owner role in one transaction
+(``psql --single-transaction``) that ends by checking each table's row count
+against the manifest: on any error nothing is changed. It then grants the
+application role its rights (clinic/dbroles.py), puts the media files in
+place and writes the audit chain's head (``AUDIT_CHAIN_HEAD_FILE``) as it was
+in the archive's snapshot, so that ``manage.py audit_verify`` checks the
+restored trail.
 
 pg_dump, pg_restore and psql come from the PostgreSQL client of the server's
 major version: ``POSTGRES_BIN_DIR`` when set, else the one shipped with the
@@ -34,6 +41,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import getpass
 import hashlib
 import importlib.util
 import io
@@ -44,17 +52,21 @@ import re
 import secrets
 import shutil
 import subprocess
+import sys
 import tarfile
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
 import psycopg
+import pyrage
 from django.conf import settings
 from psycopg.conninfo import make_conninfo
+from pyrage import x25519
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +74,14 @@ FORMAT = "clinic-backup"
 FORMAT_VERSION = 1
 ARCHIVE_PREFIX = "clinic-backup-"
 ARCHIVE_SUFFIX = ".tar"
-ARCHIVE_NAME = re.compile(r"^clinic-backup-(\d{8}T\d{6}Z)\.tar$")
+# An encrypted archive's name ends so, as the `age` command's output does.
+ENCRYPTED_SUFFIX = ".age"
+ARCHIVE_NAME = re.compile(r"^clinic-backup-(\d{8}T\d{6}Z)\.tar(?:\.age)?$")
+# How an age file begins: binary (as written here), or ASCII-armoured (age -a).
+_AGE_MAGIC = b"age-encryption.org/v1\n"
+_AGE_ARMOR_MAGIC = b"-----BEGIN AGE ENCRYPTED FILE-----"
+# An identity file holds a few keys and comments: anything larger is not one.
+_IDENTITY_MAX_BYTES = 64 * 1024
 STAMP_FORMAT = "%Y%m%dT%H%M%SZ"
 DUMP_MEMBER = "database.dump"
 MANIFEST_MEMBER = "manifest.json"
@@ -307,6 +326,312 @@ def _tarinfo(name: str, size: int, mtime: float) -> tarfile.TarInfo:
     return info
 
 
+# --- Encryption (age) ----------------------------------------------------------------
+
+
+def age_recipients(keys: Iterable[str]) -> list[x25519.Recipient]:
+    """The age public keys (``age1...``) of `keys`, blanks left out."""
+    recipients = []
+    for raw in keys:
+        key = raw.strip()
+        if not key:
+            continue
+        if key.upper().startswith("AGE-SECRET-KEY-"):
+            raise BackupError(
+                "BACKUP_AGE_RECIPIENTS holds a private key (AGE-SECRET-KEY-...): only public "
+                "keys (age1...) belong on the server. Put the public key there instead "
+                "(`age-keygen -y key.txt` prints it), and since this private key has been on "
+                "the server, make a new key pair and keep its private key elsewhere."
+            )
+        try:
+            recipients.append(x25519.Recipient.from_str(key))
+        except pyrage.RecipientError as error:
+            raise BackupError(
+                f"BACKUP_AGE_RECIPIENTS: {key[:16]!r}... is not an age public key "
+                f"(age1..., as `age-keygen` prints it): {error}."
+            ) from error
+    return recipients
+
+
+def backup_recipients() -> list[x25519.Recipient]:
+    """The keys the archives are encrypted to (``BACKUP_AGE_RECIPIENTS``).
+
+    None configured: an empty list (plaintext archives) where that is allowed,
+    with ``DEBUG`` or ``BACKUP_ALLOW_PLAINTEXT``; otherwise refused, since the
+    archives hold health records.
+    """
+    configured = settings.BACKUP_AGE_RECIPIENTS
+    if isinstance(configured, str):
+        configured = configured.split(",")
+    recipients = age_recipients(configured)
+    if recipients or settings.DEBUG or settings.BACKUP_ALLOW_PLAINTEXT:
+        return recipients
+    raise BackupError(
+        "No backup written: BACKUP_AGE_RECIPIENTS is not set, and the archives hold health "
+        "records, which leave the clinic's software encrypted only. On a computer other than "
+        "the server, make a key pair (`age-keygen -o clinic-backup-key.txt`), keep that file "
+        "off the server (it is the only way to read the backups), and set "
+        "BACKUP_AGE_RECIPIENTS to the public key it prints (age1...). "
+        "BACKUP_ALLOW_PLAINTEXT=True writes unencrypted archives instead: for a demo only."
+    )
+
+
+def age_identities(text: str, source: str) -> list[x25519.Identity]:
+    """The private keys of an age identity file's text: one ``AGE-SECRET-KEY-1...``
+    a line, blank lines and ``#`` comments (as `age-keygen` writes) left out.
+    Messages never repeat a line of it."""
+    identities = []
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith(("age-encryption.org/", "-----BEGIN AGE")):
+            raise BackupError(
+                f"{source} is itself encrypted with age (a key kept under a passphrase?): "
+                "decrypt it first (`age -d key.txt.age > key.txt`) and give that file."
+            )
+        if not line.upper().startswith("AGE-SECRET-KEY-1"):
+            what = "a public key" if line.startswith("age1") else "not an age private key"
+            raise BackupError(
+                f"{source}, line {number}: {what}. Give the private key, the file that "
+                "`age-keygen` wrote (a line AGE-SECRET-KEY-1...)."
+            )
+        try:
+            identities.append(x25519.Identity.from_str(line))
+        except pyrage.IdentityError as error:
+            raise BackupError(
+                f"{source}, line {number}: not a valid age private key ({error})."
+            ) from error
+    if not identities:
+        raise BackupError(f"{source} holds no age private key (a line AGE-SECRET-KEY-1...).")
+    return identities
+
+
+def age_identities_read(where: str, stdin: IO[str] | None = None) -> list[x25519.Identity]:
+    """The private keys in the identity file `where`, or on `stdin` for ``-``
+    (asked for without echo on a terminal)."""
+    if where == "-":
+        stdin = stdin if stdin is not None else sys.stdin
+        if stdin.isatty():
+            text = getpass.getpass("The backups' private key (AGE-SECRET-KEY-1...): ")
+        else:
+            text = stdin.read(_IDENTITY_MAX_BYTES + 1)
+            if len(text) > _IDENTITY_MAX_BYTES:
+                raise BackupError("Standard input is too large for an age identity file.")
+        return age_identities(text, "The key on standard input")
+    path = Path(where)
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(_IDENTITY_MAX_BYTES + 1)
+    except OSError as error:
+        raise BackupError(
+            f"Could not read the identity file {path}: {error.strerror or error}."
+        ) from error
+    try:
+        if len(data) > _IDENTITY_MAX_BYTES:
+            raise ValueError
+        text = data.decode("utf-8")
+    except (ValueError, UnicodeDecodeError):
+        raise BackupError(
+            f"{path} is not an age identity file (the private key that `age-keygen` wrote)."
+        ) from None
+    return age_identities(text, f"The identity file {path}")
+
+
+def archive_encrypted(archive: Path) -> bool:
+    """Whether `archive` is an age file (binary or armoured), by its first bytes."""
+    try:
+        with archive.open("rb") as handle:
+            start = handle.read(len(_AGE_ARMOR_MAGIC))
+    except OSError as error:
+        raise BackupError(f"Could not read {archive}: {error.strerror or error}.") from error
+    return start.startswith((_AGE_MAGIC, _AGE_ARMOR_MAGIC))
+
+
+class _WriteChecked:
+    """The file pyrage writes an archive to, remembering a write that failed:
+    pyrage's last write (its buffer's, flushed as it is dropped) may fail
+    without an error reaching the caller."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self.raw = raw
+        self.error: BaseException | None = None
+
+    def write(self, data: bytes) -> int:
+        try:
+            return self.raw.write(data)
+        except BaseException as error:
+            self.error = error
+            raise
+
+    def flush(self) -> None:
+        try:
+            self.raw.flush()
+        except BaseException as error:
+            self.error = error
+            raise
+
+
+@contextlib.contextmanager
+def _age_encrypting(out: IO[bytes], recipients: Sequence[x25519.Recipient]) -> Iterator[IO[bytes]]:
+    """A stream whose bytes reach `out` encrypted to `recipients`.
+
+    The stream is a pipe, which pyrage's encrypt_io reads in a thread of its
+    own (it lets go of the GIL while it encrypts): memory stays a few buffers
+    whatever the archive's size. Should encrypting fail (a full disk), writing
+    to the stream fails too, and its error is the one raised.
+    """
+    read_end, write_end = os.pipe()
+    failed: list[BaseException] = []
+    target = _WriteChecked(out)
+
+    def encrypt() -> None:
+        try:
+            with open(read_end, "rb") as source:
+                pyrage.encrypt_io(source, target, recipients)  # type: ignore[arg-type]
+            if target.error is not None:
+                raise target.error
+        except BaseException as error:  # raised in the caller's thread
+            failed.append(error)
+
+    sink = open(write_end, "wb")  # noqa: SIM115 - closed below, before the join
+    thread = threading.Thread(target=encrypt, name="clinic-backup-encrypt", daemon=True)
+    thread.start()
+
+    def finish() -> None:
+        try:
+            sink.close()  # the end of the plaintext: encrypt_io writes the last chunk
+        except OSError as error:  # the thread stopped reading: its error says why
+            if not failed:
+                failed.append(error)
+        thread.join()
+
+    try:
+        yield sink
+    except BaseException:
+        finish()
+        if failed:
+            raise BackupError(f"Encrypting the archive failed: {failed[0]}") from failed[0]
+        raise
+    finish()
+    if failed:
+        raise BackupError(f"Encrypting the archive failed: {failed[0]}") from failed[0]
+
+
+def _decryption_failed(
+    archive: Path, error: BaseException, identities: Sequence[x25519.Identity]
+) -> BackupError:
+    if isinstance(error, pyrage.DecryptError) and "no matching keys" in str(error).lower():
+        given = ", ".join(str(identity.to_public()) for identity in identities)
+        return BackupError(
+            f"The private key given does not open {archive}: the archive was encrypted to "
+            f"other keys (the key given is the one of {given}). Give the private key whose "
+            "public key was in BACKUP_AGE_RECIPIENTS when the archive was written. "
+            "Nothing was restored."
+        )
+    if isinstance(error, pyrage.DecryptError):
+        return ArchiveDamagedError(
+            f"The archive {archive} is damaged or not a clinic backup: its age header cannot "
+            f"be read ({error}). Nothing was restored."
+        )
+    if isinstance(error, OSError) and error.errno is None:
+        # age authenticates every 64 KiB chunk, and the last one as the last.
+        return ArchiveDamagedError(
+            f"The archive {archive} is damaged or not a clinic backup: it does not decrypt "
+            f"whole ({error}: changed, or cut short). Nothing was restored; use another archive."
+        )
+    return BackupError(f"Could not read {archive}: {error}")
+
+
+def _key_needed(archive: Path) -> BackupError:
+    return BackupError(
+        f"{archive} is encrypted (age): give its private key with --identity FILE, "
+        "or --identity - to read it from standard input."
+    )
+
+
+class _FirstWrite:
+    """A file that takes no byte: pyrage's first write means the key opened the
+    archive's header and its first chunk decrypted."""
+
+    opened = False
+
+    def write(self, data: bytes) -> int:
+        self.opened = True
+        raise OSError("enough")
+
+    def flush(self) -> None:
+        pass
+
+
+def archive_key_check(archive: Path, identities: Sequence[x25519.Identity]) -> None:
+    """Raise unless `identities` open the age file `archive` (its header and
+    first chunk only: a quick check before a restore touches anything)."""
+    if not identities:
+        raise _key_needed(archive)
+    probe = _FirstWrite()
+    try:
+        with archive.open("rb") as handle:
+            pyrage.decrypt_io(handle, probe, identities)  # type: ignore[arg-type]
+    except Exception as error:
+        if not probe.opened:
+            raise _decryption_failed(archive, error, identities) from error
+
+
+@contextlib.contextmanager
+def _archive_stream(archive: Path, identities: Sequence[x25519.Identity]) -> Iterator[IO[bytes]]:
+    """The archive's tar as a stream: the file itself, or, for an age file, a
+    pipe into which pyrage's decrypt_io writes in a thread of its own.
+
+    A decryption failure (a key that does not open it, a changed or cut
+    chunk) is raised when the block ends, over whatever the reader raised:
+    age checks the last chunk only at the end, so the reader's block must
+    finish (it reads to the end) before the tar is trusted.
+    """
+    try:
+        handle = archive.open("rb")
+    except OSError as error:
+        raise BackupError(f"Could not read {archive}: {error.strerror or error}.") from error
+    with handle:
+        start = handle.read(len(_AGE_ARMOR_MAGIC))
+        handle.seek(0)
+        if not start.startswith((_AGE_MAGIC, _AGE_ARMOR_MAGIC)):
+            yield handle
+            return
+        if not identities:
+            raise _key_needed(archive)
+        read_end, write_end = os.pipe()
+        failed: list[BaseException] = []
+
+        def decrypt() -> None:
+            try:
+                with open(write_end, "wb") as sink:
+                    pyrage.decrypt_io(handle, sink, identities)
+            except BaseException as error:  # raised in the caller's thread
+                failed.append(error)
+
+        source = open(read_end, "rb")  # noqa: SIM115 - closed below, before the join
+        thread = threading.Thread(target=decrypt, name="clinic-backup-decrypt", daemon=True)
+        thread.start()
+
+        def finish() -> None:
+            source.close()  # a reader that stopped early: the writer gets EPIPE and ends
+            thread.join()
+
+        try:
+            yield source
+            while source.read(_CHUNK):  # the tar's padding, then age's last chunk
+                pass
+        except BaseException:
+            finish()
+            if failed and not isinstance(failed[0], BrokenPipeError):
+                raise _decryption_failed(archive, failed[0], identities) from failed[0]
+            raise
+        finish()
+        if failed:
+            raise _decryption_failed(archive, failed[0], identities) from failed[0]
+
+
 # --- Backup ------------------------------------------------------------------------
 
 
@@ -318,10 +643,13 @@ class BackupResult:
     rows: int
     media_files: int
     audit_head: tuple[int, str] | None
+    # The public keys the archive is encrypted to; none: a plain tar.
+    recipients: tuple[str, ...] = ()
 
 
-def archive_name(at: datetime) -> str:
-    return f"{ARCHIVE_PREFIX}{at.astimezone(UTC).strftime(STAMP_FORMAT)}{ARCHIVE_SUFFIX}"
+def archive_name(at: datetime, *, encrypted: bool = False) -> str:
+    suffix = ARCHIVE_SUFFIX + (ENCRYPTED_SUFFIX if encrypted else "")
+    return f"{ARCHIVE_PREFIX}{at.astimezone(UTC).strftime(STAMP_FORMAT)}{suffix}"
 
 
 def backup_create(
@@ -330,15 +658,17 @@ def backup_create(
     database: dict[str, Any],
     media_root: Path,
     now: datetime,
+    recipients: Sequence[x25519.Recipient],
 ) -> BackupResult:
     """Write one archive of the database (a Django settings dict; the application
-    role suffices) and of `media_root` into `backup_dir`; return what it holds.
+    role suffices) and of `media_root` into `backup_dir`, encrypted to
+    `recipients` (none: a plain tar; see `backup_recipients`); return what it holds.
 
     The archive appears under its final name only once complete: a failed run
     leaves nothing but a temporary folder that the next run removes.
     """
     backup_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    final = backup_dir / archive_name(now)
+    final = backup_dir / archive_name(now, encrypted=bool(recipients))
     if final.exists():
         raise BackupError(f"{final} already exists.")
     params = connection_params(database)
@@ -351,10 +681,18 @@ def backup_create(
             database_info["sha256"] = _sha256_file(dump)
             database_info["size"] = dump.stat().st_size
             partial = Path(work) / final.name
-            media = _archive_write(partial, dump, media_root, database_info, now)
-            os.chmod(partial, 0o600)
-            with partial.open("rb") as handle:
-                os.fsync(handle.fileno())
+            try:
+                with partial.open("xb") as out:
+                    os.fchmod(out.fileno(), 0o600)
+                    if recipients:
+                        with _age_encrypting(out, recipients) as sink:
+                            media = _archive_write(sink, dump, media_root, database_info, now)
+                    else:
+                        media = _archive_write(out, dump, media_root, database_info, now)
+                    out.flush()
+                    os.fsync(out.fileno())
+            except OSError as error:  # a full disk, an unreadable media file
+                raise BackupError(f"The archive could not be written: {error}") from error
             os.replace(partial, final)
     head = database_info["audit_chain_head"]
     tables: dict[str, int] = database_info["tables"]
@@ -365,6 +703,7 @@ def backup_create(
         rows=sum(tables.values()),
         media_files=media,
         audit_head=(head["seq"], head["chain_hash"]) if head else None,
+        recipients=tuple(str(recipient) for recipient in recipients),
     )
 
 
@@ -423,12 +762,12 @@ def _dump(params: dict[str, str], out: Path) -> dict[str, Any]:
 
 
 def _archive_write(
-    path: Path, dump: Path, media_root: Path, database_info: dict[str, Any], now: datetime
+    out: IO[bytes], dump: Path, media_root: Path, database_info: dict[str, Any], now: datetime
 ) -> int:
-    """Write the tar: the dump, the media files, then the manifest; return the
-    number of media files."""
+    """Write the tar to the stream `out`: the dump, the media files, then the
+    manifest; return the number of media files."""
     entries: list[dict[str, Any]] = []
-    with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as tar:
+    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
         with dump.open("rb") as handle:
             tar.addfile(_tarinfo(DUMP_MEMBER, dump.stat().st_size, now.timestamp()), handle)
         for relative in media_files(media_root):
@@ -491,9 +830,14 @@ def _media_member_path(name: str) -> str | None:
 
 
 def archive_verify(
-    archive: Path, *, dump_to: Path | None = None, media_to: Path | None = None
+    archive: Path,
+    *,
+    identities: Sequence[x25519.Identity] = (),
+    dump_to: Path | None = None,
+    media_to: Path | None = None,
 ) -> Manifest:
-    """Read the whole archive, checking every member against the manifest.
+    """Read the whole archive, decrypting it with `identities` if it is an age
+    file, and check every member against the manifest.
 
     With `dump_to` and `media_to` the dump and media files are written there as
     they are read. Raises `ArchiveDamagedError` naming what does not match.
@@ -503,7 +847,10 @@ def archive_verify(
     manifest_body: bytes | None = None
     manifest_sum: str | None = None
     try:
-        with tarfile.open(archive, "r:") as tar:
+        with (
+            _archive_stream(archive, identities) as stream,
+            tarfile.open(fileobj=stream, mode="r|") as tar,
+        ):
             for member in tar:
                 name = member.name
                 if not member.isfile():
@@ -625,13 +972,17 @@ def restore(
     media_root: Path,
     application_role: str | None,
     audit_head_file: str | None,
+    identities: Sequence[x25519.Identity] = (),
     force: bool = False,
     say: Callable[[str], None] = lambda message: None,
 ) -> RestoreResult:
     """Restore `archive` into `database` (a Django settings dict of the role that
-    owns the schema) and `media_root`; see the module's docstring."""
+    owns the schema) and `media_root`, decrypting it with `identities` if it is
+    an age file; see the module's docstring."""
     if not archive.is_file():
         raise BackupError(f"No archive at {archive}.")
+    if archive_encrypted(archive):
+        archive_key_check(archive, identities)
     params = connection_params(database)
     name = params.get("dbname", "?")
     tables_there = database_contents(params)
@@ -654,7 +1005,9 @@ def restore(
         with tempfile.TemporaryDirectory(prefix="clinic-restore-") as work:
             dump = Path(work) / DUMP_MEMBER
             say(f"Checking {archive} against its manifest...")
-            manifest = archive_verify(archive, dump_to=dump, media_to=staging)
+            manifest = archive_verify(
+                archive, identities=identities, dump_to=dump, media_to=staging
+            )
             say(
                 f"The archive of {manifest.created_at} is intact: {len(manifest.tables)} tables, "
                 f"{len(manifest.media)} media files."

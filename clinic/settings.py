@@ -300,6 +300,12 @@ BACKUP_DIR = env.path("BACKUP_DIR", default=BASE_DIR / "var" / "backups")
 # Kept: the newest archive of each of the last N days and of each of the last N weeks.
 BACKUP_KEEP_DAILY = env.int("BACKUP_KEEP_DAILY", default=14)
 BACKUP_KEEP_WEEKLY = env.int("BACKUP_KEEP_WEEKLY", default=8)
+# The age public keys (age1..., comma-separated) every archive is encrypted to;
+# their private keys are kept off the server (restore --identity FILE).
+BACKUP_AGE_RECIPIENTS = env.list("BACKUP_AGE_RECIPIENTS", default=[])
+# With no recipients, backups are refused unless DEBUG or this is True: plain
+# archives, for a demo only.
+BACKUP_ALLOW_PLAINTEXT = env.bool("BACKUP_ALLOW_PLAINTEXT", default=False)
 # The folder of pg_dump, pg_restore and psql of the server's major version; unset:
 # found (the embedded server's own, /usr/lib/postgresql/N/bin, then the PATH).
 POSTGRES_BIN_DIR = env.str("POSTGRES_BIN_DIR", default="")

@@ -1,9 +1,12 @@
 """Backup and restore: the database and the media folder, all of it, or nothing.
 
 A seeded clinic with a photo, signatures and a PDF is backed up with
-`manage.py backup` (pg_dump of the real PostgreSQL, as the application role),
-restored into a second, empty database and an empty media folder, and every
-row of every table, every sequence and every file is compared.
+`manage.py backup` (pg_dump of the real PostgreSQL, as the application role,
+encrypted to an age key), restored into a second, empty database and an empty
+media folder with the private key, and every row of every table, every
+sequence and every file is compared. The tests that take an archive apart
+write plain ones (BACKUP_ALLOW_PLAINTEXT); tests/test_backup_encryption.py
+covers the encryption itself.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from django.test import override_settings
 from PIL import Image
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
+from pyrage import x25519
 
 from clinic.auditchain import audit_seal
 from clinic.backup import (
@@ -177,7 +181,12 @@ def media_root(tmp_path: Path) -> Iterator[Path]:
         },
     }
     with override_settings(
-        STORAGES=storages, MEDIA_ROOT=str(root), BACKUP_DIR=str(tmp_path / "backups")
+        STORAGES=storages,
+        MEDIA_ROOT=str(root),
+        BACKUP_DIR=str(tmp_path / "backups"),
+        # Plain archives, unless a test gives keys: these tests take them apart.
+        BACKUP_AGE_RECIPIENTS=[],
+        BACKUP_ALLOW_PLAINTEXT=True,
     ):
         yield root
 
@@ -241,13 +250,19 @@ def test_a_restore_into_an_empty_database_and_media_folder_loses_nothing(
 ) -> None:
     backups = Path(settings.BACKUP_DIR)
     backups.mkdir()
-    too_old = backups / archive_name(NOW - timedelta(days=200))
+    too_old = backups / archive_name(NOW - timedelta(days=200), encrypted=True)
     too_old.write_bytes(b"")
+    key = x25519.Identity.generate()
     out = io.StringIO()
-    with time_machine.travel(NOW, tick=False):
+    with (
+        time_machine.travel(NOW, tick=False),
+        override_settings(BACKUP_AGE_RECIPIENTS=[str(key.to_public())]),
+    ):
         call_command("backup", stdout=out)
-    archive = backups / archive_name(NOW)
+    archive = backups / archive_name(NOW, encrypted=True)
+    assert archive.name.endswith(".tar.age")
     assert f"Backup written: {archive}" in out.getvalue()
+    assert f"encrypted to {key.to_public()}" in out.getvalue()
     assert not too_old.exists(), "pruned by the same run"
     # Taken as the application role: the backup needs no owner's password.
     assert connection.settings_dict["USER"] == application_user()
@@ -265,6 +280,7 @@ def test_a_restore_into_an_empty_database_and_media_folder_loses_nothing(
             media_root=restored_media,
             application_role=application_user(),
             audit_head_file=str(head_file),
+            identities=[key],
         )
 
     restored_rows = table_rows(empty_database)
@@ -482,7 +498,7 @@ def test_the_compose_restore_service_runs_by_hand_as_the_owner_before_migrating(
     assert dot_env["POSTGRES_PASSWORD"] not in " ".join(env.values())
     # The database must still be empty: it does not wait for the migrate step.
     assert set(restore_service["depends_on"]) == {"db"}
-    volumes = [interpolate(volume, {}) for volume in restore_service["volumes"]]
+    volumes = [interpolate(v, {}) for v in restore_service["volumes"] if isinstance(v, str)]
     mounts = {volume.split(":")[1]: volume for volume in volumes}
     assert mounts["/srv/clinic/media"] == "media:/srv/clinic/media"
     assert env["AUDIT_CHAIN_HEAD_FILE"].startswith("/srv/clinic/audit/")

@@ -12,12 +12,14 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connections
 from django.utils import timezone
+from pyrage import x25519
 
 from clinic.backup import (
     BackupError,
     archives,
     archives_prune,
     backup_create,
+    backup_recipients,
     next_run,
 )
 
@@ -40,8 +42,9 @@ def _time_of_day(value: str) -> str:
 class Command(BaseCommand):
     help = (
         "Writes one archive of the database (pg_dump, as the application role) and of the "
-        "media folder into BACKUP_DIR, with a manifest of checksums, then deletes the archives "
-        "that the retention (BACKUP_KEEP_DAILY days, BACKUP_KEEP_WEEKLY weeks) does not keep."
+        "media folder into BACKUP_DIR, with a manifest of checksums, encrypted with age to the "
+        "public keys of BACKUP_AGE_RECIPIENTS, then deletes the archives that the retention "
+        "(BACKUP_KEEP_DAILY days, BACKUP_KEEP_WEEKLY weeks) does not keep."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -72,15 +75,19 @@ class Command(BaseCommand):
         if options["newest_within"] is not None:
             self._check_recent(backup_dir, options["newest_within"])
             return
-        if options["daily_at"]:
-            self._schedule(options["daily_at"], prune=not options["no_prune"])
-            return
         try:
-            self._once(prune=not options["no_prune"])
+            # Settings refused at once: a schedule would only fail every night.
+            recipients = backup_recipients()
+            if options["daily_at"]:
+                self._schedule(
+                    options["daily_at"], prune=not options["no_prune"], recipients=recipients
+                )
+                return
+            self._once(prune=not options["no_prune"], recipients=recipients)
         except BackupError as error:
             raise CommandError(str(error)) from error
 
-    def _once(self, *, prune: bool) -> None:
+    def _once(self, *, prune: bool, recipients: list[x25519.Recipient]) -> None:
         backup_dir = Path(str(settings.BACKUP_DIR))
         now = timezone.now()
         result = backup_create(
@@ -88,15 +95,26 @@ class Command(BaseCommand):
             database=dict(connections["default"].settings_dict),
             media_root=Path(str(settings.MEDIA_ROOT)),
             now=now,
+            recipients=recipients,
         )
         head = f"link {result.audit_head[0]}" if result.audit_head else "no links yet"
+        encryption = (
+            f"encrypted to {', '.join(result.recipients)}" if result.recipients else "NOT encrypted"
+        )
         message = (
-            f"Backup written: {result.path} ({result.size / 1024 / 1024:.1f} MiB; "
+            f"Backup written: {result.path} ({result.size / 1024 / 1024:.1f} MiB, {encryption}; "
             f"{result.tables} tables, {result.rows} rows, {result.media_files} media files; "
             f"audit chain head: {head})."
         )
         logger.info(message)
         self.stdout.write(message)
+        if not result.recipients:
+            self.stdout.write(
+                self.style.WARNING(
+                    "The archive is not encrypted (no BACKUP_AGE_RECIPIENTS): it holds health "
+                    "records in plain form. Set BACKUP_AGE_RECIPIENTS for real data."
+                )
+            )
         if prune:
             removed = archives_prune(
                 backup_dir,
@@ -110,7 +128,7 @@ class Command(BaseCommand):
             if removed:
                 logger.info("Old backups deleted: %d", len(removed))
 
-    def _schedule(self, at: str, *, prune: bool) -> None:
+    def _schedule(self, at: str, *, prune: bool, recipients: list[x25519.Recipient]) -> None:
         zone = timezone.get_default_timezone()
         backup_dir = Path(str(settings.BACKUP_DIR))
         found = archives(backup_dir)
@@ -126,7 +144,7 @@ class Command(BaseCommand):
                 self.stdout.flush()
                 time.sleep(wait)
             try:
-                self._once(prune=prune)
+                self._once(prune=prune, recipients=recipients)
                 due = next_run(timezone.now(), at, zone)
             except Exception as error:
                 # Kept running: a full disk or a database restarting must not end

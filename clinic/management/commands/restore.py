@@ -9,8 +9,15 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connections
+from pyrage import x25519
 
-from clinic.backup import BackupError, archive_verify, restore
+from clinic.backup import (
+    BackupError,
+    age_identities_read,
+    archive_encrypted,
+    archive_verify,
+    restore,
+)
 from clinic.dbroles import application_user, owner_credentials
 
 logger = logging.getLogger("clinic.backup")
@@ -18,7 +25,8 @@ logger = logging.getLogger("clinic.backup")
 
 class Command(BaseCommand):
     help = (
-        "Checks an archive written by `manage.py backup` against its checksums, then restores "
+        "Checks an archive written by `manage.py backup` against its checksums (decrypting it "
+        "with --identity, the private key, if it is encrypted), then restores "
         "it into an empty database (as the owner role, DATABASE_OWNER_URL, in one transaction) "
         "and an empty media folder, grants the application role its rights and writes the "
         "audit chain's head. Refuses a damaged archive, and a database or media folder that "
@@ -26,7 +34,18 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("archive", help="The archive (clinic-backup-....tar) to restore.")
+        parser.add_argument(
+            "archive", help="The archive (clinic-backup-....tar.age, or .tar) to restore."
+        )
+        parser.add_argument(
+            "--identity",
+            "-i",
+            metavar="FILE",
+            help=(
+                "The age identity file holding the private key the archive is encrypted to "
+                "(as `age-keygen` wrote it), or - to read it from standard input."
+            ),
+        )
         parser.add_argument(
             "--force",
             action="store_true",
@@ -44,21 +63,26 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         archive = Path(options["archive"])
         try:
+            if not archive.is_file():
+                raise BackupError(f"No archive at {archive}.")
+            identities = []
+            if options["identity"]:
+                identities = age_identities_read(options["identity"])
+                if not archive_encrypted(archive):
+                    self.stdout.write(f"{archive} is not encrypted: --identity is not needed.")
             if options["check"]:
-                if not archive.is_file():
-                    raise BackupError(f"No archive at {archive}.")
-                manifest = archive_verify(archive)
+                manifest = archive_verify(archive, identities=identities)
                 self.stdout.write(
                     f"{archive} is intact: written {manifest.created_at}, "
                     f"{len(manifest.tables)} tables, {sum(manifest.tables.values())} rows, "
                     f"{len(manifest.media)} media files."
                 )
                 return
-            self._restore(archive, force=options["force"])
+            self._restore(archive, identities=identities, force=options["force"])
         except BackupError as error:
             raise CommandError(str(error)) from error
 
-    def _restore(self, archive: Path, *, force: bool) -> None:
+    def _restore(self, archive: Path, *, identities: list[x25519.Identity], force: bool) -> None:
         database = dict(connections["default"].settings_dict)
         application_role = application_user()
         owner = owner_credentials()
@@ -79,6 +103,7 @@ class Command(BaseCommand):
             media_root=Path(str(settings.MEDIA_ROOT)),
             application_role=application_role,
             audit_head_file=settings.AUDIT_CHAIN_HEAD_FILE,
+            identities=identities,
             force=force,
             say=self.stdout.write,
         )
