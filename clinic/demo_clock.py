@@ -27,6 +27,7 @@ from datetime import date, datetime, time, timedelta
 
 from django.utils import timezone
 
+from clinic.localtime import local_instant
 from clinic.models import AuditSeal
 
 # How many days ago the demo clinic opened: its staff, catalogue and consent
@@ -84,4 +85,4 @@ def next_working_day(day: date) -> date:
 def clinic_time(day: date, hour: int, minute: int = 0) -> datetime:
     """`day` at hour:minute on the clinic's clock, aware (a time that does
     not exist the night the clocks go forward is read as the hour after)."""
-    return timezone.make_aware(datetime.combine(day, time(hour, minute)))
+    return local_instant(day, time(hour, minute))

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 
 from django.db.models import QuerySet
-from django.utils import timezone
 
+from clinic.localtime import local_instant
 from clinic.models import AuditEvent
 
 
@@ -15,14 +15,10 @@ def local_day_start(day: date) -> datetime | None:
     None when that instant, or the day after it, is past what a datetime can hold
     (the first and last days of the calendar): a filter from or to such a day
     leaves that end open."""
-    zone = timezone.get_current_timezone()
     try:
-        start = datetime.combine(day, time.min, tzinfo=zone)
-        # Stored and compared in UTC: that conversion must be possible too.
-        start.astimezone(UTC)
+        return local_instant(day, time.min)
     except OverflowError:
         return None
-    return start
 
 
 def audit_events_filtered(

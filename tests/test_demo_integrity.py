@@ -29,13 +29,13 @@ from django.utils import timezone
 
 from clinic import demo_clock
 from clinic.auditchain import audit_chain_verify, audit_seal
+from clinic.localtime import clinic_zone
 from clinic.roles import Role
 from clinic.services import staff_user_create
 from consent.models import ConsentFormVersion, SignedConsent
 from patients.contact_changes import email_hold
 from patients.models import MedicalHistory, Patient
 from patients.screening import Severity, screen
-from treatments.localtime import clinic_zone
 from treatments.models import (
     AllergyResult,
     AllergyTest,

@@ -32,6 +32,7 @@ from django.db.models import Q
 from django.utils import dateformat, timezone
 from django.utils.translation import gettext as _
 
+from clinic.localtime import local_instant
 from consent.models import ConsentFormVersion, SignedConsent
 from consent.selectors import consent_state_from
 from patients.models import MedicalHistory, Patient, TreatmentArea
@@ -70,7 +71,7 @@ def _moment(moment: datetime) -> str:
 
 
 def _start_of(day: date) -> datetime:
-    return timezone.make_aware(datetime.combine(day, time.min))
+    return local_instant(day, time.min)
 
 
 def ingredients_of(products: Iterable[Product]) -> list[Ingredient]:

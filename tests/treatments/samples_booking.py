@@ -11,10 +11,10 @@ def create_samples(kwargs: dict[str, str]) -> None:
 
     from django.utils import timezone
 
+    from clinic.localtime import local_to_utc
     from clinic.roles import Role
     from patients.models import Patient
     from tests.factories import ProtocolFactory, UserFactory
-    from treatments.localtime import local_to_utc
     from treatments.models import (
         Booking,
         ClinicClosure,

@@ -11,11 +11,11 @@ from datetime import UTC, date, datetime, time, timedelta
 import pytest
 import time_machine
 
+from clinic.localtime import local_to_utc
 from clinic.models import User
 from clinic.roles import Role
 from patients.models import Patient
 from tests.factories import PatientFactory, ProtocolFactory, UserFactory
-from treatments.localtime import local_to_utc
 from treatments.models import Booking, Protocol, Room, WorkingHours
 
 NOW = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)  # a Monday; London is on GMT

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from treatments.localtime import (
+from clinic.localtime import (
     AmbiguousTimeError,
     NonExistentTimeError,
     fold_labels,

@@ -5,12 +5,13 @@ all through the booking services (the past sessions are treatments.demo.session'
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta
+from datetime import date, time, timedelta
 
 from django.conf import settings
 from django.utils import timezone
 
 from clinic.demo_clock import OPENED_DAYS_AGO, clinic_time, clock_at, working_day
+from clinic.localtime import local_instant
 from clinic.models import User
 from clinic.roles import Role
 from clinic.services import staff_user_create
@@ -149,7 +150,7 @@ def seed(*, practitioner: User, reception: User) -> int:
         who, room = staff[index % 2], room_list[index % 2]
         wanted = max(
             timezone.now(),
-            timezone.make_aware(datetime.combine(monday + timedelta(days=offset), time(hour))),
+            local_instant(monday + timedelta(days=offset), time(hour)),
         )
         starts = next_free_slot(
             practitioner=who,
@@ -186,7 +187,7 @@ def seed(*, practitioner: User, reception: User) -> int:
             patient=amelia,
             after=max(
                 timezone.now(),
-                timezone.make_aware(datetime.combine(today + timedelta(days=1), time(10))),
+                local_instant(today + timedelta(days=1), time(10)),
             ),
         )
         if first is not None:

@@ -13,10 +13,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from clinic.forms import VERSION_LOST, SubmissionTokenMixin, VersionedFormMixin
-from clinic.models import User
-from patients.models import Patient
-from patients.selectors import patients_visible_to
-from treatments.localtime import (
+from clinic.localtime import (
     AmbiguousTimeError,
     LocalTimeError,
     fold_labels,
@@ -24,6 +21,9 @@ from treatments.localtime import (
     local_to_utc,
     to_local,
 )
+from clinic.models import User
+from patients.models import Patient
+from patients.selectors import patients_visible_to
 from treatments.models import ClinicClosure, Interval, Protocol, Room, WorkingHours
 from treatments.selectors.booking import practitioners, rooms_in_use
 from treatments.services.booking import booking_day_problem, booking_horizon

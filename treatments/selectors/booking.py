@@ -14,17 +14,17 @@ from django.http import Http404
 from django.utils import timezone
 
 from clinic.concurrency import rows_version
+from clinic.localtime import (
+    LocalTimeError,
+    local_day_bounds,
+    local_instant,
+    local_to_utc,
+    to_local,
+)
 from clinic.models import User
 from clinic.roles import Role
 from patients.models import Patient
 from patients.selectors import patients_visible_to
-from treatments.localtime import (
-    LocalTimeError,
-    clinic_zone,
-    local_day_bounds,
-    local_to_utc,
-    to_local,
-)
 from treatments.models import (
     HOLDING_STATUSES,
     Booking,
@@ -256,7 +256,7 @@ def next_free_slot(
     hours = working_hours_map([practitioner.pk])
     closed = closures_between(first_day, last_day)
     window_start = after - timedelta(days=1)
-    window_end = datetime.combine(last_day + timedelta(days=2), time(0), tzinfo=clinic_zone())
+    window_end = local_instant(last_day + timedelta(days=2), time(0))
     busy = busy_all(
         practitioner=practitioner, room=room, patient=patient, start=window_start, end=window_end
     )

@@ -10,8 +10,8 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
+from clinic.localtime import local_day_bounds, to_local
 from clinic.models import User
-from treatments.localtime import local_day_bounds, to_local
 from treatments.models import Booking, BookingStatus, Room
 from treatments.selectors.booking import (
     MAX_BOOKING_LENGTH,

@@ -15,7 +15,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from django.db.models import Count, Q, Sum
 from django.db.models.functions import TruncWeek
 
-from treatments.localtime import clinic_zone, local_day_bounds
+from clinic.localtime import clinic_zone, local_day_bounds
 from treatments.models import (
     AdverseEffect,
     AdverseEvent,

@@ -34,10 +34,11 @@ from clinic.concurrency import (
     version_check,
     version_mark,
 )
+from clinic.localtime import local_day_bounds, to_local
 from clinic.models import AuditAction, AuditEvent, User
+from clinic.refusals import RefusalKind, RefusedError
 from patients.locking import patient_hold, patient_row_lock
 from patients.models import Patient
-from treatments.localtime import local_day_bounds, to_local
 from treatments.models import (
     HOLDING_STATUSES,
     Booking,
@@ -73,25 +74,28 @@ CONSTRAINT_SUBJECTS = {
 }
 
 
-class BookingRefusedError(Exception):
+class BookingRefusedError(RefusedError):
     """A booking (or a change to one) refused with a sentence for reception."""
 
-    def __init__(self, message: str, *, field: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.field = field
+    code = "booking_refused"
 
 
 class SlotTakenError(BookingRefusedError):
     """Another booking already holds the practitioner, the room or the patient then."""
 
+    code = "slot_taken"
+    kind = RefusalKind.CONFLICT
+
     def __init__(self, subject: str = "") -> None:
-        super().__init__(str(SLOT_TAKEN))
+        super().__init__(SLOT_TAKEN)
         self.subject = subject
 
 
 class BookingStateError(BookingRefusedError):
     """The booking's status does not allow this change."""
+
+    code = "booking_state"
+    kind = RefusalKind.CONFLICT
 
 
 # A closure lasts at most a year (a leap year's 366 days), and starts at most

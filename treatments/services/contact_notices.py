@@ -35,8 +35,8 @@ from django.db.models import Q
 from django.template.loader import render_to_string
 from django.utils import timezone
 
+from clinic.localtime import to_local
 from patients.models import ContactChange, ContactField, ContactNoticeStatus
-from treatments.localtime import to_local
 from treatments.services.reminders import (
     DeliveryError,
     backoff,

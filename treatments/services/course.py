@@ -20,10 +20,10 @@ from django.utils.translation import gettext as _
 
 from clinic.audit import audit_log
 from clinic.concurrency import submission_check, submission_marks
+from clinic.localtime import LocalTimeError, local_to_utc, to_local
 from clinic.models import AuditAction, User
 from patients.locking import patient_hold, patient_row_lock
 from patients.models import Patient
-from treatments.localtime import LocalTimeError, local_to_utc, to_local
 from treatments.models import (
     BookingStatus,
     CourseStatus,

@@ -20,6 +20,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from clinic.access import signed_in_user, staff
 from clinic.audit import audit_log, audit_read
 from clinic.concurrency import AlreadySubmittedError, StaleEditError
+from clinic.localtime import to_local
 from clinic.models import AuditAction, User
 from clinic.roles import Role
 from patients.forms import PatientSearchForm
@@ -38,7 +39,6 @@ from treatments.forms.booking import (
     CourseStartForm,
     NextFreeSlotForm,
 )
-from treatments.localtime import to_local
 from treatments.models import Booking, BookingStatus, Interval, TreatmentCourse
 from treatments.selectors.booking import (
     booking_get_for_user,

@@ -20,6 +20,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from clinic.access import signed_in_user, staff
 from clinic.audit import audit_log
 from clinic.concurrency import AlreadySubmittedError, StaleEditError
+from clinic.localtime import to_local
 from clinic.models import AuditAction, User
 from clinic.roles import Role
 from treatments.forms.booking import (
@@ -30,7 +31,6 @@ from treatments.forms.booking import (
     WorkingHoursClearForm,
     WorkingHoursForm,
 )
-from treatments.localtime import to_local
 from treatments.models import Booking, BookingStatus, ClinicClosure, Room, WorkingHours
 from treatments.selectors.booking import bookings_on_days, practitioners, working_hours_version
 from treatments.selectors.calendar import Calendar, CalendarBooking, calendar_build

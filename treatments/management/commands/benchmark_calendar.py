@@ -30,12 +30,12 @@ from django.utils import timezone
 from django_otp import DEVICE_ID_SESSION_KEY
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from clinic.localtime import local_to_utc
 from clinic.models import User
 from clinic.roles import Role
 from consent.models import ConsentForm
 from patients.models import Patient
 from patients.services import patient_search_text
-from treatments.localtime import local_to_utc
 from treatments.models import (
     AftercareSheet,
     Booking,

@@ -38,7 +38,6 @@ from treatments.services.reminders.planning import (
 from treatments.services.reminders.quiet_hours import (
     BEFORE_QUIET,
     in_quiet_hours,
-    local_instant,
     patient_due_at,
     quiet_hours,
     quiet_hours_end_after,
@@ -56,7 +55,6 @@ __all__ = [
     "booking_cancel_reason",
     "failure_text",
     "in_quiet_hours",
-    "local_instant",
     "message_id_for",
     "patient_channel",
     "patient_due_at",

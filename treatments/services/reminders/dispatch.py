@@ -49,7 +49,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from treatments.localtime import to_local
+from clinic.localtime import to_local
 from treatments.models import (
     Booking,
     BookingStatus,

@@ -17,6 +17,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from clinic.localtime import local_instant
 from patients.models import Patient
 from patients.models import ReminderChannel as PatientChannel
 from treatments.models import (
@@ -30,7 +31,7 @@ from treatments.models import (
     ReminderStatus,
     TreatmentCourse,
 )
-from treatments.services.reminders.quiet_hours import local_instant, patient_due_at
+from treatments.services.reminders.quiet_hours import patient_due_at
 
 # Maintenance recalls go out at this local time on the day they are due.
 MAINTENANCE_LOCAL_TIME = time(10, 0)

@@ -9,11 +9,11 @@ tasks are not held; only messages to patients (email, text message) are.
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 
 from django.conf import settings
 
-from treatments.localtime import clinic_zone, to_local
+from clinic.localtime import local_instant, to_local
 
 # The last moment before quiet hours begin, for a reminder that cannot wait
 # until they end (see patient_due_at).
@@ -51,17 +51,6 @@ def _quiet_start_day(local: datetime, window: tuple[time, time]) -> date | None:
             return local.date() - timedelta(days=1)
         return None
     return local.date() if start <= at < end else None
-
-
-def local_instant(day: date, at: time) -> datetime:
-    """The aware UTC instant of wall-clock `at` on `day` in the clinic's zone.
-
-    Quiet-hour edges and maintenance recalls are wall-clock times: 08:00
-    local is 08:00 whatever the offset that day. fold=0 picks the first of a
-    repeated time, and a skipped one (never at 08:00 or 21:00 in practice)
-    lands just after the jump. Raises nothing.
-    """
-    return datetime.combine(day, at, tzinfo=clinic_zone()).astimezone(UTC)
 
 
 def in_quiet_hours(moment: datetime) -> bool:

@@ -1,5 +1,6 @@
-"""The clinic's wall-clock time: turning a local date and time into an aware
-UTC instant, with the two awkward hours of the year handled explicitly.
+"""The clinic's wall-clock time, the one place where a local date and time
+become an aware UTC instant, with the two awkward hours of the year handled
+explicitly. Everything else in the project builds its instants here.
 
 When the clocks go forward (last Sunday of March in London), 01:00-01:59 never
 happens; when they go back (last Sunday of October), 01:00-01:59 happens twice.
@@ -86,6 +87,15 @@ def local_to_utc(
     return datetime.combine(day, at, tzinfo=zone).astimezone(UTC)
 
 
+def local_instant(day: date, at: time, zone: ZoneInfo | None = None) -> datetime:
+    """The aware UTC instant of wall-clock `at` on `day` in the clinic's zone,
+    without asking: fold=0 picks the first of a repeated time, and a skipped
+    one lands just after the jump. For times the clinic sets itself (quiet
+    hours, a recall at 10:00, the demo's bookings); a time a person typed goes
+    through `local_to_utc`, which refuses those two hours. Raises nothing."""
+    return datetime.combine(day, at, tzinfo=zone or clinic_zone()).astimezone(UTC)
+
+
 def to_local(moment: datetime, zone: ZoneInfo | None = None) -> datetime:
     """An aware instant in the clinic's zone."""
     return moment.astimezone(zone or clinic_zone())
@@ -93,10 +103,7 @@ def to_local(moment: datetime, zone: ZoneInfo | None = None) -> datetime:
 
 def local_day_bounds(day: date, zone: ZoneInfo | None = None) -> tuple[datetime, datetime]:
     """The UTC instants at which a local day starts and the next one starts."""
-    zone = zone or clinic_zone()
-    start = datetime.combine(day, time(0), tzinfo=zone).astimezone(UTC)
-    end = datetime.combine(day + timedelta(days=1), time(0), tzinfo=zone).astimezone(UTC)
-    return start, end
+    return local_instant(day, time(0), zone), local_instant(day + timedelta(days=1), time(0), zone)
 
 
 def fold_labels(day: date, at: time, zone: ZoneInfo | None = None) -> tuple[str, str]:
