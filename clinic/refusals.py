@@ -15,6 +15,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from django.shortcuts import render
+from django.utils.translation import gettext_lazy
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -56,16 +57,18 @@ class RefusedError(Exception):
 
     code: str = "refused"
     kind: RefusalKind = RefusalKind.INVALID
+    # The sentence when the service gives none.
+    default_message: object = gettext_lazy("This could not be done as asked.")
 
     def __init__(
         self,
-        message: object,
+        message: object = None,
         *,
         field: str | None = None,
         code: str | None = None,
         kind: RefusalKind | None = None,
     ) -> None:
-        self.message = str(message)
+        self.message = str(self.default_message if message is None else message)
         super().__init__(self.message)
         self.field = field
         if code is not None:

@@ -302,6 +302,7 @@ def _text_of(version: ConsentFormVersion, sections: list[dict[str, str]]) -> str
 
 
 def sha256_hex(data: str | bytes) -> str:
+    """The SHA-256 of `data` (text as UTF-8, or bytes), as 64 lowercase hex digits."""
     return hashlib.sha256(data.encode("utf-8") if isinstance(data, str) else data).hexdigest()
 
 

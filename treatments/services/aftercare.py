@@ -37,6 +37,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from clinic.audit import audit_log
 from clinic.background import enqueue
@@ -49,6 +50,7 @@ from clinic.documents import (
     sha256_hex,
 )
 from clinic.models import AuditAction, User
+from clinic.refusals import RefusalKind, RefusedError
 from patients.contact_changes import email_hold
 from patients.models import TreatmentArea
 from treatments.models import (
@@ -264,8 +266,12 @@ class IssuedLink:
         return settings.SITE_URL.rstrip("/") + path
 
 
-class DocumentNotReadyError(Exception):
+class DocumentNotReadyError(RefusedError):
     """The document has no file yet: nothing to link to."""
+
+    code = "document_not_ready"
+    kind = RefusalKind.CONFLICT
+    default_message = gettext_lazy("The PDF is not made yet: try again in a minute.")
 
 
 @transaction.atomic
@@ -331,8 +337,12 @@ def _send_link_email(*, document: PatientDocument, issued: IssuedLink) -> None:
     message.send()
 
 
-class AftercareEmailFailedError(Exception):
+class AftercareEmailFailedError(RefusedError):
     """The mail server did not take the email; the document shows it as failed."""
+
+    code = "email_failed"
+    kind = RefusalKind.CONFLICT
+    default_message = gettext_lazy("The email could not be sent: the sheet shows it as failed.")
 
 
 @dataclass(frozen=True)
@@ -533,12 +543,20 @@ def download_links_revoke(
     return len(revoked)
 
 
-class LinkGoneError(Exception):
+class LinkGoneError(RefusedError):
     """Unknown, revoked or not downloadable: answered as "not found"."""
 
+    code = "link_gone"
+    kind = RefusalKind.GONE
+    default_message = gettext_lazy("This link does not open any more.")
 
-class LinkExpiredError(Exception):
+
+class LinkExpiredError(RefusedError):
     """The link is past its expiry: answered as "gone"."""
+
+    code = "link_expired"
+    kind = RefusalKind.GONE
+    default_message = gettext_lazy("This link has expired.")
 
 
 def download_link_find(*, token: str, now: datetime | None = None) -> DownloadLink:

@@ -26,6 +26,7 @@ from clinic.concurrency import (
     version_check,
 )
 from clinic.models import AuditAction, User
+from clinic.refusals import RefusalKind, RefusedError
 from treatments.models import (
     AftercareSheet,
     Batch,
@@ -54,8 +55,11 @@ PROTOCOL_FIELDS = (
 )
 
 
-class BatchAlreadyRecalledError(ValidationError):
+class BatchAlreadyRecalledError(RefusedError):
     """A recall is final: a recalled batch is never recalled again nor restocked."""
+
+    code = "already_recalled"
+    kind = RefusalKind.CONFLICT
 
 
 @dataclass(frozen=True)

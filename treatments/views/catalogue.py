@@ -350,7 +350,7 @@ def batch_recall(request: HttpRequest, batch: uuid.UUID) -> HttpResponse:
                 reason=form.cleaned_data["reason"],
             )
         except services.BatchAlreadyRecalledError as error:
-            messages.error(request, " ".join(error.messages))
+            messages.error(request, error.message)
             return _batch_page(request, record, RecallForm(), status=409)
         except ValidationError as error:
             _show_errors(form, error)
