@@ -27,6 +27,7 @@ from django.utils import timezone
 
 from clinic.background import enqueue
 from clinic.models import SignInMailKind, SignInMailRequest
+from clinic.proxies import address_key
 from clinic.throttle import throttle_hit
 
 logger = logging.getLogger(__name__)
@@ -64,7 +65,8 @@ def sign_in_mail_request(*, kind: SignInMailKind, email: str, ip: str | None) ->
     )
     per_address = throttle_hit(
         scope="sign-in-mail:address",
-        key=ip or "unknown",
+        # An IPv6 client by its /64: one host holds them all.
+        key=address_key(ip) or "unknown",
         limit=settings.SIGN_IN_MAIL_LIMIT_PER_ADDRESS,
         window=THROTTLE_WINDOW,
     )

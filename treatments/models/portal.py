@@ -11,7 +11,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
-from treatments.models.documents import SHA256_HEX
+from treatments.models.documents import SHA256_HEX, DownloadLink
 
 if TYPE_CHECKING:
     pass
@@ -60,10 +60,15 @@ class PortalLoginToken(models.Model):
 
 
 class LinkAttempt(models.Model):
-    """A wrong token or date of birth at a public link page, by address:
-    counted to slow down guessing (no patient data kept)."""
+    """A wrong token or date of birth at a public link page, by address (an
+    IPv6 client by its /64, `clinic.proxies.address_key`): counted to slow
+    down guessing (no patient data kept). A wrong date of birth names its
+    download link too: a link has so many (LINK_WRONG_BIRTH_DATE_LIMIT)."""
 
     ip = models.GenericIPAddressField()
+    link = models.ForeignKey(
+        DownloadLink, on_delete=models.CASCADE, null=True, blank=True, related_name="+"
+    )
     at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

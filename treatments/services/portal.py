@@ -14,6 +14,7 @@ from django.contrib.sessions.models import Session
 from django.core.exceptions import ValidationError
 from django.core.mail import EmailMultiAlternatives
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
@@ -23,12 +24,13 @@ from clinic.addresses import email_key
 from clinic.audit import audit_log
 from clinic.concurrency import submission_check, submission_marks
 from clinic.models import AuditAction, User
+from clinic.proxies import address_key
 from clinic.refusals import RefusalKind, RefusedError
 from clinic.roles import CLINICAL_DOCUMENT_ROLES
 from patients.contact_changes import email_hold
 from patients.locking import patient_hold
 from patients.models import Patient
-from treatments.models import LinkAttempt, PortalAccount, PortalLoginToken
+from treatments.models import DownloadLink, LinkAttempt, PortalAccount, PortalLoginToken
 from treatments.services.aftercare import LinkExpiredError, LinkGoneError, sha256_hex
 
 logger = logging.getLogger(__name__)
@@ -37,30 +39,73 @@ logger = logging.getLogger(__name__)
 # the window, after which public link pages answer 429.
 LINK_ATTEMPT_LIMIT = 10
 LINK_ATTEMPT_WINDOW = timedelta(minutes=10)
+# Wrong dates of birth at one download link, from any addresses, after which
+# the link is revoked: a date of birth is a small space to search.
+LINK_WRONG_BIRTH_DATE_LIMIT = 10
 UNKNOWN_ADDRESS = "0.0.0.0"  # noqa: S104 (a stored value, not a socket)
 
 
 # --- Rate limiting of public link pages -------------------------------------------------
 
 
+def _address(ip: str | None) -> str:
+    # An IPv6 client by its /64: one host holds them all.
+    return address_key(ip) or UNKNOWN_ADDRESS
+
+
 def link_attempts_exceeded(*, ip: str | None) -> bool:
-    """Whether the address `ip` (None: unknown) made LINK_ATTEMPT_LIMIT or more
-    failed attempts at download and sign-in links within LINK_ATTEMPT_WINDOW:
-    its next attempt is refused without being checked."""
+    """Whether the address `ip` (None: unknown; an IPv6 one counted by its
+    /64) made LINK_ATTEMPT_LIMIT or more failed attempts at download and
+    sign-in links within LINK_ATTEMPT_WINDOW: its next attempt is refused
+    without being checked."""
     since = timezone.now() - LINK_ATTEMPT_WINDOW
-    recent = LinkAttempt.objects.filter(ip=ip or UNKNOWN_ADDRESS, at__gte=since)
+    recent = LinkAttempt.objects.filter(ip=_address(ip), at__gte=since)
     return recent.count() >= LINK_ATTEMPT_LIMIT
 
 
 def link_attempt_record(*, ip: str | None) -> None:
     """Count one failure from this address (nothing about the patient is kept)."""
-    LinkAttempt.objects.create(ip=ip or UNKNOWN_ADDRESS)
+    LinkAttempt.objects.create(ip=_address(ip))
+
+
+@transaction.atomic
+def link_wrong_birth_date(*, link: DownloadLink, ip: str | None) -> bool:
+    """Count a wrong date of birth given at `link`, from `ip`. At the
+    LINK_WRONG_BIRTH_DATE_LIMITth, whatever the addresses, the link is
+    revoked (audited; staff see it revoked and send a new one). Whether it
+    was revoked now."""
+    # The link's row locked: two wrong answers at once are counted one after the other.
+    held = DownloadLink.objects.select_for_update().filter(pk=link.pk).first()
+    LinkAttempt.objects.create(ip=_address(ip), link=held)
+    if held is None or held.revoked_at is not None:
+        return False
+    wrong = LinkAttempt.objects.filter(link=link).count()
+    if wrong < LINK_WRONG_BIRTH_DATE_LIMIT:
+        return False
+    DownloadLink.objects.filter(pk=link.pk).update(revoked_at=timezone.now())
+    audit_log(
+        actor=None,
+        actor_label="system",
+        action=AuditAction.UPDATE,
+        obj=held,
+        patient_ref=link.patient.uuid,
+        changed_fields=["revoked_at", f"wrong_dates_of_birth={wrong}"],
+    )
+    return True
 
 
 def link_attempts_prune(*, older_than: timedelta = timedelta(days=1)) -> int:
     """Delete failed link attempts older than `older_than` (default a day, well
-    past the throttle's window); the number deleted. Run daily by beat."""
-    deleted, _rows = LinkAttempt.objects.filter(at__lt=timezone.now() - older_than).delete()
+    past the throttle's window); the number deleted. Wrong dates of birth at a
+    link that still opens are kept: a link has LINK_WRONG_BIRTH_DATE_LIMIT in
+    its life. Run daily by beat."""
+    now = timezone.now()
+    live = Q(link__revoked_at__isnull=True, link__expires_at__gt=now)
+    deleted, _rows = (
+        LinkAttempt.objects.filter(at__lt=now - older_than)
+        .filter(Q(link__isnull=True) | ~live)
+        .delete()
+    )
     return deleted
 
 

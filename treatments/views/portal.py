@@ -40,6 +40,7 @@ from treatments.services.aftercare import (
 from treatments.services.portal import (
     link_attempt_record,
     link_attempts_exceeded,
+    link_wrong_birth_date,
     portal_login_consume,
 )
 from treatments.views.documents import document_file_response, private_download
@@ -131,7 +132,17 @@ def link_open(request: HttpRequest, token: str) -> HttpResponseBase:
             render(request, "treatments/link_open.html", {"form": form}, status=400)
         )
     if form.cleaned_data["date_of_birth"] != link.patient.date_of_birth:
-        link_attempt_record(ip=ip)
+        if link_wrong_birth_date(link=link, ip=ip):
+            return _message(
+                request,
+                title=_("This link has been switched off"),
+                text=_(
+                    "The date of birth was entered wrongly too many times, so this link "
+                    "no longer works, to keep the document private. Please ask the clinic "
+                    "for a new link: reply to the clinic's email or give us a call."
+                ),
+                status=410,
+            )
         form.add_error(
             None,
             _(
