@@ -575,6 +575,25 @@ def test_a_course_whose_next_session_was_missed_goes_on_the_follow_up_list(
     assert clinic.patient.full_name in _courses_listed(client)
 
 
+def test_a_course_whose_last_booking_passed_unmarked_comes_back_on_the_list_the_next_day(
+    clinic: Clinic, frozen: time_machine.Coordinates, receptionist: User, client: Client
+) -> None:
+    course = _course(clinic, sessions=6)
+    book(clinic, NOW + timedelta(hours=1), course=course)
+    sign_in(client, receptionist)
+    assert clinic.patient.full_name not in _courses_listed(client)
+    # Nobody marks the session: the next morning it still counts as ahead...
+    frozen.move_to(NOW + timedelta(hours=20))
+    client.logout()
+    sign_in(client, receptionist)
+    assert clinic.patient.full_name not in _courses_listed(client)
+    # ...but six weeks on it no longer hides the course.
+    frozen.move_to(NOW + timedelta(days=42))
+    client.logout()
+    sign_in(client, receptionist)
+    assert clinic.patient.full_name in _courses_listed(client)
+
+
 def test_a_stopped_or_completed_course_is_not_on_the_follow_up_list(
     clinic: Clinic, frozen: time_machine.Coordinates, receptionist: User, client: Client
 ) -> None:

@@ -69,17 +69,27 @@ class CourseToBook:
     last_session_ended: datetime | None
 
 
-def courses_to_book() -> list[CourseToBook]:
+# A booked or arrived session still counts as ahead of its course until
+# the end of the day after it: the day's sessions are marked by then.
+UNMARKED_GRACE = timedelta(days=1)
+
+
+def courses_to_book(*, now: datetime | None = None) -> list[CourseToBook]:
     """Reception's list of courses whose next session is not booked.
 
     Derived from the courses themselves whenever it is read, so any change
     (a session completed, the later ones cancelled, a no-show, a move) shows
     at once: a course is listed while it runs (status active), fewer sessions
-    are completed than planned, and none of its bookings is still booked or
-    arrived. Longest waiting first, at most LOG_LIMIT; one query.
+    are completed than planned, and none of its bookings is booked or arrived
+    for later than UNMARKED_GRACE before `now` (aware, default the current
+    time): a session long past that nobody marked does not hide the course.
+    Longest waiting first, at most LOG_LIMIT; one query.
     """
+    now = now or timezone.now()
     ahead = Booking.objects.filter(
-        course=OuterRef("pk"), status__in=(BookingStatus.BOOKED, BookingStatus.ARRIVED)
+        course=OuterRef("pk"),
+        status__in=(BookingStatus.BOOKED, BookingStatus.ARRIVED),
+        starts_at__gt=now - UNMARKED_GRACE,
     )
     completed = Q(bookings__status=BookingStatus.COMPLETED)
     courses = (
