@@ -85,6 +85,7 @@ CHANGES = {
 # Forms that write nothing themselves, or carry their versions otherwise; and why.
 OTHERS = {
     "clinic.forms.TokenForm": "a sign-in code",
+    "clinic.views.SignInLockLiftForm": "lifts a sign-in lock: sent again, nothing is left to lift",
     "clinic.forms.AuditFilterForm": "filters a list",
     "patients.forms.PatientSearchForm": "a search",
     "patients.forms.PhotoCompareForm": "chooses two photos to show",
