@@ -24,9 +24,11 @@ The standard ``age`` command decrypts an archive: ``age -d -i key.txt``.
 Restoring decrypts as it reads (the private key from a file, or standard
 input: never from the server's settings), checks every checksum before
 touching anything, refuses a database or media folder that is not empty
-unless forced, and loads the dump as the owner role in one transaction
-(``psql --single-transaction``) that ends by checking each table's row count
-against the manifest: on any error nothing is changed. It then grants the
+unless forced, refuses a database other sessions are connected to (the clinic
+still running) unless told to end them, and loads the dump as the owner role
+in one transaction (``psql --single-transaction``, with a lock timeout: a lock
+held elsewhere ends it rather than stalls it) that ends by checking each
+table's row count against the manifest: on any error nothing is changed. It then grants the
 application role its rights (clinic/dbroles.py), puts the media files in
 place and writes the audit chain's head (``AUDIT_CHAIN_HEAD_FILE``) as it was
 in the archive's snapshot, so that ``manage.py audit_verify`` checks the
@@ -56,6 +58,7 @@ import sys
 import tarfile
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, tzinfo
@@ -93,6 +96,14 @@ RESTORE_STAGING_PREFIX = ".clinic-restore-"
 _CHUNK = 1024 * 1024
 _MANIFEST_MAX_BYTES = 256 * 1024 * 1024
 _HEX64 = re.compile(r"[0-9a-f]{64}")
+# How long the restore's transaction waits for a lock another session holds
+# before it gives up and rolls back: it never waits without a word, and while
+# it waits the clinic's own queries on that table queue behind it.
+RESTORE_LOCK_TIMEOUT = "10s"
+# How long a restore with --force-disconnect waits for the sessions it ended to go.
+_SESSIONS_END_WAIT_SECONDS = 10.0
+# What the operator stops before a restore (docs/user-guide.md).
+_STOP_THE_CLINIC = "docker compose stop web worker beat"
 
 # Libpq's connection keywords, as Django's OPTIONS may carry them, and the
 # environment variable each program of the PostgreSQL client reads it from.
@@ -974,11 +985,13 @@ def restore(
     audit_head_file: str | None,
     identities: Sequence[x25519.Identity] = (),
     force: bool = False,
+    disconnect: bool = False,
     say: Callable[[str], None] = lambda message: None,
 ) -> RestoreResult:
     """Restore `archive` into `database` (a Django settings dict of the role that
     owns the schema) and `media_root`, decrypting it with `identities` if it is
-    an age file; see the module's docstring."""
+    an age file; see the module's docstring. Other sessions connected to the
+    database refuse the restore, or with `disconnect` are ended first."""
     if not archive.is_file():
         raise BackupError(f"No archive at {archive}.")
     if archive_encrypted(archive):
@@ -998,6 +1011,7 @@ def restore(
                 f"The media folder {media_root} is not empty: it has {len(files_there)} "
                 "files. A restore replaces them; run again with --force to do so."
             )
+    _other_sessions_end(params, disconnect=disconnect, say=say)
     media_root.mkdir(parents=True, exist_ok=True)
     staging = media_root / f"{RESTORE_STAGING_PREFIX}{secrets.token_hex(6)}"
     staging.mkdir(mode=0o700)
@@ -1027,6 +1041,133 @@ def restore(
         audit_head=(int(head["seq"]), str(head["chain_hash"])) if head else None,
         created_at=manifest.created_at,
     )
+
+
+@dataclass(frozen=True)
+class Session:
+    """Another session connected to the database: who, never what it runs."""
+
+    pid: int
+    user: str
+    application: str
+    address: str | None
+    may_end: bool
+
+    def __str__(self) -> str:
+        return (
+            f"{self.user or '?'} ({self.application or 'no application name'}, "
+            f"{self.address or 'local or not shown'})"
+        )
+
+
+# Client sessions on the current database other than our own. A role without
+# the privileges of a session's role (nor pg_read_all_stats) sees its role and
+# application name but neither its address nor its backend type. `may_end`: what
+# pg_terminate_backend allows, a superuser's session to a superuser only, any
+# other to a member of its role or of pg_signal_backend.
+_OTHER_SESSIONS_SQL = """
+    SELECT a.pid, coalesce(a.usename, ''), coalesce(a.application_name, ''),
+           CASE WHEN pg_has_role(a.usesysid, 'USAGE')
+                     OR pg_has_role('pg_read_all_stats', 'USAGE')
+                THEN host(a.client_addr) END,
+           CASE WHEN r.rolsuper
+                THEN (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)
+                ELSE pg_has_role(a.usesysid, 'USAGE') OR pg_has_role('pg_signal_backend', 'USAGE')
+           END
+    FROM pg_stat_activity a JOIN pg_roles r ON r.oid = a.usesysid
+    WHERE a.datname = current_database() AND a.pid <> pg_backend_pid()
+      AND coalesce(a.backend_type, 'client backend') = 'client backend'
+    ORDER BY a.pid
+"""
+
+
+def other_sessions(conn: psycopg.Connection[Any]) -> list[Session]:
+    """The other client sessions connected to `conn`'s database."""
+    return [
+        Session(pid=row[0], user=row[1], application=row[2], address=row[3], may_end=row[4])
+        for row in conn.execute(_OTHER_SESSIONS_SQL).fetchall()
+    ]
+
+
+def _sessions_listed(sessions: Sequence[Session], most: int = 10) -> str:
+    listed = "; ".join(str(session) for session in sessions[:most])
+    if len(sessions) > most:
+        listed += f"; and {len(sessions) - most} more"
+    return listed
+
+
+def _other_sessions_end(
+    params: dict[str, str], *, disconnect: bool, say: Callable[[str], None]
+) -> None:
+    """Refuse a restore while other sessions are connected to the database (the
+    clinic still running: its open transactions' locks would hold the load up,
+    and its queries would then queue behind the load), or, with `disconnect`,
+    end them if this role may."""
+    name = params.get("dbname", "?")
+    role = params.get("user", "?")
+    with _connect(params, autocommit=True) as conn:
+        sessions = other_sessions(conn)
+        if not sessions:
+            return
+        count = f"{len(sessions)} other session{'s' if len(sessions) != 1 else ''}"
+        listed = _sessions_listed(sessions)
+        stop = (
+            f"Stop the clinic's web server, worker and beat first ({_STOP_THE_CLINIC}) "
+            "and run the restore again"
+        )
+        if not disconnect:
+            raise BackupError(
+                f"{count} connected to the database {name}: {listed}. A restore needs the "
+                f"database to itself. {stop}, or add --force-disconnect to end them. "
+                "Nothing was changed."
+            )
+        refused = [session for session in sessions if not session.may_end]
+        if refused:
+            raise BackupError(
+                f"{count} connected to the database {name}: {listed}. --force-disconnect "
+                f"was given, but the role {role} may not end {len(refused)} of them "
+                f"({_sessions_listed(refused)}): PostgreSQL lets a role end only its own "
+                "role's sessions unless it is a superuser or a member of pg_signal_backend. "
+                f"{stop}. Nothing was changed."
+            )
+        pids = [session.pid for session in sessions]
+        try:
+            for pid in pids:
+                conn.execute("SELECT pg_terminate_backend(%s)", [pid])
+        except psycopg.errors.InsufficientPrivilege as error:
+            raise BackupError(
+                f"--force-disconnect: the role {role} may not end the sessions connected to "
+                f"the database {name} ({str(error).strip()}). {stop}. Nothing was changed."
+            ) from error
+        deadline = time.monotonic() + _SESSIONS_END_WAIT_SECONDS
+        while True:
+            left = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s)", [pids]
+            ).fetchone()
+            if not left or not left[0]:
+                break
+            if time.monotonic() > deadline:
+                raise BackupError(
+                    f"--force-disconnect: {left[0]} of the sessions connected to the database "
+                    f"{name} did not end within {_SESSIONS_END_WAIT_SECONDS:g} seconds. "
+                    f"{stop}. Nothing was changed."
+                )
+            time.sleep(0.1)
+    say(
+        f"Ended {count} connected to the database {name}: {listed}. If the clinic is still "
+        f"running it connects again: stop it ({_STOP_THE_CLINIC})."
+    )
+
+
+def _lock_timeout_set(script: Path, out: Path) -> None:
+    """Copy pg_restore's script, whose header turns the lock timeout off, with ours."""
+    with script.open() as source, out.open("w") as target:
+        for line in source:
+            target.write(
+                f"SET lock_timeout = '{RESTORE_LOCK_TIMEOUT}';\n"
+                if line.strip() == "SET lock_timeout = 0;"
+                else line
+            )
 
 
 # Run first in the restore's transaction with --force: everything of the
@@ -1123,8 +1264,14 @@ def _database_load(
         env,
         "pg_restore",
     )
+    loaded = work / "restore-timed.sql"
+    _lock_timeout_set(script, loaded)
+    script.unlink()
     first = work / "first.sql"
-    first.write_text(_SCHEMA_EMPTY_SQL if replace else "SELECT 1;\n")
+    first.write_text(
+        f"SET lock_timeout = '{RESTORE_LOCK_TIMEOUT}';\n"
+        + (_SCHEMA_EMPTY_SQL if replace else "SELECT 1;\n")
+    )
     last = work / "last.sql"
     last.write_text(_row_count_check_sql(manifest.tables))
     try:
@@ -1137,13 +1284,22 @@ def _database_load(
                 "--set=ON_ERROR_STOP=1",
                 "--single-transaction",
                 f"--file={first}",
-                f"--file={script}",
+                f"--file={loaded}",
                 f"--file={last}",
             ],
             env,
             "Loading the dump",
         )
     except BackupError as error:
+        if "due to lock timeout" in str(error):
+            raise BackupError(
+                f"Another session holds a lock on a table of the database "
+                f"{params.get('dbname', '?')} (the clinic still running?): the restore waited "
+                f"{RESTORE_LOCK_TIMEOUT} for it and gave up. Nothing was changed in the "
+                "database (the load was rolled back) nor in the media folder. Stop the "
+                f"clinic's web server, worker and beat ({_STOP_THE_CLINIC}) and run the "
+                f"restore again.\n{error}"
+            ) from error
         raise BackupError(
             f"{error}\nNothing was changed in the database: the restore runs in one "
             "transaction, rolled back on the first error. The media folder was not touched."

@@ -42,7 +42,9 @@ from clinic.backup import (
     MANIFEST_SUM_MEMBER,
     ArchiveDamagedError,
     BackupError,
+    _database_load,
     archive_name,
+    archive_verify,
     archives,
     archives_prune,
     archives_to_keep,
@@ -411,6 +413,112 @@ def test_a_restore_over_a_database_or_media_that_is_not_empty_needs_force(
     # Read through the clinic's own connection: the application role's rights are back.
     assert not Patient.objects.filter(first_name="Afterwards").exists()
     assert Patient.objects.count() == len(before["patients_patient"])
+
+
+@contextlib.contextmanager
+def a_lock_held(
+    settings_dict: dict[str, Any], application_name: str = "clinic-web"
+) -> Iterator[psycopg.Connection[Any]]:
+    """A session of the running clinic, its transaction left open on a read of
+    patients_patient. Should a restore wait for it anyway, it is ended after
+    30 seconds, and the restore then goes through: the test fails, not hangs."""
+    params = connection_params(settings_dict)
+    with psycopg.connect(
+        make_conninfo("", **params), application_name=application_name, autocommit=True
+    ) as holder:
+        holder.execute("SET idle_in_transaction_session_timeout = '30s'")
+        holder.execute("BEGIN")
+        holder.execute("SELECT 1 FROM patients_patient LIMIT 1")
+        yield holder
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_restore_while_the_clinic_is_connected_is_refused_and_changes_nothing(
+    archive: Path, seeded_clinic: Path
+) -> None:
+    before = table_rows()
+    files = file_sums(seeded_clinic)
+    app_role = application_user()
+    with a_lock_held(connection.settings_dict) as holder:
+        with pytest.raises(CommandError) as refused:
+            call_command("restore", str(archive), "--force", stdout=io.StringIO())
+        message = str(refused.value)
+        assert "1 other session connected to the database" in message
+        assert f"{app_role} (clinic-web, " in message
+        assert "docker compose stop web worker beat" in message
+        assert "--force-disconnect" in message
+        assert "SELECT" not in message, "never the session's query"
+        # The clinic's session goes on as it was.
+        assert holder.execute("SELECT count(*) FROM patients_patient").fetchone() == (
+            len(before["patients_patient"]),
+        )
+        holder.execute("COMMIT")
+    assert table_rows() == before
+    assert file_sums(seeded_clinic) == files
+
+
+@pytest.mark.django_db(transaction=True)
+def test_force_disconnect_ends_the_clinics_sessions_and_restores(
+    archive: Path, seeded_clinic: Path
+) -> None:
+    before = table_rows()
+    PatientFactory(first_name="Afterwards")
+    with a_lock_held(connection.settings_dict) as holder:
+        out = io.StringIO()
+        call_command("restore", str(archive), "--force", "--force-disconnect", stdout=out)
+        assert "Ended 1 other session connected to the database" in out.getvalue()
+        assert "Restored" in out.getvalue()
+        with pytest.raises(psycopg.OperationalError):
+            holder.execute("SELECT 1")
+    assert table_rows() == before
+
+
+@pytest.mark.django_db(transaction=True)
+def test_force_disconnect_refuses_sessions_the_role_may_not_end(
+    archive: Path, empty_database: str, tmp_path: Path
+) -> None:
+    """The application role may not end the owner's sessions (nor may, in
+    production, the owner role end the application role's)."""
+    app_settings = dict(connection.settings_dict, NAME=empty_database)
+    with owner_connect(empty_database) as holder:
+        holder.execute("SET application_name = 'psql'")
+        with pytest.raises(BackupError, match=r"(?s)may not end 1 of them.*pg_signal_backend"):
+            restore(
+                archive=archive,
+                database=app_settings,
+                media_root=tmp_path / "restored-media",
+                application_role=None,
+                audit_head_file=None,
+                disconnect=True,
+            )
+        assert holder.execute("SELECT 1").fetchone() == (1,), "still connected"
+    assert table_rows(empty_database) == {}
+    assert file_sums(tmp_path / "restored-media") == {}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_lock_taken_after_the_check_ends_the_load_and_rolls_it_back(
+    archive: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A session that connects between the check and the load: the load's
+    lock timeout ends it with a message, never a silent wait."""
+    monkeypatch.setattr("clinic.backup.RESTORE_LOCK_TIMEOUT", "1s")
+    before = table_rows()
+    dump = tmp_path / "database.dump"
+    manifest = archive_verify(archive, dump_to=dump, media_to=tmp_path / "staged")
+    work = tmp_path / "work"
+    work.mkdir()
+    params = connection_params(owner_settings())
+    with (
+        a_lock_held(connection.settings_dict),
+        pytest.raises(
+            BackupError,
+            match=r"(?s)holds a lock on a table.*waited 1s.*Nothing was changed.*"
+            r"docker compose stop web worker beat",
+        ),
+    ):
+        _database_load(params, dump, manifest, work, replace=True)
+    assert table_rows() == before
 
 
 # --- Retention and schedule -------------------------------------------------------------

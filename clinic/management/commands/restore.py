@@ -29,8 +29,9 @@ class Command(BaseCommand):
         "with --identity, the private key, if it is encrypted), then restores "
         "it into an empty database (as the owner role, DATABASE_OWNER_URL, in one transaction) "
         "and an empty media folder, grants the application role its rights and writes the "
-        "audit chain's head. Refuses a damaged archive, and a database or media folder that "
-        "is not empty unless --force."
+        "audit chain's head. Refuses a damaged archive, a database or media folder that "
+        "is not empty unless --force, and a database other sessions are connected to (the "
+        "clinic still running) unless --force-disconnect."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -52,6 +53,16 @@ class Command(BaseCommand):
             help=(
                 "Replace what the database and the media folder hold: every table, and every "
                 "media file, is deleted and the archive's put in their place."
+            ),
+        )
+        parser.add_argument(
+            "--force-disconnect",
+            action="store_true",
+            help=(
+                "End the other sessions connected to the database (the clinic's web server, "
+                "worker and beat) instead of refusing; the owner role must be allowed to "
+                "(a superuser, or a member of pg_signal_backend). Better: stop them first "
+                "(docker compose stop web worker beat)."
             ),
         )
         parser.add_argument(
@@ -78,11 +89,23 @@ class Command(BaseCommand):
                     f"{len(manifest.media)} media files."
                 )
                 return
-            self._restore(archive, identities=identities, force=options["force"])
+            self._restore(
+                archive,
+                identities=identities,
+                force=options["force"],
+                disconnect=options["force_disconnect"],
+            )
         except BackupError as error:
             raise CommandError(str(error)) from error
 
-    def _restore(self, archive: Path, *, identities: list[x25519.Identity], force: bool) -> None:
+    def _restore(
+        self,
+        archive: Path,
+        *,
+        identities: list[x25519.Identity],
+        force: bool,
+        disconnect: bool,
+    ) -> None:
         database = dict(connections["default"].settings_dict)
         application_role = application_user()
         owner = owner_credentials()
@@ -105,6 +128,7 @@ class Command(BaseCommand):
             audit_head_file=settings.AUDIT_CHAIN_HEAD_FILE,
             identities=identities,
             force=force,
+            disconnect=disconnect,
             say=self.stdout.write,
         )
         head = (
