@@ -26,7 +26,13 @@ logger = logging.getLogger(__name__)
 
 
 class SMSError(Exception):
-    """A text message was not accepted."""
+    """A text message was not accepted. `status`: the provider's HTTP status
+    code when it answered one. The text is the backend's own words, never
+    the provider's answer (which may echo the message, name or number)."""
+
+    def __init__(self, message: str = "", *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class TransientSMSError(SMSError):
@@ -90,7 +96,8 @@ class HttpBackend:
 
     Request: {"to", "from", "body"} with an `Idempotency-Key` header. Answer:
     2xx with {"id": "..."}. 429 and 5xx and timeouts are transient; other 4xx
-    are permanent, with the provider's reason when it gives one. `url`,
+    are permanent, with the status code alone: the provider's own answer is
+    never read into an error (it may echo the message, a name, the number). `url`,
     `token`, `sender` and `timeout` (seconds, for the connection and each
     read) default to SMS_PROVIDER_URL, SMS_PROVIDER_TOKEN, SMS_SENDER and
     SMS_TIMEOUT_SECONDS. The certificate is checked against the system's
@@ -120,8 +127,8 @@ class HttpBackend:
         provider's id. Raises TransientSMSError for 429, 5xx, a timeout (each
         wait at most `timeout` seconds), a refused or dropped connection, an
         unverifiable certificate or a broken answer; PermanentSMSError for
-        any other 4xx, with the provider's reason (up to 200 characters, as it
-        gives it); the backend's own texts never hold the number."""
+        any other 4xx. Each error carries the HTTP status (`status`) and the
+        backend's own words only: never the number, never the provider's text."""
         data = json.dumps({"to": to, "from": self.sender, "body": body}).encode()
         request = urllib.request.Request(  # noqa: S310 (https only, checked in __init__)
             self.url,
@@ -138,10 +145,11 @@ class HttpBackend:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
                 raw = response.read(65536)
         except urllib.error.HTTPError as error:
-            reason = _reason(error)
-            if error.code == 429 or error.code >= 500:
-                raise TransientSMSError(f"provider answered {error.code}{reason}") from error
-            raise PermanentSMSError(f"provider refused ({error.code}){reason}") from error
+            code = error.code
+            error.close()  # its body is the provider's words: not read, not kept
+            if code == 429 or code >= 500:
+                raise TransientSMSError(f"provider answered {code}", status=code) from None
+            raise PermanentSMSError(f"provider refused ({code})", status=code) from None
         except TimeoutError as error:
             raise TransientSMSError("provider did not answer in time") from error
         except urllib.error.URLError as error:
@@ -163,12 +171,3 @@ class HttpBackend:
             # Accepted without an id: still sent; fall back to our key.
             message_id = f"http-{idempotency_key}"
         return message_id[:200]
-
-
-def _reason(error: urllib.error.HTTPError) -> str:
-    try:
-        detail = json.loads(error.read(4096) or b"{}")
-    except (ValueError, OSError):
-        return ""
-    message = detail.get("error") or detail.get("message") if isinstance(detail, dict) else None
-    return f": {str(message)[:200]}" if message else ""

@@ -41,7 +41,9 @@ def test_reception_reads_the_delivery_log_and_the_follow_up_list(
             due_at=timezone.now() - timedelta(minutes=1)
         )
     reminders_dispatch_batch(
-        backend=RecordingBackend([PermanentSMSError("provider refused (400): invalid number")])
+        backend=RecordingBackend(
+            [PermanentSMSError("provider refused (400): invalid number", status=400)]
+        )
     )
     assert Reminder.objects.filter(status=ReminderStatus.FAILED).count() == 1
 
@@ -66,6 +68,6 @@ def test_reception_reads_the_delivery_log_and_the_follow_up_list(
     page.goto(live_server.url + reverse("treatments:reminder_followups"))
     failed = page.get_by_test_id("followup-failed")
     expect(failed).to_contain_text("Nora Quill")
-    expect(failed).to_contain_text("invalid number")
+    expect(failed).to_contain_text("Refused by the SMS provider (400)")
     screenshot(page, "reminder-followups-tablet.png")
     assert not tab.errors

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -24,8 +24,11 @@ from django.db import connection, transaction
 from django.test import override_settings
 from django.utils import timezone
 
+from patients.models import Patient
 from tests.factories import PatientFactory
+from tests.treatments import test_reminders as http_provider
 from tests.treatments import test_reminders_support as support
+from tests.treatments.test_reminders import _Provider
 from tests.treatments.test_reminders_support import (
     Clinic,
     RecordingBackend,
@@ -40,9 +43,12 @@ from treatments.services.reminders import (
     reminders_dispatch_batch,
     reminders_dispatch_due,
 )
+from treatments.sms import HttpBackend
 
 clinic = support.clinic
 silent_smtp = support.silent_smtp
+certificate = http_provider.certificate
+provider = http_provider.provider
 pytestmark = pytest.mark.django_db(transaction=True)
 
 # A Monday in November: London on GMT, clinic open, outside quiet hours.
@@ -284,3 +290,125 @@ def test_every_task_has_time_limits_and_the_lease_outlasts_the_dispatchers() -> 
     # Every other task (the PDF renders among them) has the generous defaults.
     render = app.tasks["treatments.aftercare_render"]
     assert (render.soft_time_limit, render.time_limit) == (300, 360)
+
+
+# --- What changed between the claim and the send ------------------------------------------
+
+
+class _ChangesOnFirstSend(RecordingBackend):
+    """Records every send; the first one, while the batch is out on the
+    network, runs `change` (reception cancelling another booking, say)."""
+
+    def __init__(self, change: Callable[[], object]) -> None:
+        super().__init__()
+        self.change: Callable[[], object] | None = change
+
+    def send(self, *, to: str, body: str, idempotency_key: str) -> str:
+        if self.change is not None:
+            change, self.change = self.change, None
+            change()
+        return super().send(to=to, body=body, idempotency_key=idempotency_key)
+
+
+@pytest.mark.parametrize("what", ["cancelled", "moved", "preferences"])
+def test_a_reminder_whose_booking_changed_after_the_claim_is_not_sent(
+    clinic: Clinic, frozen: time_machine.Coordinates, what: str
+) -> None:
+    first_patient, second_patient = (
+        PatientFactory(reminder_channel="sms", consents_to_messages=True) for _ in range(2)
+    )
+    first = book(clinic, local(THURSDAY, 9, 50), patient=first_patient)
+    second = book(clinic, local(THURSDAY, 10), patient=second_patient)
+    frozen.move_to(local(date(2026, 11, 3), 10, 1))
+    changes: dict[str, Callable[[], object]] = {
+        "cancelled": lambda: support.cancel(clinic, second),
+        "moved": lambda: support.move(clinic, second, local(date(2026, 11, 6), 10)),
+        "preferences": lambda: Patient.objects.filter(pk=second_patient.pk).update(
+            reminder_channel="none"
+        ),
+    }
+    backend = _ChangesOnFirstSend(changes[what])
+    result = reminders_dispatch_batch(backend=backend)
+    assert (result.claimed, result.sent) == (2, 1)
+    sent = Reminder.objects.get(booking=first, lead_minutes=48 * 60)
+    assert [s["key"] for s in backend.sent] == [str(sent.uuid)]
+    assert sent.status == ReminderStatus.SENT
+    held = Reminder.objects.get(
+        booking=second, lead_minutes=48 * 60, slot_starts_at=local(THURSDAY, 10)
+    )
+    assert held.status == ReminderStatus.CANCELLED
+    assert held.claimed_until is None
+    assert held.sent_at is None
+
+
+# --- The provider's words are never kept ----------------------------------------------------
+
+LEAKY = {"error": "Cannot deliver 'Your visit, Nora Quill' to +447911123456"}
+
+
+def test_a_refusal_is_stored_in_our_words_never_the_providers(
+    clinic: Clinic,
+    frozen: time_machine.Coordinates,
+    provider: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    patient = PatientFactory(
+        first_name="Nora", last_name="Quill", phone="+447911123456", reminder_channel="sms"
+    )
+    booking = book(clinic, local(THURSDAY, 10), patient=patient)
+    frozen.move_to(local(date(2026, 11, 3), 10, 1))
+    _Provider.answers = [(400, LEAKY, 0), (503, LEAKY, 0)]
+    backend = HttpBackend(url=provider, token="t", timeout=2)
+    with caplog.at_level("DEBUG"):
+        result = reminders_dispatch_batch(backend=backend)
+    assert result.failed == 1
+    failed = Reminder.objects.get(booking=booking, lead_minutes=48 * 60)
+    assert failed.error == "Refused by the SMS provider (400)"
+    # A transient answer says as little.
+    again = book(clinic, local(THURSDAY, 11), patient=patient)
+    frozen.move_to(local(date(2026, 11, 3), 11, 1))
+    with caplog.at_level("DEBUG"):
+        assert reminders_dispatch_batch(backend=backend).retried == 1
+    retried = Reminder.objects.get(booking=again, lead_minutes=48 * 60)
+    assert retried.error == "SMS provider unavailable (503)"
+    for text in (failed.error, retried.error, caplog.text):
+        assert "Nora" not in text
+        assert "Quill" not in text
+        assert "7911" not in text
+
+
+# --- A worker stopped mid-batch -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stop", [KeyboardInterrupt, SystemExit])
+def test_a_worker_stopped_mid_batch_gives_back_what_it_did_not_try(
+    clinic: Clinic, frozen: time_machine.Coordinates, stop: type[BaseException]
+) -> None:
+    texted = PatientFactory(reminder_channel="sms")
+    bookings = [
+        book(clinic, local(THURSDAY, 10) + timedelta(minutes=20 * index), patient=texted)
+        for index in range(3)
+    ]
+    frozen.move_to(local(date(2026, 11, 3), 11))
+    backend = RecordingBackend()
+    original = backend.send
+    calls: list[str] = []
+
+    def send(**kwargs: Any) -> str:
+        calls.append(kwargs["idempotency_key"])
+        if len(calls) == 2:
+            raise stop()
+        return original(**kwargs)
+
+    backend.send = send  # type: ignore[method-assign]
+    with pytest.raises(stop):
+        reminders_dispatch_batch(backend=backend)
+    first, second, third = (Reminder.objects.get(booking=b, lead_minutes=48 * 60) for b in bookings)
+    assert (first.status, first.attempts) == ("sent", 1)
+    # Its outcome unknown: tried again later, under the same key.
+    assert (second.status, second.attempts, second.claimed_until) == ("planned", 1, None)
+    assert second.due_at > timezone.now()
+    # Never tried: planned again at once, no attempt counted.
+    assert (third.status, third.attempts, third.claimed_until) == ("planned", 0, None)
+    assert third.due_at == third.intended_at
+    assert reminders_dispatch_batch(backend=backend).sent == 1  # the third, at once

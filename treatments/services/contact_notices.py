@@ -175,8 +175,12 @@ def contact_notices_dispatch(
     NOTICE_MAX_ATTEMPTS tries; a permanent one (an address refused) marks
     the row failed at once. Raises a database error when the database is
     unreachable, and SoftTimeLimitExceeded when the task's soft time limit
-    strikes, after recording every notice of the batch. Logs ids and
-    counts, never an address.
+    strikes or the worker is stopped (KeyboardInterrupt, SystemExit), after
+    recording every notice of the batch (those not tried owed again at
+    once). Each notice is read again just before it goes and sent only
+    while still "sending" under this dispatch's lease. Errors recorded are
+    our own words (a status code, a kind of failure), never what a provider
+    answered. Logs ids and counts, never an address.
     """
     result = NoticeResult()
     now = now or timezone.now()
@@ -189,15 +193,13 @@ def contact_notices_dispatch(
     try:
         for index, row in enumerate(rows):
             try:
+                if not _still_ours(row, leases[row.pk]):
+                    continue  # taken by another dispatch since the claim: not sent, not recorded
                 _send(row, mail=mail, backend=backend)
             except SoftTimeLimitExceeded:
                 _retry_or_fail(row, "time limit", now=timezone.now(), result=result)
                 done.append(row)
-                for untried in rows[index + 1 :]:
-                    untried.notice_status = ContactNoticeStatus.PENDING
-                    untried.notice_attempts -= 1
-                    untried.notice_due_at = None
-                    done.append(untried)
+                done.extend(_give_back(rows[index + 1 :]))
                 raise
             except DeliveryError as error:
                 if error.transient:
@@ -212,6 +214,13 @@ def contact_notices_dispatch(
                     "Contact change notice %s not sent: %s", row.uuid, failure_text(error)
                 )
                 _retry_or_fail(row, failure_text(error), now=timezone.now(), result=result)
+            except BaseException as error:
+                # The worker is stopping (KeyboardInterrupt, SystemExit): this
+                # notice is tried again later, the untried ones given back now.
+                _retry_or_fail(row, failure_text(error), now=timezone.now(), result=result)
+                done.append(row)
+                done.extend(_give_back(rows[index + 1 :]))
+                raise
             else:
                 row.notice_status = ContactNoticeStatus.SENT
                 row.notice_due_at = None
@@ -224,6 +233,23 @@ def contact_notices_dispatch(
     if result.failed:
         logger.warning("Contact change notices failed: %s", result.failed)
     return result
+
+
+def _still_ours(row: ContactChange, lease: datetime | None) -> bool:
+    """Just before a notice goes: one small read, no transaction held, that
+    the row is still "sending" under this dispatch's lease."""
+    return ContactChange.objects.filter(
+        pk=row.pk, notice_status=ContactNoticeStatus.SENDING, notice_due_at=lease
+    ).exists()
+
+
+def _give_back(rows: list[ContactChange]) -> list[ContactChange]:
+    """Claimed notices not tried: owed again at once, the claim's attempt not counted."""
+    for untried in rows:
+        untried.notice_status = ContactNoticeStatus.PENDING
+        untried.notice_attempts = max(untried.notice_attempts - 1, 0)
+        untried.notice_due_at = None
+    return rows
 
 
 def _record(rows: list[ContactChange], leases: dict[int, datetime | None]) -> None:

@@ -15,7 +15,13 @@ and no row is locked then. Each batch is three steps:
    SMS_TIMEOUT_SECONDS). Whatever one row raises is that row's failure:
    recorded by kind (the exception's class name, never its text, which may
    hold an address), backed off and retried, while the rest of the batch
-   goes on. Rows not reached before the tick's deadline are given back.
+   goes on. Just before each message, one small read (outside any
+   transaction) checks that the row is still "sending" under this lease and
+   that what it is about still stands (the booking still booked at the same
+   time, the patient's preferences the same): a booking cancelled, moved or
+   marked meanwhile cancels its "sending" rows too, and sends nothing. Rows
+   not reached before the tick's deadline, or when the worker is stopped,
+   are given back.
 3. Record, in a second short transaction: one UPDATE of the batch, applied
    only to rows still held under the lease this tick set.
 
@@ -61,7 +67,13 @@ from treatments.models import (
 )
 from treatments.services.reminders.planning import booking_cancel_reason, patient_channel
 from treatments.services.reminders.quiet_hours import in_quiet_hours, quiet_hours_end_after
-from treatments.sms import PermanentSMSError, SMSBackend, TransientSMSError, get_backend
+from treatments.sms import (
+    PermanentSMSError,
+    SMSBackend,
+    SMSError,
+    TransientSMSError,
+    get_backend,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -155,17 +167,32 @@ def send_sms(backend: SMSBackend, *, to: str, body: str, idempotency_key: str) -
     most SMS_TIMEOUT_SECONDS). Returns the provider's message id.
 
     Raises DeliveryError: transient for TransientSMSError, permanent for
-    PermanentSMSError, with the backend's own text (a status code, the
-    provider's reason; backends never put the number in it).
+    PermanentSMSError. Its text is ours alone: the HTTP status code the
+    provider answered, or the kind of failure; never the error's own text,
+    which may carry what the provider echoed (the message, a name, the
+    number).
     """
     try:
         return backend.send(to=to, body=body, idempotency_key=idempotency_key)
     except TransientSMSError as error:
-        raise DeliveryError(str(error), transient=True) from error
+        raise DeliveryError(
+            _("SMS provider unavailable (%(why)s)") % {"why": _sms_failure_kind(error)},
+            transient=True,
+        ) from error
     except PermanentSMSError as error:
         raise DeliveryError(
-            str(error) or _("The text message was refused."), transient=False
+            _("Refused by the SMS provider (%(why)s)") % {"why": _sms_failure_kind(error)},
+            transient=False,
         ) from error
+
+
+def _sms_failure_kind(error: SMSError) -> str:
+    """The HTTP status code of an SMS failure, or else the class name of
+    what caused it (a timeout, a refused connection). Raises nothing."""
+    status = getattr(error, "status", None)
+    if isinstance(status, int):
+        return str(status)
+    return type(error.__cause__ or error).__name__
 
 
 def _context(reminder: Reminder) -> dict[str, object]:
@@ -440,24 +467,83 @@ def _claim(
     return to_send, {reminder.pk: lease_until for reminder in to_send}
 
 
+def _recheck(reminder: Reminder, *, lease: datetime, now: datetime) -> tuple[str, str] | None:
+    """Just before `reminder` goes: one small read, no transaction held.
+    ("gone", "") when the row is no longer "sending" under this tick's lease
+    (cancelled with its booking, taken by another tick): it is neither sent
+    nor recorded. ("cancel", reason) when what it is about changed since the
+    claim (the booking cancelled, moved or marked, the patient's message
+    preferences changed). None to send, to the patient's current address."""
+    fresh = (
+        Reminder.objects.filter(pk=reminder.pk, status=ReminderStatus.SENDING, claimed_until=lease)
+        .values(
+            "booking__status",
+            "booking__starts_at",
+            "allergy_test__read_at",
+            "course__status",
+            "patient__consents_to_messages",
+            "patient__reminder_channel",
+            "patient__email",
+            "patient__phone",
+        )
+        .first()
+    )
+    if fresh is None:
+        return "gone", ""
+    if reminder.booking is not None:
+        reminder.booking.status = fresh["booking__status"]
+        reminder.booking.starts_at = fresh["booking__starts_at"]
+    if reminder.allergy_test is not None:
+        reminder.allergy_test.read_at = fresh["allergy_test__read_at"]
+    if reminder.course is not None:
+        reminder.course.status = fresh["course__status"]
+    patient = reminder.patient
+    patient.consents_to_messages = fresh["patient__consents_to_messages"]
+    patient.reminder_channel = fresh["patient__reminder_channel"]
+    patient.email = fresh["patient__email"]
+    patient.phone = fresh["patient__phone"]
+    verdict = _why_not_now(reminder, now=now, booked_courses=set())
+    if verdict is not None and verdict[0] == "cancel":
+        return verdict
+    return None
+
+
 def _send_all(
     rows: list[Reminder],
     *,
+    leases: dict[int, datetime],
+    now: datetime,
     backend: SMSBackend,
     mail_connection: Any,
     deadline: float | None,
     result: DispatchResult,
+    gone: set[int],
 ) -> None:
     """Step 2: send each leased row, no transaction open; set each row's
-    outcome on the object. A soft time limit stops the batch: the row being
-    sent counts as a failed try, the rows not reached are given back, and
-    the exception goes on once step 3 has recorded all of it."""
+    outcome on the object. Each row is read again just before it goes
+    (_recheck): one cancelled since the claim is not sent, and one no longer
+    ours is added to `gone` (not recorded). A soft time limit, or anything
+    else that stops the worker (KeyboardInterrupt, SystemExit), stops the
+    batch: the row being sent counts as a failed try, the rows not reached
+    are given back, and the exception goes on once step 3 has recorded all
+    of it."""
     mail = mail_connection or get_connection(fail_silently=False)
     for index, reminder in enumerate(rows):
         if deadline is not None and monotonic_time.monotonic() >= deadline:
             _release(rows[index:], result)
             return
         try:
+            verdict = _recheck(reminder, lease=leases[reminder.pk], now=now)
+            if verdict is not None:
+                action, reason = verdict
+                if action == "gone":
+                    gone.add(reminder.pk)
+                else:
+                    reminder.status = ReminderStatus.CANCELLED
+                    reminder.claimed_until = None
+                    reminder.error = reason[:300]
+                    result.cancelled += 1
+                continue
             message_id = _deliver(reminder, backend=backend, mail=mail)
         except SoftTimeLimitExceeded:
             _retry_or_fail(
@@ -481,6 +567,16 @@ def _send_all(
                 reminder, _("Not sent (%(error)s).") % {"error": failure_text(error)},
                 now=timezone.now(), result=result,
             )  # fmt: skip
+        except BaseException as error:
+            # The worker is stopping (KeyboardInterrupt, SystemExit): this
+            # row's outcome is unknown, so it is tried again later under the
+            # same key; the rows not reached are given back at once.
+            _retry_or_fail(
+                reminder, _("Not sent (%(error)s).") % {"error": failure_text(error)},
+                now=timezone.now(), result=result,
+            )  # fmt: skip
+            _release(rows[index + 1 :], result)
+            raise
         else:
             reminder.status = ReminderStatus.SENT
             reminder.claimed_until = None
@@ -528,7 +624,10 @@ def reminders_dispatch_batch(
     and no transaction is open while a message is sent. A fixed number of
     queries whatever the batch holds: the claim (the rows, then what the
     messages need, joined in, and one look-up of the courses in the batch),
-    one UPDATE to lease, one UPDATE to record. Rules read: MAX_ATTEMPTS tries
+    one UPDATE to lease, one UPDATE to record; plus one small read per row
+    just before it goes, so that a reminder whose booking was cancelled,
+    moved or marked since the claim (or whose patient changed their message
+    preferences) is not sent. Rules read: MAX_ATTEMPTS tries
     with backoff() between them; quiet hours (QUIET_HOURS_START /
     QUIET_HOURS_END) hold messages to patients; the lease is
     MESSAGE_CLAIM_LEASE (longer than the dispatch task's hard time limit).
@@ -545,18 +644,23 @@ def reminders_dispatch_batch(
     rows, leases = _claim(now, limit, result)
     if not rows:
         return result
+    gone: set[int] = set()
     try:
         _send_all(
             rows,
+            leases=leases,
+            now=now,
             backend=backend,
             mail_connection=mail_connection,
             deadline=deadline,
             result=result,
+            gone=gone,
         )
     finally:
-        for reminder in rows:
+        outcomes = [reminder for reminder in rows if reminder.pk not in gone]
+        for reminder in outcomes:
             reminder.updated_at = timezone.now()
-        _record(rows, leases)
+        _record(outcomes, leases)
     return result
 
 

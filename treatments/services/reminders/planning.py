@@ -66,9 +66,18 @@ def patient_no_reminder_reason(patient: Patient) -> str:
     return _("This patient has no address for their chosen channel, so no reminders are planned.")
 
 
+# A row being sent is cancelled as a planned one is: the dispatcher reads it
+# again just before it goes, and records an outcome only on a row still
+# "sending" under its lease, so a cancelled row is neither sent nor overwritten.
+OPEN = (ReminderStatus.PLANNED, ReminderStatus.SENDING)
+
+
 def _cancel(*, reason: str, **filters: object) -> int:
-    return Reminder.objects.filter(status=ReminderStatus.PLANNED, **filters).update(
-        status=ReminderStatus.CANCELLED, error=reason[:300], updated_at=timezone.now()
+    return Reminder.objects.filter(status__in=OPEN, **filters).update(
+        status=ReminderStatus.CANCELLED,
+        error=reason[:300],
+        claimed_until=None,
+        updated_at=timezone.now(),
     )
 
 
@@ -90,8 +99,8 @@ def reminders_plan_for_booking(*, booking: Booking) -> list[Reminder]:
     """Plan the session reminders of `booking`, after it is created, moved or
     marked (booking services call it in their transaction).
 
-    Planned rows for any other start time (the slot it was moved from) are
-    cancelled; a booking no longer booked has its planned rows cancelled
+    Planned and sending rows for any other start time (the slot it was moved
+    from) are cancelled; a booking no longer booked has them cancelled
     (reminders_cancel_for_booking). Otherwise one row per lead time of
     REMINDER_LEAD_HOURS (real hours before the start, so a 48-hour lead
     across a clock change is 48 hours) is planned by the patient's channel
@@ -103,11 +112,12 @@ def reminders_plan_for_booking(*, booking: Booking) -> list[Reminder]:
     planned. Raises ValidationError only for a row the model refuses (a bug,
     not an input error).
     """
-    Reminder.objects.filter(
-        booking=booking, kind=ReminderKind.SESSION, status=ReminderStatus.PLANNED
-    ).exclude(slot_starts_at=booking.starts_at).update(
+    Reminder.objects.filter(booking=booking, kind=ReminderKind.SESSION, status__in=OPEN).exclude(
+        slot_starts_at=booking.starts_at
+    ).update(
         status=ReminderStatus.CANCELLED,
         error=_("The booking moved to another time."),
+        claimed_until=None,
         updated_at=timezone.now(),
     )
     if booking.status != BookingStatus.BOOKED:
@@ -170,10 +180,10 @@ def reminders_plan_for_booking(*, booking: Booking) -> list[Reminder]:
 
 @transaction.atomic
 def reminders_cancel_for_booking(*, booking: Booking) -> int:
-    """Cancel the planned reminders of a cancelled or missed `booking`, with
-    the reason the log shows. A reminder being sent at this moment goes (the
-    dispatcher re-checks the booking only before it sends). Returns how many
-    were cancelled. Raises nothing."""
+    """Cancel the planned reminders of a cancelled or missed `booking`, and
+    those being sent at this moment (the dispatcher reads each row again just
+    before it sends, and never records "sent" over a cancelled row), with the
+    reason the log shows. Returns how many were cancelled. Raises nothing."""
     return _cancel(booking=booking, reason=booking_cancel_reason(booking))
 
 
@@ -209,7 +219,7 @@ def reminder_plan_allergy_reading(*, test: AllergyTest) -> Reminder | None:
 
 @transaction.atomic
 def reminder_cancel_allergy_reading(*, test: AllergyTest) -> int:
-    """`test` was read: its reminder, if still planned, is cancelled.
+    """`test` was read: its reminder, if still planned or being sent, is cancelled.
     Returns how many rows were cancelled (0 or 1). Raises nothing."""
     return _cancel(
         allergy_test=test, kind=ReminderKind.ALLERGY_READING, reason=_("The test was read.")
