@@ -118,7 +118,7 @@ def test_a_merge_taking_an_email_reception_typed_keeps_the_wait_and_tells_the_ol
     assert told.notice_status == ContactNoticeStatus.PENDING
 
 
-def test_merging_into_a_record_reception_registered_tells_the_merged_email_and_waits(
+def test_merging_into_a_record_reception_registered_tells_the_merged_email_and_closes_the_portal(
     receptionist: User, practitioner: User, frozen: Any
 ) -> None:
     oliver = _oliver_with_portal(practitioner)
@@ -136,8 +136,14 @@ def test_merging_into_a_record_reception_registered_tells_the_merged_email_and_w
         ("email", OLIVER, ContactNoticeStatus.PENDING, practitioner),
         ("phone", "+447911123222", ContactNoticeStatus.PENDING, practitioner),
     }
+    # The account came with the merged record to a record with another email:
+    # it was closed, and the wait's end does not open it again by itself.
+    assert not PortalAccount.objects.get().user.is_active
     frozen.move_to(NOW + timedelta(hours=24, seconds=1))
     portal_login_request(email=OWN_ADDRESS)
+    assert mail.outbox == []
+    # A practitioner's invitation, once the wait is over, goes to the record's email.
+    portal_invite(patient=Patient.objects.get(pk=survivor.pk), invited_by=practitioner)
     assert [message.to for message in mail.outbox] == [[OWN_ADDRESS]]
 
 
