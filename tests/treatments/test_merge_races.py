@@ -618,9 +618,9 @@ def test_both_records_invited_while_they_are_merged_give_one_account_and_no_erro
             # Merged: whatever invitation came too late is refused with a
             # sentence, and one account is left, on the record that stays.
             for invite in invites:
-                assert invite.error is None or isinstance(
-                    invite.error, PortalInviteRefusedError
-                ), invite.error
+                assert invite.error is None or isinstance(invite.error, PortalInviteRefusedError), (
+                    invite.error
+                )
             holders = {survivor.pk}
         assert (
             set(
