@@ -103,6 +103,8 @@ def database_roles_ensure(socket_dir: str) -> None:
         for role, attributes in ((OWNER_ROLE, "LOGIN CREATEDB"), (APPLICATION_ROLE, "LOGIN")):
             if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [role]).fetchone() is None:
                 conn.execute(f"CREATE ROLE {role} {attributes}")
+        # A restore may end the clinic's own sessions (restore --force-disconnect).
+        conn.execute(f"GRANT pg_signal_backend TO {OWNER_ROLE}")
         # A test database left by an interrupted run: the owner must be able to drop it.
         for (test_database,) in conn.execute(
             "SELECT quote_ident(datname) FROM pg_database "
