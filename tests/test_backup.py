@@ -173,6 +173,22 @@ def byte_flipped(source: Path, target: Path, member_name: str) -> None:
 
 
 @pytest.fixture
+def no_stray_sessions(transactional_db: None) -> None:
+    """End connections that earlier tests' threads left open to the test
+    database (a live server's, a race's): a restore counts every other
+    session as the clinic still running, and these tests hold their own."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        (own,) = cursor.fetchone()
+    with owner_connect("postgres") as conn:
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = %s AND pid <> %s AND backend_type = 'client backend'",
+            [connection.settings_dict["NAME"], own],
+        )
+
+
+@pytest.fixture
 def media_root(tmp_path: Path) -> Iterator[Path]:
     root = tmp_path / "media"
     storages = {
@@ -384,7 +400,10 @@ def test_a_restore_that_fails_midway_leaves_the_database_and_media_as_they_were(
 
 @pytest.mark.django_db(transaction=True)
 def test_a_restore_over_a_database_or_media_that_is_not_empty_needs_force(
-    archive: Path, seeded_clinic: Path, empty_database: str
+    archive: Path,
+    seeded_clinic: Path,
+    empty_database: str,
+    no_stray_sessions: None,
 ) -> None:
     before = table_rows()
     files = file_sums(seeded_clinic)
@@ -434,7 +453,9 @@ def a_lock_held(
 
 @pytest.mark.django_db(transaction=True)
 def test_a_restore_while_the_clinic_is_connected_is_refused_and_changes_nothing(
-    archive: Path, seeded_clinic: Path
+    archive: Path,
+    seeded_clinic: Path,
+    no_stray_sessions: None,
 ) -> None:
     before = table_rows()
     files = file_sums(seeded_clinic)
@@ -459,7 +480,9 @@ def test_a_restore_while_the_clinic_is_connected_is_refused_and_changes_nothing(
 
 @pytest.mark.django_db(transaction=True)
 def test_force_disconnect_ends_the_clinics_sessions_and_restores(
-    archive: Path, seeded_clinic: Path
+    archive: Path,
+    seeded_clinic: Path,
+    no_stray_sessions: None,
 ) -> None:
     before = table_rows()
     PatientFactory(first_name="Afterwards")
@@ -475,7 +498,10 @@ def test_force_disconnect_ends_the_clinics_sessions_and_restores(
 
 @pytest.mark.django_db(transaction=True)
 def test_force_disconnect_refuses_sessions_the_role_may_not_end(
-    archive: Path, empty_database: str, tmp_path: Path
+    archive: Path,
+    empty_database: str,
+    tmp_path: Path,
+    no_stray_sessions: None,
 ) -> None:
     """The application role may not end the owner's sessions (nor may, in
     production, the owner role end the application role's)."""
@@ -498,7 +524,10 @@ def test_force_disconnect_refuses_sessions_the_role_may_not_end(
 
 @pytest.mark.django_db(transaction=True)
 def test_a_lock_taken_after_the_check_ends_the_load_and_rolls_it_back(
-    archive: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    archive: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    no_stray_sessions: None,
 ) -> None:
     """A session that connects between the check and the load: the load's
     lock timeout ends it with a message, never a silent wait."""
