@@ -17,6 +17,7 @@ import io
 import json
 import re
 import tarfile
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -180,12 +181,18 @@ def no_stray_sessions(transactional_db: None) -> None:
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_backend_pid()")
         (own,) = cursor.fetchone()
+    others = (
+        "FROM pg_stat_activity WHERE datname = %s AND pid <> %s AND backend_type = 'client backend'"
+    )
+    name = connection.settings_dict["NAME"]
     with owner_connect("postgres") as conn:
-        conn.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE datname = %s AND pid <> %s AND backend_type = 'client backend'",
-            [connection.settings_dict["NAME"], own],
-        )
+        conn.execute(f"SELECT pg_terminate_backend(pid) {others}", [name, own])
+        # A terminated backend leaves a moment later: wait until it has.
+        for _try in range(100):
+            row = conn.execute(f"SELECT count(*) {others}", [name, own]).fetchone()
+            if row is None or row[0] == 0:
+                break
+            time.sleep(0.05)
 
 
 @pytest.fixture
