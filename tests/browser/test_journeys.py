@@ -42,7 +42,13 @@ NewPage = Callable[[str], BrowserPage]
 
 
 def assert_styled(page: Page) -> None:
-    """Bootstrap and the clinic's own stylesheet both applied (no 404, no CSP block)."""
+    """Bootstrap and the clinic's own stylesheet both applied (no 404, no CSP block).
+
+    Waits for the load event first: after a form post the page's elements can
+    be found (and pass a visibility check) while its stylesheets are still
+    being fetched, and computed styles read then lack them.
+    """
+    page.wait_for_load_state("load")
     styles = page.evaluate(
         """() => {
           const body = getComputedStyle(document.body);
