@@ -7,6 +7,13 @@ session reminder per booking, then runs the dispatcher as the beat task does
 (batches claimed with SKIP LOCKED, each committed) with Django's in-memory
 mail backend and an SMS file (or null) backend. Prints the total time, the
 throughput and the number of queries of each batch, then deletes what it made.
+
+It sends its own reminders only: the dispatcher takes every row due at the
+`now` it is given, so the run's clock is set just before the earliest row
+already due or being sent in the database (the present when there is none),
+and the synthetic rows are due a minute before that. Its names carry a token
+of the run, so it runs beside the other benchmarks, or after itself, in one
+database.
 """
 
 from __future__ import annotations
@@ -14,11 +21,13 @@ from __future__ import annotations
 import statistics
 import tempfile
 import time
-from datetime import date, timedelta
+import uuid
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import connection, transaction
+from django.db.models import Min, Q
 from django.test.utils import CaptureQueriesContext, override_settings
 from django.utils import timezone
 
@@ -57,8 +66,9 @@ class Command(BaseCommand):
         parser.add_argument("--backend", choices=("file", "null"), default="file")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        made: dict[str, Any] = {}
+        made: dict[str, Any] = {"tag": f"bench-reminders-{uuid.uuid4().hex[:8]}"}
         try:
+            made["now"] = self._clock()
             self._setup(options["reminders"], made)
             with (
                 tempfile.TemporaryDirectory() as directory,
@@ -75,20 +85,32 @@ class Command(BaseCommand):
         finally:
             self._cleanup(made)
 
+    @staticmethod
+    def _clock() -> datetime:
+        """The run's `now`: a minute before the earliest row the dispatcher
+        would take (planned and due, or sending with its lease run out), so
+        that, at that moment, only this run's rows are due."""
+        earliest = Reminder.objects.filter(
+            Q(status=ReminderStatus.PLANNED) | Q(status=ReminderStatus.SENDING)
+        ).aggregate(due=Min("due_at"), lease=Min("claimed_until"))
+        moments = [timezone.now(), *(m for m in earliest.values() if m is not None)]
+        return min(moments) - timedelta(minutes=1)
+
     def _setup(self, number: int, made: dict[str, Any]) -> None:
+        tag = made["tag"]
         with transaction.atomic():
-            user = User.objects.create(username="bench-reminders", first_name="Bench")
+            user = User.objects.create(username=tag, first_name="Bench")
             made["user"] = user
-            made["form"] = ConsentForm.objects.create(title="Benchmark consent", created_by=user)
+            made["form"] = ConsentForm.objects.create(title=tag, created_by=user)
             made["sheet"] = AftercareSheet.objects.create(
-                title="Benchmark aftercare",
+                title=tag,
                 introduction="-",
                 do_advice="-",
                 avoid_advice="-",
                 warning_signs="-",
             )
             made["protocol"] = Protocol.objects.create(
-                name="Benchmark reminders protocol",
+                name=tag,
                 indication="-",
                 default_areas=["face"],
                 default_sessions=6,
@@ -97,7 +119,7 @@ class Command(BaseCommand):
                 consent_form=made["form"],
                 aftercare_sheet=made["sheet"],
             )
-            made["room"] = Room.objects.create(name="Benchmark reminders room")
+            made["room"] = Room.objects.create(name=tag)
         patients = []
         for i in range(PATIENTS):
             patient = Patient(
@@ -112,8 +134,8 @@ class Command(BaseCommand):
             patient.search_text = patient_search_text(patient)
             patients.append(patient)
         made["patients"] = Patient.objects.bulk_create(patients)
-        now = timezone.now()
-        first = now + timedelta(days=2)
+        now = made["now"]
+        first = timezone.now() + timedelta(days=2)
         bookings = [
             Booking(
                 patient=patients[i % PATIENTS],
@@ -154,7 +176,7 @@ class Command(BaseCommand):
         while True:
             tick = time.perf_counter()
             with CaptureQueriesContext(connection) as captured:
-                result = reminders_dispatch_batch(limit=batch, backend=backend)
+                result = reminders_dispatch_batch(limit=batch, backend=backend, now=made["now"])
             if not result.claimed:
                 break
             seconds.append(time.perf_counter() - tick)
