@@ -5,7 +5,8 @@
 Inside one transaction: inserts synthetic patients, bookings (most completed,
 with session records and cocktail lines; a few hundred lines use the measured
 batch), times the recall selector and the recall page (median and p95),
-prints the query plan of the cocktail-line lookup, and rolls back.
+prints the query plan of the cocktail-line lookup, and rolls back. Its names
+start with "bench-recall" so that no other benchmark's rows are in its way.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from treatments.models import (
 )
 from treatments.selectors.catalogue import RECIPIENT_SOURCES, batch_recipients
 
+TAG = "bench-recall"
 PRACTITIONERS = 10
 SLOT = timedelta(minutes=30)
 CHUNK = 5_000
@@ -102,16 +104,16 @@ class Command(BaseCommand):
             request_finished.connect(close_old_connections)
 
     def _catalogue(self, author: User) -> tuple[Protocol, list[Batch], Batch]:
-        form = ConsentForm.objects.create(title="Benchmark consent", created_by=author)
+        form = ConsentForm.objects.create(title=f"{TAG} consent", created_by=author)
         sheet = AftercareSheet.objects.create(
-            title="Benchmark aftercare",
+            title=f"{TAG} aftercare",
             introduction="-",
             do_advice="-",
             avoid_advice="-",
             warning_signs="-",
         )
         protocol = Protocol.objects.create(
-            name="Benchmark protocol",
+            name=f"{TAG} protocol",
             indication="-",
             default_areas=["face"],
             default_sessions=6,
@@ -123,10 +125,8 @@ class Command(BaseCommand):
         batches = []
         received = timezone.localdate() - timedelta(days=600)
         for p in range(5):
-            ingredient = Ingredient.objects.create(
-                name=f"Benchmark ingredient {p}", category="vitamin"
-            )
-            product = Product.objects.create(name=f"Benchmark product {p}", maker="Benchmark")
+            ingredient = Ingredient.objects.create(name=f"{TAG} ingredient {p}", category="vitamin")
+            product = Product.objects.create(name=f"{TAG} product {p}", maker="Benchmark")
             product.ingredients.set([ingredient])
             for lot in range(4):
                 batches.append(
@@ -148,11 +148,11 @@ class Command(BaseCommand):
         staff = _bulk(
             User,
             [
-                User(username=f"bench-practitioner-{i}", first_name="Bench", last_name=f"P{i}")
+                User(username=f"{TAG}-practitioner-{i}", first_name="Bench", last_name=f"P{i}")
                 for i in range(PRACTITIONERS)
             ],
         )
-        rooms = _bulk(Room, [Room(name=f"Benchmark room {i}") for i in range(PRACTITIONERS)])
+        rooms = _bulk(Room, [Room(name=f"{TAG} room {i}") for i in range(PRACTITIONERS)])
         protocol, batches, measured = self._catalogue(staff[0])
         others = [b for b in batches if b != measured]
 
@@ -258,7 +258,7 @@ class Command(BaseCommand):
                 self.stdout.write("\nPlan of the cocktail-line lookup:")
                 self.stdout.write(queryset.explain(analyze=True))
 
-        manager = User.objects.create(username="bench-manager", first_name="Bench")
+        manager = User.objects.create(username=f"{TAG}-manager", first_name="Bench")
         manager.groups.set(manager.groups.model.objects.filter(name=str(Role.MANAGER)))
         device = TOTPDevice.objects.create(user=manager, name="benchmark", confirmed=True)
         client = Client(HTTP_HOST="localhost")
