@@ -10,8 +10,13 @@ sent), then:
    this project's broker), queues the N documents and times until every one
    is ready: the throughput;
 3. reads each worker's resident memory (RSS) after 100 sheets and after all N.
-Run it against a scratch database: session records are append-only, so the
-synthetic bookings and sessions stay; the documents and their files are removed.
+The workers connect to the database this command runs against.
+
+Session records are append-only, so the synthetic patients, bookings and
+sessions (all under the "bench-aftercare" practitioner, room and protocol)
+stay in the database, and the next run uses them again, adding only those it
+lacks; the documents and their files are removed. Run it on a benchmark
+database, never a clinic's.
 """
 
 from __future__ import annotations
@@ -26,12 +31,14 @@ import time
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlunsplit
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
+from clinic.documents import next_attempt_default
 from clinic.models import User
 from consent.models import ConsentForm
 from patients.models import Patient
@@ -54,7 +61,7 @@ from treatments.services.aftercare import (
     aftercare_render,
 )
 
-TAG = "Benchmark aftercare"
+TAG = "bench-aftercare"
 
 
 def _rss_kib(pid: int) -> int:
@@ -72,6 +79,17 @@ def _rss_kib(pid: int) -> int:
         except FileNotFoundError:
             continue
     return total
+
+
+def _database_url() -> str:
+    """This command's own database as a DATABASE_URL, for the worker processes
+    (under the tests, the test database rather than the environment's)."""
+    s = connection.settings_dict
+    login = quote(str(s["USER"] or ""), safe="")
+    if s.get("PASSWORD"):
+        login += ":" + quote(str(s["PASSWORD"]), safe="")
+    where = f"{s['HOST'] or 'localhost'}:{s['PORT'] or 5432}"
+    return urlunsplit(("postgres", f"{login}@{where}", "/" + str(s["NAME"]), "", ""))
 
 
 class Command(BaseCommand):
@@ -105,7 +123,7 @@ class Command(BaseCommand):
         self.stdout.write(f"Making {number} completed sessions...")
         with transaction.atomic():
             practitioner, _ = User.objects.get_or_create(
-                username="benchmark-aftercare", defaults={"first_name": "Bench"}
+                username=TAG, defaults={"first_name": "Bench"}
             )
             room, _ = Room.objects.get_or_create(name=TAG)
             form, _ = ConsentForm.objects.get_or_create(
@@ -135,8 +153,19 @@ class Command(BaseCommand):
                     "aftercare_sheet": sheet,
                 },
             )
+            # An earlier run's sessions first (their documents were removed).
+            reused = list(
+                SessionRecord.objects.filter(
+                    booking__room=room,
+                    booking__practitioner=practitioner,
+                    aftercare_document__isnull=True,
+                )
+                .select_related("booking")
+                .order_by("pk")[:number]
+            )
+            made = number - len(reused)
             patients = Patient.objects.bulk_create(
-                [self._patient(i, practitioner) for i in range(number)]
+                [self._patient(i, practitioner) for i in range(made)]
             )
             # Past, non-overlapping slots in one room for one practitioner.
             latest = Booking.objects.filter(room=room).order_by("-starts_at").first()
@@ -158,7 +187,7 @@ class Command(BaseCommand):
                     for i, patient in enumerate(patients)
                 ]
             )
-            records = SessionRecord.objects.bulk_create(
+            records = reused + SessionRecord.objects.bulk_create(
                 [
                     SessionRecord(
                         booking=booking,
@@ -173,14 +202,15 @@ class Command(BaseCommand):
             documents = PatientDocument.objects.bulk_create(
                 [
                     PatientDocument(
-                        patient=booking.patient,
+                        patient_id=record.booking.patient_id,
                         session=record,
                         status=PatientDocumentStatus.QUEUED,
                         queued_at=now,
                     )
-                    for booking, record in zip(bookings, records, strict=True)
+                    for record in records
                 ]
             )
+        self.stdout.write(f"({len(reused)} sessions of an earlier run used again)")
         return [d.pk for d in documents]
 
     @staticmethod
@@ -225,7 +255,7 @@ class Command(BaseCommand):
             service_times.append(time.perf_counter() - began)
         # Back to queued for the throughput run.
         PatientDocument.objects.filter(pk__in=sample).update(
-            status=PatientDocumentStatus.QUEUED, attempts=0
+            status=PatientDocumentStatus.QUEUED, attempts=0, next_attempt_at=next_attempt_default()
         )
         self.stdout.write(
             f"One sheet, HTML to PDF: median {statistics.median(render_times):.3f} s "
@@ -237,7 +267,7 @@ class Command(BaseCommand):
         )
 
     def _start_workers(self, count: int, per_child: int, logs: Path) -> list[subprocess.Popen]:
-        env = {**os.environ, "EMAIL_URL": "dummymail://"}
+        env = {**os.environ, "DATABASE_URL": _database_url(), "EMAIL_URL": "dummymail://"}
         base = [sys.executable, "-m", "celery", "-A", "clinic", "worker", "--without-gossip"]
         base += ["--without-mingle", "--without-heartbeat", "--loglevel", "WARNING"]
         if per_child:
