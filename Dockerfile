@@ -71,8 +71,7 @@ RUN groupadd --gid 1000 clinic \
 USER clinic
 
 EXPOSE 8000
-# The access log format leaves out query strings (as in the Procfile): they can
-# carry patient data; link tokens in paths are redacted by the logger class. Health checks are defined in docker-compose.yml.
-CMD ["gunicorn", "clinic.wsgi", "--bind", "0.0.0.0:8000", "--workers", "3", \
-     "--access-logfile", "-", "--logger-class", "clinic.gunicorn_logging.RedactingLogger", \
-     "--access-logformat", "%(h)s \"%(m)s %(U)s\" %(s)s %(b)s %(L)ss"]
+# Workers, threads, request limits and the access log (no query strings: they
+# can carry patient data) are in clinic/gunicorn_conf.py, as for the Procfile.
+# Health checks are defined in docker-compose.yml.
+CMD ["gunicorn", "clinic.wsgi", "--config", "clinic/gunicorn_conf.py", "--bind", "0.0.0.0:8000"]

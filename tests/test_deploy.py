@@ -153,12 +153,7 @@ def test_compose_trusts_forwarded_headers_from_the_proxys_gateway_only() -> None
     assert "TRUSTED_PROXY_COUNT" not in text
 
 
-@pytest.mark.parametrize("path", ["docker-compose.yml", "Procfile"])
-def test_gunicorn_limits_request_lines_and_headers(path: str) -> None:
-    text = (BASE_DIR / path).read_text()
-    assert "gunicorn clinic.wsgi" in text
-    for flag in ("--limit-request-line", "--limit-request-fields", "--limit-request-field_size"):
-        assert flag in text, f"{path} runs gunicorn without {flag}"
+# gunicorn's request limits: tests/test_gunicorn_conf.py.
 
 
 def _site_url_of_make_run(port: str, **env: str) -> str:

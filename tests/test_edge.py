@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import logging
-import shlex
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -13,14 +12,12 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
-import yaml
 from axes.models import AccessAttempt
 from django.conf import settings
 from django.http import HttpRequest
 from django.test import Client, RequestFactory, override_settings
 from django.urls import reverse
 from django_otp.plugins.otp_totp.models import TOTPDevice
-from gunicorn.config import Config as GunicornConfig
 from gunicorn.http.body import Body, ChunkedReader
 from gunicorn.http.unreader import IterUnreader
 
@@ -273,28 +270,7 @@ def test_a_scheme_the_server_took_from_an_untrusted_peer_is_put_back(
     assert not any(header in response.wsgi_request.META for header in claim)
 
 
-def _gunicorn_command(path: str) -> list[str]:
-    """The gunicorn command line of the web process in `path`, as argv."""
-    text = (Path(__file__).resolve().parent.parent / path).read_text()
-    if path == "Procfile":
-        command = next(line for line in text.splitlines() if line.startswith("web:"))
-    else:
-        command = yaml.safe_load(text)["services"]["web"]["command"][-1]
-    argv = shlex.split(command)
-    return argv[argv.index("gunicorn") :]
-
-
-@pytest.mark.parametrize("path", ["Procfile", "docker-compose.yml"])
-def test_gunicorn_believes_no_forwarded_scheme_itself(path: str) -> None:
-    """gunicorn trusts X-Forwarded-Proto/-Ssl/-Protocol from 127.0.0.1 unless
-    told otherwise; the clinic leaves that judgement to its own middleware."""
-    argv = _gunicorn_command(path)
-    parser = GunicornConfig().parser()
-    args, _rest = parser.parse_known_args(argv[1:])
-    config = GunicornConfig()
-    config.set("forwarded_allow_ips", args.forwarded_allow_ips)
-    assert args.forwarded_allow_ips is not None, f"{path} keeps gunicorn's default"
-    assert config.forwarded_allow_ips == []
+# gunicorn's own settings (no forwarded scheme believed): tests/test_gunicorn_conf.py.
 
 
 # --- Request bodies --------------------------------------------------------------------
