@@ -23,7 +23,7 @@ RUN_DEB := libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 \
 	$(if $(shell $(PYTHON) -c 'import ensurepip' 2>/dev/null && echo ok),,python3-venv)
 TEST_DEB := $(RUN_DEB) chromium poppler-utils faketime age
 
-.PHONY: help install run test test-clock-ahead lint format check-migrations bench manage shell clean serve system-deps-run system-deps-test
+.PHONY: help install run test test-clock-ahead lint format check-migrations bench loadtest manage shell clean serve system-deps-run system-deps-test
 
 help: ## List the commands
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-18s %s\n", $$1, $$2}'
@@ -111,6 +111,15 @@ check-migrations: $(VENV)/.installed-dev ## Fail when models and migrations diff
 
 bench: $(VENV)/.installed-run ## Benchmarks (patient search at 50,000); record results in docs/benchmarks.md
 	$(SERVICES) --name run -- bash -c '$(PY) manage.py migrate --no-input -v 0 && $(PY) manage.py benchmark_search --patients 50000'
+
+# gunicorn as production runs it, 30 simulated staff signed in as the three
+# roles for 60 s (Locust); the figures land in var/loadtest/. USERS, DURATION,
+# WORKERS and THREADS change the run (tests/load/run.py).
+USERS ?= 30
+DURATION ?= 60
+loadtest: system-deps-run $(VENV)/.installed-dev ## Load test: 30 staff for 60 s against 127.0.0.1; fails on any error (var/loadtest/)
+	$(SERVICES) --name run -- $(PY) -m tests.load.run --users $(USERS) --duration $(DURATION) \
+	  $(if $(WORKERS),--workers $(WORKERS)) $(if $(THREADS),--threads $(THREADS))
 
 manage: $(VENV)/.installed-run ## Run a manage.py command: make manage ARGS="createsuperuser"
 	$(PY) manage.py $(ARGS)
