@@ -140,6 +140,7 @@ def test_the_report_fails_on_any_failed_request_and_names_slow_pages(tmp_path: P
     # The target is for pages: sign-in is reported, not judged.
     assert slow_pages(rows) == ["calendar week: p95 1200 ms"]
     table = summary_table(rows, label="--workers 2", before="0.1 0.2 0.3", after="1 1 1")
+    assert table.splitlines()[-2].startswith("| all pages | 120 | 0 | 2.0 |")
     assert table.splitlines()[-1].startswith("| all requests | 150 | 0 |")
     path.write_text(STATS.format(failures=1))
     assert verdict(read_stats(path)) == ["1 of 150 requests failed"]

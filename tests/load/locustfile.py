@@ -12,6 +12,13 @@ between them:
 - practitioner: a patient's page, their medical history, a session page;
 - manager: the dashboard, the reports, the audit log.
 
+Every user signs in first; the pages start once all LOADTEST_USERS have
+(signing in is hashing passwords, which would otherwise crowd the first half
+of the run), and the run ends LOADTEST_DURATION seconds after that. Each
+request is on a new connection ("Connection: close"), as the reverse proxy in
+front of gunicorn in production sends them (nginx's default towards its
+upstream).
+
 A request counts as failed when it is not answered 200, or when it lands on
 the sign-in pages (a lost session). Statistics are named by page, so a page
 opened by two roles is one row.
@@ -26,6 +33,8 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
+import gevent
+from gevent.event import Event
 from locust import HttpUser, between, events, task
 
 from tests.load.signin import SIGN_IN_PATHS, csrf_token, totp
@@ -58,6 +67,9 @@ class Plan:
 
 
 _plan: Plan | None = None
+# Released once every user has gone through the sign-in pages.
+_everyone_in = Event()
+_signed_in = 0
 
 
 def plan() -> Plan:
@@ -73,8 +85,17 @@ class Staff(HttpUser):
     wait_time = between(*_wait())
 
     def on_start(self) -> None:
+        global _signed_in
         self.account = plan().take(self.role)
+        self.client.headers["Connection"] = "close"
         self.sign_in()
+        _signed_in += 1  # a failed sign-in counts too: its pages then fail
+        if _signed_in == int(os.environ.get("LOADTEST_USERS", "1")):
+            _everyone_in.set()
+            runner = self.environment.runner
+            assert runner is not None
+            gevent.spawn_later(float(os.environ.get("LOADTEST_DURATION", "60")), runner.quit)
+        _everyone_in.wait()
 
     def sign_in(self) -> None:
         """The two sign-in pages, as a person goes through them."""
@@ -105,7 +126,9 @@ class Staff(HttpUser):
     def page(self, url: str, name: str, **kwargs: Any) -> None:
         """GET a page; anything but a 200 outside the sign-in pages fails."""
         with self.client.get(url, name=name, catch_response=True, **kwargs) as answer:
-            if answer.status_code != 200:
+            if answer.status_code == 0:
+                answer.failure(f"no answer: {answer.error!r}")
+            elif answer.status_code != 200:
                 answer.failure(f"answered {answer.status_code}")
             elif any(path in answer.url for path in SIGN_IN_PATHS):
                 answer.failure("sent back to sign in")

@@ -14,7 +14,8 @@ set). In order, each step's output in --out (default var/loadtest/):
    the file's), DEBUG off, HTTPS off (plain http on the loopback) and
    two-factor sign-in on;
 4. Locust, headless, `--users` simulated staff (a third per role, started 10
-   a second) for `--duration` seconds (tests/load/locustfile.py);
+   a second), who all sign in, then open their pages for `--duration`
+   seconds (tests/load/locustfile.py; the sign-in is bounded by five minutes);
 5. stops gunicorn, deactivates the accounts, and prints per page: requests,
    failures, requests per second, median and p95 (ms), with the load average
    before and after; saves it as summary.csv and summary.md beside Locust's
@@ -195,7 +196,14 @@ def summary_table(rows: list[Row], *, label: str, before: str, after: str) -> st
         "| page | requests | failures | req/s | median ms | p95 ms | max ms |",
         "|---|---|---|---|---|---|---|",
     ]
+    pages = [r for r in rows if r.name not in (*SIGN_IN_ROWS, "Aggregated")]
     for r in order:
+        if r.name == "Aggregated":
+            lines.append(
+                f"| all pages | {sum(p.requests for p in pages)} "
+                f"| {sum(p.failures for p in pages)} | {sum(p.per_second for p in pages):.1f} "
+                "| | | |"
+            )
         name = "all requests" if r.name == "Aggregated" else r.name
         lines.append(
             f"| {name} | {r.requests} | {r.failures} | {r.per_second:.1f} | {r.median:.0f} "
@@ -259,10 +267,13 @@ def main(argv: list[str] | None = None) -> int:
             command = [
                 str(BIN / "locust"), "-f", "tests/load/locustfile.py", "--headless",
                 "--host", f"http://127.0.0.1:{port}", "--users", str(args.users),
-                "--spawn-rate", "10", "--run-time", f"{args.duration}s", "--stop-timeout", "10",
+                "--spawn-rate", "10", "--run-time", f"{args.duration + 300}s",
+                "--stop-timeout", "10",
                 "--csv", str(prefix), "--only-summary", "--loglevel", "WARNING",
             ]  # fmt: skip
-            locust_env = {**os.environ, "LOADTEST_ACCOUNTS": str(accounts)}
+            locust_env = {**os.environ, "LOADTEST_ACCOUNTS": str(accounts),
+                          "LOADTEST_USERS": str(args.users),
+                          "LOADTEST_DURATION": str(args.duration)}  # fmt: skip
             with (args.out / "locust.log").open("wb") as out:
                 ran = subprocess.run(
                     command, cwd=BASE_DIR, env=locust_env, stdout=out, stderr=subprocess.STDOUT
