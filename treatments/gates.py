@@ -25,6 +25,7 @@ from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from typing import TypeVar
 
 from dateutil.relativedelta import relativedelta
 from django.conf import settings
@@ -103,6 +104,27 @@ class GateFacts:
     tests: dict[tuple[int, int], list[AllergyTest]] = field(default_factory=dict)
 
 
+# What gates 3 and 4 read of a signature and of an allergy test (and
+# `consent_state_from`, `ConsentState.sentence`, `_late_note`).
+_SIGNATURE_FIELDS = (
+    "patient_id",
+    "signed_at",
+    "version__number",
+    "version__form_id",
+    "withdrawal__withdrawn_at",
+)
+_ALLERGY_TEST_FIELDS = (
+    "ingredient_id",
+    "allergytest__patient_id",
+    "allergytest__given_at",
+    "allergytest__entered_at",
+    "allergytest__late_entry_reason",
+    "allergytest__read_due_at",
+    "allergytest__result",
+    "allergytest__read_at",
+)
+
+
 def gate_facts_load(
     *,
     patient_ids: Iterable[int],
@@ -141,7 +163,10 @@ def gate_facts_load(
             facts.consent_current.setdefault(version.form_id, version)
         for signed in (
             SignedConsent.objects.filter(by, patient_id__in=patients, version__form_id__in=forms)
-            .select_related("version__form", "withdrawal")
+            .select_related("version", "withdrawal")
+            # Not the signed text, its sections or the version's texts: a week
+            # of signatures would carry the whole consent form hundreds of times.
+            .only(*_SIGNATURE_FIELDS)
             .order_by("-signed_at", "-id")
         ):
             facts.signatures.setdefault((signed.patient_id, signed.version.form_id), signed)
@@ -161,6 +186,7 @@ def gate_facts_load(
                 ingredient_id__in=wanted,
             )
             .select_related("allergytest")
+            .only(*_ALLERGY_TEST_FIELDS)
             .order_by("-allergytest__given_at", "-allergytest_id")
         ):
             test = link.allergytest
@@ -610,6 +636,22 @@ def gate_timing(*, starts_at: datetime, at: datetime) -> list[GateFailure]:
 # --- All of them ----------------------------------------------------------------------
 
 
+def _gates_1_to_4(
+    patient_id: int,
+    consent_form_id: int,
+    ingredients: Sequence[Ingredient],
+    at: datetime,
+    facts: GateFacts,
+) -> list[GateFailure]:
+    history = facts.histories.get(patient_id)
+    return [
+        *_history_failures(history, at=at),
+        *_contraindication_failures(history, at=at),
+        *_consent_failures(patient_id, consent_form_id, facts),
+        *_allergy_failures(patient_id, ingredients, at=at, facts=facts),
+    ]
+
+
 def booking_gates(
     *,
     booking: Booking,
@@ -619,13 +661,35 @@ def booking_gates(
 ) -> list[GateFailure]:
     """Gates 1 to 4 for one booking at `at` (aware), from `facts` (no query):
     reception's safe-to-treat flag and the first half of `session_gates`."""
-    history = facts.histories.get(booking.patient_id)
-    return [
-        *_history_failures(history, at=at),
-        *_contraindication_failures(history, at=at),
-        *_consent_failures(booking.patient_id, booking.protocol.consent_form_id, facts),
-        *_allergy_failures(booking.patient_id, ingredients, at=at, facts=facts),
-    ]
+    return _gates_1_to_4(
+        booking.patient_id, booking.protocol.consent_form_id, ingredients, at, facts
+    )
+
+
+K = TypeVar("K")
+
+
+@dataclass(frozen=True, slots=True)
+class GateCase:
+    """One booking as gates 1 to 4 read it, without the booking itself: whose
+    it is, the consent form its protocol requires, the ingredients of the
+    cocktail the session will start from, and the moment judged (aware)."""
+
+    patient_id: int
+    consent_form_id: int
+    ingredients: Sequence[Ingredient]
+    at: datetime
+
+
+def cases_gates(*, cases: Mapping[K, GateCase], facts: GateFacts) -> dict[K, list[GateFailure]]:
+    """Gates 1 to 4 for many bookings over the same `facts` (no query), keyed
+    as `cases` is (a booking id): for each, exactly what `booking_gates` says
+    of that booking, through the same rules. The calendar's week and the
+    patient's page judge every booking shown with it. Raises nothing."""
+    return {
+        key: _gates_1_to_4(case.patient_id, case.consent_form_id, case.ingredients, case.at, facts)
+        for key, case in cases.items()
+    }
 
 
 def gates_check(

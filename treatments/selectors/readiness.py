@@ -12,15 +12,45 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
-from treatments.gates import GateFailure, booking_gates, gate_facts_load
+from treatments.gates import GateCase, GateFailure, cases_gates, gate_facts_load
 from treatments.models import Booking, BookingStatus, CocktailLine, Ingredient, ProtocolCocktailLine
 
 Ingredients = dict[int, Ingredient]
 
 
-def _protocol_cocktails(bookings: Sequence[Booking]) -> dict[int, Ingredients]:
+class Judged(Protocol):
+    """What safe-to-treat reads of a booking: a `Booking` through
+    `booking_readiness`, a calendar row (`WeekBooking`) directly."""
+
+    @property
+    def pk(self) -> int: ...
+    @property
+    def patient_id(self) -> int: ...
+    @property
+    def protocol_id(self) -> int: ...
+    @property
+    def consent_form_id(self) -> int: ...
+    @property
+    def course_id(self) -> int | None: ...
+    @property
+    def starts_at(self) -> datetime: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _Booked:
+    pk: int
+    patient_id: int
+    protocol_id: int
+    consent_form_id: int
+    course_id: int | None
+    starts_at: datetime
+
+
+def _protocol_cocktails(bookings: Sequence[Judged]) -> dict[int, Ingredients]:
     """{protocol id: ingredients of its default cocktail} (one query)."""
     found: dict[int, Ingredients] = defaultdict(dict)
     for row in ProtocolCocktailLine.objects.filter(
@@ -33,7 +63,7 @@ def _protocol_cocktails(bookings: Sequence[Booking]) -> dict[int, Ingredients]:
     return found
 
 
-def _previous_cocktails(bookings: Sequence[Booking]) -> dict[int, Ingredients]:
+def _previous_cocktails(bookings: Sequence[Judged]) -> dict[int, Ingredients]:
     """{booking id: ingredients of the last completed session of its course
     before it}, for bookings in a course that has one (one query, none without
     courses). The practitioner's form starts from that session's cocktail."""
@@ -77,27 +107,54 @@ def booking_readiness(*, bookings: Sequence[Booking], at: datetime) -> dict[int,
     completion. The ingredients are those of the cocktail the session will
     start from: the course's last session, else the protocol's default. Six or
     seven queries whatever the number of bookings; `booking.protocol` must be
-    loaded with the bookings."""
+    loaded with the bookings. Source: design.md, "Clinical safety gates"."""
+    return readiness_of(
+        bookings=[
+            _Booked(
+                pk=b.pk,
+                patient_id=b.patient_id,
+                protocol_id=b.protocol_id,
+                consent_form_id=b.protocol.consent_form_id,
+                course_id=b.course_id,
+                starts_at=b.starts_at,
+            )
+            for b in bookings
+        ],
+        at=at,
+    )
+
+
+def readiness_of(*, bookings: Sequence[Judged], at: datetime) -> dict[int, list[GateFailure]]:
+    """`booking_readiness` for bookings read as plain rows (`Judged`: the
+    calendar's `WeekBooking`): the facts of every booking loaded at once
+    (`gate_facts_load`), then each judged at its start through
+    `treatments.gates.cases_gates`, the rules `booking_gates` applies. Six or
+    seven queries whatever the number of bookings (none for none); `at` is
+    aware. Raises nothing. Source: design.md, "Clinical safety gates"."""
     if not bookings:
         return {}
     by_protocol = _protocol_cocktails(bookings)
     previous = _previous_cocktails(bookings)
-
-    def expected(booking: Booking) -> Ingredients:
-        return previous.get(booking.pk) or by_protocol.get(booking.protocol_id, {})
-
-    facts = gate_facts_load(
-        patient_ids={b.patient_id for b in bookings},
-        consent_form_ids={b.protocol.consent_form_id for b in bookings},
-        ingredient_ids={pk for b in bookings for pk in expected(b)},
-        known_by=at,
-    )
-    return {
-        booking.pk: booking_gates(
-            booking=booking,
-            ingredients=list(expected(booking).values()),
-            at=booking.starts_at,
-            facts=facts,
-        )
+    expected = {
+        booking.pk: previous.get(booking.pk) or by_protocol.get(booking.protocol_id, {})
         for booking in bookings
     }
+    facts = gate_facts_load(
+        patient_ids={b.patient_id for b in bookings},
+        consent_form_ids={b.consent_form_id for b in bookings},
+        ingredient_ids={pk for found in expected.values() for pk in found},
+        known_by=at,
+    )
+    # Bookings sharing a cocktail share its list of ingredients.
+    lists: dict[tuple[int, ...], list[Ingredient]] = {}
+    cases = {}
+    for booking in bookings:
+        found = expected[booking.pk]
+        ingredients = lists.setdefault(tuple(found), list(found.values()))
+        cases[booking.pk] = GateCase(
+            patient_id=booking.patient_id,
+            consent_form_id=booking.consent_form_id,
+            ingredients=ingredients,
+            at=booking.starts_at,
+        )
+    return cases_gates(cases=cases, facts=facts)
