@@ -9,9 +9,13 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any
 from urllib.parse import urlencode
+from uuid import UUID
+
+from django.db.models import QuerySet
 
 from clinic.localtime import local_day_bounds, to_local
 from clinic.models import User
+from clinic.names import person_name
 from treatments.models import Booking, BookingStatus, Room
 from treatments.selectors.booking import (
     MAX_BOOKING_LENGTH,
@@ -27,9 +31,34 @@ DEFAULT_OPENS = time(8, 0)
 DEFAULT_CLOSES = time(19, 0)
 
 
-@dataclass
+@dataclass(slots=True)
+class WeekBooking:
+    """A booking as the grid and safe-to-treat read it: plain values from one
+    query. Eight hundred bookings as model instances, each with its patient,
+    protocol, room and practitioner, cost more than the rest of the page."""
+
+    pk: int
+    uuid: UUID
+    starts_at: datetime  # aware, UTC
+    ends_at: datetime
+    status: str
+    version: int  # sent with a drag, so a booking changed since is not moved
+    course_id: int | None  # safe-to-treat reads the course's last cocktail
+    patient_id: int
+    patient_name: str
+    protocol_id: int
+    protocol_name: str
+    consent_form_id: int
+    room_uuid: UUID
+    room_name: str
+    practitioner_id: int
+    practitioner_uuid: UUID
+    practitioner_name: str
+
+
+@dataclass(slots=True)
 class CalendarBooking:
-    booking: Booking
+    booking: WeekBooking
     starts: datetime
     ends: datetime
     span: int
@@ -87,6 +116,84 @@ class Calendar:
     @property
     def next(self) -> date:
         return self.day + timedelta(days=1 if self.view == "day" else 7)
+
+
+_ROW = (
+    "id",
+    "uuid",
+    "starts_at",
+    "ends_at",
+    "status",
+    "version",
+    "course_id",
+    "patient_id",
+    "patient__first_name",
+    "patient__last_name",
+    "protocol_id",
+    "protocol__name",
+    "protocol__consent_form_id",
+    "room__uuid",
+    "room__name",
+    "practitioner_id",
+    "practitioner__uuid",
+    "practitioner__username",
+    "practitioner__first_name",
+    "practitioner__last_name",
+)
+
+
+def _week_bookings(query: QuerySet[Booking]) -> list[WeekBooking]:
+    """The bookings of `query` as plain rows (one query), names as pages show
+    them (`clinic.names.person_name`; a practitioner without one by username)."""
+    staff_names: dict[int, str] = {}
+    rows = []
+    for (
+        pk,
+        uuid,
+        starts_at,
+        ends_at,
+        status,
+        version,
+        course_id,
+        patient_id,
+        first_name,
+        last_name,
+        protocol_id,
+        protocol_name,
+        consent_form_id,
+        room_uuid,
+        room_name,
+        practitioner_id,
+        practitioner_uuid,
+        username,
+        staff_first,
+        staff_last,
+    ) in query.values_list(*_ROW):
+        name = staff_names.get(practitioner_id)
+        if name is None:
+            name = staff_names[practitioner_id] = person_name(staff_first, staff_last) or username
+        rows.append(
+            WeekBooking(
+                pk=pk,
+                uuid=uuid,
+                starts_at=starts_at,
+                ends_at=ends_at,
+                status=status,
+                version=version,
+                course_id=course_id,
+                patient_id=patient_id,
+                patient_name=person_name(first_name, last_name),
+                protocol_id=protocol_id,
+                protocol_name=protocol_name,
+                consent_form_id=consent_form_id,
+                room_uuid=room_uuid,
+                room_name=room_name,
+                practitioner_id=practitioner_id,
+                practitioner_uuid=practitioner_uuid,
+                practitioner_name=name,
+            )
+        )
+    return rows
 
 
 def week_of(day: date) -> list[date]:
@@ -152,35 +259,13 @@ def calendar_build(
             starts_at__gte=start - MAX_BOOKING_LENGTH, starts_at__lt=end, ends_at__gt=start
         )
         .exclude(status=BookingStatus.CANCELLED)
-        .select_related("patient", "protocol", "room", "practitioner")
-        # Only what the grid and readiness read: a patient row carries phone
-        # numbers that are costly to parse, 400 times over.
-        .only(
-            "uuid",
-            "starts_at",
-            "ends_at",
-            "status",
-            "course_id",  # safe-to-treat reads the course's last cocktail
-            "version",  # sent with a drag, so a booking changed since is not moved
-            "patient__uuid",
-            "patient__first_name",
-            "patient__last_name",
-            "protocol__name",
-            "protocol__consent_form_id",
-            "room__uuid",
-            "room__name",
-            "practitioner__uuid",
-            "practitioner__username",
-            "practitioner__first_name",
-            "practitioner__last_name",
-        )
         .order_by("starts_at", "id")
     )
     if practitioner is not None:
         query = query.filter(practitioner=practitioner)
     if room is not None:
         query = query.filter(room=room)
-    bookings = list(query)
+    bookings = _week_bookings(query)
     hours = working_hours_map([p.pk for p in shown])
     closed = closures_between(days[0], days[-1])
     failures = readiness(bookings=bookings, at=at) if readiness is not None else {}
