@@ -34,6 +34,7 @@ from patients.forms import (
 from patients.images import MAX_UPLOAD_BYTES
 from patients.models import HISTORY_QUESTIONS, Consultation, Patient
 from patients.screening import Severity, screen
+from patients.search_audit import patient_search_audit
 from patients.selectors import (
     consultation_newest,
     consultations_since,
@@ -69,10 +70,9 @@ def patient_list(request: HttpRequest) -> HttpResponse:
     query = form.cleaned_data["q"] if form.is_valid() else ""
     results = patient_search(user=signed_in_user(request), query=query) if query else []
     if query:
-        # A search shows personal data: record that it happened (not what was typed).
-        audit_log(
-            actor=request.user, action=AuditAction.VIEW, object_type="patients.patient_search"
-        )
+        # A search shows personal data: record that it happened (not what was
+        # typed), once per search rather than per keystroke of the typeahead.
+        patient_search_audit(request=request, query=query)
     context = {"form": form, "query": query, "results": results}
     template = "patients/_patient_results.html" if request.htmx else "patients/patient_list.html"  # type: ignore[attr-defined]
     return render(request, template, context)
