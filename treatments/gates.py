@@ -114,14 +114,13 @@ _SIGNATURE_FIELDS = (
     "withdrawal__withdrawn_at",
 )
 _ALLERGY_TEST_FIELDS = (
-    "ingredient_id",
-    "allergytest__patient_id",
-    "allergytest__given_at",
-    "allergytest__entered_at",
-    "allergytest__late_entry_reason",
-    "allergytest__read_due_at",
-    "allergytest__result",
-    "allergytest__read_at",
+    "patient_id",
+    "given_at",
+    "entered_at",
+    "late_entry_reason",
+    "read_due_at",
+    "result",
+    "read_at",
 )
 
 
@@ -179,18 +178,27 @@ def gate_facts_load(
             facts.allergies[(allergy.patient_id, allergy.ingredient_id)] = allergy
         tests: dict[tuple[int, int], list[AllergyTest]] = defaultdict(list)
         through = AllergyTest.ingredients.through
-        for link in (
+        # One instance per test, however many of the ingredients it tested.
+        loaded: dict[int, AllergyTest] = {}
+        for ingredient_id, test_id, *values in (
             through.objects.filter(
                 Q() if known_by is None else Q(allergytest__entered_at__lte=known_by),
                 allergytest__patient_id__in=patients,
                 ingredient_id__in=wanted,
             )
-            .select_related("allergytest")
-            .only(*_ALLERGY_TEST_FIELDS)
             .order_by("-allergytest__given_at", "-allergytest_id")
+            .values_list(
+                "ingredient_id",
+                "allergytest_id",
+                *(f"allergytest__{name}" for name in _ALLERGY_TEST_FIELDS),
+            )
         ):
-            test = link.allergytest
-            tests[(test.patient_id, link.ingredient_id)].append(test)
+            test = loaded.get(test_id)
+            if test is None:
+                test = loaded[test_id] = AllergyTest.from_db(
+                    None, ["id", *_ALLERGY_TEST_FIELDS], [test_id, *values]
+                )
+            tests[(test.patient_id, ingredient_id)].append(test)
         facts.tests = dict(tests)
     return facts
 
