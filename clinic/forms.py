@@ -30,6 +30,12 @@ from clinic.concurrency import (
 )
 from clinic.filtering import FilterDateField
 from clinic.models import AuditAction
+from clinic.selectors import (
+    AUDIT_PAGE_SIZE_LEAST,
+    AUDIT_PAGE_SIZE_MOST,
+    AuditCursor,
+    AuditCursorError,
+)
 
 V = TypeVar("V", bound=Callable[..., Any])
 
@@ -509,18 +515,59 @@ class TokenForm(forms.Form):
 
 
 class AuditFilterForm(forms.Form):
+    """The audit log's filters, its page size and the cursor of the page to
+    show (`before`: older than; `after`: newer than), as its links write them.
+    A cursor edited or cut short is refused on its field."""
+
     user = forms.CharField(label=_("User"), required=False, max_length=150)
     action = forms.ChoiceField(
         label=_("Action"),
         required=False,
         choices=[("", _("Any action")), *AuditAction.choices],
     )
+    patient = forms.UUIDField(
+        label=_("Patient record"),
+        required=False,
+        help_text=_("The record's id, as in its address."),
+        error_messages={"invalid": _("Paste a patient record's id, as in its address.")},
+    )
     since = FilterDateField(label=_("From"))
     until = FilterDateField(label=_("To"))
+    per_page = forms.IntegerField(
+        label=_("Entries a page"),
+        required=False,
+        min_value=AUDIT_PAGE_SIZE_LEAST,
+        max_value=AUDIT_PAGE_SIZE_MOST,
+    )
+    before = forms.CharField(required=False, max_length=40)
+    after = forms.CharField(required=False, max_length=40)
+
+    def _clean_cursor(self, name: str) -> AuditCursor | None:
+        token = self.cleaned_data.get(name) or ""
+        if not token:
+            return None
+        try:
+            return AuditCursor.parse(token)
+        except AuditCursorError:
+            raise forms.ValidationError(
+                _("This link to other pages of the log is damaged. Start again from the newest."),
+                code="cursor",
+            ) from None
+
+    def clean_before(self) -> AuditCursor | None:
+        return self._clean_cursor("before")
+
+    def clean_after(self) -> AuditCursor | None:
+        return self._clean_cursor("after")
 
     def clean(self) -> dict[str, object]:
         data = super().clean() or {}
         since, until = data.get("since"), data.get("until")
         if since and until and until < since:
             self.add_error("until", _("The end date is before the start date."))
+        if data.get("before") and data.get("after"):
+            self.add_error(
+                None,
+                _("This link to other pages of the log is damaged. Start again from the newest."),
+            )
         return data

@@ -14,7 +14,6 @@ from django import forms
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
-from django.core.paginator import Paginator
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import render
@@ -34,15 +33,19 @@ from clinic.context import current_request_id
 from clinic.errorpages import error_page_context
 from clinic.forms import AuditFilterForm, TokenForm
 from clinic.health import run_checks
-from clinic.models import AuditAction, AuditEvent, SignInMailKind, User
+from clinic.models import AuditAction, SignInMailKind, User
 from clinic.proxies import client_ip
 from clinic.roles import Role
-from clinic.selectors import audit_events_filtered
+from clinic.selectors import (
+    AUDIT_PAGE_SIZE,
+    audit_events_filtered,
+    audit_page,
+    previous_sign_in,
+    recent_failed_sign_ins,
+)
 from clinic.services import sign_in_lock_lift, sign_in_pause_lift
 from clinic.sign_in_mail import sign_in_mail_request
 from clinic.signin import sign_in_locks
-
-AUDIT_PAGE_SIZE = 50
 
 
 def _safe_next(request: HttpRequest, default: str = "home") -> str:
@@ -70,16 +73,11 @@ def home(request: HttpRequest) -> HttpResponse:
         "is_manager": Role.MANAGER in roles,
         "two_factor_on": any(True for _ in devices_for_user(user, confirmed=True)),
         # The sign-in before this one: what someone checking for misuse wants to see.
-        "previous_login": AuditEvent.objects.filter(actor=user, action=AuditAction.LOGIN)
-        .order_by("-at")
-        .values_list("at", flat=True)[1:2]
-        .first(),
+        "previous_login": previous_sign_in(user),
     }
     if Role.MANAGER in roles:
         context["checks"] = run_checks()
-        context["recent_failures"] = list(
-            AuditEvent.objects.filter(action=AuditAction.LOGIN_FAILED).order_by("-at")[:5]
-        )
+        context["recent_failures"] = recent_failed_sign_ins()
         context["locks"] = sign_in_locks()
     return render(request, "clinic/home.html", context)
 
@@ -190,20 +188,43 @@ def two_factor_setup(request: HttpRequest) -> HttpResponse:
 @staff(Role.MANAGER)
 @require_GET
 def audit_log_list(request: HttpRequest) -> HttpResponse:
-    """Who did what, when: the manager's view of the audit trail."""
+    """Who did what, when: the manager's view of the audit trail, a page at a
+    time from a cursor (Older, Newer), with about how many events match.
+    A filter, page size or cursor refused answers 400 with the reason on the
+    form and no list; a page number is not a parameter (there are none)."""
     form = AuditFilterForm(request.GET or None)
-    filters: dict[str, Any] = {}
-    if form.is_bound and form.is_valid():
-        filters = {k: v for k, v in form.cleaned_data.items() if v}
-    page = Paginator(audit_events_filtered(**filters), AUDIT_PAGE_SIZE).get_page(
-        request.GET.get("page")
+    if form.is_bound and not form.is_valid():
+        return render(
+            request,
+            "clinic/audit_list.html",
+            {"form": form, "page": None, "query": ""},
+            status=400,
+        )
+    data = form.cleaned_data if form.is_bound else {}
+    filters = {
+        name: data[name]
+        for name in ("user", "action", "patient", "since", "until")
+        if data.get(name)
+    }
+    page = audit_page(
+        audit_events_filtered(**filters),
+        size=data.get("per_page") or AUDIT_PAGE_SIZE,
+        before=data.get("before"),
+        after=data.get("after"),
     )
     query = request.GET.copy()
-    query.pop("page", None)
+    for cursor in ("before", "after", "page"):
+        query.pop(cursor, None)
     return render(
         request,
         "clinic/audit_list.html",
-        {"form": form, "page": page, "query": query.urlencode()},
+        {
+            "form": form,
+            "page": page,
+            "query": query.urlencode(),
+            "older": page.older.token() if page.older else "",
+            "newer": page.newer.token() if page.newer else "",
+        },
     )
 
 
