@@ -110,6 +110,12 @@ class Reminder(models.Model):
             models.Index(fields=["due_at"], condition=Q(status="planned"), name="reminder_due_idx"),
             models.Index(fields=["patient", "-due_at"], name="reminder_patient_idx"),
             models.Index(fields=["booking"], name="reminder_booking_idx"),
+            # The follow-up list: the failed rows of the last days, not every row.
+            models.Index(
+                fields=["updated_at"],
+                condition=Q(status="failed"),
+                name="reminder_failed_idx",
+            ),
             models.Index(
                 fields=["claimed_until"],
                 condition=Q(status="sending"),

@@ -47,7 +47,9 @@ def reminder_log_for_booking(*, booking: Booking) -> list[Reminder]:
 def reminder_followups(*, now: datetime | None = None) -> list[Reminder]:
     """Reception's list of reminders that could not be sent: the failed
     reminders of the last FOLLOWUP_DAYS days (`now` aware, default the
-    current time), newest first, at most LOG_LIMIT."""
+    current time), newest first, at most LOG_LIMIT. Read through the partial
+    index reminder_failed_idx (treatments migration 0014): the failed rows of
+    the window, not every reminder ever planned."""
     now = now or timezone.now()
     return list(
         Reminder.objects.filter(
