@@ -7,16 +7,34 @@ Anything given on a command line wins over this file (gunicorn's rule), which
 the load test uses to try other worker counts.
 """
 
-# Workers and threads: measured with `make loadtest` (tests/load/), 30 staff
-# signed in as the three roles on a 2-core machine (docs/benchmarks.md, "Thirty
-# staff at once"). The pages are CPU-bound Python, so more processes than
-# cores buys nothing and costs memory; a few threads per process let a
-# request's database and Redis waits overlap with another's Python, and a
-# slow request (a PDF, a large report) no longer holds up the requests queued
-# behind it in the same process.
-workers = 2
+import os
+
+
+def _cores() -> int:
+    """The cores this process may run on (a container's or taskset's share)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 2
+
+
+# Workers and threads: chosen with `make loadtest` (tests/load/), 30 staff
+# signed in as the three roles for 60 s on a 2-core machine (docs/benchmarks.md,
+# "Thirty staff at once"). The pages are CPU-bound Python: one process uses at
+# most one core (the GIL), so one worker per core, and at least two so that a
+# worker being replaced never leaves the clinic unanswered. Two threads each
+# let one request's database waits overlap another's Python: with two or
+# three requests in progress in all (2 or 3 single-threaded workers) the
+# rest queued and throughput was the lowest measured (4.5 pages/s); four or
+# more in progress (2x2, 2x4, 5x1) all gave 4.4 to 7.2 pages/s, within the
+# run-to-run spread of a shared machine. Of those, 2x2 holds the least
+# memory: each worker is about 90 MiB, and each sign-in in progress hashes
+# its password with Argon2 (about 100 MiB while it runs), so threads and
+# workers beyond need are memory the clinic's server may not have.
+# A command line's --workers/--threads wins over these (how the load test tries others).
+workers = max(2, _cores())
 worker_class = "gthread"
-threads = 4
+threads = 2
 
 # Request limits (also the defaults, stated here so that a change is deliberate):
 # no request line or header larger than this, no more than 50 headers.
