@@ -135,6 +135,12 @@ AUDIT_CHAIN_KEY = (
 AUDIT_CHAIN_HEAD_FILE = env.str(
     "AUDIT_CHAIN_HEAD_FILE", default=str(BASE_DIR / "var" / "audit-chain-head")
 )
+# How long the audit trail is kept, in months: at least as long as the clinical
+# records whose reads and changes it records (8 years after the last treatment
+# is the usual floor; confirm with the clinic's indemnity insurer). Nothing is
+# deleted today: docs/architecture.md ("Audit trail") says how events older
+# than this are archived, from a sealed head, so audit_verify still passes.
+AUDIT_RETENTION_MONTHS = env.int("AUDIT_RETENTION_MONTHS", default=96)
 
 REDIS_URL = env.str("REDIS_URL")
 
