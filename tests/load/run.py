@@ -12,7 +12,9 @@ set). In order, each step's output in --out (default var/loadtest/):
    accounts with new passwords and authenticator keys (accounts.json);
 3. gunicorn with clinic/gunicorn_conf.py (workers and threads as given, or
    the file's), DEBUG off, HTTPS off (plain http on the loopback) and
-   two-factor sign-in on;
+   two-factor sign-in on; its settings are production's plus the benchmarks'
+   anchor page (tests/load/settings.py), a trivial page timed 20 times before
+   the load and twice a second during it, in the same run as the pages;
 4. Locust, headless, `--users` simulated staff (a third per role, started 10
    a second), who all sign in, then open their pages for `--duration`
    seconds (tests/load/locustfile.py; the sign-in is bounded by five minutes);
@@ -33,8 +35,10 @@ import http.client
 import os
 import signal
 import socket
+import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -46,6 +50,7 @@ BIN = Path(sys.executable).parent
 # Pages the target applies to; the sign-in steps are reported beside them.
 SIGN_IN_ROWS = ("sign-in: password", "sign-in: code")
 TARGET_P95_MS = 1000
+ANCHOR = "/benchmark-anchor/public/"
 
 
 def say(message: str) -> None:
@@ -109,6 +114,50 @@ def wait_until_up(port: int, process: subprocess.Popen[bytes], *, seconds: float
         except OSError:
             time.sleep(0.3)
     raise SystemExit("[loadtest] gunicorn did not answer within a minute")
+
+
+def time_anchor(port: int) -> float:
+    """One GET of the signed-out anchor page, on a new connection, in ms."""
+    started = time.perf_counter()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        conn.request("GET", ANCHOR, headers={"Host": "127.0.0.1", "Connection": "close"})
+        answer = conn.getresponse()
+        answer.read()
+    finally:
+        conn.close()
+    if answer.status != 200:
+        raise SystemExit(f"[loadtest] the anchor page answered {answer.status}")
+    return (time.perf_counter() - started) * 1000
+
+
+def anchor_row(name: str, samples: list[float], seconds: float) -> Row:
+    """The anchor's samples as a row of the report."""
+    ordered = sorted(samples) or [0.0]
+    p95 = ordered[max(0, round(0.95 * len(ordered)) - 1)]
+    return Row(name, len(samples), 0, len(samples) / seconds if seconds else 0.0,
+               statistics.median(ordered), p95, ordered[-1])  # fmt: skip
+
+
+@contextmanager
+def anchor_sampler(port: int, samples: list[float]) -> Iterator[None]:
+    """Time the anchor twice a second in a thread for the length of the block."""
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(0.5):
+            try:
+                samples.append(time_anchor(port))
+            except (OSError, SystemExit):
+                samples.append(float("inf"))
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=70)
 
 
 @contextmanager
@@ -183,20 +232,30 @@ def slow_pages(rows: list[Row]) -> list[str]:
     return [
         f"{r.name}: p95 {r.p95:.0f} ms"
         for r in rows
-        if r.name not in (*SIGN_IN_ROWS, "Aggregated") and r.p95 > TARGET_P95_MS
+        if r.name not in (*SIGN_IN_ROWS, "Aggregated")
+        and not r.name.startswith("anchor")
+        and r.p95 > TARGET_P95_MS
     ]
 
 
 def summary_table(rows: list[Row], *, label: str, before: str, after: str) -> str:
     """A Markdown table of the run, pages first, then sign-in, then the total."""
-    order = sorted(rows, key=lambda r: (r.name == "Aggregated", r.name in SIGN_IN_ROWS, r.name))
+    order = sorted(
+        rows,
+        key=lambda r: (
+            not r.name.startswith("anchor"), r.name == "Aggregated", r.name in SIGN_IN_ROWS, r.name,
+        ),
+    )  # fmt: skip
     lines = [
         f"{label}; load average before {before}, after {after}",
         "",
         "| page | requests | failures | req/s | median ms | p95 ms | max ms |",
         "|---|---|---|---|---|---|---|",
     ]
-    pages = [r for r in rows if r.name not in (*SIGN_IN_ROWS, "Aggregated")]
+    pages = [
+        r for r in rows
+        if r.name not in (*SIGN_IN_ROWS, "Aggregated") and not r.name.startswith("anchor")
+    ]  # fmt: skip
     for r in order:
         if r.name == "Aggregated":
             lines.append(
@@ -245,6 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     log.write_text("")
     port = free_port()
     env = clinic_environment(port)
+    served = {**env, "DJANGO_SETTINGS_MODULE": "tests.load.settings"}
     python = [sys.executable]
     if not args.skip_setup:
         step([*python, "manage.py", "migrate", "--no-input", "-v", "0"], env, log)
@@ -261,7 +321,12 @@ def main(argv: list[str] | None = None) -> int:
     label = " ".join(extra) or "clinic/gunicorn_conf.py as it is"
     prefix = args.out / "locust"
     try:
-        with gunicorn(port, env, args.out / "gunicorn.log", extra):
+        with gunicorn(port, served, args.out / "gunicorn.log", extra):
+            time_anchor(port)  # the first request of each worker loads the URLconf
+            started = time.monotonic()
+            idle = [time_anchor(port) for _ in range(20)]
+            idle_seconds = time.monotonic() - started
+            loaded: list[float] = []
             before = load_average()
             say(f"{args.users} staff for {args.duration} s ({label}); load average {before}")
             command = [
@@ -274,14 +339,19 @@ def main(argv: list[str] | None = None) -> int:
             locust_env = {**os.environ, "LOADTEST_ACCOUNTS": str(accounts),
                           "LOADTEST_USERS": str(args.users),
                           "LOADTEST_DURATION": str(args.duration)}  # fmt: skip
-            with (args.out / "locust.log").open("wb") as out:
+            with (args.out / "locust.log").open("wb") as out, anchor_sampler(port, loaded):
+                started = time.monotonic()
                 ran = subprocess.run(
                     command, cwd=BASE_DIR, env=locust_env, stdout=out, stderr=subprocess.STDOUT
                 )
+                loaded_seconds = time.monotonic() - started
             after = load_average()
     finally:
         step([*python, "-m", "tests.load.prepare", "--close"], env, log)
     rows = read_stats(Path(f"{prefix}_stats.csv"))
+    # The sampler runs through the sign-in as well as the pages.
+    rows += [anchor_row("anchor, before the load", idle, idle_seconds),
+             anchor_row("anchor, during sign-in and pages", loaded, loaded_seconds)]  # fmt: skip
     print(write_summary(rows, args.out, label=label, before=before, after=after))
     for page in slow_pages(rows):
         say(f"over the {TARGET_P95_MS} ms target: {page}")
