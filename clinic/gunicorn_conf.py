@@ -23,14 +23,14 @@ def _cores() -> int:
 # "Thirty staff at once"). The pages are CPU-bound Python: one process uses at
 # most one core (the GIL), so one worker per core, and at least two so that a
 # worker being replaced never leaves the clinic unanswered. Two threads each
-# let one request's database waits overlap another's Python: with two or
-# three requests in progress in all (2 or 3 single-threaded workers) the
-# rest queued and throughput was the lowest measured (4.5 pages/s); four or
-# more in progress (2x2, 2x4, 5x1) all gave 4.4 to 7.2 pages/s, within the
-# run-to-run spread of a shared machine. Of those, 2x2 holds the least
-# memory: each worker is about 90 MiB, and each sign-in in progress hashes
-# its password with Argon2 (about 100 MiB while it runs), so threads and
-# workers beyond need are memory the clinic's server may not have.
+# let one request's database waits overlap another's Python. Measured on a
+# machine whose other work kept the load average at 9 to 21, every setting
+# tried fell within the run-to-run spread, 4.0 to 6.8 pages/s (2x2: 6.8, 4.6,
+# 4.0, 4.5; 5x1: 6.8, 5.5, 4.1; 2x4: 4.9, 5.4, 5.3; 3x2 4.7; 2x1 4.2; 3x1
+# 4.2), so the choice rests on the above and on memory: each worker is about
+# 90 MiB, and each sign-in in progress hashes its password with Argon2 (about
+# 100 MiB while it runs; a 2x4 worker was seen at 290 MiB after the sign-ins),
+# so threads and workers beyond need are memory the server may not have.
 # A command line's --workers/--threads wins over these (how the load test tries others).
 workers = max(2, _cores())
 worker_class = "gthread"
