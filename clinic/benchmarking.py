@@ -123,10 +123,15 @@ def staff_member(username: str, role: Role) -> User:
     return user
 
 
+def _client() -> Client:
+    """A test client speaking to a host the settings allow."""
+    host = next((h for h in settings.ALLOWED_HOSTS if h not in ("*", "")), "localhost")
+    return Client(HTTP_HOST=host.lstrip("."))
+
+
 def signed_in_client(user: User) -> Client:
     """A test client signed in as `user`, its second factor already passed."""
-    host = next((h for h in settings.ALLOWED_HOSTS if h not in ("*", "")), "localhost")
-    client = Client(HTTP_HOST=host.lstrip("."))
+    client = _client()
     client.force_login(user)
     device = TOTPDevice.objects.filter(user=user, confirmed=True).first()
     if device is not None:
@@ -169,5 +174,5 @@ def anchors(signed_in: Client, *, repeat: int) -> tuple[Timings, Timings]:
     """The trivial page timed signed in and signed out (call inside
     `benchmark_urls()`): what every figure of the run is divided by."""
     inside = time_request(signed_in, ANCHOR_PATH, repeat=repeat)
-    outside = time_request(Client(), ANCHOR_SIGNED_OUT_PATH, repeat=repeat)
+    outside = time_request(_client(), ANCHOR_SIGNED_OUT_PATH, repeat=repeat)
     return inside, outside
