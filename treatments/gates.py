@@ -9,7 +9,8 @@ number of bookings), so reception's safe-to-treat flag and the practitioner's
 gates are the same code over the same facts:
 
 - `booking_gates` (gates 1 to 4): what reception sees on a booking, and the
-  first half of every completion;
+  first half of every completion; `cases_gates` says the same of many
+  bookings at once (a calendar week) over one `GateFacts`;
 - `session_gates` (gates 1 to 8): what completing a session requires.
 
 The rules and their sources: the contraindications and cautions come from
