@@ -32,7 +32,9 @@ import io
 import pstats
 import random
 import secrets
+import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from datetime import time as clock
@@ -42,11 +44,13 @@ from django.conf import settings
 from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connection, transaction
+from django.test import Client
 from django.test.utils import CaptureQueriesContext, override_settings
 from django.urls import reverse
 from django.utils import timezone
 
 from clinic.benchmarking import (
+    ANCHOR_PATH,
     TABLE_HEAD,
     Timings,
     anchors,
@@ -79,6 +83,8 @@ from treatments.models import (
     TreatmentCourse,
     WorkingHours,
 )
+from treatments.selectors.calendar import calendar_build
+from treatments.selectors.readiness import readiness_of
 
 PRACTITIONERS = 20
 WEEKDAYS = 5  # target weeks are booked Monday to Friday
@@ -682,6 +688,16 @@ class Command(BaseCommand):
                 f"{count} bookings: {timings.median / count:.3f} ms per booking"
                 f" (median over bookings); {flags}"
             )
+        # Process time: the Python share of the request, which the machine's
+        # load inflates less than the wall clock.
+        cpu_anchor = _cpu_ms(client, ANCHOR_PATH, repeat=repeat)
+        self.stdout.write(f"CPU (process time) medians: anchor, signed in {cpu_anchor:.1f} ms")
+        for target, count in zip(targets, weeks, strict=True):
+            cpu = _cpu_ms(client, f"{base}?view=week&date={target.isoformat()}", repeat=repeat)
+            self.stdout.write(
+                f"  week view, {count} bookings: {cpu:.1f} ms ({cpu / cpu_anchor:.1f} x anchor,"
+                f" {cpu / count:.3f} ms per booking)"
+            )
         if len(figures) > 1:
             (n1, t1, _f1), (n2, t2, _f2) = figures[0], figures[-1]
             self.stdout.write(
@@ -700,6 +716,7 @@ class Command(BaseCommand):
         for query in sorted(queries.captured_queries, key=lambda q: -float(q["time"]))[:4]:
             self.stdout.write(f"  {float(query['time']) * 1000:6.1f} ms  {query['sql'][:110]}")
         if profile:
+            self._parts(targets[-1], repeat)
             profiler = cProfile.Profile()
             profiler.enable()
             client.get(url, secure=True)
@@ -709,3 +726,36 @@ class Command(BaseCommand):
             stats.sort_stats("cumulative").print_stats(r"(clinic|treatments|patients|consent)/", 40)
             stats.sort_stats("tottime").print_stats(25)
             self.stdout.write(out.getvalue())
+
+    def _parts(self, target: date, repeat: int) -> None:
+        """Process-time medians of the week view's parts, for the profile."""
+        now = timezone.now()
+        built = calendar_build(view="week", day=target, practitioner=None, room=None, at=now)
+        bookings = [item.booking for row in built.rows for c in row.cells for item in c.bookings]
+
+        def median_ms(work: Callable[[], object]) -> float:
+            samples = []
+            for _ in range(repeat):
+                started = time.process_time()
+                work()
+                samples.append((time.process_time() - started) * 1000)
+            return statistics.median(samples)
+
+        grid = median_ms(
+            lambda: calendar_build(view="week", day=target, practitioner=None, room=None, at=now)
+        )
+        ready = median_ms(lambda: readiness_of(bookings=bookings, at=now))
+        self.stdout.write(
+            f"Parts (process time, median): grid without safe-to-treat {grid:.1f} ms;"
+            f" safe-to-treat of {len(bookings)} bookings {ready:.1f} ms"
+        )
+
+
+def _cpu_ms(client: Client, url: str, *, repeat: int) -> float:
+    """Median process time (ms) of GET `url`, in this process."""
+    samples = []
+    for _ in range(repeat):
+        started = time.process_time()
+        client.get(url, secure=True)
+        samples.append((time.process_time() - started) * 1000)
+    return statistics.median(samples)
