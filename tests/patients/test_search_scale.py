@@ -270,3 +270,23 @@ def test_without_the_cache_every_query_is_recorded(
     sign_in(client, receptionist)
     type_in(client, "smi", "smit")
     assert searches_recorded() == 2
+
+
+def test_the_booking_forms_patient_search_is_one_search_too(
+    register: dict[str, list[Patient]], receptionist: User, client: Client
+) -> None:
+    sign_in(client, receptionist)
+    url = reverse("treatments:booking_patient_search")
+    for query in ("s", "sm", "smi", "smith"):
+        assert client.get(url, {"q": query}, HTTP_HX_REQUEST="true").status_code == 200
+    assert searches_recorded() == 1
+
+
+def test_the_merge_pages_search_for_the_other_record_is_one_search_too(
+    register: dict[str, list[Patient]], practitioner: User, client: Client
+) -> None:
+    sign_in(client, practitioner)
+    url = reverse("treatments:patient_merge_compare", kwargs={"patient": register["smith"][0].uuid})
+    for query in ("s", "sm", "smi", "smith"):
+        assert client.get(url, {"q": query}).status_code == 200
+    assert searches_recorded() == 1

@@ -18,12 +18,13 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from clinic.access import signed_in_user, staff
-from clinic.audit import audit_log, audit_read
+from clinic.audit import audit_read
 from clinic.concurrency import AlreadySubmittedError, StaleEditError
 from clinic.localtime import to_local
-from clinic.models import AuditAction, User
+from clinic.models import User
 from clinic.roles import Role
 from patients.forms import PatientSearchForm
+from patients.search_audit import patient_search_audit
 from patients.selectors import (
     PatientMergedError,
     patient_get_for_user,
@@ -85,9 +86,7 @@ def booking_patient_search(request: HttpRequest) -> HttpResponse:
     query = form.cleaned_data["q"] if form.is_valid() else ""
     results = patient_search(user=signed_in_user(request), query=query, limit=10) if query else []
     if query:
-        audit_log(
-            actor=request.user, action=AuditAction.VIEW, object_type="patients.patient_search"
-        )
+        patient_search_audit(request=request, query=query)
     return render(
         request, "treatments/booking_patient_choices.html", {"results": results, "query": query}
     )

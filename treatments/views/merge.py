@@ -17,12 +17,12 @@ from django.utils.translation import gettext_lazy, ngettext_lazy
 from django.views.decorators.http import require_GET, require_POST
 
 from clinic.access import refused_as, signed_in_user, staff
-from clinic.audit import audit_log, audit_read
+from clinic.audit import audit_read
 from clinic.concurrency import StaleEditError
-from clinic.models import AuditAction
 from clinic.refusals import refusal_status
 from clinic.roles import Role
 from patients.models import Patient
+from patients.search_audit import patient_search_audit
 from patients.selectors import patient_get_for_user, patient_search
 from treatments.forms.merge import MergeChooseForm, MergeForm
 from treatments.selectors.merge import (
@@ -166,7 +166,7 @@ def patient_merge_compare(request: HttpRequest, patient: uuid.UUID) -> HttpRespo
     results = [p for p in patient_search(user=user, query=query) if p.pk != record.pk]
     if query:
         # A search shows personal data: record that it happened (not what was typed).
-        audit_log(actor=user, action=AuditAction.VIEW, object_type="patients.patient_search")
+        patient_search_audit(request=request, query=query)
     audit_read(request, record, patient_ref=record.uuid)
     return render(
         request,
