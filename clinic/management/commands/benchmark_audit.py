@@ -118,7 +118,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         started = time.perf_counter()
         try:
-            # The signed-out anchor's client asks for "testserver".
+            # A test client asks for "testserver" unless told otherwise.
             hosts = [*settings.ALLOWED_HOSTS, "testserver"]
             with benchmark_urls(), override_settings(ALLOWED_HOSTS=hosts), transaction.atomic():
                 self._run(options["events"], options["repeat"])
