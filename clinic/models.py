@@ -142,6 +142,9 @@ class AuditEvent(models.Model):
                 condition=models.Q(action="login"),
                 name="audit_actor_login_idx",
             ),
+            # One object's history: a stale edit's refusal names who saved
+            # it since, and a double submission finds the first one.
+            models.Index(fields=["object_type", "object_id", "at", "id"], name="audit_object_idx"),
         ]
         permissions = [
             ("view_patient_access_history", "Can see who opened a patient's record"),

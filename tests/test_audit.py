@@ -378,3 +378,16 @@ def test_the_dashboards_failed_sign_ins_and_previous_sign_in_read_their_indexes(
         )
     assert "audit_action_idx" in failed
     assert "audit_actor_login_idx" in login
+
+
+def test_one_objects_history_reads_its_index(manager: User) -> None:
+    """A refused stale edit reads who saved the record since: one object's
+    newest events, from its index, not the whole trail."""
+    _events(manager, 3)
+    with transaction.atomic():
+        plan = _plan(
+            AuditEvent.objects.filter(object_type="patients.patient", object_id="42")
+            .exclude(action__in=["view"])
+            .order_by("-at", "-id")[:20]
+        )
+    assert "audit_object_idx" in plan
