@@ -23,9 +23,10 @@ gates".
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from functools import partial
 from typing import TypeVar
 
 from dateutil.relativedelta import relativedelta
@@ -54,14 +55,52 @@ from treatments.models import (
 )
 
 
-@dataclass(frozen=True)
 class GateFailure:
-    """One reason treatment cannot go ahead."""
+    """One reason treatment cannot go ahead.
 
-    gate: int
-    sentence: str  # for the practitioner, in plain words
-    reception_note: str  # for reception: no clinical detail
-    earliest: datetime | None = None  # when waiting would clear it
+    `sentence` (for the practitioner) may be given as a callable returning it:
+    it is then written the first time it is read, in the language and time
+    zone active then. Reception's flags read only `reception_note` and
+    `earliest`, so a calendar week does not format a date or translate a
+    sentence it never shows. Two failures are equal when their gate, sentence,
+    note and earliest moment are."""
+
+    __slots__ = ("_sentence", "earliest", "gate", "reception_note")
+
+    def __init__(
+        self,
+        gate: int,
+        sentence: str | Callable[[], str],
+        reception_note: str,  # for reception: no clinical detail
+        earliest: datetime | None = None,  # when waiting would clear it
+    ) -> None:
+        self.gate = gate
+        self._sentence = sentence
+        self.reception_note = reception_note
+        self.earliest = earliest
+
+    @property
+    def sentence(self) -> str:
+        """For the practitioner, in plain words."""
+        sentence = self._sentence
+        if not isinstance(sentence, str):
+            sentence = self._sentence = sentence()
+        return sentence
+
+    def _key(self) -> tuple[int, str, str, datetime | None]:
+        return (self.gate, self.sentence, self.reception_note, self.earliest)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, GateFailure):
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        gate, sentence, note, earliest = self._key()
+        return f"GateFailure({gate!r}, {sentence!r}, {note!r}, {earliest!r})"
 
 
 def _day(day: date) -> str:
@@ -222,12 +261,21 @@ def _facts_for(
 # --- Gate 1: medical history ----------------------------------------------------------
 
 
+def _history_out_of_date(signed_at: datetime) -> str:
+    return _(
+        "The medical history of %(day)s is older than %(days)s days: take it again before treating."
+    ) % {
+        "day": _day(timezone.localtime(signed_at).date()),
+        "days": settings.MEDICAL_HISTORY_VALID_DAYS,
+    }
+
+
 def _history_failures(history: MedicalHistory | None, *, at: datetime) -> list[GateFailure]:
     if history is None:
         return [
             GateFailure(
                 1,
-                _("No medical history on record: take one before treating."),
+                lambda: _("No medical history on record: take one before treating."),
                 _("medical history needed"),
             )
         ]
@@ -235,14 +283,7 @@ def _history_failures(history: MedicalHistory | None, *, at: datetime) -> list[G
         return [
             GateFailure(
                 1,
-                _(
-                    "The medical history of %(day)s is older than %(days)s days: "
-                    "take it again before treating."
-                )
-                % {
-                    "day": _day(timezone.localtime(history.signed_at).date()),
-                    "days": settings.MEDICAL_HISTORY_VALID_DAYS,
-                },
+                partial(_history_out_of_date, history.signed_at),
                 _("medical history out of date: needs taking again"),
             )
         ]
@@ -333,7 +374,7 @@ def _consent_failures(patient_id: int, form_id: int, facts: GateFacts) -> list[G
     )
     if state.is_valid:
         return []
-    return [GateFailure(3, state.sentence, state.reception_note)]
+    return [GateFailure(3, lambda: state.sentence, state.reception_note)]
 
 
 def gate_consent(
@@ -357,6 +398,18 @@ def negative_reading_valid_until(read_at: datetime) -> datetime:
     return (local + relativedelta(months=settings.ALLERGY_TEST_VALID_MONTHS)).astimezone(UTC)
 
 
+def _negative_valid_at(read_at: datetime, at: datetime) -> bool:
+    """Whether a negative reading taken at `read_at` still allows treatment at
+    `at`: `negative_reading_valid_until`, without its calendar sum for the
+    readings clearly inside it. Any N calendar months on the clinic's clock
+    last at least 28 x N days (Jan 31 + 1 month is Feb 28), and a clock change
+    moves them by less than a day."""
+    months = settings.ALLERGY_TEST_VALID_MONTHS
+    if at - read_at < timedelta(days=28 * months - 1):
+        return True
+    return at <= negative_reading_valid_until(read_at)
+
+
 def _late_note(test: AllergyTest) -> str:
     if not test.is_late_entry:
         return ""
@@ -368,6 +421,44 @@ def _late_note(test: AllergyTest) -> str:
         "entered": _moment(test.entered_at),
         "reason": test.late_entry_reason,
     }
+
+
+# The practitioner's sentences of gate 4, written only when read (`GateFailure`).
+
+
+def _positive_sentence(name: str, read_at: datetime) -> str:
+    return _("Allergic to %(name)s: positive test read on %(day)s.") % {
+        "name": name,
+        "day": _day(timezone.localtime(read_at).date()),
+    }
+
+
+def _recorded_sentence(name: str, recorded_at: datetime) -> str:
+    return _("Allergic to %(name)s: recorded on %(day)s.") % {
+        "name": name,
+        "day": _day(timezone.localtime(recorded_at).date()),
+    }
+
+
+def _pending_sentence(name: str, test: AllergyTest) -> str:
+    return _(
+        "The allergy test for %(name)s has not been read yet: it can be read from %(when)s."
+    ) % {"name": name, "when": _moment(test.read_due_at)} + _late_note(test)
+
+
+def _expired_sentence(name: str, read_at: datetime) -> str:
+    return _(
+        "The negative allergy test for %(name)s from %(day)s is older than "
+        "%(months)s months: test again."
+    ) % {
+        "name": name,
+        "day": _day(timezone.localtime(read_at).date()),
+        "months": settings.ALLERGY_TEST_VALID_MONTHS,
+    }
+
+
+def _untested_sentence(name: str) -> str:
+    return _("No allergy test for %(name)s.") % {"name": name}
 
 
 def _allergy_failures(
@@ -387,8 +478,7 @@ def _allergy_failures(
             failures.append(
                 GateFailure(
                     4,
-                    _("Allergic to %(name)s: positive test read on %(day)s.")
-                    % {"name": name, "day": _day(timezone.localtime(positive.read_at).date())},
+                    partial(_positive_sentence, name, positive.read_at),
                     _("cannot have this treatment: see the practitioner"),
                 )
             )
@@ -398,8 +488,7 @@ def _allergy_failures(
             failures.append(
                 GateFailure(
                     4,
-                    _("Allergic to %(name)s: recorded on %(day)s.")
-                    % {"name": name, "day": _day(timezone.localtime(allergy.recorded_at).date())},
+                    partial(_recorded_sentence, name, allergy.recorded_at),
                     _("cannot have this treatment: see the practitioner"),
                 )
             )
@@ -411,10 +500,7 @@ def _allergy_failures(
             and t.read_at is not None
             and t.read_due_at <= t.read_at <= cutoff
         ]
-        if any(
-            t.read_at is not None and at <= negative_reading_valid_until(t.read_at)
-            for t in negatives
-        ):
+        if any(t.read_at is not None and _negative_valid_at(t.read_at, at) for t in negatives):
             continue
         pending = sorted(
             (t for t in its_tests if t.read_at is None or t.read_at > cutoff),
@@ -426,12 +512,7 @@ def _allergy_failures(
             failures.append(
                 GateFailure(
                     4,
-                    _(
-                        "The allergy test for %(name)s has not been read yet: "
-                        "it can be read from %(when)s."
-                    )
-                    % {"name": name, "when": _moment(due)}
-                    + _late_note(test),
+                    partial(_pending_sentence, name, test),
                     _("allergy reading due %(when)s") % {"when": _moment(due)},
                     due,
                 )
@@ -441,15 +522,7 @@ def _allergy_failures(
             failures.append(
                 GateFailure(
                     4,
-                    _(
-                        "The negative allergy test for %(name)s from %(day)s is older than "
-                        "%(months)s months: test again."
-                    )
-                    % {
-                        "name": name,
-                        "day": _day(timezone.localtime(negatives[0].read_at).date()),
-                        "months": settings.ALLERGY_TEST_VALID_MONTHS,
-                    },
+                    partial(_expired_sentence, name, negatives[0].read_at),
                     _("allergy test needed"),
                 )
             )
@@ -457,7 +530,7 @@ def _allergy_failures(
             failures.append(
                 GateFailure(
                     4,
-                    _("No allergy test for %(name)s.") % {"name": name},
+                    partial(_untested_sentence, name),
                     _("allergy test needed"),
                 )
             )
