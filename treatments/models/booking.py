@@ -155,6 +155,15 @@ class TreatmentCourse(models.Model):
         ordering = ["-created_at", "-id"]
         verbose_name = _("treatment course")
         verbose_name_plural = _("treatment courses")
+        indexes = [
+            # Reception's follow-up list reads the running courses only, a
+            # few hundred among a decade of finished ones.
+            models.Index(
+                fields=["created_at"],
+                condition=Q(status=CourseStatus.ACTIVE),
+                name="course_running_idx",
+            ),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=Q(planned_sessions__gte=1, planned_sessions__lte=20),
