@@ -50,6 +50,7 @@ from treatments.models import (
     ReminderStatus,
     TreatmentCourse,
 )
+from treatments.selectors import reminders as reminder_selectors
 from treatments.services.reminders import (
     MAX_ATTEMPTS,
     backoff,
@@ -624,6 +625,118 @@ def test_the_follow_up_list_makes_the_same_number_of_queries_for_1_or_10_courses
     for _n in range(9):
         _course(clinic, sessions=4)
     assert queries() == one
+
+
+def _courses_for_patients(clinic: Clinic, number: int, sessions: int) -> list[str]:
+    names = []
+    for index in range(number):
+        patient = PatientFactory(first_name=f"Waiting{sessions}", last_name=f"Number{index}")
+        TreatmentCourse.objects.create(
+            patient=patient,
+            protocol=clinic.protocol,
+            planned_sessions=sessions,
+            interval=Interval.WEEKLY,
+            created_by=clinic.practitioner,
+        )
+        names.append(patient.full_name)
+    return names
+
+
+def test_the_follow_up_lists_come_a_page_at_a_time_longest_waiting_first(
+    clinic: Clinic,
+    frozen: time_machine.Coordinates,
+    receptionist: User,
+    client: Client,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A page of 3 rather than 50 so the test stays small; the rule is the same.
+    monkeypatch.setattr(reminder_selectors, "FOLLOWUP_PAGE_SIZE", 3)
+    older = _courses_for_patients(clinic, 3, sessions=3)
+    frozen.move_to(NOW + timedelta(hours=1))
+    newer = _courses_for_patients(clinic, 2, sessions=4)
+    sign_in(client, receptionist)
+    url = reverse("treatments:reminder_followups")
+
+    first = client.get(url).content.decode()
+    assert all(name in first for name in older)
+    assert not any(name in first for name in newer)
+    assert "1 to 3 of 5" in first
+    assert "?courses_page=2&amp;failed_page=1" in first
+
+    second = client.get(url, {"courses_page": "2"}).content.decode()
+    assert all(name in second for name in newer)
+    assert not any(name in second for name in older)
+    assert "4 to 5 of 5" in second
+    assert "?courses_page=1&amp;failed_page=1" in second
+
+    # Past the end, or before the start: the nearest page that exists.
+    assert "4 to 5 of 5" in client.get(url, {"courses_page": "999999999"}).content.decode()
+    assert "1 to 3 of 5" in client.get(url, {"courses_page": "-4"}).content.decode()
+
+
+def test_the_failed_reminders_come_a_page_at_a_time_newest_first(
+    clinic: Clinic,
+    frozen: time_machine.Coordinates,
+    receptionist: User,
+    client: Client,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(reminder_selectors, "FOLLOWUP_PAGE_SIZE", 2)
+    early = book(clinic, local(THURSDAY, 9))
+    late = book(clinic, local(THURSDAY, 11))
+    Reminder.objects.filter(booking__in=[early, late]).update(status=ReminderStatus.FAILED)
+    sign_in(client, receptionist)
+    url = reverse("treatments:reminder_followups")
+    first = client.get(url).content.decode()
+    second = client.get(url, {"failed_page": "2"}).content.decode()
+    assert "1 to 2 of 4" in first
+    assert "3 to 4 of 4" in second
+    # Latest due first: the two hours before of both sessions, the later
+    # session's first; then the 48 hours before.
+    assert first.count("· 2 h before") == 2
+    assert "48 h before" not in first
+    assert first.index("session Thu 5 Nov 2026, 11:00") < first.index(
+        "session Thu 5 Nov 2026, 09:00"
+    )
+    assert second.count("· 48 h before") == 2
+    assert "· 2 h before" not in second
+
+
+@pytest.mark.parametrize("bad", ["two", "1.5", "2; DROP", "9" * 5000])
+def test_a_follow_up_page_that_is_not_a_whole_number_is_400(
+    clinic: Clinic, frozen: time_machine.Coordinates, receptionist: User, client: Client, bad: str
+) -> None:
+    sign_in(client, receptionist)
+    for name in ("courses_page", "failed_page"):
+        page = client.get(reverse("treatments:reminder_followups"), {name: bad})
+        assert page.status_code == 400
+        assert "whole number" in page.content.decode()
+
+
+@pytest.mark.parametrize("courses_page", ["1", "2", "50"])
+def test_the_follow_up_list_makes_a_fixed_number_of_queries_on_any_page(
+    clinic: Clinic,
+    frozen: time_machine.Coordinates,
+    receptionist: User,
+    client: Client,
+    monkeypatch: pytest.MonkeyPatch,
+    django_assert_max_num_queries: Any,
+    courses_page: str,
+) -> None:
+    monkeypatch.setattr(reminder_selectors, "FOLLOWUP_PAGE_SIZE", 3)
+    _courses_for_patients(clinic, 7, sessions=3)
+    booking = book(clinic, local(THURSDAY, 9))
+    Reminder.objects.filter(booking=booking).update(status=ReminderStatus.FAILED)
+    sign_in(client, receptionist)
+    url = reverse("treatments:reminder_followups")
+    client.get(url)  # the first request of a signed-in client reads its session once more
+    # Session and user, the two lists (three each for a page past the end)
+    # and the audit events, whatever the number of rows.
+    with django_assert_max_num_queries(12):
+        page = client.get(url, {"courses_page": courses_page, "failed_page": courses_page})
+    assert page.status_code == 200
+    # Seven courses, three a page: page 50 is the last, with one.
+    assert page.content.decode().count("Waiting3 Number") == (1 if courses_page == "50" else 3)
 
 
 def test_no_follow_up_when_the_next_session_is_already_booked(

@@ -1,15 +1,28 @@
 """Reads of reminders for reception: the delivery log and the follow-up list.
 
 Each is one query whatever the number of rows (what the page shows is joined
-in). No clinical detail: kind, channel, times, status and why it failed.
+in); the follow-up lists come a page at a time. No clinical detail: kind,
+channel, times, status and why it failed.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any, Generic, TypeVar
 
-from django.db.models import Count, Exists, F, Max, OuterRef, Q, QuerySet
+from django.db.models import (
+    Count,
+    DateTimeField,
+    Exists,
+    F,
+    IntegerField,
+    Max,
+    OuterRef,
+    QuerySet,
+    Subquery,
+    Window,
+)
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -26,6 +39,8 @@ from treatments.models import (
 LOG_LIMIT = 200
 # Failed reminders stay on the follow-up list this long.
 FOLLOWUP_DAYS = 30
+
+Row = TypeVar("Row")
 
 
 def _log(queryset: QuerySet[Reminder]) -> list[Reminder]:
@@ -44,20 +59,73 @@ def reminder_log_for_booking(*, booking: Booking) -> list[Reminder]:
     return _log(Reminder.objects.filter(booking=booking))
 
 
-def reminder_followups(*, now: datetime | None = None) -> list[Reminder]:
+@dataclass(frozen=True)
+class FollowupPage(Generic[Row]):
+    """One page of a follow-up list: `rows` (at most FOLLOWUP_PAGE_SIZE),
+    `number` (from 1, the page shown), `pages` (at least 1) and `total`, the
+    rows the whole list holds."""
+
+    rows: list[Row]
+    number: int
+    pages: int
+    total: int
+
+    @property
+    def first_shown(self) -> int:
+        return (self.number - 1) * FOLLOWUP_PAGE_SIZE + 1 if self.rows else 0
+
+    @property
+    def last_shown(self) -> int:
+        return (self.number - 1) * FOLLOWUP_PAGE_SIZE + len(self.rows)
+
+
+# What reception can act on at once; the rest is a page away.
+FOLLOWUP_PAGE_SIZE = 50
+# A page number past this is read as this one (then the nearest page that
+# exists): the offset stays small whatever number is asked for.
+FOLLOWUP_MAX_PAGE = 1000
+
+
+def _page(queryset: QuerySet[Any], page: int) -> tuple[list[Any], int, int]:
+    """Rows of `page` (clamped to 1..the last page), the page and the total,
+    in one query (the total is a window count over the list) or, for a page
+    past the end, three (the count, then the last page)."""
+    number = min(max(page, 1), FOLLOWUP_MAX_PAGE)
+    counted = queryset.annotate(list_total=Window(Count("*")))
+    start = (number - 1) * FOLLOWUP_PAGE_SIZE
+    rows = list(counted[start : start + FOLLOWUP_PAGE_SIZE])
+    if rows:
+        return rows, number, rows[0].list_total
+    if number == 1:
+        return [], 1, 0
+    total = queryset.count()
+    last = max(1, -(-total // FOLLOWUP_PAGE_SIZE))
+    start = (last - 1) * FOLLOWUP_PAGE_SIZE
+    return list(queryset[start : start + FOLLOWUP_PAGE_SIZE]), last, total
+
+
+def _pages(total: int) -> int:
+    return max(1, -(-total // FOLLOWUP_PAGE_SIZE))
+
+
+def reminder_followups(*, now: datetime | None = None, page: int = 1) -> FollowupPage[Reminder]:
     """Reception's list of reminders that could not be sent: the failed
     reminders of the last FOLLOWUP_DAYS days (`now` aware, default the
-    current time), newest first, at most LOG_LIMIT. Read through the partial
-    index reminder_failed_idx (treatments migration 0014): the failed rows of
-    the window, not every reminder ever planned."""
+    current time), newest first, FOLLOWUP_PAGE_SIZE a page; `page` counts
+    from 1 and one out of range shows the nearest page that exists. Read
+    through the partial index reminder_failed_idx (treatments migration
+    0014): the failed rows of the window, not every reminder ever planned.
+    One query (three for a page past the end)."""
     now = now or timezone.now()
-    return list(
+    queryset = (
         Reminder.objects.filter(
             status=ReminderStatus.FAILED, updated_at__gte=now - timedelta(days=FOLLOWUP_DAYS)
         )
         .select_related("patient", "booking", "course", "recipient")
-        .order_by("-due_at", "-id")[:LOG_LIMIT]
+        .order_by("-due_at", "-id")
     )
+    rows, number, total = _page(queryset, page)
+    return FollowupPage(rows=rows, number=number, pages=_pages(total), total=total)
 
 
 @dataclass(frozen=True)
@@ -76,7 +144,7 @@ class CourseToBook:
 UNMARKED_GRACE = timedelta(days=1)
 
 
-def courses_to_book(*, now: datetime | None = None) -> list[CourseToBook]:
+def courses_to_book(*, now: datetime | None = None, page: int = 1) -> FollowupPage[CourseToBook]:
     """Reception's list of courses whose next session is not booked.
 
     Derived from the courses themselves whenever it is read, so any change
@@ -85,7 +153,13 @@ def courses_to_book(*, now: datetime | None = None) -> list[CourseToBook]:
     are completed than planned, and none of its bookings is booked or arrived
     for later than UNMARKED_GRACE before `now` (aware, default the current
     time): a session long past that nobody marked does not hide the course.
-    Longest waiting first, at most LOG_LIMIT; one query.
+    Longest waiting first, FOLLOWUP_PAGE_SIZE a page; `page` counts from 1
+    and one out of range shows the nearest page that exists.
+
+    One query (three for a page past the end): each running course is
+    checked on its own bookings through booking_course_idx (course,
+    starts_at), a NOT EXISTS for the session ahead and the completed ones
+    counted, never every booking ahead in the calendar.
     """
     now = now or timezone.now()
     ahead = Booking.objects.filter(
@@ -93,23 +167,36 @@ def courses_to_book(*, now: datetime | None = None) -> list[CourseToBook]:
         status__in=(BookingStatus.BOOKED, BookingStatus.ARRIVED),
         starts_at__gt=now - UNMARKED_GRACE,
     )
-    completed = Q(bookings__status=BookingStatus.COMPLETED)
-    courses = (
-        TreatmentCourse.objects.filter(status=CourseStatus.ACTIVE)
-        .annotate(
-            sessions_done=Count("bookings", filter=completed),
-            last_session_ended=Max("bookings__ends_at", filter=completed),
-            has_session_ahead=Exists(ahead),
-        )
-        .filter(has_session_ahead=False, sessions_done__lt=F("planned_sessions"))
-        .select_related("patient")
-        .order_by(Coalesce("last_session_ended", "created_at"), "id")[:LOG_LIMIT]
+    completed = Booking.objects.filter(
+        course=OuterRef("pk"), status=BookingStatus.COMPLETED
+    ).order_by()
+    done = Subquery(
+        completed.values("course").annotate(n=Count("pk")).values("n"),
+        output_field=IntegerField(),
     )
-    return [
-        CourseToBook(
-            course=course,
-            sessions_done=course.sessions_done,
-            last_session_ended=course.last_session_ended,
-        )
-        for course in courses
-    ]
+    last_ended = Subquery(
+        completed.values("course").annotate(at=Max("ends_at")).values("at"),
+        output_field=DateTimeField(),
+    )
+    queryset = (
+        TreatmentCourse.objects.filter(status=CourseStatus.ACTIVE)
+        .filter(~Exists(ahead))
+        .annotate(sessions_done=Coalesce(done, 0), last_session_ended=last_ended)
+        .filter(sessions_done__lt=F("planned_sessions"))
+        .select_related("patient")
+        .order_by(Coalesce("last_session_ended", "created_at"), "id")
+    )
+    rows, number, total = _page(queryset, page)
+    return FollowupPage(
+        rows=[
+            CourseToBook(
+                course=course,
+                sessions_done=course.sessions_done,
+                last_session_ended=course.last_session_ended,
+            )
+            for course in rows
+        ],
+        number=number,
+        pages=_pages(total),
+        total=total,
+    )

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import uuid
 
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import render
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET
 
 from clinic.access import signed_in_user, staff
@@ -54,12 +55,31 @@ def reminder_log(
     )
 
 
+def _page_number(request: HttpRequest, name: str) -> int | None:
+    """The page asked for in `name` (1 when absent), or None when it is not
+    a whole number. Out of range is not an error: the selector shows the
+    nearest page that exists."""
+    raw = request.GET.get(name, "").strip()
+    if not raw:
+        return 1
+    if len(raw) > 9 or not raw.lstrip("-").isdigit():
+        return None
+    return int(raw)
+
+
 @staff(*READ_ROLES)
 @require_GET
 def reminder_followups_view(request: HttpRequest) -> HttpResponse:
-    failed = reminder_followups()
-    to_book = courses_to_book()
-    patients = [row.patient for row in failed] + [row.course.patient for row in to_book]
+    failed_page = _page_number(request, "failed_page")
+    courses_page = _page_number(request, "courses_page")
+    if failed_page is None or courses_page is None:
+        return HttpResponseBadRequest(
+            _("A page of the follow-up list is a whole number, such as 2."),
+            content_type="text/plain; charset=utf-8",
+        )
+    failed = reminder_followups(page=failed_page)
+    to_book = courses_to_book(page=courses_page)
+    patients = [row.patient for row in failed.rows] + [row.course.patient for row in to_book.rows]
     if patients:
         audit_read_patients(
             request,
