@@ -31,6 +31,7 @@ from typing import TypeVar
 
 from dateutil.relativedelta import relativedelta
 from django.conf import settings
+from django.contrib.postgres.aggregates import ArrayAgg
 from django.db.models import Q
 from django.utils import dateformat, timezone
 from django.utils.translation import gettext as _
@@ -217,28 +218,21 @@ def gate_facts_load(
         ):
             facts.allergies[(allergy.patient_id, allergy.ingredient_id)] = allergy
         tests: dict[tuple[int, int], list[AllergyTest]] = defaultdict(list)
-        through = AllergyTest.ingredients.through
-        # One instance per test, however many of the ingredients it tested.
-        loaded: dict[int, AllergyTest] = {}
-        for ingredient_id, test_id, *values in (
-            through.objects.filter(
-                Q() if known_by is None else Q(allergytest__entered_at__lte=known_by),
-                allergytest__patient_id__in=patients,
-                ingredient_id__in=wanted,
+        # One row and one instance per test, with the wanted ingredients it
+        # tested: a row per ingredient would read its moments again for each.
+        for test_id, tested, *values in (
+            AllergyTest.objects.filter(
+                Q() if known_by is None else Q(entered_at__lte=known_by),
+                patient_id__in=patients,
+                ingredients__in=wanted,
             )
-            .order_by("-allergytest__given_at", "-allergytest_id")
-            .values_list(
-                "ingredient_id",
-                "allergytest_id",
-                *(f"allergytest__{name}" for name in _ALLERGY_TEST_FIELDS),
-            )
+            .annotate(tested=ArrayAgg("ingredients__id"))
+            .order_by("-given_at", "-id")
+            .values_list("id", "tested", *_ALLERGY_TEST_FIELDS)
         ):
-            test = loaded.get(test_id)
-            if test is None:
-                test = loaded[test_id] = AllergyTest.from_db(
-                    None, ["id", *_ALLERGY_TEST_FIELDS], [test_id, *values]
-                )
-            tests[(test.patient_id, ingredient_id)].append(test)
+            test = AllergyTest.from_db(None, ["id", *_ALLERGY_TEST_FIELDS], [test_id, *values])
+            for ingredient_id in tested:
+                tests[(test.patient_id, ingredient_id)].append(test)
         facts.tests = dict(tests)
     return facts
 
@@ -270,7 +264,7 @@ def _history_out_of_date(signed_at: datetime) -> str:
     }
 
 
-def _history_failures(history: MedicalHistory | None, *, at: datetime) -> list[GateFailure]:
+def _history_failures(history: MedicalHistory | None, *, today: date) -> list[GateFailure]:
     if history is None:
         return [
             GateFailure(
@@ -279,7 +273,7 @@ def _history_failures(history: MedicalHistory | None, *, at: datetime) -> list[G
                 _("medical history needed"),
             )
         ]
-    if not history_is_valid(history, today=timezone.localdate(at)):
+    if not history_is_valid(history, today=today):
         return [
             GateFailure(
                 1,
@@ -296,29 +290,28 @@ def gate_medical_history(
     """Gate 1: a medical history signed within MEDICAL_HISTORY_VALID_DAYS days
     (local calendar days) of `at` (aware). Source: design.md, gate 1."""
     facts = facts or _facts_for(patient)
-    return _history_failures(facts.histories.get(patient.pk), at=at)
+    return _history_failures(facts.histories.get(patient.pk), today=timezone.localdate(at))
 
 
 # --- Gate 2: absolute contraindications -----------------------------------------------
 
 
-def _findings(history: MedicalHistory, *, at: datetime) -> list[Finding]:
-    """Screening of the history for a session at `at`: answers that describe
-    only the day the history was taken count on that day alone."""
+def _findings(history: MedicalHistory, *, today: date) -> list[Finding]:
+    """Screening of the history for a session on `today` (the clinic's date of
+    its moment): answers that describe only the day the history was taken
+    count on that day alone."""
     return screen(
         history,
-        today=timezone.localdate(at),
+        today=today,
         answered_on=timezone.localdate(history.signed_at),
     )
 
 
-def _contraindication_failures(
-    history: MedicalHistory | None, *, at: datetime
-) -> list[GateFailure]:
+def _contraindication_failures(history: MedicalHistory | None, *, today: date) -> list[GateFailure]:
     if history is None:
         return []  # gate 1 says so
     failures = []
-    for finding in _findings(history, at=at):
+    for finding in _findings(history, today=today):
         if finding.severity != Severity.ABSOLUTE:
             continue
         failures.append(
@@ -338,7 +331,7 @@ def gate_contraindications(
     """Gate 2: absolute findings of the current history block; cautions are
     gate 7. Source: domain.md, "Contraindication screening"."""
     facts = facts or _facts_for(patient)
-    return _contraindication_failures(facts.histories.get(patient.pk), at=at)
+    return _contraindication_failures(facts.histories.get(patient.pk), today=timezone.localdate(at))
 
 
 def cautions_for(
@@ -351,7 +344,7 @@ def cautions_for(
         return []
     return [
         finding
-        for finding in _findings(history, at=at)
+        for finding in _findings(history, today=timezone.localdate(at))
         if finding.severity == Severity.CAUTION and finding.concerns(areas)
     ]
 
@@ -726,9 +719,10 @@ def _gates_1_to_4(
     facts: GateFacts,
 ) -> list[GateFailure]:
     history = facts.histories.get(patient_id)
+    today = timezone.localdate(at)
     return [
-        *_history_failures(history, at=at),
-        *_contraindication_failures(history, at=at),
+        *_history_failures(history, today=today),
+        *_contraindication_failures(history, today=today),
         *_consent_failures(patient_id, consent_form_id, facts),
         *_allergy_failures(patient_id, ingredients, at=at, facts=facts),
     ]
@@ -786,12 +780,13 @@ def gates_check(
     batches, at `at` (aware). Empty: those gates pass. Five queries."""
     facts = _facts_for(patient, protocol=protocol, ingredients=ingredients)
     history = facts.histories.get(patient.pk)
+    today = timezone.localdate(at)
     return [
-        *_history_failures(history, at=at),
-        *_contraindication_failures(history, at=at),
+        *_history_failures(history, today=today),
+        *_contraindication_failures(history, today=today),
         *_consent_failures(patient.pk, protocol.consent_form_id, facts),
         *_allergy_failures(patient.pk, ingredients, at=at, facts=facts),
-        *gate_batches(batches=batches, on=timezone.localdate(at)),
+        *gate_batches(batches=batches, on=today),
     ]
 
 
