@@ -34,6 +34,9 @@ SEARCH_OBJECT_TYPE = "patients.patient_search"
 # How long after one request of a search the next still continues it: a
 # pause to read the results, then a few more letters.
 SEARCH_CONTINUES_SECONDS = 120
+# However it goes on, a search is recorded again after this long: the trail
+# says when someone was searching, not only when they began.
+SEARCH_LONGEST_SECONDS = 600
 _KEY_PREFIX = "patients:search-audit"
 
 
@@ -56,17 +59,19 @@ def patient_search_audit(*, request: HttpRequest, query: str) -> bool:
     register for `query`, once per search; returns whether an event was written.
 
     A query continues the search of the same person in the same signed-in
-    session when one of the two is the beginning of the other (case and
-    spacing aside: typing on, or deleting back) and it comes at most
-    SEARCH_CONTINUES_SECONDS (120 s) after the previous request (clinic
-    clock): nothing is written. Any other query (another name, or the same one
-    after the pause) is a new search and writes one `view` event of
-    `patients.patient_search`, without the words typed. The previous query is
-    kept in the cache (Redis) only as keyed digests of its beginnings, for the
-    120 s; with the cache out of reach, or no session, every query is
-    recorded (logged): the trail errs on the side of one event too many.
-    Source: issue 14, "keep the search audit to one event per search, not
-    per keystroke".
+    session when it extends the longest query of that search or is a
+    beginning of it (case and spacing aside: typing on, or deleting back),
+    comes at most SEARCH_CONTINUES_SECONDS (120 s) after the previous request
+    and less than SEARCH_LONGEST_SECONDS (600 s) after the search's first
+    (clinic clock): nothing is written. Any other query (another name, even
+    one reached by deleting back to a shared first letter; the same one after
+    the pause; a search kept going past ten minutes) is a new search and
+    writes one `view` event of `patients.patient_search`, without the words
+    typed. The search's longest query is kept in the cache (Redis) only as
+    keyed digests of its beginnings, for the 120 s; with the cache out of
+    reach, or no session, every query is recorded (logged): the trail errs on
+    the side of one event too many. Source: issue 14, "keep the search audit
+    to one event per search, not per keystroke".
     """
     beginnings = _beginnings(_normal(query))
     now = timezone.now().timestamp()
@@ -78,17 +83,23 @@ def patient_search_audit(*, request: HttpRequest, query: str) -> bool:
             previous = cache.get(key)
         except RedisError:
             logger.warning("Search audit marker unavailable; this search is recorded")
+    longest = previous.get("beginnings") if isinstance(previous, dict) else None
     continues = bool(
         beginnings
-        and isinstance(previous, dict)
+        and longest
         and 0 <= now - previous.get("at", 0) <= SEARCH_CONTINUES_SECONDS
-        and previous.get("beginnings")
-        and (beginnings[-1] in previous["beginnings"] or previous["beginnings"][-1] in beginnings)
+        and 0 <= now - previous.get("started", 0) < SEARCH_LONGEST_SECONDS
+        # A beginning of the longest query (deleting back), or extending it.
+        and (beginnings[-1] in longest or longest[-1] in beginnings)
     )
     if not continues:
         audit_log(actor=request.user, action=AuditAction.VIEW, object_type=SEARCH_OBJECT_TYPE)
     if session_key:
-        marker = {"at": now, "beginnings": beginnings}
+        marker = {
+            "at": now,
+            "started": previous["started"] if continues else now,
+            "beginnings": longest if continues and len(longest) > len(beginnings) else beginnings,
+        }
         try:
             # Set after the event: a search whose event failed is not "continued".
             cache.set(key, marker, timeout=SEARCH_CONTINUES_SECONDS + 60)

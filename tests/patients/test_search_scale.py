@@ -196,11 +196,38 @@ def test_typing_a_name_is_one_search(
     type_in(client, "s", "sm", "smi", "Smith", "smith a", "smith av")
     assert searches_recorded() == 1
     # Deleting back and typing on is the same search.
-    type_in(client, "smit", "smith b")
+    type_in(client, "smith a", "smit", "smith av", "smith ava")
     assert searches_recorded() == 1
     # The results page sent with the button, too.
-    assert client.get(LIST, {"q": "smith ben"}).status_code == 200
+    assert client.get(LIST, {"q": "smith ava"}).status_code == 200
     assert searches_recorded() == 1
+    # Deleting back, then on to another name, is another search.
+    type_in(client, "smit", "smith b", "smith ben")
+    assert searches_recorded() == 2
+
+
+def test_deleting_back_to_a_shared_letter_then_another_name_is_another_search(
+    register: dict[str, list[Patient]], receptionist: User, client: Client
+) -> None:
+    sign_in(client, receptionist)
+    type_in(client, "s", "sm", "smi", "smith", "smi", "sm", "s")
+    assert searches_recorded() == 1
+    type_in(client, "sa", "san", "sanders")
+    assert searches_recorded() == 2
+
+
+def test_a_search_kept_going_is_recorded_again_after_ten_minutes(
+    register: dict[str, list[Patient]],
+    receptionist: User,
+    client: Client,
+    frozen_clock: time_machine.Coordinates,
+) -> None:
+    sign_in(client, receptionist)
+    for minute in range(21):
+        type_in(client, "sm" if minute % 2 else "s")
+        frozen_clock.shift(timedelta(minutes=1))
+    # Minutes 0, 10 and 20 (each 600 s after the last recorded start) begin a search.
+    assert searches_recorded() == 3
 
 
 def test_another_name_is_another_search(
