@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -38,20 +38,45 @@ def local_day_start(day: date) -> datetime | None:
         return None
 
 
+# Other apps say which records stand for the same person as a given one (the
+# patients app: the records merged into it), so that a filter by patient
+# finds what was done under any of them. `clinic` cannot import them.
+PatientRecordsOf = Callable[[uuid.UUID], Sequence[uuid.UUID]]
+_patient_records_finders: list[PatientRecordsOf] = []
+
+
+def patient_records_finder_register(finder: PatientRecordsOf) -> None:
+    """Add `finder(uuid) -> other uuids of the same person` (called by an
+    app's `ready()`); registering the same function twice adds it once."""
+    if finder not in _patient_records_finders:
+        _patient_records_finders.append(finder)
+
+
+def patient_records_of(patient: uuid.UUID) -> list[uuid.UUID]:
+    """`patient` first, then every other record of the same person that a
+    registered finder knows of (records merged into it), without repeats."""
+    records = [patient]
+    for finder in _patient_records_finders:
+        records += [other for other in finder(patient) if other not in records]
+    return records
+
+
 def audit_events_filtered(
     *,
     user: str = "",
     action: str = "",
     patient: uuid.UUID | None = None,
+    patient_records: Sequence[uuid.UUID] = (),
     since: date | None = None,
     until: date | None = None,
 ) -> QuerySet[AuditEvent]:
     """Audit events, newest first, filtered by username (any case, as it was
-    when the event was written), action, patient (the record's public id) and
-    clinic-local dates (`since` and `until` both included). A date at the very
-    edge of the calendar (0001-01-01, 9999-12-31) leaves that end of the range
-    open. Each filter is served by an index ending in (at, id) (clinic
-    migration 0010)."""
+    when the event was written), action, patient (the record's public id; or
+    `patient_records`, several records of one person, see
+    `patient_records_of`) and clinic-local dates (`since` and `until` both
+    included). A date at the very edge of the calendar (0001-01-01,
+    9999-12-31) leaves that end of the range open. Each filter is served by an
+    index ending in (at, id) (clinic migration 0010)."""
     events = AuditEvent.objects.all()
     if user:
         # UPPER(label) = UPPER(%s): the expression index audit_actor_label_idx
@@ -61,6 +86,10 @@ def audit_events_filtered(
         events = events.filter(action=action)
     if patient is not None:
         events = events.filter(patient_ref=patient)
+    if len(patient_records) == 1:
+        events = events.filter(patient_ref=patient_records[0])
+    elif patient_records:
+        events = events.filter(patient_ref__in=list(patient_records))
     if since and (start := local_day_start(since)) is not None:
         events = events.filter(at__gte=start)
     if until and until < date.max and (end := local_day_start(until + timedelta(days=1))):

@@ -40,6 +40,7 @@ from clinic.selectors import (
     AUDIT_PAGE_SIZE,
     audit_events_filtered,
     audit_page,
+    patient_records_of,
     previous_sign_in,
     recent_failed_sign_ins,
 )
@@ -201,11 +202,13 @@ def audit_log_list(request: HttpRequest) -> HttpResponse:
             status=400,
         )
     data = form.cleaned_data if form.is_bound else {}
-    filters = {
-        name: data[name]
-        for name in ("user", "action", "patient", "since", "until")
-        if data.get(name)
+    filters: dict[str, Any] = {
+        name: data[name] for name in ("user", "action", "since", "until") if data.get(name)
     }
+    # One person's trail: the record asked for and every record merged into it.
+    records = patient_records_of(data["patient"]) if data.get("patient") else []
+    if records:
+        filters["patient_records"] = records
     page = audit_page(
         audit_events_filtered(**filters),
         size=data.get("per_page") or AUDIT_PAGE_SIZE,
@@ -222,6 +225,7 @@ def audit_log_list(request: HttpRequest) -> HttpResponse:
             "form": form,
             "page": page,
             "query": query.urlencode(),
+            "merged_records": len(records) - 1 if records else 0,
             "older": page.older.token() if page.older else "",
             "newer": page.newer.token() if page.newer else "",
         },

@@ -59,6 +59,31 @@ class PatientMergedError(Http404):
 MERGE_HOPS = 5
 
 
+# A chain of merges longer than this is not one a clinic makes by hand.
+_MERGE_DEPTH = 20
+
+
+def patient_records_merged_into(patient: uuid.UUID) -> list[uuid.UUID]:
+    """The public ids of every record merged into the record `patient`,
+    directly or through a chain of merges (treatments.services.merge), in the
+    order of the chain; empty for an unknown id or a record nothing was
+    merged into. One query per link of the chain (at most 20)."""
+    found: list[uuid.UUID] = []
+    level = [patient]
+    for _depth in range(_MERGE_DEPTH):
+        level = [
+            record
+            for record in Patient.objects.filter(merged_into__uuid__in=level).values_list(
+                "uuid", flat=True
+            )
+            if record not in found and record != patient
+        ]
+        if not level:
+            break
+        found += level
+    return found
+
+
 def patient_records_visible_to(user: User) -> QuerySet[Patient]:
     """The records this user may see, merged ones included: for following a
     merged record to its survivor, and for the merge itself. Staff of the

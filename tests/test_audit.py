@@ -391,3 +391,35 @@ def test_one_objects_history_reads_its_index(manager: User) -> None:
             .order_by("-at", "-id")[:20]
         )
     assert "audit_object_idx" in plan
+
+
+@pytest.mark.django_db
+def test_a_patients_trail_includes_the_records_merged_into_theirs(
+    manager: User, practitioner: User, client: Client
+) -> None:
+    """Who read this person's record: what was read under a duplicate merged
+    into it (directly or through another merge) is listed under the record
+    that stays, and the page says so."""
+    from tests.factories import PatientFactory
+    from treatments.services.merge import patient_merge
+
+    survivor = PatientFactory(first_name="Oliver", last_name="Twist")
+    first = PatientFactory(first_name="Oliver", last_name="Twist")
+    second = PatientFactory(first_name="Olly", last_name="Twist")
+    unrelated = PatientFactory(first_name="Nancy", last_name="Sikes")
+    for record in (survivor, first, second, unrelated):
+        audit_log(actor=practitioner, action=AuditAction.VIEW, obj=record, patient_ref=record.uuid)
+    patient_merge(duplicate=second, survivor=first, merged_by=practitioner)
+    patient_merge(duplicate=first, survivor=survivor, merged_by=practitioner)
+    sign_in(client, manager)
+
+    page = client.get(reverse("audit_log"), {"patient": str(survivor.uuid)})
+    assert page.status_code == 200
+    shown = {event.patient_ref for event in page.context["page"].events}
+    assert shown == {survivor.uuid, first.uuid, second.uuid}
+    assert "2 duplicate records merged into this one" in page.content.decode()
+
+    # Asked for the duplicate, the trail is the duplicate's own (and what was merged into it).
+    page = client.get(reverse("audit_log"), {"patient": str(second.uuid)})
+    assert {event.patient_ref for event in page.context["page"].events} == {second.uuid}
+    assert 'data-testid="audit-merged-records"' not in page.content.decode()
