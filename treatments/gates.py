@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from functools import partial
 from typing import TypeVar
 
@@ -110,6 +110,33 @@ def _day(day: date) -> str:
 
 def _moment(moment: datetime) -> str:
     return dateformat.format(timezone.localtime(moment), "D j M H:i")
+
+
+@dataclass(frozen=True, slots=True)
+class _Words:
+    """Reception's notes of gates 1 to 4 in the active language, and the
+    active time zone: looked up once for a whole week of bookings rather than
+    for every failure."""
+
+    history_needed: str
+    history_out_of_date: str
+    not_for_now: str
+    cannot_have: str
+    test_needed: str
+    reading_due: str  # with %(when)s
+    zone: tzinfo
+
+
+def _words() -> _Words:
+    return _Words(
+        history_needed=_("medical history needed"),
+        history_out_of_date=_("medical history out of date: needs taking again"),
+        not_for_now=_("cannot be treated for now: see the practitioner"),
+        cannot_have=_("cannot have this treatment: see the practitioner"),
+        test_needed=_("allergy test needed"),
+        reading_due=_("allergy reading due %(when)s"),
+        zone=timezone.get_current_timezone(),
+    )
 
 
 def _start_of(day: date) -> datetime:
@@ -207,7 +234,9 @@ def gate_facts_load(
             # Not the signed text, its sections or the version's texts: a week
             # of signatures would carry the whole consent form hundreds of times.
             .only(*_SIGNATURE_FIELDS)
-            .order_by("-signed_at", "-id")
+            # Only the latest signature per patient and form counts.
+            .order_by("patient_id", "version__form_id", "-signed_at", "-id")
+            .distinct("patient_id", "version__form_id")
         ):
             facts.signatures.setdefault((signed.patient_id, signed.version.form_id), signed)
     if wanted:
@@ -264,13 +293,15 @@ def _history_out_of_date(signed_at: datetime) -> str:
     }
 
 
-def _history_failures(history: MedicalHistory | None, *, today: date) -> list[GateFailure]:
+def _history_failures(
+    history: MedicalHistory | None, *, today: date, words: _Words
+) -> list[GateFailure]:
     if history is None:
         return [
             GateFailure(
                 1,
                 lambda: _("No medical history on record: take one before treating."),
-                _("medical history needed"),
+                words.history_needed,
             )
         ]
     if not history_is_valid(history, today=today):
@@ -278,7 +309,7 @@ def _history_failures(history: MedicalHistory | None, *, today: date) -> list[Ga
             GateFailure(
                 1,
                 partial(_history_out_of_date, history.signed_at),
-                _("medical history out of date: needs taking again"),
+                words.history_out_of_date,
             )
         ]
     return []
@@ -290,35 +321,39 @@ def gate_medical_history(
     """Gate 1: a medical history signed within MEDICAL_HISTORY_VALID_DAYS days
     (local calendar days) of `at` (aware). Source: design.md, gate 1."""
     facts = facts or _facts_for(patient)
-    return _history_failures(facts.histories.get(patient.pk), today=timezone.localdate(at))
+    return _history_failures(
+        facts.histories.get(patient.pk), today=timezone.localdate(at), words=_words()
+    )
 
 
 # --- Gate 2: absolute contraindications -----------------------------------------------
 
 
-def _findings(history: MedicalHistory, *, today: date) -> list[Finding]:
+def _findings(history: MedicalHistory, *, today: date, zone: tzinfo | None = None) -> list[Finding]:
     """Screening of the history for a session on `today` (the clinic's date of
     its moment): answers that describe only the day the history was taken
     count on that day alone."""
     return screen(
         history,
         today=today,
-        answered_on=timezone.localdate(history.signed_at),
+        answered_on=timezone.localdate(history.signed_at, zone),
     )
 
 
-def _contraindication_failures(history: MedicalHistory | None, *, today: date) -> list[GateFailure]:
+def _contraindication_failures(
+    history: MedicalHistory | None, *, today: date, words: _Words
+) -> list[GateFailure]:
     if history is None:
         return []  # gate 1 says so
     failures = []
-    for finding in _findings(history, today=today):
+    for finding in _findings(history, today=today, zone=words.zone):
         if finding.severity != Severity.ABSOLUTE:
             continue
         failures.append(
             GateFailure(
                 2,
                 finding.reason,
-                finding.reception_note or _("cannot be treated for now: see the practitioner"),
+                finding.reception_note or words.not_for_now,
                 _start_of(finding.lifts_on) if finding.lifts_on else None,
             )
         )
@@ -331,7 +366,9 @@ def gate_contraindications(
     """Gate 2: absolute findings of the current history block; cautions are
     gate 7. Source: domain.md, "Contraindication screening"."""
     facts = facts or _facts_for(patient)
-    return _contraindication_failures(facts.histories.get(patient.pk), today=timezone.localdate(at))
+    return _contraindication_failures(
+        facts.histories.get(patient.pk), today=timezone.localdate(at), words=_words()
+    )
 
 
 def cautions_for(
@@ -455,7 +492,12 @@ def _untested_sentence(name: str) -> str:
 
 
 def _allergy_failures(
-    patient_id: int, ingredients: Sequence[Ingredient], *, at: datetime, facts: GateFacts
+    patient_id: int,
+    ingredients: Sequence[Ingredient],
+    *,
+    at: datetime,
+    facts: GateFacts,
+    words: _Words,
 ) -> list[GateFailure]:
     failures = []
     # A reading counts once taken, and only if taken by the time facts are known.
@@ -472,7 +514,7 @@ def _allergy_failures(
                 GateFailure(
                     4,
                     partial(_positive_sentence, name, positive.read_at),
-                    _("cannot have this treatment: see the practitioner"),
+                    words.cannot_have,
                 )
             )
             continue
@@ -482,7 +524,7 @@ def _allergy_failures(
                 GateFailure(
                     4,
                     partial(_recorded_sentence, name, allergy.recorded_at),
-                    _("cannot have this treatment: see the practitioner"),
+                    words.cannot_have,
                 )
             )
             continue
@@ -506,7 +548,7 @@ def _allergy_failures(
                 GateFailure(
                     4,
                     partial(_pending_sentence, name, test),
-                    _("allergy reading due %(when)s") % {"when": _moment(due)},
+                    words.reading_due % {"when": _moment(due)},
                     due,
                 )
             )
@@ -516,7 +558,7 @@ def _allergy_failures(
                 GateFailure(
                     4,
                     partial(_expired_sentence, name, negatives[0].read_at),
-                    _("allergy test needed"),
+                    words.test_needed,
                 )
             )
         else:
@@ -524,7 +566,7 @@ def _allergy_failures(
                 GateFailure(
                     4,
                     partial(_untested_sentence, name),
-                    _("allergy test needed"),
+                    words.test_needed,
                 )
             )
     return failures
@@ -546,7 +588,7 @@ def gate_allergy(
     domain.md, "Allergy test".
     """
     facts = facts or _facts_for(patient, ingredients=ingredients)
-    return _allergy_failures(patient.pk, ingredients, at=at, facts=facts)
+    return _allergy_failures(patient.pk, ingredients, at=at, facts=facts, words=_words())
 
 
 # --- Gate 5: batches ------------------------------------------------------------------
@@ -717,14 +759,15 @@ def _gates_1_to_4(
     ingredients: Sequence[Ingredient],
     at: datetime,
     facts: GateFacts,
+    words: _Words,
 ) -> list[GateFailure]:
     history = facts.histories.get(patient_id)
-    today = timezone.localdate(at)
+    today = timezone.localdate(at, words.zone)
     return [
-        *_history_failures(history, today=today),
-        *_contraindication_failures(history, today=today),
+        *_history_failures(history, today=today, words=words),
+        *_contraindication_failures(history, today=today, words=words),
         *_consent_failures(patient_id, consent_form_id, facts),
-        *_allergy_failures(patient_id, ingredients, at=at, facts=facts),
+        *_allergy_failures(patient_id, ingredients, at=at, facts=facts, words=words),
     ]
 
 
@@ -738,7 +781,7 @@ def booking_gates(
     """Gates 1 to 4 for one booking at `at` (aware), from `facts` (no query):
     reception's safe-to-treat flag and the first half of `session_gates`."""
     return _gates_1_to_4(
-        booking.patient_id, booking.protocol.consent_form_id, ingredients, at, facts
+        booking.patient_id, booking.protocol.consent_form_id, ingredients, at, facts, _words()
     )
 
 
@@ -762,8 +805,11 @@ def cases_gates(*, cases: Mapping[K, GateCase], facts: GateFacts) -> dict[K, lis
     as `cases` is (a booking id): for each, exactly what `booking_gates` says
     of that booking, through the same rules. The calendar's week and the
     patient's page judge every booking shown with it. Raises nothing."""
+    words = _words()
     return {
-        key: _gates_1_to_4(case.patient_id, case.consent_form_id, case.ingredients, case.at, facts)
+        key: _gates_1_to_4(
+            case.patient_id, case.consent_form_id, case.ingredients, case.at, facts, words
+        )
         for key, case in cases.items()
     }
 
@@ -780,12 +826,13 @@ def gates_check(
     batches, at `at` (aware). Empty: those gates pass. Five queries."""
     facts = _facts_for(patient, protocol=protocol, ingredients=ingredients)
     history = facts.histories.get(patient.pk)
-    today = timezone.localdate(at)
+    words = _words()
+    today = timezone.localdate(at, words.zone)
     return [
-        *_history_failures(history, today=today),
-        *_contraindication_failures(history, today=today),
+        *_history_failures(history, today=today, words=words),
+        *_contraindication_failures(history, today=today, words=words),
         *_consent_failures(patient.pk, protocol.consent_form_id, facts),
-        *_allergy_failures(patient.pk, ingredients, at=at, facts=facts),
+        *_allergy_failures(patient.pk, ingredients, at=at, facts=facts, words=words),
         *gate_batches(batches=batches, on=today),
     ]
 
