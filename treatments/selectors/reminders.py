@@ -177,10 +177,11 @@ def courses_to_book(*, now: datetime | None = None, page: int = 1) -> FollowupPa
     Longest waiting first, FOLLOWUP_PAGE_SIZE a page; `page` counts from 1
     and one out of range shows the nearest page that exists.
 
-    One query (three for a page past the end): each running course is
-    checked on its own bookings through booking_course_idx (course,
-    starts_at), a NOT EXISTS for the session ahead and the completed ones
-    counted, never every booking ahead in the calendar.
+    One query (three for a page past the end): the running courses through
+    the partial index course_running_idx (treatments migration 0015), each
+    checked on its own bookings through an index on the bookings' course (a
+    NOT EXISTS for the session ahead, the completed ones counted), never
+    every booking ahead in the calendar.
     """
     now = now or timezone.now()
     ahead = Booking.objects.filter(
