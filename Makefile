@@ -23,7 +23,7 @@ RUN_DEB := libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 \
 	$(if $(shell $(PYTHON) -c 'import ensurepip' 2>/dev/null && echo ok),,python3-venv)
 TEST_DEB := $(RUN_DEB) chromium poppler-utils faketime age
 
-.PHONY: help install run test test-clock-ahead lint format check-migrations bench bench-search bench-calendar bench-audit bench-reminders loadtest manage shell clean serve system-deps-run system-deps-test
+.PHONY: help install run test test-clock-ahead lint format check-migrations bench bench-search bench-calendar bench-audit bench-followups bench-reminders loadtest manage shell clean serve system-deps-run system-deps-test
 
 help: ## List the commands
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-18s %s\n", $$1, $$2}'
@@ -115,7 +115,7 @@ check-migrations: $(VENV)/.installed-dev ## Fail when models and migrations diff
 # lifts the bookings' exclusion constraints inside its rolled-back transaction.
 BENCH = $(SERVICES) --name run -- bash -c '$(PY) manage.py migrate --no-input -v 0 && DATABASE_URL="$$DATABASE_OWNER_URL" $(PY) manage.py $(1)'
 
-bench: bench-search bench-calendar bench-audit bench-reminders ## All benchmarks (about 40 minutes); record results in docs/benchmarks.md
+bench: bench-search bench-calendar bench-audit bench-followups bench-reminders ## All benchmarks (about 40 minutes); record results in docs/benchmarks.md
 
 bench-search: $(VENV)/.installed-run ## Patient search at 50,000 and 500,000 patients
 	$(call BENCH,benchmark_search --patients 50000 500000)
@@ -125,6 +125,9 @@ bench-calendar: $(VENV)/.installed-run ## Week view with 400 and 800 bookings (t
 
 bench-audit: $(VENV)/.installed-run ## Audit log, dashboard, follow-up list at 300,000 and 3,000,000 audit events
 	$(call BENCH,benchmark_audit)
+
+bench-followups: $(VENV)/.installed-run ## The reminders follow-up list at 400,000 reminders
+	$(call BENCH,benchmark_followups)
 
 bench-reminders: $(VENV)/.installed-run ## Reminder dispatch and batch recall
 	$(call BENCH,benchmark_reminders) && $(call BENCH,benchmark_recall)
