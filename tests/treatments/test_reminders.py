@@ -700,6 +700,11 @@ def test_the_failed_reminders_come_a_page_at_a_time_newest_first(
     )
     assert second.count("· 48 h before") == 2
     assert "· 2 h before" not in second
+    # A list that fits on one page shows no place in it and no links.
+    monkeypatch.setattr(reminder_selectors, "FOLLOWUP_PAGE_SIZE", 4)
+    whole = client.get(url).content.decode()
+    assert whole.count("h before") == 4
+    assert 'data-testid="followup-failed-pages"' not in whole
 
 
 @pytest.mark.parametrize("bad", ["two", "1.5", "2; DROP", "9" * 5000])
