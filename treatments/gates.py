@@ -36,7 +36,7 @@ from django.db.models import Q
 from django.utils import dateformat, timezone
 from django.utils.translation import gettext as _
 
-from clinic.localtime import local_instant
+from clinic.localtime import clinic_zone, local_instant
 from consent.models import ConsentFormVersion, SignedConsent
 from consent.selectors import consent_state_from
 from patients.models import MedicalHistory, Patient, TreatmentArea
@@ -115,8 +115,8 @@ def _moment(moment: datetime) -> str:
 @dataclass(frozen=True, slots=True)
 class _Words:
     """Reception's notes of gates 1 to 4 in the active language, and the
-    active time zone: looked up once for a whole week of bookings rather than
-    for every failure."""
+    clinic's time zone: looked up once for a whole week of bookings rather
+    than for every failure."""
 
     history_needed: str
     history_out_of_date: str
@@ -135,7 +135,7 @@ def _words() -> _Words:
         cannot_have=_("cannot have this treatment: see the practitioner"),
         test_needed=_("allergy test needed"),
         reading_due=_("allergy reading due %(when)s"),
-        zone=timezone.get_current_timezone(),
+        zone=clinic_zone(),
     )
 
 
