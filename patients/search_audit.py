@@ -83,7 +83,7 @@ def patient_search_audit(*, request: HttpRequest, query: str) -> bool:
             previous = cache.get(key)
         except RedisError:
             logger.warning("Search audit marker unavailable; this search is recorded")
-    longest = previous.get("beginnings") if isinstance(previous, dict) else None
+    longest: list[str] = (previous.get("beginnings") or []) if isinstance(previous, dict) else []
     continues = bool(
         beginnings
         and longest
