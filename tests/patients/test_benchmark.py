@@ -16,13 +16,14 @@ from tests.factories import PatientFactory
 def test_benchmark_search_measures_then_rolls_back() -> None:
     PatientFactory(first_name="Kept")
     out = StringIO()
-    call_command("benchmark_search", patients=300, repeat=2, stdout=out)
+    call_command("benchmark_search", patients=[1000], repeat=2, stdout=out)
     report = out.getvalue()
-    assert "Inserted 300 patients" in report
+    assert "1,000 synthetic patients" in report
+    assert "| anchor, signed in |" in report
     assert "phone part (6 digits)" in report
     assert "accented name, typed plain" in report
     assert "duplicate check" in report
-    assert "Plan for a folded name search" in report
-    assert "mueller" in report  # the plan shows both spellings were looked for
+    assert "Plan for a late-alphabet name part" in report
+    assert "Plan for a two-letter term" in report
     assert "Rolled back" in report
     assert list(Patient.objects.values_list("first_name", flat=True)) == ["Kept"]
