@@ -1,8 +1,10 @@
-"""Manager reports: sessions per practitioner per week, no-show rates, course
+"""Manager reports over a range of days, for the whole clinic or one
+practitioner: sessions per practitioner per week, no-show rates, course
 completion, adverse events by product and by batch.
 
-Each figure is one aggregate query (GROUP BY in PostgreSQL), so the number of
-queries stays the same whatever the size of the clinic's history.
+Each figure is one or two aggregate queries (GROUP BY in PostgreSQL), so the
+number of queries stays the same whatever the range and the size of the
+clinic's history.
 """
 
 from __future__ import annotations
@@ -12,10 +14,13 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, Exists, Min, OuterRef, Q, QuerySet, Sum
 from django.db.models.functions import TruncWeek
 
-from clinic.localtime import clinic_zone, local_day_bounds
+from clinic.localtime import clinic_zone, local_day_bounds, to_local
+from clinic.models import User
+from clinic.names import person_name
+from clinic.roles import Role
 from treatments.models import (
     AdverseEffect,
     AdverseEvent,
@@ -26,7 +31,12 @@ from treatments.models import (
     TreatmentCourse,
 )
 
+# The range shown when none is asked for: the last 12 ISO weeks, this one last.
 REPORT_WEEKS = 12
+# How far back from its last day a report reaches: two years. A longer range
+# is refused (treatments.forms.reports): a week per row, the sessions table
+# would run to hundreds of rows nobody reads.
+REPORT_MAX_YEARS = 2
 
 
 def _percent(part: int, whole: int) -> Decimal | None:
@@ -36,13 +46,83 @@ def _percent(part: int, whole: int) -> Decimal | None:
 
 
 def _name(first: str, last: str, username: str) -> str:
-    return f"{first} {last}".strip() or username
+    return person_name(first, last) or username
 
 
-def report_weeks(*, today: date, weeks: int = REPORT_WEEKS) -> list[date]:
-    """The Mondays of the last `weeks` ISO weeks, this week last."""
-    monday = today - timedelta(days=today.weekday())
-    return [monday - timedelta(weeks=n) for n in range(weeks - 1, -1, -1)]
+def _monday(day: date) -> date:
+    return day - timedelta(days=day.weekday())
+
+
+def earliest_start(until: date) -> date:
+    """The first day a report ending on `until` may start on: the same day
+    REPORT_MAX_YEARS years earlier (28 February for a 29th)."""
+    year = until.year - REPORT_MAX_YEARS
+    try:
+        return until.replace(year=year)
+    except ValueError:  # 29 February, in a year without one
+        return date(year, 2, 28)
+
+
+@dataclass(frozen=True)
+class ReportPeriod:
+    """The clinic-local days `first` to `last`, both included."""
+
+    first: date
+    last: date
+
+    @classmethod
+    def default(cls, *, until: date, opened: date | None = None) -> ReportPeriod:
+        """The last REPORT_WEEKS ISO weeks to `until` (a clinic-local day, the
+        week of `until` last), starting no earlier than `opened` (the clinic's
+        first booking, when there is one) nor later than `until`."""
+        first = _monday(until) - timedelta(weeks=REPORT_WEEKS - 1)
+        if opened is not None and first < opened:
+            first = min(opened, until)
+        return cls(first=first, last=until)
+
+    @property
+    def days(self) -> int:
+        return (self.last - self.first).days + 1
+
+    def bounds(self) -> tuple[datetime, datetime]:
+        """The UTC instants at which the first day starts and the day after the last starts."""
+        return local_day_bounds(self.first)[0], local_day_bounds(self.last)[1]
+
+    def mondays(self) -> list[date]:
+        """The Monday of each ISO week the range touches, oldest first: the
+        first and last may count only some of their days."""
+        monday, last = _monday(self.first), _monday(self.last)
+        weeks = []
+        while monday <= last:
+            weeks.append(monday)
+            monday += timedelta(weeks=1)
+        return weeks
+
+
+def reports_first_day() -> date | None:
+    """The clinic-local day of the first booking ever made (any status): the
+    day the clinic opened, as far as its records go; None before any booking.
+    One query, the head of index booking_starts_idx."""
+    first = Booking.objects.aggregate(first=Min("starts_at"))["first"]
+    return to_local(first).date() if first is not None else None
+
+
+def report_practitioners() -> QuerySet[User]:
+    """Everyone holding the practitioner role, those who left included (their
+    sessions stay in the figures), by name: whom a report can be narrowed to."""
+    return (
+        User.objects.filter(groups__name=Role.PRACTITIONER.value)
+        .distinct()
+        .order_by("first_name", "last_name", "username")
+    )
+
+
+def _bookings(period: ReportPeriod, practitioner: User | None) -> QuerySet[Booking]:
+    since, until = period.bounds()
+    bookings = Booking.objects.filter(starts_at__gte=since, starts_at__lt=until)
+    if practitioner is not None:
+        bookings = bookings.filter(practitioner=practitioner)
+    return bookings
 
 
 @dataclass(frozen=True)
@@ -55,14 +135,30 @@ class PractitionerWeeks:
         return sum(self.counts)
 
 
+@dataclass(frozen=True)
+class WeekRow:
+    """One week of the sessions table: sessions per practitioner, in the
+    order of the table's columns, and their sum."""
+
+    monday: date
+    counts: list[int]
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts)
+
+
 def sessions_per_week(
-    *, today: date, weeks: int = REPORT_WEEKS
+    *, period: ReportPeriod, practitioner: User | None = None
 ) -> tuple[list[date], list[PractitionerWeeks]]:
-    """Completed sessions per practitioner per ISO week (weeks in the clinic's zone)."""
-    mondays = report_weeks(today=today, weeks=weeks)
-    since, _end = local_day_bounds(mondays[0])
+    """Completed sessions per practitioner per ISO week (weeks in the clinic's
+    zone) for the sessions that started within `period`, of `practitioner`
+    only when given; the Mondays of the weeks, and a row per practitioner with
+    a count for each, by name. One query."""
+    mondays = period.mondays()
     rows = (
-        Booking.objects.filter(status=BookingStatus.COMPLETED, starts_at__gte=since)
+        _bookings(period, practitioner)
+        .filter(status=BookingStatus.COMPLETED)
         .annotate(week=TruncWeek("starts_at", tzinfo=clinic_zone()))
         .values(
             "practitioner_id",
@@ -105,16 +201,15 @@ class NoShowRate:
         return _percent(self.no_shows, self.completed + self.no_shows)
 
 
-def no_show_rates(*, today: date, weeks: int = REPORT_WEEKS) -> tuple[list[NoShowRate], NoShowRate]:
-    """No-shows / (completed + no-shows), per practitioner and overall, over the report's weeks."""
-    since, _end = local_day_bounds(report_weeks(today=today, weeks=weeks)[0])
-    _today_start, today_end = local_day_bounds(today)
+def no_show_rates(
+    *, period: ReportPeriod, practitioner: User | None = None
+) -> tuple[list[NoShowRate], NoShowRate]:
+    """No-shows / (completed + no-shows) of the sessions booked within
+    `period`, per practitioner (by name) and overall; of `practitioner` only
+    when given. Percentages to one decimal, None with no session. One query."""
     rows = (
-        Booking.objects.filter(
-            starts_at__gte=since,
-            starts_at__lt=today_end,
-            status__in=(BookingStatus.COMPLETED, BookingStatus.NO_SHOW),
-        )
+        _bookings(period, practitioner)
+        .filter(status__in=(BookingStatus.COMPLETED, BookingStatus.NO_SHOW))
         .values(
             "practitioner_id",
             "practitioner__first_name",
@@ -157,6 +252,10 @@ class CourseCompletion:
     sessions_done: int
 
     @property
+    def running(self) -> int:
+        return self.started - self.completed - self.stopped
+
+    @property
     def rate(self) -> Decimal | None:
         return _percent(self.completed, self.started)
 
@@ -165,22 +264,38 @@ class CourseCompletion:
         return _percent(self.sessions_done, self.sessions_planned)
 
 
-def course_completion() -> CourseCompletion:
-    """Courses completed / courses started, and sessions done against planned (two queries)."""
-    courses = TreatmentCourse.objects.aggregate(
+def course_completion(
+    *, period: ReportPeriod, practitioner: User | None = None
+) -> CourseCompletion:
+    """The courses started (created) within `period`: how many were completed,
+    stopped or still run, and their sessions done to date against those
+    planned. With `practitioner`, the courses with a session booked with them
+    (not cancelled); the sessions done are all of those courses', whoever gave
+    them. Two queries."""
+    since, until = period.bounds()
+    courses = TreatmentCourse.objects.filter(created_at__gte=since, created_at__lt=until)
+    if practitioner is not None:
+        courses = courses.filter(
+            Exists(
+                Booking.objects.filter(course=OuterRef("pk"), practitioner=practitioner).exclude(
+                    status=BookingStatus.CANCELLED
+                )
+            )
+        )
+    figures = courses.aggregate(
         started=Count("id"),
         completed=Count("id", filter=Q(status=CourseStatus.COMPLETED)),
         stopped=Count("id", filter=Q(status=CourseStatus.STOPPED)),
         planned=Sum("planned_sessions"),
     )
-    done = Booking.objects.filter(course__isnull=False, status=BookingStatus.COMPLETED).aggregate(
-        n=Count("id")
-    )["n"]
+    done = Booking.objects.filter(
+        course__in=courses.values("pk"), status=BookingStatus.COMPLETED
+    ).count()
     return CourseCompletion(
-        started=courses["started"],
-        completed=courses["completed"],
-        stopped=courses["stopped"],
-        sessions_planned=courses["planned"] or 0,
+        started=figures["started"],
+        completed=figures["completed"],
+        stopped=figures["stopped"],
+        sessions_planned=figures["planned"] or 0,
         sessions_done=done,
     )
 
@@ -205,13 +320,25 @@ class AdverseRow:
         return [self.by_severity.get(s, 0) for s in Severity.values]
 
 
-def _adverse_rows(key: str, label_fields: tuple[str, ...]) -> list[AdverseRow]:
+def _adverse_rows(
+    key: str,
+    label_fields: tuple[str, ...],
+    period: ReportPeriod,
+    practitioner: User | None,
+) -> list[AdverseRow]:
     # An event counts once per product (or batch) its session used, whatever
     # the number of lines of that product: COUNT(DISTINCT).
     prefix = "session__lines__batch__"
+    since, until = period.bounds()
+    events = AdverseEvent.objects.filter(
+        **{f"{prefix}{key}__isnull": False},
+        session__booking__starts_at__gte=since,
+        session__booking__starts_at__lt=until,
+    )
+    if practitioner is not None:
+        events = events.filter(session__booking__practitioner=practitioner)
     rows = (
-        AdverseEvent.objects.filter(**{f"{prefix}{key}__isnull": False})
-        .values(f"{prefix}{key}", *(prefix + f for f in label_fields), "effect", "severity")
+        events.values(f"{prefix}{key}", *(prefix + f for f in label_fields), "effect", "severity")
         .annotate(n=Count("id", distinct=True))
         .order_by()
     )
@@ -228,20 +355,27 @@ def _adverse_rows(key: str, label_fields: tuple[str, ...]) -> list[AdverseRow]:
     return sorted(table.values(), key=lambda r: (-r.total, r.label.lower(), r.detail))
 
 
-def adverse_events_by_product() -> list[AdverseRow]:
-    """Adverse events counted per product (name and maker), for the
-    manager's report: a product behind many events stands out."""
-    return _adverse_rows("product_id", ("product__name", "product__maker"))
+def adverse_events_by_product(
+    *, period: ReportPeriod, practitioner: User | None = None
+) -> list[AdverseRow]:
+    """Adverse events of the sessions within `period` (of `practitioner` when
+    given), counted per product (name and maker), most first: a product
+    behind many events stands out. One query."""
+    return _adverse_rows("product_id", ("product__name", "product__maker"), period, practitioner)
 
 
-def adverse_events_by_batch() -> list[AdverseRow]:
-    """Adverse events counted per batch (product name and lot number), for
-    the manager's report and a possible recall."""
-    return _adverse_rows("id", ("product__name", "lot_number"))
+def adverse_events_by_batch(
+    *, period: ReportPeriod, practitioner: User | None = None
+) -> list[AdverseRow]:
+    """Adverse events of the sessions within `period` (of `practitioner` when
+    given), counted per batch (product name and lot number), most first: for
+    a possible recall. One query."""
+    return _adverse_rows("id", ("product__name", "lot_number"), period, practitioner)
 
 
 @dataclass(frozen=True)
 class ManagerReports:
+    period: ReportPeriod
     weeks: list[date]
     sessions: list[PractitionerWeeks]
     no_shows: list[NoShowRate]
@@ -250,17 +384,34 @@ class ManagerReports:
     adverse_by_product: list[AdverseRow]
     adverse_by_batch: list[AdverseRow]
 
+    @property
+    def sessions_total(self) -> int:
+        return sum(row.total for row in self.sessions)
 
-def manager_reports(*, today: date) -> ManagerReports:
-    """Every figure of the reports page: six aggregate queries."""
-    weeks, sessions = sessions_per_week(today=today)
-    per, overall = no_show_rates(today=today)
+    def week_rows(self) -> list[WeekRow]:
+        """The sessions table a week a row, practitioners in the order of `sessions`."""
+        return [
+            WeekRow(monday=monday, counts=[row.counts[i] for row in self.sessions])
+            for i, monday in enumerate(self.weeks)
+        ]
+
+
+def manager_reports(
+    *, today: date, period: ReportPeriod | None = None, practitioner: User | None = None
+) -> ManagerReports:
+    """Every figure of the reports page over `period` (by default the last
+    REPORT_WEEKS weeks to `today`, a clinic-local day), for the whole clinic
+    or `practitioner`: six aggregate queries."""
+    period = period or ReportPeriod.default(until=today)
+    weeks, sessions = sessions_per_week(period=period, practitioner=practitioner)
+    per, overall = no_show_rates(period=period, practitioner=practitioner)
     return ManagerReports(
+        period=period,
         weeks=weeks,
         sessions=sessions,
         no_shows=per,
         no_show_overall=overall,
-        courses=course_completion(),
-        adverse_by_product=adverse_events_by_product(),
-        adverse_by_batch=adverse_events_by_batch(),
+        courses=course_completion(period=period, practitioner=practitioner),
+        adverse_by_product=adverse_events_by_product(period=period, practitioner=practitioner),
+        adverse_by_batch=adverse_events_by_batch(period=period, practitioner=practitioner),
     )
