@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -59,6 +59,44 @@ def patient_records_of(patient: uuid.UUID) -> list[uuid.UUID]:
     for finder in _patient_records_finders:
         records += [other for other in finder(patient) if other not in records]
     return records
+
+
+@dataclass(frozen=True)
+class PatientLabel:
+    """How the audit log names the patient a row concerns: `name` as pages
+    show it, `url` of the record's page, `merged` when the row's record was
+    merged into another (whose name and page these are then)."""
+
+    name: str
+    url: str
+    merged: bool = False
+
+
+# Other apps name the patients of a page of audit rows (the patients app:
+# each record's name, or its survivor's when merged), in one query for the
+# page. `clinic` cannot import them.
+PatientLabelsOf = Callable[[Collection[uuid.UUID]], Mapping[uuid.UUID, PatientLabel]]
+_patient_labels_finders: list[PatientLabelsOf] = []
+
+
+def patient_labels_finder_register(finder: PatientLabelsOf) -> None:
+    """Add `finder(uuids) -> {uuid: PatientLabel}` (called by an app's
+    `ready()`); registering the same function twice adds it once."""
+    if finder not in _patient_labels_finders:
+        _patient_labels_finders.append(finder)
+
+
+def patient_labels_of(records: Iterable[uuid.UUID | None]) -> dict[uuid.UUID, PatientLabel]:
+    """The label of each record in `records` (None and repeats skipped) that a
+    registered finder knows; the first finder to name a record wins. One call
+    per finder, whatever the number of records."""
+    wanted = {record for record in records if record is not None}
+    labels: dict[uuid.UUID, PatientLabel] = {}
+    for finder in _patient_labels_finders:
+        if missing := wanted - labels.keys():
+            for record, label in finder(missing).items():
+                labels.setdefault(record, label)
+    return labels
 
 
 def audit_events_filtered(

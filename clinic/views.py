@@ -40,6 +40,7 @@ from clinic.selectors import (
     AUDIT_PAGE_SIZE,
     audit_events_filtered,
     audit_page,
+    patient_labels_of,
     patient_records_of,
     previous_sign_in,
     recent_failed_sign_ins,
@@ -218,12 +219,18 @@ def audit_log_list(request: HttpRequest) -> HttpResponse:
     query = request.GET.copy()
     for cursor in ("before", "after", "page"):
         query.pop(cursor, None)
+    # Who each row concerns: the page's patients named in one look-up.
+    labels = patient_labels_of(event.patient_ref for event in page.events)
     return render(
         request,
         "clinic/audit_list.html",
         {
             "form": form,
             "page": page,
+            "rows": [
+                (event, labels.get(event.patient_ref) if event.patient_ref else None)
+                for event in page.events
+            ],
             "query": query.urlencode(),
             "merged_records": len(records) - 1 if records else 0,
             "older": page.older.token() if page.older else "",

@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import EmptyResultSet
+from django.db import connection
 from django.db.models import Q, QuerySet
 from django.http import Http404
+from django.urls import reverse
 from django.utils import formats, timezone
 from django.utils.translation import gettext as _
 
 from clinic.models import User
+from clinic.names import person_name
+from clinic.selectors import PatientLabel
 from patients.folding import name_key, search_foldings
 from patients.models import (
     HISTORY_QUESTIONS,
@@ -82,6 +87,40 @@ def patient_records_merged_into(patient: uuid.UUID) -> list[uuid.UUID]:
             break
         found += level
     return found
+
+
+def patient_labels_for_audit(records: Collection[uuid.UUID]) -> dict[uuid.UUID, PatientLabel]:
+    """The name and page of the patient each record of `records` (public ids)
+    stands for, for the audit log's rows: a record merged into another is
+    named by the record that stayed, followed through at most _MERGE_DEPTH
+    merges. Unknown ids are left out. One query, whatever the number of
+    records: a recursive walk of the merge chains in PostgreSQL."""
+    if not records:
+        return {}
+    table = connection.ops.quote_name(Patient._meta.db_table)
+    sql = f"""
+        WITH RECURSIVE chain (asked, id, merged_into_id, hops) AS (
+            SELECT p.uuid, p.id, p.merged_into_id, 0 FROM {table} p WHERE p.uuid = ANY(%s)
+            UNION ALL
+            SELECT c.asked, p.id, p.merged_into_id, c.hops + 1
+            FROM chain c JOIN {table} p ON p.id = c.merged_into_id
+            WHERE c.hops < %s
+        )
+        SELECT c.asked, p.uuid, p.first_name, p.last_name, c.hops
+        FROM chain c JOIN {table} p ON p.id = c.id
+        WHERE c.merged_into_id IS NULL
+    """  # noqa: S608 (the table name is the model's own; the ids are parameters)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [list(records), _MERGE_DEPTH])
+        rows = cursor.fetchall()
+    return {
+        asked: PatientLabel(
+            name=person_name(first, last),
+            url=reverse("patients:detail", kwargs={"patient": survivor}),
+            merged=hops > 0,
+        )
+        for asked, survivor, first, last, hops in rows
+    }
 
 
 def patient_records_visible_to(user: User) -> QuerySet[Patient]:
