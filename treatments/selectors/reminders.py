@@ -7,25 +7,16 @@ channel, times, status and why it failed.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
-from django.db.models import (
-    Count,
-    DateTimeField,
-    Exists,
-    F,
-    IntegerField,
-    Max,
-    OuterRef,
-    QuerySet,
-    Subquery,
-    Window,
-)
-from django.db.models.functions import Coalesce
+from django.db import connection
+from django.db.models import QuerySet
 from django.utils import timezone
 
+from clinic.names import person_name
 from patients.models import Patient
 from treatments.models import (
     Booking,
@@ -33,7 +24,6 @@ from treatments.models import (
     CourseStatus,
     Reminder,
     ReminderStatus,
-    TreatmentCourse,
 )
 
 LOG_LIMIT = 200
@@ -80,82 +70,133 @@ class FollowupPage(Generic[Row]):
 
 
 # What reception can act on at once (a morning's calls); the rest is a page
-# away. Rendering a row costs about 1 ms on a busy machine, so the page's time
-# is mostly its rows: 25 a list keeps it near the audit log's pages.
+# away, and the page's time stays near the audit log's.
 FOLLOWUP_PAGE_SIZE = 25
 # A page number past this is read as this one (then the nearest page that
 # exists): the offset stays small whatever number is asked for.
 FOLLOWUP_MAX_PAGE = 1000
 
 
-def _page(queryset: QuerySet[Any], page: int) -> tuple[list[Any], int, int]:
-    """Rows of `page` (clamped to 1..the last page), the page and the total,
-    in one query (the total is a window count over the list) or, for a page
-    past the end, three (the count, then the last page)."""
+def _page(sql: str, params: dict[str, Any], page: int) -> tuple[list[tuple[Any, ...]], int, int]:
+    """Rows of `page` (clamped to 1..the last page), the page and the total.
+
+    `sql` selects one list, ordered, with the whole list's count as its last
+    column (`COUNT(*) OVER ()`), and ends in `LIMIT %(limit)s OFFSET
+    %(offset)s`. One query; for a page past the end, two more (the first row
+    for the total, then the last page; one when the list is empty)."""
     number = min(max(page, 1), FOLLOWUP_MAX_PAGE)
-    counted = queryset.annotate(list_total=Window(Count("*")))
-    start = (number - 1) * FOLLOWUP_PAGE_SIZE
-    rows = list(counted[start : start + FOLLOWUP_PAGE_SIZE])
-    if rows:
-        return rows, number, rows[0].list_total
-    if number == 1:
-        return [], 1, 0
-    total = queryset.count()
-    last = max(1, -(-total // FOLLOWUP_PAGE_SIZE))
-    start = (last - 1) * FOLLOWUP_PAGE_SIZE
-    return list(queryset[start : start + FOLLOWUP_PAGE_SIZE]), last, total
+    with connection.cursor() as cursor:
+
+        def rows_from(offset: int, limit: int = FOLLOWUP_PAGE_SIZE) -> list[tuple[Any, ...]]:
+            cursor.execute(sql, {**params, "limit": limit, "offset": offset})
+            return cursor.fetchall()
+
+        rows = rows_from((number - 1) * FOLLOWUP_PAGE_SIZE)
+        if rows:
+            return rows, number, rows[0][-1]
+        if number == 1:
+            return [], 1, 0
+        first = rows_from(0, limit=1)
+        total = first[0][-1] if first else 0
+        last = _pages(total)
+        return (rows_from((last - 1) * FOLLOWUP_PAGE_SIZE) if total else []), last, total
 
 
 def _pages(total: int) -> int:
     return max(1, -(-total // FOLLOWUP_PAGE_SIZE))
 
 
-# What the follow-up list shows (templates/treatments/reminder_table.html and
-# reminder_followups.html): the rest of a row, and of the patient's record
-# (phone numbers parsed, addresses), is left unread.
-_PATIENT_SHOWN = ("patient__uuid", "patient__first_name", "patient__last_name")
-_FAILED_SHOWN = (
-    "kind",
-    "channel",
-    "status",
-    "lead_minutes",
-    "slot_starts_at",
-    "intended_at",
-    "due_at",
-    "sent_at",
-    "attempts",
-    "error",
-)
+# The follow-up lists are read in SQL: the ORM took longer to build the
+# courses' query (its correlated subqueries) than PostgreSQL took to answer
+# it, and the page is read all day. Each selects only what the page shows:
+# the patient's uuid and names (no phone number parsed per row) and the
+# row's own columns, with the whole list's count.
+_FAILED_SQL = """
+    SELECT p.uuid, p.first_name, p.last_name, r.kind, r.channel, r.lead_minutes,
+        r.slot_starts_at, r.due_at, r.error, COUNT(*) OVER ()
+    FROM treatments_reminder r
+    JOIN patients_patient p ON p.id = r.patient_id
+    WHERE r.status = %(failed)s AND r.updated_at >= %(since)s
+    ORDER BY r.due_at DESC, r.id DESC
+    LIMIT %(limit)s OFFSET %(offset)s
+"""
 
 
-def reminder_followups(*, now: datetime | None = None, page: int = 1) -> FollowupPage[Reminder]:
+@dataclass(frozen=True, slots=True)
+class FailedReminder:
+    """A reminder that could not be sent, as the follow-up list shows it:
+    whom it was for, what it was about (`kind`, a ReminderKind; for a session,
+    `slot_starts_at`, and `lead_minutes` before it), how (`channel`, a
+    ReminderChannel), when it was due (`due_at`, UTC) and why it failed."""
+
+    patient_uuid: uuid.UUID
+    patient_name: str
+    kind: str
+    channel: str
+    lead_minutes: int
+    slot_starts_at: datetime | None
+    due_at: datetime
+    error: str
+
+
+def reminder_followups(
+    *, now: datetime | None = None, page: int = 1
+) -> FollowupPage[FailedReminder]:
     """Reception's list of reminders that could not be sent: the failed
     reminders of the last FOLLOWUP_DAYS days (`now` aware, default the
     current time), newest first, FOLLOWUP_PAGE_SIZE a page; `page` counts
     from 1 and one out of range shows the nearest page that exists. Read
     through the partial index reminder_failed_idx (treatments migration
     0014): the failed rows of the window, not every reminder ever planned.
-    One query (three for a page past the end)."""
+    One query (three for a page past the end), reading only the columns the
+    list shows."""
     now = now or timezone.now()
-    queryset = (
-        Reminder.objects.filter(
-            status=ReminderStatus.FAILED, updated_at__gte=now - timedelta(days=FOLLOWUP_DAYS)
-        )
-        .select_related("patient")
-        .only(*_FAILED_SHOWN, *_PATIENT_SHOWN)
-        .order_by("-due_at", "-id")
+    rows, number, total = _page(
+        _FAILED_SQL,
+        {"failed": ReminderStatus.FAILED.value, "since": now - timedelta(days=FOLLOWUP_DAYS)},
+        page,
     )
-    rows, number, total = _page(queryset, page)
-    return FollowupPage(rows=rows, number=number, pages=_pages(total), total=total)
+    return FollowupPage(
+        rows=[
+            FailedReminder(
+                patient_uuid=patient,
+                patient_name=person_name(first_name, last_name),
+                kind=kind,
+                channel=channel,
+                lead_minutes=lead_minutes,
+                slot_starts_at=slot_starts_at,
+                due_at=due_at,
+                error=error,
+            )
+            for (
+                patient,
+                first_name,
+                last_name,
+                kind,
+                channel,
+                lead_minutes,
+                slot_starts_at,
+                due_at,
+                error,
+                _total,
+            ) in rows
+        ],
+        number=number,
+        pages=_pages(total),
+        total=total,
+    )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CourseToBook:
-    """A running course with no session ahead of it: `sessions_done` of its
-    planned sessions completed, the last one ending at `last_session_ended`
-    (None: none completed yet, every booking cancelled or missed)."""
+    """A running course with no session ahead of it: the patient's, with
+    `sessions_done` of its `planned_sessions` completed, the last one ending
+    at `last_session_ended` (UTC; None: none completed yet, every booking
+    cancelled or missed)."""
 
-    course: TreatmentCourse
+    patient_uuid: uuid.UUID
+    patient_name: str
+    planned_sessions: int
     sessions_done: int
     last_session_ended: datetime | None
 
@@ -163,6 +204,26 @@ class CourseToBook:
 # A booked or arrived session still counts as ahead of its course until
 # the end of the day after it: the day's sessions are marked by then.
 UNMARKED_GRACE = timedelta(days=1)
+
+# Each running course's bookings are read once (a handful, through the
+# bookings' course index): how many are completed, when the last of them
+# ended, and whether one is booked or arrived ahead.
+_COURSES_SQL = """
+    SELECT p.uuid, p.first_name, p.last_name, c.planned_sessions, b.done, b.last_ended,
+        COUNT(*) OVER ()
+    FROM treatments_treatmentcourse c
+    JOIN patients_patient p ON p.id = c.patient_id
+    CROSS JOIN LATERAL (
+        SELECT COUNT(*) FILTER (WHERE status = %(completed)s) AS done,
+            MAX(ends_at) FILTER (WHERE status = %(completed)s) AS last_ended,
+            COUNT(*) FILTER (WHERE status = ANY(%(ahead)s) AND starts_at > %(since)s) AS ahead
+        FROM treatments_booking
+        WHERE course_id = c.id
+    ) b
+    WHERE c.status = %(running)s AND b.ahead = 0 AND b.done < c.planned_sessions
+    ORDER BY COALESCE(b.last_ended, c.created_at), c.id
+    LIMIT %(limit)s OFFSET %(offset)s
+"""
 
 
 def courses_to_book(*, now: datetime | None = None, page: int = 1) -> FollowupPage[CourseToBook]:
@@ -179,45 +240,31 @@ def courses_to_book(*, now: datetime | None = None, page: int = 1) -> FollowupPa
 
     One query (three for a page past the end): the running courses through
     the partial index course_running_idx (treatments migration 0015), each
-    checked on its own bookings through an index on the bookings' course (a
-    NOT EXISTS for the session ahead, the completed ones counted), never
-    every booking ahead in the calendar.
+    checked on its own bookings, read once through the bookings' course
+    index (the completed ones counted, the last one's end, any booked or
+    arrived ahead), never every booking ahead in the calendar.
     """
     now = now or timezone.now()
-    ahead = Booking.objects.filter(
-        course=OuterRef("pk"),
-        status__in=(BookingStatus.BOOKED, BookingStatus.ARRIVED),
-        starts_at__gt=now - UNMARKED_GRACE,
+    rows, number, total = _page(
+        _COURSES_SQL,
+        {
+            "running": CourseStatus.ACTIVE.value,
+            "completed": BookingStatus.COMPLETED.value,
+            "ahead": [BookingStatus.BOOKED.value, BookingStatus.ARRIVED.value],
+            "since": now - UNMARKED_GRACE,
+        },
+        page,
     )
-    completed = Booking.objects.filter(
-        course=OuterRef("pk"), status=BookingStatus.COMPLETED
-    ).order_by()
-    done = Subquery(
-        completed.values("course").annotate(n=Count("pk")).values("n"),
-        output_field=IntegerField(),
-    )
-    last_ended = Subquery(
-        completed.values("course").annotate(at=Max("ends_at")).values("at"),
-        output_field=DateTimeField(),
-    )
-    queryset = (
-        TreatmentCourse.objects.filter(status=CourseStatus.ACTIVE)
-        .filter(~Exists(ahead))
-        .annotate(sessions_done=Coalesce(done, 0), last_session_ended=last_ended)
-        .filter(sessions_done__lt=F("planned_sessions"))
-        .select_related("patient")
-        .only("planned_sessions", "created_at", *_PATIENT_SHOWN)
-        .order_by(Coalesce("last_session_ended", "created_at"), "id")
-    )
-    rows, number, total = _page(queryset, page)
     return FollowupPage(
         rows=[
             CourseToBook(
-                course=course,
-                sessions_done=course.sessions_done,
-                last_session_ended=course.last_session_ended,
+                patient_uuid=patient,
+                patient_name=person_name(first_name, last_name),
+                planned_sessions=planned,
+                sessions_done=done,
+                last_session_ended=last_ended,
             )
-            for course in rows
+            for patient, first_name, last_name, planned, done, last_ended, _total in rows
         ],
         number=number,
         pages=_pages(total),
