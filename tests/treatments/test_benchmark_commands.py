@@ -11,8 +11,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import time_machine
 from django.apps import apps
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 
+from clinic.dbroles import connected_as_owner
 from tests.factories import PatientFactory
 from tests.treatments.test_reminders_support import Clinic, clinic  # noqa: F401 (fixture)
 from treatments.models import (
@@ -131,3 +132,31 @@ def test_the_aftercare_benchmark_uses_its_earlier_sessions_again_and_removes_its
     assert _rows() == after_first
     assert after_first["treatments.PatientDocument"] == 0
     assert SessionRecord.objects.count() == 100
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_follow_up_benchmark_takes_its_size_and_leaves_no_row() -> None:
+    before = _rows()
+    # It seeds as benchmark_audit does: temporary tables and the bookings'
+    # no-overlap constraints set aside, which only the owner role may do.
+    with time_machine.travel(NOW, tick=True), connected_as_owner():
+        output = _run(
+            "benchmark_followups", "--patients", "300", "--bookings", "1440",
+            "--repeat", "2", "--profile",
+        )  # fmt: skip
+    # Three in five patients have a course; two reminders a booking.
+    assert "Seeded 300 patients, 180 courses, 1,440 bookings and 2,880 reminders" in output
+    for label in ("follow-up list", "follow-up list, page 999999999 (the last)"):
+        assert f"| {label} | " in output
+    assert "| follow-up list, courses_page=x (400) | " in output
+    assert "Process (CPU) time" in output
+    assert "URLs reversed: " in output
+    assert "--- courses to book" in output
+    assert "Rolled back" in output
+    assert _rows() == before
+
+
+@pytest.mark.django_db
+def test_the_follow_up_benchmark_refuses_a_register_too_small_to_run_a_course() -> None:
+    with pytest.raises(CommandError, match="--patients at least 100"):
+        _run("benchmark_followups", "--patients", "10")

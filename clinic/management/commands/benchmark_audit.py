@@ -168,9 +168,17 @@ class Command(BaseCommand):
         )
         return _Clinic(tag, manager, staff, practitioners, rooms, protocol, timezone.now())
 
-    def _seed_records(self, clinic: _Clinic) -> None:
+    def _seed_records(
+        self,
+        clinic: _Clinic,
+        *,
+        patients: int = PATIENTS,
+        courses: int = COURSES,
+        bookings: int = BOOKINGS,
+    ) -> None:
         """Patients, courses, bookings and their reminders, in SQL: a register
-        a decade old, four years of sessions, the last two months ahead."""
+        a decade old, four years of sessions (at the default sizes), the last
+        two months ahead (a smaller calendar: its last half at most)."""
         started = time.perf_counter()
         practitioner_ids = [p.pk for p in clinic.practitioners]
         with connection.cursor() as cursor:
@@ -194,11 +202,11 @@ class Command(BaseCommand):
                 )
                 SELECT row_number() OVER (ORDER BY id) - 1 AS n, id, uuid FROM made
                 """,
-                {"tag": clinic.tag, "now": clinic.now, "patients": PATIENTS},
+                {"tag": clinic.tag, "now": clinic.now, "patients": patients},
             )
             cursor.execute("CREATE INDEX ON bench_patient (n)")
             self._lap("patients", started)
-            # One course a patient for the first COURSES patients; one in a hundred running.
+            # One course a patient for the first `courses` patients; one in a hundred running.
             cursor.execute(
                 """
                 CREATE TEMPORARY TABLE bench_course ON COMMIT DROP AS
@@ -218,7 +226,7 @@ class Command(BaseCommand):
                     "now": clinic.now,
                     "by": clinic.manager.pk,
                     "protocol": clinic.protocol.pk,
-                    "courses": COURSES,
+                    "courses": courses,
                 },
             )
             cursor.execute("CREATE INDEX ON bench_course (patient_id)")
@@ -227,7 +235,8 @@ class Command(BaseCommand):
             # day, 45 minutes from 08:00), so no two overlap; 60 days ahead of
             # now, the rest behind. Past ones completed, one in 12 cancelled,
             # one in 40 a no-show.
-            days_back = BOOKINGS // (PRACTITIONERS * SLOTS_A_DAY) - 60
+            days = bookings // (PRACTITIONERS * SLOTS_A_DAY)
+            days_back = days - min(60, days // 2)
             # The slots above never overlap, so the three no-overlap
             # constraints (GiST, checked row by row, the most of the seeding
             # time; rebuilding them afterwards takes longer still) are set
@@ -280,8 +289,8 @@ class Command(BaseCommand):
                     "slots": SLOTS_A_DAY,
                     "practitioners": practitioner_ids,
                     "rooms": clinic.rooms,
-                    "bookings": BOOKINGS,
-                    "patients": PATIENTS,
+                    "bookings": bookings,
+                    "patients": patients,
                     "by": clinic.manager.pk,
                     "protocol": clinic.protocol.pk,
                 },
@@ -323,9 +332,10 @@ class Command(BaseCommand):
                 {"now": clinic.now},
             )
             reminders = cursor.rowcount
+        took = time.perf_counter() - started
         self.stdout.write(
-            f"Seeded {PATIENTS:,} patients, {COURSES:,} courses, {BOOKINGS:,} bookings and "
-            f"{reminders:,} reminders in {time.perf_counter() - started:.1f} s."
+            f"Seeded {patients:,} patients, {min(courses, patients):,} courses, "
+            f"{bookings:,} bookings and {reminders:,} reminders in {took:.1f} s."
         )
 
     def _lap(self, what: str, started: float) -> None:
