@@ -70,6 +70,19 @@ def test_no_python_marks_strings_safe() -> None:
             assert "mark_safe(" not in path.read_text(), path
 
 
+def test_every_csv_download_defuses_spreadsheet_formulas() -> None:
+    """A CSV the clinic writes goes through clinic.spreadsheets, whose writer
+    quotes a cell a spreadsheet would run as a formula; the standard writer is
+    used nowhere else."""
+    for app in OUR_APPS:
+        for path in (BASE_DIR / app).rglob("*.py"):
+            if path == BASE_DIR / "clinic" / "spreadsheets.py":
+                continue
+            text = path.read_text()
+            assert "csv.writer(" not in text, path
+            assert "DictWriter(" not in text, path
+
+
 @pytest.mark.parametrize(
     "asset",
     [

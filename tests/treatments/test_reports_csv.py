@@ -18,11 +18,12 @@ from django.urls import reverse
 
 from clinic.models import User
 from clinic.roles import Role
+from clinic.spreadsheets import spreadsheet_cell
 from tests.conftest import sign_in
 from tests.factories import BatchFactory, ProductFactory, ProtocolFactory, UserFactory
 from tests.treatments.test_reports import book, event, record
 from treatments.models import BookingStatus
-from treatments.views.reports import CSV_TABLES, spreadsheet_cell
+from treatments.views.reports import CSV_TABLES
 
 pytestmark = pytest.mark.django_db
 

@@ -3,9 +3,7 @@ pages show them no edit buttons, and the edit routes refuse them)."""
 
 from __future__ import annotations
 
-import csv
 import uuid
-from typing import Any
 
 from django import forms
 from django.contrib import messages
@@ -23,6 +21,7 @@ from clinic.audit import audit_read, audit_read_patients
 from clinic.concurrency import AlreadySubmittedError, StaleEditError
 from clinic.models import AuditAction
 from clinic.roles import Role
+from clinic.spreadsheets import csv_writer
 from patients.models import TreatmentArea
 from treatments.forms.catalogue import (
     AftercareSheetForm,
@@ -364,15 +363,6 @@ def batch_recall(request: HttpRequest, batch: uuid.UUID) -> HttpResponse:
     return _batch_page(request, record, form, status=400)
 
 
-# Spreadsheets run a cell that starts with one of these as a formula.
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
-def _cell(value: Any) -> str:
-    text = "" if value is None else str(value)
-    return "'" + text if text.startswith(FORMULA_STARTS) else text
-
-
 @staff(Role.MANAGER)
 @require_GET
 def batch_recall_csv(request: HttpRequest, batch: uuid.UUID) -> HttpResponse:
@@ -391,7 +381,7 @@ def batch_recall_csv(request: HttpRequest, batch: uuid.UUID) -> HttpResponse:
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{safe_name}"'
     response.write("\ufeff")  # spreadsheet programs read UTF-8 with the mark
-    writer = csv.writer(response)
+    writer = csv_writer(response)
     writer.writerow(
         [
             _("Last name"),
@@ -410,16 +400,16 @@ def batch_recall_csv(request: HttpRequest, batch: uuid.UUID) -> HttpResponse:
         patient = recipient.patient
         writer.writerow(
             [
-                _cell(patient.last_name),
-                _cell(patient.first_name),
-                _cell(patient.date_of_birth.isoformat() if patient.date_of_birth else ""),
-                _cell(patient.phone.as_international if patient.phone else ""),
-                _cell(patient.email),
-                _cell(patient.get_reminder_channel_display()),
-                _cell(recipient.what),
-                _cell(formats.date_format(timezone.localtime(recipient.received_at), "Y-m-d H:i")),
-                _cell(record.product.name),
-                _cell(record.lot_number),
+                patient.last_name,
+                patient.first_name,
+                patient.date_of_birth.isoformat() if patient.date_of_birth else "",
+                patient.phone.as_international if patient.phone else "",
+                patient.email,
+                patient.get_reminder_channel_display(),
+                recipient.what,
+                formats.date_format(timezone.localtime(recipient.received_at), "Y-m-d H:i"),
+                record.product.name,
+                record.lot_number,
             ]
         )
     return response

@@ -4,7 +4,6 @@ table also as a CSV file."""
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Callable, Iterable
 from datetime import date
 from decimal import Decimal
@@ -20,6 +19,7 @@ from django.views.decorators.http import require_GET
 from clinic.access import staff
 from clinic.models import User
 from clinic.roles import Role
+from clinic.spreadsheets import csv_writer
 from treatments.forms.reports import ReportFilterForm
 from treatments.models import AdverseEffect, Severity
 from treatments.selectors.reports import (
@@ -34,17 +34,6 @@ from treatments.selectors.reports import (
     reports_first_day,
     sessions_per_week,
 )
-
-# Spreadsheets run a cell that starts with one of these as a formula: a
-# practitioner, product or lot named "=HYPERLINK(...)" must stay text.
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
-def spreadsheet_cell(value: object) -> str:
-    """`value` as the text of a CSV cell, with a single quote before a text
-    that a spreadsheet would take for a formula; None is an empty cell."""
-    text = "" if value is None else str(value)
-    return "'" + text if text.startswith(FORMULA_STARTS) else text
 
 
 def week_label(monday: date, *, today: date) -> str:
@@ -170,9 +159,7 @@ def _csv_response(table: str, period: ReportPeriod, practitioner: User | None) -
     if disposition:
         response["Content-Disposition"] = disposition
     response.write("\ufeff")  # spreadsheet programs read UTF-8 with the mark
-    writer = csv.writer(response)
-    for row in CSV_TABLES[table](period, practitioner):
-        writer.writerow([spreadsheet_cell(cell) for cell in row])
+    csv_writer(response).writerows(CSV_TABLES[table](period, practitioner))
     return response
 
 
