@@ -6,9 +6,9 @@ from clinic.models import User
 
 
 def seed(*, practitioner: User, reception: User) -> int:
-    from treatments.demo import allergy, booking, catalogue, session
+    from treatments.demo import allergy, booking, catalogue, followup, session
 
     added = 0
-    for part in (catalogue, allergy, booking, session):
+    for part in (catalogue, allergy, booking, session, followup):
         added += part.seed(practitioner=practitioner, reception=reception)
     return added
