@@ -13,6 +13,12 @@ gates are the same code over the same facts:
   bookings at once (a calendar week) over one `GateFacts`;
 - `session_gates` (gates 1 to 8): what completing a session requires.
 
+The calendar keeps a week's flags (rendered) in the cache until a fact they
+read changes (`treatments.selectors.calendar_cache`): that is for display
+only, and this module stays the one place the rules are written. No service
+reads the cache: booking, completing a session and recording a cocktail judge
+every write through these gates on the facts loaded at that moment.
+
 The rules and their sources: the contraindications and cautions come from
 `patients.screening` (domain.md, "Contraindication screening"); the allergy
 test from domain.md, "Allergy test" (read 24 hours after it is given, treat
@@ -32,12 +38,13 @@ from typing import TypeVar
 from dateutil.relativedelta import relativedelta
 from django.conf import settings
 from django.contrib.postgres.aggregates import ArrayAgg
+from django.db import connection
 from django.db.models import Q
 from django.utils import dateformat, timezone
 from django.utils.translation import gettext as _
 
 from clinic.localtime import clinic_zone, local_instant
-from consent.models import ConsentFormVersion, SignedConsent
+from consent.models import ConsentFormVersion, ConsentWithdrawal, SignedConsent
 from consent.selectors import consent_state_from
 from patients.models import MedicalHistory, Patient, TreatmentArea
 from patients.screening import Finding, Severity, screen
@@ -264,6 +271,54 @@ def gate_facts_load(
                 tests[(test.patient_id, ingredient_id)].append(test)
         facts.tests = dict(tests)
     return facts
+
+
+def gate_facts_counted_from(*, patient_ids: Iterable[int], after: datetime) -> datetime | None:
+    """The first moment later than `after` (aware) at which facts loaded by
+    `gate_facts_load(known_by=after)` for these patients would read
+    differently without any write: the earliest moment, after `after`, of a
+    history, signature, withdrawal, allergy, allergy test or reading of these
+    patients, or of a consent version being published (every moment that
+    `gate_facts_load` and the gates compare with `known_by`). None: nothing
+    recorded for later. The services stamp each of them with the moment of
+    the write, so in practice only a clock set back leaves one ahead; a
+    result kept for display (the calendar's cache) is kept no later than
+    this. One query (none without patients). Raises nothing."""
+    patients = sorted(set(patient_ids))
+    if not patients:
+        return None
+    tables = {
+        "history": MedicalHistory._meta.db_table,
+        "version": ConsentFormVersion._meta.db_table,
+        "signed": SignedConsent._meta.db_table,
+        "withdrawal": ConsentWithdrawal._meta.db_table,
+        "allergy": PatientAllergy._meta.db_table,
+        "test": AllergyTest._meta.db_table,
+    }
+    # Every published version counts, whichever forms are read: a superset
+    # only ends the result sooner.
+    sql = """
+        SELECT LEAST(
+            (SELECT min(signed_at) FROM {history}
+             WHERE patient_id = ANY(%(patients)s) AND signed_at > %(after)s),
+            (SELECT min(published_at) FROM {version} WHERE published_at > %(after)s),
+            (SELECT min(signed_at) FROM {signed}
+             WHERE patient_id = ANY(%(patients)s) AND signed_at > %(after)s),
+            (SELECT min(w.withdrawn_at) FROM {withdrawal} w
+             JOIN {signed} s ON s.id = w.signed_consent_id
+             WHERE s.patient_id = ANY(%(patients)s) AND w.withdrawn_at > %(after)s),
+            (SELECT min(recorded_at) FROM {allergy}
+             WHERE patient_id = ANY(%(patients)s) AND recorded_at > %(after)s),
+            (SELECT min(entered_at) FROM {test}
+             WHERE patient_id = ANY(%(patients)s) AND entered_at > %(after)s),
+            (SELECT min(read_at) FROM {test}
+             WHERE patient_id = ANY(%(patients)s) AND read_at > %(after)s)
+        )
+    """.format(**{name: connection.ops.quote_name(table) for name, table in tables.items()})  # noqa: S608 (the models' own table names; the values are parameters)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, {"patients": patients, "after": after})
+        row = cursor.fetchone()
+    return row[0] if row else None
 
 
 def _facts_for(

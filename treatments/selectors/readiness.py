@@ -6,6 +6,11 @@ completion runs, over facts loaded once for every booking shown. Batches are
 chosen at the session, the day-of questions asked and the cautions
 acknowledged there, so gates 5 to 8 do not apply to a booking yet. Reception
 reads only each failure's `reception_note` and `earliest`.
+
+The calendar keeps what it shows of a week in the cache until a fact changes
+(`week_readiness` says how long an answer holds without a write;
+`treatments.selectors.calendar_cache`). That is for display: the services
+never read it, and judge every write through the gates afresh.
 """
 
 from __future__ import annotations
@@ -16,7 +21,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from treatments.gates import GateCase, GateFailure, cases_gates, gate_facts_load
+from treatments.gates import (
+    GateCase,
+    GateFailure,
+    cases_gates,
+    gate_facts_counted_from,
+    gate_facts_load,
+)
 from treatments.models import Booking, BookingStatus, CocktailLine, Ingredient, ProtocolCocktailLine
 
 Ingredients = dict[int, Ingredient]
@@ -121,6 +132,29 @@ def booking_readiness(*, bookings: Sequence[Booking], at: datetime) -> dict[int,
             for b in bookings
         ],
         at=at,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class WeekReadiness:
+    """`readiness_of`'s answer with how long it holds without a write."""
+
+    failures: dict[int, list[GateFailure]]
+    # The first moment after `at` the same rows would be judged otherwise (a
+    # fact stamped later than `at` starting to count); None: not before a write.
+    holds_until: datetime | None
+
+
+def week_readiness(*, bookings: Sequence[Judged], at: datetime) -> WeekReadiness:
+    """`readiness_of` (the same gates over the same facts, no other rule),
+    and the moment until which its answer holds if nothing is written
+    (`treatments.gates.gate_facts_counted_from`): the calendar keeps a week's
+    flags for display that long at most, and only while no fact changes
+    (`treatments.selectors.calendar_cache`). One query more than
+    `readiness_of`. Raises nothing."""
+    return WeekReadiness(
+        failures=readiness_of(bookings=bookings, at=at),
+        holds_until=gate_facts_counted_from(patient_ids={b.patient_id for b in bookings}, after=at),
     )
 
 
