@@ -370,4 +370,7 @@ def test_the_week_page_runs_the_same_queries_for_one_booking_or_sixty_with_recor
     with CaptureQueriesContext(connection) as many:
         body = client.get(url).content.decode()
     assert body.count('data-testid="safe"') == 60
-    assert len(one) == len(many) <= 17
+    # Computed (a test's transaction has written, so the cache is not used):
+    # 16 queries before the cache, now also the facts' version and how long
+    # the flags hold.
+    assert len(one) == len(many) <= 18

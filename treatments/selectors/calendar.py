@@ -232,6 +232,38 @@ def _working(hours: HoursMap, practitioner_ids: list[int], day: date, at: time) 
     return working
 
 
+def calendar_frame(
+    *, view: str, day: date, practitioner: User | None, room: Room | None
+) -> Calendar:
+    """The page around the grid for `view` ("day" or "week") around local
+    `day`: the days, the columns with the clinic's closures, and the
+    practitioners and rooms to choose from; no rows (three queries). The
+    rows come from `calendar_build`, or from the cache
+    (`treatments.selectors.calendar_cache`)."""
+    staff = list(practitioners())
+    rooms = list(rooms_in_use())
+    shown = [practitioner] if practitioner is not None else staff
+    days = [day] if view == "day" else week_of(day)
+    closed = closures_between(days[0], days[-1])
+    if view == "day":
+        columns = [Column(day, p, closed.get(day, "")) for p in shown]
+    else:
+        columns = [Column(d, practitioner, closed.get(d, "")) for d in days]
+    return Calendar(
+        view=view,
+        day=day,
+        days=days,
+        columns=columns,
+        rows=[],
+        practitioners=staff,
+        rooms=rooms,
+        practitioner=practitioner,
+        room=room,
+        booking_count=0,
+        readiness_checked=False,
+    )
+
+
 def calendar_build(
     *,
     view: str,
@@ -240,16 +272,21 @@ def calendar_build(
     room: Room | None,
     at: datetime,
     readiness: Any = None,
+    frame: Calendar | None = None,
 ) -> Calendar:
     """The grid for `view` ("day" or "week") around local `day`.
 
     `readiness`, when given, is a callable (bookings, at) -> {booking id:
     [failures]} with `reception_note` and `earliest` on each failure.
+    `frame`, when given, is `calendar_frame` of the same arguments, already
+    loaded (its queries are not run again).
     """
-    staff = list(practitioners())
-    rooms = list(rooms_in_use())
-    shown = [practitioner] if practitioner is not None else staff
-    days = [day] if view == "day" else week_of(day)
+    if frame is None:
+        frame = calendar_frame(view=view, day=day, practitioner=practitioner, room=room)
+    rooms = frame.rooms
+    shown = [practitioner] if practitioner is not None else frame.practitioners
+    days = frame.days
+    columns = frame.columns
     start, _ = local_day_bounds(days[0])
     _, end = local_day_bounds(days[-1])
     query = (
@@ -267,7 +304,6 @@ def calendar_build(
         query = query.filter(room=room)
     bookings = _week_bookings(query)
     hours = working_hours_map([p.pk for p in shown])
-    closed = closures_between(days[0], days[-1])
     failures = readiness(bookings=bookings, at=at) if readiness is not None else {}
 
     items: list[CalendarBooking] = []
@@ -278,11 +314,6 @@ def calendar_build(
         earliest = max((f.earliest for f in found if f.earliest), default=None)
         notes = list(dict.fromkeys(str(f.reception_note) for f in found if f.reception_note))
         items.append(CalendarBooking(booking, starts, ends, span, notes, earliest))
-
-    if view == "day":
-        columns = [Column(day, p, closed.get(day, "")) for p in shown]
-    else:
-        columns = [Column(d, practitioner, closed.get(d, "")) for d in days]
 
     placed: dict[tuple[int, date, int], list[CalendarBooking]] = defaultdict(list)
     for item in items:
@@ -325,7 +356,7 @@ def calendar_build(
         days=days,
         columns=columns,
         rows=rows,
-        practitioners=staff,
+        practitioners=frame.practitioners,
         rooms=rooms,
         practitioner=practitioner,
         room=room,

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import dateformat, timezone
 from django.utils.html import format_html, format_html_join
@@ -31,10 +32,18 @@ from treatments.forms.booking import (
     WorkingHoursClearForm,
     WorkingHoursForm,
 )
+from treatments.gates import GateFailure
 from treatments.models import Booking, BookingStatus, ClinicClosure, Room, WorkingHours
 from treatments.selectors.booking import bookings_on_days, practitioners, working_hours_version
-from treatments.selectors.calendar import Calendar, CalendarBooking, WeekBooking, calendar_build
-from treatments.selectors.readiness import readiness_of
+from treatments.selectors.calendar import (
+    Calendar,
+    CalendarBooking,
+    WeekBooking,
+    calendar_build,
+    calendar_frame,
+)
+from treatments.selectors.calendar_cache import facts_version, grid_get, grid_key, grid_put
+from treatments.selectors.readiness import week_readiness
 from treatments.services.booking import (
     BookingRefusedError,
     closure_add,
@@ -208,10 +217,31 @@ def _bad_calendar(request: HttpRequest, message: str) -> HttpResponse:
     )
 
 
+class _WeekJudge:
+    """Safe-to-treat for `calendar_build`, noting how long its answer holds."""
+
+    holds_until: datetime | None = None
+
+    def __call__(
+        self, *, bookings: list[WeekBooking], at: datetime
+    ) -> dict[int, list[GateFailure]]:
+        judged = week_readiness(bookings=bookings, at=at)
+        self.holds_until = judged.holds_until
+        return judged.failures
+
+
 @staff(*READ_ROLES)
 @require_GET
 def calendar(request: HttpRequest) -> HttpResponse:
-    """Day view (a column per practitioner) or week view (a column per day)."""
+    """Day view (a column per practitioner) or week view (a column per day).
+
+    The grid's rows (bookings, safe-to-treat flags, free times) come from the
+    cache when the clinical facts have not changed since they were computed
+    for the same view, filters, roles and language
+    (`treatments.selectors.calendar_cache`); otherwise they are computed
+    through the gates and kept."""
+    # The facts' version first: whatever is read after it is at least as new.
+    version = facts_version()
     form = CalendarQueryForm(request.GET)
     if not form.is_valid():
         if form.has_error("date", code="out_of_range"):
@@ -233,23 +263,50 @@ def calendar(request: HttpRequest) -> HttpResponse:
         if room is None:
             return _bad_calendar(request, _("That room is not known."))
     now = timezone.now()
-    built = calendar_build(
-        view=data.get("view") or "week",
-        day=data.get("date") or timezone.localdate(),
-        practitioner=practitioner,
-        room=room,
-        at=now,
-        readiness=readiness_of,
+    view = data.get("view") or "week"
+    day = data.get("date") or timezone.localdate()
+    user = signed_in_user(request)
+    can_write = user.has_any_role(WRITE_ROLES)
+    frame = calendar_frame(view=view, day=day, practitioner=practitioner, room=room)
+    key = (
+        grid_key(
+            version=version,
+            view=view,
+            first_day=frame.days[0],
+            practitioner=practitioner.uuid if practitioner is not None else None,
+            room=room.uuid if room is not None else None,
+            roles=(role.value for role in user.roles),
+        )
+        if version is not None
+        else None
     )
-    can_write = signed_in_user(request).has_any_role(WRITE_ROLES)
-    _render_cells(built, can_write=can_write)
+    rows = grid_get(key, at=now) if key is not None else None
+    if rows is None:
+        judge = _WeekJudge()
+        built = calendar_build(
+            view=view,
+            day=day,
+            practitioner=practitioner,
+            room=room,
+            at=now,
+            readiness=judge,
+            frame=frame,
+        )
+        _render_cells(built, can_write=can_write)
+        rows = render_to_string("treatments/calendar_rows.html", {"cal": built})
+        # Kept only if no change was committed while it was computed: the rows
+        # are then the facts of exactly that version.
+        if key is not None and facts_version() == version:
+            grid_put(key, rows, at=now, holds_until=judge.holds_until)
+    frame.readiness_checked = True
     # The calendar shows patients' names: record that it was seen.
     audit_log(actor=request.user, action=AuditAction.VIEW, object_type="treatments.calendar")
     return render(
         request,
         "treatments/calendar_view.html",
         {
-            "cal": built,
+            "cal": frame,
+            "rows": rows,
             "today": timezone.localdate(),
             "can_write": can_write,
         },
