@@ -26,6 +26,7 @@ commands in the same database.
 
 from __future__ import annotations
 
+import contextlib
 import cProfile
 import hashlib
 import io
@@ -84,6 +85,7 @@ from treatments.models import (
     WorkingHours,
 )
 from treatments.selectors.calendar import calendar_build
+from treatments.selectors.calendar_cache import facts_version_private
 from treatments.selectors.readiness import readiness_of
 
 PRACTITIONERS = 20
@@ -661,7 +663,7 @@ class Command(BaseCommand):
         reception = staff_member(f"calbench-{clinic.tag}-reception", Role.RECEPTIONIST)
         client = signed_in_client(reception)
         base = reverse("treatments:calendar")
-        figures: list[tuple[int, Timings, str]] = []
+        figures: list[tuple[int, Timings, Timings, Timings, str]] = []
         anchor, anchor_out = anchors(client, repeat=repeat)
         for target, count in zip(targets, weeks, strict=True):
             url = f"{base}?view=week&date={target.isoformat()}"
@@ -671,7 +673,17 @@ class Command(BaseCommand):
                 raise CommandError(f"The week of {target} shows {shown} bookings, not {count}.")
             safe, not_ready = body.count(SAFE_MARK), body.count(NOT_READY_MARK)
             flags = f"{safe} safe to treat, {not_ready} not ready"
-            figures.append((count, time_request(client, url, repeat=repeat), flags))
+            # This transaction's rows are not committed, so the page keeps
+            # nothing in the cache (as with Redis out of reach): computed.
+            computed = time_request(client, url, repeat=repeat)
+            # Under a version of its own, the transaction's rows count as the
+            # facts: the first request computes and keeps the week, the rest
+            # read it (cache hits).
+            with facts_version_private():
+                kept = time_request(client, url, repeat=repeat, check=_same_grid(body))
+            # A new version before each request: computed and kept (cache misses).
+            missed = _time_each_fresh(client, url, repeat=repeat)
+            figures.append((count, computed, kept, missed, flags))
         load = load_average()
         self.stdout.write(
             f"\nWeek views, {PRACTITIONERS} practitioners, signed in as reception,"
@@ -680,52 +692,75 @@ class Command(BaseCommand):
         self.stdout.write(TABLE_HEAD)
         self.stdout.write(anchor.row("anchor, signed in"))
         self.stdout.write(anchor_out.row("anchor, signed out"))
-        for count, timings, _flags in figures:
-            self.stdout.write(timings.row(f"week view, {count} bookings", anchor))
+        for count, computed, kept, missed, _flags in figures:
+            self.stdout.write(computed.row(f"week view, {count} bookings, no cache", anchor))
+            self.stdout.write(kept.row(f"week view, {count} bookings, cache hit", anchor))
+            self.stdout.write(missed.row(f"week view, {count} bookings, cache miss", anchor))
         self.stdout.write("")
-        for count, timings, flags in figures:
+        for count, computed, kept, _missed, flags in figures:
             self.stdout.write(
-                f"{count} bookings: {timings.median / count:.3f} ms per booking"
-                f" (median over bookings); {flags}"
+                f"{count} bookings: {computed.median / count:.3f} ms per booking computed,"
+                f" {kept.median / count:.4f} kept (medians over bookings); {flags}"
             )
         # Process time: the Python share of the request, which the machine's
         # load inflates less than the wall clock.
         cpu_anchor = _cpu_ms(client, ANCHOR_PATH, repeat=repeat)
         self.stdout.write(f"CPU (process time) medians: anchor, signed in {cpu_anchor:.1f} ms")
         for target, count in zip(targets, weeks, strict=True):
-            cpu = _cpu_ms(client, f"{base}?view=week&date={target.isoformat()}", repeat=repeat)
-            self.stdout.write(
-                f"  week view, {count} bookings: {cpu:.1f} ms ({cpu / cpu_anchor:.1f} x anchor,"
-                f" {cpu / count:.3f} ms per booking)"
-            )
+            url = f"{base}?view=week&date={target.isoformat()}"
+            for label, cpu in (
+                ("no cache", _cpu_ms(client, url, repeat=repeat)),
+                ("cache hit", _cpu_ms(client, url, repeat=repeat, cached=True)),
+                ("cache miss", _cpu_ms(client, url, repeat=repeat, fresh=True)),
+            ):
+                self.stdout.write(
+                    f"  week view, {count} bookings, {label}: {cpu:.1f} ms"
+                    f" ({cpu / cpu_anchor:.1f} x anchor, {cpu / count:.4f} ms per booking)"
+                )
         if len(figures) > 1:
-            (n1, t1, _f1), (n2, t2, _f2) = figures[0], figures[-1]
+            (n1, c1, k1, *_r1), (n2, c2, k2, *_r2) = figures[0], figures[-1]
             self.stdout.write(
-                f"Slope from {n1} to {n2} bookings: {(t2.median - t1.median) / (n2 - n1):.3f} ms"
-                " per extra booking (medians)"
+                f"Slope from {n1} to {n2} bookings (medians, ms per extra booking):"
+                f" computed {(c2.median - c1.median) / (n2 - n1):.3f},"
+                f" kept {(k2.median - k1.median) / (n2 - n1):.4f}"
             )
         count = figures[-1][0]
         url = f"{base}?view=week&date={targets[-1].isoformat()}"
         with CaptureQueriesContext(connection) as queries:
             client.get(url, secure=True)
+        self._queries(f"one computed request of the {count}-booking week", queries)
+        with facts_version_private():
+            client.get(url, secure=True)
+            with CaptureQueriesContext(connection) as queries:
+                client.get(url, secure=True)
+        self._queries(f"one cache hit of the {count}-booking week", queries)
+        if profile:
+            self._parts(targets[-1], repeat)
+            for label, cached in (("computed", False), ("cache hit", True)):
+                profiler = cProfile.Profile()
+                with facts_version_private() if cached else contextlib.nullcontext():
+                    if cached:
+                        client.get(url, secure=True)
+                    profiler.enable()
+                    client.get(url, secure=True)
+                    profiler.disable()
+                out = io.StringIO()
+                stats = pstats.Stats(profiler, stream=out)
+                self.stdout.write(f"\ncProfile of one {count}-booking week request, {label}:")
+                stats.sort_stats("cumulative").print_stats(
+                    r"(clinic|treatments|patients|consent)/", 40 if not cached else 15
+                )
+                if not cached:
+                    stats.sort_stats("tottime").print_stats(25)
+                self.stdout.write(out.getvalue())
+
+    def _queries(self, label: str, queries: CaptureQueriesContext) -> None:
         db_ms = sum(float(q["time"]) for q in queries.captured_queries) * 1000
         self.stdout.write(
-            f"Database time in one request of the {count}-booking week: {db_ms:.1f} ms"
-            f" over {len(queries)} queries; slowest:"
+            f"Database time in {label}: {db_ms:.1f} ms over {len(queries)} queries; slowest:"
         )
         for query in sorted(queries.captured_queries, key=lambda q: -float(q["time"]))[:4]:
             self.stdout.write(f"  {float(query['time']) * 1000:6.1f} ms  {query['sql'][:110]}")
-        if profile:
-            self._parts(targets[-1], repeat)
-            profiler = cProfile.Profile()
-            profiler.enable()
-            client.get(url, secure=True)
-            profiler.disable()
-            out = io.StringIO()
-            stats = pstats.Stats(profiler, stream=out)
-            stats.sort_stats("cumulative").print_stats(r"(clinic|treatments|patients|consent)/", 40)
-            stats.sort_stats("tottime").print_stats(25)
-            self.stdout.write(out.getvalue())
 
     def _parts(self, target: date, repeat: int) -> None:
         """Process-time medians of the week view's parts, for the profile."""
@@ -751,11 +786,50 @@ class Command(BaseCommand):
         )
 
 
-def _cpu_ms(client: Client, url: str, *, repeat: int) -> float:
-    """Median process time (ms) of GET `url`, in this process."""
-    samples = []
+def _grid(body: str) -> str:
+    return body[body.index("<tbody>") : body.index("</tbody>")]
+
+
+def _same_grid(expected: str) -> Callable[[bytes], None]:
+    """A check that a page shows the same grid as `expected` (a page's HTML)."""
+    grid = _grid(expected)
+
+    def check(content: bytes) -> None:
+        if _grid(content.decode()) != grid:
+            raise CommandError("The kept week differs from the week computed.")
+
+    return check
+
+
+def _time_each_fresh(client: Client, url: str, *, repeat: int) -> Timings:
+    """GET `url` `repeat` times, each under a new version of the facts (so
+    each computes the week and keeps it): wall-clock ms and queries."""
+    samples: list[float] = []
+    counts: list[int] = []
     for _ in range(repeat):
-        started = time.process_time()
-        client.get(url, secure=True)
-        samples.append((time.process_time() - started) * 1000)
+        with facts_version_private(), CaptureQueriesContext(connection) as queries:
+            started = time.perf_counter()
+            response = client.get(url, secure=True)
+            samples.append((time.perf_counter() - started) * 1000)
+        if response.status_code != 200:
+            raise CommandError(f"{url} answered {response.status_code}")
+        counts.append(len(queries))
+    return Timings(samples=tuple(samples), queries=tuple(counts))
+
+
+def _cpu_ms(
+    client: Client, url: str, *, repeat: int, cached: bool = False, fresh: bool = False
+) -> float:
+    """Median process time (ms) of GET `url`, in this process: computed
+    (nothing kept), read from the cache (`cached`), or computed and kept under
+    a new version each time (`fresh`)."""
+    samples = []
+    with facts_version_private() if cached else contextlib.nullcontext():
+        if cached:
+            client.get(url, secure=True)  # computes and keeps it
+        for _ in range(repeat):
+            with facts_version_private() if fresh else contextlib.nullcontext():
+                started = time.process_time()
+                client.get(url, secure=True)
+                samples.append((time.process_time() - started) * 1000)
     return statistics.median(samples)
