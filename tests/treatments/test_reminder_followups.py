@@ -69,9 +69,9 @@ def _failed_reminders(c: Clinic, bookings: int, start: int = 0) -> None:
     )
 
 
-def _queries(client: Client) -> int:
+def _queries(client: Client, **pages: str) -> int:
     with CaptureQueriesContext(connection) as seen:
-        page = client.get(reverse(URL))
+        page = client.get(reverse(URL), pages)
     assert page.status_code == 200
     return len(seen)
 
@@ -97,6 +97,11 @@ def test_the_follow_up_list_runs_the_same_queries_for_1_or_60_rows_in_each_list(
     assert "1 to 25 of 60" in html
     assert html.count("Waiting Number") == 25
     assert html.count('data-status="failed"') == 25
+    # A page past the end is the last page, in the same queries.
+    assert _queries(client, courses_page="999999999", failed_page="3") == 7
+    last = client.get(reverse(URL), {"courses_page": "999999999"}).content.decode()
+    assert "51 to 60 of 60" in last
+    assert last.count("Waiting Number") == 10
 
 
 def _work(client: Client) -> dict[str, int]:

@@ -77,29 +77,29 @@ FOLLOWUP_PAGE_SIZE = 25
 FOLLOWUP_MAX_PAGE = 1000
 
 
-def _page(sql: str, params: dict[str, Any], page: int) -> tuple[list[tuple[Any, ...]], int, int]:
-    """Rows of `page` (clamped to 1..the last page), the page and the total.
+def _page(
+    listing: str, params: dict[str, Any], page: int
+) -> tuple[list[tuple[Any, ...]], int, int]:
+    """Rows of `page` (clamped to 1..the last page), the page and the total,
+    in one query whatever the page asked for.
 
-    `sql` selects one list, ordered, with the whole list's count as its last
-    column (`COUNT(*) OVER ()`), and ends in `LIMIT %(limit)s OFFSET
-    %(offset)s`. One query; for a page past the end, two more (the first row
-    for the total, then the last page; one when the list is empty)."""
+    `listing` selects the whole list with two last columns: its count
+    (`COUNT(*) OVER ()`) and each row's place in the list's order
+    (`ROW_NUMBER() OVER (ORDER BY ...)`). The page is cut from it in the same
+    statement, past the end as the last page."""
     number = min(max(page, 1), FOLLOWUP_MAX_PAGE)
+    sql = (
+        f"SELECT * FROM ({listing}) AS listed"  # noqa: S608 (the module's own SQL; values are parameters)
+        " WHERE n > LEAST(%(offset)s, (total - 1) / %(size)s * %(size)s)"
+        " ORDER BY n LIMIT %(size)s"
+    )
+    size = FOLLOWUP_PAGE_SIZE
     with connection.cursor() as cursor:
-
-        def rows_from(offset: int, limit: int = FOLLOWUP_PAGE_SIZE) -> list[tuple[Any, ...]]:
-            cursor.execute(sql, {**params, "limit": limit, "offset": offset})
-            return cursor.fetchall()
-
-        rows = rows_from((number - 1) * FOLLOWUP_PAGE_SIZE)
-        if rows:
-            return rows, number, rows[0][-1]
-        if number == 1:
-            return [], 1, 0
-        first = rows_from(0, limit=1)
-        total = first[0][-1] if first else 0
-        last = _pages(total)
-        return (rows_from((last - 1) * FOLLOWUP_PAGE_SIZE) if total else []), last, total
+        cursor.execute(sql, {**params, "offset": (number - 1) * size, "size": size})
+        rows = cursor.fetchall()
+    if not rows:
+        return [], 1, 0
+    return rows, (rows[0][-1] - 1) // size + 1, rows[0][-2]
 
 
 def _pages(total: int) -> int:
@@ -113,12 +113,11 @@ def _pages(total: int) -> int:
 # row's own columns, with the whole list's count.
 _FAILED_SQL = """
     SELECT p.uuid, p.first_name, p.last_name, r.kind, r.channel, r.lead_minutes,
-        r.slot_starts_at, r.due_at, r.error, COUNT(*) OVER ()
+        r.slot_starts_at, r.due_at, r.error,
+        COUNT(*) OVER () AS total, ROW_NUMBER() OVER (ORDER BY r.due_at DESC, r.id DESC) AS n
     FROM treatments_reminder r
     JOIN patients_patient p ON p.id = r.patient_id
     WHERE r.status = %(failed)s AND r.updated_at >= %(since)s
-    ORDER BY r.due_at DESC, r.id DESC
-    LIMIT %(limit)s OFFSET %(offset)s
 """
 
 
@@ -148,8 +147,7 @@ def reminder_followups(
     from 1 and one out of range shows the nearest page that exists. Read
     through the partial index reminder_failed_idx (treatments migration
     0014): the failed rows of the window, not every reminder ever planned.
-    One query (three for a page past the end), reading only the columns the
-    list shows."""
+    One query, whatever the page, reading only the columns the list shows."""
     now = now or timezone.now()
     rows, number, total = _page(
         _FAILED_SQL,
@@ -179,6 +177,7 @@ def reminder_followups(
                 due_at,
                 error,
                 _total,
+                _place,
             ) in rows
         ],
         number=number,
@@ -210,7 +209,8 @@ UNMARKED_GRACE = timedelta(days=1)
 # ended, and whether one is booked or arrived ahead.
 _COURSES_SQL = """
     SELECT p.uuid, p.first_name, p.last_name, c.planned_sessions, b.done, b.last_ended,
-        COUNT(*) OVER ()
+        COUNT(*) OVER () AS total,
+        ROW_NUMBER() OVER (ORDER BY COALESCE(b.last_ended, c.created_at), c.id) AS n
     FROM treatments_treatmentcourse c
     JOIN patients_patient p ON p.id = c.patient_id
     CROSS JOIN LATERAL (
@@ -221,8 +221,6 @@ _COURSES_SQL = """
         WHERE course_id = c.id
     ) b
     WHERE c.status = %(running)s AND b.ahead = 0 AND b.done < c.planned_sessions
-    ORDER BY COALESCE(b.last_ended, c.created_at), c.id
-    LIMIT %(limit)s OFFSET %(offset)s
 """
 
 
@@ -238,7 +236,7 @@ def courses_to_book(*, now: datetime | None = None, page: int = 1) -> FollowupPa
     Longest waiting first, FOLLOWUP_PAGE_SIZE a page; `page` counts from 1
     and one out of range shows the nearest page that exists.
 
-    One query (three for a page past the end): the running courses through
+    One query, whatever the page: the running courses through
     the partial index course_running_idx (treatments migration 0015), each
     checked on its own bookings, read once through the bookings' course
     index (the completed ones counted, the last one's end, any booked or
@@ -264,7 +262,7 @@ def courses_to_book(*, now: datetime | None = None, page: int = 1) -> FollowupPa
                 sessions_done=done,
                 last_session_ended=last_ended,
             )
-            for patient, first_name, last_name, planned, done, last_ended, _total in rows
+            for patient, first_name, last_name, planned, done, last_ended, _total, _place in rows
         ],
         number=number,
         pages=_pages(total),
