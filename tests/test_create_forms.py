@@ -68,6 +68,7 @@ CREATES = {
     "treatments.forms.session.SessionForm": "a session record (completing the booking)",
     "treatments.forms.session.AmendmentForm": "an amendment",
     "treatments.forms.session.LaterAdverseEventForm": "a later adverse event",
+    "treatments.forms.session.AdverseEventFollowUpForm": "a follow-up of an adverse event",
     "treatments.forms.portal.PortalInviteForm": "a portal invitation (and its sign-in link)",
     "treatments.forms.portal.SendLinkForm": "a new aftercare download link",
 }

@@ -144,6 +144,7 @@ ALLOWED_GET_STATUS: dict[str, int] = {
     "treatments:closure_remove": 405,
     "treatments:session_amend": 405,
     "treatments:adverse_event_new": 405,
+    "treatments:adverse_event_follow_up": 405,
     "treatments:document_send": 405,
     "treatments:document_revoke": 405,
     "treatments:document_regenerate": 405,
@@ -368,6 +369,7 @@ ALLOWED_POST_STATUS: dict[str, tuple[int, int]] = {
     "treatments:session_record": (400, 400),
     "treatments:session_amend": (400, 400),
     "treatments:adverse_event_new": (400, 400),
+    "treatments:adverse_event_follow_up": (400, 400),
     "treatments:patient_merge": (400, 400),
     "treatments:portal_request": (400, 400),
     # The sample's id does not belong to the other patient in the URL, or
@@ -548,6 +550,7 @@ NOT_PATIENT_READS: dict[str, str] = {
     "treatments:closure_remove": "a POST only",
     "treatments:session_amend": "a POST only",
     "treatments:adverse_event_new": "a POST only",
+    "treatments:adverse_event_follow_up": "a POST only",
     "treatments:reports": "figures: counts by month and batch, no patient named",
     "treatments:reminder_followups": "whom to call: names and failed reminders, no clinical data",
     "treatments:document_status": "the sheet's status box, polled by the session's page (recorded)",

@@ -190,6 +190,25 @@ class LaterAdverseEventForm(SubmissionTokenMixin, AdverseEventForm):
     recorded once."""
 
 
+class AdverseEventFollowUpForm(SubmissionTokenMixin, forms.Form):
+    """A follow-up of one adverse event of the session (named by its uuid in
+    `event`): how it is going, and whether it has now resolved. Sent twice,
+    added once. Each open event has its own copy of the form on the session
+    page, so `auto_id` is given per event."""
+
+    event = forms.UUIDField(widget=forms.HiddenInput)
+    note = forms.CharField(
+        label=gettext_lazy("Follow-up"),
+        max_length=2000,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text=gettext_lazy("How it is going, and what was advised or done."),
+    )
+    resolved = forms.BooleanField(
+        label=gettext_lazy("Resolved: it has settled, nothing more to follow up"),
+        required=False,
+    )
+
+
 if TYPE_CHECKING:
     _AdverseFormSet = BaseFormSet[AdverseEventForm]
 else:

@@ -1,5 +1,5 @@
-"""Session records: the cocktail given, adverse events, amendments, the
-day-of checks and acknowledged cautions.
+"""Session records: the cocktail given, adverse events and their follow-ups,
+amendments, the day-of checks and acknowledged cautions.
 """
 
 from __future__ import annotations
@@ -153,6 +153,37 @@ class AdverseEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.effect} ({self.severity}) at session {self.session_id}"
+
+
+class AdverseEventFollowUp(models.Model):
+    """A later word on an adverse event: how it is going, and whether it is
+    now resolved, with who wrote it and when. The event itself is never
+    changed: its follow-ups are added below it and, like it, never changed
+    (trigger). An event takes no follow-up once resolved (one resolving
+    follow-up at most: constraint); one that comes back is a new event."""
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    event = models.ForeignKey(AdverseEvent, on_delete=models.PROTECT, related_name="follow_ups")
+    note = models.TextField(_("follow-up"), max_length=2000)
+    resolved = models.BooleanField(_("resolved"), default=False)
+    recorded_at = models.DateTimeField(editable=False)
+    recorded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", editable=False
+    )
+
+    class Meta:
+        ordering = ["recorded_at", "id"]
+        verbose_name = _("adverse event follow-up")
+        verbose_name_plural = _("adverse event follow-ups")
+        constraints = [
+            models.CheckConstraint(condition=~Q(note=""), name="follow_up_note_written"),
+            models.UniqueConstraint(
+                fields=["event"], condition=Q(resolved=True), name="follow_up_resolves_once"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Follow-up of adverse event {self.event_id} at {self.recorded_at:%Y-%m-%d %H:%M}"
 
 
 class SessionAmendment(models.Model):

@@ -1,19 +1,23 @@
-"""Reads for session records: the record of a booking, what to pre-fill a new
-session with, and a course's clinical summary."""
+"""Reads for session records: the record of a booking (with its adverse
+events and their follow-ups), whether an adverse event is resolved, what to
+pre-fill a new session with, and a course's clinical summary."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import date, datetime
 from typing import Any
 
 from django.db.models import Prefetch, QuerySet
 from django.http import Http404
+from django.utils import timezone
 
 from clinic.models import User
 from treatments.models import (
     AdverseEvent,
+    AdverseEventFollowUp,
     Batch,
     Booking,
     BookingStatus,
@@ -40,7 +44,9 @@ def _record_details() -> list[Any]:
         ),
         Prefetch(
             "adverse_events",
-            queryset=AdverseEvent.objects.select_related("recorded_by").order_by("onset", "id"),
+            queryset=AdverseEvent.objects.select_related("recorded_by")
+            .prefetch_related(follow_ups_prefetch())
+            .order_by("onset", "id"),
         ),
         Prefetch(
             "caution_acknowledgements",
@@ -53,6 +59,51 @@ def _record_details() -> list[Any]:
             queryset=SessionAmendment.objects.select_related("by").order_by("at", "id"),
         ),
     ]
+
+
+def follow_ups_prefetch() -> Prefetch[Any]:
+    """An adverse event's follow-ups with who wrote them, oldest first."""
+    return Prefetch(
+        "follow_ups",
+        queryset=AdverseEventFollowUp.objects.select_related("recorded_by").order_by(
+            "recorded_at", "id"
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """When an adverse event was marked resolved, and by whom: the day given
+    when it was recorded (`follow_up` None), or its resolving follow-up."""
+
+    day: date  # the clinic's date
+    by: User
+    at: datetime | None  # the resolving follow-up's moment (aware)
+    follow_up: AdverseEventFollowUp | None
+
+    @property
+    def by_name(self) -> str:
+        return self.by.get_full_name() or self.by.get_username()
+
+
+def adverse_event_resolution(
+    event: AdverseEvent, *, follow_ups: Iterable[AdverseEventFollowUp] | None = None
+) -> Resolution | None:
+    """How `event` was resolved, or None while it is open. `follow_ups` are
+    its follow-ups (None: `event.follow_ups.all()`, prefetched for a list by
+    `follow_ups_prefetch`); `event.recorded_by` is read when it was recorded
+    already resolved. No query when both are loaded."""
+    if event.resolved_on is not None:
+        return Resolution(day=event.resolved_on, by=event.recorded_by, at=None, follow_up=None)
+    for follow_up in event.follow_ups.all() if follow_ups is None else follow_ups:
+        if follow_up.resolved:
+            return Resolution(
+                day=timezone.localdate(follow_up.recorded_at),
+                by=follow_up.recorded_by,
+                at=follow_up.recorded_at,
+                follow_up=follow_up,
+            )
+    return None
 
 
 def session_record_of(*, booking: Booking) -> SessionRecord | None:

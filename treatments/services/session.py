@@ -1,9 +1,11 @@
 """State changes of session records: completing a session behind the safety
-gates, amending a completed record, recording a later adverse event.
+gates, amending a completed record, recording a later adverse event and
+following it up until it resolves.
 
-A session record, its cocktail lines, adverse events and amendments are
-written once and never changed (database triggers); a correction is a new
-amendment that names who wrote it and when.
+A session record, its cocktail lines, adverse events, their follow-ups and
+amendments are written once and never changed (database triggers); a
+correction is a new amendment, and how an adverse event went on is a new
+follow-up, each naming who wrote it and when.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from decimal import Decimal
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.utils import timezone
+from django.utils import dateformat, timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
@@ -30,11 +32,12 @@ from clinic.concurrency import (
 )
 from clinic.models import AuditAction, User
 from clinic.refusals import RefusalKind, RefusedError
-from patients.locking import patient_row_lock
+from patients.locking import patient_hold, patient_row_lock
 from treatments.gates import GateFailure, area_labels, completion_opens_at, session_gates
 from treatments.models import (
     DAY_OF_FIELDS,
     AdverseEvent,
+    AdverseEventFollowUp,
     Batch,
     Booking,
     BookingEvent,
@@ -46,6 +49,7 @@ from treatments.models import (
     SessionAmendment,
     SessionRecord,
 )
+from treatments.selectors.session import adverse_event_resolution
 from treatments.services.aftercare import aftercare_queue
 from treatments.services.course import course_session_completed
 from treatments.services.reminders import reminders_plan_course
@@ -409,5 +413,79 @@ def adverse_event_record(
             "follow_up_needed",
             *submission_marks(submission_token),
         ],
+    )
+    return row
+
+
+class AdverseEventResolvedError(SessionRefusedError):
+    """The adverse event is resolved already: it takes no more follow-ups."""
+
+    code = "adverse_event_resolved"
+    kind = RefusalKind.CONFLICT
+
+
+@transaction.atomic
+def adverse_event_follow_up(
+    *,
+    event: AdverseEvent,
+    recorded_by: User,
+    note: str,
+    resolved: bool,
+    at: datetime,
+    submission_token: uuid.UUID | None = None,
+) -> AdverseEventFollowUp:
+    """Add a follow-up to an adverse event: `note` (trimmed, required: how it
+    is going, what was advised), and `resolved` True when it has now settled
+    (the event is then closed, with who and when: `recorded_by`, `at`, aware,
+    now). The event itself stays as recorded (append-only).
+
+    The patient is held first (a merge of the record waits, or is waited
+    for), then the event's row is locked, so two follow-ups of one event
+    are written one after the other and only one can resolve it (the
+    database holds that too). `submission_token` is the form's one-time
+    token: the same form sent twice adds one follow-up
+    (`AlreadySubmittedError`, with `.obj`, the session record).
+    `ValidationError` ("note") for an empty note; `AdverseEventResolvedError`
+    (409) when the event was resolved already, by its own resolved date or a
+    follow-up, saying when and by whom: one that comes back is a new adverse
+    event. Source: domain.md, "Side effects and complications" (a clinic
+    records every adverse event against the session)."""
+    session = event.session
+    submission_check(
+        AdverseEventFollowUp, submission_token, by=recorded_by, find=lambda _e: session
+    )
+    note = note.strip()
+    if not note:
+        raise ValidationError({"note": _("Write how it is going, or what was done.")})
+    patient = patient_hold(session.booking.patient)
+    locked = (
+        AdverseEvent.objects.select_for_update(no_key=True)
+        .select_related("recorded_by")
+        .get(pk=event.pk)
+    )
+    # Read under the lock: what a colleague added a moment ago counts.
+    resolution = adverse_event_resolution(
+        locked,
+        follow_ups=AdverseEventFollowUp.objects.filter(event=locked).select_related("recorded_by"),
+    )
+    if resolution is not None:
+        raise AdverseEventResolvedError(
+            _(
+                "This adverse event was marked resolved on %(day)s by %(by)s. If it has "
+                "come back, record a new adverse event against the session."
+            )
+            % {"day": dateformat.format(resolution.day, "j M Y"), "by": resolution.by_name}
+        )
+    row = AdverseEventFollowUp(
+        event=locked, note=note, resolved=resolved, recorded_at=at, recorded_by=recorded_by
+    )
+    row.full_clean()
+    row.save()
+    audit_log(
+        actor=recorded_by,
+        action=AuditAction.CREATE,
+        obj=row,
+        patient_ref=patient.uuid,
+        changed_fields=["note", "resolved", *submission_marks(submission_token)],
     )
     return row

@@ -1,4 +1,5 @@
-"""Routes of session records (the cocktail given, adverse events) and reports."""
+"""Routes of session records (the cocktail given, adverse events and their
+follow-ups) and reports."""
 
 from django.urls import URLPattern, path
 
@@ -16,6 +17,11 @@ urlpatterns: list[URLPattern] = [
         "sessions/records/<uuid:session>/adverse-events/new/",
         views.adverse_event_new,
         name="adverse_event_new",
+    ),
+    path(
+        "sessions/records/<uuid:session>/adverse-events/follow-ups/new/",
+        views.adverse_event_follow_up_new,
+        name="adverse_event_follow_up",
     ),
     path("reports/", reports.reports, name="reports"),
 ]

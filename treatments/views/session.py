@@ -1,15 +1,16 @@
 """Views of session records (practitioners only): record and complete a
 session behind the safety gates, then read it, amend it, add later adverse
-events."""
+events and follow them up until they resolve."""
 
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from typing import Any, cast
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, QueryDict
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, QueryDict
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
@@ -23,6 +24,7 @@ from clinic.refusals import refusal_status
 from clinic.roles import Role
 from treatments.forms.portal import SendLinkForm
 from treatments.forms.session import (
+    AdverseEventFollowUpForm,
     AdverseEventFormSet,
     AmendmentForm,
     BaseAdverseFormSet,
@@ -33,18 +35,29 @@ from treatments.forms.session import (
     SessionForm,
 )
 from treatments.gates import GateFailure, area_labels, session_gates
-from treatments.models import Batch, Booking, BookingStatus, SessionRecord
+from treatments.models import (
+    AdverseEvent,
+    AdverseEventFollowUp,
+    Batch,
+    Booking,
+    BookingStatus,
+    SessionRecord,
+)
 from treatments.selectors.catalogue import batches_usable
 from treatments.selectors.portal import document_status_context
 from treatments.selectors.session import (
+    Resolution,
+    adverse_event_resolution,
     prefill_lines,
     session_booking_get,
     session_get_for_user,
     session_record_of,
 )
 from treatments.services.session import (
+    AdverseEventResolvedError,
     GatesFailedError,
     SessionRefusedError,
+    adverse_event_follow_up,
     adverse_event_record,
     session_amend,
     session_complete,
@@ -120,12 +133,50 @@ def _acknowledged(data: QueryDict) -> list[str]:
     return [code[:40] for code in data.getlist(CAUTION)[:50]]
 
 
+FOLLOW_UP = "followup"
+
+
+@dataclass(frozen=True)
+class EventOnPage:
+    """An adverse event on the session's page: its follow-ups (prefetched),
+    how it resolved (None: open), and the follow-up form an open one carries."""
+
+    event: AdverseEvent
+    resolution: Resolution | None
+    form: AdverseEventFollowUpForm | None
+
+
+def _events_shown(
+    record: SessionRecord, typed: AdverseEventFollowUpForm | None
+) -> list[EventOnPage]:
+    """Each adverse event of `record`; an open one with an empty follow-up
+    form, or the one `typed` (sent for it and refused) with what was typed."""
+    shown = []
+    typed_for = typed.data.get(f"{FOLLOW_UP}-event") if typed is not None else None
+    for index, event in enumerate(record.adverse_events.all()):
+        resolution = adverse_event_resolution(event)
+        form = None
+        if resolution is None or str(event.uuid) == typed_for:
+            if typed is not None and str(event.uuid) == typed_for:
+                form = typed
+                form.auto_id = f"id_{FOLLOW_UP}_{index}_%s"
+            else:
+                form = AdverseEventFollowUpForm(
+                    prefix=FOLLOW_UP,
+                    initial={"event": event.uuid},
+                    auto_id=f"id_{FOLLOW_UP}_{index}_%s",
+                )
+        shown.append(EventOnPage(event=event, resolution=resolution, form=form))
+    return shown
+
+
 def _completed_page(
     request: HttpRequest,
     booking: Booking,
     *,
     amendment_form: AmendmentForm | None = None,
     adverse_form: LaterAdverseEventForm | None = None,
+    follow_up_form: AdverseEventFollowUpForm | None = None,
     status: int = 200,
 ) -> HttpResponse:
     record = session_record_of(booking=booking)
@@ -142,6 +193,7 @@ def _completed_page(
             "send_form": SendLinkForm(),
             "amendment_form": amendment_form or AmendmentForm(),
             "adverse_form": adverse_form or LaterAdverseEventForm(prefix="later"),
+            "events_shown": _events_shown(record, follow_up_form) if record else [],
         },
         status=status,
     )
@@ -350,3 +402,50 @@ def adverse_event_new(request: HttpRequest, session: uuid.UUID) -> HttpResponse:
             messages.success(request, _("Adverse event recorded against this session."))
             return HttpResponseRedirect(_record_url(record.booking))
     return _completed_page(request, record.booking, adverse_form=form, status=400)
+
+
+@staff(Role.PRACTITIONER)
+@require_POST
+def adverse_event_follow_up_new(request: HttpRequest, session: uuid.UUID) -> HttpResponse:
+    """Follow up one adverse event of the session (named in the form), and
+    mark it resolved when it has settled; back to the session's page."""
+    record = _session(request, session)
+    user = signed_in_user(request)
+    form = AdverseEventFollowUpForm(request.POST, prefix=FOLLOW_UP)
+    status = 400
+    if form.saved_before(AdverseEventFollowUp, by=user) is not None:
+        messages.info(request, AlreadySubmittedError.MESSAGE)
+        return HttpResponseRedirect(_record_url(record.booking))
+    if form.is_valid():
+        event = (
+            AdverseEvent.objects.filter(session=record, uuid=form.cleaned_data["event"])
+            .select_related("session__booking__patient")
+            .first()
+        )
+        if event is None:
+            raise Http404
+        try:
+            follow_up = adverse_event_follow_up(
+                event=event,
+                recorded_by=user,
+                note=form.cleaned_data["note"],
+                resolved=form.cleaned_data["resolved"],
+                at=timezone.now(),
+                submission_token=form.cleaned_data["submission_token"],
+            )
+        except AlreadySubmittedError as repeated:
+            messages.info(request, repeated.message)
+            return HttpResponseRedirect(_record_url(record.booking))
+        except AdverseEventResolvedError as refused:
+            form.add_error(None, refused.message)
+            status = refusal_status(refused)
+        except ValidationError as invalid:
+            for field, errors in invalid.message_dict.items():
+                form.add_error(field if field in form.fields else None, errors)
+        else:
+            if follow_up.resolved:
+                messages.success(request, _("Follow-up added: the adverse event is resolved."))
+            else:
+                messages.success(request, _("Follow-up added to the adverse event."))
+            return HttpResponseRedirect(_record_url(record.booking) + f"#event-{event.uuid}")
+    return _completed_page(request, record.booking, follow_up_form=form, status=status)
