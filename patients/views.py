@@ -33,6 +33,7 @@ from patients.forms import (
 )
 from patients.images import MAX_UPLOAD_BYTES
 from patients.models import HISTORY_QUESTIONS, Consultation, Patient
+from patients.readiness import patient_page_readiness
 from patients.screening import Severity, screen
 from patients.search_audit import patient_search_audit
 from patients.selectors import (
@@ -44,7 +45,6 @@ from patients.selectors import (
     history_is_valid,
     patient_get_for_user,
     patient_possible_duplicates,
-    patient_readiness,
     patient_search,
 )
 from patients.services import (
@@ -168,7 +168,8 @@ def patient_detail(request: HttpRequest, patient: uuid.UUID) -> HttpResponse:
             "can_edit": user.has_any_role(REGISTER_ROLES),
             "is_practitioner": Role.PRACTITIONER in user.roles,
             "can_see_access": user.has_any_role((Role.PRACTITIONER, Role.MANAGER)),
-            "readiness": patient_readiness(patient=record, today=timezone.localdate()),
+            # The gates' answer for the bookings to come (patients.readiness).
+            "readiness": patient_page_readiness(patient=record, at=timezone.now()),
         },
     )
 

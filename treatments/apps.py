@@ -14,3 +14,9 @@ class TreatmentsConfig(AppConfig):
         sign_in_mail_sender_register(
             SignInMailKind.PORTAL_SIGN_IN, lambda email: portal_login_request(email=email)
         )
+        # The patient's page says whether the patient may be treated, from the
+        # same gates as the bookings it shows: the register cannot import them.
+        from patients.readiness import readiness_judge_register
+        from treatments.selectors.patient_readiness import patient_page_readiness
+
+        readiness_judge_register(patient_page_readiness)

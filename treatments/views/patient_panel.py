@@ -1,12 +1,13 @@
 """The treatment panel of a patient's page: upcoming bookings with what stands
 in the way (in reception's words), courses, and links to book and to the
-reminder log. Served here and loaded into the patient page by htmx, so the
-patient register needs to know nothing of bookings."""
+reminder log (the summary at the top of the page judges the same bookings the
+same way: `treatments.selectors.patient_readiness`). Served here and loaded
+into the patient page by htmx, so the patient register needs to know nothing
+of bookings."""
 
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
@@ -20,25 +21,9 @@ from clinic.roles import CLINICAL_DOCUMENT_ROLES, Role
 from patients.contact_changes import email_hold
 from patients.selectors import patient_get_for_user
 from treatments.forms.portal import PortalInviteForm
-from treatments.gates import GateFailure
-from treatments.models import HOLDING_STATUSES, Booking, PortalAccount, TreatmentCourse
+from treatments.models import PortalAccount, TreatmentCourse
+from treatments.selectors.patient_readiness import reception_notes, upcoming_bookings
 from treatments.selectors.readiness import booking_readiness
-
-UPCOMING_SHOWN = 10
-
-
-def reception_notes(failures: list[GateFailure]) -> list[tuple[str, datetime | None]]:
-    """Each note once (several ingredients may need the same test), with the
-    latest moment waiting clears it."""
-    notes: dict[str, datetime | None] = {}
-    for failure in failures:
-        if not failure.reception_note:
-            continue
-        known = notes.get(failure.reception_note)
-        if failure.earliest is not None and (known is None or failure.earliest > known):
-            known = failure.earliest
-        notes[failure.reception_note] = known
-    return list(notes.items())
 
 
 @staff(Role.RECEPTIONIST, Role.PRACTITIONER, Role.MANAGER)
@@ -47,12 +32,8 @@ def patient_treatment_panel(request: HttpRequest, patient: uuid.UUID) -> HttpRes
     user = signed_in_user(request)
     record = patient_get_for_user(user=user, patient_uuid=patient)
     now = timezone.now()
-    upcoming = list(
-        Booking.objects.filter(patient=record, ends_at__gte=now, status__in=HOLDING_STATUSES)
-        .exclude(status="completed")
-        .select_related("protocol__consent_form", "practitioner", "room")
-        .order_by("starts_at")[:UPCOMING_SHOWN]
-    )
+    # The bookings the page's summary judges too (patients.readiness).
+    upcoming = upcoming_bookings(patient=record, now=now)
     flags = booking_readiness(bookings=upcoming, at=now)
     courses = list(
         TreatmentCourse.objects.filter(patient=record)
