@@ -5,7 +5,7 @@ The production HTTPS settings are checked separately, by running
 """
 
 from clinic.settings import *  # noqa: F403
-from clinic.settings import INSTALLED_APPS, STORAGES
+from clinic.settings import INSTALLED_APPS, PASSWORD_HASHERS, STORAGES
 
 # Test-only commands: flush as the database owner (tests/support).
 INSTALLED_APPS = [*INSTALLED_APPS, "tests.support"]
@@ -33,3 +33,7 @@ if _test_db := env.str("TEST_DATABASE_NAME", default=""):  # noqa: F405
 # No chain head written under var/ by the tests; the tests of the chain's
 # anchor give it a file of their own.
 AUDIT_CHAIN_HEAD_FILE = None
+
+# Argon2id at its least cost (tests/hashers.py): the clinic's own cost is a
+# fifth of a second a hash, and the suite makes thousands of users.
+PASSWORD_HASHERS = ["tests.hashers.QuickArgon2PasswordHasher", *PASSWORD_HASHERS[1:]]

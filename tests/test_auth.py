@@ -10,16 +10,18 @@ from urllib.parse import urlsplit
 import pytest
 import time_machine
 from django.conf import settings as django_settings
+from django.contrib.auth.hashers import Argon2PasswordHasher
 from django.contrib.auth.password_validation import validate_password
 from django.core import mail
 from django.core.exceptions import ValidationError
-from django.test import Client
+from django.test import Client, override_settings
 from django.urls import reverse
 from django.utils import timezone
 from django_otp.plugins.otp_totp.models import TOTPDevice
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from clinic import settings as clinic_settings
 from clinic.models import AuditAction, AuditEvent, User
 from clinic.roles import Role
 from tests.conftest import deliver_sign_in_mail, sign_in, totp_code
@@ -41,6 +43,26 @@ def post_login(client: Client, username: str, password: str, **extra: str):
 
 def test_passwords_are_stored_with_argon2id(practitioner: User) -> None:
     assert practitioner.password.startswith("argon2$argon2id$")
+
+
+def test_the_clinics_own_hasher_stores_argon2id_at_its_full_cost(
+    practitioner: User, client: Client
+) -> None:
+    """The suite hashes at argon2's least cost (tests/settings.py); the
+    clinic's settings hash at Argon2PasswordHasher's own, and a password
+    stored at the suite's cost is checked and stored again at the full one."""
+    full = Argon2PasswordHasher()
+    cost = f"m={full.memory_cost},t={full.time_cost},p={full.parallelism}"
+    assert clinic_settings.PASSWORD_HASHERS[0] == "django.contrib.auth.hashers.Argon2PasswordHasher"
+    assert f"${cost}$" not in practitioner.password
+    with override_settings(PASSWORD_HASHERS=clinic_settings.PASSWORD_HASHERS):
+        assert post_login(client, "practitioner", PASSWORD).status_code == 302
+        practitioner.refresh_from_db()
+        assert practitioner.password.startswith(f"argon2$argon2id$v=19${cost}$")
+        practitioner.set_password("another long pass phrase")
+        assert practitioner.password.startswith(f"argon2$argon2id$v=19${cost}$")
+        assert practitioner.check_password("another long pass phrase")
+        assert not practitioner.check_password(PASSWORD)
 
 
 @pytest.mark.parametrize("weak", ["password1234", "short-pw", "123456789012"])
