@@ -149,7 +149,13 @@ def test_a_first_history_signed_after_a_colleague_signed_one_is_refused(
     assert MedicalHistory.objects.count() == 1
 
 
-@pytest.mark.parametrize("based_on", ["not-a-uuid", str(uuid.uuid4()), "other patient"])
+# Named ids: the random one would name the test differently in each process
+# of a parallel run, which then refuses to start.
+@pytest.mark.parametrize(
+    "based_on",
+    ["not-a-uuid", str(uuid.uuid4()), "other patient"],
+    ids=["not a uuid", "unknown uuid", "other patient"],
+)
 def test_a_history_form_naming_a_history_the_patient_never_had_is_refused(
     based_on: str, patient: Patient, practitioner: User, clock: time_machine.Coordinates
 ) -> None:
