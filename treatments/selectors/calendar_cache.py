@@ -31,7 +31,7 @@ written (its changes are counted only when it commits), nor without the
 version row. With Redis out of reach the grid is computed as without a
 cache: never an error, never an old grid. A miss costs what the page cost
 before the cache, plus the version read twice, one query for how long the
-flags hold, and writing about 0.7 MB to Redis for a week of 800 bookings.
+flags hold, and writing about 0.8 MB to Redis for a week of 800 bookings.
 
 The cache is for display only. The rules stay in `treatments.gates`, the
 one place they are written; an entry is their answer for one version of the
@@ -211,7 +211,7 @@ def grid_get(key: GridKey, *, at: datetime) -> SafeString | None:
 def grid_put(key: GridKey, rows: SafeString, *, at: datetime, holds_until: datetime | None) -> None:
     """Keep `rows` (the HTML `render_to_string` gave, kept as it is) for
     `key` until `holds_until` (aware; None: until the version changes), at
-    most ENTRY_SECONDS. A week of 800 cards is about 0.7 MB. Redis out of
+    most ENTRY_SECONDS. A week of 800 cards is about 0.8 MB. Redis out of
     reach: nothing kept (logged)."""
     seconds = ENTRY_SECONDS
     if holds_until is not None:
