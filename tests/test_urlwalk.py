@@ -473,6 +473,7 @@ PATIENT_READS: dict[str, tuple[str, str]] = {
     "treatments:allergy_test_detail": ("practitioner", ""),
     "treatments:allergy_test_photo": ("practitioner", ""),
     "treatments:patient_treatment_panel": ("receptionist", ""),
+    "treatments:patient_timeline": ("practitioner", ""),
     "treatments:booking_detail": ("receptionist", ""),
     "treatments:course_detail": ("receptionist", ""),
     "treatments:session_record": ("practitioner", ""),

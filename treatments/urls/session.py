@@ -1,9 +1,9 @@
 """Routes of session records (the cocktail given, adverse events and their
-follow-ups) and reports."""
+follow-ups), a patient's timeline, and reports."""
 
 from django.urls import URLPattern, path
 
-from treatments.views import reports
+from treatments.views import patient_panel, reports
 from treatments.views import session as views
 
 urlpatterns: list[URLPattern] = [
@@ -22,6 +22,11 @@ urlpatterns: list[URLPattern] = [
         "sessions/records/<uuid:session>/adverse-events/follow-ups/new/",
         views.adverse_event_follow_up_new,
         name="adverse_event_follow_up",
+    ),
+    path(
+        "patients/<uuid:patient>/timeline/",
+        patient_panel.patient_timeline_view,
+        name="patient_timeline",
     ),
     path("reports/", reports.reports, name="reports"),
 ]

@@ -1,9 +1,14 @@
-"""The treatment panel of a patient's page: upcoming bookings with what stands
-in the way (in reception's words), courses, and links to book and to the
-reminder log (the summary at the top of the page judges the same bookings the
-same way: `treatments.selectors.patient_readiness`). Served here and loaded
-into the patient page by htmx, so the patient register needs to know nothing
-of bookings."""
+"""The parts of a patient's page served by treatments and loaded into it by
+htmx, so the patient register needs to know nothing of bookings:
+
+- the treatment panel: upcoming bookings with what stands in the way (in
+  reception's words), courses, links to book and to the reminder log (the
+  summary at the top of the page judges the same bookings the same way:
+  `treatments.selectors.patient_readiness`);
+- the timeline: the patient's story, newest first, a page at a time
+  (`treatments.selectors.timeline`), clinical for practitioners, bookings
+  alone for every other role.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ from django.views.decorators.http import require_GET
 from clinic.access import signed_in_user, staff
 from clinic.audit import audit_log
 from clinic.models import AuditAction
+from clinic.refusals import refusal_status
 from clinic.roles import CLINICAL_DOCUMENT_ROLES, Role
 from patients.contact_changes import email_hold
 from patients.selectors import patient_get_for_user
@@ -24,6 +30,7 @@ from treatments.forms.portal import PortalInviteForm
 from treatments.models import PortalAccount, TreatmentCourse
 from treatments.selectors.patient_readiness import reception_notes, upcoming_bookings
 from treatments.selectors.readiness import booking_readiness
+from treatments.selectors.timeline import TimelineCursorError, cursor_parse, patient_timeline
 
 
 @staff(Role.RECEPTIONIST, Role.PRACTITIONER, Role.MANAGER)
@@ -63,3 +70,43 @@ def patient_treatment_panel(request: HttpRequest, patient: uuid.UUID) -> HttpRes
             "has_portal": PortalAccount.objects.filter(patient=record).exists(),
         },
     )
+
+
+@staff(Role.RECEPTIONIST, Role.PRACTITIONER, Role.MANAGER)
+@require_GET
+def patient_timeline_view(request: HttpRequest, patient: uuid.UUID) -> HttpResponse:
+    """The patient's timeline, newest first; `?older=` (the cursor an "Older
+    entries" link carries) reads the next page. Practitioners see the
+    clinical record; every other role the bookings alone (dates, protocol,
+    status). Loaded into the patient's page by htmx (the entries of an older
+    page are added below the others); opened directly, a page of its own. A
+    damaged cursor is a 400 with a plain sentence."""
+    user = signed_in_user(request)
+    record = patient_get_for_user(user=user, patient_uuid=patient)
+    clinical = Role.PRACTITIONER in user.roles
+    token = request.GET.get("older", "")
+    htmx = bool(request.htmx)  # type: ignore[attr-defined]
+    try:
+        before = cursor_parse(token) if token else None
+    except TimelineCursorError as refused:
+        return render(
+            request,
+            "treatments/patient_timeline_refused.html",
+            {"patient": record, "sentence": refused.message},
+            status=refusal_status(refused),
+        )
+    page = patient_timeline(patient=record, clinical=clinical, now=timezone.now(), before=before)
+    audit_log(
+        actor=user,
+        action=AuditAction.VIEW,
+        object_type="treatments.sessionrecord" if clinical else "treatments.booking",
+        object_id="timeline",
+        patient_ref=record.uuid,
+    )
+    if htmx and before is not None:
+        template = "treatments/patient_timeline_entries.html"
+    elif htmx:
+        template = "treatments/patient_timeline.html"
+    else:
+        template = "treatments/patient_timeline_page.html"
+    return render(request, template, {"patient": record, "page": page})
