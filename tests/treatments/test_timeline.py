@@ -180,7 +180,7 @@ def test_reception_sees_dates_protocol_and_status_only(
         ).exists()
 
 
-def test_the_timeline_is_refused_to_nobody_on_staff_but_hidden_from_strangers(
+def test_strangers_are_sent_to_sign_in_and_an_unknown_patient_is_not_found(
     client: Client, practitioner: User
 ) -> None:
     story = returning_patient(practitioner)
