@@ -89,6 +89,7 @@ OTHERS = {
     "clinic.views.SignInLockLiftForm": "lifts a sign-in lock: sent again, nothing is left to lift",
     "clinic.forms.AuditFilterForm": "filters a list",
     "patients.forms.PatientSearchForm": "a search",
+    "treatments.forms.reports.ReportFilterForm": "the reports' range and practitioner",
     "patients.forms.PhotoCompareForm": "chooses two photos to show",
     "treatments.forms.booking.CalendarQueryForm": "the calendar's query string",
     "treatments.forms.booking.LocalStartMixin": "part of the booking and move forms",
