@@ -87,8 +87,13 @@ serve:
 	@PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/honcho start -f Procfile --port $(PORT); \
 	  status=$$?; [ $$status -eq 130 ] || [ $$status -eq 0 ] || exit $$status
 
+# The suite runs in TEST_WORKERS processes (pytest-xdist), each on its own
+# test database and Redis database (tests/settings.py); each starts with half
+# the tests, and one that runs out takes over part of the other's (worksteal).
+# TEST_WORKERS=0 runs the suite in pytest's own process.
+TEST_WORKERS ?= 2
 test: system-deps-test $(VENV)/.installed-dev node_modules/.installed ## Run the whole test suite on real PostgreSQL and Redis
-	$(SERVICES) --name test -- $(PY) -m pytest $(PYTEST_ARGS)
+	$(SERVICES) --name test -- $(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 # libfaketime moves the clock of the runner, its own PostgreSQL and Redis and
 # pytest alike (tests/clock_ahead.py); CLOCK='--at "2027-03-28 00:30"' picks

@@ -4,6 +4,23 @@ The production HTTPS settings are checked separately, by running
 `manage.py check --deploy` with production environment variables.
 """
 
+import os
+
+from tests.workers import redis_url_of_worker
+
+# pytest-xdist runs the suite in several processes (make test: two), and
+# pytest-django gives each its own test database; each gets its own Redis
+# database too (the next numbers after REDIS_URL's), so that one process's
+# cache, request counters and Celery queues are not another's. Set before
+# the clinic's settings read it, and in the environment, which the processes
+# the tests start (Celery workers, manage.py) inherit: they read it as it is.
+if (_worker := os.environ.get("PYTEST_XDIST_WORKER", "")) and os.environ.get(
+    "CLINIC_TEST_REDIS_WORKER"
+) != _worker:
+    if _redis_url := os.environ.get("REDIS_URL", ""):
+        os.environ["REDIS_URL"] = redis_url_of_worker(_redis_url, _worker)
+    os.environ["CLINIC_TEST_REDIS_WORKER"] = _worker
+
 from clinic.settings import *  # noqa: F403
 from clinic.settings import INSTALLED_APPS, PASSWORD_HASHERS, STORAGES
 
