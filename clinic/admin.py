@@ -1,4 +1,5 @@
-"""Django's admin, for superusers: staff accounts and their roles."""
+"""Django's admin, for superusers: staff accounts and their roles. Managers
+keep the staff on the staff page (clinic/staff.py); nothing needs the admin."""
 
 from typing import Any
 
@@ -8,6 +9,7 @@ from django.contrib.auth.admin import UserAdmin
 from django.contrib.auth.forms import AdminUserCreationForm, UsernameField
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
+from django_otp.plugins.otp_static.models import StaticDevice
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from clinic.audit import audit_log
@@ -87,6 +89,8 @@ class ClinicUserAdmin(UserAdmin):
 # fails on a missing device. Ours lists devices and lets a superuser remove one
 # (a lost phone): the staff member then enrols again at next sign-in.
 admin.site.unregister(TOTPDevice)
+# Backup codes are secrets shown once to their owner: the admin does not list them.
+admin.site.unregister(StaticDevice)
 
 
 @admin.register(TOTPDevice)

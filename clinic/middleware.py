@@ -89,13 +89,16 @@ class _ViewMiddleware:
 
 
 class StaffTwoFactorMiddleware(_ViewMiddleware):
-    """With REQUIRE_STAFF_2FA on, a signed-in user must confirm a TOTP code
-    before reaching anything but the two-factor pages, logout and public routes."""
+    """A signed-in staff member who has set up two-factor authentication
+    confirms a code (or a backup code) before reaching anything but the
+    two-factor pages, sign-out and public routes, whatever the clinic-wide
+    setting. REQUIRE_STAFF_2FA decides only whether setting it up is
+    compulsory: with it on, one who has not is sent to set it up first."""
 
     def process_view(
         self, request: HttpRequest, view_func: Callable[..., Any], args: Any, kwargs: Any
     ) -> HttpResponse | None:
-        if not settings.REQUIRE_STAFF_2FA or not request.user.is_authenticated:
+        if not request.user.is_authenticated:
             return None
         if request.user.is_verified():  # type: ignore[attr-defined]
             return None
@@ -109,11 +112,17 @@ class StaffTwoFactorMiddleware(_ViewMiddleware):
         match = request.resolver_match
         if match is not None and match.url_name in {"two_factor", "two_factor_setup", "logout"}:
             return None
-        target = "two_factor" if _has_device(request.user) else "two_factor_setup"
+        if has_two_factor_device(request.user):
+            target = "two_factor"
+        elif settings.REQUIRE_STAFF_2FA:
+            target = "two_factor_setup"
+        else:
+            return None
         return HttpResponseRedirect(f"{reverse(target)}?{urlencode({'next': request.path})}")
 
 
-def _has_device(user: Any) -> bool:
+def has_two_factor_device(user: Any) -> bool:
+    """Whether `user` has set up a second factor (an authenticator, backup codes)."""
     from django_otp import devices_for_user
 
     return any(True for _ in devices_for_user(user, confirmed=True))

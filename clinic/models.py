@@ -7,8 +7,9 @@ from typing import TYPE_CHECKING
 
 from django.apps import apps
 from django.contrib.auth.models import AbstractUser
+from django.contrib.postgres.fields import ArrayField
 from django.db import models
-from django.db.models.functions import Upper
+from django.db.models.functions import Lower, Upper
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -17,6 +18,7 @@ from clinic.roles import Role
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
+    from datetime import datetime
 
 
 class User(AbstractUser):
@@ -89,6 +91,18 @@ class AuditAction(models.TextChoices):
     RECALLED = "recalled", _("recalled")
     COMPLETED = "completed", _("completed")
     AMENDED = "amended", _("amended")
+    # The staff page (clinic/staff.py): the object is the account ("auth.account",
+    # its username) or the invitation ("auth.invitation", the address it went to).
+    INVITATION_SENT = "invite_sent", _("sent")
+    INVITATION_RESENT = "invite_resent", _("sent again")
+    INVITATION_CANCELLED = "invite_cancelled", _("cancelled")
+    INVITATION_ACCEPTED = "invite_accepted", _("accepted")
+    ROLE_GIVEN = "role_given", _("gave a role to")
+    ROLE_TAKEN = "role_taken", _("took a role from")
+    DEACTIVATED = "deactivated", _("deactivated")
+    REACTIVATED = "reactivated", _("reactivated")
+    TWO_FACTOR_RESET = "2fa_reset", _("reset the authenticator of")
+    BACKUP_CODES_MADE = "backup_codes", _("made new backup codes for")
 
 
 class AuditEvent(models.Model):
@@ -161,7 +175,11 @@ class AuditEvent(models.Model):
         if self.object_type in special:
             return str(special[self.object_type])
         # A sign-in lock names what it held: the account's name, the address.
-        named = {"auth.account": _("account %(name)s"), "auth.address": _("connection %(name)s")}
+        named = {
+            "auth.account": _("account %(name)s"),
+            "auth.address": _("connection %(name)s"),
+            "auth.invitation": _("invitation to %(name)s"),
+        }
         if self.object_type in named:
             return str(named[self.object_type] % {"name": self.object_id})
         try:
@@ -240,3 +258,69 @@ class SignInMailRequest(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} email requested at {self.requested_at:%Y-%m-%d %H:%M}"
+
+
+class StaffInvitation(models.Model):
+    """A member of staff invited by a manager, by email, until they join.
+
+    The email carries a signed link (clinic/staff.py: Django's signing, with
+    this row's `uuid` and `link_number`). It works once, until `expires_at`:
+    joining sets `accepted_at` and makes the account (`user`) with `roles`;
+    sending again makes a new link and the older ones stop working;
+    cancelling sets `cancelled_at`. One invitation at a time waits for an
+    address (any letter case)."""
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    email = models.EmailField(_("email"), max_length=254)
+    first_name = models.CharField(_("first name"), max_length=150)
+    last_name = models.CharField(_("last name"), max_length=150, blank=True)
+    roles = ArrayField(models.CharField(max_length=20, choices=Role.choices))
+    # None: from the server's command line (`manage.py staff_invite`), for the first manager.
+    invited_by = models.ForeignKey(
+        User,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        verbose_name=_("invited by"),
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    # The newest link: when it was made, which one it is, until when it works.
+    sent_at = models.DateTimeField(default=timezone.now)
+    link_number = models.PositiveIntegerField(default=1)
+    expires_at = models.DateTimeField()
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    user = models.OneToOneField(
+        User, null=True, blank=True, on_delete=models.PROTECT, related_name="staff_invitation"
+    )
+    cancelled_at = models.DateTimeField(null=True, blank=True)
+    # The invitation form's one-time token: the form sent twice invites once.
+    submission_token = models.UUIDField(null=True, blank=True, unique=True, editable=False)
+
+    class Meta:
+        verbose_name = _("staff invitation")
+        verbose_name_plural = _("staff invitations")
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                Lower("email"),
+                condition=models.Q(accepted_at__isnull=True, cancelled_at__isnull=True),
+                name="staffinvitation_one_waiting_per_email",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"invitation to {self.email}"
+
+    @property
+    def waiting(self) -> bool:
+        """Neither accepted nor cancelled (it may have expired)."""
+        return self.accepted_at is None and self.cancelled_at is None
+
+    def expired_at(self, now: datetime) -> bool:
+        """Whether its link no longer works at `now` for lack of time."""
+        return self.expires_at <= now
+
+    @property
+    def role_labels(self) -> list[str]:
+        return [str(Role(r).label) for r in Role if r.value in self.roles]

@@ -48,6 +48,8 @@ INSTALLED_APPS = [
     "axes",
     "django_otp",
     "django_otp.plugins.otp_totp",
+    # Backup codes: ten one-time codes for a lost phone (clinic/staff.py).
+    "django_otp.plugins.otp_static",
     "phonenumber_field",
     "csp",
     "clinic",
@@ -181,7 +183,9 @@ AUTHENTICATION_BACKENDS = [
     "django.contrib.auth.backends.ModelBackend",
 ]
 
-# Staff must confirm a TOTP code after the password. Off only for the demo run.
+# Every member of staff must set up two-factor authentication (off only for the
+# demo run, where it is optional); whoever has set it up confirms a code at every
+# sign-in either way (clinic.middleware.StaffTwoFactorMiddleware).
 REQUIRE_STAFF_2FA = env.bool("REQUIRE_STAFF_2FA", default=True)
 OTP_TOTP_ISSUER = CLINIC_NAME
 

@@ -10,15 +10,19 @@ from django.db.models.signals import post_migrate
 from django.dispatch import receiver
 
 from clinic.audit import audit_log
+from clinic.middleware import has_two_factor_device
 from clinic.models import AuditAction
 from clinic.services import roles_sync_permissions
 
 
 def second_factor_follows(user: Any) -> bool:
     """Whether a password sign-in is only the first step for `user`: staff
-    confirm a TOTP code next (REQUIRE_STAFF_2FA), patients of the portal do
-    not. Their "login" is written once the code is confirmed (clinic.views)."""
-    return bool(settings.REQUIRE_STAFF_2FA) and not getattr(user, "is_portal_patient", False)
+    confirm a code next when they have set up two-factor authentication, and
+    all staff do under REQUIRE_STAFF_2FA; patients of the portal do not.
+    Their "login" is written once the code is confirmed (clinic.views)."""
+    if getattr(user, "is_portal_patient", False):
+        return False
+    return bool(settings.REQUIRE_STAFF_2FA) or has_two_factor_device(user)
 
 
 @receiver(user_logged_in)

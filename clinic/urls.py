@@ -5,7 +5,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from django.views.generic import RedirectView
 
-from clinic import views
+from clinic import staff_views, views
 from clinic.access import authenticated, public
 
 handler400 = "clinic.views.bad_request"
@@ -57,6 +57,14 @@ accounts = [
     ),
     path("two-factor/", views.two_factor, name="two_factor"),
     path("two-factor/setup/", views.two_factor_setup, name="two_factor_setup"),
+    path("me/", staff_views.account, name="account"),
+]
+
+staff = [
+    path("", staff_views.staff_list, name="staff_list"),
+    path("invite/", staff_views.staff_invite_view, name="staff_invite"),
+    path("join/<str:token>/", staff_views.staff_join, name="staff_join"),
+    path("<uuid:member>/", staff_views.staff_member, name="staff_member"),
 ]
 
 urlpatterns = [
@@ -64,6 +72,7 @@ urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("accounts/", include(accounts)),
     path("audit/", views.audit_log_list, name="audit_log"),
+    path("staff/", include(staff)),
     path("admin/", admin.site.urls),
     path("patients/", include("patients.urls")),
     path("consent/", include("consent.urls")),

@@ -20,10 +20,12 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 from django.views.decorators.http import require_GET, require_http_methods
 from django_otp import devices_for_user
 from django_otp import login as otp_login
 from django_otp.oath import TOTP
+from django_otp.plugins.otp_static.models import StaticDevice
 from django_otp.plugins.otp_totp.models import TOTPDevice
 from django_otp.util import random_hex
 
@@ -48,6 +50,14 @@ from clinic.selectors import (
 from clinic.services import sign_in_lock_lift, sign_in_pause_lift
 from clinic.sign_in_mail import sign_in_mail_request
 from clinic.signin import sign_in_locks
+from clinic.staff import (
+    SecondFactorThrottledError,
+    backup_code_use,
+    backup_codes_issue,
+    backup_codes_left,
+    two_factor_enrolled,
+)
+from clinic.staff_forms import SecondFactorForm
 
 
 def _safe_next(request: HttpRequest, default: str = "home") -> str:
@@ -73,7 +83,10 @@ def home(request: HttpRequest) -> HttpResponse:
         "is_receptionist": Role.RECEPTIONIST in roles,
         "is_practitioner": Role.PRACTITIONER in roles,
         "is_manager": Role.MANAGER in roles,
-        "two_factor_on": any(True for _ in devices_for_user(user, confirmed=True)),
+        # On: an authenticator is set up, and every sign-in asks for its code
+        # (clinic.middleware.StaffTwoFactorMiddleware), whatever REQUIRE_STAFF_2FA.
+        "two_factor_on": two_factor_enrolled(user),
+        "backup_codes_left": backup_codes_left(user),
         # The sign-in before this one: what someone checking for misuse wants to see.
         "previous_login": previous_sign_in(user),
     }
@@ -87,42 +100,91 @@ def home(request: HttpRequest) -> HttpResponse:
 @authenticated
 @require_http_methods(["GET", "POST"])
 def two_factor(request: HttpRequest) -> HttpResponse:
-    """Second step of signing in: a code from the staff member's authenticator."""
-    devices = list(devices_for_user(request.user, confirmed=True))
+    """Second step of signing in: a code from the staff member's authenticator,
+    or one of their backup codes (each works once)."""
+    user = signed_in_user(request)
+    devices = list(devices_for_user(user, confirmed=True))
     if not devices:
         return HttpResponseRedirect(reverse("two_factor_setup"))
-    form = TokenForm(request.POST or None)
+    form = SecondFactorForm(request.POST or None)
     if request.method == "POST":
         if form.is_valid():
-            for device in devices:
-                allowed, _info = device.verify_is_allowed()
-                if not allowed:
+            code = form.cleaned_data["otp_token"]
+            if form.kind == "backup":
+                try:
+                    device = backup_code_use(user=user, code=code)
+                except SecondFactorThrottledError as refusal:
+                    form.add_error("otp_token", refusal.message)
+                else:
+                    if device is not None:
+                        otp_login(request, device)
+                        _audit_second_factor(request, confirmed=True, marks=["backup_code"])
+                        _backup_code_used_message(request, user)
+                        return HttpResponseRedirect(_safe_next(request))
                     form.add_error(
-                        "otp_token", _("Too many wrong codes. Wait a minute, then try again.")
+                        "otp_token",
+                        _("That backup code is not one of yours, or it was used already."),
                     )
-                    break
-                if device.verify_token(form.cleaned_data["otp_token"]):
-                    otp_login(request, device)
-                    _audit_second_factor(request, confirmed=True)
-                    return HttpResponseRedirect(_safe_next(request))
             else:
-                form.add_error(
-                    "otp_token", _("That code is not valid. Codes change every 30 seconds.")
-                )
+                for device in devices:
+                    if not isinstance(device, TOTPDevice):
+                        continue
+                    allowed, _info = device.verify_is_allowed()
+                    if not allowed:
+                        form.add_error(
+                            "otp_token", _("Too many wrong codes. Wait a minute, then try again.")
+                        )
+                        break
+                    if device.verify_token(code):
+                        otp_login(request, device)
+                        _audit_second_factor(request, confirmed=True)
+                        return HttpResponseRedirect(_safe_next(request))
+                else:
+                    form.add_error(
+                        "otp_token", _("That code is not valid. Codes change every 30 seconds.")
+                    )
         _audit_second_factor(request, confirmed=False)
     return render(
-        request, "registration/two_factor.html", {"form": form, "next": _safe_next(request)}
+        request,
+        "registration/two_factor.html",
+        {
+            "form": form,
+            "next": _safe_next(request),
+            "has_backup_codes": any(isinstance(d, StaticDevice) for d in devices),
+        },
     )
 
 
-def _audit_second_factor(request: HttpRequest, *, confirmed: bool) -> None:
+def _backup_code_used_message(request: HttpRequest, user: User) -> None:
+    left = backup_codes_left(user)
+    if left:
+        text = ngettext(
+            "You signed in with a backup code; it no longer works. %(n)s backup code is left.",
+            "You signed in with a backup code; it no longer works. %(n)s backup codes are left.",
+            left,
+        )
+        messages.info(request, text % {"n": left})
+    else:
+        messages.warning(
+            request,
+            _(
+                "That was your last backup code. Make new ones on your account page before you "
+                "need them."
+            ),
+        )
+
+
+def _audit_second_factor(
+    request: HttpRequest, *, confirmed: bool, marks: list[str] | None = None
+) -> None:
     """The second step of a staff sign-in in the trail: "login" once the code
-    is confirmed (the password alone writes none), "login_failed" for each
-    code refused, with the user and the address it came from."""
+    is confirmed (the password alone writes none; `marks` say a backup code
+    was used), "login_failed" for each code refused, with the user and the
+    address it came from."""
     user = request.user
     assert isinstance(user, User)  # the two-factor pages are for signed-in users only
     if confirmed:
-        audit_log(actor=user, action=AuditAction.LOGIN, obj=user)
+        audit_log(actor=user, action=AuditAction.LOGIN, obj=user, changed_fields=marks or [])
     else:
         audit_log(
             actor=user,
@@ -145,14 +207,14 @@ SETUP_KEY_SESSION = "_clinic_totp_setup_key"
 @authenticated
 @require_http_methods(["GET", "POST"])
 def two_factor_setup(request: HttpRequest) -> HttpResponse:
-    """Enrol an authenticator app: scan the code, confirm with one code.
+    """Enrol an authenticator app: scan the code, confirm with one code; the
+    page that confirms it shows the person's ten backup codes, once.
 
     The key waits in the session until a code confirms it; only then is a
     device saved, so looking at this page writes nothing to the database.
     """
-    user = request.user
-    assert isinstance(user, User)  # the route is for signed-in users only
-    if any(True for _ in devices_for_user(user, confirmed=True)):
+    user = signed_in_user(request)
+    if two_factor_enrolled(user):
         return HttpResponseRedirect(reverse("two_factor"))
     key = request.session.get(SETUP_KEY_SESSION) or random_hex(20)
     request.session[SETUP_KEY_SESSION] = key
@@ -166,11 +228,17 @@ def two_factor_setup(request: HttpRequest) -> HttpResponse:
                 device.last_t = totp.t()
                 device.save()
                 audit_log(actor=user, action=AuditAction.TWO_FACTOR_ENROLLED, obj=user)
+                # Backup codes come with the authenticator: a lost phone needs no manager.
+                codes = backup_codes_issue(user=user)
             del request.session[SETUP_KEY_SESSION]
             otp_login(request, device)
             _audit_second_factor(request, confirmed=True)
             messages.success(request, _("Two-factor authentication is on for your account."))
-            return HttpResponseRedirect(_safe_next(request))
+            return render(
+                request,
+                "registration/backup_codes.html",
+                {"codes": codes, "next": _safe_next(request), "replaced": False},
+            )
         form.add_error("otp_token", _("That code does not match. Check the time on your phone."))
     if request.method == "POST":
         _audit_second_factor(request, confirmed=False)

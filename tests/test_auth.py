@@ -122,7 +122,9 @@ def test_staff_without_a_device_must_enrol_before_anything_else(make_staff, clie
     secret = page.context["secret"].replace(" ", "")
     device = TOTPDevice(key=__import__("base64").b32decode(secret).hex())
     response = client.post(reverse("two_factor_setup"), {"otp_token": totp_code(device)})
-    assert response.status_code == 302
+    # The confirmation shows the backup codes, once, then leads on.
+    assert response.status_code == 200
+    assert len(response.context["codes"]) == 10
     assert TOTPDevice.objects.filter(user__username="newbie", confirmed=True).count() == 1
     assert client.get(reverse("home")).status_code == 200
     assert AuditEvent.objects.filter(action=AuditAction.TWO_FACTOR_ENROLLED).count() == 1
@@ -395,4 +397,9 @@ def test_enrolling_the_authenticator_completes_the_sign_in_in_the_trail(
         .order_by("id")
         .values_list("action", flat=True)
     )
-    assert actions == [AuditAction.LOGIN_FAILED, AuditAction.TWO_FACTOR_ENROLLED, AuditAction.LOGIN]
+    assert actions == [
+        AuditAction.LOGIN_FAILED,
+        AuditAction.TWO_FACTOR_ENROLLED,
+        AuditAction.BACKUP_CODES_MADE,
+        AuditAction.LOGIN,
+    ]

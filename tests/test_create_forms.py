@@ -45,6 +45,7 @@ APPS = ("clinic", "patients", "consent", "treatments")
 # Forms that create a row: each carries a one-time token (SubmissionTokenMixin).
 CREATES = {
     "clinic.admin.StaffCreationForm": "a staff account",
+    "clinic.staff_forms.StaffInviteForm": "an invitation to join the staff",
     "patients.forms.PatientRegistrationForm": "a patient (its own registration token)",
     "patients.forms.MedicalHistoryForm": "a signed medical history",
     "patients.forms.ConsultationForm": "a consultation",
@@ -87,6 +88,11 @@ CHANGES = {
 OTHERS = {
     "clinic.forms.TokenForm": "a sign-in code",
     "clinic.views.SignInLockLiftForm": "lifts a sign-in lock: sent again, nothing is left to lift",
+    "clinic.staff_forms.SecondFactorForm": "a sign-in code or a backup code",
+    "clinic.staff_forms.InvitationActionForm": "sends an invitation again or cancels it",
+    "clinic.staff_forms.StaffActionForm": "one change to a person: sent again, nothing left to do",
+    "clinic.staff_forms.AccountActionForm": "new backup codes or a new phone: each shown at once",
+    "clinic.staff_forms.StaffJoinForm": "joining with a link that works once: sent again, refused",
     "clinic.forms.AuditFilterForm": "filters a list",
     "patients.forms.PatientSearchForm": "a search",
     "treatments.forms.reports.ReportFilterForm": "the reports' range and practitioner",

@@ -61,6 +61,8 @@ SAMPLE_KWARGS: dict[str, str] = {
     # reminders, documents and the portal
     "reminder": "00000000-0000-4000-8000-000000000060",
     "document": "00000000-0000-4000-8000-000000000061",
+    # staff
+    "member": "00000000-0000-4000-8000-000000000070",
 }
 
 # Tables a GET may write to: the session (idle timer), the audit trail
@@ -132,6 +134,7 @@ ALLOWED_GET_STATUS: dict[str, int] = {
     "consent:signed_pdf": 404,  # the signed consent's PDF is not made yet
     "treatments:allergy_test_photo": 404,  # the sample test has no photo
     "treatments:course_new": 400,  # the form needs a patient and protocol to propose
+    "staff_join": 400,  # the sample token is no invitation link
     # POST only:
     "consent:version_publish": 405,
     "consent:withdraw": 405,
@@ -173,6 +176,7 @@ def sample_objects(db: None, frozen: None) -> None:
     from tests.treatments.samples_session import create_samples as session_samples
 
     _admin_samples(int(SAMPLE_KWARGS["object_id"]))
+    _staff_samples()
     PatientFactory(uuid=SAMPLE_KWARGS["patient"])
     consent_samples(SAMPLE_KWARGS)
     catalogue_samples(SAMPLE_KWARGS)
@@ -181,6 +185,14 @@ def sample_objects(db: None, frozen: None) -> None:
     session_samples(SAMPLE_KWARGS)
     reminder_samples(SAMPLE_KWARGS)
     portal_samples(SAMPLE_KWARGS)
+
+
+def _staff_samples() -> None:
+    """A member of staff, for their page on the staff pages."""
+    from clinic.roles import Role
+    from tests.factories import UserFactory
+
+    UserFactory(uuid=SAMPLE_KWARGS["member"], username="sample-member", roles=[Role.RECEPTIONIST])
 
 
 def _admin_samples(pk: int) -> None:
@@ -331,6 +343,11 @@ ALLOWED_POST_STATUS: dict[str, tuple[int, int]] = {
     "two_factor": (200, 200),  # no code: the prompt again
     "two_factor_setup": (302, 302),  # already confirmed: nothing to set up
     "sign_in_locks": (400, 400),  # no lock named: said on the page
+    "account": (400, 400),  # nothing asked for: said on the page
+    "staff_list": (400, 400),  # no invitation named: said on the page
+    "staff_member": (400, 400),  # no change named: said on the page
+    "staff_join": (400, 400),  # the sample token is no invitation link
+    "staff_invite": (200, 200),  # the form again, with its messages
     "treatments:hours_clear": (302, 302),  # no weekday named: back to the hours
     "treatments:portal_invite": (302, 302),  # the other patient is invited
     # Forms: an empty post is the form again (200), a forged one a 400.
@@ -501,6 +518,11 @@ NOT_PATIENT_READS: dict[str, str] = {
     "two_factor_setup": "sign-in",
     "audit_log": "the audit trail itself: who did what, by reference",
     "sign_in_locks": "sign-in locks: account names and addresses, no patient",
+    "account": "one's own account",
+    "staff_list": "the staff: names, roles and sign-ins, no patient",
+    "staff_invite": "an empty invitation form",
+    "staff_member": "a member of staff: no patient",
+    "staff_join": "joining the staff",
     "patients:list": "the register: names and birth dates, no clinical data",
     "patients:create": "an empty registration form",
     "patients:consultation_new": "an empty form under the patient's name",

@@ -28,7 +28,16 @@ EXPECTED: dict[str, tuple[list[str], set[str]]] = {
         {"panel-practitioner"},
     ),
     "manager": (
-        ["Home", "Calendar", "Patients", "Catalogue", "Consent forms", "Reports", "Audit log"],
+        [
+            "Home",
+            "Calendar",
+            "Patients",
+            "Catalogue",
+            "Consent forms",
+            "Reports",
+            "Staff",
+            "Audit log",
+        ],
         {"panel-manager", "panel-security"},
     ),
 }

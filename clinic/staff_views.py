@@ -1,0 +1,386 @@
+"""The manager's staff pages, joining with an invitation, and each person's
+own account page (clinic/staff.py does the work)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+from urllib.parse import urlencode
+
+from django.contrib import messages
+from django.contrib.auth import login
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import render
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+from django.views.decorators.http import require_http_methods
+from django_otp import login as otp_login
+
+from clinic.access import authenticated, public, refused_as, signed_in_user, staff
+from clinic.concurrency import AlreadySubmittedError
+from clinic.forms import submits
+from clinic.models import AuditEvent, StaffInvitation, User
+from clinic.refusals import refusal_status
+from clinic.roles import Role
+from clinic.selectors import previous_sign_in
+from clinic.staff import (
+    INVITATION_VALID,
+    StaffRefusedError,
+    authenticator_replace,
+    backup_codes_issue,
+    backup_codes_left,
+    invitations_waiting,
+    roles_held,
+    staff_authenticator_reset,
+    staff_deactivate,
+    staff_invitation_accept,
+    staff_invitation_cancel,
+    staff_invitation_email,
+    staff_invitation_open,
+    staff_invitation_resend,
+    staff_invite,
+    staff_member_get,
+    staff_member_history,
+    staff_member_row,
+    staff_members,
+    staff_reactivate,
+    staff_role_give,
+    staff_role_take,
+    staff_unlock,
+    staff_username_suggest,
+    two_factor_enrolled,
+)
+from clinic.staff_forms import (
+    AccountActionForm,
+    InvitationActionForm,
+    StaffActionForm,
+    StaffInviteForm,
+    StaffJoinForm,
+)
+
+STAFF_TASK = gettext_lazy(
+    "Inviting staff, giving roles and unlocking accounts is done by a manager."
+)
+
+
+def _form_errors(form: Any) -> str:
+    return " ".join(str(message) for errors in form.errors.values() for message in errors)
+
+
+def _sent_message(request: HttpRequest, email: str, sent: bool, *, again: bool = False) -> None:
+    if sent:
+        text = (
+            _("A new invitation was emailed to %(email)s; the earlier links no longer work.")
+            if again
+            else _("The invitation was emailed to %(email)s.")
+        )
+        messages.success(request, text % {"email": email})
+    else:
+        messages.warning(
+            request,
+            _(
+                "The invitation to %(email)s is saved, but the email could not be sent (the "
+                "mail server did not take it). Try “Send again” in a few minutes."
+            )
+            % {"email": email},
+        )
+
+
+@staff(Role.MANAGER)
+@refused_as(STAFF_TASK)
+@require_http_methods(["GET", "POST"])
+def staff_list(request: HttpRequest) -> HttpResponse:
+    """Everyone on the staff: roles, state, two-factor, last sign-in, locks;
+    and the invitations waiting, each sent again or cancelled from here."""
+    manager = signed_in_user(request)
+    status = 200
+    if request.method == "POST":
+        form = InvitationActionForm(request.POST)
+        if form.is_valid():
+            invitation = StaffInvitation.objects.filter(
+                uuid=form.cleaned_data["invitation"]
+            ).first()
+            if invitation is None:
+                raise Http404
+            try:
+                if form.cleaned_data["action"] == "resend":
+                    issued = staff_invitation_resend(actor=manager, invitation=invitation)
+                    _sent_message(
+                        request, invitation.email, staff_invitation_email(issued), again=True
+                    )
+                elif staff_invitation_cancel(actor=manager, invitation=invitation):
+                    messages.success(
+                        request,
+                        _("The invitation to %(email)s is cancelled: its link no longer works.")
+                        % {"email": invitation.email},
+                    )
+                else:
+                    messages.info(request, _("That invitation was already cancelled."))
+            except StaffRefusedError as refusal:
+                messages.error(request, refusal.message)
+                status = refusal_status(refusal)
+            else:
+                return HttpResponseRedirect(reverse("staff_list"))
+        else:
+            messages.error(request, _form_errors(form))
+            status = 400
+    return render(
+        request,
+        "clinic/staff_list.html",
+        {"rows": staff_members(), "invitations": invitations_waiting(), "now": timezone.now()},
+        status=status,
+    )
+
+
+@staff(Role.MANAGER)
+@refused_as(STAFF_TASK)
+@submits(StaffInviteForm)
+@require_http_methods(["GET", "POST"])
+def staff_invite_view(request: HttpRequest) -> HttpResponse:
+    """Invite a member of staff by email, with their roles."""
+    manager = signed_in_user(request)
+    status = 200
+    form = StaffInviteForm(request.POST or None)
+    if request.method == "POST":
+        if form.saved_before(StaffInvitation) is not None:
+            messages.info(request, str(AlreadySubmittedError.MESSAGE))
+            return HttpResponseRedirect(reverse("staff_list"))
+        if form.is_valid():
+            data = form.cleaned_data
+            try:
+                issued = staff_invite(
+                    invited_by=manager,
+                    email=data["email"],
+                    first_name=data["first_name"],
+                    last_name=data["last_name"],
+                    roles=data["roles"],
+                    submission_token=data.get("submission_token"),
+                )
+            except AlreadySubmittedError:
+                messages.info(request, str(AlreadySubmittedError.MESSAGE))
+                return HttpResponseRedirect(reverse("staff_list"))
+            except StaffRefusedError as refusal:
+                form.add_error(
+                    refusal.field if refusal.field in form.fields else None, refusal.message
+                )
+                status = refusal_status(refusal)
+            else:
+                _sent_message(request, issued.invitation.email, staff_invitation_email(issued))
+                return HttpResponseRedirect(reverse("staff_list"))
+    return render(
+        request,
+        "clinic/staff_invite.html",
+        {"form": form, "days": INVITATION_VALID.days},
+        status=status,
+    )
+
+
+def _member_action(manager: User, member: User, form: StaffActionForm) -> tuple[str, str]:
+    """Do what the form asks; (message level, sentence)."""
+    action, role_value = form.cleaned_data["action"], form.cleaned_data.get("role")
+    name = member.get_full_name() or member.username
+    if action in {"give_role", "take_role"}:
+        role = Role(str(role_value))
+        words = {"name": name, "role": role.label}
+        if action == "give_role":
+            if staff_role_give(actor=manager, member=member, role=role):
+                return "success", _("%(name)s is now also %(role)s.") % words
+            return "info", _("%(name)s already holds the role %(role)s.") % words
+        if staff_role_take(actor=manager, member=member, role=role):
+            return "success", _("%(name)s no longer holds the role %(role)s.") % words
+        return "info", _("%(name)s did not hold the role %(role)s.") % words
+    if action == "deactivate":
+        ended = staff_deactivate(actor=manager, member=member)
+        if ended is None:
+            return "info", _("%(name)s's account was already deactivated.") % {"name": name}
+        return "success", _(
+            "%(name)s's account is deactivated: they are signed out everywhere and cannot sign "
+            "in. Their name stays on everything they did."
+        ) % {"name": name}
+    if action == "reactivate":
+        if staff_reactivate(actor=manager, member=member):
+            return "success", _("%(name)s can sign in again, with the roles they held.") % {
+                "name": name
+            }
+        return "info", _("%(name)s's account is already active.") % {"name": name}
+    if action == "unlock":
+        if staff_unlock(actor=manager, member=member):
+            return "success", _("%(name)s can sign in again.") % {"name": name}
+        return "info", _("%(name)s's account was not locked; nothing to unlock.") % {"name": name}
+    if staff_authenticator_reset(actor=manager, member=member):
+        return "success", _(
+            "%(name)s's authenticator and backup codes are removed and they are signed out. "
+            "They set up a new authenticator at their next sign-in."
+        ) % {"name": name}
+    return "info", _("%(name)s had no authenticator set up; nothing to reset.") % {"name": name}
+
+
+@staff(Role.MANAGER)
+@refused_as(STAFF_TASK)
+@require_http_methods(["GET", "POST"])
+def staff_member(request: HttpRequest, member: uuid.UUID) -> HttpResponse:
+    """One member of staff: their roles, state, sign-in, two-factor and the
+    changes of their account; and the buttons that change them."""
+    manager = signed_in_user(request)
+    person = staff_member_get(member)
+    if person is None:
+        raise Http404
+    status = 200
+    if request.method == "POST":
+        form = StaffActionForm(request.POST)
+        if form.is_valid():
+            try:
+                level, text = _member_action(manager, person, form)
+            except StaffRefusedError as refusal:
+                messages.error(request, refusal.message)
+                status = refusal_status(refusal)
+            else:
+                getattr(messages, level)(request, text)
+                return HttpResponseRedirect(reverse("staff_member", kwargs={"member": person.uuid}))
+        else:
+            messages.error(request, _form_errors(form))
+            status = 400
+        person.refresh_from_db()
+    row = staff_member_row(person)
+    return render(
+        request,
+        "clinic/staff_member.html",
+        {
+            "row": row,
+            "person": person,
+            "is_self": person.pk == manager.pk,
+            "roles_not_held": [role for role in Role if role not in row.roles],
+            "history": [(event, _history_line(event)) for event in staff_member_history(person)],
+        },
+        status=status,
+    )
+
+
+def _history_line(event: AuditEvent) -> str:
+    """An entry of a person's history in words: what was done, to what
+    (an account, an invitation; nothing more for the person's own user),
+    and the roles it names ("role=manager")."""
+    words = str(event.get_action_display())
+    if event.object_type != User._meta.label_lower:
+        words = f"{words} {event.object_label}"
+    marks = [
+        mark.removeprefix("role=") for mark in event.changed_fields if mark.startswith("role=")
+    ]
+    roles = [str(Role(value).label) for value in marks if value in Role.values]
+    return f"{words}: {', '.join(roles)}" if roles else words
+
+
+def _join_refused(request: HttpRequest, refusal: StaffRefusedError) -> HttpResponse:
+    return render(
+        request,
+        "clinic/staff_join_refused.html",
+        {"refusal": refusal},
+        status=refusal_status(refusal),
+    )
+
+
+@public
+@require_http_methods(["GET", "POST"])
+def staff_join(request: HttpRequest, token: str) -> HttpResponse:
+    """Join the staff with an invitation's link: choose a username and a
+    password, then set up two-factor authentication. The link works once."""
+    try:
+        invitation = staff_invitation_open(token)
+    except StaffRefusedError as refusal:
+        return _join_refused(request, refusal)
+    if request.user.is_authenticated:
+        return _join_refused(
+            request,
+            StaffRefusedError(
+                _(
+                    "You are signed in as %(name)s. Sign out first, then open the invitation's "
+                    "link again."
+                )
+                % {"name": request.user.get_username()},
+                code="signed_in",
+            ),
+        )
+    status = 200
+    initial = {"username": staff_username_suggest(invitation)}
+    form = StaffJoinForm(invitation, request.POST or None, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        try:
+            user = staff_invitation_accept(
+                token=token,
+                username=form.cleaned_data["username"],
+                password=form.cleaned_data["password1"],
+            )
+        except StaffRefusedError as refusal:
+            if refusal.field not in form.fields:
+                return _join_refused(request, refusal)
+            form.add_error(refusal.field, refusal.message)
+            status = refusal_status(refusal)
+        else:
+            login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+            messages.success(
+                request,
+                _(
+                    "Welcome, %(name)s. One more step: set up two-factor authentication, so "
+                    "that each sign-in also asks for a code from your phone."
+                )
+                % {"name": user.first_name or user.username},
+            )
+            target = reverse("two_factor_setup") + "?" + urlencode({"next": reverse("home")})
+            return HttpResponseRedirect(target)
+    return render(
+        request,
+        "clinic/staff_join.html",
+        {"form": form, "invitation": invitation, "roles": ", ".join(invitation.role_labels)},
+        status=status,
+    )
+
+
+@authenticated
+@require_http_methods(["GET", "POST"])
+def account(request: HttpRequest) -> HttpResponse:
+    """Your own account: roles, two-factor and backup codes (new ones made
+    here, shown once), the previous sign-in, and the password."""
+    user = signed_in_user(request)
+    if user.is_portal_patient:
+        return HttpResponseRedirect(reverse("treatments:portal_home"))
+    enrolled = two_factor_enrolled(user)
+    status = 200
+    if request.method == "POST":
+        form = AccountActionForm(request.POST)
+        if not form.is_valid():
+            messages.error(request, _form_errors(form))
+            status = 400
+        elif not enrolled:
+            messages.error(
+                request,
+                _("Set up two-factor authentication first: backup codes come with it."),
+            )
+            status = 409
+        elif form.cleaned_data["action"] == "replace_authenticator":
+            device = authenticator_replace(user=user)
+            if device is not None:
+                # The session stays confirmed, by the backup codes, until the new app is.
+                otp_login(request, device)
+            target = reverse("two_factor_setup") + "?" + urlencode({"next": reverse("account")})
+            return HttpResponseRedirect(target)
+        else:
+            codes = backup_codes_issue(user=user)
+            return render(
+                request,
+                "registration/backup_codes.html",
+                {"codes": codes, "next": reverse("account"), "replaced": True},
+            )
+    return render(
+        request,
+        "clinic/account.html",
+        {
+            "person": user,
+            "roles": roles_held(user) if user.is_active else [],
+            "enrolled": enrolled,
+            "codes_left": backup_codes_left(user),
+            "previous_login": previous_sign_in(user),
+        },
+        status=status,
+    )
