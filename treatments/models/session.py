@@ -1,5 +1,6 @@
-"""Session records: the cocktail given, adverse events and their follow-ups,
-amendments, the day-of checks and acknowledged cautions.
+"""Session records: the cocktail given (and where on the diagram), adverse
+events and their follow-ups, amendments, the day-of checks and acknowledged
+cautions.
 """
 
 from __future__ import annotations
@@ -101,6 +102,56 @@ class CocktailLine(models.Model):
 
     def __str__(self) -> str:
         return f"{self.amount} {self.unit} of batch {self.batch_id}"
+
+
+class MapView(models.TextChoices):
+    """The views of the diagram a point is tapped on (treatments.needle_map)."""
+
+    FACE = "face", _("Face")
+    BODY_FRONT = "body_front", _("Body, front")
+    BODY_BACK = "body_back", _("Body, back")
+    SCALP = "scalp", _("Scalp, from above")
+
+
+# Points tapped for one cocktail line at most: a line of nappage over a face is
+# shaded as an area, not tapped needle by needle.
+MAX_POINTS_PER_LINE = 200
+
+
+class InjectionPoint(models.Model):
+    """Where on the diagram a line's product went, for the point techniques
+    (papules, point by point): the view it was tapped on and its place as a
+    fraction of the view's width (`x`) and height (`y`), 0 at the top left.
+    Written with the line, in the order tapped (`position`); never changed
+    (trigger). The line's area says which area it is."""
+
+    line = models.ForeignKey(CocktailLine, on_delete=models.PROTECT, related_name="points")
+    position = models.PositiveSmallIntegerField()
+    view = models.CharField(_("view"), max_length=12, choices=MapView.choices)
+    x = models.DecimalField(max_digits=5, decimal_places=4)
+    y = models.DecimalField(max_digits=5, decimal_places=4)
+
+    class Meta:
+        ordering = ["line", "position"]
+        verbose_name = _("injection point")
+        verbose_name_plural = _("injection points")
+        constraints = [
+            models.UniqueConstraint(fields=["line", "position"], name="injection_point_once"),
+            models.CheckConstraint(
+                condition=Q(position__lt=MAX_POINTS_PER_LINE),
+                name="injection_points_per_line",
+            ),
+            models.CheckConstraint(
+                condition=Q(x__gte=0, x__lte=1, y__gte=0, y__lte=1),
+                name="injection_point_on_the_view",
+            ),
+            models.CheckConstraint(
+                condition=Q(view__in=MapView.values), name="injection_point_known_view"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Point {self.position} of cocktail line {self.line_id} ({self.view})"
 
 
 class AdverseEffect(models.TextChoices):

@@ -1,11 +1,12 @@
 """State changes of session records: completing a session behind the safety
-gates, amending a completed record, recording a later adverse event and
-following it up until it resolves.
+gates (with where on the diagram each line was given), amending a completed
+record, recording a later adverse event and following it up until it
+resolves.
 
-A session record, its cocktail lines, adverse events, their follow-ups and
-amendments are written once and never changed (database triggers); a
-correction is a new amendment, and how an adverse event went on is a new
-follow-up, each naming who wrote it and when.
+A session record, its cocktail lines and their injection points, adverse
+events, their follow-ups and amendments are written once and never changed
+(database triggers); a correction is a new amendment, and how an adverse
+event went on is a new follow-up, each naming who wrote it and when.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from patients.locking import patient_hold, patient_row_lock
 from treatments.gates import GateFailure, area_labels, completion_opens_at, session_gates
 from treatments.models import (
     DAY_OF_FIELDS,
+    MAX_POINTS_PER_LINE,
     AdverseEvent,
     AdverseEventFollowUp,
     Batch,
@@ -46,9 +48,12 @@ from treatments.models import (
     CautionAcknowledgement,
     CocktailLine,
     DayOfCheck,
+    InjectionPoint,
+    MapView,
     SessionAmendment,
     SessionRecord,
 )
+from treatments.needle_map import VIEW_BY_CODE, views_of_area
 from treatments.selectors.session import adverse_event_resolution
 from treatments.services.aftercare import aftercare_queue
 from treatments.services.course import course_session_completed
@@ -56,8 +61,20 @@ from treatments.services.reminders import reminders_plan_course
 
 
 @dataclass(frozen=True)
+class PointInput:
+    """A point tapped on the diagram: the view (`MapView`) and its place as
+    a fraction of the view's width (`x`) and height (`y`), 0 to 1 from the
+    top left."""
+
+    view: str
+    x: Decimal
+    y: Decimal
+
+
+@dataclass(frozen=True)
 class LineInput:
-    """One product of the cocktail as typed by the practitioner."""
+    """One product of the cocktail as typed by the practitioner, with the
+    points tapped for it on the diagram, in the order tapped."""
 
     batch: Batch
     amount: Decimal
@@ -67,6 +84,7 @@ class LineInput:
     depth_mm: Decimal
     needle_gauge: int
     device: str
+    points: tuple[PointInput, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -142,6 +160,46 @@ def _check_adverse(event: AdverseEventInput, *, at: datetime, session_start: dat
         )
 
 
+def _check_points(lines: Sequence[LineInput]) -> None:
+    """Each line's points: at most MAX_POINTS_PER_LINE, on a known view that
+    shows the line's area, inside it (0 to 1). The form says the same first;
+    this holds for every caller."""
+    for number, line in enumerate(lines, start=1):
+        if len(line.points) > MAX_POINTS_PER_LINE:
+            raise SessionRefusedError(
+                _("Line %(number)s has %(count)s points: at most %(most)s a line.")
+                % {"number": number, "count": len(line.points), "most": MAX_POINTS_PER_LINE},
+                field="points",
+            )
+        shown_on = views_of_area(line.area)
+        for point in line.points:
+            if point.view not in MapView.values:
+                raise SessionRefusedError(
+                    _("Line %(number)s has a point on a view the diagram does not have.")
+                    % {"number": number},
+                    field="points",
+                )
+            if not (0 <= point.x <= 1 and 0 <= point.y <= 1):
+                raise SessionRefusedError(
+                    _("Line %(number)s has a point outside the diagram.") % {"number": number},
+                    field="points",
+                )
+            if point.view not in shown_on:
+                raise SessionRefusedError(
+                    _(
+                        "Line %(number)s has points on the diagram's “%(view)s” view, "
+                        "which does not show its area (%(area)s): clear its points on the "
+                        "diagram, or choose the area again."
+                    )
+                    % {
+                        "number": number,
+                        "view": VIEW_BY_CODE[point.view].label,
+                        "area": area_labels([line.area]),
+                    },
+                    field="points",
+                )
+
+
 def _save_event(
     *, session: SessionRecord, event: AdverseEventInput, recorded_by: User
 ) -> AdverseEvent:
@@ -187,6 +245,7 @@ def session_complete(
 
     `day_of` holds the patient's answers to the day-of-treatment questions
     (each field of `DAY_OF_QUESTIONS`: True, False, or None if not asked);
+    each line's `points` are written with it, in the same transaction;
     `cautions_acknowledged` the codes of the history's cautions the
     practitioner acknowledged for the areas of `lines`; `at` (aware) is now.
 
@@ -202,8 +261,10 @@ def session_complete(
     change that matters here). Raises GatesFailedError (409) with every
     failing gate, SessionStateError (409) when the booking is cancelled,
     missed or completed, and SessionRefusedError (400) for an
-    acknowledgement of a caution that does not apply to this session;
-    nothing is written then.
+    acknowledgement of a caution that does not apply to this session, or a
+    line with more than MAX_POINTS_PER_LINE points, or a point outside the
+    diagram or on a view that does not show its line's area (field
+    "points"); nothing is written then.
     """
     # First the token: a second post of the same page waits here for the first.
     submission_check(SessionRecord, submission_token, by=completed_by)
@@ -219,6 +280,7 @@ def session_complete(
     _booking_check(current, expected_version)
     if not lines:
         raise SessionRefusedError(_("Record at least one cocktail line."))
+    _check_points(lines)
     for event in adverse_events:
         _check_adverse(event, at=at, session_start=completion_opens_at(current.starts_at))
 
@@ -283,6 +345,7 @@ def session_complete(
     record.save()
     # The patient's aftercare sheet: rendered in the background after commit.
     aftercare_queue(session=record)
+    points: list[InjectionPoint] = []
     for line in lines:
         row = CocktailLine(
             session=record,
@@ -297,6 +360,15 @@ def session_complete(
         )
         row.full_clean()
         row.save()
+        for position, point in enumerate(line.points):
+            tapped = InjectionPoint(
+                line=row, position=position, view=point.view, x=point.x, y=point.y
+            )
+            # Checked above and held by the table's constraints: no query a point.
+            tapped.full_clean(validate_unique=False, validate_constraints=False)
+            points.append(tapped)
+    # Every point of the session in one statement, with its lines.
+    InjectionPoint.objects.bulk_create(points)
     for event in adverse_events:
         _save_event(session=record, event=event, recorded_by=completed_by)
     assert day_of is not None  # gate 6 refuses a check not asked
@@ -330,6 +402,7 @@ def session_complete(
         obj=record,
         patient_ref=current.patient.uuid,
         changed_fields=["lines", "numbing_cream", "immediate_reactions", "notes", "day_of_check"]
+        + (["injection_points"] if points else [])
         + (["cautions_acknowledged"] if gates.cautions else [])
         + (["adverse_events"] if adverse_events else [])
         + submission_marks(submission_token),
