@@ -530,9 +530,10 @@ def test_completed_record_query_budget(
     record = SessionRecord.objects.get(booking=world.booking)
     for n in range(products):
         SessionAmendment.objects.create(session=record, text=f"Note {n}", by=practitioner)
-    # The record, its lines, events, cautions acknowledged, amendments, the
-    # aftercare sheet's status and the session's own reads: fixed, whatever the lines.
-    with django_assert_max_num_queries(13):  # type: ignore[operator]
+    # The record, its lines and their injection points, events, cautions
+    # acknowledged, amendments, the aftercare sheet's status and the session's
+    # own reads: fixed, whatever the lines.
+    with django_assert_max_num_queries(14):  # type: ignore[operator]
         response = client.get(url(world.booking))
     assert response.content.decode().count('class="mb-2 amendment"') == products
 

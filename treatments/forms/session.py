@@ -3,6 +3,8 @@ session's own fields, and amendments."""
 
 from __future__ import annotations
 
+import json
+import math
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -16,14 +18,17 @@ from clinic.forms import SubmissionTokenMixin, TextBlocksMixin, VersionedFormMix
 from patients.models import TreatmentArea
 from treatments.models import (
     DAY_OF_QUESTIONS,
+    MAX_POINTS_PER_LINE,
     AdverseEffect,
     Batch,
     Device,
+    MapView,
     Severity,
     Technique,
     Unit,
 )
-from treatments.services.session import AdverseEventInput, LineInput
+from treatments.needle_map import VIEW_BY_CODE, views_of_area
+from treatments.services.session import AdverseEventInput, LineInput, PointInput
 
 BLANK: list[tuple[str, Any]] = [("", "---------")]
 
@@ -56,6 +61,73 @@ class BatchField(forms.ChoiceField):
         return str(value) in self.batches
 
 
+# A point as the diagram's script writes it: ["face", 0.4213, 0.3120].
+_POINT_CHARS = 32
+_QUANTUM = Decimal("0.0001")
+
+
+class InjectionPointsField(forms.CharField):
+    """The points tapped for a line on the diagram, as the script keeps them
+    in the line's hidden field: a JSON list of [view, x, y], x and y
+    fractions of the view's width and height. The field is disabled in the
+    page and enabled by the script, so without it nothing is sent. Anything
+    else than such a list, of at most MAX_POINTS_PER_LINE points, each on a
+    known view and inside it, is refused with a sentence."""
+
+    widget = forms.HiddenInput(attrs={"disabled": True, "data-map-points": ""})
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("required", False)
+        kwargs.setdefault("max_length", (MAX_POINTS_PER_LINE + 1) * _POINT_CHARS)
+        kwargs.setdefault("strip", True)
+        super().__init__(**kwargs)
+        self.error_messages["max_length"] = _(
+            "This line has too many points on the diagram: at most %(most)s a line."
+        ) % {"most": MAX_POINTS_PER_LINE}
+
+    def clean(self, value: Any) -> tuple[PointInput, ...]:
+        text = super().clean(value)
+        if not text:
+            return ()
+        damaged = forms.ValidationError(
+            _("The points of this line on the diagram could not be read: clear them, tap again."),
+            code="points_damaged",
+        )
+        try:
+            raw = json.loads(text)
+        except ValueError:
+            raise damaged from None
+        if not isinstance(raw, list):
+            raise damaged
+        if len(raw) > MAX_POINTS_PER_LINE:
+            raise forms.ValidationError(
+                _("This line has %(count)s points on the diagram: at most %(most)s a line.")
+                % {"count": len(raw), "most": MAX_POINTS_PER_LINE},
+                code="points_too_many",
+            )
+        points = []
+        for item in raw:
+            if not (isinstance(item, list) and len(item) == 3 and isinstance(item[0], str)):
+                raise damaged
+            view, x, y = item
+            if view not in MapView.values:
+                raise forms.ValidationError(
+                    _("A point of this line is on a view the diagram does not have."),
+                    code="points_view",
+                )
+            coordinates = []
+            for number in (x, y):
+                if isinstance(number, bool) or not isinstance(number, int | float):
+                    raise damaged
+                if not math.isfinite(number) or not 0 <= number <= 1:
+                    raise forms.ValidationError(
+                        _("A point of this line is outside the diagram."), code="points_outside"
+                    )
+                coordinates.append(Decimal(repr(float(number))).quantize(_QUANTUM))
+            points.append(PointInput(view=view, x=coordinates[0], y=coordinates[1]))
+        return tuple(points)
+
+
 def _deleted(form: forms.Form) -> bool:
     return bool(form.cleaned_data.get("DELETE"))
 
@@ -85,6 +157,7 @@ class CocktailLineForm(forms.Form):
         label=gettext_lazy("Needle (gauge)"), min_value=18, max_value=34
     )
     device = forms.ChoiceField(label=gettext_lazy("Given with"), choices=BLANK + Device.choices)
+    points = InjectionPointsField()
 
     def __init__(
         self, *args: Any, batches: dict[str, Batch], usable: list[Batch], **kwargs: Any
@@ -102,6 +175,28 @@ class CocktailLineForm(forms.Form):
             choices.append((chosen, batch_label(batches[chosen], today=today)))
         field.choices = choices
 
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        area = cleaned.get("area")
+        points = cleaned.get("points") or ()
+        if area:
+            shown_on = views_of_area(area)
+            elsewhere = sorted({p.view for p in points if p.view not in shown_on})
+            if elsewhere:
+                self.add_error(
+                    "points",
+                    _(
+                        "Points of this line are on the diagram's \u201c%(view)s\u201d view, "
+                        "which does not show %(area)s: clear its points on the diagram, or "
+                        "choose the area again."
+                    )
+                    % {
+                        "view": VIEW_BY_CODE[elsewhere[0]].label,
+                        "area": TreatmentArea(area).label,
+                    },
+                )
+        return cleaned
+
     def to_input(self) -> LineInput:
         data = self.cleaned_data
         return LineInput(
@@ -113,6 +208,7 @@ class CocktailLineForm(forms.Form):
             depth_mm=data["depth_mm"],
             needle_gauge=data["needle_gauge"],
             device=data["device"],
+            points=data.get("points") or (),
         )
 
 

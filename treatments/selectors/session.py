@@ -1,20 +1,24 @@
 """Reads for session records: the record of a booking (with its adverse
 events and their follow-ups), whether an adverse event is resolved, what to
-pre-fill a new session with, and a course's clinical summary."""
+pre-fill a new session with (the last session's lines and their map), what
+each area of a session received, and a course's clinical summary."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
-from django.db.models import Prefetch, QuerySet
+from django.db.models import Case, Count, IntegerField, Prefetch, QuerySet, Sum, Value, When
 from django.http import Http404
 from django.utils import timezone
 
 from clinic.models import User
+from patients.models import TreatmentArea
 from treatments.models import (
     AdverseEvent,
     AdverseEventFollowUp,
@@ -23,6 +27,7 @@ from treatments.models import (
     BookingStatus,
     CautionAcknowledgement,
     CocktailLine,
+    InjectionPoint,
     SessionAmendment,
     SessionRecord,
     TreatmentCourse,
@@ -36,11 +41,18 @@ def session_booking_get(*, user: User, booking_uuid: uuid.UUID) -> Booking:
     return booking
 
 
+def points_prefetch() -> Prefetch[Any]:
+    """A cocktail line's injection points, in the order tapped."""
+    return Prefetch("points", queryset=InjectionPoint.objects.order_by("position"))
+
+
 def _record_details() -> list[Any]:
     return [
         Prefetch(
             "lines",
-            queryset=CocktailLine.objects.select_related("batch__product").order_by("id"),
+            queryset=CocktailLine.objects.select_related("batch__product")
+            .prefetch_related(points_prefetch())
+            .order_by("id"),
         ),
         Prefetch(
             "adverse_events",
@@ -140,28 +152,73 @@ def _nearest_expiry(usable: Iterable[Batch]) -> dict[int, Batch]:
 
 
 def previous_session(*, booking: Booking) -> SessionRecord | None:
-    """The last completed session of the same course before this booking."""
-    if booking.course_id is None:
-        return None
-    return (
-        SessionRecord.objects.filter(
-            booking__course_id=booking.course_id,
-            booking__status=BookingStatus.COMPLETED,
-            booking__starts_at__lt=booking.starts_at,
+    """The session the next one starts from: the last completed session of
+    the same course before this booking, else the patient's last completed
+    session before it (another course, a one-off), with its lines and their
+    injection points. One query for the record, two for its lines and points."""
+    rows = SessionRecord.objects.filter(
+        booking__patient_id=booking.patient_id,
+        booking__status=BookingStatus.COMPLETED,
+        booking__starts_at__lt=booking.starts_at,
+    ).exclude(booking=booking)
+    if booking.course_id is not None:
+        same_course = Case(
+            When(booking__course_id=booking.course_id, then=Value(0)),
+            default=Value(1),
+            output_field=IntegerField(),
         )
-        .exclude(booking=booking)
-        .prefetch_related(
-            Prefetch("lines", queryset=CocktailLine.objects.select_related("batch").order_by("id"))
+        rows = rows.alias(same_course=same_course).order_by(
+            "same_course", "-booking__starts_at", "-id"
         )
-        .order_by("-booking__starts_at", "-id")
-        .first()
+    else:
+        rows = rows.order_by("-booking__starts_at", "-id")
+    return rows.prefetch_related(
+        Prefetch(
+            "lines",
+            queryset=CocktailLine.objects.select_related("batch")
+            .prefetch_related(points_prefetch())
+            .order_by("id"),
+        )
+    ).first()
+
+
+def points_as_field(points: Iterable[InjectionPoint]) -> str:
+    """Points as the session form's hidden field holds them (JSON of
+    [view, x, y]); "" for none."""
+    listed = [[p.view, float(p.x), float(p.y)] for p in points]
+    return json.dumps(listed, separators=(",", ":")) if listed else ""
+
+
+# How each product was given when the protocol was last used with it, for
+# a patient's first session: the technique and needle of the clinic's own habit.
+HOW_GIVEN = ("technique", "depth_mm", "needle_gauge", "device")
+
+
+def _usual_way(*, booking: Booking, product_ids: Iterable[int]) -> dict[int, dict[str, Any]]:
+    """Per product, how it was given (technique, depth, needle, device) on
+    the last line recorded with it under this booking's protocol, whoever
+    the patient: one query."""
+    wanted = list(product_ids)
+    if not wanted:
+        return {}
+    rows = (
+        CocktailLine.objects.filter(
+            session__booking__protocol_id=booking.protocol_id, batch__product_id__in=wanted
+        )
+        .order_by("batch__product_id", "-session__completed_at", "-id")
+        .distinct("batch__product_id")
+        .values("batch__product_id", *HOW_GIVEN)
     )
+    return {row.pop("batch__product_id"): row for row in rows}
 
 
 def prefill_lines(*, booking: Booking, usable: list[Batch]) -> list[dict[str, Any]]:
-    """Initial cocktail lines: the previous session of the course, else the
-    protocol's default cocktail. A batch no longer usable is swapped for the
-    usable batch of the same product that expires first (or left to choose)."""
+    """Initial cocktail lines: the previous session's (`previous_session`:
+    of the course, else the patient's last) with the points tapped for each,
+    else the protocol's default cocktail, each product given as it was the
+    last time the protocol used it (technique, depth, needle, device). A
+    batch no longer usable is swapped for the usable batch of the same
+    product that expires first (or left to choose)."""
     nearest = _nearest_expiry(usable)
     usable_ids = {b.pk for b in usable}
     previous = previous_session(booking=booking)
@@ -181,13 +238,16 @@ def prefill_lines(*, booking: Booking, usable: list[Batch]) -> list[dict[str, An
                     "depth_mm": line.depth_mm,
                     "needle_gauge": line.needle_gauge,
                     "device": line.device,
+                    "points": points_as_field(line.points.all()),
                 }
             )
         if initial:
             return initial
     area = booking.protocol.default_areas[0] if booking.protocol.default_areas else ""
+    defaults = list(booking.protocol.cocktail.all())
+    usual = _usual_way(booking=booking, product_ids={d.product_id for d in defaults})
     initial = []
-    for default in booking.protocol.cocktail.all():
+    for default in defaults:
         batch = nearest.get(default.product_id)
         initial.append(
             {
@@ -195,9 +255,54 @@ def prefill_lines(*, booking: Booking, usable: list[Batch]) -> list[dict[str, An
                 "amount": default.amount,
                 "unit": default.unit,
                 "area": area,
+                **usual.get(default.product_id, {}),
             }
         )
     return initial
+
+
+@dataclass
+class AreaDoses:
+    """What one area received at a session: per ingredient, the amount of
+    the products containing it (`(ingredient name, amount, unit)`, by name),
+    and the number of injection points tapped there."""
+
+    area: str
+    doses: list[tuple[str, Decimal, str]] = field(default_factory=list)
+    points: int = 0
+
+
+def session_area_doses(*, session: SessionRecord) -> list[AreaDoses]:
+    """Per treated area of `session` (in `TreatmentArea` order), the amount
+    given of each ingredient: the sum of the amounts (mL or mg, per the
+    line's unit) of the session's lines in that area whose product contains
+    it (the catalogue holds a product's ingredients, not their share of
+    it), with the points tapped there. For reports and the next session's
+    form. Two queries."""
+    rows = (
+        CocktailLine.objects.filter(session=session)
+        .values("area", "unit", "batch__product__ingredients__name")
+        .annotate(total=Sum("amount"))
+        .order_by("area", "batch__product__ingredients__name", "unit")
+    )
+    found: dict[str, AreaDoses] = {}
+    for row in rows:
+        name = row["batch__product__ingredients__name"]
+        area = found.setdefault(row["area"], AreaDoses(area=row["area"]))
+        if name is not None:
+            area.doses.append((name, row["total"], row["unit"]))
+    counts = (
+        InjectionPoint.objects.filter(line__session=session)
+        .values("line__area")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    for count in counts:
+        found.setdefault(count["line__area"], AreaDoses(area=count["line__area"])).points = count[
+            "n"
+        ]
+    order = {code: n for n, code in enumerate(TreatmentArea.values)}
+    return sorted(found.values(), key=lambda a: order.get(a.area, len(order)))
 
 
 # --- A course's clinical summary ------------------------------------------------------

@@ -1,6 +1,7 @@
 """Views of session records (practitioners only): record and complete a
-session behind the safety gates, then read it, amend it, add later adverse
-events and follow them up until they resolve."""
+session behind the safety gates (the cocktail, and where each line went on
+the diagram), then read it, amend it, add later adverse events and follow
+them up until they resolve."""
 
 from __future__ import annotations
 
@@ -24,11 +25,13 @@ from clinic.refusals import refusal_status
 from clinic.roles import Role
 from treatments.forms.portal import SendLinkForm
 from treatments.forms.session import (
+    MAX_LINES,
     AdverseEventFollowUpForm,
     AdverseEventFormSet,
     AmendmentForm,
     BaseAdverseFormSet,
     BaseLineFormSet,
+    CocktailLineForm,
     CocktailLineFormSet,
     DayOfCheckForm,
     LaterAdverseEventForm,
@@ -36,6 +39,7 @@ from treatments.forms.session import (
 )
 from treatments.gates import GateFailure, area_labels, session_gates
 from treatments.models import (
+    MAX_POINTS_PER_LINE,
     AdverseEvent,
     AdverseEventFollowUp,
     Batch,
@@ -43,6 +47,7 @@ from treatments.models import (
     BookingStatus,
     SessionRecord,
 )
+from treatments.needle_map import blank_map, needle_map_of
 from treatments.selectors.catalogue import batches_usable
 from treatments.selectors.portal import document_status_context
 from treatments.selectors.session import (
@@ -128,6 +133,35 @@ def _chosen_areas(formset: Any, data: Any) -> list[str]:
     return list(areas)
 
 
+ADD_LINE = "add_line"
+COPY_LINE = "copy_line"
+
+
+def _with_line_added(data: QueryDict) -> tuple[QueryDict, str] | None:
+    """When "Add a line" or "Copy this line" was pressed (the page's script
+    does it in place; this is the page without it): the post with one more
+    line, empty or a copy of the line named, and a sentence if none could
+    be added. None when the form was sent to complete the session."""
+    if ADD_LINE not in data and COPY_LINE not in data:
+        return None
+    total_key = f"{LINES}-TOTAL_FORMS"
+    try:
+        total = int(str(data.get(total_key, "")))
+    except ValueError:
+        total = -1
+    if not 0 <= total <= MAX_LINES:
+        return data, _("The cocktail lines could not be read: open the session again.")
+    if total == MAX_LINES:
+        return data, _("A session has at most %(most)s lines.") % {"most": MAX_LINES}
+    added = data.copy()
+    source = str(data.get(COPY_LINE, ""))
+    if source.isdigit() and int(source) < total:
+        for name in CocktailLineForm.base_fields:
+            added[f"{LINES}-{total}-{name}"] = str(data.get(f"{LINES}-{source}-{name}", ""))
+    added[total_key] = str(total + 1)
+    return added, ""
+
+
 def _acknowledged(data: QueryDict) -> list[str]:
     """Caution codes ticked on the form (at most a screening table's worth)."""
     return [code[:40] for code in data.getlist(CAUTION)[:50]]
@@ -194,6 +228,7 @@ def _completed_page(
             "amendment_form": amendment_form or AmendmentForm(),
             "adverse_form": adverse_form or LaterAdverseEventForm(prefix="later"),
             "events_shown": _events_shown(record, follow_up_form) if record else [],
+            "needle_map": needle_map_of(list(record.lines.all())) if record else None,
         },
         status=status,
     )
@@ -237,16 +272,21 @@ def session_record(request: HttpRequest, booking: uuid.UUID) -> HttpResponse:
     error = ""
     acknowledged: list[str] = []
     if request.method == "POST":
-        batches = _submitted_batches(request.POST, usable)
+        data: QueryDict = request.POST
+        adding = _with_line_added(data)
+        if adding is not None:
+            data, error = adding
+        batches = _submitted_batches(data, usable)
         kwargs = {"batches": batches, "usable": usable}
-        lines = cast(
-            BaseLineFormSet, CocktailLineFormSet(request.POST, prefix=LINES, form_kwargs=kwargs)
-        )
-        events = cast(BaseAdverseFormSet, AdverseEventFormSet(request.POST, prefix=EVENTS))
-        form = SessionForm(request.POST, initial={"version": current.version})
-        day_of = DayOfCheckForm(request.POST)
-        acknowledged = _acknowledged(request.POST)
-        if lines.is_valid() and events.is_valid() and form.is_valid() and day_of.is_valid():
+        lines = cast(BaseLineFormSet, CocktailLineFormSet(data, prefix=LINES, form_kwargs=kwargs))
+        events = cast(BaseAdverseFormSet, AdverseEventFormSet(data, prefix=EVENTS))
+        form = SessionForm(data, initial={"version": current.version})
+        day_of = DayOfCheckForm(data)
+        acknowledged = _acknowledged(data)
+        if adding is not None:
+            # A line more, nothing checked or saved yet: the page again, as typed.
+            status = 400 if error else 200
+        elif lines.is_valid() and events.is_valid() and form.is_valid() and day_of.is_valid():
             try:
                 session_complete(
                     booking=current,
@@ -291,8 +331,8 @@ def session_record(request: HttpRequest, booking: uuid.UUID) -> HttpResponse:
         else:
             error = _("Some details need correcting: see the messages below. Nothing was saved.")
             status = 400
-        chosen = _chosen(lines, batches, request.POST)
-        areas = _chosen_areas(lines, request.POST)
+        chosen = _chosen(lines, batches, data)
+        areas = _chosen_areas(lines, data)
     else:
         batches = {str(b.uuid): b for b in usable}
         kwargs = {"batches": batches, "usable": usable}
@@ -342,6 +382,12 @@ def session_record(request: HttpRequest, booking: uuid.UUID) -> HttpResponse:
             ],
             "failures": failures,
             "error": error,
+            # The diagram (css/needle_map.css, js/needle_map.js) and the line
+            # the script adds or copies, without a round trip.
+            "map_views": blank_map(),
+            "empty_line": lines.empty_form,
+            "max_lines": MAX_LINES,
+            "max_points": MAX_POINTS_PER_LINE,
         },
         status=status,
     )
