@@ -42,9 +42,11 @@ from treatments.models import (
     CautionAcknowledgement,
     CocktailLine,
     Ingredient,
+    InjectionPoint,
     Product,
     SessionRecord,
 )
+from treatments.needle_map import NeedleMap, needle_map_of
 from treatments.selectors.session import Resolution, adverse_event_resolution, follow_ups_prefetch
 
 # Entries shown a page; "Older" reads the next page from where this one ended.
@@ -157,6 +159,7 @@ class TimelineEntry:
     events: list[EventShown] = field(default_factory=list)
     photos: list[Photo] = field(default_factory=list)
     current: bool = False  # the newest medical history: the one the gates read
+    needle_map: NeedleMap | None = None  # a recorded session's lines on the diagram
 
     @property
     def cursor(self) -> Cursor:
@@ -295,8 +298,9 @@ def _photo_days(patient: Patient, cursor: Cursor | None, size: int) -> list[Any]
 
 
 def _attach_sessions(entries: list[TimelineEntry]) -> None:
-    """The cocktail lines, cautions acknowledged and adverse events (with
-    their follow-ups) of the sessions shown: three queries for a page."""
+    """The cocktail lines (and their injection points, drawn on the
+    diagram), cautions acknowledged and adverse events (with their
+    follow-ups) of the sessions shown: four queries for a page."""
     records = {e.record.pk: e for e in entries if e.record is not None}
     if not records:
         return
@@ -306,6 +310,13 @@ def _attach_sessions(entries: list[TimelineEntry]) -> None:
         .order_by("id")
     ):
         records[line.session_id].lines.append(line)
+    points: dict[int, list[InjectionPoint]] = defaultdict(list)
+    for point in InjectionPoint.objects.filter(line__session_id__in=records).order_by(
+        "line_id", "position"
+    ):
+        points[point.line_id].append(point)
+    for entry in records.values():
+        entry.needle_map = needle_map_of(entry.lines, points)
     for caution in CautionAcknowledgement.objects.filter(session_id__in=records).order_by("id"):
         records[caution.session_id].cautions.append(caution)
     for event in (
@@ -385,7 +396,7 @@ def patient_timeline(
     entry with its clinical content and, on the first page, the open adverse
     events; otherwise bookings alone, for their dates, protocol and status.
     The number of queries is fixed whatever the number of entries: six for
-    the kinds, one for the bookings to come, three for the sessions' details,
+    the kinds, one for the bookings to come, four for the sessions' details,
     one for photos, at most one for the current history, two for the open
     adverse events (two for a non-clinical reader). Raises nothing."""
     readers: list[Callable[[Patient, Cursor | None, int], list[TimelineEntry]]]
