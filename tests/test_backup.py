@@ -99,15 +99,18 @@ def on_database(name: str) -> Iterator[None]:
 
 
 def table_rows(name: str | None = None) -> dict[str, list[str]]:
-    """Every row of every table of the schema, as JSON text, sorted: its content."""
+    """Every row of every table of the schema, as JSON text, sorted: its content.
+    Returns once its own session has left the server, so that a restore run
+    next does not count it as the clinic still connected."""
     with owner_connect(name) as conn:
+        (pid,) = conn.execute("SELECT pg_backend_pid()").fetchone() or (None,)
         tables = [
             row[0]
             for row in conn.execute(
                 "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1"
             ).fetchall()
         ]
-        return {
+        rows = {
             table: sorted(
                 row[0]
                 for row in conn.execute(
@@ -116,6 +119,20 @@ def table_rows(name: str | None = None) -> dict[str, list[str]]:
             )
             for table in tables
         }
+    _session_gone(pid)
+    return rows
+
+
+def _session_gone(pid: int | None) -> None:
+    """Wait until the server process of a closed session has exited: it
+    leaves a moment after its client, longer on a busy machine."""
+    with owner_connect("postgres") as conn:
+        for _try in range(200):
+            row = conn.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", [pid]).fetchone()
+            if row is None:
+                return
+            time.sleep(0.05)
+    pytest.fail(f"The session of server process {pid} was closed and is still connected")
 
 
 def sequence_values(name: str | None = None) -> dict[str, Any]:
