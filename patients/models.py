@@ -172,6 +172,32 @@ class Patient(models.Model):
         return person_name(self.first_name, self.last_name)
 
 
+class PatientSearchWord(models.Model):
+    """One word of a patient's `search_text` (a folded name, the email, the
+    phone's digits, the birth date), for the search box's ordered look-ups:
+    the patients whose words start with what was typed, a page at a time, in
+    word order, without reading every match (patients.selectors.patient_search).
+
+    Kept by PostgreSQL triggers on `patients_patient` (migration 0014), from
+    whatever writes `search_text`: never written by the application. The
+    primary key is the index the search walks; `patient_id` is a plain
+    number, not a relation, so that merges, deletions and every form of the
+    register leave this table to the triggers.
+    """
+
+    pk = models.CompositePrimaryKey("word", "patient_id")
+    # Byte order ("C"): a prefix is one range of the index, and the order of
+    # the results is the same on every server, whatever its locale.
+    word = models.TextField(db_collation="C")
+    patient_id = models.BigIntegerField()
+
+    class Meta:
+        verbose_name = _("patient search word")
+
+    def __str__(self) -> str:
+        return self.word
+
+
 class TreatmentArea(models.TextChoices):
     FACE = "face", _("Face")
     UNDER_EYE = "under_eye", _("Under-eye")
