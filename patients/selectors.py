@@ -13,6 +13,7 @@ from django.conf import settings
 from django.core.exceptions import EmptyResultSet
 from django.db import connection
 from django.db.models import Q, QuerySet
+from django.db.models.expressions import RawSQL
 from django.http import Http404
 from django.urls import reverse
 from django.utils import formats, timezone
@@ -172,103 +173,252 @@ DATE_TERM = re.compile(r"\d{4}-\d{1,2}(-\d{1,2})?|\d{1,2}/\d{1,2}(/\d{2,4})?")
 PHONE_TERM = re.compile(r"[\d\s()+-]+")
 DUPLICATE_LIMIT = 10
 
-
-def _term_foldings(term: str) -> list[str]:
-    """The spellings of one typed word to look for, any of which may match."""
-    term = term.strip()
-    if DATE_TERM.fullmatch(term):
-        return [term]
-    # "07911 123 456" and "+44 7911" are typed with spaces and signs: match digits.
-    if PHONE_TERM.fullmatch(term):
-        digits = re.sub(r"\D", "", term)
-        return [digits] if digits else []
-    # The same folding as the stored search text (patients.services.patient_search_text).
-    # A typed word has no space, and the stored text holds every name also
-    # without its spaces, so the separator-removed spellings are enough.
-    return search_foldings(term, word_breaks=False)
-
-
 # Shorter terms hold no whole trigram: "sm" cannot narrow the trigram index
 # as a part of a word, only as the start of one (pg_trgm pads each word with
 # two spaces in front, so " sm" is one of the index's trigrams).
 WORD_START_BELOW = 3
+# Words of a query that count; the rest are ignored.
+SEARCH_TERMS_MAX = 6
+# Word rows a query of several words reads in the word index before it asks
+# the trigram index instead (see `patient_search`): about 1 ms of checks.
+WORDS_READ_MAX = 1000
 
 
-def _any_of(foldings: list[str]) -> Q:
-    """`search_text` contains one of `foldings`, as one trigram-indexable test.
+@dataclass(frozen=True)
+class _Term:
+    """One typed word: its spellings (`foldings`), any of which may match, and
+    whether it matches only at the start of a word (`word_start`)."""
+
+    foldings: tuple[str, ...]
+    word_start: bool
+
+
+def _term(typed: str) -> _Term | None:
+    """The spellings of one typed word to look for, or None if nothing is left."""
+    typed = typed.strip()
+    if DATE_TERM.fullmatch(typed):
+        # A birth date is a word of its own: 4/07/1999 is not 14/07/1999.
+        return _Term((typed,), word_start=True)
+    # "07911 123 456" and "+44 7911" are typed with spaces and signs: match digits.
+    if PHONE_TERM.fullmatch(typed):
+        digits = re.sub(r"\D", "", typed)
+        foldings = [digits] if digits else []
+    else:
+        # The same folding as the stored search text (patients.services.patient_search_text).
+        # A typed word has no space, and the stored text holds every name also
+        # without its spaces, so the separator-removed spellings are enough.
+        foldings = search_foldings(typed, word_breaks=False)
+    if not foldings:
+        return None
+    short = max(len(f) for f in foldings) < WORD_START_BELOW
+    return _Term(tuple(foldings), word_start=short)
+
+
+def _any_of(term: _Term) -> Q:
+    """`search_text` holds one of the term's spellings, as one trigram-indexable test.
 
     Two spellings (Müller: muller, mueller) are one regular expression rather
     than two LIKEs joined by OR: PostgreSQL costs each LIKE as a separate
     index scan, and the pair then looks dearer than reading the whole table
     (90 ms instead of 15 at 50,000 patients). pg_trgm indexes the expression.
 
-    A term shorter than three characters (`WORD_START_BELOW`) matches the
-    start of a word ("sm" finds Smith, not Osmond): the only form of it the
-    trigram index can serve (issue 14: "sm" read the whole table).
+    A term matched at the start of a word only (shorter than three
+    characters, or a date) is a regular expression anchored at a word start
+    ("sm" finds Smith, not Osmond): the only form of a short term the trigram
+    index can serve (issue 14: "sm" read the whole table).
     """
-    alternatives = "|".join(re.escape(f) for f in foldings)
-    if max(len(f) for f in foldings) < WORD_START_BELOW:
+    alternatives = "|".join(re.escape(f) for f in term.foldings)
+    if term.word_start:
         return Q(search_text__regex=f"(^| )({alternatives})")
-    if len(foldings) == 1:
-        return Q(search_text__contains=foldings[0])
+    if len(term.foldings) == 1:
+        return Q(search_text__contains=term.foldings[0])
     return Q(search_text__regex=alternatives)
 
 
-# The matches are gathered through the trigram index first (a MATERIALIZED
-# CTE is a fence the planner does not reorder), then sorted by name. Left to
-# itself, the planner may instead walk the name index in order and test every
-# row: fine for a term found everywhere, but a late-alphabet name part ("smi",
-# "wil") then reads and discards most of the register before its first match
-# (issue 14: 70 ms instead of 2.2 at 50,000 patients, growing with the register).
-# The final order is that of the first matches, not of the table's columns,
-# so that no plan can take it from the name index either. Records merged into
-# another are left out after the fence: inside it, "merged_into_id IS NULL"
-# (true of nearly every row) led PostgreSQL 18 to read its foreign-key index
-# instead of the trigram one.
-_SEARCH_SQL = """
-WITH found AS MATERIALIZED ({matching})
-SELECT patient.* FROM (
-    SELECT id, last_name, first_name FROM found WHERE merged_into_id IS NULL
-    ORDER BY last_name, first_name, id LIMIT %s
-) AS first_found
-JOIN patients_patient AS patient ON patient.id = first_found.id
-ORDER BY first_found.last_name, first_found.first_name, first_found.id
+class PatientSearchResults(list[Patient]):
+    """A page of `patient_search`: the patients shown, and whether more match
+    (`more`) than the page holds, known without counting them."""
+
+    more: bool = False
+
+
+# The patient's first word (in byte order) that starts with one of the
+# driving term's spellings, from the row's own search text: NULL when it
+# has none (the term is found inside a word). {row} is the row's alias.
+_FIRST_WORD = """(
+    SELECT min(part COLLATE "C") FROM unnest(string_to_array({row}.search_text, ' ')) AS part
+    WHERE part ^@ ANY(%s::text[])
+)"""
+
+# One spelling's range of the word index, in index order.
+_WORD_RANGE = """(
+    SELECT word, patient_id FROM patients_patientsearchword
+    WHERE word ^@ %s ORDER BY word, patient_id LIMIT %s
+)"""
+
+# The word index's rows for the driving term, every spelling's range merged
+# in word order (PostgreSQL's Merge Append of ordered index scans), each
+# checked against the whole query on its patient's row, until the page is
+# full. A patient with several words that match (Amelia, ameliasmith@...)
+# is kept at the first only. The lateral subquery (OFFSET 0 keeps it one)
+# looks each patient up by its key: the planner may not swap it for a scan
+# of every match, which is what this query exists to avoid.
+_WORDS_SQL = """
+SELECT patient.*, w.word AS search_word FROM (
+    SELECT word, patient_id FROM ({ranges}) AS ranges
+    ORDER BY word, patient_id LIMIT %s
+) AS w
+CROSS JOIN LATERAL (
+    SELECT found.* FROM ({matching}) AS found
+    WHERE found.id = w.patient_id AND found.merged_into_id IS NULL
+        AND {first_word} = w.word
+    OFFSET 0
+) AS patient
+ORDER BY w.word, w.patient_id
+LIMIT %s
 """
 
+# How many rows the word index's ranges hold, up to the number read.
+_RANGE_COUNT_SQL = "SELECT count(*) FROM ({ranges}) AS ranges"
 
-def patient_search(*, user: User, query: str, limit: int = SEARCH_LIMIT) -> list[Patient]:
+# Every match through the trigram index, gathered first (a MATERIALIZED CTE
+# is a fence the planner does not reorder: left to itself, it may walk the
+# name index and test every row, issue 14), then in the search's order: the
+# patients with a word starting with the driving term by that word, then
+# the others by name. Records merged into another are left out after the
+# fence: inside it, "merged_into_id IS NULL" (true of nearly every row) led
+# PostgreSQL 18 to read its foreign-key index instead of the trigram one.
+_MATCHES_SQL = """
+WITH found AS MATERIALIZED ({matching})
+SELECT patient.*, first_found.search_word FROM (
+    SELECT id, last_name, first_name, search_word FROM found
+    WHERE merged_into_id IS NULL
+    ORDER BY {order} LIMIT %s
+) AS first_found
+JOIN patients_patient AS patient ON patient.id = first_found.id
+ORDER BY {first_found_order}
+"""
+# Within the fence, each match's first word starting with a spelling of the
+# driving term, or NULL: a cheap test first (a regular expression costs
+# twice as much), the words only then. The search text stays inside.
+_MATCH_WORD = "CASE WHEN {starts} THEN {first_word} END"
+_STARTS = "strpos(' ' || {row}.search_text, %s) > 0"
+# The first group by word (then key), the second by name.
+_MATCHES_ORDER = """
+    {t}search_word NULLS LAST,
+    CASE WHEN {t}search_word IS NULL THEN {t}last_name END,
+    CASE WHEN {t}search_word IS NULL THEN {t}first_name END,
+    {t}id"""
+
+
+def patient_search(*, user: User, query: str, limit: int = SEARCH_LIMIT) -> PatientSearchResults:
     """Patients matching every word of `query` in name, email, phone or birth date.
 
     `query` is what was typed in the search box: up to six words count. Names
     and emails match whatever the case, accents and apostrophes ("muller",
     "Mueller" and "MÜLLER" find Müller; "ogrady" and "O-Grady" find O'Grady),
     a phone by its digits (spaces and signs ignored), a birth date as
-    yyyy-mm-dd or dd/mm/yyyy. A word of three characters or more may be
-    anywhere ("mit" finds Smith); a shorter one starts a word ("sm" finds
-    Smith, "07" a national phone number). Returns at most `limit` patients
-    this `user` may see, by last then first name; an empty list when nothing
-    was typed. One query, served by the trigram index on `search_text`
-    (migration 0002) at any size of the register (issue 14).
+    yyyy-mm-dd or dd/mm/yyyy (from its start: "4/07/1999" is not 14 July). A
+    word of three characters or more may be anywhere ("mit" finds Smith); a
+    shorter one starts a word ("sm" finds Smith, "07" a national phone number).
+
+    Returns at most `limit` patients this `user` may see, with `more` set when
+    others match too (none are counted); empty when nothing was typed.
+    Order: first the patients with a word that starts with the query's
+    driving word (the only word, or the longest), grouped by that word in
+    alphabetical order ("sm": Small, then Smith, then Smyth; a first name is
+    a word too), each group by name; then those where it is found inside a
+    word ("sm": Osmond), by name. When a word starts more patients than a
+    page holds, the page has those registered first (then shown by name).
+
+    Cost (issue 14): the first group is read from the word index
+    (`PatientSearchWord`) in that order and the reading stops with the page,
+    whatever the size of the register: one query. Only when the page is not
+    full (a term found inside words, several words that the first
+    `WORDS_READ_MAX` rows of the index do not satisfy) does the trigram index
+    gather every match, and that costs what the matches cost. Three queries
+    at most.
     """
-    words = [foldings for foldings in (_term_foldings(w) for w in query.split()) if foldings]
-    if not words:
-        return []
+    terms = [t for t in (_term(typed) for typed in query.split()) if t is not None]
+    terms = terms[:SEARCH_TERMS_MAX]
+    if not terms:
+        return PatientSearchResults()
     condition = Q()
-    for foldings in words[:6]:
-        condition &= _any_of(foldings)
-    # Merged records included here and left out after the fence (_SEARCH_SQL):
-    # the same patients as patients_visible_to(user).
-    matching = (
-        patient_records_visible_to(user)
-        .filter(condition)
-        .order_by()  # sorted once, after the fence
-        .values("id", "last_name", "first_name", "merged_into_id")
-    )
+    for term in terms:
+        condition &= _any_of(term)
+    # The longest word narrows the index's range most; the last typed of equal ones.
+    driver = max(reversed(terms), key=lambda t: max(len(f) for f in t.foldings))
+    spellings = list(driver.foldings)
+    # Merged records included here and left out in the SQL: the same
+    # patients as patients_visible_to(user).
+    matching = patient_records_visible_to(user).filter(condition).order_by()
     try:
-        sql, params = matching.query.sql_with_params()
+        row_sql, row_params = matching.query.sql_with_params()
+        table = connection.ops.quote_name(Patient._meta.db_table)
+        match_word = _MATCH_WORD.format(
+            starts=" OR ".join([_STARTS.format(row=table)] * len(spellings)),
+            first_word=_FIRST_WORD.format(row=table),
+        )
+        found_sql, found_params = (
+            matching.annotate(
+                # Our own SQL; the spellings are parameters.
+                search_word=RawSQL(match_word, [*(f" {s}" for s in spellings), spellings])  # noqa: S611
+            )
+            .values("id", "last_name", "first_name", "merged_into_id", "search_word")
+            .query.sql_with_params()
+        )
     except EmptyResultSet:  # nobody this user may see
-        return []
-    return list(Patient.objects.raw(_SEARCH_SQL.format(matching=sql), [*params, limit]))
+        return PatientSearchResults()
+    several = len(terms) > 1
+    # Rows of the word index read at most. One word: the page four times
+    # over, since its rows fail only for patients met twice and merged
+    # records; a small bound also keeps the planner on the index's order
+    # (with none, it chose to read and sort all 18,137 "sm" rows at 500,000).
+    # Several words: the others are checked row by row, which may go on long
+    # for a combination nobody has; the trigram index answers those instead.
+    read = WORDS_READ_MAX if several else 4 * (limit + 1)
+    ranges = " UNION ALL ".join([_WORD_RANGE] * len(spellings))
+    range_params: list[Any] = [p for s in spellings for p in (s, read)]
+    sql = _WORDS_SQL.format(
+        ranges=ranges, matching=row_sql, first_word=_FIRST_WORD.format(row="found")
+    )
+    params = [*range_params, read, *row_params, spellings, limit + 1]
+    found = list(Patient.objects.raw(sql, params))
+    if len(found) > limit:
+        return _page(found, limit)
+    # One word matched only at word starts (a short one, a date) has no
+    # other matches: the page holds them all unless the index had more rows
+    # than were read (counted, without the checks, only in that case).
+    if not several and driver.word_start:
+        with connection.cursor() as cursor:
+            cursor.execute(_RANGE_COUNT_SQL.format(ranges=ranges), range_params)
+            in_range = cursor.fetchone()[0]
+        if in_range < read:
+            return _page(found, limit)
+    sql = _MATCHES_SQL.format(
+        matching=found_sql,
+        order=_MATCHES_ORDER.format(t=""),
+        first_found_order=_MATCHES_ORDER.format(t="first_found."),
+    )
+    return _page(list(Patient.objects.raw(sql, [*found_params, limit + 1])), limit)
+
+
+def _page(found: list[Patient], limit: int) -> PatientSearchResults:
+    """The first `limit` of `found` (in the search's order), with `more` when
+    there were others; within the page, each word's group shown by name."""
+
+    def shown(place: int, patient: Patient) -> tuple[Any, ...]:
+        word = getattr(patient, "search_word", None)
+        if word is None:  # found inside a word: already by name
+            return (1, place)
+        name = (patient.last_name.casefold(), patient.first_name.casefold(), patient.pk)
+        return (0, word, *name)
+
+    page = PatientSearchResults(
+        patient for _place, patient in sorted(enumerate(found[:limit]), key=lambda e: shown(*e))
+    )
+    page.more = len(found) > limit
+    return page
 
 
 def patient_possible_duplicates(

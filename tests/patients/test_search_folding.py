@@ -310,7 +310,9 @@ def test_folded_search_is_served_by_the_trigram_index(receptionist: User) -> Non
     register(receptionist, "Zoë", "Müller")
     with CaptureQueriesContext(connection) as queries:
         patient_search(user=receptionist, query="Müller O\u2019Grady")
-    [search_sql] = [q["sql"] for q in queries.captured_queries if "search_text" in q["sql"]]
+    # Nobody matches both words: the word index finds nobody, and the trigram
+    # index is asked for every match.
+    [search_sql] = [q["sql"] for q in queries.captured_queries if "AS MATERIALIZED" in q["sql"]]
     # On a handful of rows the planner rightly reads the table, or another
     # index: as the owner of the table (the application role may not drop an
     # index), in a transaction rolled back, take those away and ask whether the
