@@ -25,5 +25,9 @@ def test_benchmark_search_measures_then_rolls_back() -> None:
     assert "duplicate check" in report
     assert "Plan for a late-alphabet name part" in report
     assert "Plan for a two-letter term" in report
+    assert "Plan for a term found inside words" in report
+    assert "patients_patientsearchword_pkey" in report  # the word index, in the plans
+    assert "| CPU ms | CPU x anchor |" in report
+    assert "inside a word (mit, ilso)" in report
     assert "Rolled back" in report
     assert list(Patient.objects.values_list("first_name", flat=True)) == ["Kept"]
