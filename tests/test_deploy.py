@@ -177,3 +177,20 @@ def test_make_run_on_another_port_emails_links_to_that_port() -> None:
     assert _site_url_of_make_run("8202", SITE_URL="https://clinic.example.org") == (
         "https://clinic.example.org"
     )
+
+
+def test_the_image_carries_every_front_end_package_the_pages_serve() -> None:
+    """The production image copies node_modules package by package from its
+    build stage: a package the settings serve but the Dockerfile leaves out
+    (the reports' chart library once) is missing only in production."""
+    dockerfile = (settings.BASE_DIR / "Dockerfile").read_text()
+    node_modules = settings.BASE_DIR / "node_modules"
+    served = [
+        Path(source).relative_to(node_modules).parts[0]
+        for _prefix, source in (d for d in settings.STATICFILES_DIRS if isinstance(d, tuple))
+        if Path(source).is_relative_to(node_modules)
+    ]
+    assert served, "the settings serve no front-end package"
+    for package in served:
+        line = f"COPY --from=node /build/node_modules/{package} node_modules/{package}"
+        assert line in dockerfile, package
