@@ -16,12 +16,16 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import cached_property
 from typing import TYPE_CHECKING
 
+from django.utils import translation
+from django.utils.html import format_html_join
+from django.utils.safestring import SafeString
 from django.utils.translation import gettext_lazy as _
 
 from patients.models import TreatmentArea
-from treatments.models import MapView
+from treatments.models import MapView, Unit
 
 if TYPE_CHECKING:
     from django.utils.functional import _StrOrPromise as StrOrPromise
@@ -59,7 +63,7 @@ class Shape:
 
     @property
     def label(self) -> str:
-        return str(TreatmentArea(self.area).label)
+        return _labels("area").get(self.area, self.area)
 
     @property
     def centre_list(self) -> str:
@@ -298,6 +302,77 @@ class ViewDrawn:
     def code(self) -> str:
         return self.view.code
 
+    @property
+    def label(self) -> str:
+        return _labels("view")[self.view.code]
+
+    @property
+    def below_markup(self) -> SafeString:
+        """The decor under the areas, as SVG (the same for every drawing of the view)."""
+        return _decor_markup(self.code, above=False)
+
+    @property
+    def above_markup(self) -> SafeString:
+        return _decor_markup(self.code, above=True)
+
+    # A record's or the timeline's picture, as SVG built here rather than in
+    # the template: a page of the timeline draws some sixty views, and the
+    # template's loops were most of its cost (each value escaped all the same).
+
+    @property
+    def shapes_markup(self) -> SafeString:
+        """Each area, shaded in its line's colour if treated."""
+        return format_html_join(
+            "",
+            '<path class="nm-area{}" d="{}" data-area="{}"/>',
+            (
+                (
+                    "" if drawn.colour is None else f" is-treated nm-c{drawn.colour}",
+                    drawn.shape.d,
+                    drawn.shape.area,
+                )
+                for drawn in self.shapes
+            ),
+        )
+
+    @property
+    def points_markup(self) -> SafeString:
+        return format_html_join(
+            "",
+            '<circle class="nm-point nm-c{}" cx="{}" cy="{}" r="3.5"/>',
+            ((p.colour, f"{p.cx:g}", f"{p.cy:g}") for p in self.points),
+        )
+
+    @property
+    def labels_markup(self) -> SafeString:
+        """The amount given in each treated area, at its place."""
+        return format_html_join(
+            "",
+            '<text class="nm-label" x="{}" y="{}" text-anchor="middle" '
+            'dominant-baseline="middle">{}</text>',
+            (
+                (drawn.label_at[0], drawn.label_at[1], drawn.amount)
+                for drawn in self.shapes
+                if drawn.amount
+            ),
+        )
+
+
+_DECOR_MARKUP: dict[tuple[str, bool], SafeString] = {}
+
+
+def _decor_markup(view: str, *, above: bool) -> SafeString:
+    """A view's decor as SVG paths, built once: a page of the timeline draws
+    the same heads and torsos sixty times."""
+    key = (view, above)
+    if key not in _DECOR_MARKUP:
+        _DECOR_MARKUP[key] = format_html_join(
+            "",
+            '<path class="nm-decor {}" d="{}"/>',
+            ((d.kind, d.d) for d in DECOR[view] if d.above == above),
+        )
+    return _DECOR_MARKUP[key]
+
 
 @dataclass(frozen=True)
 class ShapeDrawn:
@@ -340,14 +415,15 @@ class NeedleMap:
     areas: list[AreaGiven]
     lines: list[tuple[CocktailLine, int]]  # each line with its colour on the diagram
 
-    @property
+    @cached_property
     def summary(self) -> str:
         """The diagram in words, for a screen reader: "Face 2.50 mL, 12 points; ..."."""
         parts = []
+        points = str(_("points"))
         for area in self.areas:
             text = f"{area.label} {area.total_text}"
             if area.points:
-                text += f", {area.points} " + str(_("points"))
+                text += f", {area.points} {points}"
             parts.append(text)
         return "; ".join(parts)
 
@@ -367,10 +443,23 @@ def blank_map() -> list[ViewDrawn]:
     return [view_drawn(view) for view in VIEWS]
 
 
-def _unit_label(unit: str) -> str:
-    from treatments.models import Unit
+_LABELS: dict[tuple[str, str], dict[str, str]] = {}
 
-    return str(Unit(unit).label) if unit in Unit.values else unit
+
+def _labels(kind: str) -> dict[str, str]:
+    """The areas' ("area"), units' ("unit") or views' ("view") names in the
+    language of the page, translated once: a page of the timeline names
+    them hundreds of times."""
+    key = (translation.get_language() or "", kind)
+    if key not in _LABELS:
+        choices = {"area": TreatmentArea.choices, "unit": Unit.choices}.get(kind)
+        pairs = choices if choices is not None else [(v.code, v.label) for v in VIEWS]
+        _LABELS[key] = {code: str(label) for code, label in pairs}
+    return _LABELS[key]
+
+
+def _unit_label(unit: str) -> str:
+    return _labels("unit").get(unit, unit)
 
 
 def needle_map_of(
@@ -392,7 +481,9 @@ def needle_map_of(
         line_points = list(line.points.all()) if points is None else list(points.get(line.pk, []))
         area = given.setdefault(
             line.area,
-            AreaGiven(area=line.area, label=line.get_area_display(), colour=colour),
+            AreaGiven(
+                area=line.area, label=_labels("area").get(line.area, line.area), colour=colour
+            ),
         )
         colour_of_area.setdefault(line.area, colour)
         unit = _unit_label(line.unit)
