@@ -345,9 +345,10 @@ def test_with_redis_down_bookings_succeed_and_their_reminders_go_once_it_is_back
             assert (page.status_code, log.status_code) == (200, 200)
             durations.append(time.monotonic() - started)
             bookings.append(booking)
-    # A try at the broker would cost its 2-second connect timeout per booking;
-    # the first round also warms the templates up.
-    assert sum(durations[1:]) < len(durations[1:]), durations
+    # A try at the broker would cost its 2-second connect timeout: no booking
+    # takes that long (the first round also warms the templates up). Each
+    # booking on its own, not their sum, which a busy machine swells.
+    assert max(durations[1:]) < 2, durations
     planned = Reminder.objects.filter(booking__in=bookings)
     assert planned.count() == 10
     time.sleep(3)
