@@ -452,8 +452,13 @@ def _labels(kind: str) -> dict[str, str]:
     them hundreds of times."""
     key = (translation.get_language() or "", kind)
     if key not in _LABELS:
-        choices = {"area": TreatmentArea.choices, "unit": Unit.choices}.get(kind)
-        pairs = choices if choices is not None else [(v.code, v.label) for v in VIEWS]
+        pairs: list[tuple[str, object]]
+        if kind == "area":
+            pairs = list(TreatmentArea.choices)
+        elif kind == "unit":
+            pairs = list(Unit.choices)
+        else:
+            pairs = [(v.code, v.label) for v in VIEWS]
         _LABELS[key] = {code: str(label) for code, label in pairs}
     return _LABELS[key]
 
