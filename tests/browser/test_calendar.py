@@ -75,10 +75,14 @@ def test_reception_books_a_course_from_the_calendar_and_a_second_receptionist_is
     expect(page.get_by_text("The course is booked: 6 sessions.")).to_be_visible()
     assert TreatmentCourse.objects.get().bookings.count() == 6
 
-    # The rival's slot is gone: a clear message, and the form keeps what was chosen.
+    # The rival's slot is gone: a clear message naming what holds it, and the
+    # form keeps what was chosen.
     rival.page.get_by_test_id("book").click()
     expect(rival.page.get_by_test_id("form-error")).to_have_text(
-        "This slot was just taken. Choose another time."
+        re.compile(
+            r"^This slot was just taken: .+ and Room 1 are booked from 10:00 to 10:45 on .+\."
+            r" Choose another time\.$"
+        )
     )
     expect(rival.page.get_by_label("Start time")).to_have_value("10:00")
     expect(rival.page.get_by_label("Protocol")).to_have_value(re.compile(r"^[0-9a-f-]{36}$"))
@@ -93,7 +97,7 @@ def test_reception_books_a_course_from_the_calendar_and_a_second_receptionist_is
 
     # Dragging the booking onto a free time moves it; a refused move says why
     # (a tall window keeps the whole day in view while dragging).
-    page.set_viewport_size({"width": 1366, "height": 1800})
+    page.set_viewport_size({"width": 1366, "height": 2200})
     card = page.get_by_test_id("booking")
     card.drag_to(page.locator("[data-testid=free-slot][href*='time=18%3A30']").first)
     expect(page.get_by_test_id("move-error")).to_contain_text("does not work at that time")

@@ -65,15 +65,28 @@ def test_booking_is_created_with_its_history_and_audit(clinic: Clinic, reception
 
 
 @pytest.mark.parametrize(
-    ("what", "overrides"),
+    ("what", "overrides", "clash"),
     [
-        ("practitioner", {"room": "other_room", "patient": "other_patient"}),
-        ("room", {"practitioner": "other_practitioner", "patient": "other_patient"}),
-        ("patient", {"practitioner": "other_practitioner", "room": "other_room"}),
+        (
+            "practitioner",
+            {"room": "other_room", "patient": "other_patient"},
+            "{practitioner} is booked from 10:00 to 10:45 on Tue 24 Nov",
+        ),
+        (
+            "room",
+            {"practitioner": "other_practitioner", "patient": "other_patient"},
+            "Room 1 is in use from 10:00 to 10:45 on Tue 24 Nov",
+        ),
+        (
+            "patient",
+            {"practitioner": "other_practitioner", "room": "other_room"},
+            "Amelia Hart already has a session from 10:00 to 10:45 on Tue 24 Nov,"
+            " with {practitioner} in Room 1",
+        ),
     ],
 )
-def test_booking_rejects_an_overlap_for_the_same_practitioner_room_or_patient(
-    clinic: Clinic, receptionist: User, what: str, overrides: dict[str, str]
+def test_booking_rejects_an_overlap_naming_the_practitioner_room_or_patient_and_its_time(
+    clinic: Clinic, receptionist: User, what: str, overrides: dict[str, str], clash: str
 ) -> None:
     _create(clinic, receptionist)
     with pytest.raises(SlotTakenError) as raised:
@@ -84,7 +97,8 @@ def test_booking_rejects_an_overlap_for_the_same_practitioner_room_or_patient(
             ends_at=at(TUESDAY, 11, 15),
             **{k: getattr(clinic, v) for k, v in overrides.items()},
         )
-    assert raised.value.message == "This slot was just taken. Choose another time."
+    named = clash.format(practitioner=clinic.practitioner.get_full_name())
+    assert raised.value.message == f"This slot was just taken: {named}. Choose another time."
     assert Booking.objects.count() == 1
 
 
@@ -258,7 +272,11 @@ def test_a_taken_slot_answers_409_with_the_message_and_keeps_the_form(
     response = client.post(NEW, booking_post(clinic, TUESDAY, "10:30", duration="30"))
     assert response.status_code == 409
     body = response.content.decode()
-    assert "This slot was just taken. Choose another time." in body
+    name = clinic.practitioner.get_full_name()
+    assert (
+        f"This slot was just taken: {name} is booked from 10:00 to 10:45 on Tue 24 Nov."
+        " Choose another time." in body
+    )
     assert 'value="30"' in body
     assert f'value="{clinic.patient.uuid}"' in body
     assert Booking.objects.count() == 1

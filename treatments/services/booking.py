@@ -15,7 +15,8 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db import IntegrityError, connection, transaction
-from django.utils import timezone
+from django.db.models import Q
+from django.utils import dateformat, timezone
 from django.utils.dates import WEEKDAYS
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
@@ -65,6 +66,10 @@ from treatments.services.reminders import (
 )
 
 SLOT_TAKEN = gettext_lazy("This slot was just taken. Choose another time.")
+# The same, naming what holds the time (`_clashes`).
+SLOT_TAKEN_BY = gettext_lazy("This slot was just taken: %(clashes)s. Choose another time.")
+# Clashing bookings named in the refusal; a booking clashes with a few at most.
+CLASHES_NAMED = 3
 
 # The exclusion constraints, by what they protect.
 CONSTRAINT_SUBJECTS = {
@@ -86,8 +91,8 @@ class SlotTakenError(BookingRefusedError):
     code = "slot_taken"
     kind = RefusalKind.CONFLICT
 
-    def __init__(self, subject: str = "") -> None:
-        super().__init__(SLOT_TAKEN)
+    def __init__(self, subject: str = "", clashes: str = "") -> None:
+        super().__init__(SLOT_TAKEN_BY % {"clashes": clashes} if clashes else SLOT_TAKEN)
         self.subject = subject
 
 
@@ -213,8 +218,67 @@ def _lock_slot_holders(booking: Booking) -> None:
             cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [namespace, key])
 
 
+def _person(user: User) -> str:
+    return user.get_full_name() or user.get_username()
+
+
+def _clashes(booking: Booking) -> str:
+    """What holds `booking`'s time, for reception: the practitioner, the room,
+    or the patient's own other booking, each with its time ("Omar Haddad and
+    Room 1 are booked from 10:00 to 10:45 on Tue 24 Nov"). Empty when
+    nothing does any more (taken and freed again in between). One query;
+    only words, the rule stays the database's (the exclusion constraints)."""
+    found = Booking.objects.filter(
+        Q(practitioner_id=booking.practitioner_id)
+        | Q(room_id=booking.room_id)
+        | Q(patient_id=booking.patient_id),
+        status__in=HOLDING_STATUSES,
+        starts_at__lt=booking.ends_at,
+        ends_at__gt=booking.starts_at,
+    )
+    if booking.pk is not None:
+        found = found.exclude(pk=booking.pk)
+    this_year = timezone.localdate().year
+    clauses = []
+    for other in found.select_related("practitioner", "room", "patient").order_by(
+        "starts_at", "id"
+    )[:CLASHES_NAMED]:
+        starts, ends = to_local(other.starts_at), to_local(other.ends_at)
+        day_format = "D j M" if starts.year == this_year else "D j M Y"
+        when = _("from %(start)s to %(end)s on %(day)s") % {
+            "start": f"{starts:%H:%M}",
+            "end": f"{ends:%H:%M}",
+            "day": dateformat.format(starts, day_format),
+        }
+        if other.patient_id == booking.patient_id:
+            clauses.append(
+                _("%(patient)s already has a session %(when)s, with %(practitioner)s in %(room)s")
+                % {
+                    "patient": other.patient.full_name,
+                    "when": when,
+                    "practitioner": _person(other.practitioner),
+                    "room": other.room.name,
+                }
+            )
+            continue
+        same_practitioner = other.practitioner_id == booking.practitioner_id
+        same_room = other.room_id == booking.room_id
+        if same_practitioner and same_room:
+            clause = _("%(practitioner)s and %(room)s are booked %(when)s")
+        elif same_practitioner:
+            clause = _("%(practitioner)s is booked %(when)s")
+        else:
+            clause = _("%(room)s is in use %(when)s")
+        clauses.append(
+            clause
+            % {"practitioner": _person(other.practitioner), "room": other.room.name, "when": when}
+        )
+    return "; ".join(clauses)
+
+
 def _save_holding_slot(booking: Booking, **save_kwargs: object) -> None:
-    """Save, turning an overlap refused by PostgreSQL into SlotTakenError."""
+    """Save, turning an overlap refused by PostgreSQL into SlotTakenError,
+    which names what holds the time (`_clashes`)."""
     if booking.status in HOLDING_STATUSES:
         _lock_slot_holders(booking)
     try:
@@ -222,7 +286,7 @@ def _save_holding_slot(booking: Booking, **save_kwargs: object) -> None:
     except ValidationError as error:
         codes = {e.code for e in error.error_dict.get(NON_FIELD_ERRORS, [])}
         if "slot_taken" in codes:
-            raise SlotTakenError() from error
+            raise SlotTakenError(clashes=_clashes(booking)) from error
         raise
     try:
         with transaction.atomic():
@@ -231,7 +295,9 @@ def _save_holding_slot(booking: Booking, **save_kwargs: object) -> None:
         diag = getattr(error.__cause__, "diag", None)
         name = getattr(diag, "constraint_name", "") or ""
         if name.startswith("booking_no_overlap_"):
-            raise SlotTakenError(CONSTRAINT_SUBJECTS.get(name, "")) from error
+            raise SlotTakenError(
+                CONSTRAINT_SUBJECTS.get(name, ""), clashes=_clashes(booking)
+            ) from error
         raise
 
 
