@@ -338,10 +338,14 @@ def test_the_weeks_flags_are_what_the_gates_say_of_each_booking_alone(
         if not failures:
             assert 'data-testid="safe"' in card
             continue
-        notes = "; ".join(dict.fromkeys(f.reception_note for f in failures if f.reception_note))
-        assert f'title="{escape(notes)}"' in card
+        noted = [f for f in failures if f.reception_note]
+        notes = "; ".join(dict.fromkeys(f.reception_note for f in noted))
+        assert f'title="{escape(notes)}' in card
+        # The earliest date: safe from it when waiting clears every note, else not before it.
         earliest = max((f.earliest for f in failures if f.earliest), default=None)
-        assert ("· from " in card) == (earliest is not None)
+        waits = all(f.earliest for f in noted)
+        assert ("· safe to treat from " in card) == (earliest is not None and waits)
+        assert ("· not before " in card) == (earliest is not None and not waits)
 
 
 def test_the_week_page_runs_the_same_queries_for_one_booking_or_sixty_with_records(

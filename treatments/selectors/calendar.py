@@ -1,10 +1,17 @@
 """The calendar's day and week views, built in a fixed number of queries
 whatever the number of bookings: practitioners, rooms, working hours,
-closures, the bookings themselves, and their readiness."""
+closures, the bookings themselves, and their readiness.
+
+Bookings that overlap in one column (the week view's day, the day view's
+practitioner: different rooms or practitioners at the same time) are laid
+side by side, never on top of each other: each gets a lane of its overlap
+cluster (`_lay_out_lanes`). Safe-to-treat reads the same on the calendar's
+card and the booking's own page (`SafeToTreat`, `safe_to_treat_sentence`)."""
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -12,11 +19,15 @@ from urllib.parse import urlencode
 from uuid import UUID
 
 from django.db.models import QuerySet
+from django.utils import dateformat
+from django.utils.formats import get_format
+from django.utils.translation import gettext as _
 
 from clinic.localtime import local_day_bounds, to_local
 from clinic.models import User
 from clinic.names import person_name
-from treatments.models import Booking, BookingStatus, Room
+from treatments.gates import GateFailure
+from treatments.models import Booking, BookingStatus, Protocol, Room
 from treatments.selectors.booking import (
     MAX_BOOKING_LENGTH,
     HoursMap,
@@ -25,10 +36,113 @@ from treatments.selectors.booking import (
     rooms_in_use,
     working_hours_map,
 )
+from treatments.selectors.readiness import readiness_of
 
 SLOT_MINUTES = 15
 DEFAULT_OPENS = time(8, 0)
 DEFAULT_CLOSES = time(19, 0)
+# A card is drawn at most this many rows tall (four hours, the longest session).
+MAX_SPAN = 16
+# Lanes a cluster of overlapping bookings is drawn in: the stylesheet has a
+# class for each (static/css/calendar.css). Bookings hold a room each, so a
+# column's overlaps never outnumber the rooms; a cluster needing more lanes
+# than this shares the last one.
+MAX_LANES = 8
+
+
+@dataclass(frozen=True, slots=True)
+class SafeToTreat:
+    """Reception's answer for one booking: what stands in the way, in words
+    without clinical detail (`notes`, once each), the latest moment waiting
+    clears one of them (`earliest`, aware), and whether waiting alone clears
+    them all (`waits`: then `earliest` is when the session becomes safe)."""
+
+    notes: tuple[str, ...] = ()
+    earliest: datetime | None = None
+    waits: bool = False
+
+    @property
+    def safe(self) -> bool:
+        return not self.notes
+
+
+SAFE = SafeToTreat()
+
+
+def safe_to_treat(failures: Iterable[GateFailure]) -> SafeToTreat:
+    """What `failures` (gates 1 to 4 of one booking) say to reception: each
+    note once, in the order met; failures without a note for reception are
+    left out. Raises nothing."""
+    notes: dict[str, None] = {}
+    earliest: datetime | None = None
+    waits = True
+    for failure in failures:
+        if not failure.reception_note:
+            continue
+        notes[str(failure.reception_note)] = None
+        if failure.earliest is None:
+            waits = False
+        elif earliest is None or failure.earliest > earliest:
+            earliest = failure.earliest
+    if not notes:
+        return SAFE
+    return SafeToTreat(tuple(notes), earliest, waits and earliest is not None)
+
+
+class SafeToTreatWords:
+    """The words of `safe_to_treat_sentence` in the active language, looked
+    up once for a page of cards rather than once a card."""
+
+    def __init__(self) -> None:
+        self.safe = _("Safe to treat")
+        self.not_ready = _("Not ready")
+        self.safe_from = _("safe to treat from %(when)s")
+        self.not_before = _("not before %(when)s")
+
+
+def safe_to_treat_sentence(state: SafeToTreat, words: SafeToTreatWords | None = None) -> str:
+    """The sentence reception reads under the "Not ready" badge, on the
+    calendar's card and on the booking's page alike: what is missing, then
+    the earliest date, "safe to treat from" it when waiting is all it takes,
+    "not before" it when something must also be done (a consent signed, a
+    history taken). Empty when safe. Times in the clinic's zone; a moment at
+    midnight is the day alone."""
+    if state.safe:
+        return ""
+    words = words or SafeToTreatWords()
+    sentence = "; ".join(state.notes)
+    if state.earliest is not None:
+        local = to_local(state.earliest)
+        # A day's start (a contraindication that lifts on a date) reads as the day.
+        when = dateformat.format(local, "D j M" if local.time() == time.min else "D j M H:i")
+        wording = words.safe_from if state.waits else words.not_before
+        sentence += " · " + wording % {"when": when}
+    return sentence
+
+
+@dataclass(frozen=True, slots=True)
+class _Proposed:
+    """A booking not made yet, as safe-to-treat reads one (`Judged`)."""
+
+    pk: int
+    patient_id: int
+    protocol_id: int
+    consent_form_id: int
+    course_id: int | None
+    starts_at: datetime
+
+
+def booking_proposed_readiness(
+    *, patient_id: int, protocol: Protocol, starts_at: datetime, at: datetime
+) -> SafeToTreat:
+    """Safe-to-treat for a session not booked yet: patient `patient_id` with
+    `protocol` from `starts_at` (aware), on the facts known at `at` (aware,
+    now), as the booking will say once made (gates 1 to 4, the protocol's
+    own cocktail: a single booking is in no course yet). Six queries.
+    Raises nothing. Source: design.md, "Clinical safety gates" (booking
+    shows the gates to reception as warnings)."""
+    proposed = _Proposed(0, patient_id, protocol.pk, protocol.consent_form_id, None, starts_at)
+    return safe_to_treat(readiness_of(bookings=[proposed], at=at).get(0, []))
 
 
 @dataclass(slots=True)
@@ -59,15 +173,30 @@ class WeekBooking:
 @dataclass(slots=True)
 class CalendarBooking:
     booking: WeekBooking
-    starts: datetime
+    starts: datetime  # local
     ends: datetime
-    span: int
-    notes: list[str] = field(default_factory=list)
-    earliest: datetime | None = None
+    span: int  # rows of SLOT_MINUTES
+    readiness: SafeToTreat = SAFE
+    lane: int = 0  # 0-based, within its overlap cluster
+    lanes: int = 1  # lanes of that cluster
 
     @property
     def safe(self) -> bool:
-        return not self.notes
+        return self.readiness.safe
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        return self.readiness.notes
+
+    @property
+    def earliest(self) -> datetime | None:
+        return self.readiness.earliest
+
+    @property
+    def rows(self) -> tuple[int, int]:
+        """The grid rows the card covers in its day: first, and one past the last."""
+        first = _minutes(self.starts.time()) // SLOT_MINUTES
+        return first, first + min(self.span, MAX_SPAN)
 
 
 @dataclass
@@ -83,6 +212,13 @@ class Column:
     day: date
     practitioner: User | None
     closed_reason: str = ""
+    booking_count: int = 0  # set by `calendar_build`
+    lanes: int = 1  # the most lanes any moment of the column needs (idem)
+
+    @property
+    def lane_units(self) -> range:
+        """One per lane, capped: the grid gives each column room for its lanes."""
+        return range(min(self.lanes, MAX_LANES))
 
 
 @dataclass
@@ -196,10 +332,21 @@ def _week_bookings(query: QuerySet[Booking]) -> list[WeekBooking]:
     return rows
 
 
-def week_of(day: date) -> list[date]:
-    """The seven dates of the week (Monday to Sunday) that holds `day`."""
-    monday = day - timedelta(days=day.weekday())
-    return [monday + timedelta(days=i) for i in range(7)]
+def first_weekday() -> int:
+    """The day the clinic's week starts on (0 Monday ... 6 Sunday): the
+    locale's (Django's FIRST_DAY_OF_WEEK format of the active language;
+    Monday in en-GB, Sunday in en-US)."""
+    # Django counts from Sunday (0), Python from Monday (0).
+    return (int(get_format("FIRST_DAY_OF_WEEK")) - 1) % 7
+
+
+def week_of(day: date, first: int | None = None) -> list[date]:
+    """The seven dates of the week that holds `day`, starting on weekday
+    `first` (0 Monday ... 6 Sunday; None: `first_weekday()`)."""
+    if first is None:
+        first = first_weekday()
+    start = day - timedelta(days=(day.weekday() - first) % 7)
+    return [start + timedelta(days=i) for i in range(7)]
 
 
 def _minutes(at: time) -> int:
@@ -218,6 +365,38 @@ def _grid_bounds(hours: HoursMap, bookings: list[CalendarBooking]) -> tuple[int,
     first -= first % SLOT_MINUTES
     last += (-last) % SLOT_MINUTES
     return first, max(last, first + SLOT_MINUTES)
+
+
+def _lay_out_lanes(items: list[CalendarBooking]) -> None:
+    """Give each booking of one column (in start order) a lane, and the lane
+    count of its overlap cluster: the classic interval partitioning over
+    the rows the cards cover, so cards that would touch sit side by side
+    and a cluster uses as few lanes as its busiest moment needs. A booking
+    overlapping nothing keeps the whole width."""
+    cluster: list[CalendarBooking] = []
+    lane_ends: list[int] = []  # per lane, the row its last card ends on
+    cluster_end = -1
+
+    def close() -> None:
+        for member in cluster:
+            member.lanes = len(lane_ends)
+
+    for item in items:
+        first, last = item.rows
+        if cluster and first >= cluster_end:
+            close()
+            cluster, lane_ends = [], []
+        for lane, ends in enumerate(lane_ends):
+            if ends <= first:
+                lane_ends[lane] = last
+                item.lane = lane
+                break
+        else:
+            item.lane = len(lane_ends)
+            lane_ends.append(last)
+        cluster.append(item)
+        cluster_end = max(cluster_end, last)
+    close()
 
 
 def _working(hours: HoursMap, practitioner_ids: list[int], day: date, at: time) -> list[int]:
@@ -310,16 +489,27 @@ def calendar_build(
     for booking in bookings:
         starts, ends = to_local(booking.starts_at), to_local(booking.ends_at)
         span = max(1, round((booking.ends_at - booking.starts_at).total_seconds() / 60 / 15))
-        found = failures.get(booking.pk, [])
-        earliest = max((f.earliest for f in found if f.earliest), default=None)
-        notes = list(dict.fromkeys(str(f.reception_note) for f in found if f.reception_note))
-        items.append(CalendarBooking(booking, starts, ends, span, notes, earliest))
+        found = failures.get(booking.pk)
+        items.append(
+            CalendarBooking(booking, starts, ends, span, safe_to_treat(found) if found else SAFE)
+        )
 
     placed: dict[tuple[int, date, int], list[CalendarBooking]] = defaultdict(list)
+    by_column: dict[tuple[int, date], list[CalendarBooking]] = defaultdict(list)
     for item in items:
         slot = _minutes(item.starts.time()) // SLOT_MINUTES
         owner = item.booking.practitioner_id if view == "day" else 0
         placed[(owner, item.starts.date(), slot)].append(item)
+        by_column[(owner, item.starts.date())].append(item)
+    for column_items in by_column.values():
+        # In start order (the query's), then by the card's length: longer first.
+        column_items.sort(key=lambda item: (item.rows[0], -item.rows[1], item.booking.pk))
+        _lay_out_lanes(column_items)
+    for column in columns:
+        owner = column.practitioner.pk if view == "day" and column.practitioner else 0
+        found = by_column.get((owner, column.day), [])
+        column.booking_count = len(found)
+        column.lanes = max((item.lanes for item in found), default=1)
 
     first, last = _grid_bounds(hours, items)
     rows: list[Row] = []

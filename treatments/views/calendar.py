@@ -12,7 +12,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
 from django.template.loader import render_to_string
 from django.urls import reverse
-from django.utils import dateformat, timezone
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext as _
@@ -21,7 +21,6 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from clinic.access import signed_in_user, staff
 from clinic.audit import audit_log
 from clinic.concurrency import AlreadySubmittedError, StaleEditError
-from clinic.localtime import to_local
 from clinic.models import AuditAction, User
 from clinic.roles import Role
 from treatments.forms.booking import (
@@ -36,11 +35,15 @@ from treatments.gates import GateFailure
 from treatments.models import Booking, BookingStatus, ClinicClosure, Room, WorkingHours
 from treatments.selectors.booking import bookings_on_days, practitioners, working_hours_version
 from treatments.selectors.calendar import (
+    MAX_LANES,
+    MAX_SPAN,
     Calendar,
     CalendarBooking,
+    SafeToTreatWords,
     WeekBooking,
     calendar_build,
     calendar_frame,
+    safe_to_treat_sentence,
 )
 from treatments.selectors.calendar_cache import facts_version, grid_get, grid_key, grid_put
 from treatments.selectors.readiness import week_readiness
@@ -61,9 +64,7 @@ from treatments.views.booking import READ_ROLES, WRITE_ROLES
 class _Words:
     """Translated words and URLs of the grid, looked up once per page."""
 
-    safe: str
-    not_ready: str
-    from_when: str
+    readiness: SafeToTreatWords
     statuses: dict[str, str]
     booking_url: str  # with {uuid} to fill in
     move_url: str  # with {uuid} to fill in
@@ -73,9 +74,7 @@ def _words() -> _Words:
     placeholder = "00000000-0000-4000-8000-000000000000"
     url = reverse("treatments:booking_detail", kwargs={"booking": placeholder})
     return _Words(
-        safe=_("Safe to treat"),
-        not_ready=_("Not ready"),
-        from_when=_("from %(when)s"),
+        readiness=SafeToTreatWords(),
         statuses={value: str(label) for value, label in BookingStatus.choices},
         booking_url=url.replace(placeholder, "{uuid}"),
         move_url=reverse("treatments:booking_move", kwargs={"booking": placeholder}).replace(
@@ -91,17 +90,17 @@ class _Cards:
     else on the page; here each card is one `format_html` of a fixed pattern
     (every value escaped on the way in), with what is the same for every card
     (the translated badges, the URLs, a practitioner's name and room) worked
-    out once per page. The markup is the one the page always had
-    (tests/browser)."""
+    out once per page. Its lane classes place it beside the bookings it
+    overlaps (`calendar_build`; static/css/calendar.css)."""
 
     CARD = (
-        '<a class="cal-booking cal-status-{status} cal-len-{span}" href="{href}"'
+        '<a class="cal-booking {classes}" href="{href}"'
         ' data-testid="booking" data-booking="{uuid}"{drag}><span class="cal-when">'
         "{starts}\N{EN DASH}{ends}</span>"
         '<strong class="cal-patient">{patient}</strong>'
-        '<span class="cal-protocol">{protocol}</span>{who}'
         '<span class="cal-badges"><span class="badge cal-status-badge">{status_label}</span>'
-        "{badge}</span>{notes}</a>"
+        "{badge}</span>"
+        '<span class="cal-protocol">{protocol}</span>{who}{notes}</a>'
     )
     DRAG = (
         ' draggable="true" data-move="{move}" data-practitioner="{practitioner}"'
@@ -110,7 +109,7 @@ class _Cards:
     NOT_READY = (
         '<span class="badge text-bg-warning" data-testid="not-ready" title="{notes}">{label}</span>'
     )
-    NOTES = '<span class="cal-notes">{notes}{earliest}</span>'
+    NOTES = '<span class="cal-notes" data-testid="safe-to-treat">{}</span>'
 
     def __init__(self, cal: Calendar, *, can_write: bool) -> None:
         self.words = _words()
@@ -118,10 +117,28 @@ class _Cards:
         self.show_who = cal.view == "week" and cal.practitioner is None
         self.readiness_checked = cal.readiness_checked
         self.safe = format_html(
-            '<span class="badge text-bg-success" data-testid="safe">{}</span>', self.words.safe
+            '<span class="badge text-bg-success" data-testid="safe">{}</span>',
+            self.words.readiness.safe,
         )
         self.statuses = self.words.statuses
         self.who: dict[tuple[str, str], SafeString] = {}
+        self.classes: dict[tuple[str, int, int, int], SafeString] = {}
+
+    def _classes(self, item: CalendarBooking) -> SafeString:
+        """The card's status, length and lane classes: a handful of
+        combinations on a page, each escaped once."""
+        key = (
+            item.booking.status,
+            min(item.span, MAX_SPAN),
+            min(item.lane, MAX_LANES - 1),
+            min(item.lanes, MAX_LANES),
+        )
+        found = self.classes.get(key)
+        if found is None:
+            found = self.classes[key] = format_html(
+                "cal-status-{} cal-len-{} cal-lane-{} cal-lanes-{}", *key
+            )
+        return found
 
     def _who(self, booking: WeekBooking) -> SafeString:
         key = (booking.practitioner_name, booking.room_name)
@@ -141,16 +158,11 @@ class _Cards:
             if item.safe:
                 badge = self.safe
             else:
-                joined = "; ".join(item.notes)
-                badge = format_html(self.NOT_READY, notes=joined, label=self.words.not_ready)
-                earliest = (
-                    " · "
-                    + self.words.from_when
-                    % {"when": dateformat.format(to_local(item.earliest), "D j M H:i")}
-                    if item.earliest
-                    else ""
+                sentence = safe_to_treat_sentence(item.readiness, self.words.readiness)
+                badge = format_html(
+                    self.NOT_READY, notes=sentence, label=self.words.readiness.not_ready
                 )
-                notes = format_html(self.NOTES, notes=joined, earliest=earliest)
+                notes = format_html(self.NOTES, sentence)
         # Booked sessions can be dragged to a free time (static/js/calendar.js); the
         # move sends the version shown, so a booking changed since is not moved.
         drag: SafeString | str = (
@@ -166,8 +178,7 @@ class _Cards:
         )
         return format_html(
             self.CARD,
-            status=booking.status,
-            span=min(item.span, 16),
+            classes=self._classes(item),
             href=self.words.booking_url.format(uuid=booking.uuid),
             uuid=booking.uuid,
             drag=drag,
@@ -183,13 +194,16 @@ class _Cards:
 
 
 def _render_cells(cal: Calendar, *, can_write: bool) -> None:
-    """Fill in each cell's HTML: its bookings' cards, or a link to book a free time."""
+    """Fill in each cell's HTML: its bookings' cards, or a link to book a free
+    time. Each cell names its column (`cal-col-N`, from 1) and says whether
+    it holds a booking (`cal-busy`): on a narrow screen the week reads as a
+    list of each day's bookings (static/css/calendar.css)."""
     new_url = reverse("treatments:booking_new")
     book_at = _("Book at %(time)s")
     cards = _Cards(cal, can_write=can_write)
     for row in cal.rows:
         label = book_at % {"time": row.at.strftime("%H:%M")}
-        for cell in row.cells:
+        for number, cell in enumerate(row.cells, start=1):
             inner: SafeString | str = ""
             if cell.bookings:
                 inner = format_html(
@@ -204,7 +218,11 @@ def _render_cells(cal: Calendar, *, can_write: bool) -> None:
                     label,
                 )
             cell.html = format_html(
-                '<td class="cal-cell cal-{}"><div class="cal-slot">{}</div></td>', cell.state, inner
+                '<td class="cal-cell cal-{} cal-col-{}{}"><div class="cal-slot">{}</div></td>',
+                cell.state,
+                number,
+                " cal-busy" if cell.bookings else "",
+                inner,
             )
 
 
@@ -230,10 +248,31 @@ class _WeekJudge:
         return judged.failures
 
 
+# The session remembers the last view chosen (day or week).
+VIEW_SESSION_KEY = "calendar_view"
+
+
+def _chosen_view(request: HttpRequest, user: User, asked: str) -> str:
+    """The view to show: the one asked for (`?view=`, remembered for the rest
+    of the session), else the last one chosen, else the day view for
+    reception (today's patients, one column per practitioner) and the week
+    view for everyone else."""
+    if asked:
+        if request.session.get(VIEW_SESSION_KEY) != asked:
+            request.session[VIEW_SESSION_KEY] = asked
+        return asked
+    remembered = request.session.get(VIEW_SESSION_KEY)
+    if remembered in ("day", "week"):
+        return str(remembered)
+    return "day" if Role.RECEPTIONIST in user.roles else "week"
+
+
 @staff(*READ_ROLES)
 @require_GET
 def calendar(request: HttpRequest) -> HttpResponse:
-    """Day view (a column per practitioner) or week view (a column per day).
+    """Day view (a column per practitioner) or week view (a column per day),
+    on today unless `?date=` says otherwise; the view is `?view=`, else the
+    last one chosen, else the day view for reception (`_chosen_view`).
 
     The grid's rows (bookings, safe-to-treat flags, free times) come from the
     cache when the clinical facts have not changed since they were computed
@@ -263,9 +302,9 @@ def calendar(request: HttpRequest) -> HttpResponse:
         if room is None:
             return _bad_calendar(request, _("That room is not known."))
     now = timezone.now()
-    view = data.get("view") or "week"
-    day = data.get("date") or timezone.localdate()
     user = signed_in_user(request)
+    view = _chosen_view(request, user, data.get("view") or "")
+    day = data.get("date") or timezone.localdate()
     can_write = user.has_any_role(WRITE_ROLES)
     frame = calendar_frame(view=view, day=day, practitioner=practitioner, room=room)
     key = (
