@@ -100,6 +100,7 @@ OTHERS = {
     "treatments.forms.booking.CalendarQueryForm": "the calendar's query string",
     "treatments.forms.booking.LocalStartMixin": "part of the booking and move forms",
     "treatments.forms.booking.NextFreeSlotForm": "a search for a free time",
+    "treatments.forms.booking.BookingCheckForm": "asks whether the patient can be treated then",
     "treatments.forms.catalogue.RecallForm": "a recall, refused when done (never twice)",
     "treatments.forms.catalogue.CocktailLineForm": "a line of the protocol form",
     "treatments.forms.session.CocktailLineForm": "a line of the session form",

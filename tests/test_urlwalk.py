@@ -133,7 +133,6 @@ ALLOWED_GET_STATUS: dict[str, int] = {
     "patients:photo_file": 404,  # the sample photo id names no photo
     "consent:signed_pdf": 404,  # the signed consent's PDF is not made yet
     "treatments:allergy_test_photo": 404,  # the sample test has no photo
-    "treatments:course_new": 400,  # the form needs a patient and protocol to propose
     "staff_join": 400,  # the sample token is no invitation link
     # POST only:
     "consent:version_publish": 405,
@@ -492,6 +491,7 @@ PATIENT_READS: dict[str, tuple[str, str]] = {
     "treatments:patient_treatment_panel": ("receptionist", ""),
     "treatments:patient_timeline": ("practitioner", ""),
     "treatments:booking_detail": ("receptionist", ""),
+    "treatments:booking_check": ("receptionist", "check"),
     "treatments:course_detail": ("receptionist", ""),
     "treatments:session_record": ("practitioner", ""),
     "treatments:reminder_log": ("receptionist", ""),
@@ -640,7 +640,12 @@ def patient_read_samples(sample_objects: None, practitioner: User) -> dict[str, 
     photo_name = default_storage.save(f"allergy/{SAMPLE_KWARGS['test']}.jpg", ContentFile(jpeg))
     AllergyTest.objects.filter(uuid=SAMPLE_KWARGS["test"]).update(photo=photo_name)
     PortalAccount.objects.create(patient=patient, user=UserFactory(username="sample-portal"))
-    return {"compare": f"?a={photos[0].uuid}&b={photos[1].uuid}"}
+    return {
+        "compare": f"?a={photos[0].uuid}&b={photos[1].uuid}",
+        # The booking form's check: the sample patient with the sample protocol tomorrow.
+        "check": f"?patient={patient.uuid}&protocol={SAMPLE_KWARGS['protocol']}"
+        "&date=2026-11-25&start_time=10:00",
+    }
 
 
 @pytest.mark.django_db

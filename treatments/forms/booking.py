@@ -201,6 +201,41 @@ class BookingForm(SubmissionTokenMixin, LocalStartMixin):
         return cleaned
 
 
+class BookingCheckForm(LocalStartMixin):
+    """What the booking form has chosen so far (patient, protocol, date and
+    start), to say before the booking is saved whether the patient can be
+    treated then (`treatments.views.booking.booking_check`)."""
+
+    FIELDS = ("patient", "protocol", "date", "start_time")
+
+    patient = forms.UUIDField()
+    protocol = forms.ModelChoiceField(queryset=Protocol.objects.none(), to_field_name="uuid")
+
+    def __init__(self, *args: Any, user: User, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.user = user
+        _choices_field(self, "protocol").queryset = Protocol.objects.filter(active=True)
+        self.chosen_patient: Patient | None = None
+        self.starts_at: datetime | None = None
+
+    @property
+    def complete(self) -> bool:
+        """Every value the check needs is given (not yet checked)."""
+        return all(str(self.data.get(name) or "").strip() for name in self.FIELDS)
+
+    def clean_patient(self) -> uuid.UUID:
+        value: uuid.UUID = self.cleaned_data["patient"]
+        self.chosen_patient = patients_visible_to(self.user).filter(uuid=value).first()
+        if self.chosen_patient is None:
+            raise forms.ValidationError(_("Search for the patient and choose them."))
+        return value
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        self.starts_at = self.local_start(cleaned)
+        return cleaned
+
+
 class BookingMoveForm(VersionedFormMixin, LocalStartMixin):
     """A new time, practitioner or room for a booking, with the booking's
     version (`initial["version"]`; the calendar's drag sends it too)."""

@@ -15,6 +15,7 @@ urlpatterns: list[URLPattern] = [
     ),
     path("calendar/next-free/", views.next_free_slot_view, name="next_free_slot"),
     path("calendar/bookings/new/", views.booking_new, name="booking_new"),
+    path("calendar/bookings/check/", views.booking_check, name="booking_check"),
     path(
         "calendar/bookings/patients/",
         views.booking_patient_search,

@@ -6,7 +6,10 @@ Receptionists and practitioners book, move, cancel and mark; managers read.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 from urllib.parse import urlencode
 
 from django.contrib import messages
@@ -24,6 +27,7 @@ from clinic.localtime import to_local
 from clinic.models import User
 from clinic.roles import Role
 from patients.forms import PatientSearchForm
+from patients.models import Patient
 from patients.search_audit import patient_search_audit
 from patients.selectors import (
     PatientMergedError,
@@ -33,6 +37,7 @@ from patients.selectors import (
 )
 from treatments.forms.booking import (
     BookingCancelForm,
+    BookingCheckForm,
     BookingForm,
     BookingMarkForm,
     BookingMoveForm,
@@ -47,6 +52,14 @@ from treatments.selectors.booking import (
     course_progress,
     next_free_slot,
 )
+from treatments.selectors.calendar import (
+    SafeToTreat,
+    SafeToTreatWords,
+    booking_proposed_readiness,
+    safe_to_treat,
+    safe_to_treat_sentence,
+)
+from treatments.selectors.readiness import booking_readiness
 from treatments.selectors.session import course_clinical_summary
 from treatments.services.booking import (
     BookingRefusedError,
@@ -118,6 +131,57 @@ def _initial_from_query(request: HttpRequest) -> dict[str, str]:
     return initial
 
 
+@dataclass(frozen=True)
+class BookingCheck:
+    """Whether the patient chosen on the booking form can be treated at the
+    time chosen (`readiness`), said before the booking is saved; None when
+    the form does not say yet whom, what and when."""
+
+    patient: Patient | None = None
+    readiness: SafeToTreat | None = None
+    sentence: str = ""
+    bad_input: bool = False
+
+
+def _booking_check(data: Mapping[str, Any], user: User) -> BookingCheck:
+    """Safe-to-treat for the booking the form describes (patient, protocol,
+    date and start in `data`), as the booking will say once made. Booking
+    stays allowed whatever it says: reception books ahead for patients who
+    will complete their records."""
+    form = BookingCheckForm(data, user=user)
+    if not form.complete:
+        return BookingCheck()
+    if not form.is_valid() or form.starts_at is None or form.chosen_patient is None:
+        return BookingCheck(bad_input=True)
+    readiness = booking_proposed_readiness(
+        patient_id=form.chosen_patient.pk,
+        protocol=form.cleaned_data["protocol"],
+        starts_at=form.starts_at,
+        at=timezone.now(),
+    )
+    return BookingCheck(form.chosen_patient, readiness, safe_to_treat_sentence(readiness))
+
+
+@staff(*WRITE_ROLES)
+@require_GET
+def booking_check(request: HttpRequest) -> HttpResponse:
+    """The booking form's warning (htmx, as the form changes): whether the
+    patient chosen can be treated at the time chosen, and if not, what is
+    missing and from when, in reception's words. Empty until patient,
+    protocol, date and start are given; 400 for values the form never
+    sends (a time already passed, an unknown protocol)."""
+    user = signed_in_user(request)
+    check = _booking_check(request.GET, user)
+    if check.patient is not None:
+        audit_read(request, check.patient, patient_ref=check.patient.uuid)
+    return render(
+        request,
+        "treatments/booking_check.html",
+        {"check": check},
+        status=400 if check.bad_input else 200,
+    )
+
+
 @staff(*WRITE_ROLES)
 @require_http_methods(["GET", "POST"])
 def booking_new(request: HttpRequest) -> HttpResponse:
@@ -175,10 +239,11 @@ def booking_new(request: HttpRequest) -> HttpResponse:
             wanted = None
         if wanted is not None:
             chosen = patients_visible_to(user).filter(uuid=wanted).first()
+    check = _booking_check(request.POST if request.method == "POST" else form.initial, user)
     return render(
         request,
         "treatments/booking_form.html",
-        {"form": form, "chosen": chosen, "search": PatientSearchForm()},
+        {"form": form, "chosen": chosen, "search": PatientSearchForm(), "check": check},
         status=status,
     )
 
@@ -193,6 +258,13 @@ def booking_detail(request: HttpRequest, booking: uuid.UUID) -> HttpResponse:
 
 
 def _detail_context(record: Booking, user: User, **extra: object) -> dict[str, object]:
+    # Safe-to-treat as the calendar's card says it (`safe_to_treat_sentence`),
+    # for every booking the calendar shows (all but the cancelled).
+    readiness = None
+    if record.status != BookingStatus.CANCELLED:
+        failures = booking_readiness(bookings=[record], at=timezone.now())
+        readiness = safe_to_treat(failures.get(record.pk, []))
+    words = SafeToTreatWords()
     events = list(
         record.events.select_related("by", "previous_practitioner", "previous_room").order_by(
             "at", "id"
@@ -202,6 +274,9 @@ def _detail_context(record: Booking, user: User, **extra: object) -> dict[str, o
     return {
         "booking": record,
         "events": events,
+        "readiness": readiness,
+        "readiness_words": words,
+        "readiness_sentence": safe_to_treat_sentence(readiness, words) if readiness else "",
         "can_write": can_write,
         "is_practitioner": Role.PRACTITIONER in user.roles,
         "can_move": can_write and record.status == BookingStatus.BOOKED,
@@ -338,6 +413,32 @@ def booking_mark_view(request: HttpRequest, booking: uuid.UUID) -> HttpResponse:
     return HttpResponseRedirect(record.get_absolute_url())
 
 
+def _next_free_needs(form: NextFreeSlotForm) -> str:
+    """What the next free slot still needs, said in one sentence: "To find
+    the next free slot, choose a practitioner and a room." """
+    wanted = [
+        words
+        for name, words in (
+            ("practitioner", _("a practitioner")),
+            ("room", _("a room")),
+            ("duration", _("a length between 10 and 240 minutes")),
+        )
+        if name in form.errors
+    ]
+    if not wanted:
+        return " ".join(str(e) for errors in form.errors.values() for e in errors)
+    listed = (
+        wanted[0]
+        if len(wanted) == 1
+        else _("%(some)s and %(last)s")
+        % {
+            "some": ", ".join(wanted[:-1]),
+            "last": wanted[-1],
+        }
+    )
+    return _("To find the next free slot, choose %(what)s.") % {"what": listed}
+
+
 @staff(*READ_ROLES)
 @require_GET
 def next_free_slot_view(request: HttpRequest) -> HttpResponse:
@@ -364,6 +465,7 @@ def next_free_slot_view(request: HttpRequest) -> HttpResponse:
             status = 400
     context = {
         "form": form,
+        "needs": _next_free_needs(form) if status == 400 else "",
         "found": to_local(found) if found else None,
         "searched": searched,
         "book_query": urlencode(
@@ -388,6 +490,38 @@ def next_free_slot_view(request: HttpRequest) -> HttpResponse:
 # --- Courses ---------------------------------------------------------------------------
 
 
+# What the course's first session is proposed from: a GET with none of them
+# opens the empty form.
+COURSE_START_FIELDS = ("protocol", "practitioner", "room", "date", "start_time")
+
+
+def _course_start_context(start: CourseStartForm, user: User) -> dict[str, object]:
+    """The course form before any proposal: the first session's fields, as
+    given (with what is wrong with them) or empty."""
+    chosen = start.chosen_patient
+    if chosen is None and start.initial.get("patient"):
+        try:
+            wanted = uuid.UUID(str(start.initial["patient"]))
+        except ValueError:
+            wanted = None
+        if wanted is not None:
+            chosen = patients_visible_to(user).filter(uuid=wanted).first()
+    # Each problem with the field it concerns: "Protocol: This field is required."
+    problems = []
+    for name, errors in (start.errors if start.is_bound else {}).items():
+        field = start.fields.get(name)
+        label = str(field.label) if field is not None and field.label else ""
+        problems += [f"{label}: {error}" if label else str(error) for error in errors]
+    return {
+        "start": start,
+        "form": start,
+        "chosen": chosen,
+        "start_errors": problems,
+        "confirm": None,
+        "proposals": [],
+    }
+
+
 @staff(*WRITE_ROLES)
 @require_http_methods(["GET", "POST"])
 def course_new(request: HttpRequest) -> HttpResponse:
@@ -402,13 +536,17 @@ def course_new(request: HttpRequest) -> HttpResponse:
         # This very confirmation was saved already (sent twice): the course it booked.
         messages.info(request, AlreadySubmittedError.MESSAGE)
         return HttpResponseRedirect(earlier.get_absolute_url())  # type: ignore[attr-defined]
+    if request.method == "GET" and not any(name in request.GET for name in COURSE_START_FIELDS):
+        # Opened afresh ("Book a course"): an empty form, the patient chosen if named.
+        start = CourseStartForm(initial=_initial_from_query(request), user=user)
+        return render(request, "treatments/course_form.html", _course_start_context(start, user))
     data = request.POST if request.method == "POST" else request.GET
     start = CourseStartForm(data, user=user)
     if not start.is_valid():
         return render(
             request,
             "treatments/course_form.html",
-            {"start": start, "confirm": None, "proposals": []},
+            _course_start_context(start, user),
             status=400,
         )
     assert start.chosen_patient is not None
