@@ -348,7 +348,11 @@ def patient_search(*, user: User, query: str, limit: int = SEARCH_LIMIT) -> Pati
         condition &= _any_of(term)
     # The longest word narrows the index's range most; the last typed of equal ones.
     driver = max(reversed(terms), key=lambda t: max(len(f) for f in t.foldings))
-    spellings = list(driver.foldings)
+    # A spelling that starts with another ("bjoe", "bjo") reads a part of the
+    # other's range again: each row would be read, and its patient listed, twice.
+    spellings = [
+        s for s in driver.foldings if not any(o != s and s.startswith(o) for o in driver.foldings)
+    ]
     # Merged records included here and left out in the SQL: the same
     # patients as patients_visible_to(user).
     matching = patient_records_visible_to(user).filter(condition).order_by()
