@@ -10,7 +10,6 @@ from datetime import datetime
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import render
 from django.urls import reverse
-from django.utils import timezone
 from django.utils.dates import MONTHS_3, WEEKDAYS_ABBR
 from django.utils.text import capfirst
 from django.utils.translation import gettext as _
@@ -18,6 +17,7 @@ from django.views.decorators.http import require_GET
 
 from clinic.access import signed_in_user, staff
 from clinic.audit import audit_read, audit_read_patients
+from clinic.localtime import clinic_zone
 from clinic.roles import Role
 from patients.selectors import patient_get_for_user
 from treatments.models import ReminderChannel, ReminderKind
@@ -87,7 +87,7 @@ class _LocalTimes:
     a page rather than once a date."""
 
     def __init__(self) -> None:
-        self.zone = timezone.get_current_timezone()
+        self.zone = clinic_zone()
         self.days = [str(WEEKDAYS_ABBR[day]) for day in range(7)]
         self.months = ["", *(str(MONTHS_3[month]).title() for month in range(1, 13))]
 
