@@ -48,17 +48,6 @@ SIZES: dict[str, ViewportSize] = {
 PERSONAS = ("anonymous", "receptionist", "practitioner", "manager", "portal")
 NewPage = Callable[[str], BrowserPage]
 
-# Violations on a page that another change is reworking right now, by route
-# and axe rule, with the fix each needs: printed (pytest -s), not failed, until
-# that change lands with the fix and the entry goes. Nothing else is excused.
-PENDING: dict[tuple[str, str], str] = {
-    ("treatments:calendar", "scrollable-region-focusable"): (
-        "templates/treatments/calendar_view.html: a day with no free time to book (no working"
-        " hours, a closure) leaves nothing focusable in the scrolling .cal-scroll box, so the"
-        ' keyboard cannot scroll it: give it tabindex="0", role="region" and an aria-label'
-    ),
-}
-
 
 @dataclass(frozen=True)
 class Visit:
@@ -138,14 +127,13 @@ def _states_for(persona: str, user: User | None) -> list[Visit]:
 _SETTLED = "() => !document.querySelector('.htmx-request, .htmx-swapping, .htmx-settling')"
 
 
-def _check(page: Page, visit: Visit, failures: list[str], pending: list[str]) -> None:
+def _check(page: Page, visit: Visit, failures: list[str]) -> None:
     page.wait_for_function(_SETTLED)
     for size, viewport in SIZES.items():
         page.set_viewport_size(viewport)
         found = axe_violations(page)
         where = f"{visit.name} ({visit.path}) at {size}"
-        pending.extend(describe(where, [v for v in found if (visit.name, v["id"]) in PENDING]))
-        failures.extend(describe(where, [v for v in found if (visit.name, v["id"]) not in PENDING]))
+        failures.extend(describe(where, found))
     page.set_viewport_size(SIZES["1366x768"])
 
 
@@ -196,7 +184,6 @@ def test_every_page_passes_wcag_22_aa(
             [{"name": k, "value": v.value, "url": base} for k, v in client.cookies.items()]
         )
     failures: list[str] = []
-    pending: list[str] = []
     checked = 0
     visits = _routes_for(persona_user, patient_read_samples) + _states_for(persona, persona_user)
     for visit in visits:
@@ -216,12 +203,10 @@ def test_every_page_passes_wcag_22_aa(
         page.goto(base + visit.path)
         if visit.send_empty:
             _send_empty(page, visit.send_empty)
-        _check(page, visit, failures, pending)
+        _check(page, visit, failures)
         checked += 1
     elapsed = time.perf_counter() - started
     print(f"\n{persona}: {checked} pages, each at two sizes, in {elapsed:.1f} s")
-    if pending:
-        print("Pending (see PENDING):\n" + "\n".join(pending))
     assert not failures, f"{len(failures)} lines of WCAG 2.2 AA violations:\n" + "\n".join(failures)
     # The browser reports each 403, 404 and form sent back (400) as an error.
     refusals = [base + v.path for v in visits if v.status != 200 or v.send_empty]
