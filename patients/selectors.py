@@ -30,7 +30,6 @@ from patients.models import (
     Patient,
     TreatmentArea,
 )
-from patients.screening import screen
 
 QUESTION_LABELS = {name: label for _group, qs in HISTORY_QUESTIONS for name, label in qs}
 
@@ -481,14 +480,6 @@ class AnswerChange:
     after: str
 
 
-@dataclass(frozen=True)
-class Readiness:
-    """What reception may know: flags in non-clinical words, never the reason."""
-
-    flags: list[str]
-    history_current: bool
-
-
 def history_current(*, patient: Patient) -> MedicalHistory | None:
     """The patient's most recently signed medical history, or None if none was
     ever taken. Whether it is still valid is `history_is_valid`'s question."""
@@ -578,18 +569,3 @@ def history_changes(current: MedicalHistory, previous: MedicalHistory) -> list[A
         for name in history_answer_names()
         if getattr(current, name) != getattr(previous, name)
     ]
-
-
-def patient_readiness(*, patient: Patient, today: date) -> Readiness:
-    """Flags for the patient page and, later, bookings: safe to share with reception."""
-    history = history_current(patient=patient)
-    flags: list[str] = []
-    valid = history_is_valid(history, today=today)
-    if history is None:
-        flags.append(str(_("medical history needed")))
-    elif not valid:
-        flags.append(str(_("medical history out of date: needs taking again")))
-    if history is not None:
-        notes = {f.reception_note for f in screen(history, today=today) if f.reception_note}
-        flags.extend(sorted(notes))
-    return Readiness(flags=flags, history_current=valid)
