@@ -146,7 +146,7 @@ loadtest: system-deps-run $(VENV)/.installed-dev ## Load test: 30 staff for 60 s
 	$(SERVICES) --name run -- $(PY) -m tests.load.run --users $(USERS) --duration $(DURATION) \
 	  $(if $(WORKERS),--workers $(WORKERS)) $(if $(THREADS),--threads $(THREADS))
 
-manage: $(VENV)/.installed-run ## Run a manage.py command: make manage ARGS="createsuperuser"
+manage: $(VENV)/.installed-run ## Run a manage.py command: make manage ARGS="staff_invite you@clinic.example --first-name Alex"
 	$(PY) manage.py $(ARGS)
 
 shell: $(VENV)/.installed-run ## Django shell on the local database
