@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from datetime import time, timedelta
+from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
+import time_machine
 from django.utils import timezone
 from playwright.sync_api import expect
 
@@ -20,7 +22,12 @@ from treatments.models import Booking, Room, TreatmentCourse, WorkingHours
 
 pytestmark = pytest.mark.browser
 
+# A Monday morning: tomorrow's course runs fortnightly from Tuesday 24 November,
+# away from the clocks changing, whatever day the suite runs.
+NOW = datetime(2026, 11, 23, 8, 30, tzinfo=ZoneInfo("Europe/London"))
 
+
+@time_machine.travel(NOW)
 def test_reception_books_a_course_from_the_calendar_and_a_second_receptionist_is_refused(
     live_server,
     new_page: NewPage,
