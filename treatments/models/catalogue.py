@@ -12,6 +12,7 @@ from django.conf import settings
 from django.contrib.postgres.fields import (
     ArrayField,
 )
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F, Q
 from django.db.models.functions import Lower
@@ -19,6 +20,18 @@ from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
 
 from patients.models import TreatmentArea
+from treatments.models.injection import (
+    DEPTH_MM_MAX,
+    DEPTH_MM_MIN,
+    DEPTH_SENTENCE,
+    NEEDLE_GAUGE_MAX,
+    NEEDLE_GAUGE_MIN,
+    NEEDLE_SENTENCE,
+    Device,
+    Technique,
+    depth_in_range,
+    needle_in_range,
+)
 
 if TYPE_CHECKING:
     pass
@@ -274,6 +287,35 @@ class Protocol(models.Model):
         related_name="protocols",
         verbose_name=_("aftercare sheet"),
     )
+    # How the cocktail is usually given: a session's new lines start with these
+    # when the patient has no earlier session on the protocol. Each may be left
+    # empty; the bounds are the cocktail line's own (treatments.models.injection).
+    default_technique = models.CharField(
+        _("technique"), max_length=10, choices=Technique.choices, blank=True
+    )
+    default_depth_mm = models.DecimalField(
+        _("depth (mm)"),
+        max_digits=4,
+        decimal_places=1,
+        null=True,
+        blank=True,
+        validators=[
+            MinValueValidator(DEPTH_MM_MIN, message=DEPTH_SENTENCE),
+            MaxValueValidator(DEPTH_MM_MAX, message=DEPTH_SENTENCE),
+        ],
+    )
+    default_needle_gauge = models.PositiveSmallIntegerField(
+        _("needle (gauge)"),
+        null=True,
+        blank=True,
+        validators=[
+            MinValueValidator(NEEDLE_GAUGE_MIN, message=NEEDLE_SENTENCE),
+            MaxValueValidator(NEEDLE_GAUGE_MAX, message=NEEDLE_SENTENCE),
+        ],
+    )
+    default_device = models.CharField(
+        _("given with"), max_length=10, choices=Device.choices, blank=True
+    )
     active = models.BooleanField(_("in use"), default=True)
     # Raised by every save of the services: an edit opened at an older version
     # is refused (clinic.concurrency), never applied over someone else's.
@@ -303,6 +345,25 @@ class Protocol(models.Model):
                 condition=Q(default_areas__len__gte=1),
                 name="protocol_has_areas",
                 violation_error_message=_("Choose at least one area."),
+            ),
+            models.CheckConstraint(
+                condition=Q(default_depth_mm__isnull=True) | depth_in_range("default_depth_mm"),
+                name="protocol_depth_range",
+                violation_error_message=DEPTH_SENTENCE,
+            ),
+            models.CheckConstraint(
+                condition=Q(default_needle_gauge__isnull=True)
+                | needle_in_range("default_needle_gauge"),
+                name="protocol_needle_range",
+                violation_error_message=NEEDLE_SENTENCE,
+            ),
+            models.CheckConstraint(
+                condition=Q(default_technique__in=["", *Technique.values]),
+                name="protocol_known_technique",
+            ),
+            models.CheckConstraint(
+                condition=Q(default_device__in=["", *Device.values]),
+                name="protocol_known_device",
             ),
         ]
 

@@ -6,7 +6,6 @@ cautions.
 from __future__ import annotations
 
 import uuid
-from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from django.conf import settings
@@ -20,6 +19,14 @@ from django.utils.translation import gettext_lazy as _
 from patients.models import TreatmentArea
 from treatments.models.booking import Booking
 from treatments.models.catalogue import Batch, Unit
+from treatments.models.injection import (
+    DEPTH_SENTENCE,
+    NEEDLE_SENTENCE,
+    Device,
+    Technique,
+    depth_in_range,
+    needle_in_range,
+)
 
 if TYPE_CHECKING:
     from django.utils.functional import _StrOrPromise as StrOrPromise
@@ -54,18 +61,6 @@ class SessionRecord(models.Model):
         return f"Session record {self.uuid}"
 
 
-class Technique(models.TextChoices):
-    NAPPAGE = "nappage", _("Nappage")
-    PAPULE = "papule", _("Papule")
-    POINT_BY_POINT = "point", _("Point-by-point")
-    LINEAR = "linear", _("Linear threading")
-
-
-class Device(models.TextChoices):
-    SYRINGE = "syringe", _("Syringe")
-    MESO_GUN = "meso_gun", _("Meso-gun (injector)")
-
-
 class CocktailLine(models.Model):
     """One product of the cocktail given at a session: batch, amount, area, how."""
 
@@ -89,14 +84,14 @@ class CocktailLine(models.Model):
                 condition=Q(amount__gt=0, amount__lte=100), name="cocktail_amount_range"
             ),
             models.CheckConstraint(
-                condition=Q(depth_mm__gte=Decimal("0.1"), depth_mm__lte=Decimal("13")),
+                condition=depth_in_range("depth_mm"),
                 name="cocktail_depth_range",
-                violation_error_message=_("Depth is between 0.1 and 13 mm."),
+                violation_error_message=DEPTH_SENTENCE,
             ),
             models.CheckConstraint(
-                condition=Q(needle_gauge__gte=18, needle_gauge__lte=34),
+                condition=needle_in_range("needle_gauge"),
                 name="cocktail_needle_range",
-                violation_error_message=_("Needle gauge is between 18G and 34G."),
+                violation_error_message=NEEDLE_SENTENCE,
             ),
         ]
 
