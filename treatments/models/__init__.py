@@ -48,6 +48,14 @@ from treatments.models.documents import (
     PatientDocumentStatus,
     _document_path,
 )
+from treatments.models.injection import (
+    DEPTH_MM_MAX,
+    DEPTH_MM_MIN,
+    NEEDLE_GAUGE_MAX,
+    NEEDLE_GAUGE_MIN,
+    Device,
+    Technique,
+)
 from treatments.models.portal import (
     LinkAttempt,
     PortalAccount,
@@ -69,13 +77,11 @@ from treatments.models.session import (
     CautionAcknowledgement,
     CocktailLine,
     DayOfCheck,
-    Device,
     InjectionPoint,
     MapView,
     SessionAmendment,
     SessionRecord,
     Severity,
-    Technique,
 )
 
 __all__ = [
@@ -86,8 +92,12 @@ __all__ = [
     "BOOKING_TRANSITIONS",
     "DAY_OF_FIELDS",
     "DAY_OF_QUESTIONS",
+    "DEPTH_MM_MAX",
+    "DEPTH_MM_MIN",
     "HOLDING_STATUSES",
     "MAX_POINTS_PER_LINE",
+    "NEEDLE_GAUGE_MAX",
+    "NEEDLE_GAUGE_MIN",
     "SHA256_HEX",
     "AdverseEffect",
     "AdverseEvent",
