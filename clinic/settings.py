@@ -104,6 +104,8 @@ TEMPLATES = [
                 "csp.context_processors.nonce",
                 "clinic.context_processors.clinic",
             ],
+            # The clinic's date and time formats (clinic/dates.py) on every template.
+            "builtins": ["clinic.templatetags.clinic_dates"],
         },
     },
 ]

@@ -13,6 +13,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from clinic.forms import SubmissionTokenMixin, TextBlocksMixin, VersionedFormMixin
+from clinic.widgets import DayInput
 from patients.models import TreatmentArea
 from treatments.models import (
     AftercareSheet,
@@ -31,7 +32,7 @@ from treatments.services.catalogue import (
     CocktailLine,
 )
 
-DATE_WIDGET = forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d")
+DATE_WIDGET = DayInput()
 
 
 class IngredientForm(SubmissionTokenMixin, VersionedFormMixin, forms.ModelForm):

@@ -14,7 +14,9 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from clinic import dates
 from clinic.forms import SubmissionTokenMixin, TextBlocksMixin, VersionedFormMixin
+from clinic.widgets import DayField, DayInput, DayTimeField, DayTimeInput
 from patients.models import TreatmentArea
 from treatments.models import (
     DAY_OF_QUESTIONS,
@@ -37,7 +39,7 @@ def batch_label(batch: Batch, *, today: Any = None) -> str:
     label = _("%(product)s · lot %(lot)s · expires %(day)s") % {
         "product": batch.product.name,
         "lot": batch.lot_number,
-        "day": batch.expiry_date.strftime("%d/%m/%Y"),
+        "day": dates.day(batch.expiry_date),
     }
     if today is not None and not batch.is_usable_on(today):
         label += " " + _("(cannot be used)")
@@ -251,14 +253,14 @@ CocktailLineFormSet = formset_factory(
 class AdverseEventForm(TextBlocksMixin, forms.Form):
     effect = forms.ChoiceField(label=gettext_lazy("Effect"), choices=BLANK + AdverseEffect.choices)
     severity = forms.ChoiceField(label=gettext_lazy("Severity"), choices=BLANK + Severity.choices)
-    onset = forms.DateTimeField(
+    onset = DayTimeField(
         label=gettext_lazy("Started"),
-        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+        widget=DayTimeInput(),
     )
-    resolved_on = forms.DateField(
+    resolved_on = DayField(
         label=gettext_lazy("Resolved on"),
         required=False,
-        widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"),
+        widget=DayInput(),
         help_text=gettext_lazy("Leave empty if not resolved yet."),
     )
     follow_up_needed = forms.BooleanField(label=gettext_lazy("Follow-up needed"), required=False)
