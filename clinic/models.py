@@ -9,9 +9,11 @@ from django.apps import apps
 from django.contrib.auth.models import AbstractUser
 from django.contrib.postgres.fields import ArrayField
 from django.db import models
-from django.db.models.functions import Lower, Upper
+from django.db.models.functions import Lower, Mod, Upper
+from django.db.models.lookups import Exact
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from phonenumber_field.modelfields import PhoneNumberField
 
 from clinic.names import nfc, person_name
 from clinic.roles import Role
@@ -324,3 +326,166 @@ class StaffInvitation(models.Model):
     @property
     def role_labels(self) -> list[str]:
         return [str(Role(r).label) for r in Role if r.value in self.roles]
+
+
+def _settings_constraints() -> list[models.BaseConstraint]:
+    """The check constraints of ClinicSettings, from clinic/clinic_settings_rules.py."""
+    from django.db.models import F, Q
+
+    from clinic.clinic_settings_rules import BOUNDS, WEEKDAYS
+
+    checks: list[models.BaseConstraint] = []
+    for name in (
+        "medical_history_valid_days",
+        "allergy_test_valid_months",
+        "default_session_minutes",
+        "adult_record_retention_years",
+        "child_record_retention_until_age",
+    ):
+        bound = BOUNDS[name]
+        checks.append(
+            models.CheckConstraint(
+                condition=Q(**{f"{name}__gte": bound.minimum, f"{name}__lte": bound.maximum}),
+                name=f"clinicsettings_{name}_range",
+            )
+        )
+    checks.append(
+        models.CheckConstraint(
+            condition=Exact(
+                Mod("default_session_minutes", BOUNDS["default_session_minutes"].step), 0
+            ),
+            name="clinicsettings_session_minutes_step",
+        )
+    )
+    hours = BOUNDS["reminder_hours"]
+    in_range = {"gte": hours.minimum, "lte": hours.maximum}
+    checks.append(
+        models.CheckConstraint(
+            condition=Q(**{f"reminder_first_hours__{k}": v for k, v in in_range.items()})
+            & (
+                Q(reminder_second_hours__isnull=True, reminder_third_hours__isnull=True)
+                | Q(
+                    reminder_second_hours__isnull=False,
+                    reminder_second_hours__gte=hours.minimum,
+                    reminder_second_hours__lt=F("reminder_first_hours"),
+                    reminder_third_hours__isnull=True,
+                )
+                | Q(
+                    reminder_second_hours__isnull=False,
+                    reminder_third_hours__isnull=False,
+                    reminder_second_hours__gte=hours.minimum,
+                    reminder_second_hours__lt=F("reminder_first_hours"),
+                    reminder_third_hours__gte=hours.minimum,
+                    reminder_third_hours__lt=F("reminder_second_hours"),
+                )
+            ),
+            name="clinicsettings_reminders_ordered_in_range",
+        )
+    )
+    checks.append(
+        models.CheckConstraint(
+            condition=~Q(quiet_hours_start=F("quiet_hours_end")),
+            name="clinicsettings_quiet_hours_differ",
+        )
+    )
+    for day in WEEKDAYS:
+        checks.append(
+            models.CheckConstraint(
+                condition=Q(**{f"{day}_opens__isnull": True, f"{day}_closes__isnull": True})
+                | Q(
+                    **{
+                        f"{day}_opens__isnull": False,
+                        f"{day}_closes__isnull": False,
+                        f"{day}_closes__gt": F(f"{day}_opens"),
+                    }
+                ),
+                name=f"clinicsettings_{day}_closes_after_opens",
+            )
+        )
+    checks.append(
+        models.CheckConstraint(
+            condition=~Q(clinic_name=""), name="clinicsettings_clinic_name_given"
+        )
+    )
+    return checks
+
+
+class ClinicSettings(models.Model):
+    """One version of what a clinic changes without a deployment.
+
+    Append-only: each save by a manager inserts a row (who, when, why) and
+    the newest row is the clinic's settings (read through
+    clinic/clinic_settings.py `current()`); the database refuses UPDATE,
+    DELETE and TRUNCATE. The first row is the migration's, from the defaults
+    and the environment values of before. Bounds and their reasons:
+    clinic/clinic_settings_rules.py.
+    """
+
+    created_at = models.DateTimeField(_("changed at"), default=timezone.now)
+    # None: the first row, written by the migration.
+    changed_by = models.ForeignKey(
+        User,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        verbose_name=_("changed by"),
+    )
+    reason = models.CharField(_("reason for the change"), max_length=300, blank=True)
+
+    clinic_name = models.CharField(_("clinic name"), max_length=100)
+    clinic_address = models.TextField(_("address"), max_length=300, blank=True)
+    clinic_phone = PhoneNumberField(_("phone"), blank=True)
+    clinic_email = models.EmailField(_("email"), blank=True)
+
+    monday_opens = models.TimeField(_("Monday opens"), null=True, blank=True)
+    monday_closes = models.TimeField(_("Monday closes"), null=True, blank=True)
+    tuesday_opens = models.TimeField(_("Tuesday opens"), null=True, blank=True)
+    tuesday_closes = models.TimeField(_("Tuesday closes"), null=True, blank=True)
+    wednesday_opens = models.TimeField(_("Wednesday opens"), null=True, blank=True)
+    wednesday_closes = models.TimeField(_("Wednesday closes"), null=True, blank=True)
+    thursday_opens = models.TimeField(_("Thursday opens"), null=True, blank=True)
+    thursday_closes = models.TimeField(_("Thursday closes"), null=True, blank=True)
+    friday_opens = models.TimeField(_("Friday opens"), null=True, blank=True)
+    friday_closes = models.TimeField(_("Friday closes"), null=True, blank=True)
+    saturday_opens = models.TimeField(_("Saturday opens"), null=True, blank=True)
+    saturday_closes = models.TimeField(_("Saturday closes"), null=True, blank=True)
+    sunday_opens = models.TimeField(_("Sunday opens"), null=True, blank=True)
+    sunday_closes = models.TimeField(_("Sunday closes"), null=True, blank=True)
+
+    # Hours before a session, first (longest) to last; the later ones optional.
+    reminder_first_hours = models.PositiveSmallIntegerField(_("first reminder (hours before)"))
+    reminder_second_hours = models.PositiveSmallIntegerField(
+        _("second reminder (hours before)"), null=True, blank=True
+    )
+    reminder_third_hours = models.PositiveSmallIntegerField(
+        _("third reminder (hours before)"), null=True, blank=True
+    )
+    quiet_hours_start = models.TimeField(_("quiet hours start"))
+    quiet_hours_end = models.TimeField(_("quiet hours end"))
+
+    medical_history_valid_days = models.PositiveSmallIntegerField(
+        _("a medical history is valid for (days)")
+    )
+    allergy_test_valid_months = models.PositiveSmallIntegerField(
+        _("a negative allergy reading is valid for (months)")
+    )
+    default_session_minutes = models.PositiveSmallIntegerField(
+        _("default session length (minutes)")
+    )
+
+    adult_record_retention_years = models.PositiveSmallIntegerField(
+        _("adult records kept after the last treatment (years)")
+    )
+    child_record_retention_until_age = models.PositiveSmallIntegerField(
+        _("records of patients treated as children kept until age")
+    )
+
+    class Meta:
+        verbose_name = _("clinic settings")
+        verbose_name_plural = _("clinic settings")
+        ordering = ["-id"]
+        constraints = _settings_constraints()
+
+    def __str__(self) -> str:
+        return f"clinic settings #{self.pk}"
