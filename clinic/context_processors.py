@@ -39,6 +39,7 @@ NAVIGATION: tuple[NavItem, ...] = (
     NavItem(_("Catalogue"), "treatments:catalogue", frozenset({Role.PRACTITIONER, Role.MANAGER})),
     NavItem(_("Consent forms"), "consent:form_list", frozenset({Role.PRACTITIONER, Role.MANAGER})),
     NavItem(_("Reports"), "treatments:reports", frozenset({Role.MANAGER})),
+    NavItem(_("Import patients"), "patients:import_list", frozenset({Role.MANAGER})),
     NavItem(_("Staff"), "staff_list", frozenset({Role.MANAGER})),
     NavItem(_("Audit log"), "audit_log", frozenset({Role.MANAGER})),
 )

@@ -253,10 +253,13 @@ for _proxy in TRUSTED_PROXIES:
 # Forms (a drawn signature is at most 512 KB) stay far below the general limit;
 # Django's own DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MB of form fields) still applies.
 REQUEST_BODY_MAX_BYTES = env.int("REQUEST_BODY_MAX_BYTES", default=3 * 1024 * 1024)
-# Routes that take a photo (15 MB at most, checked again by the view, which
+# Routes that take a file: a photo (15 MB at most, checked again by the view, which
 # answers a photo between 15 and 20 MB on its own page with the form kept).
 UPLOAD_BODY_MAX_BYTES = env.int("UPLOAD_BODY_MAX_BYTES", default=20 * 1024 * 1024)
-UPLOAD_ROUTES = frozenset({"patients:photos", "treatments:allergy_test_read"})
+# The patient import's upload (10 MB at most, checked again by its page).
+UPLOAD_ROUTES = frozenset(
+    {"patients:photos", "treatments:allergy_test_read", "patients:import_list"}
+)
 
 # Content Security Policy: scripts and styles only from our own static files.
 CONTENT_SECURITY_POLICY = {

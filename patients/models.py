@@ -557,3 +557,100 @@ class ContactChange(models.Model):
 
     def __str__(self) -> str:
         return f"{self.field} changed at {self.changed_at:%Y-%m-%d %H:%M}"
+
+
+class PatientImportStatus(models.TextChoices):
+    UPLOADED = "uploaded", _("Columns to match")
+    PREVIEW = "preview", _("Ready to check")
+    QUEUED = "queued", _("Waiting to start")
+    RUNNING = "running", _("Importing")
+    DONE = "done", _("Imported")
+    FAILED = "failed", _("Stopped, nothing imported")
+    CANCELLED = "cancelled", _("Discarded")
+
+
+# Every move an import may make (patients.imports enforces it): the columns
+# are matched and rows fixed or left out until it is confirmed; it then runs
+# once, and either imports every row or stops with a reason, to be fixed and
+# confirmed again.
+PATIENT_IMPORT_MOVES: dict[str, frozenset[str]] = {
+    PatientImportStatus.UPLOADED: frozenset({"preview", "cancelled"}),
+    PatientImportStatus.PREVIEW: frozenset({"preview", "queued", "cancelled"}),
+    PatientImportStatus.QUEUED: frozenset({"running"}),
+    PatientImportStatus.RUNNING: frozenset({"running", "done", "failed"}),
+    PatientImportStatus.FAILED: frozenset({"preview", "cancelled"}),
+    PatientImportStatus.DONE: frozenset(),
+    PatientImportStatus.CANCELLED: frozenset(),
+}
+
+
+class PatientImport(models.Model):
+    """A patient list brought from another system (patients.imports): the
+    file's rows as text, how its columns match the register's fields, each
+    row's problems, and the state of the import, which creates every patient
+    in one transaction or none. The rows are cleared once the import is done
+    or discarded: the register then holds what counts."""
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", editable=False
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    file_name = models.CharField(max_length=200)
+    # SHA-256 of the file's bytes: the same file is never imported twice.
+    file_sha256 = models.CharField(max_length=64)
+    status = models.CharField(
+        max_length=10, choices=PatientImportStatus.choices, default=PatientImportStatus.UPLOADED
+    )
+    # The header row, and every other row as a list of texts of its width.
+    headers = models.JSONField(default=list)
+    rows = models.JSONField(default=list, blank=True)
+    row_count = models.PositiveIntegerField(default=0)
+    # Register field name -> column position (0-based).
+    mapping = models.JSONField(default=dict, blank=True)
+    # Positions (0-based) of rows left out by the manager.
+    dropped = models.JSONField(default=list, blank=True)
+    # Row position (as text) -> sentences naming what is wrong with it.
+    problems = models.JSONField(default=dict, blank=True)
+    imported_count = models.PositiveIntegerField(default=0)
+    # Why the last run stopped (status failed), in words for the manager.
+    error = models.TextField(blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # Raised by every change: a page confirming an older state is refused.
+    version = models.PositiveIntegerField(default=1)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            # One file, one import: a second upload of it finds the first.
+            models.UniqueConstraint(
+                fields=["file_sha256"],
+                condition=~models.Q(status="cancelled"),
+                name="patient_import_file_once",
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(status="done") | models.Q(finished_at__isnull=False),
+                name="patient_import_done_has_time",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.file_name
+
+    def get_absolute_url(self) -> str:
+        return reverse("patients:import_detail", kwargs={"job": self.uuid})
+
+    @property
+    def is_running(self) -> bool:
+        return self.status in {PatientImportStatus.QUEUED, PatientImportStatus.RUNNING}
+
+    @property
+    def can_change(self) -> bool:
+        """Whether columns and rows may still be changed (before it runs, or after it stopped)."""
+        return self.status in {
+            PatientImportStatus.UPLOADED,
+            PatientImportStatus.PREVIEW,
+            PatientImportStatus.FAILED,
+        }
