@@ -2,7 +2,8 @@
 upload, match the columns, check each row's problems (fix or leave out),
 confirm, and follow the import's progress. patients.imports does the work.
 
-Each import is its uploader's: another user's import is not found (404)."""
+Any manager may look at an import; only its uploader changes, confirms or
+discards it (another manager's post is refused with a 403)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from clinic.access import refused_as, signed_in_user, staff
 from clinic.models import User
-from clinic.refusals import refusal_status
+from clinic.refusals import RefusalKind, refusal_status
 from clinic.roles import Role
 from patients.import_forms import (
     ImportActionForm,
@@ -48,11 +49,23 @@ RECENT_IMPORTS = 10
 
 
 def _job_for(user: User, job_uuid: uuid.UUID) -> PatientImport:
-    job = PatientImport.objects.filter(uuid=job_uuid, created_by=user).first()
+    """The import any manager may look at; 404 when there is none."""
+    job = PatientImport.objects.select_related("created_by").filter(uuid=job_uuid).first()
     if job is None:
         raise Http404
-    job.created_by = user
     return job
+
+
+def _owner_check(user: User, job: PatientImport) -> None:
+    """Only the manager who uploaded an import changes, confirms or discards
+    it: a post from anyone else is refused (403), whatever it carries."""
+    if job.created_by_id != user.pk:
+        raise ImportRefusedError(
+            _("Only %(name)s, who uploaded this file, can change, import or discard it.")
+            % {"name": job.created_by.get_full_name() or job.created_by.get_username()},
+            code="import_not_yours",
+            kind=RefusalKind.FORBIDDEN,
+        )
 
 
 def _form_errors(form: ImportActionForm) -> str:
@@ -87,18 +100,17 @@ def import_list(request: HttpRequest) -> HttpResponse:
                     form.add_error("file", refusal.message)
                     status = refusal_status(refusal)
                     found = getattr(refusal, "job", None)
-                    if found is not None and found.created_by_id == user.pk:
-                        earlier = found
+                    earlier = found
                 else:
                     return HttpResponseRedirect(reverse("patients:import_columns", args=[job.uuid]))
         else:
             status = 400
     jobs = (
-        PatientImport.objects.filter(created_by=user)
-        .exclude(status=PatientImportStatus.CANCELLED)
+        PatientImport.objects.exclude(status=PatientImportStatus.CANCELLED)
+        .select_related("created_by")
         .only(
             "uuid", "file_name", "status", "row_count", "imported_count", "created_at",
-            "created_by_id",
+            "created_by__username", "created_by__first_name", "created_by__last_name",
         )[:RECENT_IMPORTS]
     )  # fmt: skip
     return render(
@@ -133,6 +145,7 @@ def import_columns(request: HttpRequest, job: uuid.UUID) -> HttpResponse:
     if request.method == "POST":
         if form.is_valid():
             try:
+                _owner_check(user, found)
                 patient_import_map(
                     job=found,
                     user=user,
@@ -207,6 +220,7 @@ def import_detail(request: HttpRequest, job: uuid.UUID) -> HttpResponse:
     data = form.cleaned_data
     action = data["action"]
     try:
+        _owner_check(user, found)
         if action == "confirm":
             patient_import_confirm(job=found, user=user, expected_version=data["version"])
             messages.success(request, _("The import has started."))
@@ -256,6 +270,7 @@ def import_row(request: HttpRequest, job: uuid.UUID, row: int) -> HttpResponse:
     if request.method == "POST":
         if form.is_valid():
             try:
+                _owner_check(user, found)
                 patient_import_row_fix(
                     job=found,
                     user=user,

@@ -63,6 +63,9 @@ SAMPLE_KWARGS: dict[str, str] = {
     "document": "00000000-0000-4000-8000-000000000061",
     # staff
     "member": "00000000-0000-4000-8000-000000000070",
+    # patient import (tests/patients/samples_import.py)
+    "job": "00000000-0000-4000-8000-000000000080",
+    "row": "0",
 }
 
 # Tables a GET may write to: the session (idle timer), the audit trail
@@ -167,6 +170,7 @@ def sample_objects(db: None, frozen: None) -> None:
     """The objects SAMPLE_KWARGS name, so allowed personas see real pages."""
     from tests.consent.samples import create_samples as consent_samples
     from tests.factories import PatientFactory
+    from tests.patients.samples_import import create_samples as import_samples
     from tests.treatments.samples_allergy import create_samples as allergy_samples
     from tests.treatments.samples_booking import create_samples as booking_samples
     from tests.treatments.samples_catalogue import create_samples as catalogue_samples
@@ -184,6 +188,7 @@ def sample_objects(db: None, frozen: None) -> None:
     session_samples(SAMPLE_KWARGS)
     reminder_samples(SAMPLE_KWARGS)
     portal_samples(SAMPLE_KWARGS)
+    import_samples(SAMPLE_KWARGS)
 
 
 def _staff_samples() -> None:
@@ -347,6 +352,11 @@ ALLOWED_POST_STATUS: dict[str, tuple[int, int]] = {
     "staff_member": (400, 400),  # no change named: said on the page
     "staff_join": (400, 400),  # the sample token is no invitation link
     "staff_invite": (200, 200),  # the form again, with its messages
+    # The patient import: no file, no action or another manager's import: said on the page.
+    "patients:import_list": (400, 400),
+    "patients:import_detail": (400, 400),
+    "patients:import_columns": (400, 400),
+    "patients:import_row": (400, 400),
     "treatments:hours_clear": (302, 302),  # no weekday named: back to the hours
     "treatments:portal_invite": (302, 302),  # the other patient is invited
     # Forms: an empty post is the form again (200), a forged one a 400.
@@ -523,6 +533,13 @@ NOT_PATIENT_READS: dict[str, str] = {
     "staff_invite": "an empty invitation form",
     "staff_member": "a member of staff: no patient",
     "staff_join": "joining the staff",
+    # A file's rows before they are patients; a possible duplicate is named
+    # (name and birth date, as registration's warning does), never opened.
+    "patients:import_list": "the imports: file names and counts",
+    "patients:import_detail": "an import's rows, not yet in the register",
+    "patients:import_columns": "an import's columns and first rows",
+    "patients:import_row": "one row of an import, not yet a patient",
+    "patients:import_progress": "an import's progress: counts",
     "patients:list": "the register: names and birth dates, no clinical data",
     "patients:create": "an empty registration form",
     "patients:consultation_new": "an empty form under the patient's name",

@@ -380,21 +380,39 @@ def test_other_roles_are_refused(client: Client, persona: User, manager: User) -
     assert job.status == PatientImportStatus.PREVIEW
 
 
-def test_another_managers_import_is_not_found(
+def test_another_manager_sees_an_import_but_cannot_confirm_or_change_it(
     client: Client, manager: User, make_staff: Any
 ) -> None:
     from clinic.roles import Role
 
-    job = mapped(manager, csv_bytes(good_rows(2)))
+    job = mapped(manager, csv_bytes(["Ana,Lee,31/02/1990,,,", *good_rows(2)]))
     other = make_staff("other_manager", Role.MANAGER)
     sign_in(client, other)
+    detail = reverse("patients:import_detail", args=[job.uuid])
+    assert client.get(detail).status_code == 200
+    for action in ("confirm", "cancel", "leave_out"):
+        response = client.post(detail, {"action": action, "version": job.version, "row": 0})
+        assert response.status_code == 403, action
+        assert "Only Max" in response.content.decode()
     response = client.post(
-        reverse("patients:import_detail", args=[job.uuid]),
-        {"action": "confirm", "version": job.version},
+        reverse("patients:import_row", args=[job.uuid, 0]),
+        {"version": job.version, "first_name": "Ana", "last_name": "Lee",
+         "date_of_birth": "01/01/1990"},
+    )  # fmt: skip
+    assert response.status_code == 403
+    response = client.post(
+        reverse("patients:import_columns", args=[job.uuid]),
+        {"version": job.version, "first_name": 0, "last_name": 1, "date_of_birth": 2},
     )
-    assert response.status_code == 404
-    job.refresh_from_db()
-    assert job.status == PatientImportStatus.PREVIEW
+    assert response.status_code == 403
+    fresh = PatientImport.objects.get(pk=job.pk)
+    assert (fresh.status, fresh.version, fresh.dropped) == (job.status, job.version, [])
+
+
+def test_an_unknown_import_is_not_found(client: Client, manager: User) -> None:
+    sign_in(client, manager)
+    url = reverse("patients:import_detail", args=["00000000-0000-4000-8000-00000000abcd"])
+    assert client.post(url, {"action": "confirm", "version": 1}).status_code == 404
 
 
 @pytest.mark.parametrize(
