@@ -91,8 +91,9 @@ class _ViewMiddleware:
 class StaffTwoFactorMiddleware(_ViewMiddleware):
     """A signed-in staff member who has set up two-factor authentication
     confirms a code (or a backup code) before reaching anything but the
-    two-factor pages, sign-out and public routes, whatever the clinic-wide
-    setting. REQUIRE_STAFF_2FA decides only whether setting it up is
+    two-factor step, sign-out and public routes (not the setup page: a
+    password alone sets up nothing over a second factor held), whatever the
+    clinic-wide setting. REQUIRE_STAFF_2FA decides only whether setting it up is
     compulsory: with it on, one who has not is sent to set it up first."""
 
     def process_view(
@@ -110,10 +111,14 @@ class StaffTwoFactorMiddleware(_ViewMiddleware):
         if access is not None and access.kind == "public":
             return None
         match = request.resolver_match
-        if match is not None and match.url_name in {"two_factor", "two_factor_setup", "logout"}:
+        if match is not None and match.url_name in {"two_factor", "logout"}:
             return None
         if has_two_factor_device(request.user):
+            # Backup codes count: a password alone never reaches the setup
+            # page of someone who holds a second factor.
             target = "two_factor"
+        elif match is not None and match.url_name == "two_factor_setup":
+            return None
         elif settings.REQUIRE_STAFF_2FA:
             target = "two_factor_setup"
         else:

@@ -446,18 +446,30 @@ def staff_authenticator_reset(*, actor: User, member: User) -> int:
     return authenticators + backups
 
 
-def authenticator_replace(*, user: User) -> StaticDevice | None:
-    """`user` replaces their own authenticator (a new phone, or a lost one
-    after signing in with a backup code): the app set up so far stops
-    working and they set up the new one next (`two_factor_setup`), which
-    also gives them new backup codes. Returns their backup codes' device,
-    to keep the session confirmed with, or None when they have none.
-    Audited as "reset the authenticator of" their own account."""
+def authenticator_enrol(*, user: User, key: str, last_t: int) -> tuple[TOTPDevice, list[str]]:
+    """Save `user`'s authenticator app once a code has confirmed it: `key`
+    is its secret (hex), `last_t` the time step (30-second periods since
+    1970, UTC) of the code that confirmed it, which never works again. It
+    takes the place of any authenticator they had: a new phone is set up
+    while the old one still works, and the old one stops only now (the
+    person signed in with it, or with a backup code, in this sign-in: the
+    two-factor setup page checks that). New backup codes come with it, in
+    place of any they had (`backup_codes_issue`). Returns the device and
+    the codes, shown once. Audited as "set up two-factor" and, when an
+    authenticator was replaced, "reset the authenticator of" their own
+    account; raises nothing of its own."""
     with transaction.atomic():
         member = _member_locked(user)
-        TOTPDevice.objects.filter(user=member).delete()
-        _audit_account(member, AuditAction.TWO_FACTOR_RESET, member, ["authenticator", "own"])
-        return StaticDevice.objects.filter(user=member, confirmed=True).order_by("pk").first()
+        replaced = TOTPDevice.objects.filter(user=member).delete()[1].get(TOTPDevice._meta.label, 0)
+        if replaced:
+            _audit_account(member, AuditAction.TWO_FACTOR_RESET, member, ["authenticator", "own"])
+        device = TOTPDevice.objects.create(
+            user=member, name="authenticator", key=key, confirmed=True, last_t=last_t
+        )
+        audit_log(actor=member, action=AuditAction.TWO_FACTOR_ENROLLED, obj=member)
+        # Backup codes come with the authenticator: a lost phone needs no manager.
+        codes = backup_codes_issue(user=member)
+    return device, codes
 
 
 # --- Backup codes ---------------------------------------------------------------------------

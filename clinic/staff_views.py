@@ -16,7 +16,6 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_http_methods
-from django_otp import login as otp_login
 
 from clinic.access import authenticated, public, refused_as, signed_in_user, staff
 from clinic.concurrency import AlreadySubmittedError
@@ -28,7 +27,6 @@ from clinic.selectors import previous_sign_in
 from clinic.staff import (
     INVITATION_VALID,
     StaffRefusedError,
-    authenticator_replace,
     backup_codes_issue,
     backup_codes_left,
     invitations_waiting,
@@ -59,6 +57,7 @@ from clinic.staff_forms import (
     StaffInviteForm,
     StaffJoinForm,
 )
+from clinic.views import REPLACING_SESSION
 
 STAFF_TASK = gettext_lazy(
     "Inviting staff, giving roles and unlocking accounts is done by a manager."
@@ -359,10 +358,9 @@ def account(request: HttpRequest) -> HttpResponse:
             )
             status = 409
         elif form.cleaned_data["action"] == "replace_authenticator":
-            device = authenticator_replace(user=user)
-            if device is not None:
-                # The session stays confirmed, by the backup codes, until the new app is.
-                otp_login(request, device)
+            # Nothing changes yet: the old app works until the new one is
+            # confirmed on the setup page (clinic.staff.authenticator_enrol).
+            request.session[REPLACING_SESSION] = True
             target = reverse("two_factor_setup") + "?" + urlencode({"next": reverse("account")})
             return HttpResponseRedirect(target)
         else:

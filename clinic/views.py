@@ -7,6 +7,7 @@ import io
 import ipaddress
 import time
 from typing import Any
+from urllib.parse import urlencode
 
 import qrcode
 import qrcode.image.svg
@@ -14,7 +15,6 @@ from django import forms
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
-from django.db import transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
@@ -35,6 +35,7 @@ from clinic.context import current_request_id
 from clinic.errorpages import error_page_context
 from clinic.forms import AuditFilterForm, TokenForm
 from clinic.health import run_checks
+from clinic.middleware import has_two_factor_device
 from clinic.models import AuditAction, SignInMailKind, User
 from clinic.proxies import client_ip
 from clinic.roles import Role
@@ -52,8 +53,8 @@ from clinic.sign_in_mail import sign_in_mail_request
 from clinic.signin import sign_in_locks
 from clinic.staff import (
     SecondFactorThrottledError,
+    authenticator_enrol,
     backup_code_use,
-    backup_codes_issue,
     backup_codes_left,
     two_factor_enrolled,
 )
@@ -202,6 +203,9 @@ def _qr_data_uri(text: str) -> str:
 
 
 SETUP_KEY_SESSION = "_clinic_totp_setup_key"
+# Set by "Set up a new phone" on the account page: the setup page then
+# replaces the authenticator instead of sending an enrolled person away.
+REPLACING_SESSION = "_clinic_totp_replacing"
 
 
 @authenticated
@@ -210,12 +214,21 @@ def two_factor_setup(request: HttpRequest) -> HttpResponse:
     """Enrol an authenticator app: scan the code, confirm with one code; the
     page that confirms it shows the person's ten backup codes, once.
 
+    Whoever holds a second factor (an authenticator, unused backup codes)
+    passes it in this sign-in before setting one up: a password alone never
+    replaces the owner's phone. A new phone replaces the old one only once
+    a code from the new one confirms it, so the old one works until then.
     The key waits in the session until a code confirms it; only then is a
     device saved, so looking at this page writes nothing to the database.
     """
     user = signed_in_user(request)
-    if two_factor_enrolled(user):
-        return HttpResponseRedirect(reverse("two_factor"))
+    if not request.user.is_verified() and has_two_factor_device(user):  # type: ignore[union-attr]
+        target = reverse("two_factor") + "?" + urlencode({"next": request.get_full_path()})
+        return HttpResponseRedirect(target)
+    replacing = two_factor_enrolled(user)
+    if replacing and not request.session.get(REPLACING_SESSION):
+        # Already set up: a new phone is asked for on the account page.
+        return HttpResponseRedirect(reverse("account"))
     key = request.session.get(SETUP_KEY_SESSION) or random_hex(20)
     request.session[SETUP_KEY_SESSION] = key
     device = TOTPDevice(user=user, name="authenticator", key=key, confirmed=True)
@@ -224,20 +237,16 @@ def two_factor_setup(request: HttpRequest) -> HttpResponse:
         totp = TOTP(device.bin_key, device.step, device.t0, device.digits, device.drift)
         totp.time = time.time()
         if totp.verify(int(form.cleaned_data["otp_token"]), tolerance=device.tolerance):
-            with transaction.atomic():
-                device.last_t = totp.t()
-                device.save()
-                audit_log(actor=user, action=AuditAction.TWO_FACTOR_ENROLLED, obj=user)
-                # Backup codes come with the authenticator: a lost phone needs no manager.
-                codes = backup_codes_issue(user=user)
+            device, codes = authenticator_enrol(user=user, key=key, last_t=totp.t())
             del request.session[SETUP_KEY_SESSION]
+            request.session.pop(REPLACING_SESSION, None)
             otp_login(request, device)
             _audit_second_factor(request, confirmed=True)
             messages.success(request, _("Two-factor authentication is on for your account."))
             return render(
                 request,
                 "registration/backup_codes.html",
-                {"codes": codes, "next": _safe_next(request), "replaced": False},
+                {"codes": codes, "next": _safe_next(request), "replaced": replacing},
             )
         form.add_error("otp_token", _("That code does not match. Check the time on your phone."))
     if request.method == "POST":
@@ -251,6 +260,7 @@ def two_factor_setup(request: HttpRequest) -> HttpResponse:
             "qr": _qr_data_uri(device.config_url),
             "secret": " ".join(secret[i : i + 4] for i in range(0, len(secret), 4)),
             "next": _safe_next(request),
+            "replacing": replacing,
         },
     )
 

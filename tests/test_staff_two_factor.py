@@ -231,20 +231,109 @@ def test_backup_codes_need_an_authenticator_first(
         assert client.post(ACCOUNT, data).status_code == 400
 
 
+def _secret_on(page: str) -> str:
+    return re.search(r'data-testid="totp-secret">([A-Z2-7 ]+)<', page).group(1)  # type: ignore[union-attr]
+
+
 def test_a_new_phone_after_a_lost_one_needs_no_manager(receptionist: User) -> None:
     codes = backup_codes_issue(user=receptionist)
     client, _response = password_sign_in("reception")
     client.post(CODE, {"otp_token": codes[0], "next": "/"})
     response = client.post(ACCOUNT, {"action": "replace_authenticator"})
     assert response["Location"].startswith(SETUP)
-    assert not TOTPDevice.objects.filter(user=receptionist).exists()
     page = client.get(response["Location"]).content.decode()
-    secret = re.search(r'data-testid="totp-secret">([A-Z2-7 ]+)<', page).group(1)  # type: ignore[union-attr]
-    device = TOTPDevice(user=receptionist, key=_hex_of(secret))
+    assert "keeps working until a code from the new phone confirms it" in page
+    device = TOTPDevice(user=receptionist, key=_hex_of(_secret_on(page)))
     done = client.post(SETUP, {"otp_token": totp_code(device), "next": ACCOUNT})
     fresh = codes_on(done.content.decode())
     assert len(fresh) == BACKUP_CODE_COUNT
+    assert "These replace your earlier backup codes" in done.content.decode()
     assert TOTPDevice.objects.filter(user=receptionist, confirmed=True).count() == 1
     assert backup_code_use(user=receptionist, code=codes[1]) is None
     reset = AuditEvent.objects.get(action=AuditAction.TWO_FACTOR_RESET)
     assert (reset.actor, reset.changed_fields) == (receptionist, ["authenticator", "own"])
+
+
+def test_the_old_phone_works_until_the_new_one_is_confirmed(receptionist: User) -> None:
+    old = TOTPDevice.objects.get(user=receptionist)
+    client = sign_in(Client(), receptionist)
+    response = client.post(ACCOUNT, {"action": "replace_authenticator"})
+    assert response["Location"].startswith(SETUP)
+    page = client.get(response["Location"]).content.decode()
+    # Pressed, not yet confirmed: the old app still signs in, nothing removed.
+    assert TOTPDevice.objects.filter(pk=old.pk).exists()
+    assert not AuditEvent.objects.filter(action=AuditAction.TWO_FACTOR_RESET).exists()
+    elsewhere, _response = password_sign_in("reception")
+    with time_machine.travel(MORNING.replace(minute=31), tick=False):
+        assert elsewhere.post(CODE, {"otp_token": totp_code(old), "next": "/"})["Location"] == "/"
+        new = TOTPDevice(user=receptionist, key=_hex_of(_secret_on(page)))
+        client.post(SETUP, {"otp_token": totp_code(new), "next": ACCOUNT})
+    assert not TOTPDevice.objects.filter(pk=old.pk).exists()
+    assert TOTPDevice.objects.get(user=receptionist).key == new.key
+
+
+def test_someone_signed_in_with_both_factors_is_sent_to_the_account_page_to_replace(
+    receptionist: User,
+) -> None:
+    client = sign_in(Client(), receptionist)
+    assert client.get(SETUP)["Location"] == ACCOUNT
+    assert TOTPDevice.objects.filter(user=receptionist).count() == 1
+
+
+def _password_alone_tries_to_enrol(user: User) -> tuple[int, str]:
+    """Sign in as `user` with the password only, then open the setup page
+    and post a code of a phone of one's own, as someone who knows only the
+    password would: the setup page's status and where it leads."""
+    attacker, _response = password_sign_in(user.username)
+    page = attacker.get(SETUP)
+    own_phone = TOTPDevice(user=user, key="3132333435363738393031323334353637383930")
+    attacker.post(SETUP, {"otp_token": totp_code(own_phone), "next": "/"})
+    home = attacker.get("/")
+    assert home.status_code == 302
+    assert home["Location"].startswith(CODE)
+    return page.status_code, page.get("Location", "")
+
+
+def test_a_password_alone_cannot_set_up_a_phone_over_backup_codes(receptionist: User) -> None:
+    """The authenticator gone (a manager or an older version removed it)
+    while backup codes are left: the backup code is asked first, and the
+    owner's codes stay theirs."""
+    codes = backup_codes_issue(user=receptionist)
+    TOTPDevice.objects.filter(user=receptionist).delete()
+    status, location = _password_alone_tries_to_enrol(receptionist)
+    assert status == 302
+    assert location.startswith(CODE)
+    assert not TOTPDevice.objects.filter(user=receptionist).exists()
+    stored = set(
+        StaticToken.objects.filter(device__user=receptionist).values_list("token", flat=True)
+    )
+    assert stored == set(codes)
+    assert not AuditEvent.objects.filter(action=AuditAction.TWO_FACTOR_ENROLLED).exists()
+
+
+def test_a_password_alone_cannot_replace_a_phone_being_replaced(receptionist: User) -> None:
+    """The owner pressed "Set up a new phone" and has not confirmed it yet:
+    someone with the password alone is still asked for a code."""
+    old = TOTPDevice.objects.get(user=receptionist)
+    owner = sign_in(Client(), receptionist)
+    owner.post(ACCOUNT, {"action": "replace_authenticator"})
+    status, location = _password_alone_tries_to_enrol(receptionist)
+    assert (status, location.split("?")[0]) == (302, CODE)
+    assert list(TOTPDevice.objects.filter(user=receptionist)) == [old]
+
+
+def test_backup_codes_lead_to_the_setup_page_when_the_authenticator_is_gone(
+    receptionist: User,
+) -> None:
+    codes = backup_codes_issue(user=receptionist)
+    TOTPDevice.objects.filter(user=receptionist).delete()
+    client, _response = password_sign_in("reception")
+    asked = client.get(SETUP)
+    assert asked["Location"].startswith(CODE)
+    client.post(CODE, {"otp_token": codes[0], "next": SETUP})
+    page = client.get(SETUP)
+    assert page.status_code == 200
+    device = TOTPDevice(user=receptionist, key=_hex_of(_secret_on(page.content.decode())))
+    done = client.post(SETUP, {"otp_token": totp_code(device), "next": "/"})
+    assert len(codes_on(done.content.decode())) == BACKUP_CODE_COUNT
+    assert client.get("/").status_code == 200
