@@ -7,11 +7,12 @@ slot" says what it still needs; "Book a course" opens on an empty form."""
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from html import unescape
 from pathlib import Path
 
 import pytest
+import time_machine
 from django.conf import settings as django_settings
 from django.test import Client
 from django.urls import reverse
@@ -284,22 +285,89 @@ def test_the_warning_is_on_the_form_opened_from_the_calendar_and_after_a_refusal
     assert "safe to treat from Tue 24 Nov 08:00" in unescape(refused.content.decode())
 
 
+def _refusal_on_submit(client: Client, c: Clinic, day: str, start: str) -> str:
+    """The words the booking form gives on submit for `day` at `start`."""
+    response = client.post(NEW, {**booking_post(c, MONDAY, start), "date": day})
+    assert response.status_code == 400
+    assert not Booking.objects.exists()
+    found = re.findall(
+        r'class="invalid-feedback"[^>]*>.*?<strong>(.*?)</strong>', response.content.decode(), re.S
+    )
+    assert found, "the form gave no reason"
+    return unescape(" ".join(found))
+
+
 @pytest.mark.parametrize(
-    "values",
+    ("moment", "day", "start"),
     [
-        {"date": (MONDAY - timedelta(days=1)).isoformat()},  # already passed
-        {"protocol": "00000000-0000-4000-8000-0000000000aa"},
-        {"date": "tomorrow"},
+        (NOW, (MONDAY - timedelta(days=1)).isoformat(), "10:00"),  # yesterday
+        (NOW + timedelta(hours=2), MONDAY.isoformat(), "09:45"),  # earlier today
+        (NOW, "tomorrow", "10:00"),  # not a date
+        # The night the clocks go back in London: 01:30 happens twice.
+        (datetime(2026, 10, 20, 8, tzinfo=UTC), "2026-10-25", "01:30"),
+        # The night they go forward: 01:30 does not happen.
+        (datetime(2027, 3, 22, 8, tzinfo=UTC), "2027-03-28", "01:30"),
     ],
 )
-def test_a_check_of_values_the_form_never_sends_is_400(
-    client: Client, clinic: Clinic, receptionist: User, values: dict[str, str]
+def test_the_warning_says_why_a_date_or_time_cannot_be_booked_in_the_forms_words(
+    client: Client, clinic: Clinic, receptionist: User, moment: datetime, day: str, start: str
+) -> None:
+    with time_machine.travel(moment, tick=False):
+        sign_in(client, receptionist)
+        response = client.get(
+            CHECK,
+            {
+                "patient": str(clinic.patient.uuid),
+                "protocol": str(clinic.protocol.uuid),
+                "date": day,
+                "start_time": start,
+            },
+            headers={"HX-Request": "true"},
+        )
+        on_submit = _refusal_on_submit(client, clinic, day, start)
+    # htmx swaps a 2xx only: the receptionist reads the sentence as they type.
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert 'data-testid="booking-check-problem"' in body
+    said = unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", body))).strip()
+    assert said == on_submit
+    assert "safe to treat" not in said
+
+
+def test_the_warning_for_the_clocks_going_back_names_the_night(
+    client: Client, clinic: Clinic, receptionist: User
+) -> None:
+    with time_machine.travel(datetime(2026, 10, 20, 8, tzinfo=UTC), tick=False):
+        sign_in(client, receptionist)
+        status, said = _check(
+            client,
+            patient=str(clinic.patient.uuid),
+            protocol=str(clinic.protocol.uuid),
+            date="2026-10-25",
+            start_time="01:30",
+        )
+    assert (status, said) == (
+        200,
+        "01:30 on Sun 25 Oct happens twice: the clocks go back an hour that night."
+        " Choose whether you mean the first or the second time.",
+    )
+
+
+@pytest.mark.parametrize(
+    ("values", "reason"),
+    [
+        ({"protocol": "00000000-0000-4000-8000-0000000000aa"}, "Select a valid choice."),
+        ({"patient": "00000000-0000-4000-8000-0000000000aa"}, "Search for the patient"),
+    ],
+)
+def test_a_check_of_a_patient_or_protocol_the_form_never_offers_is_400(
+    client: Client, clinic: Clinic, receptionist: User, values: dict[str, str], reason: str
 ) -> None:
     sign_in(client, receptionist)
     base = {"patient": str(clinic.patient.uuid), "protocol": str(clinic.protocol.uuid)}
     status, said = _check(client, **{**base, **values})
     assert status == 400
-    assert said == ""
+    assert said.startswith(reason)
 
 
 def test_the_check_is_for_those_who_book(client: Client, clinic: Clinic, manager: User) -> None:

@@ -233,6 +233,13 @@ class BookingCheckForm(LocalStartMixin):
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
         self.starts_at = self.local_start(cleaned)
+        # Earlier today: the booking itself is refused in these words on submit
+        # (`treatments.services.booking.check_slot`); the check says them first.
+        if self.starts_at is not None and self.starts_at < timezone.now():
+            self.add_error(
+                "start_time", _("This time has already passed. Choose a time from now on.")
+            )
+            self.starts_at = None
         return cleaned
 
 

@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from django.contrib import messages
+from django.core.exceptions import NON_FIELD_ERRORS
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
@@ -141,18 +142,32 @@ class BookingCheck:
     readiness: SafeToTreat | None = None
     sentence: str = ""
     bad_input: bool = False
+    # Why the date or time chosen cannot be booked, in the booking form's own
+    # words on submit (in the past, happens twice, does not exist...).
+    problems: tuple[str, ...] = ()
+
+
+# The fields a receptionist types on the booking form: their refusals are
+# said in the warning; a patient or protocol the form never offers is not.
+_TYPED_FIELDS = ("date", "start_time", "fold", NON_FIELD_ERRORS)
 
 
 def _booking_check(data: Mapping[str, Any], user: User) -> BookingCheck:
     """Safe-to-treat for the booking the form describes (patient, protocol,
     date and start in `data`), as the booking will say once made. Booking
     stays allowed whatever it says: reception books ahead for patients who
-    will complete their records."""
+    will complete their records. A date or time the booking would be refused
+    for gives the refusal's words (`problems`); a patient or protocol the
+    form never offers is `bad_input`, with the reason in `problems`."""
     form = BookingCheckForm(data, user=user)
     if not form.complete:
         return BookingCheck()
     if not form.is_valid() or form.starts_at is None or form.chosen_patient is None:
-        return BookingCheck(bad_input=True)
+        forged = [str(m) for name in ("patient", "protocol") for m in form.errors.get(name, ())]
+        typed = [str(m) for name in _TYPED_FIELDS for m in form.errors.get(name, ())]
+        if forged or not typed:
+            return BookingCheck(bad_input=True, problems=tuple(forged))
+        return BookingCheck(problems=tuple(typed))
     readiness = booking_proposed_readiness(
         patient_id=form.chosen_patient.pk,
         protocol=form.cleaned_data["protocol"],
@@ -168,8 +183,11 @@ def booking_check(request: HttpRequest) -> HttpResponse:
     """The booking form's warning (htmx, as the form changes): whether the
     patient chosen can be treated at the time chosen, and if not, what is
     missing and from when, in reception's words. Empty until patient,
-    protocol, date and start are given; 400 for values the form never
-    sends (a time already passed, an unknown protocol)."""
+    protocol, date and start are given. A date or time the booking would be
+    refused for (already passed, happening twice or not at all as the clocks
+    change, not a date) answers 200 with the refusal's sentence, as htmx
+    swaps only a 2xx into the form; a patient or protocol the form never
+    offers answers 400 with the reason."""
     user = signed_in_user(request)
     check = _booking_check(request.GET, user)
     if check.patient is not None:
@@ -240,6 +258,8 @@ def booking_new(request: HttpRequest) -> HttpResponse:
         if wanted is not None:
             chosen = patients_visible_to(user).filter(uuid=wanted).first()
     check = _booking_check(request.POST if request.method == "POST" else form.initial, user)
+    if check.problems and request.method == "POST":
+        check = BookingCheck()  # the form's own fields say it on the page
     return render(
         request,
         "treatments/booking_form.html",
