@@ -19,8 +19,7 @@
   var COLOURS = 8;
   // Techniques given point by point: once the area is chosen, taps add points.
   var POINT_TECHNIQUES = ["papule", "point"];
-  // Fields a new line takes from the line above: how the product is given.
-  var HOW_GIVEN = ["unit", "technique", "depth_mm", "needle_gauge", "device"];
+  // Fields a copied line takes from its source.
   var EVERY_FIELD = ["batch", "amount", "unit", "area", "technique", "depth_mm", "needle_gauge", "device", "points"];
 
   var panel = document.querySelector("[data-needle-map]");
@@ -461,7 +460,8 @@
     return line;
   }
 
-  function addLine(source, whole) {
+  // A new line (source null) as the template gives it, or a copy of `source`.
+  function addLine(source) {
     var count = parseInt(total.value, 10);
     if (isNaN(count) || count >= maxLines) {
       say(word("most_lines", { max: maxLines }));
@@ -472,7 +472,7 @@
     total.value = String(count + 1);
     renumber();
     if (source) {
-      (whole ? EVERY_FIELD : HOW_GIVEN).forEach(function (name) {
+      EVERY_FIELD.forEach(function (name) {
         var from = field(source, name);
         var to = field(line, name);
         if (from && to) to.value = from.value;
@@ -485,8 +485,9 @@
   if (addButton) {
     addButton.addEventListener("click", function (event) {
       event.preventDefault();
-      var all = lines().filter(function (line) { return !leftOut(line); });
-      var line = addLine(all[all.length - 1] || null, false);
+      // A new line starts as the page's template does: how it is given from
+      // the patient's last session on the protocol, or the protocol's own.
+      var line = addLine(null);
       if (!line) return;
       say(word("added", { line: lineName(line) }));
       field(line, "batch").focus();
@@ -503,7 +504,7 @@
       mark(index, true);
       return;
     }
-    var line = addLine(source, true);
+    var line = addLine(source);
     if (!line) return;
     say(word("copied", { from: lineName(source), line: lineName(line) }));
     field(line, "amount").focus();

@@ -347,10 +347,12 @@ def test_the_course_session_comes_before_a_later_one_off_session(
     assert hidden_points(page, 0) == CHEEKS
 
 
-def test_a_first_session_takes_how_each_product_was_given_under_the_protocol(
+def test_a_first_session_takes_how_the_protocol_gives_it_not_another_patients_session(
     client: Client, practitioner: User
 ) -> None:
     world = make_world(practitioner)
+    world.protocol.default_technique, world.protocol.default_needle_gauge = "nappage", 32
+    world.protocol.save(update_fields=["default_technique", "default_needle_gauge"])
     data = session_post(world.batches)
     data.update({"lines-0-technique": "papule", "lines-0-needle_gauge": "30"})
     data.update({"lines-0-depth_mm": "2.5", "lines-0-device": "syringe"})
@@ -365,10 +367,11 @@ def test_a_first_session_takes_how_each_product_was_given_under_the_protocol(
         status=BookingStatus.BOOKED,
     )
     page = client.get(url(newcomer)).content.decode()
-    assert re.search(r'name="lines-0-technique".*?value="papule" selected', page, re.S)
-    assert re.search(r'name="lines-0-device".*?value="syringe" selected', page, re.S)
-    assert re.search(r'name="lines-0-needle_gauge"[^>]*value="30"', page)
-    assert re.search(r'name="lines-0-depth_mm"[^>]*value="2.5"', page)
+    assert re.search(r'name="lines-0-technique".*?value="nappage" selected', page, re.S)
+    assert re.search(r'name="lines-0-needle_gauge"[^>]*value="32"', page)
+    # What the protocol leaves open stays to choose: another patient's is never used.
+    assert not re.search(r'name="lines-0-device".*?value="syringe" selected', page, re.S)
+    assert not re.search(r'name="lines-0-depth_mm"[^>]*value=', page)
     assert hidden_points(page, 0) == []  # another patient's map is never carried over
 
 

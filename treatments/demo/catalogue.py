@@ -385,6 +385,20 @@ PROTOCOLS: tuple[
     ),
 )
 
+# How each protocol's cocktail is usually given: (technique, depth in mm,
+# needle gauge, device). Face and scalp work is superficial (domain.md:
+# nappage, papules, with very fine needles: 0.5 to 2 mm at 30G to 32G); the
+# body protocols go point by point a little deeper, at 4 to 6 mm with 27G or 30G.
+HOW_GIVEN: dict[str, tuple[str, str, int, str]] = {
+    "Revitalising": ("nappage", "1.0", 32, "meso_gun"),
+    "Lifting and photo-ageing": ("nappage", "1.0", 32, "meso_gun"),
+    "Cellulite": ("point", "4.0", 30, "syringe"),
+    "Localised fat": ("point", "6.0", 27, "syringe"),
+    "Hair restoration": ("papule", "1.5", 32, "meso_gun"),
+    "Under-eye": ("papule", "0.5", 32, "syringe"),
+    "Hands": ("papule", "1.0", 30, "syringe"),
+}
+
 
 def _months(n: int) -> timedelta:
     return timedelta(days=round(n * 30.5))
@@ -480,6 +494,7 @@ def seed(*, practitioner: User, reception: User) -> int:
         ) in PROTOCOLS:
             if name in existing_protocols:
                 continue
+            technique, depth, gauge, device = HOW_GIVEN[name]
             protocol_create(
                 created_by=author,
                 lines=[
@@ -495,6 +510,10 @@ def seed(*, practitioner: User, reception: User) -> int:
                 maintenance_months=maintenance,
                 consent_form=forms[consent_title],
                 aftercare_sheet=sheets[sheet_title],
+                default_technique=technique,
+                default_depth_mm=Decimal(depth),
+                default_needle_gauge=gauge,
+                default_device=device,
                 active=True,
             )
             added += 1

@@ -10,12 +10,17 @@ from typing import Any, cast
 
 from django import forms
 from django.utils import timezone
+from django.utils.text import format_lazy
 from django.utils.translation import gettext_lazy as _
 
 from clinic.forms import SubmissionTokenMixin, TextBlocksMixin, VersionedFormMixin
 from clinic.widgets import DayInput
 from patients.models import TreatmentArea
 from treatments.models import (
+    DEPTH_MM_MAX,
+    DEPTH_MM_MIN,
+    NEEDLE_GAUGE_MAX,
+    NEEDLE_GAUGE_MIN,
     AftercareSheet,
     Batch,
     Ingredient,
@@ -151,8 +156,22 @@ class ProtocolForm(SubmissionTokenMixin, VersionedFormMixin, forms.ModelForm):
     class Meta:
         model = Protocol
         fields = list(PROTOCOL_FIELDS)
-        widgets = {"indication": forms.Textarea(attrs={"rows": 3})}
+        widgets = {
+            "indication": forms.Textarea(attrs={"rows": 3}),
+            "default_depth_mm": forms.NumberInput(
+                attrs={"min": DEPTH_MM_MIN, "max": DEPTH_MM_MAX, "step": "0.1"}
+            ),
+            "default_needle_gauge": forms.NumberInput(
+                attrs={"min": NEEDLE_GAUGE_MIN, "max": NEEDLE_GAUGE_MAX}
+            ),
+        }
         help_texts = {
+            "default_depth_mm": format_lazy(
+                _("From {least} to {most} mm."), least=DEPTH_MM_MIN, most=DEPTH_MM_MAX
+            ),
+            "default_needle_gauge": format_lazy(
+                _("From {least}G to {most}G."), least=NEEDLE_GAUGE_MIN, most=NEEDLE_GAUGE_MAX
+            ),
             "maintenance_months": _(
                 "After the course, maintenance is usually 1 to 2 times a year: "
                 "6 for twice a year, 12 for once a year."

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import math
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from django import forms
 from django.forms import BaseFormSet, formset_factory
@@ -20,7 +20,11 @@ from clinic.widgets import DayField, DayInput, DayTimeField, DayTimeInput
 from patients.models import TreatmentArea
 from treatments.models import (
     DAY_OF_QUESTIONS,
+    DEPTH_MM_MAX,
+    DEPTH_MM_MIN,
     MAX_POINTS_PER_LINE,
+    NEEDLE_GAUGE_MAX,
+    NEEDLE_GAUGE_MIN,
     AdverseEffect,
     Batch,
     Device,
@@ -150,13 +154,15 @@ class CocktailLineForm(forms.Form):
     )
     depth_mm = forms.DecimalField(
         label=gettext_lazy("Depth (mm)"),
-        min_value=Decimal("0.1"),
-        max_value=Decimal("13"),
+        min_value=DEPTH_MM_MIN,
+        max_value=DEPTH_MM_MAX,
         max_digits=4,
         decimal_places=1,
     )
     needle_gauge = forms.IntegerField(
-        label=gettext_lazy("Needle (gauge)"), min_value=18, max_value=34
+        label=gettext_lazy("Needle (gauge)"),
+        min_value=NEEDLE_GAUGE_MIN,
+        max_value=NEEDLE_GAUGE_MAX,
     )
     device = forms.ChoiceField(label=gettext_lazy("Given with"), choices=BLANK + Device.choices)
     points = InjectionPointsField()
@@ -221,6 +227,25 @@ else:
 
 
 class BaseLineFormSet(_LineFormSet):
+    """The session's cocktail lines. `new_line` is how a line added starts
+    (selectors.session.line_defaults: technique, depth, needle, device): the
+    lines beyond those pre-filled, and the page's template for the script,
+    start with it, and such a line left as it started is no line. The form
+    shows the lines it starts with and no empty one, unless it starts with
+    none: then one line to fill in."""
+
+    def __init__(self, *args: Any, new_line: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.new_line = dict(new_line or {})
+        if not self.is_bound and not self.initial:
+            self.extra = 1
+
+    def get_form_kwargs(self, index: int | None) -> dict[str, Any]:
+        kwargs = super().get_form_kwargs(index)
+        if self.new_line and (index is None or index >= self.initial_form_count()):
+            kwargs["initial"] = dict(self.new_line)
+        return kwargs
+
     def add_fields(self, form: CocktailLineForm, index: int | None) -> None:
         super().add_fields(form, index)
         form.fields["DELETE"].label = _("Leave out this line")
@@ -239,14 +264,17 @@ class BaseLineFormSet(_LineFormSet):
 # A session has a handful of lines: `absolute_max` refuses a forged
 # TOTAL_FORMS before a single form is built.
 MAX_LINES = 20
-CocktailLineFormSet = formset_factory(
-    CocktailLineForm,
-    formset=BaseLineFormSet,
-    extra=1,
-    can_delete=True,
-    max_num=MAX_LINES,
-    absolute_max=MAX_LINES,
-    validate_max=True,
+CocktailLineFormSet = cast(
+    "type[BaseLineFormSet]",
+    formset_factory(
+        CocktailLineForm,
+        formset=BaseLineFormSet,
+        extra=0,
+        can_delete=True,
+        max_num=MAX_LINES,
+        absolute_max=MAX_LINES,
+        validate_max=True,
+    ),
 )
 
 

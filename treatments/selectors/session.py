@@ -15,8 +15,10 @@ from typing import Any
 
 from django.db.models import Case, Count, IntegerField, Prefetch, QuerySet, Sum, Value, When
 from django.http import Http404
-from django.utils import timezone
+from django.utils import dateformat, timezone
+from django.utils.translation import gettext as _
 
+from clinic.localtime import to_local
 from clinic.models import User
 from patients.models import TreatmentArea
 from treatments.models import (
@@ -172,14 +174,18 @@ def previous_session(*, booking: Booking) -> SessionRecord | None:
         )
     else:
         rows = rows.order_by("-booking__starts_at", "-id")
-    return rows.prefetch_related(
-        Prefetch(
-            "lines",
-            queryset=CocktailLine.objects.select_related("batch")
-            .prefetch_related(points_prefetch())
-            .order_by("id"),
+    return (
+        rows.select_related("booking")
+        .prefetch_related(
+            Prefetch(
+                "lines",
+                queryset=CocktailLine.objects.select_related("batch")
+                .prefetch_related(points_prefetch())
+                .order_by("id"),
+            )
         )
-    ).first()
+        .first()
+    )
 
 
 def points_as_field(points: Iterable[InjectionPoint]) -> str:
@@ -189,38 +195,93 @@ def points_as_field(points: Iterable[InjectionPoint]) -> str:
     return json.dumps(listed, separators=(",", ":")) if listed else ""
 
 
-# How each product was given when the protocol was last used with it, for
-# a patient's first session: the technique and needle of the clinic's own habit.
+# How a line is given: what a session's new lines start with.
 HOW_GIVEN = ("technique", "depth_mm", "needle_gauge", "device")
 
 
-def _usual_way(*, booking: Booking, product_ids: Iterable[int]) -> dict[int, dict[str, Any]]:
-    """Per product, how it was given (technique, depth, needle, device) on
-    the last line recorded with it under this booking's protocol, whoever
-    the patient: one query."""
-    wanted = list(product_ids)
-    if not wanted:
-        return {}
-    rows = (
+@dataclass(frozen=True)
+class LineDefaults:
+    """How a session's new cocktail lines start (`values`: technique,
+    depth_mm in mm, needle_gauge, device; only those known), and where from:
+    `session_day`, the local day of the patient's earlier session on the
+    protocol they were taken from, else `from_protocol` when the protocol's
+    own defaults gave them; neither when nothing is known."""
+
+    values: dict[str, Any]
+    session_day: date | None = None
+    from_protocol: bool = False
+
+    def source(self) -> str:
+        """Where the values come from, as the form says it ("" when none)."""
+        if self.session_day is not None:
+            return _("from the session on %(day)s") % {"day": day_label(self.session_day)}
+        if self.from_protocol:
+            return _("from the protocol")
+        return ""
+
+
+def day_label(day: date) -> str:
+    """A day as the session form names it: "3 Nov", in the clinic's language."""
+    return dateformat.format(day, "j M")
+
+
+def line_defaults(*, booking: Booking) -> LineDefaults:
+    """How the new cocktail lines of `booking`'s session start, in this order:
+    the last line of the patient's last completed session on the booking's
+    protocol before it (its technique, depth in mm, needle gauge and device);
+    else the protocol's own defaults, those it sets (Protocol.default_*);
+    else nothing. One query; `booking.protocol` is read as loaded. The order
+    is issue 15's: the patient's own last way first, the protocol's usual
+    way for a first session."""
+    last = (
         CocktailLine.objects.filter(
-            session__booking__protocol_id=booking.protocol_id, batch__product_id__in=wanted
+            session__booking__patient_id=booking.patient_id,
+            session__booking__protocol_id=booking.protocol_id,
+            session__booking__status=BookingStatus.COMPLETED,
+            session__booking__starts_at__lt=booking.starts_at,
         )
-        .order_by("batch__product_id", "-session__completed_at", "-id")
-        .distinct("batch__product_id")
-        .values("batch__product_id", *HOW_GIVEN)
+        .exclude(session__booking_id=booking.pk)
+        .order_by("-session__booking__starts_at", "-session_id", "-id")
+        .values(*HOW_GIVEN, "session__booking__starts_at")
+        .first()
     )
-    return {row.pop("batch__product_id"): row for row in rows}
+    if last is not None:
+        started = last.pop("session__booking__starts_at")
+        return LineDefaults(values=last, session_day=to_local(started).date())
+    protocol = booking.protocol
+    known = {
+        "technique": protocol.default_technique,
+        "depth_mm": protocol.default_depth_mm,
+        "needle_gauge": protocol.default_needle_gauge,
+        "device": protocol.default_device,
+    }
+    values = {name: value for name, value in known.items() if value not in ("", None)}
+    return LineDefaults(values=values, from_protocol=bool(values))
 
 
-def prefill_lines(*, booking: Booking, usable: list[Batch]) -> list[dict[str, Any]]:
-    """Initial cocktail lines: the previous session's (`previous_session`:
-    of the course, else the patient's last) with the points tapped for each,
-    else the protocol's default cocktail, each product given as it was the
-    last time the protocol used it (technique, depth, needle, device). A
-    batch no longer usable is swapped for the usable batch of the same
-    product that expires first (or left to choose)."""
+@dataclass(frozen=True)
+class SessionPrefill:
+    """What a new session's form starts with: `lines`, the initial cocktail
+    lines; `lines_day`, the local day of the earlier session they were copied
+    from (None: the protocol's cocktail, or nothing); `new_line`, how lines
+    added start."""
+
+    lines: list[dict[str, Any]]
+    lines_day: date | None
+    new_line: LineDefaults
+
+
+def session_prefill(*, booking: Booking, usable: list[Batch]) -> SessionPrefill:
+    """The session form's starting point for `booking`: the lines of the
+    previous session (`previous_session`: of the course, else the patient's
+    last) with the points tapped for each; else the protocol's default
+    cocktail, each line given as `line_defaults` says (for a first session,
+    the protocol's defaults). A batch no longer usable is swapped for the
+    usable batch of the same product that expires first (or left to choose).
+    `usable`: the batches usable today. Four queries, whatever the history."""
     nearest = _nearest_expiry(usable)
     usable_ids = {b.pk for b in usable}
+    new_line = line_defaults(booking=booking)
     previous = previous_session(booking=booking)
     if previous is not None:
         initial = []
@@ -242,12 +303,14 @@ def prefill_lines(*, booking: Booking, usable: list[Batch]) -> list[dict[str, An
                 }
             )
         if initial:
-            return initial
+            return SessionPrefill(
+                lines=initial,
+                lines_day=to_local(previous.booking.starts_at).date(),
+                new_line=new_line,
+            )
     area = booking.protocol.default_areas[0] if booking.protocol.default_areas else ""
-    defaults = list(booking.protocol.cocktail.all())
-    usual = _usual_way(booking=booking, product_ids={d.product_id for d in defaults})
     initial = []
-    for default in defaults:
+    for default in booking.protocol.cocktail.all():
         batch = nearest.get(default.product_id)
         initial.append(
             {
@@ -255,10 +318,10 @@ def prefill_lines(*, booking: Booking, usable: list[Batch]) -> list[dict[str, An
                 "amount": default.amount,
                 "unit": default.unit,
                 "area": area,
-                **usual.get(default.product_id, {}),
+                **new_line.values,
             }
         )
-    return initial
+    return SessionPrefill(lines=initial, lines_day=None, new_line=new_line)
 
 
 @dataclass

@@ -51,6 +51,11 @@ PROTOCOL_FIELDS = (
     "maintenance_months",
     "consent_form",
     "aftercare_sheet",
+    # How the cocktail is usually given: a session's new lines start with these.
+    "default_technique",
+    "default_depth_mm",
+    "default_needle_gauge",
+    "default_device",
     "active",
 )
 

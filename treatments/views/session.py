@@ -30,7 +30,6 @@ from treatments.forms.session import (
     AdverseEventFormSet,
     AmendmentForm,
     BaseAdverseFormSet,
-    BaseLineFormSet,
     CocktailLineForm,
     CocktailLineFormSet,
     DayOfCheckForm,
@@ -53,9 +52,11 @@ from treatments.selectors.portal import document_status_context
 from treatments.selectors.session import (
     Resolution,
     adverse_event_resolution,
-    prefill_lines,
+    day_label,
+    line_defaults,
     session_booking_get,
     session_get_for_user,
+    session_prefill,
     session_record_of,
 )
 from treatments.services.session import (
@@ -137,11 +138,12 @@ ADD_LINE = "add_line"
 COPY_LINE = "copy_line"
 
 
-def _with_line_added(data: QueryDict) -> tuple[QueryDict, str] | None:
+def _with_line_added(data: QueryDict, new_line: dict[str, Any]) -> tuple[QueryDict, str] | None:
     """When "Add a line" or "Copy this line" was pressed (the page's script
     does it in place; this is the page without it): the post with one more
-    line, empty or a copy of the line named, and a sentence if none could
-    be added. None when the form was sent to complete the session."""
+    line, a copy of the line named or a new line as `new_line` starts it
+    (technique, depth, needle, device: `line_defaults`), and a sentence if
+    none could be added. None when the form was sent to complete the session."""
     if ADD_LINE not in data and COPY_LINE not in data:
         return None
     total_key = f"{LINES}-TOTAL_FORMS"
@@ -158,6 +160,9 @@ def _with_line_added(data: QueryDict) -> tuple[QueryDict, str] | None:
     if source.isdigit() and int(source) < total:
         for name in CocktailLineForm.base_fields:
             added[f"{LINES}-{total}-{name}"] = str(data.get(f"{LINES}-{source}-{name}", ""))
+    else:
+        for name, value in new_line.items():
+            added[f"{LINES}-{total}-{name}"] = str(value)
     added[total_key] = str(total + 1)
     return added, ""
 
@@ -273,12 +278,16 @@ def session_record(request: HttpRequest, booking: uuid.UUID) -> HttpResponse:
     acknowledged: list[str] = []
     if request.method == "POST":
         data: QueryDict = request.POST
-        adding = _with_line_added(data)
+        new_line = line_defaults(booking=current)
+        lines_day = None
+        adding = _with_line_added(data, new_line.values)
         if adding is not None:
             data, error = adding
         batches = _submitted_batches(data, usable)
         kwargs = {"batches": batches, "usable": usable}
-        lines = cast(BaseLineFormSet, CocktailLineFormSet(data, prefix=LINES, form_kwargs=kwargs))
+        lines = CocktailLineFormSet(
+            data, prefix=LINES, form_kwargs=kwargs, new_line=new_line.values
+        )
         events = cast(BaseAdverseFormSet, AdverseEventFormSet(data, prefix=EVENTS))
         form = SessionForm(data, initial={"version": current.version})
         day_of = DayOfCheckForm(data)
@@ -336,10 +345,10 @@ def session_record(request: HttpRequest, booking: uuid.UUID) -> HttpResponse:
     else:
         batches = {str(b.uuid): b for b in usable}
         kwargs = {"batches": batches, "usable": usable}
-        initial = prefill_lines(booking=current, usable=usable)
-        lines = cast(
-            BaseLineFormSet,
-            CocktailLineFormSet(initial=initial, prefix=LINES, form_kwargs=kwargs),
+        prefill = session_prefill(booking=current, usable=usable)
+        new_line, lines_day = prefill.new_line, prefill.lines_day
+        lines = CocktailLineFormSet(
+            initial=prefill.lines, prefix=LINES, form_kwargs=kwargs, new_line=new_line.values
         )
         events = cast(BaseAdverseFormSet, AdverseEventFormSet(prefix=EVENTS))
         form = SessionForm(initial={"version": current.version})
@@ -364,6 +373,9 @@ def session_record(request: HttpRequest, booking: uuid.UUID) -> HttpResponse:
             "booking": current,
             "patient": current.patient,
             "lines": lines,
+            # Where the lines and a line added start from, said on the form.
+            "lines_from": day_label(lines_day) if lines_day else "",
+            "new_line_from": new_line.source(),
             "events": events,
             "form": form,
             "day_of": day_of,
