@@ -19,10 +19,11 @@ still be one. Nobody deactivates their own account or takes their own manager
 role: another manager does.
 
 Deactivating ends the person's sessions at once (deleted from the session
-store) and keeps the account, its roles and its name on every record;
-reactivating gives everything back. Resetting a lost authenticator removes
-the person's authenticator and backup codes and ends their sessions: they set
-up a new one at their next sign-in.
+store), withdraws the invitations they sent that are still waiting, and
+keeps the account, its roles and its name on every record; reactivating
+gives the account back (not the invitations: a manager sends new ones).
+Resetting a lost authenticator removes the person's authenticator and backup
+codes and ends their sessions: they set up a new one at their next sign-in.
 
 Every change is written to the audit trail, naming the account
 ("auth.account", its username) or the invitation ("auth.invitation", the
@@ -365,12 +366,25 @@ def staff_role_take(*, actor: User, member: User, role: Role) -> bool:
 # --- Deactivating, reactivating ------------------------------------------------------------
 
 
-def staff_deactivate(*, actor: User, member: User) -> int | None:
+@dataclass(frozen=True)
+class Deactivated:
+    """What deactivating an account ended: its live sessions, and the
+    invitations it had sent that nobody had used yet (their addresses)."""
+
+    sessions_ended: int
+    invitations_withdrawn: list[str]
+
+
+def staff_deactivate(*, actor: User, member: User) -> Deactivated | None:
     """Deactivate `member`'s account: they can no longer sign in, their
-    sessions end at once, and their name stays on everything they did.
-    Returns the sessions ended, or None when the account was already
-    deactivated (nothing written). Refused for the manager's own account
-    ("own_account") and for the last active manager ("last_manager")."""
+    sessions end at once, the invitations they sent that are still waiting
+    are withdrawn (their links stop working: a person who left, or whose
+    account was misused, brings nobody in), and their name stays on
+    everything they did. Returns what ended, or None when the account was
+    already deactivated (nothing written). Refused for the manager's own
+    account ("own_account") and for the last active manager
+    ("last_manager"). Audited as "deactivated" with the sessions ended, and
+    each invitation withdrawn as "cancelled", marked "withdrawn"."""
     if member.pk == actor.pk:
         raise StaffRefusedError(
             _("You cannot deactivate your own account: another manager can."),
@@ -390,7 +404,35 @@ def staff_deactivate(*, actor: User, member: User) -> int | None:
         _audit_account(
             actor, AuditAction.DEACTIVATED, member, ["is_active", f"sessions_ended={ended}"]
         )
-    return ended
+        withdrawn = _invitations_withdraw(actor, member)
+    return Deactivated(sessions_ended=ended, invitations_withdrawn=withdrawn)
+
+
+def _invitations_withdraw(actor: User, inviter: User) -> list[str]:
+    """Cancel the invitations `inviter` sent that are still waiting, rows
+    locked (one being accepted at this moment is either done first, and
+    stays accepted, or finds itself cancelled); their addresses."""
+    waiting = list(
+        StaffInvitation.objects.select_for_update()
+        .filter(invited_by=inviter, accepted_at__isnull=True, cancelled_at__isnull=True)
+        .order_by("pk")
+    )
+    now = timezone.now()
+    for invitation in waiting:
+        invitation.cancelled_at = now
+        invitation.save(update_fields=["cancelled_at"])
+        audit_log(
+            actor=actor,
+            action=AuditAction.INVITATION_CANCELLED,
+            object_type="auth.invitation",
+            object_id=invitation.email[:64],
+            changed_fields=[
+                f"invitation={invitation.uuid}",
+                "withdrawn",
+                f"inviter={inviter.username}",
+            ],
+        )
+    return [invitation.email for invitation in waiting]
 
 
 def staff_reactivate(*, actor: User, member: User) -> bool:
@@ -668,7 +710,11 @@ def _already_waiting(waiting: StaffInvitation | None) -> StaffRefusedError:
 
 
 def _invitation_locked(invitation: StaffInvitation) -> StaffInvitation:
-    return StaffInvitation.objects.select_for_update().get(pk=invitation.pk)
+    return (
+        StaffInvitation.objects.select_for_update(of=("self",))
+        .select_related("invited_by")
+        .get(pk=invitation.pk)
+    )
 
 
 def staff_invitation_resend(*, actor: User, invitation: StaffInvitation) -> IssuedInvitation:
@@ -764,6 +810,11 @@ GONE_MESSAGES = {
     "cancelled": gettext_lazy(
         "This invitation was cancelled. Ask your clinic manager if you should still join."
     ),
+    "withdrawn": gettext_lazy(
+        "This invitation was withdrawn: the account of the manager who sent it has been "
+        "deactivated. Ask your clinic manager to send you a new invitation if you should "
+        "still join."
+    ),
     "replaced": gettext_lazy(
         "A newer invitation was sent to you since this one: use the link in the latest email."
     ),
@@ -788,15 +839,22 @@ def _token_read(token: str) -> tuple[StaffInvitation, int]:
         ) from None
     except (signing.BadSignature, ValueError, TypeError):
         raise StaffRefusedError(NOT_A_LINK, code="not_a_link", kind=RefusalKind.INVALID) from None
-    invitation = StaffInvitation.objects.filter(uuid=invitation_id).first()
+    invitation = (
+        StaffInvitation.objects.filter(uuid=invitation_id).select_related("invited_by").first()
+    )
     if invitation is None:
         raise StaffRefusedError(NOT_A_LINK, code="not_a_link", kind=RefusalKind.INVALID)
     return invitation, number
 
 
 def _usable_check(invitation: StaffInvitation, number: int) -> None:
+    inviter = invitation.invited_by
     if invitation.accepted_at is not None:
         reason = "accepted"
+    elif inviter is not None and not inviter.is_active:
+        # Deactivating withdraws the invitations sent (`staff_deactivate`);
+        # this also covers those sent by someone deactivated before it did.
+        reason = "withdrawn"
     elif invitation.cancelled_at is not None:
         reason = "cancelled"
     elif number != invitation.link_number:
@@ -812,7 +870,8 @@ def staff_invitation_open(token: str) -> StaffInvitation:
     """The invitation a link's `token` names, while it can be used to join.
     Refused (StaffRefusedError) for a token the clinic did not sign or that
     was cut short ("not_a_link", invalid), and for one already used
-    ("accepted"), cancelled, replaced by a newer link or expired (gone)."""
+    ("accepted"), cancelled, withdrawn (the manager who sent it was
+    deactivated), replaced by a newer link or expired (gone)."""
     invitation, number = _token_read(token)
     _usable_check(invitation, number)
     return invitation

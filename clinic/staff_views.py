@@ -14,7 +14,7 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, ngettext
 from django.views.decorators.http import require_http_methods
 
 from clinic.access import authenticated, public, refused_as, signed_in_user, staff
@@ -191,13 +191,22 @@ def _member_action(manager: User, member: User, form: StaffActionForm) -> tuple[
             return "success", _("%(name)s no longer holds the role %(role)s.") % words
         return "info", _("%(name)s did not hold the role %(role)s.") % words
     if action == "deactivate":
-        ended = staff_deactivate(actor=manager, member=member)
-        if ended is None:
+        done = staff_deactivate(actor=manager, member=member)
+        if done is None:
             return "info", _("%(name)s's account was already deactivated.") % {"name": name}
-        return "success", _(
+        text = _(
             "%(name)s's account is deactivated: they are signed out everywhere and cannot sign "
             "in. Their name stays on everything they did."
         ) % {"name": name}
+        if done.invitations_withdrawn:
+            text += " " + ngettext(
+                "The invitation they sent to %(emails)s is withdrawn: its link no longer works. "
+                "Invite that person again if they should still join.",
+                "The invitations they sent to %(emails)s are withdrawn: their links no longer "
+                "work. Invite those people again if they should still join.",
+                len(done.invitations_withdrawn),
+            ) % {"emails": ", ".join(done.invitations_withdrawn)}
+        return "success", text
     if action == "reactivate":
         if staff_reactivate(actor=manager, member=member):
             return "success", _("%(name)s can sign in again, with the roles they held.") % {

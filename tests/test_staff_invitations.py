@@ -330,6 +330,58 @@ def test_an_account_made_for_the_address_meanwhile_refuses_the_link(
     assert "is already the email of" in response.content.decode()
 
 
+# --- The manager who sent it deactivated ------------------------------------------------------
+
+
+def test_deactivating_a_manager_withdraws_the_invitations_they_sent(
+    boss: Client, manager: User, make_staff: Callable[..., User]
+) -> None:
+    """Manager A invites a manager; manager B deactivates A: the link stops
+    working, said so, and the withdrawal is in the trail under B."""
+    boss.post(INVITE, invite_form(boss, email="newboss@clinic.example", roles=["manager"]))
+    path = link_in_mail()
+    other = make_staff("second-boss", Role.MANAGER, first_name="Bea")
+    colleague = sign_in(Client(), other)
+    done = colleague.post(
+        reverse("staff_member", kwargs={"member": manager.uuid}),
+        {"action": "deactivate"},
+        follow=True,
+    )
+    said = done.content.decode()
+    assert "The invitation they sent to newboss@clinic.example is withdrawn" in said
+    for response in (Client().get(path), join(Client(), path, username="newboss")):
+        assert response.status_code == 410
+        assert "This invitation was withdrawn" in response.content.decode()
+    assert not User.objects.filter(username="newboss").exists()
+    invitation = StaffInvitation.objects.get()
+    assert invitation.cancelled_at == MORNING
+    event = AuditEvent.objects.get(action=AuditAction.INVITATION_CANCELLED)
+    assert (event.actor, event.object_id) == (other, "newboss@clinic.example")
+    assert "withdrawn" in event.changed_fields
+    assert "newboss@clinic.example" not in colleague.get(STAFF).content.decode()
+    # Reactivating the manager gives the account back, not the invitation.
+    colleague.post(
+        reverse("staff_member", kwargs={"member": manager.uuid}), {"action": "reactivate"}
+    )
+    assert Client().get(path).status_code == 410
+
+
+def test_an_invitation_from_a_manager_deactivated_without_withdrawing_it_is_refused(
+    manager: User,
+) -> None:
+    """Sent by someone deactivated before deactivating withdrew invitations:
+    the link is refused all the same."""
+    issued = staff_invite(
+        invited_by=manager, email="late@clinic.example", first_name="Late", roles=["manager"]
+    )
+    User.objects.filter(pk=manager.pk).update(is_active=False)
+    path = urlsplit(issued.url).path
+    response = join(Client(), path, username="late")
+    assert response.status_code == 410
+    assert "This invitation was withdrawn" in response.content.decode()
+    assert not User.objects.filter(username="late").exists()
+
+
 # --- The first manager, from the server's command line --------------------------------------
 
 

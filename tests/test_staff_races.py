@@ -131,7 +131,7 @@ def test_two_managers_deactivating_each_other_at_once_leave_one(anna: User, ben:
     )
     assert waited, "the second change did not wait for the managers' rows"
     assert one.error is None
-    assert one.result == 0
+    assert one.result.sessions_ended == 0
     assert isinstance(two.error, StaffRefusedError)
     assert two.error.code == "last_manager"
     assert _active_managers() == ["anna"]
