@@ -529,3 +529,20 @@ def test_the_pages_query_budget_does_not_grow_with_rows(
     ):
         with django_assert_max_num_queries(8):
             assert client.get(url).status_code == 200, url
+
+
+def test_the_import_benchmark_measures_then_rolls_back(manager: User) -> None:
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    out = StringIO()
+    call_command("benchmark_import", rows=60, existing=30, stdout=out)
+    report = out.getvalue()
+    assert "60 rows" in report
+    assert "| check: match columns, check every row |" in report
+    assert "| **upload to imported** |" in report
+    assert "Patients created: 60;" in report
+    assert "Rolled back" in report
+    assert Patient.objects.count() == 0
+    assert PatientImport.objects.count() == 0
