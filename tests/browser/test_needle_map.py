@@ -107,6 +107,8 @@ def test_a_session_marked_on_the_diagram_by_touch_then_the_next_by_keyboard(
 ) -> None:
     with time_machine.travel(NOW):
         world = make_world(practitioner, first_name="Lena", last_name="Marsh")
+        world.protocol.default_technique, world.protocol.default_device = "nappage", "meso_gun"
+        world.protocol.save(update_fields=["default_technique", "default_device"])
         course = TreatmentCourse.objects.create(
             patient=world.patient,
             protocol=world.protocol,
@@ -161,19 +163,20 @@ def test_a_session_marked_on_the_diagram_by_touch_then_the_next_by_keyboard(
 
         # Line 2 copied: the copy given to the hands instead, and less of it.
         page.get_by_test_id("copy-line").nth(1).tap()
-        expect(page.get_by_test_id("cocktail-line")).to_have_count(4)
-        copy = page.get_by_test_id("cocktail-line").nth(3)
-        expect(copy).to_contain_text("Line 4")
-        expect(page.locator('[name="lines-3-technique"]')).to_have_value("nappage")
-        expect(page.locator('[name="lines-3-device"]')).to_have_value("meso_gun")
-        page.locator('[name="lines-3-amount"]').fill("0.50")
+        expect(page.get_by_test_id("cocktail-line")).to_have_count(3)
+        copy = page.get_by_test_id("cocktail-line").nth(2)
+        expect(copy).to_contain_text("Line 3")
+        expect(page.locator('[name="lines-2-technique"]')).to_have_value("nappage")
+        expect(page.locator('[name="lines-2-device"]')).to_have_value("meso_gun")
+        page.locator('[name="lines-2-amount"]').fill("0.50")
         page.touchscreen.tap(*on_screen(page, "body_front", 38, 254))
-        expect(page.locator('[name="lines-3-area"]')).to_have_value("hands")
-        # The empty line the form offers is left empty; a line added takes how
-        # the line above was given, and is left out here.
+        expect(page.locator('[name="lines-2-area"]')).to_have_value("hands")
+        # No empty line is offered; a line added takes how the protocol is
+        # usually given (a first session), and is left out here.
         page.get_by_test_id("add-line").tap()
-        expect(page.locator('[name="lines-4-device"]')).to_have_value("meso_gun")
-        page.locator('[name="lines-4-DELETE"]').check()
+        expect(page.locator('[name="lines-3-device"]')).to_have_value("meso_gun")
+        expect(page.locator('[name="lines-3-technique"]')).to_have_value("nappage")
+        page.locator('[name="lines-3-DELETE"]').check()
 
         answer_day_of(tab)
         page.get_by_label("Session notes").fill("Papules on the cheeks and forehead")

@@ -330,8 +330,8 @@ def test_the_patients_last_session_on_the_protocol_comes_before_the_protocols_de
     assert how_given(template, "__prefix__") == ("linear", "4.0", "27", "meso_gun")
     source = re.search(r'data-testid="lines-source">(.*?)</p>', page, re.S)
     assert source is not None
-    assert "Lines copied from the session on 24 Nov." in source.group(1)
-    assert "technique, depth, needle and device: from the session on 24 Nov." in source.group(1)
+    assert "Lines copied from the session on Tue 24 Nov." in source.group(1)
+    assert "technique, depth, needle and device: from the session on Tue 24 Nov." in source.group(1)
     assert "from the protocol" not in source.group(1)
 
 
@@ -349,7 +349,7 @@ def test_a_session_on_another_protocol_gives_the_lines_but_the_protocol_gives_ne
     assert how_given(page, 0)[0] == "linear"  # the patient's last lines, as before
     template = page[page.index('id="cocktail-line-template"') :]
     assert how_given(template, "__prefix__") == ("papule", "2.0", "30", "syringe")
-    assert "Lines copied from the session on 24 Nov." in page
+    assert "Lines copied from the session on Tue 24 Nov." in page
     assert "technique, depth, needle and device: from the protocol." in page
 
 
@@ -377,7 +377,7 @@ def test_a_later_session_on_the_protocol_leads_whatever_came_between(
     third = later_booking(world, days=28)
     defaults = line_defaults(booking=third)
     assert defaults.values["technique"] == "papule"
-    assert defaults.source() == "from the session on 8 Dec"
+    assert defaults.source() == "from the session on Tue 8 Dec"
 
 
 # --- Lines added: without the script, and left as they started ------------------------

@@ -15,9 +15,10 @@ from typing import Any
 
 from django.db.models import Case, Count, IntegerField, Prefetch, QuerySet, Sum, Value, When
 from django.http import Http404
-from django.utils import dateformat, timezone
+from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from clinic import dates
 from clinic.localtime import to_local
 from clinic.models import User
 from patients.models import TreatmentArea
@@ -214,15 +215,10 @@ class LineDefaults:
     def source(self) -> str:
         """Where the values come from, as the form says it ("" when none)."""
         if self.session_day is not None:
-            return _("from the session on %(day)s") % {"day": day_label(self.session_day)}
+            return _("from the session on %(day)s") % {"day": dates.day(self.session_day)}
         if self.from_protocol:
             return _("from the protocol")
         return ""
-
-
-def day_label(day: date) -> str:
-    """A day as the session form names it: "3 Nov", in the clinic's language."""
-    return dateformat.format(day, "j M")
 
 
 def line_defaults(*, booking: Booking) -> LineDefaults:

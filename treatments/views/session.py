@@ -18,6 +18,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST
 
+from clinic import dates
 from clinic.access import signed_in_user, staff
 from clinic.audit import audit_read
 from clinic.concurrency import AlreadySubmittedError, StaleEditError
@@ -52,7 +53,6 @@ from treatments.selectors.portal import document_status_context
 from treatments.selectors.session import (
     Resolution,
     adverse_event_resolution,
-    day_label,
     line_defaults,
     session_booking_get,
     session_get_for_user,
@@ -374,7 +374,7 @@ def session_record(request: HttpRequest, booking: uuid.UUID) -> HttpResponse:
             "patient": current.patient,
             "lines": lines,
             # Where the lines and a line added start from, said on the form.
-            "lines_from": day_label(lines_day) if lines_day else "",
+            "lines_from": dates.day(lines_day) if lines_day else "",
             "new_line_from": new_line.source(),
             "events": events,
             "form": form,
