@@ -100,6 +100,9 @@ class StaffRefusedError(RefusedError):
 
     code = "staff_refused"
     kind = RefusalKind.CONFLICT
+    # The account the refusal is about, when the page can lead to it
+    # ("email_deactivated": the deactivated account to reactivate).
+    account: User | None = None
 
 
 NOT_A_MANAGER = gettext_lazy(
@@ -604,6 +607,25 @@ def _email_taken(email: str, *, invitation: StaffInvitation | None = None) -> No
     account = User.objects.filter(email__iexact=email).order_by("pk").first()
     if account is None:
         return
+    if not account.is_active and not hasattr(account, "portal_account"):
+        # Someone who left and comes back: their account is still there.
+        refusal = StaffRefusedError(
+            _(
+                "%(email)s is the email of %(name)s's account (username %(username)s), which "
+                "is deactivated. To bring them back, reactivate that account on their page "
+                "(Staff, then their name): they sign in with their old username and password, "
+                "and you can change their roles there."
+            )
+            % {
+                "email": email,
+                "name": account.get_full_name() or account.username,
+                "username": account.username,
+            },
+            field=None if invitation else "email",
+            code="email_deactivated",
+        )
+        refusal.account = account
+        raise refusal
     if account.is_clinic_staff or not hasattr(account, "portal_account"):
         message = _(
             "%(email)s is already the email of %(name)s's account (username %(username)s). "
@@ -643,9 +665,10 @@ def staff_invite(
     link works once, for INVITATION_VALID (send the email with
     `staff_invitation_email`). `invited_by` is the manager (None: the
     server's command line). Refused (StaffRefusedError, on the field
-    concerned) for an address that already has an account ("email_used") or
-    a waiting invitation ("invitation_waiting"), and without a role
-    ("no_role"). `submission_token` is the form's one-time token: raises
+    concerned) for an address that already has an account ("email_used";
+    "email_deactivated", with the `account` to reactivate, when it is
+    deactivated) or a waiting invitation ("invitation_waiting"), and without
+    a role ("no_role"). `submission_token` is the form's one-time token: raises
     `AlreadySubmittedError` (with the invitation) when this very form was
     already sent. Audited as "sent" with the roles."""
     with transaction.atomic():

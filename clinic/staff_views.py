@@ -141,6 +141,7 @@ def staff_invite_view(request: HttpRequest) -> HttpResponse:
     """Invite a member of staff by email, with their roles."""
     manager = signed_in_user(request)
     status = 200
+    deactivated: User | None = None
     form = StaffInviteForm(request.POST or None)
     if request.method == "POST":
         if form.saved_before(StaffInvitation) is not None:
@@ -165,13 +166,14 @@ def staff_invite_view(request: HttpRequest) -> HttpResponse:
                     refusal.field if refusal.field in form.fields else None, refusal.message
                 )
                 status = refusal_status(refusal)
+                deactivated = refusal.account if refusal.code == "email_deactivated" else None
             else:
                 _sent_message(request, issued.invitation.email, staff_invitation_email(issued))
                 return HttpResponseRedirect(reverse("staff_list"))
     return render(
         request,
         "clinic/staff_invite.html",
-        {"form": form, "days": INVITATION_VALID.days},
+        {"form": form, "days": INVITATION_VALID.days, "deactivated": deactivated},
         status=status,
     )
 

@@ -20,7 +20,7 @@ from django.urls import reverse
 
 from clinic.models import AuditAction, AuditEvent, StaffInvitation, User
 from clinic.roles import Role
-from clinic.staff import INVITATION_SALT, StaffRefusedError, staff_invite
+from clinic.staff import INVITATION_SALT, StaffRefusedError, staff_deactivate, staff_invite
 from tests.conftest import frozen_at, sign_in
 from tests.factories import PASSWORD
 from tests.races import hidden_value
@@ -128,6 +128,31 @@ def test_an_address_that_already_has_an_account_is_refused_with_whose_it_is(
     assert 'value="Nadia"' in page
     assert not StaffInvitation.objects.exists()
     assert mail.outbox == []
+
+
+def test_the_address_of_a_deactivated_account_leads_to_reactivating_it(
+    boss: Client, manager: User, receptionist: User
+) -> None:
+    """Someone who left comes back: the manager is told their account is
+    deactivated and led to the page that reactivates it."""
+    staff_deactivate(actor=manager, member=receptionist)
+    response = boss.post(INVITE, invite_form(boss, email=receptionist.email))
+    assert response.status_code == 409
+    page = response.content.decode()
+    assert "which is deactivated" in page
+    assert "reactivate that account on their page" in page
+    assert "give that account the roles it needs" not in page
+    assert 'value="Nadia"' in page
+    person = reverse("staff_member", kwargs={"member": receptionist.uuid})
+    link = re.search(r'data-testid="staff-invite-reactivate"><a [^>]*href="([^"]+)"', page)
+    assert link is not None
+    assert link.group(1) == person
+    assert boss.post(person, {"action": "reactivate"}).status_code == 302
+    assert User.objects.get(pk=receptionist.pk).roles == {Role.RECEPTIONIST}
+    again = boss.post(INVITE, invite_form(boss, email=receptionist.email))
+    assert "is already the email of" in again.content.decode()
+    assert 'data-testid="staff-invite-reactivate"' not in again.content.decode()
+    assert not StaffInvitation.objects.exists()
 
 
 def test_an_address_with_an_invitation_waiting_is_refused_until_it_is_cancelled(
