@@ -179,3 +179,34 @@ def test_the_manager_reads_the_charts_narrows_them_and_downloads_a_table(
         screenshot(page, f"reports-refused-{viewport}.png")
     refused = page.url
     assert tab.errors_except(refused) == []
+
+
+@pytest.mark.parametrize("viewport", ["desktop", "tablet"])
+def test_this_year_is_reported_up_to_today_and_says_so(
+    live_server, new_page: NewPage, manager: User, viewport: str
+) -> None:
+    with time_machine.travel(NOW, tick=True):
+        busy_clinic()
+        tab = new_page(viewport)
+        page = tab.page
+        sign_in(tab, live_server.url, manager)
+        page.goto(live_server.url + reverse("treatments:reports"))
+        ranges = page.get_by_role("navigation", name="Ranges")
+        ranges.get_by_role("link", name="This year", exact=True).click()
+        cut = page.get_by_test_id("report-cut")
+        expect(cut).to_contain_text("The range asked for ends on Thu 31 Dec")
+        expect(cut).to_contain_text("the figures go up to today, Wed 18 Nov.")
+        page.wait_for_function("() => window.Chart && Chart.getChart('chart-sessions')")
+        assert drawn(page, "chart-sessions") == 3
+        expect(page.get_by_test_id("sessions-total")).to_have_text(
+            "Total 45 22 18 85", use_inner_text=True
+        )
+        screenshot(page, f"reports-this-year-{viewport}.png")
+        # Every range offered gives figures.
+        for name in ("This month", "Last month", "Last 12 weeks"):
+            page.get_by_role("navigation", name="Ranges").get_by_role(
+                "link", name=name, exact=True
+            ).click()
+            expect(page.get_by_test_id("report-range")).to_be_visible()
+            expect(page.get_by_test_id("report-refused")).to_have_count(0)
+    assert tab.errors == []

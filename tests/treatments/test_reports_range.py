@@ -4,8 +4,10 @@ reason, never a 500) and who may see them."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import date, datetime
+from html import unescape
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -13,6 +15,7 @@ import time_machine
 from django.test import Client
 from django.urls import reverse
 
+from clinic import dates
 from clinic.models import User
 from clinic.roles import Role
 from tests.conftest import sign_in
@@ -206,18 +209,16 @@ def test_a_clinic_without_bookings_sees_empty_reports(as_manager: Client) -> Non
         ({"since": "2026-13-01"}, "since", "Enter a date, such as 30/11/2026."),
         ({"until": "yesterday"}, "until", "Enter a date, such as 30/11/2026."),
         ({"since": "2026-11-31"}, "since", "Enter a date, such as 30/11/2026."),
-        ({"until": "2026-11-19"}, "until", "The reports end today, 18 Nov 2026, at the latest."),
+        (
+            {"since": "2026-11-19", "until": "2026-11-30"},
+            "since",
+            "The reports go up to today, ",
+        ),
         ({"until": "9999-12-31"}, "until", "Choose a date between 01/01/1900 and 31/12/2199."),
         (
             {"since": "2026-11-10", "until": "2026-11-09"},
             "since",
             "The start date is after the end date.",
-        ),
-        (
-            {"since": "2025-05-31"},
-            "since",
-            "The clinic&#x27;s first booking was on 1 Jun 2025: "
-            "choose a start on or after that day.",
         ),
         ({"since": "0001-01-01"}, "since", "Choose a date between 01/01/1900 and 31/12/2199."),
         ({"practitioner": "not-a-uuid"}, "practitioner", "That practitioner is not known."),
@@ -240,12 +241,92 @@ def test_a_range_or_practitioner_refused_answers_400_with_the_reason(
     assert 'id="report-charts"' not in body  # no figure under a refused filter
 
 
+@pytest.mark.parametrize(
+    ("until", "cut"),
+    [
+        ("2026-11-18", False),  # today: the range as asked
+        ("2026-11-19", True),  # tomorrow: up to today
+        ("2026-11-30", True),  # this month
+        ("2026-12-31", True),  # this year
+        ("2199-12-31", True),
+    ],
+)
+def test_a_range_ending_after_today_is_reported_up_to_today_and_says_so(
+    clinic: dict[str, User], as_manager: Client, until: str, cut: bool
+) -> None:
+    response = as_manager.get(URL, {"since": "2026-11-01", "until": until})
+    assert response.status_code == 200
+    reports = response.context["reports"]
+    assert (reports.period.first, reports.period.last) == (date(2026, 11, 1), date(2026, 11, 18))
+    # The figures of the days up to today: 3, 16 and 17 Nov completed.
+    assert sum(r.total for r in reports.sessions) == 3
+    body = response.content.decode()
+    assert 'id="report-charts"' in body
+    note = re.search(r'data-testid="report-cut">([^<]*)<', body)
+    if not cut:
+        assert note is None
+        return
+    assert note is not None
+    asked = dates.day(date.fromisoformat(until))
+    assert unescape(note[1]) == (
+        f"The range asked for ends on {asked}: the figures go up to today, Wed 18 Nov."
+    )
+    # What was typed stays in the form.
+    assert f'value="{until}"' in body or dates.input_date(date.fromisoformat(until)) in body
+
+
+def test_a_range_starting_before_the_first_booking_is_reported_from_it(
+    clinic: dict[str, User], as_manager: Client
+) -> None:
+    response = as_manager.get(URL, {"since": "2025-01-01", "until": "2025-12-31"})
+    assert response.status_code == 200
+    reports = response.context["reports"]
+    assert (reports.period.first, reports.period.last) == (date(2025, 6, 1), date(2025, 12, 31))
+    assert {r.name: r.total for r in reports.sessions} == {"Alice Adams": 1}
+    note = re.search(r'data-testid="report-cut">([^<]*)<', response.content.decode())
+    assert note is not None
+    assert unescape(note[1]) == (
+        f"The clinic's first booking was on {dates.day(date(2025, 6, 1))}: the figures start there."
+    )
+    # The day before the first booking is cut too; the day itself is not.
+    assert as_manager.get(URL, {"since": "2025-05-31"}).context["form"].asked_since is not None
+    assert as_manager.get(URL, {"since": "2025-06-01"}).context["form"].asked_since is None
+
+
+def test_every_range_the_page_offers_gives_figures(
+    clinic: dict[str, User], as_manager: Client
+) -> None:
+    body = as_manager.get(URL, {"practitioner": str(clinic["alice"].uuid)}).content.decode()
+    offered = re.search(r'data-testid="report-ranges">(.*?)</nav>', body, re.S)
+    assert offered is not None
+    links = re.findall(r'href="([^"]*)">([^<]*)<', offered[1])
+    assert [label for _href, label in links] == [
+        "Last 12 weeks",
+        "This month",
+        "Last month",
+        "This year",
+    ]
+    for href, label in links:
+        response = as_manager.get(URL + unescape(href))
+        assert response.status_code == 200, label
+        assert 'id="report-charts"' in response.content.decode(), label
+        assert response.context["practitioner"] == clinic["alice"], label
+    this_year = as_manager.get(URL + unescape(links[3][0])).context["reports"]
+    assert (this_year.period.first, this_year.period.last) == (date(2026, 1, 1), NOW.date())
+
+
 def test_a_range_over_two_years_is_refused(as_manager: Client) -> None:
     # No booking yet: only the length of the range is in question.
     status, body = page(as_manager, since="2024-11-17", until="2026-11-18")
     assert status == 400
     assert "A report covers at most two years: choose a shorter range." in body
     status, _body = page(as_manager, since="2024-11-18", until="2026-11-18")
+    assert status == 200
+    # Two years back from today, not from the end asked for after it.
+    status, body = page(as_manager, since="2024-11-17", until="2026-12-31")
+    assert status == 400
+    assert "A report covers at most two years: choose a shorter range." in body
+    status, _body = page(as_manager, since="2024-11-18", until="2026-12-31")
     assert status == 200
 
 

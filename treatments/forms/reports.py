@@ -46,10 +46,13 @@ class _PractitionerField(PractitionerChoiceField):
 class ReportFilterForm(forms.Form):
     """From and to (clinic-local days, both included) and a practitioner
     (by the public id of their account; none: the whole clinic). A missing
-    day takes its default (`ReportFilterForm.bind`). The range is refused when
-    it ends after `today`, starts before `opened` (the clinic's first
-    booking), runs backwards or reaches back more than REPORT_MAX_YEARS
-    from its end (`earliest_start`)."""
+    day takes its default (`ReportFilterForm.bind`). A range ending after
+    `today` is reported up to today (the end asked for in `asked_until`),
+    and one starting before `opened` (the clinic's first booking) from that
+    day (the start asked for in `asked_since`): "this month" and "this year"
+    give figures. The range is refused when it runs backwards, starts after
+    today, or, so cut, still reaches back more than REPORT_MAX_YEARS from
+    its end (`earliest_start`)."""
 
     since = _date_field(_("From"))
     until = _date_field(_("To"))
@@ -66,6 +69,9 @@ class ReportFilterForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.today = today
         self.opened = opened
+        # The days asked for, when the range reported was cut to the records.
+        self.asked_until: date | None = None
+        self.asked_since: date | None = None
 
     @classmethod
     def bind(cls, query: QueryDict, *, today: date, opened: date | None) -> ReportFilterForm:
@@ -90,24 +96,27 @@ class ReportFilterForm(forms.Form):
         since, until = data.get("since"), data.get("until")
         if since is None or until is None:
             return data
-        if until > self.today:
-            self.add_error(
-                "until",
-                _("The reports end today, %(day)s, at the latest.") % {"day": _day(self.today)},
-            )
-        elif since > until:
+        if since > until:
             self.add_error("since", _("The start date is after the end date."))
-        elif self.opened is not None and since < self.opened:
+            return data
+        if since > self.today:
             self.add_error(
                 "since",
-                _("The clinic's first booking was on %(day)s: choose a start on or after that day.")
-                % {"day": _day(self.opened)},
+                _("The reports go up to today, %(day)s: choose a start on or before it.")
+                % {"day": _day(self.today)},
             )
-        elif since < earliest_start(until):
+            return data
+        if until > self.today:
+            self.asked_until, until = until, self.today
+        if self.opened is not None and since < self.opened <= until:
+            self.asked_since, since = since, self.opened
+        data["since"], data["until"] = since, until
+        if since < earliest_start(until):
             self.add_error("since", _("A report covers at most two years: choose a shorter range."))
         return data
 
     @property
     def period(self) -> ReportPeriod:
-        """The range asked for (after `is_valid()`)."""
+        """The range reported (after `is_valid()`): the one asked for, cut to
+        today and to the clinic's first booking."""
         return ReportPeriod(first=self.cleaned_data["since"], last=self.cleaned_data["until"])

@@ -5,9 +5,10 @@ table also as a CSV file."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
+from urllib.parse import urlencode
 
 from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import render
@@ -16,6 +17,7 @@ from django.utils.http import content_disposition_header
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET
 
+from clinic import dates
 from clinic.access import staff
 from clinic.models import User
 from clinic.roles import Role
@@ -39,6 +41,46 @@ from treatments.selectors.reports import (
 def week_label(monday: date, *, today: date) -> str:
     """A week as its Monday, "16 Nov", with the year when it is not this one."""
     return formats.date_format(monday, "j M" if monday.year == today.year else "j M Y")
+
+
+def report_ranges(today: date, practitioner: str = "") -> list[tuple[str, str]]:
+    """The ranges the page offers as links, (label, query string): the last
+    12 weeks (the default), this month, last month and this year, whole
+    months and years; a range ending after `today` is reported up to today
+    (`ReportFilterForm`). `practitioner` (a public id as given) is kept."""
+    month = today.replace(day=1)
+    next_month = (month + timedelta(days=31)).replace(day=1)
+    last_month_end = month - timedelta(days=1)
+    ranges = [
+        (_("Last 12 weeks"), {}),
+        (_("This month"), {"since": month, "until": next_month - timedelta(days=1)}),
+        (_("Last month"), {"since": last_month_end.replace(day=1), "until": last_month_end}),
+        (_("This year"), {"since": date(today.year, 1, 1), "until": date(today.year, 12, 31)}),
+    ]
+    links = []
+    for label, days in ranges:
+        query = {name: day.isoformat() for name, day in days.items()}
+        if practitioner:
+            query["practitioner"] = practitioner
+        links.append((label, urlencode(query)))
+    return links
+
+
+def _cut_note(form: ReportFilterForm) -> str:
+    """What the page says when the range reported is not the one asked for:
+    cut to today, or to the clinic's first booking."""
+    notes = []
+    if form.asked_since is not None:
+        notes.append(
+            _("The clinic's first booking was on %(day)s: the figures start there.")
+            % {"day": dates.day(form.period.first)}
+        )
+    if form.asked_until is not None:
+        notes.append(
+            _("The range asked for ends on %(asked)s: the figures go up to today, %(today)s.")
+            % {"asked": dates.day(form.asked_until), "today": dates.day(form.period.last)}
+        )
+    return " ".join(notes)
 
 
 def _number(value: Decimal | None) -> float | None:
@@ -168,11 +210,14 @@ def _csv_response(table: str, period: ReportPeriod, practitioner: User | None) -
 def reports(request: HttpRequest) -> HttpResponse:
     """The reports page over the range and practitioner asked for (by
     default the last 12 weeks, the whole clinic), or with `download`, one of
-    its tables as CSV. A range or practitioner refused, or a table that is not
-    one, answers 400 with the reason and no figures."""
+    its tables as CSV. A range ending after today, or starting before the
+    clinic's first booking, is reported up to today and from that booking,
+    and the page says so. A range or practitioner refused, or a table that
+    is not one, answers 400 with the reason and no figures."""
     today = timezone.localdate()
     form = ReportFilterForm.bind(request.GET, today=today, opened=reports_first_day())
     download = request.GET.get("download", "")
+    ranges = report_ranges(today, request.GET.get("practitioner", "")[:64])
     refusal = ""
     if download and download not in CSV_TABLES:
         refusal = _("There is no such table to download. Choose one of the page's own links.")
@@ -180,7 +225,7 @@ def reports(request: HttpRequest) -> HttpResponse:
         return render(
             request,
             "treatments/report_manager.html",
-            {"form": form, "reports": None, "refusal": refusal},
+            {"form": form, "reports": None, "refusal": refusal, "ranges": ranges},
             status=400,
         )
     period, practitioner = form.period, form.cleaned_data["practitioner"]
@@ -198,6 +243,8 @@ def reports(request: HttpRequest) -> HttpResponse:
         {
             "form": form,
             "reports": reports,
+            "ranges": ranges,
+            "cut_note": _cut_note(form),
             "practitioner": practitioner,
             "today": today,
             "weeks": [
