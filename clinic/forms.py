@@ -30,6 +30,7 @@ from clinic.concurrency import (
 )
 from clinic.filtering import FilterDateField
 from clinic.models import AuditAction
+from clinic.posted import UnreadablePostError, json_from_post
 from clinic.selectors import (
     AUDIT_PAGE_SIZE_LEAST,
     AUDIT_PAGE_SIZE_MOST,
@@ -223,8 +224,8 @@ class VersionedFormMixin(TextBlocksMixin, StaleNoticeMixin):
     def _opened(self) -> dict[str, Any] | None:
         raw = self.data.get(self.add_prefix("opened"))  # type: ignore[attr-defined]
         try:
-            opened = json.loads(raw) if raw else None
-        except ValueError:
+            opened = json_from_post(raw) if raw else None
+        except UnreadablePostError:
             return None
         return opened if isinstance(opened, dict) else None
 
@@ -453,8 +454,8 @@ def typed_values(
 def _opened_in(data: Mapping[str, Any]) -> dict[str, Any] | None:
     """The values a `VersionedFormMixin` form was opened with, as it posted them."""
     try:
-        opened = json.loads(str(data.get("opened") or ""))
-    except ValueError:
+        opened = json_from_post(str(data.get("opened") or ""))
+    except UnreadablePostError:
         return None
     return opened if isinstance(opened, dict) else None
 

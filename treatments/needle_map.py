@@ -25,7 +25,7 @@ from django.utils.safestring import SafeString
 from django.utils.translation import gettext_lazy as _
 
 from patients.models import TreatmentArea
-from treatments.models import MapView, Unit
+from treatments.models import MapView, Technique, Unit
 
 if TYPE_CHECKING:
     from django.utils.functional import _StrOrPromise as StrOrPromise
@@ -276,6 +276,18 @@ def _mark_primary(shapes: Iterable[Shape]) -> tuple[Shape, ...]:
 
 
 SHAPES = _mark_primary(SHAPES)
+
+
+# The techniques given needle by needle, whose points are tapped on the
+# diagram (static/js/needle_map.js has the same list); nappage and linear
+# threading cover an area, shaded, never tapped.
+POINT_TECHNIQUES = frozenset({Technique.PAPULE.value, Technique.POINT_BY_POINT.value})
+
+
+def technique_takes_points(technique: str) -> bool:
+    """Whether a line given with `technique` (a `Technique` code) may carry
+    points on the diagram: papules and point by point only."""
+    return technique in POINT_TECHNIQUES
 
 
 def views_of_area(area: str) -> tuple[str, ...]:

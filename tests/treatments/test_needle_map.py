@@ -78,7 +78,8 @@ def client(practitioner: User) -> Client:
 
 def completed_with_points(client: Client, world: World, points: list[list[object]]) -> Booking:
     data = session_post(world.batches)
-    data["lines-0-points"] = json.dumps(points)
+    # Points are tapped for papules (and point by point), not for nappage.
+    data.update({"lines-0-technique": "papule", "lines-0-points": json.dumps(points)})
     response = client.post(url(world.booking), data)
     assert response.status_code == 302, response.content.decode()[:3000]
     return world.booking
@@ -196,7 +197,7 @@ def test_points_not_on_the_diagram_are_refused_with_a_sentence_and_nothing_saved
 ) -> None:
     world = make_world(practitioner)
     data = session_post(world.batches)
-    data["lines-0-points"] = points
+    data.update({"lines-0-technique": "papule", "lines-0-points": points})
     response = client.post(url(world.booking), data)
     page = response.content.decode()
     assert response.status_code == 400
@@ -340,6 +341,7 @@ def test_the_course_session_comes_before_a_later_one_off_session(
         data = session_post(world.batches)
         for index in range(2):
             data[f"lines-{index}-area"] = "scalp"
+        data["lines-0-technique"] = "papule"
         data["lines-0-points"] = '[["scalp", 0.5, 0.5]]'
         assert client.post(url(one_off), data).status_code == 302
         assert InjectionPoint.objects.filter(view="scalp").count() == 1
@@ -445,7 +447,13 @@ def test_the_record_shows_the_treated_areas_shaded_with_their_amounts_and_points
 ) -> None:
     world = make_world(practitioner)
     data = session_post(world.batches)
-    data.update({"lines-0-points": json.dumps(CHEEKS), "lines-1-area": "neck"})
+    data.update(
+        {
+            "lines-0-technique": "papule",
+            "lines-0-points": json.dumps(CHEEKS),
+            "lines-1-area": "neck",
+        }
+    )
     assert client.post(url(world.booking), data).status_code == 302
     page = client.get(url(world.booking)).content.decode()
     drawn = page[page.index('data-testid="needle-map-record"') :]
@@ -480,6 +488,7 @@ def test_session_area_doses_give_each_ingredient_per_area_in_two_queries(
     data = session_post(world.batches)
     data.update(
         {
+            "lines-0-technique": "papule",
             "lines-0-points": json.dumps(CHEEKS),
             "lines-1-amount": "1.00",
             "lines-2-batch": str(mixed.uuid),

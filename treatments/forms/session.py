@@ -3,7 +3,6 @@ session's own fields, and amendments."""
 
 from __future__ import annotations
 
-import json
 import math
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, cast
@@ -16,6 +15,7 @@ from django.utils.translation import gettext_lazy
 
 from clinic import dates
 from clinic.forms import SubmissionTokenMixin, TextBlocksMixin, VersionedFormMixin
+from clinic.posted import UnreadablePostError, json_from_post
 from clinic.widgets import DayField, DayInput, DayTimeField, DayTimeInput
 from patients.models import TreatmentArea
 from treatments.models import (
@@ -33,7 +33,7 @@ from treatments.models import (
     Technique,
     Unit,
 )
-from treatments.needle_map import VIEW_BY_CODE, views_of_area
+from treatments.needle_map import VIEW_BY_CODE, technique_takes_points, views_of_area
 from treatments.services.session import AdverseEventInput, LineInput, PointInput
 
 BLANK: list[tuple[str, Any]] = [("", "---------")]
@@ -100,8 +100,8 @@ class InjectionPointsField(forms.CharField):
             code="points_damaged",
         )
         try:
-            raw = json.loads(text)
-        except ValueError:
+            raw = json_from_post(text, max_depth=2)
+        except UnreadablePostError:
             raise damaged from None
         if not isinstance(raw, list):
             raise damaged
@@ -125,7 +125,9 @@ class InjectionPointsField(forms.CharField):
             for number in (x, y):
                 if isinstance(number, bool) or not isinstance(number, int | float):
                     raise damaged
-                if not math.isfinite(number) or not 0 <= number <= 1:
+                # Compared before anything else: NaN compares false, and a
+                # whole number too large for a float is refused here.
+                if not 0 <= number <= 1 or not math.isfinite(number):
                     raise forms.ValidationError(
                         _("A point of this line is outside the diagram."), code="points_outside"
                     )
@@ -187,6 +189,16 @@ class CocktailLineForm(forms.Form):
         cleaned = super().clean() or {}
         area = cleaned.get("area")
         points = cleaned.get("points") or ()
+        technique = cleaned.get("technique")
+        if points and technique and not technique_takes_points(technique):
+            self.add_error(
+                "points",
+                _(
+                    "This line has points on the diagram, but %(technique)s covers an area: "
+                    "clear its points on the diagram, or choose papules or point by point."
+                )
+                % {"technique": Technique(technique).label.lower()},
+            )
         if area:
             shown_on = views_of_area(area)
             elsewhere = sorted({p.view for p in points if p.view not in shown_on})

@@ -52,8 +52,9 @@ from treatments.models import (
     MapView,
     SessionAmendment,
     SessionRecord,
+    Technique,
 )
-from treatments.needle_map import VIEW_BY_CODE, views_of_area
+from treatments.needle_map import VIEW_BY_CODE, technique_takes_points, views_of_area
 from treatments.selectors.session import adverse_event_resolution
 from treatments.services.aftercare import aftercare_queue
 from treatments.services.course import course_session_completed
@@ -169,6 +170,15 @@ def _check_points(lines: Sequence[LineInput]) -> None:
             raise SessionRefusedError(
                 _("Line %(number)s has %(count)s points: at most %(most)s a line.")
                 % {"number": number, "count": len(line.points), "most": MAX_POINTS_PER_LINE},
+                field="points",
+            )
+        if line.points and not technique_takes_points(line.technique):
+            raise SessionRefusedError(
+                _(
+                    "Line %(number)s has points on the diagram, but %(technique)s covers an "
+                    "area: clear its points, or choose papules or point by point."
+                )
+                % {"number": number, "technique": Technique(line.technique).label.lower()},
                 field="points",
             )
         shown_on = views_of_area(line.area)

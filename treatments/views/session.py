@@ -11,7 +11,7 @@ from typing import Any, cast
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, QueryDict
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, QueryDict
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
@@ -157,7 +157,7 @@ def _with_line_added(data: QueryDict, new_line: dict[str, Any]) -> tuple[QueryDi
         return data, _("A session has at most %(most)s lines.") % {"most": MAX_LINES}
     added = data.copy()
     source = str(data.get(COPY_LINE, ""))
-    if source.isdigit() and int(source) < total:
+    if source.isascii() and source.isdigit() and len(source) <= 3 and int(source) < total:
         for name in CocktailLineForm.base_fields:
             added[f"{LINES}-{total}-{name}"] = str(data.get(f"{LINES}-{source}-{name}", ""))
     else:
@@ -481,7 +481,17 @@ def adverse_event_follow_up_new(request: HttpRequest, session: uuid.UUID) -> Htt
             .first()
         )
         if event is None:
-            raise Http404
+            # Not one of this session's events (another session's, or made
+            # up): nothing is written, and the note is given back to copy.
+            messages.error(
+                request,
+                _(
+                    "This follow-up was not saved: the adverse event it was sent for is not "
+                    "one of this session's. What you wrote: \u201c%(note)s\u201d"
+                )
+                % {"note": form.cleaned_data["note"]},
+            )
+            return _completed_page(request, record.booking, status=400)
         try:
             follow_up = adverse_event_follow_up(
                 event=event,
