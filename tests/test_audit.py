@@ -356,11 +356,15 @@ def test_each_audit_filter_compares_as_its_index_holds_it(
     manager: User, filters: dict[str, object], index: str
 ) -> None:
     """Each filter is written the way its index is built (UPPER(label) for the
-    user), so PostgreSQL can read a page from it rather than scan the trail."""
+    user), so PostgreSQL can read a page from it rather than scan the trail.
+    Asked without the page's order: on a table this small, walking the
+    newest-first index and filtering can cost the planner as little as the
+    filter's own index, and which it picked changed with the tests run before."""
     _events(manager, 3)
     with transaction.atomic():
-        plan = _plan(audit_events_filtered(**filters)[:51])  # type: ignore[arg-type]
+        plan = _plan(audit_events_filtered(**filters).order_by())  # type: ignore[arg-type]
     assert index in plan
+    assert "Index Cond" in plan or "Recheck Cond" in plan
 
 
 def test_the_dashboards_failed_sign_ins_and_previous_sign_in_read_their_indexes(
