@@ -63,6 +63,7 @@ from clinic.refusals import RefusalKind, RefusedError
 from clinic.roles import Role
 from clinic.services import sign_in_lock_lift
 from clinic.signin import sign_in_locks
+from clinic.usernames import username_allowed, username_look_alike
 
 logger = logging.getLogger(__name__)
 
@@ -905,7 +906,9 @@ def staff_invitation_accept(*, token: str, username: str, password: str) -> User
     `password`, the invitation's name, address and roles) and mark the
     invitation used, under its row's lock, so a link works once even sent
     twice at the same instant. Refused as `staff_invitation_open`, and for a
-    username taken (any letter case) or not allowed, a password the
+    username taken (any letter case), reading like one in use
+    ("username_look_alike", clinic/usernames.py) or holding other than
+    ASCII letters, digits and . _ @ + - ("username_characters"), a password the
     clinic's rules refuse, or an address that got an account meanwhile.
     Audited, by the new account, as "accepted"."""
     found, number = _token_read(token)
@@ -914,11 +917,34 @@ def staff_invitation_accept(*, token: str, username: str, password: str) -> User
         _usable_check(invitation, number)
         _email_taken(invitation.email, invitation=invitation)
         username = username.strip()
+        if not username_allowed(username):
+            raise StaffRefusedError(
+                _(
+                    "A username may hold only the letters a to z (small or capital), the "
+                    "digits 0 to 9 and . _ @ + -, without spaces or accents."
+                ),
+                field="username",
+                code="username_characters",
+                kind=RefusalKind.INVALID,
+            )
         if User.objects.filter(username__iexact=username).exists():
             raise StaffRefusedError(
                 _("That username is taken: choose another."),
                 field="username",
                 code="username_taken",
+                kind=RefusalKind.INVALID,
+            )
+        # Every account's name, patients' portal accounts too: one a
+        # colleague could mistake for another's is refused.
+        if username_look_alike(username, list(User.objects.values_list("username", flat=True))):
+            raise StaffRefusedError(
+                _(
+                    "That username reads like another account's (letters that look alike, "
+                    "such as 0 and O, I and l, rn and m): choose another, so that nobody "
+                    "mistakes one for the other."
+                ),
+                field="username",
+                code="username_look_alike",
                 kind=RefusalKind.INVALID,
             )
         user = User(
@@ -975,6 +1001,7 @@ def staff_invitation_accept(*, token: str, username: str, password: str) -> User
 
 def staff_username_suggest(invitation: StaffInvitation) -> str:
     """A username to offer a person joining: their address's part before
-    the @, in lower case, with only the characters a username may hold."""
+    the @, in lower case, with only the characters a username may hold
+    (clinic/usernames.py)."""
     local = invitation.email.split("@", 1)[0].lower()
-    return re.sub(r"[^\w.@+-]", "", local)[:150]
+    return re.sub(r"[^\w.@+-]", "", local, flags=re.ASCII)[:150]

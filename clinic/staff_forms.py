@@ -106,7 +106,10 @@ class StaffJoinForm(forms.Form):
     username = UsernameField(
         label=_("Username"),
         max_length=150,
-        help_text=_("What you will type to sign in. Letters, digits and . _ @ + - only."),
+        help_text=_(
+            "What you will type to sign in: letters a to z, digits and . _ @ + - only, "
+            "without spaces or accents."
+        ),
         widget=forms.TextInput(attrs={"autocomplete": "username", "autocapitalize": "none"}),
     )
     password1 = forms.CharField(

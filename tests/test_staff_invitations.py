@@ -338,6 +338,46 @@ def test_a_taken_username_or_a_weak_password_keeps_the_link_working(
     assert join(client, invited).status_code == 302
 
 
+CHARACTERS = "may hold only the letters a to z (small or capital), the digits 0 to 9"
+LOOK_ALIKE = "That username reads like another account"
+
+
+@pytest.mark.parametrize(
+    ("username", "said"),
+    [
+        ("m\u0430nager", CHARACTERS),  # a Cyrillic a
+        ("\uff4danager", "That username is taken"),  # a full-width m: NFKC, "manager"
+        ("n\u00e1dia", CHARACTERS),
+        ("nadia novak", CHARACTERS),
+        ("rnanager", LOOK_ALIKE),
+        ("practitloner", LOOK_ALIKE),
+        ("PRACTITI0NER", LOOK_ALIKE),
+    ],
+)
+def test_a_username_that_reads_like_one_in_use_or_of_other_letters_is_refused(
+    invited: str, manager: User, practitioner: User, username: str, said: str
+) -> None:
+    client = Client()
+    response = join(client, invited, username=username)
+    assert response.status_code == 400
+    assert said in response.content.decode()
+    assert User.objects.count() == 2
+    # The link still works, with a name of one's own.
+    assert join(client, invited, username="nadia").status_code == 302
+
+
+def test_a_username_reading_like_an_older_one_of_other_letters_is_refused(
+    invited: str, make_staff: Callable[..., User]
+) -> None:
+    """An account named before the letters were restricted, with a Cyrillic
+    a: the Latin spelling is refused as its look-alike."""
+    make_staff("n\u0430dia", Role.RECEPTIONIST)
+    response = join(Client(), invited, username="nadia")
+    assert response.status_code == 400
+    assert LOOK_ALIKE in response.content.decode()
+    assert not User.objects.filter(username="nadia").exists()
+
+
 def test_someone_signed_in_is_asked_to_sign_out_before_joining(invited: str, boss: Client) -> None:
     response = boss.get(invited)
     assert response.status_code == 409
