@@ -295,10 +295,12 @@ def test_resetting_a_lost_authenticator_removes_it_and_the_codes_and_signs_them_
     event = AuditEvent.objects.get(action=AuditAction.TWO_FACTOR_RESET)
     assert (event.actor, event.object_id) == (manager, "reception")
     assert "sessions_ended=1" in event.changed_fields
-    # At the next sign-in, they set up a new one.
+    # At the next sign-in, they set up a new one: the old codes open nothing.
     client = password_sign_in("reception")
     setup = client.get("/")
     assert setup["Location"].startswith(reverse("two_factor_setup"))
+    assert client.get(reverse("two_factor_setup")).status_code == 200
+    assert client.get(reverse("two_factor"))["Location"] == reverse("two_factor_setup")
     # Nothing left to reset: said so, nothing written.
     act(boss, receptionist, "reset_authenticator")
     assert AuditEvent.objects.filter(action=AuditAction.TWO_FACTOR_RESET).count() == 1

@@ -337,3 +337,20 @@ def test_backup_codes_lead_to_the_setup_page_when_the_authenticator_is_gone(
     done = client.post(SETUP, {"otp_token": totp_code(device), "next": "/"})
     assert len(codes_on(done.content.decode())) == BACKUP_CODE_COUNT
     assert client.get("/").status_code == 200
+
+
+def test_a_password_alone_makes_no_backup_codes_and_starts_no_new_phone(
+    receptionist: User,
+) -> None:
+    codes = backup_codes_issue(user=receptionist)
+    attacker, _response = password_sign_in("reception")
+    for action in ("backup_codes", "replace_authenticator"):
+        response = attacker.post(ACCOUNT, {"action": action})
+        assert response.status_code == 302
+        assert response["Location"].startswith(CODE)
+    assert attacker.get(SETUP)["Location"].startswith(CODE)
+    stored = set(
+        StaticToken.objects.filter(device__user=receptionist).values_list("token", flat=True)
+    )
+    assert stored == set(codes)
+    assert TOTPDevice.objects.filter(user=receptionist).count() == 1
