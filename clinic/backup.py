@@ -970,12 +970,6 @@ class RestoreResult:
     created_at: str
 
 
-def database_contents(params: dict[str, str]) -> int:
-    """How many tables the schema has (0: an empty database)."""
-    with _connect(params, autocommit=True) as conn:
-        return len(_tables(conn))
-
-
 def restore(
     *,
     archive: Path,
@@ -998,20 +992,24 @@ def restore(
         archive_key_check(archive, identities)
     params = connection_params(database)
     name = params.get("dbname", "?")
-    tables_there = database_contents(params)
     files_there = media_files(media_root)
-    if not force:
-        if tables_there:
-            raise BackupError(
-                f"The database {name} is not empty: it has {tables_there} tables. A restore "
-                "replaces everything in it; run again with --force to do so."
-            )
-        if files_there:
-            raise BackupError(
-                f"The media folder {media_root} is not empty: it has {len(files_there)} "
-                "files. A restore replaces them; run again with --force to do so."
-            )
-    _other_sessions_end(params, disconnect=disconnect, say=say)
+    # One connection looks at the tables and at the other sessions: a backend
+    # of a connection of ours just closed may still be listed for a moment,
+    # and would be counted as somebody else's.
+    with _connect(params, autocommit=True) as conn:
+        tables_there = len(_tables(conn))
+        if not force:
+            if tables_there:
+                raise BackupError(
+                    f"The database {name} is not empty: it has {tables_there} tables. A "
+                    "restore replaces everything in it; run again with --force to do so."
+                )
+            if files_there:
+                raise BackupError(
+                    f"The media folder {media_root} is not empty: it has {len(files_there)} "
+                    "files. A restore replaces them; run again with --force to do so."
+                )
+        _other_sessions_end(conn, params, disconnect=disconnect, say=say)
     media_root.mkdir(parents=True, exist_ok=True)
     staging = media_root / f"{RESTORE_STAGING_PREFIX}{secrets.token_hex(6)}"
     staging.mkdir(mode=0o700)
@@ -1097,7 +1095,11 @@ def _sessions_listed(sessions: Sequence[Session], most: int = 10) -> str:
 
 
 def _other_sessions_end(
-    params: dict[str, str], *, disconnect: bool, say: Callable[[str], None]
+    conn: psycopg.Connection[Any],
+    params: dict[str, str],
+    *,
+    disconnect: bool,
+    say: Callable[[str], None],
 ) -> None:
     """Refuse a restore while other sessions are connected to the database (the
     clinic still running: its open transactions' locks would hold the load up,
@@ -1105,54 +1107,53 @@ def _other_sessions_end(
     end them if this role may."""
     name = params.get("dbname", "?")
     role = params.get("user", "?")
-    with _connect(params, autocommit=True) as conn:
-        sessions = other_sessions(conn)
-        if not sessions:
-            return
-        count = f"{len(sessions)} other session{'s' if len(sessions) != 1 else ''}"
-        listed = _sessions_listed(sessions)
-        stop = (
-            f"Stop the clinic's web server, worker and beat first ({_STOP_THE_CLINIC}) "
-            "and run the restore again"
+    sessions = other_sessions(conn)
+    if not sessions:
+        return
+    count = f"{len(sessions)} other session{'s' if len(sessions) != 1 else ''}"
+    listed = _sessions_listed(sessions)
+    stop = (
+        f"Stop the clinic's web server, worker and beat first ({_STOP_THE_CLINIC}) "
+        "and run the restore again"
+    )
+    if not disconnect:
+        raise BackupError(
+            f"{count} connected to the database {name}: {listed}. A restore needs the "
+            f"database to itself. {stop}, or add --force-disconnect to end them. "
+            "Nothing was changed."
         )
-        if not disconnect:
+    refused = [session for session in sessions if not session.may_end]
+    if refused:
+        raise BackupError(
+            f"{count} connected to the database {name}: {listed}. --force-disconnect "
+            f"was given, but the role {role} may not end {len(refused)} of them "
+            f"({_sessions_listed(refused)}): PostgreSQL lets a role end only its own "
+            "role's sessions unless it is a superuser or a member of pg_signal_backend. "
+            f"{stop}. Nothing was changed."
+        )
+    pids = [session.pid for session in sessions]
+    try:
+        for pid in pids:
+            conn.execute("SELECT pg_terminate_backend(%s)", [pid])
+    except psycopg.errors.InsufficientPrivilege as error:
+        raise BackupError(
+            f"--force-disconnect: the role {role} may not end the sessions connected to "
+            f"the database {name} ({str(error).strip()}). {stop}. Nothing was changed."
+        ) from error
+    deadline = time.monotonic() + _SESSIONS_END_WAIT_SECONDS
+    while True:
+        left = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s)", [pids]
+        ).fetchone()
+        if not left or not left[0]:
+            break
+        if time.monotonic() > deadline:
             raise BackupError(
-                f"{count} connected to the database {name}: {listed}. A restore needs the "
-                f"database to itself. {stop}, or add --force-disconnect to end them. "
-                "Nothing was changed."
-            )
-        refused = [session for session in sessions if not session.may_end]
-        if refused:
-            raise BackupError(
-                f"{count} connected to the database {name}: {listed}. --force-disconnect "
-                f"was given, but the role {role} may not end {len(refused)} of them "
-                f"({_sessions_listed(refused)}): PostgreSQL lets a role end only its own "
-                "role's sessions unless it is a superuser or a member of pg_signal_backend. "
+                f"--force-disconnect: {left[0]} of the sessions connected to the database "
+                f"{name} did not end within {_SESSIONS_END_WAIT_SECONDS:g} seconds. "
                 f"{stop}. Nothing was changed."
             )
-        pids = [session.pid for session in sessions]
-        try:
-            for pid in pids:
-                conn.execute("SELECT pg_terminate_backend(%s)", [pid])
-        except psycopg.errors.InsufficientPrivilege as error:
-            raise BackupError(
-                f"--force-disconnect: the role {role} may not end the sessions connected to "
-                f"the database {name} ({str(error).strip()}). {stop}. Nothing was changed."
-            ) from error
-        deadline = time.monotonic() + _SESSIONS_END_WAIT_SECONDS
-        while True:
-            left = conn.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s)", [pids]
-            ).fetchone()
-            if not left or not left[0]:
-                break
-            if time.monotonic() > deadline:
-                raise BackupError(
-                    f"--force-disconnect: {left[0]} of the sessions connected to the database "
-                    f"{name} did not end within {_SESSIONS_END_WAIT_SECONDS:g} seconds. "
-                    f"{stop}. Nothing was changed."
-                )
-            time.sleep(0.1)
+        time.sleep(0.1)
     say(
         f"Ended {count} connected to the database {name}: {listed}. If the clinic is still "
         f"running it connects again: stop it ({_STOP_THE_CLINIC})."

@@ -508,6 +508,38 @@ def test_a_restore_while_the_clinic_is_connected_is_refused_and_changes_nothing(
 
 
 @pytest.mark.django_db(transaction=True)
+def test_the_restore_counts_other_sessions_on_the_connection_it_looked_with(
+    archive: Path,
+    seeded_clinic: Path,
+    no_stray_sessions: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The server process of a connection just closed stays listed for a
+    moment: a restore that closed one of its own before counting the other
+    sessions would take it for the clinic still running, and refuse."""
+    from clinic import backup
+
+    opened: list[psycopg.Connection[Any]] = []
+    closed_before_counting: list[psycopg.Connection[Any]] = []
+    real_connect, real_other_sessions = backup._connect, backup.other_sessions
+
+    def connect(params: dict[str, str], **options: Any) -> psycopg.Connection[Any]:
+        conn = real_connect(params, **options)
+        opened.append(conn)
+        return conn
+
+    def other_sessions(conn: psycopg.Connection[Any]) -> list[Any]:
+        closed_before_counting.extend(c for c in opened if c.closed)
+        return real_other_sessions(conn)
+
+    monkeypatch.setattr(backup, "_connect", connect)
+    monkeypatch.setattr(backup, "other_sessions", other_sessions)
+    call_command("restore", str(archive), "--force", stdout=io.StringIO())
+    assert opened
+    assert closed_before_counting == []
+
+
+@pytest.mark.django_db(transaction=True)
 def test_force_disconnect_ends_the_clinics_sessions_and_restores(
     archive: Path,
     seeded_clinic: Path,
