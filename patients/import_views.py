@@ -120,7 +120,7 @@ def import_list(request: HttpRequest) -> HttpResponse:
             "form": form,
             "jobs": jobs,
             "earlier": earlier,
-            "max_rows": IMPORT_MAX_ROWS,
+            "max_rows": f"{IMPORT_MAX_ROWS:,}",
             "max_mb": IMPORT_MAX_BYTES // (1024 * 1024),
         },
         status=status,
@@ -178,8 +178,9 @@ def _detail(request: HttpRequest, found: PatientImport, status: int = 200) -> Ht
     labels = dict(IMPORT_FIELDS)
     dropped = []
     mapping = {k: int(v) for k, v in found.mapping.items()}
-    for position in found.dropped[:50]:
-        cells = found.rows[position] if position < len(found.rows) else []
+    # The rows are cleared once the import is done or discarded.
+    for position in found.dropped[:50] if found.rows else []:
+        cells = found.rows[position]
         names = [cells[mapping[n]] for n in ("first_name", "last_name") if n in mapping]
         dropped.append({"position": position, "line": position + 2, "name": " ".join(names)})
     ready = found.row_count - len(found.dropped) - len(found.problems)

@@ -856,8 +856,9 @@ def patient_import_cancel(
 # --- Running it ----------------------------------------------------------------------
 
 
-def progress_key(job_id: int) -> str:
-    return f"patients:import:{job_id}:progress"
+def progress_key(job: PatientImport) -> str:
+    # By uuid: a database restored or rebuilt reuses ids, never uuids.
+    return f"patients:import:{job.uuid}:progress"
 
 
 def import_progress(*, job: PatientImport) -> int:
@@ -867,16 +868,16 @@ def import_progress(*, job: PatientImport) -> int:
     if job.status == PatientImportStatus.DONE:
         return job.imported_count
     try:
-        return int(cache.get(progress_key(job.pk)) or 0)
+        return int(cache.get(progress_key(job)) or 0)
     except Exception:  # a cache that is down only hides the progress
         return 0
 
 
-def _progress(job_id: int, done: int) -> None:
+def _progress(job: PatientImport, done: int) -> None:
     try:
-        cache.set(progress_key(job_id), done, timeout=3600)
+        cache.set(progress_key(job), done, timeout=3600)
     except Exception:  # a cache that is down only hides the progress
-        logger.warning("Could not record the progress of patient import %s", job_id)
+        logger.warning("Could not record the progress of patient import %s", job.pk)
 
 
 class _AbortError(Exception):
@@ -928,7 +929,7 @@ def _create_all(job: PatientImport) -> int:
         batch = patients[start : start + IMPORT_BATCH]
         Patient.objects.bulk_create(batch)
         done += len(batch)
-        _progress(job.pk, done)
+        _progress(job, done)
     # Addresses set by a role that cannot open clinical documents are held as
     # registration holds them (patients.contact_changes): a manager's import
     # routes no clinical document to a new address for 24 hours.
@@ -976,7 +977,7 @@ def patient_import_run(*, job_id: int) -> PatientImport | None:
     job = _claim(job_id)
     if job is None:
         return None
-    _progress(job.pk, 0)
+    _progress(job, 0)
     try:
         with transaction.atomic():
             count = _create_all(job)

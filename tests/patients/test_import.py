@@ -302,6 +302,11 @@ def test_a_duplicate_registered_after_the_preview_stops_the_whole_import(
     job = run(manager, job)
     assert job.status == PatientImportStatus.DONE
     assert Patient.objects.count() == before + 4
+    # Its page, the rows cleared and one row left out, says what was imported.
+    client = sign_in(Client(), manager)
+    response = client.get(reverse("patients:import_detail", args=[job.uuid]))
+    assert response.status_code == 200
+    assert "4 patients were imported." in response.content.decode()
 
 
 def test_a_run_twice_imports_once(manager: User) -> None:
