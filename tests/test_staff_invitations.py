@@ -144,7 +144,9 @@ def test_the_address_of_a_deactivated_account_leads_to_reactivating_it(
     assert "give that account the roles it needs" not in page
     assert 'value="Nadia"' in page
     person = reverse("staff_member", kwargs={"member": receptionist.uuid})
-    link = re.search(r'data-testid="staff-invite-reactivate"><a [^>]*href="([^"]+)"', page)
+    link = re.search(
+        r'data-testid="staff-invite-reactivate">\s*<p[^>]*>[^<]*</p>\s*<a [^>]*href="([^"]+)"', page
+    )
     assert link is not None
     assert link.group(1) == person
     assert boss.post(person, {"action": "reactivate"}).status_code == 302

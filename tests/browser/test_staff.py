@@ -8,15 +8,20 @@ from __future__ import annotations
 
 import base64
 import re
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 import pytest
+import time_machine
 from django.core import mail
 from django_otp.plugins.otp_totp.models import TOTPDevice
 from playwright.sync_api import Page, expect
 
 from clinic.models import AuditAction, AuditEvent, StaffInvitation, User
 from clinic.roles import Role
+from clinic.staff import staff_deactivate, staff_invite
+from tests.browser.axe import axe_violations, describe
 from tests.browser.conftest import BrowserPage, screenshot
 from tests.browser.test_journeys import NewPage, assert_styled, open_navigation, sign_in
 from tests.conftest import totp_code
@@ -184,3 +189,102 @@ def _menu(page: Page) -> None:
     """Open the user menu (behind the navigation toggler on a tablet)."""
     open_navigation(page)
     page.get_by_test_id("user-menu").click()
+
+
+@pytest.fixture
+def morning() -> Iterator[None]:
+    """A fixed Tuesday morning, ticking (codes last their 30 seconds)."""
+    with time_machine.travel(datetime(2026, 11, 24, 9, 30, tzinfo=UTC), tick=True):
+        yield
+
+
+@pytest.mark.parametrize("viewport", ["desktop", "tablet"])
+def test_the_pages_of_a_returning_person_a_withdrawn_link_and_a_new_phone(
+    morning: None,
+    live_server,
+    new_page: NewPage,
+    manager: User,
+    receptionist: User,
+    make_staff: Callable[..., User],
+    viewport: str,
+) -> None:
+    """A second manager who invited someone is deactivated: the link says it
+    was withdrawn. The receptionist who left is invited again: the form says
+    her account is deactivated and leads to reactivating it. She sets up a
+    new phone: the page says the old one works until then. A look-alike
+    username is refused on the joining page."""
+    base = live_server.url
+    second = make_staff("second-boss", Role.MANAGER, first_name="Bea", last_name="Baker")
+    issued = staff_invite(
+        invited_by=second, email="omar@clinic.example", first_name="Omar", roles=["manager"]
+    )
+    look_alike = staff_invite(
+        invited_by=manager, email="mimic@clinic.example", first_name="Mimi", roles=["receptionist"]
+    )
+    staff_deactivate(actor=manager, member=receptionist)
+
+    boss_tab = _tab(new_page, viewport)
+    boss = boss_tab.page
+    sign_in(boss_tab, base, manager)
+    boss.goto(base + f"/staff/{second.uuid}/")
+    boss.get_by_test_id("member-deactivate-ask").locator("summary").click()
+    boss.get_by_test_id("member-deactivate").click()
+    expect(
+        boss.get_by_text("The invitation they sent to omar@clinic.example is withdrawn")
+    ).to_be_visible()
+    assert_styled(boss)
+    _no_horizontal_scroll(boss)
+    screenshot(boss, f"staff-member-deactivated-withdrawn-{viewport}.png")
+    assert describe("staff-member-deactivated-withdrawn", axe_violations(boss)) == []
+
+    visitor_tab = _tab(new_page, viewport)
+    visitor = visitor_tab.page
+    visitor.goto(base + urlsplit(issued.url).path)
+    expect(visitor.get_by_test_id("staff-join-refused")).to_contain_text(
+        "This invitation was withdrawn"
+    )
+    assert_styled(visitor)
+    screenshot(visitor, f"staff-join-withdrawn-{viewport}.png")
+    assert describe("staff-join-withdrawn", axe_violations(visitor)) == []
+    visitor.goto(base + urlsplit(look_alike.url).path)
+    visitor.get_by_label("Username").fill("m\u0430nager")
+    visitor.locator("input[name=password1]").fill(NEW_PASSWORD)
+    visitor.locator("input[name=password2]").fill(NEW_PASSWORD)
+    visitor.get_by_test_id("staff-join").click()
+    expect(visitor.get_by_text("may hold only the letters a to z")).to_be_visible()
+    visitor.get_by_label("Username").fill("rnanager")
+    visitor.locator("input[name=password1]").fill(NEW_PASSWORD)
+    visitor.locator("input[name=password2]").fill(NEW_PASSWORD)
+    visitor.get_by_test_id("staff-join").click()
+    expect(visitor.get_by_text("That username reads like another account")).to_be_visible()
+    assert_styled(visitor)
+    _no_horizontal_scroll(visitor)
+    screenshot(visitor, f"staff-join-look-alike-{viewport}.png")
+    assert describe("staff-join-look-alike", axe_violations(visitor)) == []
+
+    boss.goto(base + "/staff/invite/")
+    boss.get_by_label("First name").fill("Rosa")
+    boss.get_by_label("Email").fill(receptionist.email)
+    boss.get_by_label("Receptionist").check()
+    boss.get_by_test_id("staff-invite-send").click()
+    expect(boss.get_by_text("which is deactivated")).to_be_visible()
+    assert_styled(boss)
+    _no_horizontal_scroll(boss)
+    screenshot(boss, f"staff-invite-deactivated-{viewport}.png")
+    assert describe("staff-invite-deactivated", axe_violations(boss)) == []
+    boss.get_by_test_id("staff-invite-reactivate").get_by_role("link").click()
+    boss.get_by_test_id("member-reactivate").click()
+    expect(boss.get_by_text("can sign in again, with the roles they held")).to_be_visible()
+
+    rosa_tab = _tab(new_page, viewport)
+    rosa = rosa_tab.page
+    sign_in(rosa_tab, base, receptionist)
+    rosa.goto(base + "/accounts/me/")
+    rosa.get_by_test_id("account-new-phone").click()
+    expect(rosa.get_by_test_id("setup-replacing")).to_contain_text("keeps working until")
+    assert_styled(rosa)
+    screenshot(rosa, f"staff-two-factor-new-phone-{viewport}.png")
+    assert describe("staff-two-factor-new-phone", axe_violations(rosa)) == []
+    assert TOTPDevice.objects.filter(user=receptionist).count() == 1
+    for tab in (visitor_tab, boss_tab, rosa_tab):
+        assert [e for e in tab.errors if "410" not in e and "400" not in e and "409" not in e] == []
