@@ -102,6 +102,27 @@ app.conf.beat_schedule = {
         "schedule": 60.0,
         "options": {"expires": 60},
     },
+    # Every minute: subject-access exports still queued after 2 minutes lost
+    # their task (broker down at the request, worker died); queue them again.
+    "subject-access-requeue": {
+        "task": "treatments.subject_access_requeue",
+        "schedule": 60.0,
+        "options": {"expires": 60},
+    },
+    # Hourly: delete the ZIPs of subject-access exports past their 7 days
+    # (a whole record should not linger on the server); the rows stay.
+    "subject-access-purge": {
+        "task": "treatments.subject_access_purge",
+        "schedule": 3600.0,
+        "options": {"expires": 3600},
+    },
+    # Daily: anonymise the records whose erasure was asked for and whose
+    # retention period has ended (UK GDPR Art. 5(1)(e), 17).
+    "retention-anonymise": {
+        "task": "treatments.retention_anonymise",
+        "schedule": 24 * 3600.0,
+        "options": {"expires": 3600},
+    },
     "reminders-dispatch": {
         "task": "treatments.reminders_dispatch",
         "schedule": float(os.environ.get("REMINDER_DISPATCH_INTERVAL_SECONDS", "60")),

@@ -63,6 +63,8 @@ SAMPLE_KWARGS: dict[str, str] = {
     "document": "00000000-0000-4000-8000-000000000061",
     # staff
     "member": "00000000-0000-4000-8000-000000000070",
+    # subject-access exports (tests/treatments/samples_data_rights.py)
+    "export": "00000000-0000-4000-8000-000000000090",
     # patient import (tests/patients/samples_import.py)
     "job": "00000000-0000-4000-8000-000000000080",
     "row": "0",
@@ -155,6 +157,8 @@ ALLOWED_GET_STATUS: dict[str, int] = {
     "treatments:document_regenerate": 405,
     "treatments:portal_invite": 405,
     "treatments:patient_merge": 405,
+    "treatments:subject_access_create": 405,
+    "treatments:erasure_create": 405,
 }
 # Where who is signed in gets another answer than a stranger.
 SIGNED_IN_GET_STATUS: dict[str, int] = {"login": 302}  # already signed in: to the dashboard
@@ -174,6 +178,7 @@ def sample_objects(db: None, frozen: None) -> None:
     from tests.treatments.samples_allergy import create_samples as allergy_samples
     from tests.treatments.samples_booking import create_samples as booking_samples
     from tests.treatments.samples_catalogue import create_samples as catalogue_samples
+    from tests.treatments.samples_data_rights import create_samples as data_rights_samples
     from tests.treatments.samples_portal import create_samples as portal_samples
     from tests.treatments.samples_reminders import create_samples as reminder_samples
     from tests.treatments.samples_session import create_samples as session_samples
@@ -188,6 +193,7 @@ def sample_objects(db: None, frozen: None) -> None:
     session_samples(SAMPLE_KWARGS)
     reminder_samples(SAMPLE_KWARGS)
     portal_samples(SAMPLE_KWARGS)
+    data_rights_samples(SAMPLE_KWARGS)
     import_samples(SAMPLE_KWARGS)
 
 
@@ -340,6 +346,10 @@ def _changes(before: dict[str, str], after: dict[str, str]) -> list[str]:
 # naming the sample patient and forged ids), with the URL naming another
 # patient where the route takes one. 405 (no POST) unless named here.
 ALLOWED_POST_STATUS: dict[str, tuple[int, int]] = {
+    # A subject-access export is made (the record named by the URL); an
+    # erasure request without its date and confirmation is said on the page.
+    "treatments:subject_access_create": (302, 302),
+    "treatments:erasure_create": (400, 400),
     "logout": (302, 302),
     "password_change": (200, 200),  # the form again, with its messages
     "password_reset": (200, 200),  # no address given: the form again
@@ -506,6 +516,8 @@ PATIENT_READS: dict[str, tuple[str, str]] = {
     "treatments:session_record": ("practitioner", ""),
     "treatments:reminder_log": ("receptionist", ""),
     "treatments:document_download": ("practitioner", ""),
+    "treatments:data_rights": ("practitioner", ""),
+    "treatments:subject_access_download": ("practitioner", ""),
     "treatments:portal_home": ("portal", ""),
     "treatments:portal_document": ("portal", ""),
     "treatments:portal_consent": ("portal", ""),
@@ -602,6 +614,11 @@ NOT_PATIENT_READS: dict[str, str] = {
     "treatments:portal_request": "sign-in help",
     "treatments:portal_login": "a sign-in button",
     "treatments:patient_merge": "a POST only",
+    "treatments:subject_access_create": "a POST only",
+    "treatments:erasure_create": "a POST only",
+    "treatments:subject_access_status": (
+        "an export's progress, polled by the data-rights page (whose opening is recorded)"
+    ),
 }
 
 

@@ -40,6 +40,12 @@ from treatments.models.catalogue import (
     ProtocolCocktailLine,
     Unit,
 )
+from treatments.models.data_rights import (
+    SUBJECT_ACCESS_KEEP,
+    ErasureRequest,
+    ErasureStatus,
+    SubjectAccessExport,
+)
 from treatments.models.documents import (
     SHA256_HEX,
     DownloadLink,
@@ -99,6 +105,7 @@ __all__ = [
     "NEEDLE_GAUGE_MAX",
     "NEEDLE_GAUGE_MIN",
     "SHA256_HEX",
+    "SUBJECT_ACCESS_KEEP",
     "AdverseEffect",
     "AdverseEvent",
     "AdverseEventFollowUp",
@@ -119,6 +126,8 @@ __all__ = [
     "Device",
     "DownloadLink",
     "EmailStatus",
+    "ErasureRequest",
+    "ErasureStatus",
     "IllegalTransitionError",
     "Ingredient",
     "IngredientCategory",
@@ -142,6 +151,7 @@ __all__ = [
     "SessionAmendment",
     "SessionRecord",
     "Severity",
+    "SubjectAccessExport",
     "Technique",
     "TreatmentCourse",
     "TsTzRange",

@@ -8,6 +8,7 @@ from django.urls import URLPattern
 from treatments.urls.allergy import urlpatterns as allergy_urls
 from treatments.urls.booking import urlpatterns as booking_urls
 from treatments.urls.catalogue import urlpatterns as catalogue_urls
+from treatments.urls.data_rights import urlpatterns as data_rights_urls
 from treatments.urls.merge import urlpatterns as merge_urls
 from treatments.urls.portal import urlpatterns as portal_urls
 from treatments.urls.reminders import urlpatterns as reminder_urls
@@ -23,4 +24,5 @@ urlpatterns: list[URLPattern] = [
     *reminder_urls,
     *portal_urls,
     *merge_urls,
+    *data_rights_urls,
 ]
