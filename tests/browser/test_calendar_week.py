@@ -18,6 +18,7 @@ from playwright.sync_api import Locator, Page, expect
 from clinic.models import User
 from clinic.roles import Role
 from patients.models import Patient
+from tests.browser.axe import axe_violations, describe
 from tests.browser.conftest import BrowserPage, screenshot
 from tests.browser.test_journeys import NewPage, sign_in
 from tests.consent.helpers import signed_consent_for
@@ -287,3 +288,85 @@ def test_a_busy_week_reads_at_a_glance_for_reception(
         assert Booking.objects.filter(patient=b["Benedict"].patient).count() == 2
 
         assert tab.errors == []
+
+
+def test_twelve_sessions_at_once_show_the_lanes_and_list_the_rest(
+    live_server, new_page: NewPage, receptionist: User, practitioner: User, make_staff: object
+) -> None:
+    """Twelve practitioners in twelve rooms, sessions of 45 minutes from
+    10:00 every five minutes on Tuesday: the week draws as many side by side
+    as its lanes hold and lists the others under "+k more", each a link to
+    its booking; Sunday stays on screen; the tablet's list shows all twelve."""
+    with time_machine.travel(NOW):
+        protocol = ProtocolFactory(name="Hydrating face", session_minutes=45)
+        made = []
+        for n in range(12):
+            who = make_staff(f"p{n}", Role.PRACTITIONER, first_name=f"Prac{n:02}", last_name="Lane")  # type: ignore[operator]
+            WorkingHours.objects.create(practitioner=who, weekday=1, starts=time(8), ends=time(19))
+            starts = _at(1, 10 + 5 * n // 60, 5 * n % 60)
+            made.append(
+                Booking.objects.create(
+                    patient=PatientFactory(first_name=f"Patient{n:02}", last_name="Busy"),
+                    practitioner=who,
+                    room=Room.objects.create(name=f"Room {n + 1}"),
+                    protocol=protocol,
+                    starts_at=starts,
+                    ends_at=starts + timedelta(minutes=45),
+                    created_by=practitioner,
+                )
+            )
+        tab: BrowserPage = new_page("desktop")
+        page = tab.page
+        page.set_viewport_size({"width": 1366, "height": 768})
+        sign_in(tab, live_server.url, receptionist)
+        page.goto(f"{live_server.url}/treatments/calendar/?view=week&date=2026-11-24")
+        more = page.get_by_test_id("more-bookings")
+        expect(more).to_have_count(2)
+        drawn = [card(page, b) for b in made if card(page, b).is_visible()]
+        assert len(drawn) == 8
+        # The cards drawn and the "+k more" never share a point.
+        side_by_side(*drawn, *(more.nth(i).locator("summary") for i in range(2)))
+        for shown in drawn:
+            readable(shown.locator(".cal-patient"))
+        sunday = page.locator("th.cal-head", has_text="Sun 29 Nov")
+        assert box(sunday)["x"] + box(sunday)["width"] <= 1366
+        assert page.evaluate("document.documentElement.scrollWidth") <= 1366
+        page.locator(".cal-scroll").evaluate("el => { el.scrollTop = 0; }")
+        card(page, made[0]).scroll_into_view_if_needed()
+        screenshot(page, "calendar-twelve-at-once-desktop.png")
+        assert describe("week, twelve at once", axe_violations(page)) == []
+
+        # "+3 more" opens from the keyboard and lists the others, each a link.
+        summary = more.nth(1).locator("summary")
+        expect(summary).to_contain_text("+3 more")
+        summary.focus()
+        page.keyboard.press("Enter")
+        links = more.nth(1).get_by_role("link")
+        expect(links).to_have_count(3)
+        expect(links.nth(0)).to_contain_text("10:30")
+        expect(links.nth(0)).to_contain_text("Patient06 Busy")
+        listed = box(more.nth(1).locator(".cal-more-list"))
+        # The open list is on top of the cards it covers.
+        on_top = page.evaluate(
+            "([x, y]) => !!document.elementFromPoint(x, y).closest('.cal-more-list')",
+            [listed["x"] + listed["width"] / 2, listed["y"] + listed["height"] - 6],
+        )
+        assert on_top
+        screenshot(page, "calendar-twelve-at-once-open-desktop.png")
+        assert describe("'+3 more' open", axe_violations(page)) == []
+        links.nth(2).click()
+        expect(page).to_have_url(f"{live_server.url}{made[8].get_absolute_url()}")
+
+        # On a tablet, the week's list shows every one of them, in time order.
+        page.goto(f"{live_server.url}/treatments/calendar/?view=week&date=2026-11-24")
+        page.set_viewport_size({"width": 768, "height": 1024})
+        expect(page.get_by_test_id("more-bookings").first).to_be_hidden()
+        tops = []
+        for booking in made:
+            expect(card(page, booking)).to_be_visible()
+            tops.append(box(card(page, booking))["y"])
+        assert tops == sorted(tops)
+        assert page.evaluate("document.documentElement.scrollWidth") <= 768
+        screenshot(page, "calendar-twelve-at-once-tablet.png")
+        assert describe("the tablet's list, twelve at once", axe_violations(page)) == []
+    assert tab.errors == []

@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 import pytest
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from clinic.models import User
@@ -20,9 +22,10 @@ from clinic.roles import Role
 from tests.conftest import sign_in
 from tests.factories import PatientFactory, UserFactory
 from tests.treatments import test_booking_support as support
-from tests.treatments.test_booking_support import MONDAY, Clinic, at, book
+from tests.treatments.test_booking_support import MONDAY, Clinic, at, book, give_hours
 from treatments.models import Booking, BookingStatus, Room
 from treatments.selectors.calendar import (
+    MAX_LANES,
     _lay_out_lanes,
     calendar_build,
     week_of,
@@ -136,6 +139,7 @@ class _Item:
     rows: tuple[int, int]
     lane: int = 0
     lanes: int = 1
+    hidden: bool = False
 
 
 def test_lanes_are_as_few_as_the_busiest_moment_needs_and_never_shared() -> None:
@@ -149,7 +153,7 @@ def test_lanes_are_as_few_as_the_busiest_moment_needs_and_never_shared() -> None
             first = rng.randint(0, 40)
             items.append(_Item((first, first + rng.randint(1, 8))))
         items.sort(key=lambda item: (item.rows[0], -item.rows[1]))
-        _lay_out_lanes(items)  # type: ignore[arg-type]
+        _lay_out_lanes(items, limit=99)  # type: ignore[arg-type]
         for i, a in enumerate(items):
             for b in items[i + 1 :]:
                 if a.rows[0] < b.rows[1] and b.rows[0] < a.rows[1]:
@@ -166,6 +170,156 @@ def test_lanes_are_as_few_as_the_busiest_moment_needs_and_never_shared() -> None
             busiest = max(sum(1 for i in cluster if i.rows[0] <= row < i.rows[1]) for row in rows)
             assert {item.lanes for item in cluster} == {busiest}
             assert all(item.lane < busiest for item in cluster)
+
+
+def _clusters(items: list[_Item]) -> list[list[_Item]]:
+    clusters: list[list[_Item]] = []
+    end = -1
+    for item in items:
+        if item.rows[0] >= end:
+            clusters.append([])
+        clusters[-1].append(item)
+        end = max(end, item.rows[1])
+    return clusters
+
+
+def test_a_cluster_beyond_the_lanes_drawn_hides_the_rest_and_never_overlaps_a_card() -> None:
+    """Random busy days against a limit of four lanes: the cards drawn never
+    share a lane where they overlap, the last lane holds no card when the
+    cluster needs more (its "+k more" goes there), and a cluster that fits
+    hides nothing."""
+    rng = random.Random(9)
+    limit = 4
+    overflowed = 0
+    for _day in range(300):
+        items = []
+        for _n in range(rng.randint(1, 25)):
+            first = rng.randint(0, 30)
+            items.append(_Item((first, first + rng.randint(1, 8))))
+        items.sort(key=lambda item: (item.rows[0], -item.rows[1]))
+        _lay_out_lanes(items, limit=limit)  # type: ignore[arg-type]
+        drawn = [item for item in items if not item.hidden]
+        for i, a in enumerate(drawn):
+            for b in drawn[i + 1 :]:
+                if a.rows[0] < b.rows[1] and b.rows[0] < a.rows[1]:
+                    assert a.lane != b.lane
+        for cluster in _clusters(items):
+            rows = range(cluster[0].rows[0], max(item.rows[1] for item in cluster))
+            busiest = max(sum(1 for i in cluster if i.rows[0] <= row < i.rows[1]) for row in rows)
+            assert {item.lanes for item in cluster} == {min(busiest, limit)}
+            if busiest <= limit:
+                assert not any(item.hidden for item in cluster)
+                continue
+            overflowed += 1
+            assert all(item.lane < limit - 1 for item in cluster if not item.hidden)
+            # Hidden only where the lanes before the last were all taken.
+            for item in cluster:
+                if item.hidden:
+                    at = item.rows[0]
+                    taken = {
+                        i.lane for i in cluster if i.rows[0] <= at < i.rows[1] and i is not item
+                    }
+                    assert set(range(limit - 1)) <= taken
+    assert overflowed > 20  # the days tried do overflow
+
+
+def _overlapping_hour(clinic: Clinic, count: int) -> list[Booking]:
+    """`count` bookings of 45 minutes, each with its own practitioner and
+    room, starting on Tuesday at 10:00, 10:05, 10:10 ..."""
+    made = []
+    for n in range(count):
+        who = UserFactory(username=f"lane{n}", first_name=f"Prac{n:02}", roles=[Role.PRACTITIONER])
+        give_hours(who)
+        made.append(
+            _booking(
+                clinic,
+                TUESDAY,
+                10 + (5 * n) // 60,
+                (5 * n) % 60,
+                practitioner=who,
+                room=Room.objects.create(name=f"Room L{n}"),
+            )
+        )
+    return made
+
+
+def test_twelve_bookings_at_once_never_share_a_lane_and_each_is_reachable(
+    client: Client, clinic: Clinic, receptionist: User
+) -> None:
+    made = _overlapping_hour(clinic, 12)
+    sign_in(client, receptionist)
+    body = _week(client)
+    drawn: dict[Booking, tuple[int, int]] = {}
+    listed: set[str] = set()
+    for more in re.findall(r'<details class="cal-more (.*?)</details>', body, re.S):
+        # "+k more" sits in the last of MAX_LANES lanes and lists its bookings by link.
+        assert more.startswith(f'cal-lane-{MAX_LANES - 1} cal-lanes-{MAX_LANES}"')
+        links = re.findall(r'<a href="([^"]+)" data-more-booking="([^"]+)"', more)
+        assert int(re.search(r'data-count="(\d+)"', more)[1]) == len(links)  # type: ignore[index]
+        assert f">+{len(links)} more<" in more
+        for href, uuid in links:
+            assert href == reverse("treatments:booking_detail", kwargs={"booking": uuid})
+            listed.add(uuid)
+    for booking in made:
+        card = re.search(rf'class="cal-booking ([^"]*)"[^>]*data-booking="{booking.uuid}"', body)
+        assert card, "every booking keeps its card (the list of days on a narrow screen)"
+        lanes = re.search(r"cal-lane-(\d+) cal-lanes-(\d+)", card[1])
+        if "cal-overflow" in card[1]:
+            assert lanes is None
+            assert str(booking.uuid) in listed
+        else:
+            assert lanes is not None
+            assert str(booking.uuid) not in listed
+            drawn[booking] = (int(lanes[1]), int(lanes[2]))
+    # Cards are drawn by 15-minute rows: 10:00-10:10 start in one row, 10:15-10:25
+    # in the next... At 10:30 nine cards meet; the five lanes drawn hold those
+    # from 10:00 to 10:20, and "+1 more" (10:25) and "+3 more" (10:30 to 10:40)
+    # list the rest; from 10:45 the first lanes are free again.
+    assert re.findall(r'data-count="(\d+)"', body) == ["1", "3"]
+    assert listed == {str(booking.uuid) for booking in made[5:9]}
+    assert len(drawn) + len(listed) == len(made)
+    assert {lanes for _lane, lanes in drawn.values()} == {MAX_LANES}
+    # Drawn cards never share a lane where they overlap, nor the "+k more" lane.
+    for a, (lane_a, _n) in drawn.items():
+        assert lane_a < MAX_LANES - 1
+        for b, (lane_b, _m) in drawn.items():
+            if a != b and a.starts_at < b.ends_at and b.starts_at < a.ends_at:
+                assert lane_a != lane_b
+    # The day view: a column per practitioner, each booking drawn whole in it.
+    day = client.get(CALENDAR, {"view": "day", "date": TUESDAY.isoformat()}).content.decode()
+    assert "cal-more" not in day.split('<div class="cal-scroll', 1)[1]
+    for booking in made:
+        assert _lanes(day, booking) == (0, 1)
+
+
+def test_a_week_beyond_its_lanes_costs_the_queries_of_one_within_them(
+    client: Client, clinic: Clinic, receptionist: User
+) -> None:
+    sign_in(client, receptionist)
+    _week(client)  # the first request starts the idle timer and keeps the view chosen
+    _overlapping_hour(clinic, MAX_LANES - 1)
+    with CaptureQueriesContext(connection) as within:
+        assert "cal-overflow" not in _week(client)
+    for n in range(MAX_LANES - 1, 20):
+        who = UserFactory(username=f"more{n}", roles=[Role.PRACTITIONER])
+        give_hours(who)
+        _booking(
+            clinic, TUESDAY, 10, n % 4 * 5, practitioner=who, room=Room.objects.create(name=f"R{n}")
+        )
+    with CaptureQueriesContext(connection) as beyond:
+        assert "cal-overflow" in _week(client)
+    assert len(beyond) == len(within)
+
+
+def test_as_many_bookings_as_lanes_are_all_drawn(
+    client: Client, clinic: Clinic, receptionist: User
+) -> None:
+    made = _overlapping_hour(clinic, MAX_LANES)
+    sign_in(client, receptionist)
+    body = _week(client)
+    assert "cal-overflow" not in body
+    assert 'data-testid="more-bookings"' not in body
+    assert sorted(_lanes(body, booking)[0] for booking in made) == list(range(MAX_LANES))
 
 
 # --- A narrow screen ----------------------------------------------------------------------

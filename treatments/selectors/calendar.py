@@ -5,8 +5,10 @@ closures, the bookings themselves, and their readiness.
 Bookings that overlap in one column (the week view's day, the day view's
 practitioner: different rooms or practitioners at the same time) are laid
 side by side, never on top of each other: each gets a lane of its overlap
-cluster (`_lay_out_lanes`). Safe-to-treat reads the same on the calendar's
-card and the booking's own page (`SafeToTreat`, `safe_to_treat_sentence`)."""
+cluster (`_lay_out_lanes`); a cluster needing more than MAX_LANES lanes
+shows the first MAX_LANES - 1 and lists the rest from the last one.
+Safe-to-treat reads the same on the calendar's card and the booking's own
+page (`SafeToTreat`, `safe_to_treat_sentence`)."""
 
 from __future__ import annotations
 
@@ -44,10 +46,11 @@ DEFAULT_CLOSES = time(19, 0)
 # A card is drawn at most this many rows tall (four hours, the longest session).
 MAX_SPAN = 16
 # Lanes a cluster of overlapping bookings is drawn in: the stylesheet has a
-# class for each (static/css/calendar.css). Bookings hold a room each, so a
-# column's overlaps never outnumber the rooms; a cluster needing more lanes
-# than this shares the last one.
-MAX_LANES = 8
+# class for each (static/css/calendar.css). A cluster needing more keeps the
+# bookings of its first MAX_LANES - 1 lanes and, in the last, a "+k more" list
+# of the others (`CalendarBooking.hidden`): six lanes keep a busy day's
+# cards readable and the whole week on a 1366-pixel screen.
+MAX_LANES = 6
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,7 +181,9 @@ class CalendarBooking:
     span: int  # rows of SLOT_MINUTES
     readiness: SafeToTreat = SAFE
     lane: int = 0  # 0-based, within its overlap cluster
-    lanes: int = 1  # lanes of that cluster
+    lanes: int = 1  # lanes of that cluster, at most MAX_LANES
+    # Beyond the lanes drawn: listed under "+k more" in the last lane.
+    hidden: bool = False
 
     @property
     def safe(self) -> bool:
@@ -217,7 +222,7 @@ class Column:
 
     @property
     def lane_units(self) -> range:
-        """One per lane, capped: the grid gives each column room for its lanes."""
+        """One per lane: the grid gives each column room for its lanes."""
         return range(min(self.lanes, MAX_LANES))
 
 
@@ -367,19 +372,27 @@ def _grid_bounds(hours: HoursMap, bookings: list[CalendarBooking]) -> tuple[int,
     return first, max(last, first + SLOT_MINUTES)
 
 
-def _lay_out_lanes(items: list[CalendarBooking]) -> None:
+def _lay_out_lanes(items: list[CalendarBooking], limit: int = MAX_LANES) -> None:
     """Give each booking of one column (in start order) a lane, and the lane
     count of its overlap cluster: the classic interval partitioning over
     the rows the cards cover, so cards that would touch sit side by side
     and a cluster uses as few lanes as its busiest moment needs. A booking
-    overlapping nothing keeps the whole width."""
+    overlapping nothing keeps the whole width. A cluster needing more than
+    `limit` lanes is drawn in `limit`: the bookings of lanes `limit` - 1 and
+    beyond are `hidden`, and the last lane lists them (a booking lands
+    there only when the lanes before it are all taken at its start)."""
     cluster: list[CalendarBooking] = []
     lane_ends: list[int] = []  # per lane, the row its last card ends on
     cluster_end = -1
 
     def close() -> None:
+        lanes = len(lane_ends)
         for member in cluster:
-            member.lanes = len(lane_ends)
+            if lanes > limit:
+                member.lanes = limit
+                member.hidden = member.lane >= limit - 1
+            else:
+                member.lanes = lanes
 
     for item in items:
         first, last = item.rows

@@ -16,8 +16,10 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from clinic import dates
 from clinic.access import signed_in_user, staff
 from clinic.audit import audit_log
 from clinic.concurrency import AlreadySubmittedError, StaleEditError
@@ -68,6 +70,7 @@ class _Words:
     statuses: dict[str, str]
     booking_url: str  # with {uuid} to fill in
     move_url: str  # with {uuid} to fill in
+    more: str  # with %(count)s: the bookings beyond the lanes drawn
 
 
 def _words() -> _Words:
@@ -80,6 +83,7 @@ def _words() -> _Words:
         move_url=reverse("treatments:booking_move", kwargs={"booking": placeholder}).replace(
             placeholder, "{uuid}"
         ),
+        more=_("+%(count)s more"),
     )
 
 
@@ -110,6 +114,15 @@ class _Cards:
         '<span class="badge text-bg-warning" data-testid="not-ready" title="{notes}">{label}</span>'
     )
     NOTES = '<span class="cal-notes" data-testid="safe-to-treat">{}</span>'
+    MORE = (
+        '<details class="cal-more cal-lane-{lane} cal-lanes-{lanes}" data-testid="more-bookings"'
+        ' data-count="{count}"><summary>{summary}<span class="visually-hidden"> {context}</span>'
+        '</summary><ul class="cal-more-list">{items}</ul></details>'
+    )
+    MORE_ITEM = (
+        '<li><a href="{}" data-more-booking="{}"><span class="cal-when">{}\N{EN DASH}{}</span>'
+        " {}</a></li>"
+    )
 
     def __init__(self, cal: Calendar, *, can_write: bool) -> None:
         self.words = _words()
@@ -126,19 +139,54 @@ class _Cards:
 
     def _classes(self, item: CalendarBooking) -> SafeString:
         """The card's status, length and lane classes: a handful of
-        combinations on a page, each escaped once."""
+        combinations on a page, each escaped once. A card beyond the lanes
+        drawn (`CalendarBooking.hidden`) has no lane: the grid lists it under
+        "+k more", the list of days shows it (static/css/calendar.css)."""
         key = (
             item.booking.status,
             min(item.span, MAX_SPAN),
-            min(item.lane, MAX_LANES - 1),
+            -1 if item.hidden else min(item.lane, MAX_LANES - 1),
             min(item.lanes, MAX_LANES),
         )
         found = self.classes.get(key)
         if found is None:
-            found = self.classes[key] = format_html(
-                "cal-status-{} cal-len-{} cal-lane-{} cal-lanes-{}", *key
+            found = self.classes[key] = (
+                format_html("cal-status-{} cal-len-{} cal-overflow", *key[:2])
+                if item.hidden
+                else format_html("cal-status-{} cal-len-{} cal-lane-{} cal-lanes-{}", *key)
             )
         return found
+
+    def more(self, hidden: list[CalendarBooking]) -> SafeString:
+        """The last lane's "+k more" for the `hidden` bookings starting in one
+        row: a disclosure (no script) listing each one's times and patient,
+        each a link to its booking."""
+        times = ", ".join(dict.fromkeys(dates.clock(item.starts) for item in hidden))
+        return format_html(
+            self.MORE,
+            lane=MAX_LANES - 1,
+            lanes=MAX_LANES,
+            count=len(hidden),
+            summary=self.words.more % {"count": len(hidden)},
+            context=ngettext(
+                "booking starting at %(times)s", "bookings starting at %(times)s", len(hidden)
+            )
+            % {"times": times},
+            items=format_html_join(
+                "",
+                self.MORE_ITEM,
+                (
+                    (
+                        self.words.booking_url.format(uuid=item.booking.uuid),
+                        item.booking.uuid,
+                        dates.clock(item.starts),
+                        dates.clock(item.ends),
+                        item.booking.patient_name,
+                    )
+                    for item in hidden
+                ),
+            ),
+        )
 
     def _who(self, booking: WeekBooking) -> SafeString:
         key = (booking.practitioner_name, booking.room_name)
@@ -206,9 +254,11 @@ def _render_cells(cal: Calendar, *, can_write: bool) -> None:
         for number, cell in enumerate(row.cells, start=1):
             inner: SafeString | str = ""
             if cell.bookings:
+                hidden = [item for item in cell.bookings if item.hidden]
                 inner = format_html(
-                    '<div class="cal-items">{}</div>',
+                    '<div class="cal-items">{}{}</div>',
                     format_html_join("", "{}", ((cards.card(item),) for item in cell.bookings)),
+                    cards.more(hidden) if hidden else "",
                 )
             elif can_write and cell.free_query:
                 inner = format_html(
