@@ -346,10 +346,12 @@ def test_the_warning_for_the_clocks_going_back_names_the_night(
             date="2026-10-25",
             start_time="01:30",
         )
-    assert (status, said) == (
-        200,
-        "01:30 on Sun 25 Oct happens twice: the clocks go back an hour that night."
-        " Choose whether you mean the first or the second time.",
+    assert status == 200
+    assert said.startswith("01:30 on ")
+    assert "25 Oct" in said
+    assert said.endswith(
+        " happens twice: the clocks go back an hour that night."
+        " Choose whether you mean the first or the second time."
     )
 
 
