@@ -78,6 +78,7 @@ class ImportActionForm(ImportVersionForm):
             ("cancel", _("Discard")),
             ("leave_out", _("Leave out")),
             ("take_back", _("Take back")),
+            ("start_again", _("Start again")),
         ]
     )
     row = forms.IntegerField(required=False, min_value=0, widget=forms.HiddenInput)

@@ -38,6 +38,8 @@ from patients.imports import (
     patient_import_map,
     patient_import_row_fix,
     patient_import_row_leave_out,
+    patient_import_stalled,
+    patient_import_start_again,
     patient_import_upload,
     problem_rows,
     sample_rows,
@@ -195,6 +197,7 @@ def _detail(request: HttpRequest, found: PatientImport, status: int = 200) -> Ht
             "dropped": dropped,
             "ready": max(ready, 0),
             "progress": import_progress(job=found),
+            "stalled": patient_import_stalled(job=found),
             "to_import": found.row_count - len(found.dropped),
             "mapped": [str(labels[n]) for n in labels if n in found.mapping],
         },
@@ -229,6 +232,14 @@ def import_detail(request: HttpRequest, job: uuid.UUID) -> HttpResponse:
             patient_import_cancel(job=found, user=user, expected_version=data["version"])
             messages.success(request, _("The import was discarded: nothing was imported."))
             return HttpResponseRedirect(reverse("patients:import_list"))
+        elif action == "start_again":
+            if patient_import_start_again(job=found, user=user):
+                messages.success(request, _("The import was asked to start again."))
+            else:
+                messages.warning(
+                    request,
+                    _("The background worker cannot be reached just now: try again in a minute."),
+                )
         else:
             patient_import_row_leave_out(
                 job=found,
@@ -322,7 +333,11 @@ def import_progress_view(request: HttpRequest, job: uuid.UUID) -> HttpResponse:
     response = render(
         request,
         "patients/_import_progress.html",
-        {"job": found, "progress": import_progress(job=found)},
+        {
+            "job": found,
+            "progress": import_progress(job=found),
+            "stalled": patient_import_stalled(job=found),
+        },
     )
     if not found.is_running and request.headers.get("HX-Request"):
         response["HX-Refresh"] = "true"

@@ -68,11 +68,13 @@ from patients.services import patient_search_text
 
 logger = logging.getLogger(__name__)
 
-# The most rows one import takes (a small clinic's whole register is a few
-# thousand; 50,000 imports in about five minutes, docs/benchmarks.md), the
-# most columns, and the largest file (the upload route's body limit,
-# UPLOAD_BODY_MAX_BYTES, is above it so the page answers in words).
-IMPORT_MAX_ROWS = 50_000
+# The most rows one import takes: a small clinic's whole register is a few
+# thousand, and 10,000 take about 15 s of CPU (docs/benchmarks.md), so
+# 20,000 finish well inside the task's time limit (CELERY_TASK_SOFT_TIME_LIMIT,
+# 300 s) even on a busy machine. Then the most columns, and the largest file
+# (the upload route's body limit, UPLOAD_BODY_MAX_BYTES, is above it so the
+# page answers in words).
+IMPORT_MAX_ROWS = 20_000
 IMPORT_MAX_COLUMNS = 100
 IMPORT_MAX_BYTES = 10 * 1024 * 1024
 # A cell longer than this is not a value of any field we import.
@@ -803,12 +805,15 @@ def patient_import_confirm(
     commit (clinic.background.enqueue: a broker that is down leaves it
     waiting, and the page offers to start it again).
 
+    An import that stopped without a row to blame (a time limit, say) is
+    confirmed again the same way.
+
     Raises `ImportRefusedError` when rows still have problems (409), the
     import is not waiting for confirmation (already queued, run or
     discarded: 409), or it changed since `expected_version` (409)."""
     job = _locked(job)
     _version_check(job, expected_version)
-    if job.status != PatientImportStatus.PREVIEW:
+    if job.status not in {PatientImportStatus.PREVIEW, PatientImportStatus.FAILED}:
         if job.status in {PatientImportStatus.QUEUED, PatientImportStatus.RUNNING}:
             message = _("This import has already started.")
         elif job.status == PatientImportStatus.DONE:
@@ -827,6 +832,33 @@ def patient_import_confirm(
     _save(job, ["status"])
     transaction.on_commit(lambda: patient_import_enqueue(job_id=job.pk))
     return job
+
+
+# A queued import not started after this long is offered to be started again.
+QUEUED_STALLED = timedelta(minutes=1)
+
+
+def patient_import_stalled(*, job: PatientImport) -> bool:
+    """Whether `job` has waited for a worker longer than QUEUED_STALLED (its
+    message lost: the broker was down when it was confirmed, say)."""
+    return (
+        job.status == PatientImportStatus.QUEUED
+        and job.updated_at < timezone.now() - QUEUED_STALLED
+    )
+
+
+def patient_import_start_again(*, job: PatientImport, user: User) -> bool:
+    """Publish the task again for an import still waiting for a worker; the
+    task's claim makes a second message harmless. False when the broker did
+    not take it. Raises `ImportRefusedError` (409) unless the import is
+    still queued."""
+    if job.status != PatientImportStatus.QUEUED:
+        raise ImportRefusedError(
+            _("This import is not waiting to start."),
+            code="import_state",
+            kind=RefusalKind.CONFLICT,
+        )
+    return patient_import_enqueue(job_id=job.pk)
 
 
 def patient_import_enqueue(*, job_id: int) -> bool:
@@ -1002,6 +1034,19 @@ def patient_import_run(*, job_id: int) -> PatientImport | None:
             job,
             _("Nothing was imported: the register refused a row (%(why)s).")
             % {"why": str(error)[:300]},
+            None,
+        )
+    except Exception:
+        # A time limit reached, the database gone away...: the transaction
+        # rolled back, so the import says it stopped rather than staying
+        # "importing" for ever.
+        logger.exception("Patient import %s stopped", job.pk)
+        _stop(
+            job,
+            _(
+                "Nothing was imported: the import stopped before the end. Import again; if it "
+                "stops again, split the file into smaller ones."
+            ),
             None,
         )
     return job

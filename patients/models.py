@@ -578,7 +578,7 @@ PATIENT_IMPORT_MOVES: dict[str, frozenset[str]] = {
     PatientImportStatus.PREVIEW: frozenset({"preview", "queued", "cancelled"}),
     PatientImportStatus.QUEUED: frozenset({"running"}),
     PatientImportStatus.RUNNING: frozenset({"running", "done", "failed"}),
-    PatientImportStatus.FAILED: frozenset({"preview", "cancelled"}),
+    PatientImportStatus.FAILED: frozenset({"preview", "queued", "cancelled"}),
     PatientImportStatus.DONE: frozenset(),
     PatientImportStatus.CANCELLED: frozenset(),
 }

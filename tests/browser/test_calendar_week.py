@@ -370,3 +370,40 @@ def test_twelve_sessions_at_once_show_the_lanes_and_list_the_rest(
         screenshot(page, "calendar-twelve-at-once-tablet.png")
         assert describe("the tablet's list, twelve at once", axe_violations(page)) == []
     assert tab.errors == []
+
+
+def test_the_booking_form_says_a_time_already_passed_before_saving(
+    live_server, new_page: NewPage, receptionist: User, practitioner: User
+) -> None:
+    with time_machine.travel(NOW):
+        WorkingHours.objects.create(
+            practitioner=practitioner, weekday=1, starts=time(8), ends=time(19)
+        )
+        room = Room.objects.create(name="Room 1")
+        ProtocolFactory(name="Hydrating face", session_minutes=45)
+        PatientFactory(first_name="Benedict", last_name="Cole")
+        tab: BrowserPage = new_page("desktop")
+        page = tab.page
+        sign_in(tab, live_server.url, receptionist)
+        page.goto(
+            f"{live_server.url}/treatments/calendar/bookings/new/?date=2026-11-24&time=10:00"
+            f"&practitioner={practitioner.uuid}&room={room.uuid}"
+        )
+        page.get_by_test_id("patient-search").press_sequentially("Cole", delay=30)
+        page.get_by_test_id("patient-choice").first.check()
+        page.get_by_label("Protocol").select_option(label="Hydrating face")
+        expect(page.get_by_test_id("booking-check")).to_contain_text(
+            "Benedict Cole is not ready to treat at that time"
+        )
+        # 08:00 this morning, half an hour ago: said as the time changes, before saving.
+        page.get_by_label("Start time").fill("08:00")
+        page.get_by_label("Start time").press("Tab")
+        problem = page.get_by_test_id("booking-check-problem")
+        expect(problem).to_have_text("This time has already passed. Choose a time from now on.")
+        expect(page.get_by_test_id("booking-check")).to_have_count(0)
+        both_sizes(page, "booking-time-passed")
+        page.get_by_label("Start time").fill("10:30")
+        page.get_by_label("Start time").press("Tab")
+        expect(page.get_by_test_id("booking-check")).to_contain_text("Benedict Cole")
+        expect(problem).to_have_count(0)
+    assert tab.errors == []

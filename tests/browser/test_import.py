@@ -92,7 +92,7 @@ def test_a_manager_imports_200_patients_fixing_three_bad_rows(
         expect(page.get_by_role("heading", level=1)).to_have_text(
             "Import patients from another system"
         )
-        expect(page.get_by_text("At most 50,000 patients and 10 MB per file.")).to_be_visible()
+        expect(page.get_by_text("At most 20,000 patients and 10 MB per file.")).to_be_visible()
         page.get_by_label("Patient list").set_input_files(_the_file(tmp_path / "export.csv"))
         _check(page, f"import-upload-{viewport}.png")
         page.get_by_test_id("import-upload").click()

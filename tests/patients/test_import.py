@@ -7,7 +7,7 @@ from __future__ import annotations
 import io
 import re
 from collections.abc import Iterator
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import openpyxl
@@ -173,7 +173,7 @@ def test_more_rows_than_the_limit_are_refused() -> None:
     data = b"A,B\n" + b"x,y\n" * (IMPORT_MAX_ROWS + 1)
     with pytest.raises(ImportRefusedError) as refused:
         table_read(data=data, file_name="x.csv")
-    assert "at most 50,000" in refused.value.message
+    assert "at most 20,000" in refused.value.message
 
 
 # --- Checking rows -------------------------------------------------------------------
@@ -307,6 +307,27 @@ def test_a_duplicate_registered_after_the_preview_stops_the_whole_import(
     response = client.get(reverse("patients:import_detail", args=[job.uuid]))
     assert response.status_code == 200
     assert "4 patients were imported." in response.content.decode()
+
+
+def test_an_import_stopped_by_a_time_limit_says_so_and_runs_again(
+    manager: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    import patients.imports
+
+    job = mapped(manager, csv_bytes(good_rows(3)))
+
+    def too_slow(*args: Any, **kwargs: Any) -> None:
+        raise SoftTimeLimitExceeded
+
+    with monkeypatch.context() as patch:
+        patch.setattr(patients.imports.Patient.objects, "bulk_create", too_slow)
+        job = run(manager, job)
+    assert job.status == PatientImportStatus.FAILED
+    assert "the import stopped before the end" in job.error
+    assert Patient.objects.count() == 0
+    assert run(manager, job).imported_count == 3
 
 
 def test_a_run_twice_imports_once(manager: User) -> None:
@@ -551,3 +572,43 @@ def test_the_import_benchmark_measures_then_rolls_back(manager: User) -> None:
     assert "Rolled back" in report
     assert Patient.objects.count() == 0
     assert PatientImport.objects.count() == 0
+
+
+def test_a_file_over_10_mb_is_refused_in_words_and_over_the_body_limit_with_413(
+    client: Client, manager: User, settings: Any
+) -> None:
+    sign_in(client, manager)
+    big = HEADER.encode() + b"\r\n" + b"Ana,Lee,01/01/1990,,,x" * (11 * 1024 * 1024 // 22)
+    response = post_file(client, big)
+    assert response.status_code == 400
+    assert "larger than 10 MB" in response.content.decode()
+    settings.UPLOAD_BODY_MAX_BYTES = 5 * 1024 * 1024
+    response = post_file(client, big)
+    assert response.status_code == 413
+    assert PatientImport.objects.count() == 0
+
+
+def test_an_import_whose_message_was_lost_is_offered_to_start_again(
+    client: Client, manager: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import patients.imports
+
+    job = mapped(manager, csv_bytes(good_rows(2)))
+    published: list[int] = []
+    monkeypatch.setattr(
+        patients.imports, "enqueue", lambda task, job_id, label: published.append(job_id) or True
+    )
+    job = patient_import_confirm(job=job, user=manager, expected_version=job.version)
+    sign_in(client, manager)
+    url = reverse("patients:import_detail", args=[job.uuid])
+    assert 'data-testid="import-stalled"' not in client.get(url).content.decode()
+    with time_machine.travel(NOW + timedelta(minutes=2), tick=False):
+        page = client.get(url).content.decode()
+        assert "has not started after a minute" in page
+        response = client.post(url, {"action": "start_again", "version": job.version})
+    assert response.status_code == 302
+    assert published == [job.pk]  # on_commit does not run in this test's transaction
+    patient_import_run(job_id=job.pk)
+    response = client.post(url, {"action": "start_again", "version": job.version + 1})
+    assert response.status_code == 409
+    assert Patient.objects.count() == 2
