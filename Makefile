@@ -69,7 +69,6 @@ run: install ## Run the clinic with demo data at http://127.0.0.1:$(PORT)/ (web,
 	@# but not pre-compressed (compressing Bootstrap takes half a minute).
 	@# Links in emails point at the port served, unless SITE_URL is set.
 	@DEBUG=False HTTPS=False REQUIRE_STAFF_2FA=False \
-	  CLINIC_PHONE="$${CLINIC_PHONE:-020 7946 0000}" CLINIC_ADDRESS="$${CLINIC_ADDRESS:-1 High Street, London}" \
 	  ALLOWED_HOSTS=127.0.0.1,localhost PORT=$(PORT) SITE_URL="$${SITE_URL:-http://127.0.0.1:$(PORT)}" \
 	  STATICFILES_BACKEND=django.contrib.staticfiles.storage.ManifestStaticFilesStorage \
 	  $(SERVICES) --name run -- $(MAKE) --no-print-directory serve

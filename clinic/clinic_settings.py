@@ -19,8 +19,8 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
-from dataclasses import dataclass, fields
-from datetime import datetime, time
+from dataclasses import dataclass, fields, replace
+from datetime import datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
 
 import phonenumbers
@@ -178,6 +178,31 @@ def current() -> ClinicSettingsValues:
     return kept[0]
 
 
+def current_or_defaults() -> ClinicSettingsValues:
+    """`current()`, or the defaults when the database cannot answer: for the
+    error pages, which must render whatever broke."""
+    from django.db import DatabaseError
+
+    try:
+        return current()
+    except DatabaseError:
+        return defaults()
+
+
+def printed(values: ClinicSettingsValues | None = None) -> dict[str, str]:
+    """The clinic's name, address, phone and email as sheets, emails and
+    pages print them (template context names `clinic_name`,
+    `clinic_address`, `clinic_phone`, `clinic_email`). The email falls back
+    to the address the clinic's mail is sent from."""
+    values = values or current()
+    return {
+        "clinic_name": values.clinic_name,
+        "clinic_address": values.clinic_address,
+        "clinic_phone": values.clinic_phone_display,
+        "clinic_email": values.clinic_email or settings.DEFAULT_FROM_EMAIL,
+    }
+
+
 def forget() -> None:
     """Drop the values kept by the open scope (after a save in it)."""
     kept = _kept.get()
@@ -187,12 +212,41 @@ def forget() -> None:
 
 @contextlib.contextmanager
 def scope() -> Iterator[None]:
-    """Read the settings at most once until the block ends."""
+    """Read the settings at most once until the block ends (inside another
+    scope, the outer one's values serve)."""
+    if _kept.get() is not None:
+        yield
+        return
     token = _kept.set([])
     try:
         yield
     finally:
         _kept.reset(token)
+
+
+@contextlib.contextmanager
+def overridden(**changes: Any) -> Iterator[ClinicSettingsValues]:
+    """Read the clinic's settings with `changes` (names of
+    ClinicSettingsValues) until the block ends, without saving them: for a
+    benchmark measuring without quiet hours in the way. Never for a request."""
+    values = replace(current(), **changes)
+    token = _kept.set([values])
+    try:
+        yield values
+    finally:
+        _kept.reset(token)
+
+
+def quiet_minute_away_from(moment: datetime) -> dict[str, time]:
+    """Quiet hours of one minute, twelve hours (clinic time) after the aware
+    `moment`: for a benchmark or a test on the real clock that must not have
+    quiet hours in its way (the settings never allow none at all)."""
+    from django.utils import timezone
+
+    local = timezone.localtime(moment) + timedelta(hours=12)
+    start = local.replace(second=0, microsecond=0)
+    end = start + timedelta(minutes=1)
+    return {"quiet_hours_start": start.time(), "quiet_hours_end": end.time()}
 
 
 class ClinicSettingsScopeMiddleware:

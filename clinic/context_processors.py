@@ -8,8 +8,10 @@ from typing import Any
 from django.conf import settings
 from django.http import HttpRequest
 from django.urls import reverse
+from django.utils.functional import SimpleLazyObject
 from django.utils.translation import gettext_lazy as _
 
+from clinic import clinic_settings
 from clinic.roles import Role
 
 
@@ -41,6 +43,7 @@ NAVIGATION: tuple[NavItem, ...] = (
     NavItem(_("Reports"), "treatments:reports", frozenset({Role.MANAGER})),
     NavItem(_("Import patients"), "patients:import_list", frozenset({Role.MANAGER})),
     NavItem(_("Staff"), "staff_list", frozenset({Role.MANAGER})),
+    NavItem(_("Clinic settings"), "clinic_settings", frozenset({Role.MANAGER})),
     NavItem(_("Audit log"), "audit_log", frozenset({Role.MANAGER})),
 )
 
@@ -51,7 +54,8 @@ def clinic(request: HttpRequest) -> dict[str, Any]:
     if user is not None and user.is_authenticated:
         nav = [item for item in NAVIGATION if user.has_any_role(item.roles)]
     return {
-        "clinic_name": settings.CLINIC_NAME,
+        # Read when a page prints it: once a request (clinic/clinic_settings.py).
+        "clinic_name": SimpleLazyObject(lambda: clinic_settings.current().clinic_name),
         "navigation": nav,
         "session_idle_minutes": int(settings.SESSION_IDLE_TIMEOUT.total_seconds() // 60),
         "lockout_minutes": int(settings.AXES_COOLOFF_TIME.total_seconds() // 60),

@@ -22,6 +22,7 @@ from django.urls import Resolver404, resolve
 from django.utils.translation import gettext as _
 from gunicorn.http.body import ChunkedReader
 
+from clinic import clinic_settings
 from clinic.context import current_request_id
 from clinic.errorpages import error_page_context, referring_page
 from clinic.proxies import (
@@ -94,7 +95,7 @@ def _too_large(request: HttpRequest, limit: int) -> HttpResponse:
     # and "Go back" is the page the form was on, if it is on this site.
     body = loader.get_template("413.html").render(
         {
-            "clinic_name": settings.CLINIC_NAME,
+            "clinic_name": clinic_settings.current_or_defaults().clinic_name,
             "request_id": current_request_id(),
             "limit_megabytes": max(1, limit // (1024 * 1024)),
             "photo": is_upload_route(request),

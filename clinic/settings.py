@@ -26,10 +26,10 @@ SECRET_KEY = env.str("SECRET_KEY")
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
-CLINIC_NAME = env.str("CLINIC_NAME", default="Meso Clinic")
-# How patients reach the clinic: printed on aftercare sheets and in emails.
-CLINIC_PHONE = env.str("CLINIC_PHONE", default="")
-CLINIC_ADDRESS = env.str("CLINIC_ADDRESS", default="")
+# The clinic's name, address, phone, email, opening hours, reminder times,
+# quiet hours and the validity of histories and allergy readings are the
+# clinic's settings, kept in the database and changed by a manager on the
+# settings page (clinic/clinic_settings.py), not here.
 # HTTPS=False is for plain-http development on localhost only.
 HTTPS = env.bool("HTTPS", default=True)
 
@@ -64,6 +64,8 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "clinic.middleware.RequestContextMiddleware",
+    # The clinic's settings read at most once a request (clinic/clinic_settings.py).
+    "clinic.clinic_settings.ClinicSettingsScopeMiddleware",
     # Before anything reads a body: too large is refused unread (413).
     "clinic.edge.RequestBodyLimitMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -189,7 +191,16 @@ AUTHENTICATION_BACKENDS = [
 # demo run, where it is optional); whoever has set it up confirms a code at every
 # sign-in either way (clinic.middleware.StaffTwoFactorMiddleware).
 REQUIRE_STAFF_2FA = env.bool("REQUIRE_STAFF_2FA", default=True)
-OTP_TOTP_ISSUER = CLINIC_NAME
+
+
+def _otp_issuer(device: object) -> str:
+    """The clinic's name as the authenticator app shows it (the settings' own)."""
+    from clinic.clinic_settings import current
+
+    return current().clinic_name
+
+
+OTP_TOTP_ISSUER = _otp_issuer
 
 # django-axes: lock an account after repeated failures, for a while, not for ever.
 AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
@@ -383,10 +394,8 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(
 HEARTBEAT_STALE_AFTER = timedelta(seconds=env.int("HEARTBEAT_STALE_SECONDS", default=120))
 
 # --- Clinical rules --------------------------------------------------------------
-# A medical history older than this must be taken again before treatment.
-MEDICAL_HISTORY_VALID_DAYS = env.int("MEDICAL_HISTORY_VALID_DAYS", default=365)
-# A negative allergy reading allows treatment with those ingredients for this long.
-ALLERGY_TEST_VALID_MONTHS = env.int("ALLERGY_TEST_VALID_MONTHS", default=6)
+# How long a medical history and a negative allergy reading stay valid are
+# the clinic's settings (clinic/clinic_settings.py).
 # A session may be completed from this many minutes before its booked start
 # (the patient is early), never earlier and never for a later day.
 SESSION_COMPLETE_EARLY_MINUTES = env.int("SESSION_COMPLETE_EARLY_MINUTES", default=15)
@@ -394,11 +403,8 @@ SESSION_COMPLETE_EARLY_MINUTES = env.int("SESSION_COMPLETE_EARLY_MINUTES", defau
 BOOKING_HORIZON_DAYS = env.int("BOOKING_HORIZON_DAYS", default=730)
 
 # --- Reminders, messages and patient links -----------------------------------------
-# Hours before a session that the patient is reminded, by their chosen channel.
-REMINDER_LEAD_HOURS = env.list("REMINDER_LEAD_HOURS", cast=int, default=[48, 2])
-# No messages to patients in these hours (clinic time): held until they end.
-QUIET_HOURS_START = env.str("QUIET_HOURS_START", default="21:00")
-QUIET_HOURS_END = env.str("QUIET_HOURS_END", default="08:00")
+# The hours before a session that patients are reminded, and the quiet hours
+# when no message reaches them, are the clinic's settings (clinic/clinic_settings.py).
 # Reminders sent per transaction. A worker killed mid-batch resends at most
 # this many (with the same idempotency key); smaller is safer, larger faster.
 REMINDER_BATCH_SIZE = env.int("REMINDER_BATCH_SIZE", default=20)

@@ -5,7 +5,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from django.views.generic import RedirectView
 
-from clinic import staff_views, views
+from clinic import clinic_settings_views, staff_views, views
 from clinic.access import authenticated, public
 
 handler400 = "clinic.views.bad_request"
@@ -73,6 +73,12 @@ urlpatterns = [
     path("accounts/", include(accounts)),
     path("audit/", views.audit_log_list, name="audit_log"),
     path("staff/", include(staff)),
+    path("settings/", clinic_settings_views.clinic_settings_edit, name="clinic_settings"),
+    path(
+        "settings/history/",
+        clinic_settings_views.clinic_settings_history_view,
+        name="clinic_settings_history",
+    ),
     path("admin/", admin.site.urls),
     path("patients/", include("patients.urls")),
     path("consent/", include("consent.urls")),

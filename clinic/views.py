@@ -29,6 +29,7 @@ from django_otp.plugins.otp_static.models import StaticDevice
 from django_otp.plugins.otp_totp.models import TOTPDevice
 from django_otp.util import random_hex
 
+from clinic import clinic_settings
 from clinic.access import authenticated, public, refusal_words, signed_in_user, staff
 from clinic.audit import audit_log
 from clinic.context import current_request_id
@@ -448,7 +449,7 @@ def _error(request: HttpRequest, template: str, status: int, **extra: Any) -> Ht
     # patient and leads to the portal's sign-in, not to the staff dashboard.
     context = {
         "request_id": current_request_id(),
-        "clinic_name": settings.CLINIC_NAME,
+        "clinic_name": clinic_settings.current_or_defaults().clinic_name,
         **error_page_context(request),
         **extra,
     }
@@ -475,7 +476,7 @@ def server_error(request: HttpRequest) -> HttpResponse:
     body = template.render(
         {
             "request_id": current_request_id(),
-            "clinic_name": settings.CLINIC_NAME,
+            "clinic_name": clinic_settings.current_or_defaults().clinic_name,
             # From the address alone: the user would need the database.
             **error_page_context(request, user_known=False),
         }

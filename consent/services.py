@@ -13,7 +13,6 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
@@ -22,6 +21,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from PIL import Image
 
+from clinic import clinic_settings
 from clinic.audit import audit_log
 from clinic.background import enqueue
 from clinic.concurrency import (
@@ -584,7 +584,7 @@ def consent_pdf_render_pdf(row: SignedConsentPDF) -> bytes:
     return render_pdf(
         "consent/signed_consent_pdf.html",
         {
-            "clinic_name": settings.CLINIC_NAME,
+            **clinic_settings.printed(),
             "signed": signed,
             "patient": signed.patient,
             "version": signed.version,

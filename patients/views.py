@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 
-from django.conf import settings
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db.models import Q
@@ -15,6 +14,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods
 
+from clinic import clinic_settings
 from clinic.access import signed_in_user, staff
 from clinic.audit import audit_log, audit_read
 from clinic.concurrency import AlreadySubmittedError, StaleEditError, differs, field_text
@@ -242,7 +242,7 @@ def history_detail(request: HttpRequest, patient: uuid.UUID) -> HttpResponse:
             "patient": record,
             "history": current,
             "history_valid": history_is_valid(current, today=today),
-            "valid_days": settings.MEDICAL_HISTORY_VALID_DAYS,
+            "valid_days": clinic_settings.current().medical_history_valid_days,
             "absolutes": [f for f in findings if f.severity == Severity.ABSOLUTE],
             "cautions": [f for f in findings if f.severity == Severity.CAUTION],
             "changes": history_changes(current, previous) if current and previous else [],

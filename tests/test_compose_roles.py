@@ -122,7 +122,7 @@ def container_env(service: dict[str, Any], dot_env: dict[str, str]) -> dict[str,
 
 
 def test_every_variable_of_the_env_example_reaches_web_worker_and_beat() -> None:
-    """A setting written in .env (SITE_URL, CLINIC_PHONE, SMS_*, LOGIN_*...)
+    """A setting written in .env (SITE_URL, SMS_*, LOGIN_*...)
     reaches the processes that read it, not only the variables compose names."""
     services = compose()["services"]
     dot_env = a_dot_env()
@@ -134,7 +134,7 @@ def test_every_variable_of_the_env_example_reaches_web_worker_and_beat() -> None
             if variable not in OWNER_ONLY and not env.get(variable)
         ]
         assert missing == [], f"{name} never sees {missing}"
-        for variable in ("SITE_URL", "CLINIC_PHONE", "SMS_BACKEND", "LOGIN_FAILURE_LIMIT"):
+        for variable in ("SITE_URL", "CLINIC_TIME_ZONE", "SMS_BACKEND", "LOGIN_FAILURE_LIMIT"):
             assert env[variable] == dot_env[variable], (name, variable)
 
 

@@ -82,8 +82,6 @@ def clinic_environment(port: int) -> dict[str, str]:
         "REQUIRE_STAFF_2FA": "True",
         "ALLOWED_HOSTS": "127.0.0.1",
         "SITE_URL": f"http://127.0.0.1:{port}",
-        "CLINIC_PHONE": os.environ.get("CLINIC_PHONE", "020 7946 0000"),
-        "CLINIC_ADDRESS": os.environ.get("CLINIC_ADDRESS", "1 High Street, London"),
         # Hashed names without pre-compressed copies (compressing takes half
         # a minute); whitenoise serves both the same way.
         "STATICFILES_BACKEND": "django.contrib.staticfiles.storage.ManifestStaticFilesStorage",

@@ -13,6 +13,7 @@ from django.utils import timezone
 from django.utils.text import format_lazy
 from django.utils.translation import gettext_lazy as _
 
+from clinic import clinic_settings
 from clinic.forms import SubmissionTokenMixin, TextBlocksMixin, VersionedFormMixin
 from clinic.widgets import DayInput
 from patients.models import TreatmentArea
@@ -183,6 +184,9 @@ class ProtocolForm(SubmissionTokenMixin, VersionedFormMixin, forms.ModelForm):
         super().__init__(*args, **kwargs)
         self.fields["consent_form"].empty_label = _("Choose a consent form")  # type: ignore[attr-defined]
         self.fields["aftercare_sheet"].empty_label = _("Choose an aftercare sheet")  # type: ignore[attr-defined]
+        if self.instance.pk is None and not self.is_bound:
+            # A new protocol's sessions last the clinic's default length (its settings).
+            self.initial["session_minutes"] = clinic_settings.current().default_session_minutes
 
     def service_fields(self) -> dict[str, Any]:
         return {name: self.cleaned_data[name] for name in PROTOCOL_FIELDS}

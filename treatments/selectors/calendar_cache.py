@@ -129,14 +129,14 @@ def _code_digest() -> str:
 
 
 def _release() -> str:
-    """The code's digest with the settings the rules and the grid read."""
+    """The code's digest with the deployment settings the rules and the grid
+    read. The clinic's own settings (validity windows, opening hours) are
+    facts: saving them changes the facts' version (clinic migration 0015)."""
     values = [_code_digest()]
     for name in (
         "TIME_ZONE",
         "CLINIC_TIME_ZONE",
         "LANGUAGE_CODE",
-        "MEDICAL_HISTORY_VALID_DAYS",
-        "ALLERGY_TEST_VALID_MONTHS",
         "SESSION_COMPLETE_EARLY_MINUTES",
     ):
         values.append(f"{name}={getattr(settings, name, None)!r}")

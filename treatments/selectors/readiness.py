@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from clinic import clinic_settings
 from treatments.gates import (
     GateCase,
     GateFailure,
@@ -112,6 +113,7 @@ def _previous_cocktails(bookings: Sequence[Judged]) -> dict[int, Ingredients]:
     return previous
 
 
+@clinic_settings.scope()
 def booking_readiness(*, bookings: Sequence[Booking], at: datetime) -> dict[int, list[GateFailure]]:
     """{booking id: failures of gates 1 to 4} for each booking, judged at its
     start on what is known at `at` (aware, now), as `session_gates` judges a
@@ -145,6 +147,7 @@ class WeekReadiness:
     holds_until: datetime | None
 
 
+@clinic_settings.scope()
 def week_readiness(*, bookings: Sequence[Judged], at: datetime) -> WeekReadiness:
     """`readiness_of` (the same gates over the same facts, no other rule),
     and the moment until which its answer holds if nothing is written
@@ -158,6 +161,7 @@ def week_readiness(*, bookings: Sequence[Judged], at: datetime) -> WeekReadiness
     )
 
 
+@clinic_settings.scope()
 def readiness_of(*, bookings: Sequence[Judged], at: datetime) -> dict[int, list[GateFailure]]:
     """`booking_readiness` for bookings read as plain rows (`Judged`: the
     calendar's `WeekBooking`): the facts of every booking loaded at once

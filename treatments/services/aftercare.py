@@ -39,6 +39,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from clinic import clinic_settings
 from clinic.audit import audit_log
 from clinic.background import enqueue
 from clinic.concurrency import submission_check, submission_marks
@@ -207,11 +208,8 @@ def aftercare_context(document: PatientDocument) -> dict[str, Any]:
     if not areas:
         areas = [str(TreatmentArea(a).label) for a in booking.protocol.default_areas]
     return {
-        "clinic_name": settings.CLINIC_NAME,
+        **clinic_settings.printed(),
         "clinic_site": settings.SITE_URL,
-        "clinic_email": settings.DEFAULT_FROM_EMAIL,
-        "clinic_phone": settings.CLINIC_PHONE,
-        "clinic_address": settings.CLINIC_ADDRESS,
         "patient": document.patient,
         "session": session,
         "booking": booking,
@@ -316,7 +314,7 @@ def _email_timeout() -> float:
 def _send_link_email(*, document: PatientDocument, issued: IssuedLink) -> None:
     patient = document.patient
     context = {
-        "clinic_name": settings.CLINIC_NAME,
+        **clinic_settings.printed(),
         "patient": patient,
         "session_date": document.session.booking.starts_at,
         "url": issued.url,

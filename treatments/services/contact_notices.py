@@ -35,6 +35,7 @@ from django.db.models import Q
 from django.template.loader import render_to_string
 from django.utils import timezone
 
+from clinic import clinic_settings
 from clinic.localtime import to_local
 from patients.models import ContactChange, ContactField, ContactNoticeStatus
 from treatments.services.reminders import (
@@ -67,8 +68,7 @@ class NoticeResult:
 
 def _context(row: ContactChange) -> dict[str, Any]:
     return {
-        "clinic_name": settings.CLINIC_NAME,
-        "clinic_phone": settings.CLINIC_PHONE,
+        **clinic_settings.printed(),
         "what": row.get_field_display(),
         "changed_at": to_local(row.changed_at),
     }

@@ -20,6 +20,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from clinic import clinic_settings
 from clinic.addresses import email_key
 from clinic.audit import audit_log
 from clinic.concurrency import submission_check, submission_marks
@@ -158,7 +159,7 @@ def portal_login_issue(
 def _send_login_email(*, account: PortalAccount, issued: IssuedLogin, invitation: bool) -> None:
     patient = account.patient
     context = {
-        "clinic_name": settings.CLINIC_NAME,
+        **clinic_settings.printed(),
         "patient": patient,
         "url": issued.url,
         "minutes": settings.PORTAL_LOGIN_LINK_MINUTES,

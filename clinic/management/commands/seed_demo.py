@@ -13,8 +13,9 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
+from clinic.clinic_settings_services import clinic_settings_change
 from clinic.demo_clock import OPENED_DAYS_AGO, clinic_time, clock_at, clock_installed, working_day
-from clinic.models import User
+from clinic.models import ClinicSettings, User
 from clinic.roles import Role
 from clinic.services import staff_user_create
 
@@ -26,6 +27,32 @@ DEMO_STAFF: tuple[tuple[str, str, str, tuple[Role, ...]], ...] = (
     ("practitioner2", "Sam", "Okoye", (Role.PRACTITIONER,)),
     ("manager", "Max", "Morgan", (Role.MANAGER,)),
 )
+
+
+# The demo clinic's contact details (Ofcom's numbers for drama), printed on
+# its sheets and emails, as a manager would set them on the settings page.
+DEMO_CLINIC = {
+    "clinic_phone": "+442079460000",
+    "clinic_address": "1 High Street, London",
+    "clinic_email": "desk@demo.clinic.invalid",
+}
+
+
+def _demo_clinic_details() -> None:
+    """Give the demo clinic its contact details, once, as its manager: only
+    while the settings are still the installation's (a manager's own change
+    is never undone by running the demo again)."""
+    newest = ClinicSettings.objects.order_by("-id").first()
+    if newest is not None and (newest.changed_by_id is not None or newest.clinic_phone):
+        return
+    manager = User.objects.get(username="manager")
+    with clock_at(clinic_time(working_day(OPENED_DAYS_AGO), 8, 45)):
+        clinic_settings_change(
+            changed_by=manager,
+            changes=DEMO_CLINIC,
+            reason="The demo clinic's contact details.",
+            expected_version=None,
+        )
 
 
 class Command(BaseCommand):
@@ -62,6 +89,7 @@ class Command(BaseCommand):
                             email=f"{username}@demo.clinic.invalid",
                         )
                         created += 1
+            _demo_clinic_details()
             # Each feature app seeds its own demo data (a `demo` module with
             # `seed()`), found by name so that this base app imports none of them.
             staff = {

@@ -55,6 +55,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from clinic import clinic_settings
 from clinic.localtime import to_local
 from treatments.models import (
     Booking,
@@ -205,7 +206,7 @@ def _context(reminder: Reminder) -> dict[str, object]:
         "starts": starts,
         "practitioner": booking.practitioner if booking is not None else None,
         "maintenance_on": reminder.course.maintenance_due_on if reminder.course else None,
-        "clinic_name": settings.CLINIC_NAME,
+        **clinic_settings.printed(),
         "site_url": settings.SITE_URL,
         "recipient": reminder.recipient,
     }
@@ -628,8 +629,8 @@ def reminders_dispatch_batch(
     just before it goes, so that a reminder whose booking was cancelled,
     moved or marked since the claim (or whose patient changed their message
     preferences) is not sent. Rules read: MAX_ATTEMPTS tries
-    with backoff() between them; quiet hours (QUIET_HOURS_START /
-    QUIET_HOURS_END) hold messages to patients; the lease is
+    with backoff() between them; quiet hours (the clinic's settings, read
+    once a batch as it runs: one more query) hold messages to patients; the lease is
     MESSAGE_CLAIM_LEASE (longer than the dispatch task's hard time limit).
 
     Never raises for one reminder's failure, whatever it is (recorded on
@@ -638,6 +639,25 @@ def reminders_dispatch_batch(
     or sending until their lease ends), and SoftTimeLimitExceeded when the
     Celery task's soft time limit strikes, after recording the batch.
     """
+    # The clinic's settings (quiet hours, its name) read once for the batch, as it runs.
+    with clinic_settings.scope():
+        return _dispatch_batch(
+            limit=limit,
+            now=now,
+            backend=backend,
+            mail_connection=mail_connection,
+            deadline=deadline,
+        )
+
+
+def _dispatch_batch(
+    *,
+    limit: int,
+    now: datetime | None,
+    backend: SMSBackend | None,
+    mail_connection: Any,
+    deadline: float | None,
+) -> DispatchResult:
     result = DispatchResult()
     backend = backend or get_backend()
     now = now or timezone.now()

@@ -4,7 +4,7 @@ PostgreSQL is the schedule. Each planning function is one call made inside
 the caller's transaction (booking, allergy test, course), safe to call twice:
 the unique constraints on Reminder and the checks here mean a second call
 plans nothing new. Lead times are real hours before the session
-(REMINDER_LEAD_HOURS); messages to patients are kept out of quiet hours
+(the clinic's settings, clinic/clinic_settings.py); messages to patients are kept out of quiet hours
 (quiet_hours.py).
 """
 
@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from datetime import time, timedelta
 
-from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from clinic import clinic_settings
 from clinic.localtime import local_instant
 from patients.models import Patient
 from patients.models import ReminderChannel as PatientChannel
@@ -102,10 +102,11 @@ def reminders_plan_for_booking(*, booking: Booking) -> list[Reminder]:
     Planned and sending rows for any other start time (the slot it was moved
     from) are cancelled; a booking no longer booked has them cancelled
     (reminders_cancel_for_booking). Otherwise one row per lead time of
-    REMINDER_LEAD_HOURS (real hours before the start, so a 48-hour lead
+    the clinic's settings' `reminder_lead_hours` (1 to 3 of them, 1 to 168
+    hours, read as the booking is saved; real hours before the start, so a 48-hour lead
     across a clock change is 48 hours) is planned by the patient's channel
     (patient_channel), due when patient_due_at allows it (quiet hours,
-    QUIET_HOURS_START / QUIET_HOURS_END). A lead time already past is not
+    from the settings too). A lead time already past is not
     planned. Booking the next session of a course closes the course's
     "next session not booked" task. Safe to call twice: a row already
     planned, sending or sent for this slot is kept. Returns the rows now
@@ -140,7 +141,7 @@ def reminders_plan_for_booking(*, booking: Booking) -> list[Reminder]:
     }
     now = timezone.now()
     planned: list[Reminder] = []
-    for hours in sorted(set(settings.REMINDER_LEAD_HOURS), reverse=True):
+    for hours in sorted(set(clinic_settings.current().reminder_lead_hours), reverse=True):
         lead = timedelta(hours=hours)
         # Arithmetic on UTC instants: a 48-hour lead across a clock change is
         # 48 real hours, not "the same wall-clock time two days before".

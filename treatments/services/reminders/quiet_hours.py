@@ -1,8 +1,9 @@
 """Quiet hours: no message to a patient at night, in the clinic's wall-clock time.
 
-The window comes from the settings QUIET_HOURS_START and QUIET_HOURS_END
-("HH:MM", clinic time; 21:00 and 08:00 by default), a rule of the clinic's
-own (design.md, "Background work": quiet hours hold messages at night). Its edges are
+The window comes from the clinic's settings (clinic/clinic_settings.py,
+`quiet_hours_start` and `quiet_hours_end`, clinic time; 21:00 and 08:00 by
+default; never equal), read when a message is planned or sent, a rule of the
+clinic's own (design.md, "Background work": quiet hours hold messages at night). Its edges are
 wall-clock times: 08:00 is 08:00 on the day the clocks change too. Staff
 tasks are not held; only messages to patients (email, text message) are.
 """
@@ -11,8 +12,7 @@ from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta
 
-from django.conf import settings
-
+from clinic import clinic_settings
 from clinic.localtime import local_instant, to_local
 
 # The last moment before quiet hours begin, for a reminder that cannot wait
@@ -20,20 +20,15 @@ from clinic.localtime import local_instant, to_local
 BEFORE_QUIET = timedelta(minutes=1)
 
 
-def _clock(value: str) -> time:
-    hours, minutes = value.split(":")
-    return time(int(hours), int(minutes))
-
-
 def quiet_hours() -> tuple[time, time] | None:
     """The nightly quiet hours as (start, end), local wall-clock times.
 
-    Reads QUIET_HOURS_START and QUIET_HOURS_END ("HH:MM", clinic time).
-    Returns None when they are switched off (start equal to end). Raises
-    ValueError when a setting is not "HH:MM" (a configuration error, found
-    at the first message planned).
+    Reads the clinic's settings as they are now (one query outside a
+    request). Returns None only for a window of no length (start equal to
+    end), which the settings' bounds never allow. Raises nothing of its own.
     """
-    start, end = _clock(settings.QUIET_HOURS_START), _clock(settings.QUIET_HOURS_END)
+    values = clinic_settings.current()
+    start, end = values.quiet_hours_start, values.quiet_hours_end
     if start == end:
         return None
     return start, end
@@ -56,8 +51,7 @@ def _quiet_start_day(local: datetime, window: tuple[time, time]) -> date | None:
 def in_quiet_hours(moment: datetime) -> bool:
     """Whether the aware instant `moment` falls in quiet hours (clinic time).
 
-    Reads QUIET_HOURS_START / QUIET_HOURS_END through quiet_hours(); False
-    when they are switched off. Raises ValueError for a malformed setting.
+    Reads the clinic's settings through quiet_hours().
     """
     window = quiet_hours()
     return window is not None and _quiet_start_day(to_local(moment), window) is not None
@@ -67,7 +61,7 @@ def quiet_hours_end_after(moment: datetime) -> datetime:
     """The end (aware, UTC) of the quiet period the aware instant `moment`
     falls in; `moment` itself when it is outside quiet hours or they are off.
 
-    Reads the quiet-hour settings; raises ValueError for a malformed one.
+    Reads the quiet hours from the clinic's settings.
     """
     window = quiet_hours()
     if window is None:
@@ -83,7 +77,7 @@ def quiet_hours_start_before(moment: datetime) -> datetime:
     """When (aware, UTC) the quiet period the aware instant `moment` falls in
     began; `moment` itself when it is outside quiet hours or they are off.
 
-    Reads the quiet-hour settings; raises ValueError for a malformed one.
+    Reads the quiet hours from the clinic's settings.
     """
     window = quiet_hours()
     if window is None:
@@ -100,12 +94,11 @@ def patient_due_at(
     `slot_starts_at` is the session the message is about, if any.
 
     Not planned when the moment has passed. Inside quiet hours (the
-    QUIET_HOURS_START / QUIET_HOURS_END settings, clinic time) it is held to
+    clinic's settings, clinic time, read now) it is held to
     their end; if that end is not before the session, it goes at the last
     minute before quiet hours began instead (20:59 the evening before), and
     if that too has passed it is not planned: a reminder after the session
-    starts is useless and one in the night is not acceptable. Raises
-    ValueError for a malformed quiet-hour setting.
+    starts is useless and one in the night is not acceptable.
     """
     if intended <= now:
         return None
