@@ -56,6 +56,7 @@ from django.utils.translation import gettext_lazy
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from clinic import clinic_settings
 from clinic.audit import audit_log
 from clinic.concurrency import submission_check
 from clinic.models import AuditAction, AuditEvent, StaffInvitation, User
@@ -804,7 +805,7 @@ def staff_invitation_email(issued: IssuedInvitation) -> bool:
     invitation = issued.invitation
     inviter = invitation.invited_by
     context = {
-        "clinic_name": settings.CLINIC_NAME,
+        **clinic_settings.printed(),
         "invitation": invitation,
         "inviter": inviter.get_full_name() if inviter else "",
         "roles": ", ".join(invitation.role_labels),

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
-from django.conf import settings
 from django.core.exceptions import EmptyResultSet
 from django.db import connection
 from django.db.models import Q, QuerySet
@@ -19,6 +18,7 @@ from django.urls import reverse
 from django.utils import formats, timezone
 from django.utils.translation import gettext as _
 
+from clinic import clinic_settings
 from clinic.models import User
 from clinic.names import person_name
 from clinic.selectors import PatientLabel
@@ -520,12 +520,13 @@ def _row_of(rows: QuerySet[Any], wanted: str) -> Any:
 
 def history_is_valid(history: MedicalHistory | None, *, today: date) -> bool:
     """Whether `history` still allows treatment on `today` (clinic date): it
-    exists and was signed at most MEDICAL_HISTORY_VALID_DAYS days before
-    (default 365: a history is taken again every year, domain.md)."""
+    exists and was signed at most the settings' `medical_history_valid_days`
+    days before (30 to 365, default 365: a history is taken again every year,
+    design.md gate 1; clinic/clinic_settings_rules.py)."""
     if history is None:
         return False
     age = today - timezone.localtime(history.signed_at).date()
-    return age <= timedelta(days=settings.MEDICAL_HISTORY_VALID_DAYS)
+    return age <= timedelta(days=clinic_settings.current().medical_history_valid_days)
 
 
 def _display(history: MedicalHistory, name: str) -> str:

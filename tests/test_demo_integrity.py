@@ -27,7 +27,7 @@ from django.core.management import call_command
 from django.db.models import Model
 from django.utils import timezone
 
-from clinic import demo_clock
+from clinic import clinic_settings, demo_clock
 from clinic.auditchain import audit_chain_verify, audit_seal
 from clinic.localtime import clinic_zone
 from clinic.roles import Role
@@ -80,7 +80,7 @@ def _history_problems(record: SessionRecord, *, known_by: datetime) -> list[str]
         return ["no medical history signed by then"]
     day = timezone.localdate(booking.starts_at)
     age = day - timezone.localdate(history.signed_at)
-    if age > timedelta(days=settings.MEDICAL_HISTORY_VALID_DAYS):
+    if age > timedelta(days=clinic_settings.current().medical_history_valid_days):
         return [f"medical history {age.days} days old"]
     forbidding = [
         finding.code
@@ -148,7 +148,7 @@ def _allergy_problems(record: SessionRecord, *, known_by: datetime) -> list[str]
             and t.read_at >= t.read_due_at
             and booking.starts_at
             <= timezone.localtime(t.read_at)
-            + relativedelta(months=settings.ALLERGY_TEST_VALID_MONTHS)
+            + relativedelta(months=clinic_settings.current().allergy_test_valid_months)
         ]
         if not valid:
             problems.append(f"no valid negative allergy reading for {ingredient.name}")

@@ -31,6 +31,7 @@ from fontTools.ttLib import TTFont
 
 from clinic.models import User
 from consent.services import consent_pdf_render_now
+from tests.clinic_settings_support import settings_saved
 from tests.consent.helpers import signed_consent_for
 from tests.factories import (
     AftercareSheetFactory,
@@ -449,8 +450,7 @@ def test_every_demo_aftercare_sheet_fits_the_pages_the_user_guide_promises(
     tmp_path: Path, settings: Any, practitioner: User, receptionist: User
 ) -> None:
     # As `make run` shows the demo: the clinic's phone and address in the header.
-    settings.CLINIC_PHONE = "020 7946 0000"
-    settings.CLINIC_ADDRESS = "1 High Street, London"
+    settings_saved(clinic_phone="+442079460000", clinic_address="1 High Street, London")
     demo_catalogue.seed(practitioner=practitioner, reception=receptionist)
     protocols = list(Protocol.objects.select_related("aftercare_sheet").order_by("name"))
     assert {p.aftercare_sheet.title for p in protocols} == set(demo_catalogue.SHEETS)

@@ -43,6 +43,7 @@ from django.db.models import Q
 from django.utils import dateformat, timezone
 from django.utils.translation import gettext as _
 
+from clinic import clinic_settings
 from clinic.localtime import clinic_zone, local_instant
 from consent.models import ConsentFormVersion, ConsentWithdrawal, SignedConsent
 from consent.selectors import consent_state_from
@@ -61,6 +62,10 @@ from treatments.models import (
     Product,
     Protocol,
 )
+
+# The clinic's settings (the validity windows) read once per evaluation,
+# however many readings and histories it judges (clinic/clinic_settings.py).
+_settings_read_once = clinic_settings.scope()
 
 
 class GateFailure:
@@ -344,7 +349,7 @@ def _history_out_of_date(signed_at: datetime) -> str:
         "The medical history of %(day)s is older than %(days)s days: take it again before treating."
     ) % {
         "day": _day(timezone.localtime(signed_at).date()),
-        "days": settings.MEDICAL_HISTORY_VALID_DAYS,
+        "days": clinic_settings.current().medical_history_valid_days,
     }
 
 
@@ -371,10 +376,13 @@ def _history_failures(
 
 
 def gate_medical_history(
+@_settings_read_once
     *, patient: Patient, at: datetime, facts: GateFacts | None = None
 ) -> list[GateFailure]:
-    """Gate 1: a medical history signed within MEDICAL_HISTORY_VALID_DAYS days
-    (local calendar days) of `at` (aware). Source: design.md, gate 1."""
+    """Gate 1: a medical history signed within the clinic's validity window
+    (the settings' `medical_history_valid_days`, 30 to 365 local calendar
+    days) of `at` (aware). Source: design.md, gate 1; the bound's reason in
+    clinic/clinic_settings_rules.py."""
     facts = facts or _facts_for(patient)
     return _history_failures(
         facts.histories.get(patient.pk), today=timezone.localdate(at), words=_words()
@@ -475,12 +483,15 @@ def gate_consent(
 
 
 def negative_reading_valid_until(read_at: datetime) -> datetime:
+@_settings_read_once
     """The last moment (UTC) a negative reading taken at `read_at` allows
-    treatment: ALLERGY_TEST_VALID_MONTHS calendar months later, counted on the
-    clinic's clock (a reading at 10:00 in May is valid to 10:00 in November,
-    whatever the clock change in between)."""
+    treatment: the settings' `allergy_test_valid_months` (1 to 6) calendar
+    months later, counted on the clinic's clock (a reading at 10:00 in May is
+    valid to 10:00 in November for six months, whatever the clock change in
+    between)."""
     local = timezone.localtime(read_at)
-    return (local + relativedelta(months=settings.ALLERGY_TEST_VALID_MONTHS)).astimezone(UTC)
+    months = clinic_settings.current().allergy_test_valid_months
+    return (local + relativedelta(months=months)).astimezone(UTC)
 
 
 def _negative_valid_at(read_at: datetime, at: datetime) -> bool:
@@ -489,7 +500,7 @@ def _negative_valid_at(read_at: datetime, at: datetime) -> bool:
     readings clearly inside it. Any N calendar months on the clinic's clock
     last at least 28 x N days (Jan 31 + 1 month is Feb 28), and a clock change
     moves them by less than a day."""
-    months = settings.ALLERGY_TEST_VALID_MONTHS
+    months = clinic_settings.current().allergy_test_valid_months
     if at - read_at < timedelta(days=28 * months - 1):
         return True
     return at <= negative_reading_valid_until(read_at)
@@ -538,7 +549,7 @@ def _expired_sentence(name: str, read_at: datetime) -> str:
     ) % {
         "name": name,
         "day": _day(timezone.localtime(read_at).date()),
-        "months": settings.ALLERGY_TEST_VALID_MONTHS,
+        "months": clinic_settings.current().allergy_test_valid_months,
     }
 
 
@@ -628,6 +639,7 @@ def _allergy_failures(
 
 
 def gate_allergy(
+@_settings_read_once
     *,
     patient: Patient,
     ingredients: Sequence[Ingredient],
@@ -639,8 +651,9 @@ def gate_allergy(
     A recorded allergy or any positive reading blocks for good. A negative
     reading counts when taken no earlier than its `read_due_at` (24 hours
     after the test was given or entered, whichever is later) and for
-    ALLERGY_TEST_VALID_MONTHS calendar months on the clinic's clock. Source:
-    domain.md, "Allergy test".
+    the settings' `allergy_test_valid_months` (1 to 6) calendar months on the
+    clinic's clock. Source: domain.md, "Allergy test"; the bound's reason in
+    clinic/clinic_settings_rules.py.
     """
     facts = facts or _facts_for(patient, ingredients=ingredients)
     return _allergy_failures(patient.pk, ingredients, at=at, facts=facts, words=_words())
@@ -827,6 +840,7 @@ def _gates_1_to_4(
 
 
 def booking_gates(
+@_settings_read_once
     *,
     booking: Booking,
     ingredients: Sequence[Ingredient],
@@ -856,6 +870,7 @@ class GateCase:
 
 
 def cases_gates(*, cases: Mapping[K, GateCase], facts: GateFacts) -> dict[K, list[GateFailure]]:
+@_settings_read_once
     """Gates 1 to 4 for many bookings over the same `facts` (no query), keyed
     as `cases` is (a booking id): for each, exactly what `booking_gates` says
     of that booking, through the same rules. The calendar's week and the
@@ -870,6 +885,7 @@ def cases_gates(*, cases: Mapping[K, GateCase], facts: GateFacts) -> dict[K, lis
 
 
 def gates_check(
+@_settings_read_once
     *,
     patient: Patient,
     protocol: Protocol,
@@ -903,6 +919,7 @@ class SessionGates:
 
 
 def session_gates(
+@_settings_read_once
     *,
     booking: Booking,
     batches: Sequence[Batch],

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
+from clinic import clinic_settings
 from clinic.documents import MAX_ATTEMPTS
 from clinic.models import User
 from clinic.pdf import STATIC_BASE, RefusedURLError, StaticOnlyFetcher, html_to_pdf
@@ -57,7 +58,7 @@ def test_the_rendered_pdf_holds_the_patient_the_version_and_the_fingerprint(
     assert "version 2" in text
     assert "<b>today</b>" in text  # the text is printed, never interpreted as markup
     assert signed.text_sha256 in text.replace("\n", "").replace(" ", "")
-    assert settings.CLINIC_NAME in text
+    assert clinic_settings.current().clinic_name in text
 
 
 @pytest.mark.django_db

@@ -24,6 +24,7 @@ from clinic.models import User
 from clinic.names import person_name
 from patients.models import Patient
 from patients.services import PossibleDuplicateError, patient_create, patient_update
+from tests.clinic_settings_support import settings_saved
 from tests.conftest import sign_in
 from tests.factories import PatientFactory, UserFactory
 
@@ -245,8 +246,7 @@ def test_the_aftercare_sheet_stays_on_one_page_with_a_140_character_name(
     from treatments.demo import catalogue as demo_catalogue
     from treatments.models import Protocol
 
-    settings.CLINIC_PHONE = "020 7946 0000"
-    settings.CLINIC_ADDRESS = "1 High Street, London"
+    settings_saved(clinic_phone="+442079460000", clinic_address="1 High Street, London")
     first, last = LONG_NAME
     assert len(f"{first} {last}") >= 140
     demo_catalogue.seed(practitioner=practitioner, reception=receptionist)

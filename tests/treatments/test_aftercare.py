@@ -21,6 +21,7 @@ from clinic.documents import MAX_ATTEMPTS
 from clinic.models import AuditAction, AuditEvent, User
 from clinic.roles import Role
 from patients.models import Patient
+from tests.clinic_settings_support import settings_saved
 from tests.conftest import sign_in
 from tests.factories import BatchFactory, PatientFactory, ProtocolFactory, UserFactory
 from treatments.models import (
@@ -220,12 +221,20 @@ def test_the_sheet_names_the_patient_date_areas_advice_warnings_and_next_session
     assert "Meso Clinic" in text or "Clinic" in text
 
 
-def test_the_sheet_gives_the_clinic_phone_and_address(tmp_path: Path, settings: Any) -> None:
-    settings.CLINIC_PHONE = "020 7946 0123"
-    settings.CLINIC_ADDRESS = "12 Harley Row, London"
+def test_the_sheet_gives_the_clinic_name_phone_address_and_email_from_its_settings(
+    tmp_path: Path,
+) -> None:
+    settings_saved(
+        clinic_name="Harley Row Aesthetics",
+        clinic_phone="+442079460123",
+        clinic_address="12 Harley Row, London",
+        clinic_email="desk@harleyrow.example",
+    )
     text = pdf_text(file_bytes(ready_document()), tmp_path)
+    assert "Harley Row Aesthetics" in text
     assert "020 7946 0123" in text
     assert "12 Harley Row, London" in text
+    assert "desk@harleyrow.example" in text
 
 
 def test_the_sheet_says_when_no_next_session_is_booked(tmp_path: Path) -> None:

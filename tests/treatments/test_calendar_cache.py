@@ -27,6 +27,7 @@ from clinic.models import User
 from consent.models import CONSENT_SECTION_NAMES, ConsentFormVersion, SignedConsent
 from consent.services import consent_sign, consent_withdraw
 from patients.models import Patient
+from tests.clinic_settings_support import settings_saved
 from tests.conftest import sign_in
 from tests.consent.helpers import drawn_signature
 from tests.factories import (
@@ -495,7 +496,8 @@ def test_the_week_runs_the_same_queries_whatever_its_bookings(
     assert computed_many.computed
     assert not kept_few.computed
     assert not kept_many.computed
-    assert computed_few.queries == computed_many.queries <= 19
+    # 20: the clinic's settings (its name, validity windows, opening hours) once.
+    assert computed_few.queries == computed_many.queries <= 20
     # Session, user, roles, two-factor device, the version, practitioners,
     # rooms, closures, the audit event.
     assert kept_few.queries == kept_many.queries <= 9
@@ -666,3 +668,32 @@ def test_no_service_and_no_gate_reads_the_cache() -> None:
     assert len(modules) > 5
     importing = re.compile(r"^\s*(from|import)\s+treatments\.selectors\.calendar_cache", re.M)
     assert [str(m) for m in modules if importing.search(m.read_text())] == []
+
+
+def test_a_shorter_validity_in_the_clinics_settings_flags_the_week_at_once(
+    client: Client, world: World, receptionist: User
+) -> None:
+    """The settings are facts: saving a shorter medical-history window gives
+    the facts a new version, so the kept week is not shown with its old
+    "safe to treat". The history was taken 30 days before Monday: with 30
+    days valid, Monday's session is still safe and Tuesday's is not."""
+    tuesday = book(
+        patient=world.c.patient,
+        practitioner=world.c.practitioner,
+        room=world.c.room,
+        protocol=world.c.protocol,
+        starts_at=at(MONDAY + timedelta(days=1), 15),
+    )
+    sign_in(client, receptionist)
+    page = kept(client)
+    assert 'data-testid="safe"' in page.card(world.safe)
+    assert 'data-testid="safe"' in page.card(tuesday)
+    before = facts_version()
+    settings_saved(medical_history_valid_days=30)
+    assert facts_version() != before
+    page = week_page(client)
+    assert page.computed
+    assert 'data-testid="safe"' in page.card(world.safe)
+    card = page.card(tuesday)
+    assert 'data-testid="not-ready"' in card
+    assert "medical history" in card

@@ -17,13 +17,13 @@ from pathlib import Path
 import pytest
 import time_machine
 from dateutil.relativedelta import relativedelta
-from django.conf import settings as django_settings
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils.html import escape
 
+from clinic import clinic_settings
 from clinic.localtime import to_local
 from clinic.models import User
 from consent.models import ConsentFormVersion
@@ -139,7 +139,7 @@ def _generated_week(c: Clinic, practitioner: User) -> tuple[_Week, dict[int, lis
     }
     versions = {p.pk: ConsentFormVersionFactory(form=p.consent_form) for p in (face, scalp)}
     week = _Week(c, [face, scalp])
-    valid_days = django_settings.MEDICAL_HISTORY_VALID_DAYS
+    valid_days = clinic_settings.current().medical_history_valid_days
 
     def ready(patient: Patient, protocol: Protocol, *, history: bool = True) -> None:
         if history:
@@ -181,7 +181,7 @@ def _generated_week(c: Clinic, practitioner: User) -> tuple[_Week, dict[int, lis
         _consent(p, versions[face.pk], "signed", practitioner)
         booking = week.book(p, face)
         read_at = to_local(booking.starts_at) - relativedelta(
-            months=django_settings.ALLERGY_TEST_VALID_MONTHS
+            months=clinic_settings.current().allergy_test_valid_months
         )
         _test(
             p,
@@ -376,5 +376,5 @@ def test_the_week_page_runs_the_same_queries_for_one_booking_or_sixty_with_recor
     assert body.count('data-testid="safe"') == 60
     # Computed (a test's transaction has written, so the cache is not used):
     # 16 queries before the cache, now also the facts' version and how long
-    # the flags hold.
-    assert len(one) == len(many) <= 18
+    # the flags hold, and the clinic's settings (its name, validity windows).
+    assert len(one) == len(many) <= 19

@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
+from datetime import time as dt_time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -20,12 +21,13 @@ import time_machine
 from django.conf import settings
 from django.core import mail
 from django.db import connection, transaction
-from django.test import Client, override_settings
+from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
 from clinic.models import User
+from tests.clinic_settings_support import settings_saved
 from tests.conftest import sign_in
 from tests.factories import IngredientFactory, PatientFactory
 from tests.treatments import test_reminders_support as support
@@ -191,10 +193,25 @@ def test_lead_times_already_past_are_not_planned(clinic: Clinic) -> None:
     assert [r.lead_minutes for r in rows(booking)] == [120]
 
 
-@override_settings(QUIET_HOURS_START="00:00", QUIET_HOURS_END="00:00")
-def test_quiet_hours_can_be_switched_off(clinic: Clinic, frozen: time_machine.Coordinates) -> None:
+def test_quiet_hours_are_the_clinics_settings_when_the_booking_is_made(
+    clinic: Clinic, frozen: time_machine.Coordinates
+) -> None:
+    settings_saved(quiet_hours_start=dt_time(23), quiet_hours_end=dt_time(5, 30))
     booking = book(clinic, local(THURSDAY, 8))
+    # 06:00 is outside 23:00-05:30: the 2-hour reminder goes when it is meant to.
     assert rows(booking)[1].due_at == local(THURSDAY, 6)
+    settings_saved(quiet_hours_start=dt_time(21), quiet_hours_end=dt_time(7))
+    friday = book(clinic, local(date(2026, 11, 6), 8, 30))
+    # 06:30 is inside 21:00-07:00: held to 07:00, still before the session.
+    assert rows(friday)[1].due_at == local(date(2026, 11, 6), 7)
+
+
+def test_lead_times_are_the_clinics_settings_when_the_booking_is_made(
+    clinic: Clinic, frozen: time_machine.Coordinates
+) -> None:
+    settings_saved(reminder_first_hours=24, reminder_second_hours=None)
+    booking = book(clinic, local(THURSDAY, 12))
+    assert [r.lead_minutes for r in rows(booking)] == [24 * 60]
 
 
 # --- Moves, cancels, status ----------------------------------------------------------------
@@ -465,8 +482,8 @@ def test_the_dispatcher_makes_the_same_number_of_queries_for_2_or_50_reminders(
         counts.append(len(queries) - result.sent)
     assert counts[0] == counts[1]
     # Two short transactions (a savepoint each here): the claim (lock, read,
-    # lease) and the record.
-    assert counts[0] <= 8
+    # lease) and the record; and the clinic's settings (quiet hours), read once.
+    assert counts[0] <= 9
 
 
 # --- Other kinds ----------------------------------------------------------------------------

@@ -25,7 +25,9 @@ from django.test import Client, override_settings
 from django.urls import reverse
 from django.utils import timezone
 
+from clinic import clinic_settings
 from clinic.models import User
+from tests.clinic_settings_support import settings_saved
 from tests.conftest import sign_in
 from tests.dbroles import url_of_test_database
 from tests.factories import PatientFactory
@@ -112,9 +114,6 @@ class Celery:
             "SMS_BACKEND": "tests.treatments.test_reminders_support.SlowFileBackend",
             "SMS_FILE_PATH": str(self.sms),
             "SMS_TEST_DELAY_SECONDS": "0.004",
-            # The clock of these tests is the real one: no quiet hours in the way.
-            "QUIET_HOURS_START": "00:00",
-            "QUIET_HOURS_END": "00:00",
             "REMINDER_DISPATCH_INTERVAL_SECONDS": "1",
             # Short time limits, and so a short lease: the rows of a killed
             # worker are taken again after 5 seconds, not 3 minutes.
@@ -169,6 +168,9 @@ def redis(tmp_path: Path) -> Iterator[RedisServer]:
 
 @pytest.fixture
 def celery(tmp_path: Path, redis: RedisServer) -> Iterator[Celery]:
+    # The clock of these tests is the real one: no quiet hours in the way (the
+    # processes read the clinic's settings from the database).
+    settings_saved(**clinic_settings.quiet_minute_away_from(timezone.now()))
     processes = Celery(tmp_path, redis)
     yield processes
     processes.stop()
@@ -327,12 +329,8 @@ def test_with_redis_down_bookings_succeed_and_their_reminders_go_once_it_is_back
     patient = PatientFactory(reminder_channel="sms")
     bookings = []
     durations: list[float] = []
-    with override_settings(
-        CELERY_BROKER_URL=redis.url,
-        QUIET_HOURS_START="00:00",
-        QUIET_HOURS_END="00:00",
-        REMINDER_LEAD_HOURS=[2],
-    ):
+    settings_saved(reminder_first_hours=2, reminder_second_hours=None)
+    with override_settings(CELERY_BROKER_URL=redis.url):
         for index in range(10):
             # Each 2-hour reminder falls due a few seconds from now.
             starts = timezone.now() + timedelta(hours=2, seconds=3 + index)

@@ -24,6 +24,7 @@ from django.db.models import QuerySet
 from django.utils import dateformat
 from django.utils.formats import get_format
 from django.utils.translation import gettext as _
+from clinic import clinic_settings
 
 from clinic.localtime import local_day_bounds, to_local
 from clinic.models import User
@@ -117,9 +118,11 @@ def safe_to_treat_sentence(state: SafeToTreat, words: SafeToTreatWords | None = 
     if state.earliest is not None:
         local = to_local(state.earliest)
         # A day's start (a contraindication that lifts on a date) reads as the day.
-        when = dateformat.format(local, "D j M" if local.time() == time.min else "D j M H:i")
-        wording = words.safe_from if state.waits else words.not_before
-        sentence += " · " + wording % {"when": when}
+        when = dates.day_or_day_time(state.earliest)
+        # A note that names the moment already ("allergy reading due ...") says it once.
+        if when not in sentence:
+            wording = words.safe_from if state.waits else words.not_before
+            sentence += " · " + wording % {"when": when}
     return sentence
 
 
@@ -358,15 +361,27 @@ def _minutes(at: time) -> int:
     return at.hour * 60 + at.minute
 
 
-def _grid_bounds(hours: HoursMap, bookings: list[CalendarBooking]) -> tuple[int, int]:
+def _grid_bounds(
+    hours: HoursMap, bookings: list[CalendarBooking], days: Iterable[date]
+) -> tuple[int, int]:
+    """The grid's first and last minute: the practitioners' hours and the
+    bookings shown; with neither, the clinic's opening hours on `days` (the
+    settings'), and 08:00-19:00 when it is closed on all of them."""
+    opening = [
+        spans
+        for day in set(days)
+        if (spans := clinic_settings.current().opening_on(day.weekday())) is not None
+    ]
+    fallback_opens = min((_minutes(o) for o, _c in opening), default=_minutes(DEFAULT_OPENS))
+    fallback_closes = max((_minutes(c) for _o, c in opening), default=_minutes(DEFAULT_CLOSES))
     opens = [_minutes(s) for spans in hours.values() for s, _e in spans]
     closes = [_minutes(e) + (1 if e.second else 0) for spans in hours.values() for _s, e in spans]
     opens += [_minutes(b.starts.time()) for b in bookings]
     closes += [
         _minutes(b.ends.time()) if b.ends.date() == b.starts.date() else 24 * 60 for b in bookings
     ]
-    first = min(opens, default=_minutes(DEFAULT_OPENS))
-    last = max(closes, default=_minutes(DEFAULT_CLOSES))
+    first = min(opens, default=fallback_opens)
+    last = max(closes, default=fallback_closes)
     first -= first % SLOT_MINUTES
     last += (-last) % SLOT_MINUTES
     return first, max(last, first + SLOT_MINUTES)
