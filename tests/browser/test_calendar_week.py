@@ -7,6 +7,7 @@ is the keyboard's way to move it. Screenshots at both sizes."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -407,3 +408,144 @@ def test_the_booking_form_says_a_time_already_passed_before_saving(
         expect(page.get_by_test_id("booking-check")).to_contain_text("Benedict Cole")
         expect(problem).to_have_count(0)
     assert tab.errors == []
+
+
+# From the calendar's heading to the first booking card: Previous, Today,
+# Next, Day, Week, New booking, Book a course, the date (Chromium's date input
+# takes four presses: day, month, year and its calendar button), practitioner
+# and room filters, Show, Next free slot, the grid's scrolling box, then the
+# card: 17. The same in the day and the week view, however many free times
+# come first; nothing stands between the scrolling box and the first card.
+TABS_TO_FIRST_CARD = 17
+
+
+def from_heading(page: Page) -> None:
+    """Start the keyboard from the page's heading, as a reader arriving does."""
+    page.get_by_role("heading", level=1).evaluate("el => { el.tabIndex = -1; el.focus(); }")
+
+
+def tab_until(page: Page, target: Locator, most: int) -> int:
+    """Press Tab until `target` has the focus; how many presses it took."""
+    for presses in range(1, most + 1):
+        page.keyboard.press("Tab")
+        if target.evaluate("el => el === document.activeElement"):
+            return presses
+    focused = page.evaluate("document.activeElement.outerHTML.slice(0, 200)")
+    raise AssertionError(f"not reached in {most} presses of Tab; the focus is on {focused}")
+
+
+def focused(page: Page) -> Locator:
+    return page.locator(":focus")
+
+
+def test_the_calendar_by_keyboard_reaches_a_booking_in_a_few_tabs_and_books_a_free_time(
+    live_server, new_page: NewPage, receptionist: User, practitioner: User, make_staff: object
+) -> None:
+    with time_machine.travel(NOW):
+        week = busy_week(practitioner, make_staff)
+        b = week.bookings
+        jodie = b["Jodie"].patient
+        tab: BrowserPage = new_page("desktop")
+        page = tab.page
+        page.set_viewport_size({"width": 1366, "height": 768})
+        sign_in(tab, live_server.url, receptionist)
+
+        # Tuesday's day view: eight rows of free times (24 links) come before
+        # the first booking; Tab passes over them to Amelia's card.
+        page.goto(f"{live_server.url}/treatments/calendar/?view=day&date=2026-11-24")
+        grid = page.get_by_test_id("calendar")
+        assert grid.locator("[data-testid=free-slot]").count() > 24
+        expect(page.get_by_test_id("cal-keys")).to_be_visible()
+        from_heading(page)
+        to_box = tab_until(page, grid, TABS_TO_FIRST_CARD)
+        page.keyboard.press("Tab")
+        expect(card(page, b["Benedict"])).to_be_focused()  # Omar's column comes first
+        day_presses = to_box + 1
+        assert day_presses <= TABS_TO_FIRST_CARD
+        # Tab goes on from booking to booking: Amelia's, at the same time.
+        page.keyboard.press("Tab")
+        expect(card(page, b["Amelia"])).to_be_focused()
+        # The arrow keys go along the row and through the free times: back to
+        # Benedict and on to Amelia, an hour up her column (Page Up), then a
+        # quarter of an hour down and up again.
+        page.keyboard.press("ArrowLeft")
+        expect(card(page, b["Benedict"])).to_be_focused()
+        page.keyboard.press("ArrowRight")
+        expect(card(page, b["Amelia"])).to_be_focused()
+        page.keyboard.press("PageUp")
+        expect(focused(page)).to_have_attribute("aria-label", "Book at 09:00")
+        page.keyboard.press("ArrowDown")
+        expect(focused(page)).to_have_attribute("aria-label", "Book at 09:15")
+        page.keyboard.press("ArrowUp")
+        slot = focused(page)
+        expect(slot).to_have_attribute("aria-label", "Book at 09:00")
+        expect(slot).to_have_attribute("data-testid", "free-slot")
+        # The focus is drawn for all to see: a dark outline and the time written in.
+        assert slot.evaluate("el => getComputedStyle(el).outlineStyle") == "solid"
+        assert "Book at 09:00" in slot.evaluate("el => getComputedStyle(el, '::after').content")
+        both_sizes_focused(page, "keyboard-day")
+
+        # Enter books it: the form opens on that day, time and practitioner.
+        page.keyboard.press("Enter")
+        expect(page.get_by_role("heading", level=1)).to_have_text("New booking")
+        expect(page.get_by_label("Start time")).to_have_value("09:00")
+        tab_until(page, page.get_by_test_id("patient-search"), 20)
+        page.keyboard.type("Price", delay=30)
+        choice = page.get_by_test_id("patient-choice").first
+        expect(choice).to_be_visible()
+        tab_until(page, choice, 5)
+        page.keyboard.press("Space")
+        expect(choice).to_be_checked()
+        tab_until(page, page.get_by_label("Protocol"), 5)
+        page.keyboard.type("Hydrating")
+        expect(page.get_by_label("Protocol")).to_have_value(str(b["Jodie"].protocol.uuid))
+        tab_until(page, page.get_by_label("Room"), 5)
+        page.keyboard.type("Room 3")
+        tab_until(page, page.get_by_test_id("book"), 10)
+        page.keyboard.press("Enter")
+        expect(page.get_by_test_id("booking-status")).to_have_text("Booked")
+        made = Booking.objects.filter(patient=jodie, starts_at=_at(1, 9)).get()
+        assert made.practitioner == practitioner
+        assert made.room.name == "Room 3"
+
+        # The week: the day links above the grid leave the Tab order too, so
+        # its first card (Monday's Farah) is as near as the day's.
+        page.goto(f"{live_server.url}/treatments/calendar/?view=week&date=2026-11-24")
+        from_heading(page)
+        assert tab_until(page, card(page, b["Farah"]), TABS_TO_FIRST_CARD) == day_presses
+        # Along the row: Tuesday at 09:00 is the booking just made, Wednesday's free.
+        page.keyboard.press("ArrowRight")
+        expect(card(page, made)).to_be_focused()
+        page.keyboard.press("ArrowRight")
+        expect(focused(page)).to_have_attribute("href", re.compile(r"date=2026-11-25&time=09%3A00"))
+        # Up the column to the day's link above the grid, out of the Tab order.
+        page.keyboard.press("Control+Home")
+        expect(focused(page)).to_have_attribute("aria-label", "Book at 08:00")
+        page.keyboard.press("ArrowUp")
+        expect(focused(page)).to_have_text("Mon 23 Nov")
+        assert focused(page).evaluate("el => el.tabIndex") == -1
+        # Back into the grid, and along to the row's end: Sunday at 08:00.
+        page.keyboard.press("ArrowDown")
+        page.keyboard.press("End")
+        expect(focused(page)).to_have_attribute("href", re.compile(r"date=2026-11-29&time=08%3A00"))
+        page.keyboard.press("PageDown")
+        page.keyboard.press("PageDown")
+        expect(card(page, b["Maximilian"])).to_be_focused()  # Sunday at 10:00
+        page.keyboard.press("ArrowUp")
+        expect(focused(page)).to_have_attribute("aria-label", "Book at 09:45")
+        both_sizes_focused(page, "keyboard-week")
+        assert tab.errors == []
+
+
+def both_sizes_focused(page: Page, name: str) -> None:
+    """Screenshots at both sizes, the focus where the keyboard left it (at
+    768 px the week reads as a list of days, free times left out: its first
+    card takes the focus there)."""
+    for size, (width, height) in SIZES.items():
+        page.set_viewport_size({"width": width, "height": height})
+        if page.evaluate("document.activeElement.getClientRects().length") == 0:
+            page.get_by_test_id("calendar").focus()
+            page.keyboard.press("Tab")  # to the first card, by the keyboard
+        page.evaluate("document.activeElement.scrollIntoView({block: 'center'})")
+        screenshot(page, f"calendar-{name}-{size}.png")
+    page.set_viewport_size({"width": 1366, "height": 768})
