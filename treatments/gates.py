@@ -375,8 +375,8 @@ def _history_failures(
     return []
 
 
-def gate_medical_history(
 @_settings_read_once
+def gate_medical_history(
     *, patient: Patient, at: datetime, facts: GateFacts | None = None
 ) -> list[GateFailure]:
     """Gate 1: a medical history signed within the clinic's validity window
@@ -482,8 +482,8 @@ def gate_consent(
 # --- Gate 4: allergy tests ------------------------------------------------------------
 
 
-def negative_reading_valid_until(read_at: datetime) -> datetime:
 @_settings_read_once
+def negative_reading_valid_until(read_at: datetime) -> datetime:
     """The last moment (UTC) a negative reading taken at `read_at` allows
     treatment: the settings' `allergy_test_valid_months` (1 to 6) calendar
     months later, counted on the clinic's clock (a reading at 10:00 in May is
@@ -638,8 +638,8 @@ def _allergy_failures(
     return failures
 
 
-def gate_allergy(
 @_settings_read_once
+def gate_allergy(
     *,
     patient: Patient,
     ingredients: Sequence[Ingredient],
@@ -839,8 +839,8 @@ def _gates_1_to_4(
     ]
 
 
-def booking_gates(
 @_settings_read_once
+def booking_gates(
     *,
     booking: Booking,
     ingredients: Sequence[Ingredient],
@@ -869,8 +869,8 @@ class GateCase:
     at: datetime
 
 
-def cases_gates(*, cases: Mapping[K, GateCase], facts: GateFacts) -> dict[K, list[GateFailure]]:
 @_settings_read_once
+def cases_gates(*, cases: Mapping[K, GateCase], facts: GateFacts) -> dict[K, list[GateFailure]]:
     """Gates 1 to 4 for many bookings over the same `facts` (no query), keyed
     as `cases` is (a booking id): for each, exactly what `booking_gates` says
     of that booking, through the same rules. The calendar's week and the
@@ -884,8 +884,8 @@ def cases_gates(*, cases: Mapping[K, GateCase], facts: GateFacts) -> dict[K, lis
     }
 
 
-def gates_check(
 @_settings_read_once
+def gates_check(
     *,
     patient: Patient,
     protocol: Protocol,
@@ -918,8 +918,8 @@ class SessionGates:
     history: MedicalHistory | None
 
 
-def session_gates(
 @_settings_read_once
+def session_gates(
     *,
     booking: Booking,
     batches: Sequence[Batch],

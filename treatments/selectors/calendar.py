@@ -24,8 +24,8 @@ from django.db.models import QuerySet
 from django.utils import dateformat
 from django.utils.formats import get_format
 from django.utils.translation import gettext as _
-from clinic import clinic_settings
 
+from clinic import clinic_settings
 from clinic.localtime import local_day_bounds, to_local
 from clinic.models import User
 from clinic.names import person_name
@@ -118,11 +118,9 @@ def safe_to_treat_sentence(state: SafeToTreat, words: SafeToTreatWords | None = 
     if state.earliest is not None:
         local = to_local(state.earliest)
         # A day's start (a contraindication that lifts on a date) reads as the day.
-        when = dates.day_or_day_time(state.earliest)
-        # A note that names the moment already ("allergy reading due ...") says it once.
-        if when not in sentence:
-            wording = words.safe_from if state.waits else words.not_before
-            sentence += " · " + wording % {"when": when}
+        when = dateformat.format(local, "D j M" if local.time() == time.min else "D j M H:i")
+        wording = words.safe_from if state.waits else words.not_before
+        sentence += " · " + wording % {"when": when}
     return sentence
 
 
@@ -539,7 +537,7 @@ def calendar_build(
         column.booking_count = len(found)
         column.lanes = max((item.lanes for item in found), default=1)
 
-    first, last = _grid_bounds(hours, items)
+    first, last = _grid_bounds(hours, items, (column.day for column in columns))
     rows: list[Row] = []
     shown_ids = [p.pk for p in shown]
     for minute in range(first, last, SLOT_MINUTES):
