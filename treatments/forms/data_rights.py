@@ -10,15 +10,15 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from clinic.forms import SubmissionTokenMixin
+from clinic.widgets import DayField
 
 
 class ErasureRequestForm(SubmissionTokenMixin, forms.Form):
     """When the patient asked, what they said, and the member of staff's
     confirmation that contact details are erased at once."""
 
-    received_on = forms.DateField(
+    received_on = DayField(
         label=_("Request received on"),
-        widget=forms.DateInput(attrs={"type": "date"}),
         help_text=_("The clinic has one month from this day to answer."),
     )
     notes = forms.CharField(
