@@ -15,7 +15,9 @@ import pytest
 import time_machine
 from django.core import mail, signing
 from django.core.management import CommandError, call_command
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from clinic.models import AuditAction, AuditEvent, StaffInvitation, User
@@ -378,6 +380,20 @@ def test_a_username_reading_like_an_older_one_of_other_letters_is_refused(
     assert response.status_code == 400
     assert LOOK_ALIKE in response.content.decode()
     assert not User.objects.filter(username="nadia").exists()
+
+
+def test_the_look_alike_check_takes_the_same_queries_for_three_accounts_or_thirty(
+    invited: str, make_staff: Callable[..., User]
+) -> None:
+    client = Client()
+    join(client, invited, username="rnanager")
+    with CaptureQueriesContext(connection) as few:
+        assert join(client, invited, username="rnanager").status_code == 400
+    for index in range(27):
+        make_staff(f"extra{index}", Role.RECEPTIONIST)
+    with CaptureQueriesContext(connection) as many:
+        assert join(client, invited, username="rnanager").status_code == 400
+    assert len(many) == len(few)
 
 
 def test_someone_signed_in_is_asked_to_sign_out_before_joining(invited: str, boss: Client) -> None:
