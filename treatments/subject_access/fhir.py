@@ -490,13 +490,7 @@ def build_bundle(data: SubjectAccessData, files: dict[str, str]) -> dict[str, An
                             "code": _text(line.batch.product.name),
                             "batch": {
                                 "lotNumber": line.batch.lot_number,
-                                "expirationDate": _when(
-                                    datetime.combine(
-                                        line.batch.expiry_date,
-                                        datetime.min.time(),
-                                        tzinfo=UTC,
-                                    )
-                                ),
+                                "expirationDate": line.batch.expiry_date.isoformat(),
                             },
                         }
                     ],
