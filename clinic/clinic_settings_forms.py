@@ -148,9 +148,9 @@ class ClinicSettingsForm(VersionedFormMixin, forms.ModelForm):
 
         def cell(name: str) -> dict[str, Any]:
             field = self[name]
-            attrs = {"class": "form-control form-control-sm settings-time"}
+            attrs: dict[str, str | bool] = {"class": "form-control form-control-sm settings-time"}
             if field.errors:
-                attrs["class"] += " is-invalid"
+                attrs["class"] = f"{attrs['class']} is-invalid"
                 attrs["aria-invalid"] = "true"
                 attrs["aria-describedby"] = f"{field.auto_id}-error"
             return {"field": field, "widget": field.as_widget(attrs=attrs)}

@@ -112,9 +112,9 @@ REASONS: dict[str, Any] = {
         "always a quiet night."
     ),
     "opening_hours": _(
-        "Printed on sheets and emails and used for the calendar's day when no "
-        "practitioner's hours are set. Leave both times empty for a day the clinic "
-        "is closed; closing must be after opening."
+        "The calendar's day runs over them when no practitioner's working hours are "
+        "set. Leave both times empty for a day the clinic is closed; closing must be "
+        "after opening."
     ),
     "contact": _("Printed on aftercare sheets, consent PDFs and in emails and text messages."),
 }

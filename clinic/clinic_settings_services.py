@@ -130,7 +130,7 @@ def setting_text(row: ClinicSettings, name: str) -> tuple[str, str]:
     """The label and value of setting `name` of `row` as a person reads them:
     times as HH:MM, an empty time as "closed" and an empty reminder as "none"."""
     value = getattr(row, name)
-    label = str(ClinicSettings._meta.get_field(name).verbose_name)
+    label = str(getattr(ClinicSettings._meta.get_field(name), "verbose_name", name))
     label = label[:1].upper() + label[1:]
     if isinstance(value, time):
         return label, value.strftime("%H:%M")
@@ -179,6 +179,48 @@ def _stale_error(newest: ClinicSettings, since: int) -> StaleEditError:
     )
 
 
+def _values_row(values: clinic_settings.ClinicSettingsValues) -> ClinicSettings:
+    """An unsaved version holding `values` (the built-in defaults, say)."""
+    row = ClinicSettings(
+        clinic_name=values.clinic_name,
+        clinic_address=values.clinic_address,
+        clinic_phone=values.clinic_phone,
+        clinic_email=values.clinic_email,
+        quiet_hours_start=values.quiet_hours_start,
+        quiet_hours_end=values.quiet_hours_end,
+        medical_history_valid_days=values.medical_history_valid_days,
+        allergy_test_valid_months=values.allergy_test_valid_months,
+        default_session_minutes=values.default_session_minutes,
+        adult_record_retention_years=values.adult_record_retention_years,
+        child_record_retention_until_age=values.child_record_retention_until_age,
+    )
+    leads: list[int | None] = [*values.reminder_lead_hours, None, None]
+    for order, lead in zip(("first", "second", "third"), leads, strict=False):
+        setattr(row, f"reminder_{order}_hours", lead)
+    for day, opening in zip(WEEKDAYS, values.opening_hours, strict=True):
+        setattr(row, f"{day}_opens", opening[0] if opening else None)
+        setattr(row, f"{day}_closes", opening[1] if opening else None)
+    return row
+
+
+@transaction.atomic
+def clinic_settings_newest() -> ClinicSettings:
+    """The newest version, taking the lock that orders saves (a transaction-
+    level advisory lock, held to the caller's commit). With no version at
+    all (a database emptied by hand, or a test's flush) the built-in
+    defaults are stored first, as the migration would have. Raises nothing
+    of its own."""
+    with connection.cursor() as cursor:
+        # Saves one at a time: the newest version read below stays the newest.
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_LOCK_KEY])
+    newest = ClinicSettings.objects.order_by("-id").first()
+    if newest is None:
+        newest = _values_row(clinic_settings.defaults())
+        newest.reason = "The built-in defaults: no settings were stored."
+        newest.save(force_insert=True)
+    return newest
+
+
 @transaction.atomic
 def clinic_settings_change(
     *,
@@ -211,14 +253,7 @@ def clinic_settings_change(
         )
     if len(reason) > 300:
         raise ClinicSettingsRefusedError(_("Keep the reason under 300 characters."), field="reason")
-    with connection.cursor() as cursor:
-        # Saves one at a time: the newest version read below stays the newest.
-        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_LOCK_KEY])
-    newest = ClinicSettings.objects.order_by("-id").first()
-    if newest is None:
-        raise ClinicSettingsRefusedError(
-            _("The clinic's settings are missing: run the migrations.")
-        )
+    newest = clinic_settings_newest()
     if expected_version is not None and expected_version != newest.pk:
         if expected_version < 1 or expected_version > newest.pk:
             raise bad_version_error()

@@ -16,6 +16,7 @@ from clinic.clinic_settings_services import (
     ClinicSettingsRefusedError,
     clinic_settings_change,
     clinic_settings_history,
+    clinic_settings_newest,
 )
 from clinic.concurrency import StaleEditError
 from clinic.models import ClinicSettings
@@ -32,6 +33,9 @@ def clinic_settings_edit(request: HttpRequest) -> HttpResponse:
     someone else's is refused (409) with what they changed, keeping what was
     typed; values outside the bounds are form errors (400)."""
     newest = ClinicSettings.objects.select_related("changed_by").order_by("-id").first()
+    if newest is None:
+        # Nothing stored (a database emptied by hand): the defaults become the first version.
+        newest = clinic_settings_newest()
     form = ClinicSettingsForm(request.POST or None, instance=newest)
     status = 200
     if request.method == "POST":

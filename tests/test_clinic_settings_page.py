@@ -92,7 +92,8 @@ def test_the_page_shows_each_bound_with_its_reason(boss: Client) -> None:
     for key in ("medical_history_valid_days", "allergy_test_valid_months", "reminder_hours"):
         assert str(BOUNDS[key].reason).split(":")[0].replace("'", "&#x27;") in page
     assert "UK Records Management Code of Practice" in page
-    assert 'min="30"' in page and 'max="365"' in page
+    assert 'min="30"' in page
+    assert 'max="365"' in page
 
 
 # --- Saving ---------------------------------------------------------------------------------
@@ -134,7 +135,8 @@ def test_phone_and_email_are_checked_as_elsewhere(boss: Client) -> None:
     response = boss.post(PAGE, data)
     assert response.status_code == 400
     errors = response.context["form"].errors
-    assert "clinic_phone" in errors and "clinic_email" in errors
+    assert "clinic_phone" in errors
+    assert "clinic_email" in errors
     data.update(clinic_phone="020 7946 0123", clinic_email="desk@example.org")
     assert boss.post(PAGE, data).status_code == 302
     assert str(newest().clinic_phone) == "+442079460123"
@@ -387,8 +389,8 @@ def test_the_history_says_who_changed_what_from_what_to_what(boss: Client, manag
     page = boss.get(HISTORY).content.decode()
     assert "Max" in page
     assert "Insurer&#x27;s advice" in page
-    assert "365" in page and "90" in page
-    assert "21:00" in page and "20:00" in page
+    for shown in ("365", "90", "21:00", "20:00"):
+        assert shown in page
 
 
 def test_the_pages_read_a_fixed_number_of_queries(
