@@ -735,11 +735,9 @@ def _already_waiting(waiting: StaffInvitation | None) -> StaffRefusedError:
 
 
 def _invitation_locked(invitation: StaffInvitation) -> StaffInvitation:
-    return (
-        StaffInvitation.objects.select_for_update(of=("self",))
-        .select_related("invited_by")
-        .get(pk=invitation.pk)
-    )
+    # The inviter is read after the lock, in a statement of its own: a row
+    # joined here would be the one from before a deactivation it waited for.
+    return StaffInvitation.objects.select_for_update().get(pk=invitation.pk)
 
 
 def staff_invitation_resend(*, actor: User, invitation: StaffInvitation) -> IssuedInvitation:

@@ -31,6 +31,8 @@ from clinic.staff import (
     backup_code_use,
     backup_codes_issue,
     staff_deactivate,
+    staff_invitation_accept,
+    staff_invite,
     staff_role_take,
 )
 from tests.conftest import sign_in
@@ -227,3 +229,26 @@ def test_one_backup_code_sent_twice_at_once_signs_in_once(receptionist: User) ->
     assert one.result is not None
     assert two.error is None
     assert two.result is None
+
+
+def test_joining_while_the_inviter_is_deactivated_is_refused_as_withdrawn(
+    anna: User, ben: User
+) -> None:
+    """Ben is deactivated while the person he invited sends the joining form:
+    the link waits for the deactivation and is then refused; no account."""
+    issued = staff_invite(
+        invited_by=ben, email="omar@clinic.example", first_name="Omar", roles=["manager"]
+    )
+    token = issued.url.rstrip("/").rsplit("/", 1)[-1]
+    one, two, waited = held_then(
+        lambda: staff_deactivate(actor=anna, member=ben),
+        lambda: staff_invitation_accept(
+            token=token, username="omar", password="bright lantern harbour 42"
+        ),
+    )
+    assert waited, "joining did not wait for the invitation's row"
+    assert one.error is None
+    assert one.result.invitations_withdrawn == ["omar@clinic.example"]
+    assert isinstance(two.error, StaffRefusedError)
+    assert two.error.code == "withdrawn"
+    assert not User.objects.filter(username="omar").exists()
