@@ -50,6 +50,7 @@ CREATES = {
     "patients.forms.MedicalHistoryForm": "a signed medical history",
     "patients.forms.ConsultationForm": "a consultation",
     "patients.forms.PhotoForm": "a photo",
+    "treatments.forms.data_rights.ErasureRequestForm": "a patient's request to erase",
     "consent.forms.ConsentFormCreateForm": "a consent form",
     "consent.forms.SignForm": "a signed consent",
     "consent.forms.WithdrawForm": "a withdrawal",
