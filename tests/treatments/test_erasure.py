@@ -169,7 +169,7 @@ def test_a_request_to_erase_erases_contact_details_and_messaging_consent_and_kee
         "consents_to_messages",
     }
     assert erasure.retain_until == date(2028, 3, 14)
-    assert "8 years after the last treatment (14 March 2020)" in erasure.retention_reason
+    assert "8 years after the last treatment (Sat 14 Mar 2020)" in erasure.retention_reason
     assert "17(3)(c) and (h)" in erasure.retention_reason
     events = AuditEvent.objects.filter(patient_ref=adult.uuid)
     assert {(e.action, e.object_type) for e in events} >= {
@@ -348,7 +348,7 @@ def test_the_manager_records_a_request_and_is_told_until_when_and_why(
     assert response.status_code == 302
     shown = client.get(page)
     assert b"8 years after the last treatment" in shown.content
-    assert b"14 March 2028" in shown.content
+    assert b"Tue 14 Mar 2028" in shown.content
     # The same form sent twice records one request.
     assert client.post(url, data).status_code in (302, 409)
     assert ErasureRequest.objects.filter(patient=adult).count() == 1

@@ -292,7 +292,9 @@ def retention_for(patient: Patient, *, today: date) -> Retention:
 
 
 def _long(day: date) -> str:
-    return f"{day.day} {day:%B %Y}"
+    from clinic import dates
+
+    return dates.day(day, year=True)
 
 
 def _search_text(patient: Patient) -> str:

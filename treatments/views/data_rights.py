@@ -15,6 +15,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
+from clinic import dates
 from clinic.access import refused_as, signed_in_user, staff
 from clinic.audit import audit_log, audit_read
 from clinic.models import AuditAction
@@ -170,6 +171,6 @@ def erasure_create(request: HttpRequest, patient: uuid.UUID) -> HttpResponse:
             "The request to erase is recorded. Contact details and messaging consent are erased; "
             "the clinical record is kept until %(until)s."
         )
-        % {"until": erasure.retain_until.strftime("%-d %B %Y")},
+        % {"until": dates.day(erasure.retain_until, year=True)},
     )
     return HttpResponseRedirect(reverse("treatments:data_rights", kwargs={"patient": record.uuid}))
