@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import subprocess
 import zipfile
 from pathlib import Path
@@ -96,4 +97,16 @@ def test_a_practitioner_makes_and_downloads_a_copy_of_the_records(
         action=AuditAction.DOWNLOAD, patient_ref=patient.uuid, actor=practitioner
     )
     assert downloads.count() == 1
+
+    # A request to erase: received today (the form's own date), the confirmation ticked.
+    expect(page.get_by_label("Request received on")).to_have_value(re.compile(r"^\d\d/\d\d/\d{4}$"))
+    page.get_by_label("What the patient asked for").fill("Asked by email to delete everything")
+    page.get_by_label("I understand").check()
+    page.get_by_test_id("erasure-create").click()
+    expect(page.get_by_test_id("retention-reason")).to_contain_text("8 years after the last")
+    found = axe_violations(page)
+    assert not found, describe("data rights, erasure recorded", found)
+    screenshot(page, f"data-rights-erasure-{viewport}.png")
+    patient.refresh_from_db()
+    assert patient.email == ""
     assert not tab.errors_except()
