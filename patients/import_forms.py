@@ -79,6 +79,7 @@ class ImportActionForm(ImportVersionForm):
             ("leave_out", _("Leave out")),
             ("take_back", _("Take back")),
             ("start_again", _("Start again")),
+            ("leave_out_problems", _("Leave out every row with a problem")),
         ]
     )
     row = forms.IntegerField(required=False, min_value=0, widget=forms.HiddenInput)

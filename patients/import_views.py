@@ -35,6 +35,7 @@ from patients.imports import (
     import_progress,
     patient_import_cancel,
     patient_import_confirm,
+    patient_import_leave_out_problems,
     patient_import_map,
     patient_import_row_fix,
     patient_import_row_leave_out,
@@ -232,6 +233,15 @@ def import_detail(request: HttpRequest, job: uuid.UUID) -> HttpResponse:
             patient_import_cancel(job=found, user=user, expected_version=data["version"])
             messages.success(request, _("The import was discarded: nothing was imported."))
             return HttpResponseRedirect(reverse("patients:import_list"))
+        elif action == "leave_out_problems":
+            count = len(found.problems)
+            patient_import_leave_out_problems(
+                job=found, user=user, expected_version=data["version"]
+            )
+            messages.success(
+                request,
+                _("%(count)s rows with problems are left out of the import.") % {"count": count},
+            )
         elif action == "start_again":
             if patient_import_start_again(job=found, user=user):
                 messages.success(request, _("The import was asked to start again."))

@@ -797,6 +797,29 @@ def patient_import_row_leave_out(
 
 
 @transaction.atomic
+def patient_import_leave_out_problems(
+    *, job: PatientImport, user: User, expected_version: int | None
+) -> PatientImport:
+    """Leave out every row that has a problem now, and check the rest again
+    (leaving a row out may end another's "same person as row N").
+
+    Raises `ImportRefusedError` as `patient_import_row_fix` does, and when
+    no row would be left to import."""
+    job = _locked(job)
+    _version_check(job, expected_version)
+    _move(job, PatientImportStatus.PREVIEW)
+    dropped = set(job.dropped) | {int(position) for position in job.problems}
+    if len(dropped) >= len(job.rows):
+        raise ImportRefusedError(
+            _("Every row has a problem: correct some, or discard the import instead.")
+        )
+    job.dropped = sorted(dropped)
+    _store_check(job, rows_check(job=job, user=user))
+    _save(job, ["dropped", "problems", "status"])
+    return job
+
+
+@transaction.atomic
 def patient_import_confirm(
     *, job: PatientImport, user: User, expected_version: int | None
 ) -> PatientImport:

@@ -643,3 +643,23 @@ def test_an_import_whose_message_was_lost_is_offered_to_start_again(
     response = client.post(url, {"action": "start_again", "version": job.version + 1})
     assert response.status_code == 409
     assert Patient.objects.count() == 2
+
+
+def test_every_row_with_a_problem_is_left_out_at_once(client: Client, manager: User) -> None:
+    bad = ["Ana,Lee,31/02/1990,,,", "Ben,Ode,01/01/2030,,,"]
+    job = mapped(manager, csv_bytes(bad + good_rows(2)))
+    sign_in(client, manager)
+    url = reverse("patients:import_detail", args=[job.uuid])
+    assert "Leave out all 2 rows with a problem" in client.get(url).content.decode()
+    response = client.post(url, {"action": "leave_out_problems", "version": job.version})
+    assert response.status_code == 302
+    job.refresh_from_db()
+    assert (job.dropped, job.problems) == ([0, 1], {})
+    assert run(manager, job).imported_count == 2
+    only_bad = mapped(manager, csv_bytes(bad, header=HEADER + ",Note"))
+    response = client.post(
+        reverse("patients:import_detail", args=[only_bad.uuid]),
+        {"action": "leave_out_problems", "version": only_bad.version},
+    )
+    assert response.status_code == 400
+    assert "Every row has a problem" in response.content.decode()
