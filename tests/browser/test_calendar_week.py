@@ -544,8 +544,8 @@ def both_sizes_focused(page: Page, name: str) -> None:
     for size, (width, height) in SIZES.items():
         page.set_viewport_size({"width": width, "height": height})
         if page.evaluate("document.activeElement.getClientRects().length") == 0:
-            page.get_by_test_id("calendar").focus()
-            page.keyboard.press("Tab")  # to the first card, by the keyboard
+            from_heading(page)
+            tab_until(page, page.get_by_test_id("booking").first, TABS_TO_FIRST_CARD)
         page.evaluate("document.activeElement.scrollIntoView({block: 'center'})")
         screenshot(page, f"calendar-{name}-{size}.png")
     page.set_viewport_size({"width": 1366, "height": 768})
