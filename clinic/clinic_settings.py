@@ -17,11 +17,12 @@ clinic/clinic_settings_rules.py apply.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, fields, replace
 from datetime import datetime, time, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import phonenumbers
 from django.conf import settings
@@ -32,6 +33,9 @@ if TYPE_CHECKING:
     from django.http import HttpRequest, HttpResponse
 
     from clinic.models import ClinicSettings
+
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 @dataclass(frozen=True)
@@ -222,6 +226,20 @@ def scope() -> Iterator[None]:
         yield
     finally:
         _kept.reset(token)
+
+
+def read_once(func: F) -> F:
+    """Decorate a function that judges with the settings (a safety gate): it
+    reads them once, on entry, in a scope of its own (or the caller's), so
+    it costs one query whatever it judges, and the same one every call."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with scope():
+            current()
+            return func(*args, **kwargs)
+
+    return cast(F, wrapper)
 
 
 @contextlib.contextmanager

@@ -65,7 +65,7 @@ from treatments.models import (
 
 # The clinic's settings (the validity windows) read once per evaluation,
 # however many readings and histories it judges (clinic/clinic_settings.py).
-_settings_read_once = clinic_settings.scope()
+_settings_read_once = clinic_settings.read_once
 
 
 class GateFailure:

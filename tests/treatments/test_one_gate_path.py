@@ -185,7 +185,8 @@ def test_a_whole_week_is_judged_in_a_fixed_number_of_queries_and_agrees_booking_
         )
         with CaptureQueriesContext(connections["default"]) as queries:
             flags = booking_readiness(bookings=bookings, at=NOW)
-        assert len(queries) == 6
+        # The facts (6) and the clinic's settings (the validity windows, 1).
+        assert len(queries) == 7
         for booking in bookings:
             gates = _practitioner_gates(booking, NOW)
             assert [(f.gate, f.reception_note, f.earliest) for f in flags[booking.pk]] == [

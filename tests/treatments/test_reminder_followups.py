@@ -91,14 +91,14 @@ def test_the_follow_up_list_runs_the_same_queries_for_1_or_60_rows_in_each_list(
     assert Reminder.objects.filter(status=ReminderStatus.FAILED).count() == 60
     sixty = _queries(client)
     # Session, user, device and roles; one query a list; the audit events
-    # of the patients shown, in one statement.
-    assert one == sixty == 7
+    # of the patients shown, in one statement; the clinic's settings.
+    assert one == sixty == 8
     html = client.get(reverse(URL)).content.decode()
     assert "1 to 25 of 60" in html
     assert html.count("Waiting Number") == 25
     assert html.count('data-status="failed"') == 25
     # A page past the end is the last page, in the same queries.
-    assert _queries(client, courses_page="999999999", failed_page="3") == 7
+    assert _queries(client, courses_page="999999999", failed_page="3") == 8
     last = client.get(reverse(URL), {"courses_page": "999999999"}).content.decode()
     assert "51 to 60 of 60" in last
     assert last.count("Waiting Number") == 10

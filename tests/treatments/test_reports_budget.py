@@ -97,9 +97,10 @@ def test_the_reports_and_their_files_cost_the_same_queries_whatever_the_range_or
     assert large_one == small_one
     # The page: the session and the signed-in user (4), the first booking
     # (1), the six figures (6), the practitioners to choose from (1); a
-    # practitioner chosen adds the look-up of their account.
-    assert small["page"] == 12
-    assert small_one["page"] == 13
+    # practitioner chosen adds the look-up of their account; the clinic's
+    # settings (its name in the header, 1).
+    assert small["page"] == 13
+    assert small_one["page"] == 14
     # A file runs its own figure's queries only.
     assert small["sessions-per-week"] == small["no-shows"] == 6
     assert small["course-completion"] == 7

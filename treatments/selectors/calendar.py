@@ -365,10 +365,9 @@ def _grid_bounds(
     """The grid's first and last minute: the practitioners' hours and the
     bookings shown; with neither, the clinic's opening hours on `days` (the
     settings'), and 08:00-19:00 when it is closed on all of them."""
+    values = clinic_settings.current()
     opening = [
-        spans
-        for day in set(days)
-        if (spans := clinic_settings.current().opening_on(day.weekday())) is not None
+        spans for day in set(days) if (spans := values.opening_on(day.weekday())) is not None
     ]
     fallback_opens = min((_minutes(o) for o, _c in opening), default=_minutes(DEFAULT_OPENS))
     fallback_closes = max((_minutes(c) for _o, c in opening), default=_minutes(DEFAULT_CLOSES))
@@ -469,6 +468,7 @@ def calendar_frame(
     )
 
 
+@clinic_settings.read_once
 def calendar_build(
     *,
     view: str,

@@ -113,7 +113,7 @@ def _previous_cocktails(bookings: Sequence[Judged]) -> dict[int, Ingredients]:
     return previous
 
 
-@clinic_settings.scope()
+@clinic_settings.read_once
 def booking_readiness(*, bookings: Sequence[Booking], at: datetime) -> dict[int, list[GateFailure]]:
     """{booking id: failures of gates 1 to 4} for each booking, judged at its
     start on what is known at `at` (aware, now), as `session_gates` judges a
@@ -147,7 +147,7 @@ class WeekReadiness:
     holds_until: datetime | None
 
 
-@clinic_settings.scope()
+@clinic_settings.read_once
 def week_readiness(*, bookings: Sequence[Judged], at: datetime) -> WeekReadiness:
     """`readiness_of` (the same gates over the same facts, no other rule),
     and the moment until which its answer holds if nothing is written
@@ -161,7 +161,7 @@ def week_readiness(*, bookings: Sequence[Judged], at: datetime) -> WeekReadiness
     )
 
 
-@clinic_settings.scope()
+@clinic_settings.read_once
 def readiness_of(*, bookings: Sequence[Judged], at: datetime) -> dict[int, list[GateFailure]]:
     """`booking_readiness` for bookings read as plain rows (`Judged`: the
     calendar's `WeekBooking`): the facts of every booking loaded at once
