@@ -152,12 +152,16 @@ def test_an_empty_note_is_refused_with_the_form_kept(client: Client, practitione
 
 
 @pytest.mark.django_db
-def test_an_event_of_another_session_is_not_found(client: Client, practitioner: User) -> None:
+def test_an_event_of_another_session_is_refused_and_nothing_written(
+    client: Client, practitioner: User
+) -> None:
+    """Refused with a 400 that gives the note back (see
+    test_session_hostile_posts): another session's event is never followed up."""
     story = returning_patient(practitioner)
     other = returning_patient(other_practitioner(), suffix=" (2)")
     sign_in(client, practitioner)
     data = {"followup-event": str(other.bruise.uuid), "followup-note": "Checked"}
-    assert client.post(follow_up_url(story), data).status_code == 404
+    assert client.post(follow_up_url(story), data).status_code == 400
     assert not AdverseEventFollowUp.objects.exists()
 
 
