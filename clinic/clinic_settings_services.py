@@ -19,7 +19,7 @@ from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.utils.translation import gettext as _
 
-from clinic import clinic_settings
+from clinic import clinic_settings, dates
 from clinic.audit import audit_log
 from clinic.clinic_settings_rules import BOUNDS, MAX_REMINDERS, WEEKDAYS
 from clinic.concurrency import (
@@ -133,7 +133,7 @@ def setting_text(row: ClinicSettings, name: str) -> tuple[str, str]:
     label = str(getattr(ClinicSettings._meta.get_field(name), "verbose_name", name))
     label = label[:1].upper() + label[1:]
     if isinstance(value, time):
-        return label, value.strftime("%H:%M")
+        return label, dates.clock(value)
     if value is None and name.endswith(("_opens", "_closes")):
         return label, _("closed")
     if value is None:

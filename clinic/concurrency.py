@@ -44,11 +44,12 @@ import phonenumbers
 from django.conf import settings
 from django.core.exceptions import FieldDoesNotExist
 from django.db import connection, models
-from django.utils import dateformat, timezone
+from django.utils import timezone
 from django.utils.text import capfirst
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from clinic import dates
 from clinic.models import AuditAction, AuditEvent
 from clinic.names import nfc
 from clinic.refusals import RefusalKind, RefusedError
@@ -229,9 +230,9 @@ def value_text(value: Any, choices: dict[Any, Any] | None = None) -> str:
     if isinstance(value, bool):
         return _("Yes") if value else _("No")
     if isinstance(value, datetime):
-        return dateformat.format(timezone.localtime(value), "d/m/Y H:i")
+        return dates.input_datetime(value)
     if isinstance(value, date):
-        return value.strftime("%d/%m/%Y")
+        return dates.input_date(value)
     if hasattr(value, "as_international"):
         # As reception types them: national form for the clinic's own country.
         region = getattr(settings, "PHONENUMBER_DEFAULT_REGION", None)
@@ -251,11 +252,7 @@ def _who(event: AuditEvent) -> str:
 def _moment(at: datetime | None) -> str:
     if at is None:
         return ""
-    local = timezone.localtime(at)
-    return _("%(time)s on %(day)s") % {
-        "time": dateformat.format(local, "H:i"),
-        "day": dateformat.format(local, "d/m/Y"),
-    }
+    return _("%(time)s on %(day)s") % {"time": dates.clock(at), "day": dates.day(at)}
 
 
 def audit_last_edit(*, object_type: str, object_id: str) -> OtherEdit | None:

@@ -169,7 +169,7 @@ def birth_date(value: date) -> str:
 
 def input_date(value: date) -> str:
     """A day as the clinic's date inputs show and take it: "24/11/2026"."""
-    return value.strftime(DATE_INPUT_SHOWN)
+    return f"{value.day:02d}/{value.month:02d}/{value.year:04d}"
 
 
 def input_time(value: datetime | time) -> str:

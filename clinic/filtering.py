@@ -10,19 +10,21 @@ from typing import Any
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
+from clinic import dates
+from clinic.widgets import DayField
+
 # The days a list may be filtered on: wide enough for any record kept, narrow
 # enough that a day before or after one of them is still a date.
 FILTER_FIRST_DAY = date(1900, 1, 1)
 FILTER_LAST_DAY = date(2199, 12, 31)
 
 
-class FilterDateField(forms.DateField):
+class FilterDateField(DayField):
     """A date to filter a list on, between FILTER_FIRST_DAY and FILTER_LAST_DAY;
     outside, a plain error on the field (the filter is then not applied)."""
 
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("required", False)
-        kwargs.setdefault("widget", forms.DateInput(attrs={"type": "date"}))
         super().__init__(**kwargs)
 
     def validate(self, value: Any) -> None:
@@ -31,8 +33,8 @@ class FilterDateField(forms.DateField):
             raise forms.ValidationError(
                 _("Choose a date between %(first)s and %(last)s.")
                 % {
-                    "first": FILTER_FIRST_DAY.strftime("%d/%m/%Y"),
-                    "last": FILTER_LAST_DAY.strftime("%d/%m/%Y"),
+                    "first": dates.input_date(FILTER_FIRST_DAY),
+                    "last": dates.input_date(FILTER_LAST_DAY),
                 },
                 code="out_of_range",
             )

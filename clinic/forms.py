@@ -15,11 +15,11 @@ from typing import Any, TypeVar
 from django import forms
 from django.core.exceptions import FieldDoesNotExist, ValidationError
 from django.db.models import Model
-from django.utils import dateformat, timezone
 from django.utils.html import format_html
 from django.utils.text import capfirst
 from django.utils.translation import gettext_lazy as _
 
+from clinic import dates
 from clinic.concurrency import (
     StaleChange,
     StaleEditError,
@@ -74,7 +74,7 @@ def stale_note(change: StaleChange, *, yours: bool | None = None) -> str:
     now (a long text is in the notice above the form only). `yours` True: the
     person changed it too (saving again keeps what they typed); False: they
     had not, and the field now shows the other value; None: said plainly."""
-    when = dateformat.format(timezone.localtime(change.at), "H:i") if change.at else "—"
+    when = dates.clock(change.at) if change.at else "—"
     words = {"who": change.by, "when": when, "value": change.value or _("(empty)")}
     if yours is False:
         return str(STALE_NOTE_THEIRS % words)

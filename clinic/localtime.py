@@ -13,7 +13,6 @@ from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
-from django.utils import formats
 from django.utils.translation import gettext as _
 
 
@@ -38,7 +37,9 @@ def clinic_zone() -> ZoneInfo:
 
 
 def _describe(day: date, at: time) -> str:
-    return f"{at:%H:%M} on {formats.date_format(day, 'j F Y')}"
+    from clinic import dates  # dates reads the zone from here
+
+    return f"{dates.clock(at)} on {dates.day(day)}"
 
 
 def is_non_existent(day: date, at: time, zone: ZoneInfo | None = None) -> bool:

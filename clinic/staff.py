@@ -56,7 +56,7 @@ from django.utils.translation import gettext_lazy
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from clinic import clinic_settings
+from clinic import clinic_settings, dates
 from clinic.audit import audit_log
 from clinic.concurrency import submission_check
 from clinic.models import AuditAction, AuditEvent, StaffInvitation, User
@@ -729,7 +729,7 @@ def _already_waiting(waiting: StaffInvitation | None) -> StaffRefusedError:
             "from the staff page, or cancel it there first."
         ) % {
             "email": waiting.email,
-            "when": timezone.localtime(waiting.sent_at).strftime("%d/%m/%Y %H:%M"),
+            "when": dates.day_time(waiting.sent_at),
         }
     return StaffRefusedError(message, field="email", code="invitation_waiting")
 

@@ -4,12 +4,13 @@ Browsers draw `<input type="date">` and `type="time"` in the browser's
 locale, not the clinic's: an en-US Chromium on a UK reception desk shows
 mm/dd/yyyy and a 12-hour clock. These are text inputs in the clinic's
 format instead (dd/mm/yyyy, 24-hour hh:mm), with the format as placeholder
-and as the field's hint. No date picker: the ones on the npm registry either
-need another design system's styles (the Ministry of Justice's picker, built
-on GOV.UK Frontend), are no longer maintained (Duet) or have known keyboard
-and screen-reader gaps (flatpickr, Pikaday); typing a date is the fastest
-way at a desk, and a date of birth takes no picker anyway (GOV.UK's
-"memorable date" guidance).
+and an example as the field's hint. No date picker yet: flatpickr and Pikaday have
+open keyboard and screen-reader faults (flatpickr #1636, #2485; Pikaday
+#859); the Ministry of Justice's picker (UK format, keyboard, accessible)
+is built on GOV.UK Frontend's styles and would need them beside Bootstrap;
+Duet's is a web component with its own styling and localisation to set up.
+Typing a date is the fastest way at a desk, and a date of birth takes no
+picker anyway (GOV.UK's "memorable date" guidance).
 
 The fields take what a person types in the clinic's format, a few
 look-alikes (24-11-2026, 24.11.2026, 24112026, 14.30, 1430) and ISO as
@@ -43,13 +44,20 @@ def _attrs(base: dict[str, Any], attrs: dict[str, Any] | None) -> dict[str, Any]
 
 
 class DayInput(forms.DateInput):
-    """A day typed as dd/mm/yyyy."""
+    """A day typed as dd/mm/yyyy. A day given as text in another accepted
+    format (an ISO date from a link's query string) is shown in the clinic's;
+    text that is no day is shown as typed, to be corrected."""
 
     input_type = "text"
 
     def __init__(self, attrs: dict[str, Any] | None = None) -> None:
         base = {"placeholder": dates.DATE_HINT, "autocomplete": "off", "spellcheck": "false"}
         super().__init__(attrs=_attrs(base, attrs), format=dates.DATE_INPUT_SHOWN)
+
+    def format_value(self, value: Any) -> str | None:
+        if isinstance(value, str) and (day := parse_day(value)) is not None:
+            return dates.input_date(day)
+        return super().format_value(value)
 
 
 class BirthDateInput(DayInput):
@@ -68,6 +76,11 @@ class ClockInput(forms.TimeInput):
         base = {"placeholder": dates.TIME_HINT, "autocomplete": "off", "size": 5}
         super().__init__(attrs=_attrs(base, attrs), format=dates.TIME_INPUT_SHOWN)
 
+    def format_value(self, value: Any) -> str | None:
+        if isinstance(value, str) and (at := parse_clock(value)) is not None:
+            return dates.input_time(at)
+        return super().format_value(value)
+
 
 class DayTimeInput(forms.DateTimeInput):
     """A day and time typed as dd/mm/yyyy hh:mm; shown in the clinic's zone."""
@@ -79,6 +92,19 @@ class DayTimeInput(forms.DateTimeInput):
         super().__init__(attrs=_attrs(base, attrs), format=dates.DATETIME_INPUT_SHOWN)
 
 
+DATE_HINT = _("For example, 17/05/2026.")
+TIME_HINT = _("24-hour clock, for example 14:30.")
+DATETIME_HINT = _("For example, 17/05/2026 14:30.")
+BIRTH_DATE_HINT = _("For example, 17/05/1990.")
+
+
+def _with_hint(kwargs: dict[str, Any], hint: Any) -> dict[str, Any]:
+    # The format shown under the field (and read out with it) unless it has its own help.
+    if not kwargs.get("help_text"):
+        kwargs["help_text"] = hint
+    return kwargs
+
+
 class DayField(forms.DateField):
     """A date in the clinic's format (DayInput); ISO still accepted."""
 
@@ -86,9 +112,17 @@ class DayField(forms.DateField):
     input_formats = DATE_FORMATS
     default_error_messages = {"invalid": DATE_INVALID}
 
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**_with_hint(kwargs, DATE_HINT))
+
 
 class BirthDateField(DayField):
+    """A date of birth as dd/mm/yyyy: a plain text field, no picker."""
+
     widget = BirthDateInput
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**_with_hint(kwargs, BIRTH_DATE_HINT))
 
 
 class ClockField(forms.TimeField):
@@ -98,6 +132,9 @@ class ClockField(forms.TimeField):
     input_formats = TIME_FORMATS
     default_error_messages = {"invalid": TIME_INVALID}
 
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**_with_hint(kwargs, TIME_HINT))
+
 
 class DayTimeField(forms.DateTimeField):
     """A day and time in the clinic's format (DayTimeInput), read in the
@@ -106,6 +143,9 @@ class DayTimeField(forms.DateTimeField):
     widget = DayTimeInput
     input_formats = DATETIME_FORMATS
     default_error_messages = {"invalid": DATETIME_INVALID}
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**_with_hint(kwargs, DATETIME_HINT))
 
 
 def parse_day(text: str) -> date | None:

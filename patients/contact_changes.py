@@ -17,9 +17,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.utils import dateformat, timezone
+from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from clinic import dates
 from clinic.models import User
 from clinic.roles import CLINICAL_DOCUMENT_ROLES
 from patients.models import ContactChange, ContactField, ContactNoticeStatus, Patient
@@ -94,7 +95,7 @@ class EmailHold:
     def sentence(self) -> str:
         """The wait in plain words, for staff (the clinic's local time)."""
         until = timezone.localtime(self.until)
-        words = {"time": dateformat.format(until, "H:i"), "day": dateformat.format(until, "d/m/Y")}
+        words = {"time": dates.clock(until), "day": dates.day(until)}
         sentence = (
             _(
                 "The patient's email address was set or changed less than 24 hours ago by a member "
@@ -155,7 +156,7 @@ def contact_change_sentences(
                     "Documents and portal invitations to the new address wait until %(time)s "
                     "on %(day)s, so the patient can call if the change was not theirs."
                 )
-                % {"time": dateformat.format(until, "H:i"), "day": dateformat.format(until, "d/m")}
+                % {"time": dates.clock(until), "day": dates.day(until)}
             )
     if previous.get("phone"):
         sentences.append(_("A text message about the change goes to the previous mobile number."))

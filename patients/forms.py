@@ -17,6 +17,7 @@ from clinic.forms import (
     VersionedFormMixin,
     stale_note,
 )
+from clinic.widgets import BirthDateField, BirthDateInput, DayField, DayInput
 from patients.images import CleanImage, ImageRejectedError, clean_photo
 from patients.models import (
     HISTORY_BOOLEAN_FIELDS,
@@ -45,9 +46,10 @@ class PatientForm(VersionedFormMixin, forms.ModelForm):
         model = Patient
         fields = list(PATIENT_EDITABLE_FIELDS)
         widgets = {
-            "date_of_birth": forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"),
+            "date_of_birth": BirthDateInput(),
             "address": forms.Textarea(attrs={"rows": 2}),
         }
+        field_classes = {"date_of_birth": BirthDateField}
         help_texts = {
             "phone": _("For example 07911 123456, or with the country code: +33 6 12 34 56 78."),
         }
@@ -178,13 +180,14 @@ class MedicalHistoryForm(SubmissionTokenMixin, BasedOnMixin, forms.ModelForm):
             "notes",
         ]
         widgets = {
-            "isotretinoin_last_dose": forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"),
+            "isotretinoin_last_dose": DayInput(),
             "chronic_condition_details": forms.Textarea(attrs={"rows": 2}),
             "medicines_other": forms.Textarea(attrs={"rows": 2}),
             "allergy_ingredients": forms.Textarea(attrs={"rows": 2}),
             "allergy_other": forms.Textarea(attrs={"rows": 2}),
             "notes": forms.Textarea(attrs={"rows": 3}),
         }
+        field_classes = {"isotretinoin_last_dose": DayField}
 
     def __init__(self, *args: Any, previous: MedicalHistory | None = None, **kwargs: Any) -> None:
         if previous is not None and "initial" not in kwargs:
@@ -359,7 +362,8 @@ class PhotoForm(SubmissionTokenMixin, forms.ModelForm):
     class Meta:
         model = Photo
         fields = ["area", "kind", "taken_on"]
-        widgets = {"taken_on": forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d")}
+        widgets = {"taken_on": DayInput()}
+        field_classes = {"taken_on": DayField}
 
     def clean_taken_on(self) -> date:
         taken: date = self.cleaned_data["taken_on"]

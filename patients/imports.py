@@ -48,6 +48,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from phonenumber_field.phonenumber import PhoneNumber
 
+from clinic import dates
 from clinic.audit import audit_log
 from clinic.background import enqueue
 from clinic.models import AuditAction, User
@@ -393,11 +394,11 @@ def _date_problem(text: str) -> tuple[date | None, str]:
         ) % {"text": text}
     if born > timezone.localdate():
         return None, _("The date of birth %(date)s is in the future.") % {
-            "date": born.strftime("%d/%m/%Y")
+            "date": dates.birth_date(born)
         }
     if born < date(1900, 1, 1):
         return None, _("Check the year: the date of birth %(date)s is before 1900.") % {
-            "date": born.strftime("%d/%m/%Y")
+            "date": dates.birth_date(born)
         }
     return born, ""
 
@@ -473,7 +474,7 @@ def _row_patient(
 def _describe(patient: Patient) -> str:
     return _("%(name)s, born %(date)s") % {
         "name": patient.full_name,
-        "date": patient.date_of_birth.strftime("%d/%m/%Y"),
+        "date": dates.birth_date(patient.date_of_birth),
     }
 
 
@@ -677,14 +678,14 @@ def _same_file(earlier: PatientImport) -> ImportRefusedError:
             "This file was already imported on %(date)s (%(count)s patients). Nothing was "
             "imported twice."
         ) % {
-            "date": timezone.localtime(earlier.finished_at).strftime("%d/%m/%Y"),
+            "date": dates.day(earlier.finished_at or earlier.created_at),
             "count": earlier.imported_count,
         }
     else:
         message = _(
             "This file was already uploaded on %(date)s and is waiting to be imported. Carry "
             "on with that import, or discard it first."
-        ) % {"date": timezone.localtime(earlier.created_at).strftime("%d/%m/%Y")}
+        ) % {"date": dates.day(earlier.created_at)}
     error = ImportRefusedError(message, code="import_same_file", kind=RefusalKind.CONFLICT)
     error.job = earlier  # type: ignore[attr-defined]
     return error

@@ -22,9 +22,9 @@ from django.contrib import messages
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
-from django.utils import dateformat
 from django.utils.translation import gettext as _
 
+from clinic import dates
 from clinic.forms import typed_values
 from patients.models import Patient
 from patients.selectors import PatientMergedError
@@ -82,4 +82,4 @@ def _merged_sentence(survivor: Patient) -> str:
     return _(
         "This record was merged into %(name)s's record (born %(born)s): you are now on "
         "the record that stays."
-    ) % {"name": survivor.full_name, "born": dateformat.format(survivor.date_of_birth, "j M Y")}
+    ) % {"name": survivor.full_name, "born": dates.birth_date(survivor.date_of_birth)}

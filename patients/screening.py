@@ -20,11 +20,12 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from django.db import models
-from django.utils import dateformat
 from django.utils.functional import Promise
 from django.utils.text import Truncator
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
+
+from clinic import dates
 
 # Isotretinoin impairs skin healing long after the last dose.
 ISOTRETINOIN_WAIT_MONTHS = 18
@@ -124,8 +125,9 @@ def add_months(day: datetime.date, months: int) -> datetime.date:
 
 
 def format_day(day: datetime.date) -> str:
-    """A day as "4 Jan 2028": unambiguous in every locale, unlike 04/01/2028."""
-    return dateformat.format(day, "j M Y")
+    """A day in the clinic's format (`clinic.dates.day`): "Tue 4 Jan 2028",
+    the month by name so it cannot be misread, the year when not this one."""
+    return dates.day(day)
 
 
 def _quote(text: str) -> str:

@@ -15,10 +15,10 @@ from django.db.models import Q, QuerySet
 from django.db.models.expressions import RawSQL
 from django.http import Http404
 from django.urls import reverse
-from django.utils import formats, timezone
+from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from clinic import clinic_settings
+from clinic import clinic_settings, dates
 from clinic.models import User
 from clinic.names import person_name
 from clinic.selectors import PatientLabel
@@ -537,7 +537,7 @@ def _display(history: MedicalHistory, name: str) -> str:
         labels = dict(TreatmentArea.choices)
         return ", ".join(str(labels.get(a, a)) for a in value) or "—"
     if isinstance(value, date):
-        return formats.date_format(value, "j M Y")
+        return dates.day(value)
     return str(value).strip() or "—"
 
 

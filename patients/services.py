@@ -11,9 +11,10 @@ from typing import Any
 
 from django.core.files.base import ContentFile
 from django.db import connection, transaction
-from django.utils import dateformat, timezone
+from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from clinic import dates
 from clinic.audit import audit_log
 from clinic.concurrency import (
     OtherEdit,
@@ -376,7 +377,7 @@ def _history_stale_error(
             "opened this form. Nothing of yours was signed."
         ) % {
             "who": newest.by,
-            "when": dateformat.format(timezone.localtime(newest.at), "H:i, d/m/Y"),
+            "when": dates.day_time(newest.at),
         }
     else:
         message = _(
@@ -499,9 +500,7 @@ def _consultation_stale_error(
         "writing yours; yours is not saved yet. Send it to record yours as well."
     ) % {
         "who": first.by if first else _("someone"),
-        "when": dateformat.format(timezone.localtime(first.at), "H:i, d/m/Y")
-        if first and first.at
-        else "",
+        "when": dates.day_time(first.at) if first and first.at else "",
     }
     return StaleEditError(message, changes=changes, edits=edits)
 

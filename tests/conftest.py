@@ -188,3 +188,19 @@ def deliver_sign_in_mail() -> int:
     for pk in SignInMailRequest.objects.order_by("pk").values_list("pk", flat=True):
         handled += sign_in_mail_send(request_id=pk)
     return handled
+
+
+# The clinic's date and time fields (clinic/widgets.py) for the forms' fuzz tests.
+def _register_clinic_date_fields() -> None:
+    from hypothesis import strategies as st
+    from hypothesis.extra.django import register_field_strategy
+
+    from clinic.widgets import BirthDateField, ClockField, DayField, DayTimeField
+
+    register_field_strategy(DayField, st.dates())
+    register_field_strategy(BirthDateField, st.dates())
+    register_field_strategy(ClockField, st.times())
+    register_field_strategy(DayTimeField, st.datetimes())
+
+
+_register_clinic_date_fields()

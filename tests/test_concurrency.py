@@ -73,7 +73,7 @@ def test_the_refusal_names_only_what_changed_after_the_form_was_opened(
         ("Nadia Osei", OPENED + timedelta(minutes=5)),
         (rosa.get_full_name(), OPENED + timedelta(minutes=2)),
     ]
-    assert error.message.startswith("Nadia Osei saved this patient at 10:05 on 14/05/2026")
+    assert error.message.startswith("Nadia Osei saved this patient at 10:05 on Thu 14 May")
     patient.refresh_from_db()
     assert (patient.gp_details, patient.version) == ("", 4)
 

@@ -40,10 +40,10 @@ from django.conf import settings
 from django.contrib.postgres.aggregates import ArrayAgg
 from django.db import connection
 from django.db.models import Q
-from django.utils import dateformat, timezone
+from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from clinic import clinic_settings
+from clinic import clinic_settings, dates
 from clinic.localtime import clinic_zone, local_instant
 from consent.models import ConsentFormVersion, ConsentWithdrawal, SignedConsent
 from consent.selectors import consent_state_from
@@ -117,11 +117,12 @@ class GateFailure:
 
 
 def _day(day: date) -> str:
-    return dateformat.format(day, "j M Y")
+    return dates.day(day)
 
 
 def _moment(moment: datetime) -> str:
-    return dateformat.format(timezone.localtime(moment), "D j M H:i")
+    # As safe-to-treat writes its earliest moment, so one sentence can say it once.
+    return dates.day_or_day_time(moment)
 
 
 @dataclass(frozen=True, slots=True)

@@ -79,3 +79,11 @@ def birth_date(value: Any) -> str:
     if not isinstance(value, date):
         return ""
     return dates.birth_date(value)
+
+
+@register.filter
+def input_date(value: Any) -> str:
+    """A day as the clinic's date inputs show it (a value attribute): 24/11/2026."""
+    if not isinstance(value, date):
+        return ""
+    return dates.input_date(value)

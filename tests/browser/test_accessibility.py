@@ -388,10 +388,9 @@ def test_reception_registers_a_patient_and_books_a_session_with_the_keyboard_alo
     _tab_to(page, name="last_name", limit=1)
     keyboard.type("Okafor")
     _tab_to(page, name="date_of_birth", limit=1)
-    # A date field's parts come in the order of the browser's own language (the
-    # system's, not the page's): a day equal to its month reads the same in both.
-    keyboard.type("03031985")
-    _tab_to(page, name="email", limit=4)  # Tab may first step through the date's parts
+    # The clinic's format whatever the browser's language: dd/mm/yyyy.
+    keyboard.type("03/03/1985")
+    _tab_to(page, name="email", limit=1)
     keyboard.type("nadia.okafor@example.org")
     _tab_to(page, name="phone", limit=1)
     keyboard.type("07911 123456")
@@ -399,7 +398,7 @@ def test_reception_registers_a_patient_and_books_a_session_with_the_keyboard_alo
     keyboard.press("Space")
     # Back up with Shift+Tab to check a field, then on to the button.
     _tab_to(page, name="date_of_birth", back=True)
-    assert page.get_by_label("Date of birth").input_value() == "1985-03-03"
+    assert page.get_by_label("Date of birth").input_value() == "03/03/1985"
     _tab_to(page, testid="save-patient")
     with page.expect_navigation():
         keyboard.press("Enter")
@@ -427,10 +426,10 @@ def test_reception_registers_a_patient_and_books_a_session_with_the_keyboard_alo
     _tab_to(page, name="room")
     keyboard.type("Willow")
     _tab_to(page, name="date")
-    day = date(NOW.year, 12, 12)  # a Saturday 18 days on; the day equals the month, as above
-    keyboard.type(day.strftime("%d%m%Y"))
-    _tab_to(page, name="start_time", limit=4)
-    keyboard.type("1030A")  # "A" for a.m. where the browser's language has a 12-hour clock
+    day = date(NOW.year, 12, 12)  # a Saturday 18 days on
+    keyboard.type(day.strftime("%d/%m/%Y"))  # the clinic's format, whatever the browser's
+    _tab_to(page, name="start_time", limit=1)
+    keyboard.type("10:30")  # the 24-hour clock
     _tab_to(page, testid="book")
     with page.expect_navigation():
         keyboard.press("Enter")

@@ -72,11 +72,11 @@ def test_the_patient_downloads_the_sheet_from_the_emailed_link_and_uses_the_port
     ppage.goto(live_server.url + _path_of(link.group(0)))
     expect(ppage.get_by_role("heading", name="Your document from the clinic")).to_be_visible()
     screenshot(ppage, "aftercare-link-tablet.png")
-    ppage.get_by_label("Your date of birth").fill("1984-09-03")
+    ppage.get_by_label("Your date of birth").fill("03/09/1984")
     ppage.get_by_test_id("link-download").click()
     expect(ppage.get_by_text("Those details do not match our records.")).to_be_visible()
     screenshot(ppage, "aftercare-link-wrong-date-tablet.png")
-    ppage.get_by_label("Your date of birth").fill("1984-03-09")
+    ppage.get_by_label("Your date of birth").fill("09/03/1984")
     with ppage.expect_download() as download_info:
         ppage.get_by_test_id("link-download").click()
     saved = tmp_path / "sheet.pdf"

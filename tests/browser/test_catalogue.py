@@ -60,7 +60,7 @@ def test_manager_adds_a_product_and_batch_then_recalls_it(
     product = Product.objects.get(name="Radiance cocktail")
 
     # A batch, then the same lot again: refused, with what was typed kept.
-    expiry = (timezone.localdate() + timedelta(days=300)).isoformat()
+    expiry = (timezone.localdate() + timedelta(days=300)).strftime("%d/%m/%Y")
 
     def add_batch() -> None:
         page.get_by_test_id("add-batch").click()

@@ -33,7 +33,7 @@ def test_reception_registers_a_patient_and_finds_them_by_phone(
     # A future date of birth is refused next to the field, and nothing typed is lost.
     page.get_by_label("First name").fill("Amelia")
     page.get_by_label("Last name").fill("Hart")
-    page.get_by_label("Date of birth").fill("2099-04-12")
+    page.get_by_label("Date of birth").fill("12/04/2099")
     page.get_by_label("Email").fill("amelia.hart@example.org")
     page.get_by_label("Mobile phone", exact=True).fill("07911 123456")
     page.get_by_label("Reminders by").select_option("sms")
@@ -42,7 +42,7 @@ def test_reception_registers_a_patient_and_finds_them_by_phone(
     expect(page.get_by_label("First name")).to_have_value("Amelia")
     screenshot(page, "patient-register-error-tablet.png")
 
-    page.get_by_label("Date of birth").fill("1986-04-12")
+    page.get_by_label("Date of birth").fill("12/04/1986")
     page.get_by_test_id("save-patient").click()
     expect(page.get_by_test_id("patient-name")).to_have_text("Amelia Hart")
     expect(page.get_by_text("Amelia Hart is registered.")).to_be_visible()

@@ -116,7 +116,7 @@ def test_the_manager_reads_the_charts_narrows_them_and_downloads_a_table(
         assert_styled(page)
 
         expect(page.get_by_test_id("report-range")).to_contain_text(
-            "From 31 Aug 2026 to 18 Nov 2026, the whole clinic."
+            "From Mon 31 Aug to Wed 18 Nov, the whole clinic."
         )
         page.wait_for_function("() => window.Chart && Chart.getChart('chart-courses')")
         assert drawn(page, "chart-sessions") == 3
@@ -144,12 +144,12 @@ def test_the_manager_reads_the_charts_narrows_them_and_downloads_a_table(
         screenshot(page, f"reports-{viewport}.png")
 
         # One practitioner, over a shorter range.
-        page.get_by_label("From", exact=True).fill("2026-10-05")
-        page.get_by_label("To", exact=True).fill("2026-11-15")
+        page.get_by_label("From", exact=True).fill("05/10/2026")
+        page.get_by_label("To", exact=True).fill("15/11/2026")
         page.get_by_label("Practitioner", exact=True).select_option(label="Tom Okafor")
         page.get_by_role("button", name="Show", exact=True).click()
         expect(page.get_by_test_id("report-range")).to_contain_text(
-            "From 5 Oct 2026 to 15 Nov 2026, Tom Okafor's sessions."
+            "From Mon 5 Oct to Sun 15 Nov, Tom Okafor's sessions."
         )
         page.wait_for_function("() => window.Chart && Chart.getChart('chart-sessions')")
         assert drawn(page, "chart-sessions") == 1
@@ -170,8 +170,8 @@ def test_the_manager_reads_the_charts_narrows_them_and_downloads_a_table(
         assert table_rows[-1] == ["Total", "12", "12"]
 
         # A range that runs backwards: the reason, and no figures.
-        page.get_by_label("From", exact=True).fill("2026-11-10")
-        page.get_by_label("To", exact=True).fill("2026-11-01")
+        page.get_by_label("From", exact=True).fill("10/11/2026")
+        page.get_by_label("To", exact=True).fill("01/11/2026")
         page.get_by_role("button", name="Show", exact=True).click()
         expect(page.get_by_test_id("report-refused")).to_be_visible()
         expect(page.get_by_text("The start date is after the end date.")).to_be_visible()

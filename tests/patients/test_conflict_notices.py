@@ -227,7 +227,7 @@ def test_a_colleagues_new_consultation_is_shown_as_hers_not_as_changes_to_mine(
     assert refused.status_code == 409
     body = refused.content.decode()
     assert (
-        "Bella Stone recorded a consultation for this patient at 09:03, 23/11/2026 while you "
+        "Bella Stone recorded a consultation for this patient at Mon 23 Nov, 09:03 while you "
         "were writing yours; yours is not saved yet. Send it to record yours as well."
     ) in body
     # Hers, read-only, for reference: her goals and her protocol, choices by label.

@@ -61,7 +61,7 @@ def test_reception_changing_an_email_is_told_the_old_address_is_told_and_until_w
 
     assert message == (
         "Contact details saved. A notice of the change goes to the previous email address. "
-        "Documents and portal invitations to the new address wait until 10:05 on 15/05, so "
+        "Documents and portal invitations to the new address wait until 10:05 on Fri 15 May, so "
         "the patient can call if the change was not theirs."
     )
 

@@ -116,7 +116,7 @@ def test_a_history_signed_from_a_page_opened_before_a_colleagues_is_refused_with
 
     assert response.status_code == 409
     body = response.content.decode()
-    assert "Bella Stone signed a medical history for this patient at 09:04" in body
+    assert "Bella Stone signed a medical history for this patient at Mon 23 Nov, 09:04" in body
     assert "Nothing of yours was signed" in body
     # The answer she changed, its value now, by whom: on the notice and the question.
     notice = body[body.index('data-testid="stale-changes"') : body.index("</table>")]
@@ -227,7 +227,7 @@ def test_a_consultation_from_a_page_opened_before_a_colleagues_is_refused_once_a
 
     assert response.status_code == 409
     body = response.content.decode()
-    assert "Bella Stone recorded a consultation for this patient at 09:00" in body
+    assert "Bella Stone recorded a consultation for this patient at Mon 23 Nov, 09:00" in body
     assert "Hair loss protocol, 4 sessions" in body
     assert "Typed by Priya before Bella saved" in body  # kept
     assert Consultation.objects.count() == 1

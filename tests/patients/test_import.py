@@ -235,7 +235,7 @@ def test_each_rows_problem_is_named(manager: User, receptionist: User) -> None:
     assert "“31/02/1990” is not a date" in found[2]
     assert "in the future" in found[3]
     assert "Mobile phone: “+1 234” is not a phone number" in found[4]
-    assert "May already be registered as Zoë Müller, born 02/07/1991" in found[5]
+    assert "May already be registered as Zoë Müller, born 2 July 1991" in found[5]
     assert "The same person as row 6" in found[7]
     assert "First name is empty" in found[8]
     assert "two-digit year" in found[9]
@@ -387,7 +387,7 @@ def test_the_same_file_twice_is_refused(manager: User) -> None:
     with pytest.raises(ImportRefusedError) as refused:
         upload(manager, data)
     assert refused.value.code == "import_same_file"
-    assert "already imported on 23/11/2026 (2 patients)" in refused.value.message
+    assert "already imported on Mon 23 Nov (2 patients)" in refused.value.message
     assert PatientImport.objects.count() == 1
     assert job.status == PatientImportStatus.DONE
 

@@ -76,7 +76,7 @@ def test_reception_registers_a_patient(receptionist: User, client: Client) -> No
             "cannot be in the future",
         ),
         ("date_of_birth", "1850-01-01", "before 1900"),
-        ("date_of_birth", "31/02/1990", "Enter a valid date"),
+        ("date_of_birth", "31/02/1990", "Enter the date as dd/mm/yyyy"),
         ("phone", "12345", "valid phone number"),
         ("phone", "", "need a mobile number"),
         ("email", "not-an-email", "valid email"),

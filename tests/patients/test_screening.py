@@ -236,7 +236,7 @@ def test_isotretinoin_four_months_ago_stops_treatment_until_18_months_after() ->
     assert "Isotretinoin" in finding.reason
     assert "15 Nov 2025" in finding.reason
     assert "15 May 2027" in finding.reason
-    assert finding.reception_note == "not before 15 May 2027 — ask the practitioner"
+    assert finding.reception_note == "not before Sat 15 May 2027 — ask the practitioner"
 
 
 def test_isotretinoin_exactly_18_months_ago_gives_no_finding() -> None:

@@ -214,8 +214,9 @@ def test_the_sheet_names_the_patient_date_areas_advice_warnings_and_next_session
     assert "48 hours" in text
     assert "Face" in text
     assert "Scalp" in text
-    assert "Tuesday 10 November 2026" in text
-    assert "Tuesday 24 November 2026" in text  # the next session
+    # A sheet is kept for years: its dates always carry the year.
+    assert "Tue 10 Nov 2026" in text
+    assert "Tue 24 Nov 2026, 10:00" in text  # the next session
     assert "Spreading redness" in text  # the sheet's warning signs
     assert "999" in text
     assert "Meso Clinic" in text or "Clinic" in text

@@ -373,7 +373,7 @@ def test_booking_page_shows_the_history_with_who_and_from_where(
     body = response.content.decode()
     assert "moved" in body
     assert "Room 1" in body  # where it was
-    assert "from 24 Nov 2026 10:00" in body
+    assert "from Tue 24 Nov, 10:00" in body
 
 
 def test_moving_through_the_page_onto_a_taken_slot_is_409(

@@ -64,7 +64,7 @@ def test_a_booking_the_day_after_the_horizon_is_refused_on_the_date(
         _book(clinic, receptionist, LAST_DAY + timedelta(days=1))
     assert refused.value.field == "date"
     assert refused.value.message == (
-        "Bookings can be made up to 730 days ahead, until 22/11/2028. Choose an earlier date."
+        "Bookings can be made up to 730 days ahead, until Wed 22 Nov 2028. Choose an earlier date."
     )
     assert Booking.objects.count() == 0
 
@@ -82,7 +82,7 @@ def test_the_horizon_is_a_setting(clinic: Clinic, receptionist: User, settings: 
         ("9999-12-27", "10:00", "Bookings can be made up to 730 days ahead"),
         ("9999-12-31", "23:50", "Bookings can be made up to 730 days ahead"),
         ("0001-01-01", "00:00", "This time has already passed."),
-        ("2028-11-23", "10:00", "until 22/11/2028"),
+        ("2028-11-23", "10:00", "until Wed 22 Nov 2028"),
     ],
 )
 def test_the_booking_page_refuses_an_absurd_date_with_400_and_keeps_the_form(
@@ -93,7 +93,8 @@ def test_the_booking_page_refuses_an_absurd_date_with_400_and_keeps_the_form(
     assert response.status_code == 400
     body = response.content.decode()
     assert message in body
-    assert f'value="{day}"' in body
+    typed = date.fromisoformat(day)
+    assert f'value="{typed.day:02d}/{typed.month:02d}/{typed.year:04d}"' in body
     assert Booking.objects.count() == 0
 
 
@@ -165,7 +166,7 @@ def test_a_closure_at_the_edges_is_added(manager: User, first: date, last: date)
     ("first", "last", "field", "words"),
     [
         (MONDAY - timedelta(days=366), MONDAY, "starts_on", "at most a year back"),
-        (MONDAY, LAST_DAY + timedelta(days=1), "ends_on", "must end by 22/11/2028"),
+        (MONDAY, LAST_DAY + timedelta(days=1), "ends_on", "must end by Wed 22 Nov 2028"),
         (MONDAY, MONDAY + timedelta(days=366), "ends_on", "at most a year (366 days)"),
         (date(1, 1, 1), date(9999, 12, 31), "starts_on", "at most a year back"),
         (MONDAY, MONDAY - timedelta(days=1), "ends_on", "must not be before the first"),
@@ -249,7 +250,7 @@ def test_an_edit_beyond_the_horizon_is_refused_on_its_field_and_keeps_the_form(
     response = client.post(url, {**data, "reason": "Typed"})
     assert response.status_code == 400
     body = response.content.decode()
-    assert "must end by 22/11/2028" in body
+    assert "must end by Wed 22 Nov 2028" in body
     assert 'value="Typed"' in body
     closure.refresh_from_db()
     assert closure.reason == "Staff training"

@@ -70,7 +70,7 @@ def test_each_demo_booking_shows_reception_what_stands_in_the_way(
         "Grace": {"ask the practitioner before booking"},
         # Isotretinoin four months before her history: 18 months' wait.
         "Freya": {
-            "not before 12 Jan 2028 — ask the practitioner",
+            "not before Wed 12 Jan 2028 — ask the practitioner",
             "consent needed",
             "allergy test needed",
         },

@@ -190,7 +190,7 @@ def test_a_new_medicine_sends_the_practitioner_to_take_a_new_history_naming_the_
     assert response.status_code == 409
     assert (
         "The patient has a new medicine or a new allergy since the medical history of "
-        "2 Mar 2026: take a new medical history before treating."
+        "Mon 2 Mar: take a new medical history before treating."
     ) in response.content.decode()
 
 
@@ -308,7 +308,7 @@ def test_completion_opens_fifteen_minutes_before_the_booked_start() -> None:
     [failure] = gate_timing(starts_at=start, at=start - timedelta(minutes=15, seconds=1))
     assert failure.gate == 8
     assert failure.earliest == start - timedelta(minutes=15)
-    assert "can be completed from Tue 24 Nov 09:45" in failure.sentence
+    assert "can be completed from Tue 24 Nov, 09:45" in failure.sentence
 
 
 @override_settings(SESSION_COMPLETE_EARLY_MINUTES=15)
@@ -332,10 +332,10 @@ def test_a_booking_seven_days_ahead_cannot_be_completed_now(
     )
     address = reverse("treatments:session_record", kwargs={"booking": future.uuid})
     form = client.get(address).content.decode()
-    assert "This session is booked for Tue 1 Dec 10:00: it can be completed from" in form
+    assert "This session is booked for Tue 1 Dec, 10:00: it can be completed from" in form
     response = client.post(address, session_post(world.batches))
     assert response.status_code == 409
-    assert "it can be completed from Tue 1 Dec 09:45, not before it has happened." in (
+    assert "it can be completed from Tue 1 Dec, 09:45, not before it has happened." in (
         response.content.decode()
     )
     future.refresh_from_db()

@@ -49,7 +49,7 @@ def test_closing_a_booked_day_is_refused_naming_the_booking(
     booking = _book(clinic, receptionist, WEDNESDAY, 14)
     with pytest.raises(BookingRefusedError) as refused:
         closure_add(starts_on=MONDAY, ends_on=WEDNESDAY, reason="Training", added_by=manager)
-    assert f"25/11/2026 14:00 {clinic.patient.full_name}" in refused.value.message
+    assert f"Wed 25 Nov, 14:00 {clinic.patient.full_name}" in refused.value.message
     assert "Move or cancel them first" in refused.value.message
     assert not ClinicClosure.objects.exists()
     booking.refresh_from_db()
@@ -67,7 +67,7 @@ def test_the_closures_page_refuses_with_400_listing_bookings_and_keeps_the_form(
     assert response.status_code == 400
     body = response.content.decode()
     listed = body[body.index('data-testid="closure-clash"') :]
-    assert "Wed 25/11/2026 09:00\N{EN DASH}09:45" in listed
+    assert "Wed 25 Nov, 09:00\N{EN DASH}09:45" in listed
     assert clinic.patient.full_name in listed
     assert 'value="Flood"' in body
     assert not ClinicClosure.objects.exists()

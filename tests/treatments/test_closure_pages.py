@@ -65,8 +65,8 @@ def test_a_refused_closure_lists_each_booking_on_its_own_line_with_a_link_to_mov
     lines = clash_lines(body)
     assert len(lines) == 2
     for line, booking, when in (
-        (lines[0], first, "Wed 25/11/2026 14:00\N{EN DASH}14:45"),
-        (lines[1], second, "Thu 26/11/2026 09:00\N{EN DASH}09:45"),
+        (lines[0], first, "Wed 25 Nov, 14:00\N{EN DASH}14:45"),
+        (lines[1], second, "Thu 26 Nov, 09:00\N{EN DASH}09:45"),
     ):
         assert when in line
         assert booking.patient.full_name in line
@@ -74,7 +74,7 @@ def test_a_refused_closure_lists_each_booking_on_its_own_line_with_a_link_to_mov
         assert reverse("treatments:booking_move", kwargs={"booking": booking.uuid}) in line
         assert reverse("treatments:booking_detail", kwargs={"booking": booking.uuid}) in line
     # Not one run-on sentence naming them all.
-    assert "These days hold bookings: " + "25/11/2026" not in body
+    assert "These days hold bookings: " + "Wed 25 Nov" not in body
     assert form_data(body)["reason"] == "Training"
     assert not ClinicClosure.objects.exists()
 
@@ -96,7 +96,7 @@ def test_extending_a_closure_over_booked_days_lists_only_the_new_days_bookings(
     assert response.status_code == 400
     lines = clash_lines(response.content.decode())
     assert len(lines) == 1
-    assert "Wed 25/11/2026 11:00\N{EN DASH}11:45" in lines[0]
+    assert "Wed 25 Nov, 11:00\N{EN DASH}11:45" in lines[0]
     assert reverse("treatments:booking_move", kwargs={"booking": booking.uuid}) in lines[0]
 
 

@@ -483,8 +483,8 @@ def test_an_allergy_both_records_list_stays_listed_once_on_the_survivor_with_bot
     # Never dropped: the duplicate's row stays, and what it says is on the survivor's.
     assert PatientAllergy.objects.filter(patient=duplicate, ingredient=vitamin_c).exists()
     assert listed.notes.startswith("Mild redness\n\n")
-    assert "Also recorded on Amelia Hart's merged record (born 2 Apr 1988)" in listed.notes
-    assert "Found by the allergy test given on 20 Nov 2026." in listed.notes
+    assert "Also recorded on Amelia Hart's merged record (born 2 April 1988)" in listed.notes
+    assert "Found by the allergy test given on Fri 20 Nov." in listed.notes
     assert "Notes there: Wheal 12 mm, itched 2 days" in listed.notes
     page = client_for(practitioner).get(
         reverse("treatments:allergy_tests", kwargs={"patient": survivor.uuid})
@@ -823,8 +823,8 @@ def test_overlapping_bookings_are_named_and_refuse_the_merge_until_one_is_cancel
     client = client_for(practitioner)
     page = client.get(compare_url(duplicate, survivor)).content.decode()
     assert "Both records are booked at the same time" in page
-    assert "Tue 24 Nov 2026, 10:00" in page
-    assert "Tue 24 Nov 2026, 10:30" in page
+    assert "Tue 24 Nov, 10:00" in page
+    assert "Tue 24 Nov, 10:30" in page
     assert "Omar Said" in page
     assert 'data-testid="merge-submit"' not in page
     rows_before = (rows_of(duplicate), rows_of(survivor))
@@ -1098,7 +1098,7 @@ def test_a_practitioner_compares_then_merges(
     assert response.status_code == 302
     assert response["Location"] == survivor.get_absolute_url()
     page = client.get(response["Location"]).content.decode()
-    assert "Amelia Hart&#x27;s record (born 2 Apr 1988) was merged into this one" in page
+    assert "Amelia Hart&#x27;s record (born 2 April 1988) was merged into this one" in page
 
 
 def test_merging_a_record_into_itself_is_refused_with_a_sentence(

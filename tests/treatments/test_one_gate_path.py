@@ -204,7 +204,7 @@ def test_a_pending_allergy_reading_tells_reception_the_earliest_safe_moment(
     assert len(flags) == len(world.ingredients)
     for flag in flags:
         assert flag.earliest == datetime(2026, 11, 25, 4, 0, tzinfo=LONDON)
-        assert flag.reception_note == "allergy reading due Wed 25 Nov 04:00"
+        assert flag.reception_note == "allergy reading due Wed 25 Nov, 04:00"
 
 
 @pytest.mark.django_db

@@ -53,7 +53,7 @@ def charts(body: str) -> dict[str, dict[str, object]]:
 def test_the_charts_draw_the_tables_figures(body: str) -> None:
     figures = charts(body)
     sessions = figures["sessions"]
-    assert sessions["labels"][-1] == "16 Nov"  # type: ignore[index]
+    assert sessions["labels"][-1] == "Mon 16 Nov"  # type: ignore[index]
     assert len(sessions["labels"]) == 12  # type: ignore[arg-type]
     series = {s["name"]: s["data"] for s in sessions["series"]}  # type: ignore[attr-defined]
     assert series["Alice Adams"][-1] == 2

@@ -93,9 +93,9 @@ def test_without_a_range_the_reports_cover_the_last_twelve_weeks_to_today(
     assert (reports.period.first, reports.period.last) == (date(2026, 8, 31), date(2026, 11, 18))
     assert len(reports.weeks) == 12
     form_values = response.content.decode()
-    assert 'value="2026-08-31"' in form_values
-    assert 'value="2026-11-18"' in form_values
-    assert "From 31 Aug 2026 to 18 Nov 2026, the whole clinic." in form_values
+    assert 'value="31/08/2026"' in form_values
+    assert 'value="18/11/2026"' in form_values
+    assert "From Mon 31 Aug to Wed 18 Nov, the whole clinic." in form_values
 
 
 def test_a_range_counts_only_the_sessions_of_its_days(
@@ -206,9 +206,9 @@ def test_a_clinic_without_bookings_sees_empty_reports(as_manager: Client) -> Non
 @pytest.mark.parametrize(
     ("query", "field", "message"),
     [
-        ({"since": "2026-13-01"}, "since", "Enter a date, such as 30/11/2026."),
-        ({"until": "yesterday"}, "until", "Enter a date, such as 30/11/2026."),
-        ({"since": "2026-11-31"}, "since", "Enter a date, such as 30/11/2026."),
+        ({"since": "2026-13-01"}, "since", "Enter the date as dd/mm/yyyy"),
+        ({"until": "yesterday"}, "until", "Enter the date as dd/mm/yyyy"),
+        ({"since": "2026-11-31"}, "since", "Enter the date as dd/mm/yyyy"),
         (
             {"since": "2026-11-19", "until": "2026-11-30"},
             "since",

@@ -75,7 +75,7 @@ def test_an_invitation_to_an_email_reception_typed_at_registration_waits_24_hour
     response = sign_in(Client(), practitioner).post(invite)
     assert response.status_code == 409
     body = response.content.decode()
-    assert "until 11:00 on 04/03/2026" in body
+    assert "until 11:00 on Wed 4 Mar" in body
     assert "previous address" not in body  # a new record: nobody to tell
     assert not PortalAccount.objects.exists()
     assert mail.outbox == []

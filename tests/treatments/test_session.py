@@ -15,6 +15,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
+from clinic import dates
 from clinic.models import User
 from consent.models import ConsentWithdrawal
 from tests.conftest import frozen_at, sign_in
@@ -451,7 +452,7 @@ def test_amendment_is_added_and_shown_with_who_and_when(
     assert amendment.by == practitioner
     page = client.get(url(completed.booking)).content.decode()
     assert "Depth on the neck was 1.0 mm, not 1.5 mm." in page
-    assert f"Added by Priya {practitioner.last_name} on {moment:%-d %b %Y %H:%M}" in page
+    assert f"Added by Priya {practitioner.last_name} on {dates.day_time(moment)}" in page
     completed.refresh_from_db()
     assert completed.notes == "Tolerated well, typed by hand"
 

@@ -9,7 +9,9 @@ from django import forms
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from clinic import dates
 from clinic.forms import SubmissionTokenMixin
+from clinic.widgets import DayTimeField
 from patients.images import CleanImage, ImageRejectedError, clean_photo
 from treatments.models import AllergyResult, Batch, Ingredient, Product
 from treatments.selectors.catalogue import batches_usable
@@ -21,7 +23,7 @@ class BatchChoiceField(forms.ModelChoiceField):
         return _("%(product)s, lot %(lot)s (expires %(expiry)s)") % {
             "product": obj.product.name,
             "lot": obj.lot_number,
-            "expiry": obj.expiry_date.strftime("%d/%m/%Y"),
+            "expiry": dates.day(obj.expiry_date),
         }
 
 
@@ -60,11 +62,7 @@ class AllergyTestForm(SubmissionTokenMixin, forms.Form):
         max_length=100,
         help_text=_("For example: inner left forearm."),
     )
-    given_at = forms.DateTimeField(
-        label=_("Time given"),
-        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
-        input_formats=["%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%S"],
-    )
+    given_at = DayTimeField(label=_("Time given"))
     late_entry_reason = forms.CharField(
         label=_("Reason for the late entry"),
         required=False,

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from django import forms
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from clinic import dates
 from clinic.forms import VERSION_LOST, SubmissionTokenMixin, VersionedFormMixin
 from clinic.localtime import (
     AmbiguousTimeError,
@@ -22,14 +23,15 @@ from clinic.localtime import (
     to_local,
 )
 from clinic.models import User
+from clinic.widgets import ClockField, ClockInput, DayField, DayInput, parse_clock, parse_day
 from patients.models import Patient
 from patients.selectors import patients_visible_to
 from treatments.models import ClinicClosure, Interval, Protocol, Room, WorkingHours
 from treatments.selectors.booking import practitioners, rooms_in_use
 from treatments.services.booking import booking_day_problem, booking_horizon
 
-DATE_WIDGET = forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d")
-TIME_WIDGET = forms.TimeInput(attrs={"type": "time", "step": 900}, format="%H:%M")
+DATE_WIDGET = DayInput()
+TIME_WIDGET = ClockInput()
 
 FOLD_CHOICES = [("", "—"), ("0", _("the first time")), ("1", _("the second time"))]
 
@@ -57,7 +59,7 @@ class CalendarQueryForm(forms.Form):
     The date lies between CALENDAR_PAST_DAYS back and the booking horizon."""
 
     view = forms.ChoiceField(choices=[("day", _("Day")), ("week", _("Week"))], required=False)
-    date = forms.DateField(required=False, input_formats=["%Y-%m-%d"])
+    date = DayField(required=False)
     practitioner = forms.UUIDField(required=False)
     room = forms.UUIDField(required=False)
 
@@ -71,7 +73,7 @@ class CalendarQueryForm(forms.Form):
         if not first <= day <= last:
             raise forms.ValidationError(
                 _("The calendar shows the days from %(first)s to %(last)s. Choose a date between.")
-                % {"first": first.strftime("%d/%m/%Y"), "last": last.strftime("%d/%m/%Y")},
+                % {"first": dates.day(first), "last": dates.day(last)},
                 code="out_of_range",
             )
         return day
@@ -82,8 +84,8 @@ class LocalStartMixin(forms.Form):
     changes handled: a time that does not exist is refused, one that happens
     twice asks which is meant (the `fold` choice appears only then)."""
 
-    date = forms.DateField(label=_("Date"), widget=DATE_WIDGET, input_formats=["%Y-%m-%d"])
-    start_time = forms.TimeField(label=_("Start time"), widget=TIME_WIDGET)
+    date = DayField(label=_("Date"))
+    start_time = ClockField(label=_("Start time"))
     fold = forms.ChoiceField(
         label=_("This time happens twice that night. Which one?"),
         choices=FOLD_CHOICES,
@@ -97,10 +99,9 @@ class LocalStartMixin(forms.Form):
         self._show_fold_if_ambiguous()
 
     def _show_fold_if_ambiguous(self) -> None:
-        try:
-            day = date.fromisoformat(str(self.data.get("date", "")))
-            at = time.fromisoformat(str(self.data.get("start_time", "")))
-        except ValueError:
+        day = parse_day(str(self.data.get("date", "")))
+        at = parse_clock(str(self.data.get("start_time", "")))
+        if day is None or at is None:
             return
         if is_ambiguous(day, at):
             first, second = fold_labels(day, at)
@@ -355,18 +356,13 @@ class CourseConfirmForm(SubmissionTokenMixin, forms.Form):
         super().__init__(*args, **kwargs)
         self.count = count
         for number in range(1, count + 1):
-            self.fields[f"date_{number}"] = forms.DateField(
+            self.fields[f"date_{number}"] = DayField(
                 label=_("Session %(n)s date") % {"n": number},
-                widget=forms.DateInput(
-                    attrs={"type": "date", "class": "form-control"}, format="%Y-%m-%d"
-                ),
-                input_formats=["%Y-%m-%d"],
+                widget=DayInput(attrs={"class": "form-control"}),
             )
-            self.fields[f"time_{number}"] = forms.TimeField(
+            self.fields[f"time_{number}"] = ClockField(
                 label=_("Session %(n)s time") % {"n": number},
-                widget=forms.TimeInput(
-                    attrs={"type": "time", "step": 900, "class": "form-control"}, format="%H:%M"
-                ),
+                widget=ClockInput(attrs={"class": "form-control"}),
             )
         self.starts: list[datetime] = []
 
@@ -448,6 +444,7 @@ class WorkingHoursForm(SubmissionTokenMixin, HoursVersionMixin, forms.ModelForm)
         model = WorkingHours
         fields = ["weekday", "starts", "ends"]
         widgets = {"starts": TIME_WIDGET, "ends": TIME_WIDGET}
+        field_classes = {"starts": ClockField, "ends": ClockField}
 
 
 class ClosureForm(SubmissionTokenMixin, VersionedFormMixin, forms.ModelForm):
@@ -459,6 +456,7 @@ class ClosureForm(SubmissionTokenMixin, VersionedFormMixin, forms.ModelForm):
         model = ClinicClosure
         fields = ["starts_on", "ends_on", "reason"]
         widgets = {"starts_on": DATE_WIDGET, "ends_on": DATE_WIDGET}
+        field_classes = {"starts_on": DayField, "ends_on": DayField}
 
 
 class ClosureRemoveForm(VersionedFormMixin, forms.Form):

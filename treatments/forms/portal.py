@@ -6,18 +6,20 @@ from django import forms
 from django.utils.translation import gettext_lazy as _
 
 from clinic.forms import SubmissionTokenMixin
+from clinic.widgets import BirthDateField
 
 
 class DateOfBirthForm(forms.Form):
     """The check a download link asks for before it gives the document."""
 
-    date_of_birth = forms.DateField(
+    date_of_birth = BirthDateField(
         label=_("Your date of birth"),
-        widget=forms.DateInput(attrs={"type": "date", "autocomplete": "bday"}),
-        input_formats=["%Y-%m-%d", "%d/%m/%Y"],
         error_messages={
             "required": _("Please enter your date of birth."),
-            "invalid": _("Please enter your date of birth as day, month and year."),
+            "invalid": _(
+                "Please enter your date of birth as dd/mm/yyyy (day, month, year), "
+                "for example 17/05/1990."
+            ),
         },
     )
 

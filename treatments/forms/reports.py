@@ -7,10 +7,11 @@ from typing import TYPE_CHECKING, Any
 
 from django import forms
 from django.http import QueryDict
-from django.utils import formats
 from django.utils.translation import gettext_lazy as _
 
+from clinic import dates
 from clinic.filtering import FilterDateField
+from clinic.widgets import DATE_INVALID
 from treatments.forms.booking import PractitionerChoiceField
 from treatments.selectors.reports import ReportPeriod, earliest_start, report_practitioners
 
@@ -19,14 +20,13 @@ if TYPE_CHECKING:
 
 
 def _day(value: date) -> str:
-    return formats.date_format(value, "j M Y")
+    return dates.day(value)
 
 
 def _date_field(label: StrOrPromise) -> FilterDateField:
     return FilterDateField(
         label=label,
-        widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"),
-        error_messages={"invalid": _("Enter a date, such as 30/11/2026.")},
+        error_messages={"invalid": DATE_INVALID},
     )
 
 

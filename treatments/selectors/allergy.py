@@ -8,8 +8,8 @@ from datetime import datetime, timedelta
 
 from django.db.models import Prefetch, QuerySet
 from django.http import Http404
-from django.utils import dateformat, timezone
 
+from clinic import dates
 from patients.models import Patient
 from treatments.models import AllergyTest, Ingredient, PatientAllergy
 
@@ -20,8 +20,9 @@ TASKS_LIMIT = 200
 
 
 def format_local(moment: datetime) -> str:
-    """A moment in the clinic's zone as "Tue 24 Nov at 14:05"."""
-    return dateformat.format(timezone.localtime(moment), "D j M \\a\\t H:i")
+    """A moment in the clinic's zone as `clinic.dates.day_time` writes it:
+    "Tue 24 Nov, 14:05"."""
+    return dates.day_time(moment)
 
 
 def _with_details(tests: QuerySet[AllergyTest]) -> QuerySet[AllergyTest]:

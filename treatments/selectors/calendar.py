@@ -21,11 +21,10 @@ from urllib.parse import urlencode
 from uuid import UUID
 
 from django.db.models import QuerySet
-from django.utils import dateformat
 from django.utils.formats import get_format
 from django.utils.translation import gettext as _
 
-from clinic import clinic_settings
+from clinic import clinic_settings, dates
 from clinic.localtime import local_day_bounds, to_local
 from clinic.models import User
 from clinic.names import person_name
@@ -109,18 +108,20 @@ def safe_to_treat_sentence(state: SafeToTreat, words: SafeToTreatWords | None = 
     calendar's card and on the booking's page alike: what is missing, then
     the earliest date, "safe to treat from" it when waiting is all it takes,
     "not before" it when something must also be done (a consent signed, a
-    history taken). Empty when safe. Times in the clinic's zone; a moment at
-    midnight is the day alone."""
+    history taken), left out when a note already names that moment. Empty
+    when safe. Times in the clinic's zone (`clinic.dates.day_or_day_time`):
+    a moment at midnight is the day alone."""
     if state.safe:
         return ""
     words = words or SafeToTreatWords()
     sentence = "; ".join(state.notes)
     if state.earliest is not None:
-        local = to_local(state.earliest)
         # A day's start (a contraindication that lifts on a date) reads as the day.
-        when = dateformat.format(local, "D j M" if local.time() == time.min else "D j M H:i")
-        wording = words.safe_from if state.waits else words.not_before
-        sentence += " · " + wording % {"when": when}
+        when = dates.day_or_day_time(state.earliest)
+        # A note that names the moment already ("allergy reading due ...") says it once.
+        if when not in sentence:
+            wording = words.safe_from if state.waits else words.not_before
+            sentence += " · " + wording % {"when": when}
     return sentence
 
 
@@ -551,7 +552,10 @@ def calendar_build(
                 cells.append(Cell("closed", found_items))
                 continue
             working = _working(hours, ids, column.day, at_time)
-            params: dict[str, str] = {"date": column.day.isoformat(), "time": f"{at_time:%H:%M}"}
+            params: dict[str, str] = {
+                "date": column.day.isoformat(),
+                "time": dates.input_time(at_time),
+            }
             if column.practitioner is not None:
                 params["practitioner"] = str(column.practitioner.uuid)
             elif len(working) == 1:

@@ -18,10 +18,10 @@ from django.db import models
 from django.db.models import Exists, F, Func, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.http import Http404
-from django.utils import dateformat, timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from clinic import dates
 from clinic.models import User
 from consent.models import ConsentWithdrawal, SignedConsent
 from patients.models import Consultation, ContactChange, MedicalHistory, Patient, Photo
@@ -180,19 +180,19 @@ def _shown(patient: Patient, field: str) -> str:
     if not value:
         return ""
     if field == "date_of_birth":
-        return dateformat.format(value, "j F Y")
+        return dates.birth_date(value)
     if field in ("phone", "emergency_contact_phone"):
         return str(value.as_national)
     return " ".join(str(value).split())
 
 
 def _day(moment: object) -> str:
-    return dateformat.format(timezone.localtime(moment), "j M Y")  # type: ignore[arg-type]
+    return dates.day(moment)  # type: ignore[arg-type]
 
 
 def _booking_words(booking: Booking) -> str:
     return _("%(when)s, %(protocol)s with %(practitioner)s in %(room)s") % {
-        "when": dateformat.format(timezone.localtime(booking.starts_at), "D j M Y, H:i"),
+        "when": dates.day_time(booking.starts_at),
         "protocol": booking.protocol.name,
         "practitioner": booking.practitioner.get_full_name() or booking.practitioner.get_username(),
         "room": booking.room.name,

@@ -16,11 +16,12 @@ from django.conf import settings
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
-from django.utils import dateformat, timezone
+from django.utils import timezone
 from django.utils.dates import WEEKDAYS
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from clinic import dates
 from clinic.audit import audit_log
 from clinic.concurrency import (
     OtherEdit,
@@ -129,7 +130,7 @@ def booking_day_problem(day: date, *, today: date) -> tuple[str, str] | None:
                 "Bookings can be made up to %(days)s days ahead, until %(last)s. "
                 "Choose an earlier date."
             )
-            % {"days": settings.BOOKING_HORIZON_DAYS, "last": last.strftime("%d/%m/%Y")}
+            % {"days": settings.BOOKING_HORIZON_DAYS, "last": dates.day(last)}
         )
     return None
 
@@ -146,7 +147,7 @@ def closure_dates_problem(starts_on: date, ends_on: date, *, today: date) -> tup
     if starts_on < earliest:
         return "starts_on", str(
             _("A closure can start at most a year back, on %(day)s at the earliest.")
-            % {"day": earliest.strftime("%d/%m/%Y")}
+            % {"day": dates.day(earliest)}
         )
     last = booking_horizon(today=today)
     if ends_on > last:
@@ -155,7 +156,7 @@ def closure_dates_problem(starts_on: date, ends_on: date, *, today: date) -> tup
                 "A closure must end by %(last)s: bookings can only be made up to "
                 "%(days)s days ahead."
             )
-            % {"last": last.strftime("%d/%m/%Y"), "days": settings.BOOKING_HORIZON_DAYS}
+            % {"last": dates.day(last), "days": settings.BOOKING_HORIZON_DAYS}
         )
     if (ends_on - starts_on).days + 1 > CLOSURE_MAX_DAYS:
         return "ends_on", str(
@@ -184,7 +185,7 @@ def check_slot(*, practitioner: User, starts_at: datetime, ends_at: datetime) ->
     if closed:
         raise BookingRefusedError(
             _("The clinic is closed on %(day)s (%(reason)s).")
-            % {"day": day.strftime("%d/%m/%Y"), "reason": next(iter(closed.values()))},
+            % {"day": dates.day(day), "reason": next(iter(closed.values()))},
             field="date",
         )
     hours = working_hours_map([practitioner.pk])
@@ -244,11 +245,10 @@ def _clashes(booking: Booking) -> str:
         "starts_at", "id"
     )[:CLASHES_NAMED]:
         starts, ends = to_local(other.starts_at), to_local(other.ends_at)
-        day_format = "D j M" if starts.year == this_year else "D j M Y"
         when = _("from %(start)s to %(end)s on %(day)s") % {
-            "start": f"{starts:%H:%M}",
-            "end": f"{ends:%H:%M}",
-            "day": dateformat.format(starts, day_format),
+            "start": dates.clock(starts),
+            "end": dates.clock(ends),
+            "day": dates.day(starts, current=this_year),
         }
         if other.patient_id == booking.patient_id:
             clauses.append(
@@ -621,7 +621,9 @@ def _hours_check(practitioner: User, weekday: int, expected_version: str | None)
         StaleChange(
             field=f"weekday_{weekday}",
             label=str(WEEKDAYS[weekday]),
-            value=", ".join(f"{s:%H:%M}\N{EN DASH}{e:%H:%M}" for s, e in days[weekday])
+            value=", ".join(
+                f"{dates.clock(s)}\N{EN DASH}{dates.clock(e)}" for s, e in days[weekday]
+            )
             or _("no hours"),
             by=last.by,
             at=last.at,
@@ -752,7 +754,7 @@ def _check_closure_bookings(
         return
     total = found.count() if len(bookings) > CLOSURE_BOOKINGS_LISTED else len(bookings)
     listed = "; ".join(
-        f"{to_local(b.starts_at):%d/%m/%Y %H:%M} {b.patient.full_name}"
+        f"{dates.day_time(b.starts_at)} {b.patient.full_name}"
         for b in bookings[:CLOSURE_BOOKINGS_LISTED]
     )
     if total > CLOSURE_BOOKINGS_LISTED:

@@ -18,6 +18,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from clinic import dates
 from clinic.audit import audit_log
 from clinic.concurrency import submission_check, submission_marks
 from clinic.localtime import LocalTimeError, local_to_utc, to_local
@@ -212,7 +213,7 @@ def course_book(
                 _("Session %(number)s (%(when)s): %(reason)s")
                 % {
                     "number": number,
-                    "when": local.strftime("%d/%m/%Y %H:%M"),
+                    "when": dates.day_time(local),
                     "reason": error.message,
                 },
                 number=number,

@@ -32,10 +32,11 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.db import IntegrityError, OperationalError, connection, transaction
 from django.db.models import F, ForeignObjectRel
-from django.utils import dateformat, timezone
+from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from clinic import dates
 from clinic.audit import audit_log
 from clinic.concurrency import StaleChange, StaleEditError, version_bump, version_check
 from clinic.models import AuditAction, User
@@ -213,7 +214,7 @@ def _stale_check(
         ) % {
             "who": newest.by,
             "names": names,
-            "when": dateformat.format(timezone.localtime(newest.at), "H:i, d/m/Y"),
+            "when": dates.day_time(newest.at),
         }
     else:
         message = _(
@@ -288,13 +289,13 @@ def _shared_allergies_note(
             "Also recorded on %(name)s's merged record (born %(born)s) on %(day)s by %(who)s."
         ) % {
             "name": duplicate.full_name,
-            "born": dateformat.format(duplicate.date_of_birth, "j M Y"),
-            "day": dateformat.format(timezone.localtime(allergy.recorded_at), "j M Y"),
+            "born": dates.birth_date(duplicate.date_of_birth),
+            "day": dates.day(allergy.recorded_at),
             "who": recorded_by.get_full_name() or recorded_by.get_username(),
         }
         if allergy.source_test is not None:
             facts += " " + _("Found by the allergy test given on %(day)s.") % {
-                "day": dateformat.format(timezone.localtime(allergy.source_test.given_at), "j M Y")
+                "day": dates.day(allergy.source_test.given_at)
             }
         if allergy.notes.strip():
             facts += " " + _("Notes there: %(notes)s") % {"notes": allergy.notes.strip()}

@@ -19,10 +19,11 @@ from decimal import Decimal
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.utils import dateformat, timezone
+from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from clinic import dates
 from clinic.audit import audit_log
 from clinic.concurrency import (
     StaleEditError,
@@ -557,7 +558,7 @@ def adverse_event_follow_up(
                 "This adverse event was marked resolved on %(day)s by %(by)s. If it has "
                 "come back, record a new adverse event against the session."
             )
-            % {"day": dateformat.format(resolution.day, "j M Y"), "by": resolution.by_name}
+            % {"day": dates.day(resolution.day), "by": resolution.by_name}
         )
     row = AdverseEventFollowUp(
         event=locked, note=note, resolved=resolved, recorded_at=at, recorded_by=recorded_by

@@ -21,6 +21,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from clinic import dates
 from clinic.access import signed_in_user, staff
 from clinic.audit import audit_read
 from clinic.concurrency import AlreadySubmittedError, StaleEditError
@@ -240,7 +241,7 @@ def booking_new(request: HttpRequest) -> HttpResponse:
                     _("Booked: %(name)s on %(when)s.")
                     % {
                         "name": booking.patient.full_name,
-                        "when": to_local(booking.starts_at).strftime("%d/%m/%Y %H:%M"),
+                        "when": dates.day_time(booking.starts_at),
                     },
                 )
                 return HttpResponseRedirect(booking.get_absolute_url())
@@ -493,7 +494,7 @@ def next_free_slot_view(request: HttpRequest) -> HttpResponse:
                 "practitioner": str(form.cleaned_data["practitioner"].uuid),
                 "room": str(form.cleaned_data["room"].uuid),
                 "date": to_local(found).date().isoformat(),
-                "time": to_local(found).strftime("%H:%M"),
+                "time": dates.input_time(to_local(found)),
             }
         )
         if found

@@ -230,8 +230,8 @@ class _Cards:
             href=self.words.booking_url.format(uuid=booking.uuid),
             uuid=booking.uuid,
             drag=drag,
-            starts=item.starts.strftime("%H:%M"),
-            ends=item.ends.strftime("%H:%M"),
+            starts=dates.clock(item.starts),
+            ends=dates.clock(item.ends),
             patient=booking.patient_name,
             protocol=booking.protocol_name,
             who=self._who(booking) if self.show_who else "",
@@ -250,7 +250,7 @@ def _render_cells(cal: Calendar, *, can_write: bool) -> None:
     book_at = _("Book at %(time)s")
     cards = _Cards(cal, can_write=can_write)
     for row in cal.rows:
-        label = book_at % {"time": row.at.strftime("%H:%M")}
+        label = book_at % {"time": dates.clock(row.at)}
         for number, cell in enumerate(row.cells, start=1):
             inner: SafeString | str = ""
             if cell.bookings:

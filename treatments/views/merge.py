@@ -11,11 +11,11 @@ from django.contrib import messages
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
-from django.utils import dateformat
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext_lazy
 from django.views.decorators.http import require_GET, require_POST
 
+from clinic import dates
 from clinic.access import refused_as, signed_in_user, staff
 from clinic.audit import audit_read
 from clinic.concurrency import StaleEditError
@@ -253,7 +253,7 @@ def patient_merge_view(request: HttpRequest, patient: uuid.UUID) -> HttpResponse
         )
         % {
             "name": result.duplicate.full_name,
-            "born": dateformat.format(result.duplicate.date_of_birth, "j M Y"),
+            "born": dates.birth_date(result.duplicate.date_of_birth),
             "moved": moved,
         },
     )

@@ -10,14 +10,13 @@ from datetime import datetime
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import render
 from django.urls import reverse
-from django.utils.dates import MONTHS_3, WEEKDAYS_ABBR
 from django.utils.text import capfirst
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET
 
+from clinic import dates
 from clinic.access import signed_in_user, staff
 from clinic.audit import audit_read, audit_read_patients
-from clinic.localtime import clinic_zone
 from clinic.roles import Role
 from patients.selectors import patient_get_for_user
 from treatments.models import ReminderChannel, ReminderKind
@@ -82,32 +81,22 @@ _ANY_PATIENT = str(uuid.UUID(int=0))
 
 
 class _LocalTimes:
-    """Instants written in the clinic's time as the date filter writes them
-    ("Thu 5 Nov 2026, 11:00"), with the day and month names translated once
-    a page rather than once a date."""
+    """Instants written in the clinic's formats (`clinic.dates`), with the
+    current year read once a page rather than once a date."""
 
     def __init__(self) -> None:
-        self.zone = clinic_zone()
-        self.days = [str(WEEKDAYS_ABBR[day]) for day in range(7)]
-        self.months = ["", *(str(MONTHS_3[month]).title() for month in range(1, 13))]
+        self.year = dates.this_year()
 
     def day(self, at: datetime) -> str:
-        """As "D j M Y": Thu 5 Nov 2026."""
-        local = at.astimezone(self.zone)
-        return f"{self.days[local.weekday()]} {self._date(local)}"
+        """As "Thu 5 Nov" (the year when not this one)."""
+        return dates.day(at, current=self.year)
 
     def day_and_time(self, at: datetime) -> str:
-        """As "D j M Y, H:i": Thu 5 Nov 2026, 11:00."""
-        local = at.astimezone(self.zone)
-        return f"{self.days[local.weekday()]} {self._date(local)}, {local:%H:%M}"
+        """As "Thu 5 Nov, 11:00" (the year when not this one)."""
+        return dates.day_time(at, current=self.year)
 
     def date_and_time(self, at: datetime) -> str:
-        """As "j M Y, H:i": 5 Nov 2026, 11:00."""
-        local = at.astimezone(self.zone)
-        return f"{self._date(local)}, {local:%H:%M}"
-
-    def _date(self, local: datetime) -> str:
-        return f"{local.day} {self.months[local.month]} {local.year:04d}"
+        return self.day_and_time(at)
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ from urllib.parse import urlencode
 
 from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import render
-from django.utils import formats, timezone
+from django.utils import timezone
 from django.utils.http import content_disposition_header
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET
@@ -39,8 +39,9 @@ from treatments.selectors.reports import (
 
 
 def week_label(monday: date, *, today: date) -> str:
-    """A week as its Monday, "16 Nov", with the year when it is not this one."""
-    return formats.date_format(monday, "j M" if monday.year == today.year else "j M Y")
+    """A week as its Monday in the clinic's format (`clinic.dates.day`),
+    "Mon 16 Nov", with the year when it is not `today`'s."""
+    return dates.day(monday, current=today.year)
 
 
 def report_ranges(today: date, practitioner: str = "") -> list[tuple[str, str]]:
