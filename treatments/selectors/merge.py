@@ -33,11 +33,13 @@ from treatments.models import (
     Booking,
     CocktailLine,
     DownloadLink,
+    ErasureRequest,
     PatientAllergy,
     PatientDocument,
     PortalAccount,
     Reminder,
     SessionRecord,
+    SubjectAccessExport,
     TreatmentCourse,
 )
 
@@ -91,6 +93,13 @@ RECORD_KINDS: tuple[RecordKind, ...] = (
     RecordKind("download_links", gettext_lazy("Download links sent"), DownloadLink, "patient"),
     RecordKind("portal_accounts", gettext_lazy("Portal account"), PortalAccount, "patient"),
     RecordKind("contact_changes", gettext_lazy("Contact detail changes"), ContactChange, "patient"),
+    RecordKind(
+        "subject_access_exports",
+        gettext_lazy("Copies of the records made (subject access)"),
+        SubjectAccessExport,
+        "patient",
+    ),
+    RecordKind("erasure_requests", gettext_lazy("Requests to erase"), ErasureRequest, "patient"),
     RecordKind(
         "merged_records", gettext_lazy("Records merged into it before"), Patient, "merged_into"
     ),
