@@ -20,6 +20,9 @@ class NavItem:
     label: Any  # lazy translation
     url_name: str
     roles: frozenset[Role]
+    # In the "Manage" menu rather than the bar: pages a manager opens now and
+    # then, which would otherwise push the bar onto two lines.
+    in_manage_menu: bool = False
 
     @property
     def url(self) -> str:
@@ -41,10 +44,14 @@ NAVIGATION: tuple[NavItem, ...] = (
     NavItem(_("Catalogue"), "treatments:catalogue", frozenset({Role.PRACTITIONER, Role.MANAGER})),
     NavItem(_("Consent forms"), "consent:form_list", frozenset({Role.PRACTITIONER, Role.MANAGER})),
     NavItem(_("Reports"), "treatments:reports", frozenset({Role.MANAGER})),
-    NavItem(_("Import patients"), "patients:import_list", frozenset({Role.MANAGER})),
-    NavItem(_("Staff"), "staff_list", frozenset({Role.MANAGER})),
-    NavItem(_("Clinic settings"), "clinic_settings", frozenset({Role.MANAGER})),
-    NavItem(_("Audit log"), "audit_log", frozenset({Role.MANAGER})),
+    NavItem(_("Staff"), "staff_list", frozenset({Role.MANAGER}), in_manage_menu=True),
+    NavItem(
+        _("Clinic settings"), "clinic_settings", frozenset({Role.MANAGER}), in_manage_menu=True
+    ),
+    NavItem(
+        _("Import patients"), "patients:import_list", frozenset({Role.MANAGER}), in_manage_menu=True
+    ),
+    NavItem(_("Audit log"), "audit_log", frozenset({Role.MANAGER}), in_manage_menu=True),
 )
 
 
@@ -54,9 +61,10 @@ def clinic(request: HttpRequest) -> dict[str, Any]:
     if user is not None and user.is_authenticated:
         nav = [item for item in NAVIGATION if user.has_any_role(item.roles)]
     return {
+        "navigation_manage": [item for item in nav if item.in_manage_menu],
         # Read when a page prints it: once a request (clinic/clinic_settings.py).
         "clinic_name": SimpleLazyObject(lambda: clinic_settings.current().clinic_name),
-        "navigation": nav,
+        "navigation": [item for item in nav if not item.in_manage_menu],
         "session_idle_minutes": int(settings.SESSION_IDLE_TIMEOUT.total_seconds() // 60),
         "lockout_minutes": int(settings.AXES_COOLOFF_TIME.total_seconds() // 60),
     }

@@ -16,7 +16,13 @@ from playwright.sync_api import expect
 from clinic.models import ClinicSettings, User
 from tests.browser.axe import axe_violations, describe
 from tests.browser.conftest import BrowserPage, screenshot
-from tests.browser.test_journeys import NewPage, assert_styled, open_navigation, sign_in
+from tests.browser.test_journeys import (
+    NewPage,
+    assert_styled,
+    open_manage_menu,
+    open_navigation,
+    sign_in,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -52,6 +58,7 @@ def test_a_manager_changes_the_clinic_settings_and_reads_the_history(
     page = tab.page
     sign_in(tab, base, manager)
     open_navigation(page)
+    open_manage_menu(page)
     page.get_by_test_id("main-nav").get_by_role("link", name="Clinic settings").click()
     expect(page.get_by_role("heading", name="Clinic settings", exact=True)).to_be_visible()
     assert_styled(page)

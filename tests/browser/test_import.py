@@ -19,7 +19,13 @@ from patients.models import Patient, PatientImport, PatientImportStatus
 from patients.services import patient_create
 from tests.browser.axe import axe_violations, describe
 from tests.browser.conftest import BrowserPage, screenshot
-from tests.browser.test_journeys import NewPage, assert_styled, open_navigation, sign_in
+from tests.browser.test_journeys import (
+    NewPage,
+    assert_styled,
+    open_manage_menu,
+    open_navigation,
+    sign_in,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -88,6 +94,7 @@ def test_a_manager_imports_200_patients_fixing_three_bad_rows(
         # first: without it the narrow screen's toggler shows everywhere).
         page.wait_for_load_state("load")
         open_navigation(page)
+        open_manage_menu(page)
         page.get_by_test_id("main-nav").get_by_role("link", name="Import patients").click()
         expect(page.get_by_role("heading", level=1)).to_have_text(
             "Import patients from another system"

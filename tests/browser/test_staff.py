@@ -23,7 +23,13 @@ from clinic.roles import Role
 from clinic.staff import staff_deactivate, staff_invite
 from tests.browser.axe import axe_violations, describe
 from tests.browser.conftest import BrowserPage, screenshot
-from tests.browser.test_journeys import NewPage, assert_styled, open_navigation, sign_in
+from tests.browser.test_journeys import (
+    NewPage,
+    assert_styled,
+    open_manage_menu,
+    open_navigation,
+    sign_in,
+)
 from tests.conftest import totp_code
 
 pytestmark = pytest.mark.browser
@@ -64,6 +70,7 @@ def test_a_manager_invites_a_receptionist_who_joins_then_unlocks_her(
 
     # The staff page, from the main navigation.
     open_navigation(boss)
+    open_manage_menu(boss)
     boss.get_by_test_id("main-nav").get_by_role("link", name="Staff").click()
     expect(boss.get_by_role("heading", level=1)).to_have_text("Staff")
     expect(boss.get_by_test_id("staff-row")).to_have_count(2)
