@@ -71,7 +71,7 @@ def test_a_returning_patients_timeline_as_practitioner_and_as_reception(
         expect(session.get_by_test_id("timeline-photos")).to_contain_text("Face, before")
         open_events = page.get_by_test_id("open-adverse-events")
         expect(open_events).to_contain_text("One adverse event still open")
-        expect(open_events).to_contain_text("last followed up 3 Nov")
+        expect(open_events).to_contain_text("last followed up Tue 3 Nov")
         expect(page.get_by_test_id("treatment-panel")).to_contain_text("ready to treat")
         assert page.evaluate("document.documentElement.scrollWidth") <= 1366
         both_sizes(page, "practitioner")
