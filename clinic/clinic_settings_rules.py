@@ -10,6 +10,7 @@ is imported here: clinic/models.py imports this module.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import time
 from typing import Any
 
 from django.utils.translation import gettext_lazy as _
@@ -37,6 +38,12 @@ WEEKDAY_LABELS = (
 )
 
 MAX_REMINDERS = 3
+
+# Quiet hours run overnight, within these (inclusive, clinic time): never a
+# message in the small hours, and the morning's two-hour reminders still go out
+# before the first sessions. Copied into clinic 0016's check constraint.
+QUIET_START_EARLIEST, QUIET_START_LATEST = time(19), time(23)
+QUIET_END_EARLIEST, QUIET_END_LATEST = time(6), time(9)
 
 BOUNDS: dict[str, Bound] = {
     # Gate 1 (treatments/gates.py; design.md "Clinical safety gates" 1).
@@ -108,8 +115,10 @@ BOUNDS: dict[str, Bound] = {
 REASONS: dict[str, Any] = {
     "quiet_hours": _(
         "No text or email reaches patients between these times (clinic time): what "
-        "falls due is held until the end. Start and end must differ, so there is "
-        "always a quiet night."
+        "falls due is held until the end. They run overnight: they start between "
+        "19:00 and 23:00, so nobody is messaged in the small hours, and end between "
+        "06:00 and 09:00, so the morning's reminders still arrive before the first "
+        "sessions."
     ),
     "opening_hours": _(
         "The calendar's day runs over them when no practitioner's working hours are "

@@ -21,7 +21,15 @@ from django.utils.translation import gettext as _
 
 from clinic import clinic_settings, dates
 from clinic.audit import audit_log
-from clinic.clinic_settings_rules import BOUNDS, MAX_REMINDERS, WEEKDAYS
+from clinic.clinic_settings_rules import (
+    BOUNDS,
+    MAX_REMINDERS,
+    QUIET_END_EARLIEST,
+    QUIET_END_LATEST,
+    QUIET_START_EARLIEST,
+    QUIET_START_LATEST,
+    WEEKDAYS,
+)
 from clinic.concurrency import (
     OtherEdit,
     StaleChange,
@@ -115,6 +123,17 @@ def bound_errors(values: Mapping[str, Any]) -> dict[str, str]:
     start, end = values.get("quiet_hours_start"), values.get("quiet_hours_end")
     if isinstance(start, time) and isinstance(end, time) and start == end:
         errors["quiet_hours_end"] = _("Quiet hours must end at another time than they start.")
+    else:
+        if isinstance(start, time) and not QUIET_START_EARLIEST <= start <= QUIET_START_LATEST:
+            errors["quiet_hours_start"] = _(
+                "Quiet hours start in the evening, between 19:00 and 23:00: messages must "
+                "never reach patients in the small hours."
+            )
+        if isinstance(end, time) and not QUIET_END_EARLIEST <= end <= QUIET_END_LATEST:
+            errors["quiet_hours_end"] = _(
+                "Quiet hours end in the morning, between 06:00 and 09:00: later, and "
+                "the morning's reminders would reach patients after their session."
+            )
     for day in WEEKDAYS:
         opens, closes = values.get(f"{day}_opens"), values.get(f"{day}_closes")
         if (opens is None) != (closes is None):

@@ -332,7 +332,14 @@ def _settings_constraints() -> list[models.BaseConstraint]:
     """The check constraints of ClinicSettings, from clinic/clinic_settings_rules.py."""
     from django.db.models import F, Q
 
-    from clinic.clinic_settings_rules import BOUNDS, WEEKDAYS
+    from clinic.clinic_settings_rules import (
+        BOUNDS,
+        QUIET_END_EARLIEST,
+        QUIET_END_LATEST,
+        QUIET_START_EARLIEST,
+        QUIET_START_LATEST,
+        WEEKDAYS,
+    )
 
     checks: list[models.BaseConstraint] = []
     for name in (
@@ -405,6 +412,17 @@ def _settings_constraints() -> list[models.BaseConstraint]:
     checks.append(
         models.CheckConstraint(
             condition=~Q(clinic_name=""), name="clinicsettings_clinic_name_given"
+        )
+    )
+    checks.append(
+        models.CheckConstraint(
+            condition=Q(
+                quiet_hours_start__gte=QUIET_START_EARLIEST,
+                quiet_hours_start__lte=QUIET_START_LATEST,
+                quiet_hours_end__gte=QUIET_END_EARLIEST,
+                quiet_hours_end__lte=QUIET_END_LATEST,
+            ),
+            name="clinicsettings_quiet_hours_overnight",
         )
     )
     return checks

@@ -223,6 +223,33 @@ def test_quiet_hours_must_differ(boss: Client) -> None:
     assert clinic_settings.current().quiet_hours_end == time(7, 30)
 
 
+@pytest.mark.parametrize(
+    ("start", "end", "refused"),
+    [
+        ("19:00", "06:00", None),
+        ("23:00", "09:00", None),
+        ("18:59", "08:00", "quiet_hours_start"),
+        ("23:01", "08:00", "quiet_hours_start"),
+        ("21:00", "05:59", "quiet_hours_end"),
+        ("21:00", "09:01", "quiet_hours_end"),
+        # The defaults swapped: the whole night open to messages.
+        ("08:00", "21:00", "quiet_hours_start"),
+        ("12:00", "12:01", "quiet_hours_start"),
+    ],
+)
+def test_quiet_hours_run_overnight(boss: Client, start: str, end: str, refused: str | None) -> None:
+    data = page_data(boss)
+    data.update(quiet_hours_start=start, quiet_hours_end=end)
+    response = boss.post(PAGE, data)
+    if refused is None:
+        assert response.status_code == 302
+        assert clinic_settings.current().quiet_hours_start == time.fromisoformat(start)
+    else:
+        assert response.status_code == 400
+        assert refused in response.context["form"].errors
+        assert clinic_settings.current().quiet_hours_start == time(21)
+
+
 def test_opening_hours_close_after_they_open_or_the_day_is_closed(boss: Client) -> None:
     data = page_data(boss)
     data.update(monday_opens="10:00", monday_closes="09:00")

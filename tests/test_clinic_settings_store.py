@@ -103,6 +103,8 @@ def test_a_task_outside_a_scope_sees_a_save_at_once() -> None:
         ({"reminder_second_hours": None, "reminder_third_hours": 1}, "reminders_ordered_in_range"),
         ({"reminder_third_hours": 2}, "reminders_ordered_in_range"),
         ({"quiet_hours_start": time(8)}, "quiet_hours_differ"),
+        ({"quiet_hours_start": time(12)}, "quiet_hours_overnight"),
+        ({"quiet_hours_end": time(5, 59)}, "quiet_hours_overnight"),
         ({"monday_closes": time(8)}, "monday_closes_after_opens"),
         ({"monday_closes": None}, "monday_closes_after_opens"),
         ({"sunday_opens": time(9)}, "sunday_closes_after_opens"),
@@ -129,6 +131,8 @@ def test_the_database_refuses_values_outside_the_bounds(
         {"reminder_first_hours": 168, "reminder_second_hours": 2, "reminder_third_hours": 1},
         {"reminder_first_hours": 1, "reminder_second_hours": None},
         {"sunday_opens": time(10), "sunday_closes": time(10, 5)},
+        {"quiet_hours_start": time(19), "quiet_hours_end": time(6)},
+        {"quiet_hours_start": time(23), "quiet_hours_end": time(9)},
     ],
 )
 def test_the_database_accepts_values_at_the_bounds(changes: dict[str, object]) -> None:

@@ -196,10 +196,10 @@ def test_lead_times_already_past_are_not_planned(clinic: Clinic) -> None:
 def test_quiet_hours_are_the_clinics_settings_when_the_booking_is_made(
     clinic: Clinic, frozen: time_machine.Coordinates
 ) -> None:
-    settings_saved(quiet_hours_start=dt_time(23), quiet_hours_end=dt_time(5, 30))
-    booking = book(clinic, local(THURSDAY, 8))
-    # 06:00 is outside 23:00-05:30: the 2-hour reminder goes when it is meant to.
-    assert rows(booking)[1].due_at == local(THURSDAY, 6)
+    settings_saved(quiet_hours_start=dt_time(23), quiet_hours_end=dt_time(6))
+    booking = book(clinic, local(THURSDAY, 8, 30))
+    # 06:30 is outside 23:00-06:00: the 2-hour reminder goes when it is meant to.
+    assert rows(booking)[1].due_at == local(THURSDAY, 6, 30)
     settings_saved(quiet_hours_start=dt_time(21), quiet_hours_end=dt_time(7))
     friday = book(clinic, local(date(2026, 11, 6), 8, 30))
     # 06:30 is inside 21:00-07:00: held to 07:00, still before the session.
