@@ -180,13 +180,88 @@ def test_a_request_to_erase_erases_contact_details_and_messaging_consent_and_kee
     assert set(changed.changed_fields) == set(erasure.erased_fields)
 
 
-def test_a_second_request_while_one_is_kept_is_refused(adult: Patient, practitioner: User) -> None:
-    from treatments.services.data_rights import ErasureRefusedError
-
-    erase(adult, practitioner)
-    with pytest.raises(ErasureRefusedError):
-        erase(adult, practitioner)
+def test_a_second_request_shows_the_one_recorded_and_erases_details_typed_since(
+    adult: Patient, practitioner: User
+) -> None:
+    first = erase(adult, practitioner)
+    Patient.objects.filter(pk=adult.pk).update(email="amelia.new@example.org")
+    again = erase(adult, practitioner)
+    assert again.pk == first.pk
     assert ErasureRequest.objects.filter(patient=adult).count() == 1
+    adult.refresh_from_db()
+    assert adult.email == ""
+
+
+def test_a_request_to_erase_erases_the_records_merged_into_the_patient(
+    adult: Patient, practitioner: User
+) -> None:
+    merged = PatientFactory(
+        email="amelia.old@example.org", phone="+447911000002", consents_to_messages=True
+    )
+    Patient.objects.filter(pk=merged.pk).update(
+        merged_into=adult, merged_at=NOW, merged_by=practitioner
+    )
+    erase(adult, practitioner)
+    merged.refresh_from_db()
+    assert (merged.email, str(merged.phone or ""), merged.consents_to_messages) == (
+        "",
+        "",
+        False,
+    )
+    assert "amelia.old" not in merged.search_text
+    audited = AuditEvent.objects.get(patient_ref=merged.uuid, action=AuditAction.UPDATE)
+    assert {"email", "phone", "consents_to_messages"} <= set(audited.changed_fields)
+
+
+def test_merging_an_erased_duplicate_erases_the_contact_details_of_the_record_that_stays(
+    practitioner: User, client: Client
+) -> None:
+    from treatments.services.merge import patient_merge
+
+    duplicate = PatientFactory(first_name="Amelia", last_name="Hart")
+    survivor = PatientFactory(
+        first_name="Amelia",
+        last_name="Hart",
+        email="amelia@example.org",
+        phone="+447911000001",
+        consents_to_messages=True,
+    )
+    erasure = erase(duplicate, practitioner)
+    sign_in(client, practitioner)
+    url = reverse("treatments:patient_merge_compare", kwargs={"patient": duplicate.uuid})
+    page = client.get(url + f"?into={survivor.uuid}")
+    assert page.status_code == 200
+    assert b'data-testid="merge-erasure"' in page.content
+    patient_merge(duplicate=duplicate, survivor=survivor, merged_by=practitioner)
+    survivor.refresh_from_db()
+    assert (survivor.email, str(survivor.phone or ""), survivor.consents_to_messages) == (
+        "",
+        "",
+        False,
+    )
+    erasure.refresh_from_db()
+    assert erasure.patient_id == survivor.pk
+    erased = AuditEvent.objects.filter(
+        patient_ref=survivor.uuid, action=AuditAction.UPDATE, actor=practitioner
+    )
+    assert any({"email", "consents_to_messages"} <= set(e.changed_fields) for e in erased)
+    # A request recorded again on the record that stays is the one that came.
+    assert erase(survivor, practitioner).pk == erasure.pk
+
+
+def test_a_merge_without_a_request_to_erase_keeps_the_contact_details(
+    practitioner: User, client: Client
+) -> None:
+    from treatments.services.merge import patient_merge
+
+    duplicate = PatientFactory(first_name="Amelia", last_name="Hart")
+    survivor = PatientFactory(first_name="Amelia", last_name="Hart", email="amelia@example.org")
+    sign_in(client, practitioner)
+    url = reverse("treatments:patient_merge_compare", kwargs={"patient": duplicate.uuid})
+    assert b"merge-erasure" not in client.get(url + f"?into={survivor.uuid}").content
+    patient_merge(duplicate=duplicate, survivor=survivor, merged_by=practitioner)
+    survivor.refresh_from_db()
+    assert survivor.email == "amelia@example.org"
 
 
 # --- Retention periods --------------------------------------------------------------------
@@ -205,6 +280,13 @@ def test_a_second_request_while_one_is_kept_is_refused(adult: Patient, practitio
         (date(2002, 9, 2), date(2020, 9, 1), date(2028, 9, 2)),
         # Treated on the 18th birthday: an adult.
         (date(2002, 9, 1), date(2020, 9, 1), date(2028, 9, 1)),
+        # Born on 29 February, treated at 17: the 26th birthday is 1 March in a
+        # common year (Family Law Reform Act 1969 s.9; see data_rights.birthday).
+        (date(2000, 2, 29), date(2017, 6, 1), date(2026, 3, 1)),
+        # Treated on 28 February 2018: still 17 (18 on 1 March), so the 26th birthday.
+        (date(2000, 2, 29), date(2018, 2, 28), date(2026, 3, 1)),
+        # Born on 29 February, the 25th birthday in a common year: 1 March.
+        (date(2004, 2, 29), date(2019, 6, 1), date(2029, 3, 1)),
     ],
 )
 def test_the_retention_follows_the_age_at_the_last_treatment(
@@ -251,7 +333,7 @@ def test_the_record_is_anonymised_the_day_after_the_retention_ends_not_before(
     )
     assert erasure.retain_until == date(2028, 3, 14)
 
-    assert _run_on(date(2028, 3, 14)) == {"anonymised": 0, "postponed": 0}
+    assert _run_on(date(2028, 3, 14)) == {"anonymised": 0, "postponed": 1}
     adult.refresh_from_db()
     assert adult.first_name == "Amelia"
 
@@ -313,6 +395,186 @@ def test_a_patient_with_an_upcoming_booking_or_an_open_side_effect_is_not_anonym
         patient.refresh_from_db()
         assert patient.first_name != "Anonymised"
         assert ErasureRequest.objects.get(patient=patient).status == ErasureStatus.RETAINED
+
+
+def test_a_never_treated_patient_is_anonymised_at_the_next_daily_run_not_later(
+    practitioner: User,
+) -> None:
+    patient = PatientFactory(first_name="Zephyrine", last_name="Quackenbush")
+    erasure = erase(patient, practitioner)
+    assert erasure.retain_until == NOW.date()
+    assert "next daily run" in erasure.retention_reason
+    # Run the same day: kept, and the date does not move.
+    assert _run_on(NOW.date()) == {"anonymised": 0, "postponed": 1}
+    erasure.refresh_from_db()
+    assert erasure.retain_until == NOW.date()
+    assert _run_on(NOW.date() + timedelta(days=1)) == {"anonymised": 1, "postponed": 0}
+    patient.refresh_from_db()
+    assert patient.first_name == "Anonymised"
+
+
+def _allergy_test(patient: Patient, by: User) -> None:
+    from tests.factories import IngredientFactory
+    from treatments.models import ALLERGY_READING_DELAY, AllergyTest
+
+    given = datetime(2021, 6, 1, 10, 0, tzinfo=LONDON)
+    test = AllergyTest.objects.create(
+        patient=patient,
+        site="Inner left forearm",
+        given_at=given,
+        entered_at=given,
+        read_due_at=given + ALLERGY_READING_DELAY,
+        given_by=by,
+    )
+    test.ingredients.set([IngredientFactory()])
+
+
+def _history(patient: Patient, by: User) -> None:
+    from tests.factories import make_history
+
+    with time_machine.travel(datetime(2021, 6, 1, 10, 0, tzinfo=LONDON), tick=False):
+        make_history(patient, by)
+
+
+def _consent(patient: Patient, by: User) -> None:
+    from tests.consent.helpers import signed_consent_for
+    from tests.factories import ConsentFormVersionFactory
+
+    signed_consent_for(
+        patient=patient,
+        version=ConsentFormVersionFactory(),
+        signed_at=datetime(2021, 6, 1, 10, 0, tzinfo=LONDON),
+        witness=by,
+    )
+
+
+def _follow_up(patient: Patient, by: User) -> None:
+    from treatments.models import AdverseEventFollowUp
+
+    booking = treated(patient, by, date(2015, 1, 6), event=True)
+    AdverseEventFollowUp.objects.create(
+        event=AdverseEvent.objects.get(session__booking=booking),
+        note="Bruise fading",
+        recorded_at=datetime(2021, 6, 1, 10, 0, tzinfo=LONDON),
+        recorded_by=by,
+    )
+
+
+@pytest.mark.parametrize("record", [_allergy_test, _history, _consent, _follow_up])
+def test_every_part_of_the_clinical_record_counts_as_a_treatment(
+    practitioner: User, record: Any
+) -> None:
+    """Treated in 2015, then an allergy test, a history, a consent or a
+    side effect's follow-up on 1 June 2021: kept 8 years from that."""
+    patient = PatientFactory(date_of_birth=date(1980, 5, 2))
+    treated(patient, practitioner, date(2015, 1, 5))
+    record(patient, practitioner)
+    retention = retention_for(patient, today=NOW.date())
+    assert retention.last_treated_on == date(2021, 6, 1)
+    assert retention.retain_until == date(2029, 6, 1)
+
+
+def test_a_patient_with_only_an_allergy_test_keeps_the_record(practitioner: User) -> None:
+    patient = PatientFactory(date_of_birth=date(1980, 5, 2))
+    _allergy_test(patient, practitioner)
+    assert erase(patient, practitioner).retain_until == date(2029, 6, 1)
+
+
+def test_anonymisation_clears_the_notes_of_the_request(practitioner: User) -> None:
+    patient = PatientFactory(
+        first_name="Zephyrine", last_name="Quackenbush", date_of_birth=date(1970, 1, 1)
+    )
+    treated(patient, practitioner, date(2010, 1, 5))
+    erasure = erasure_request_record(
+        patient=patient,
+        recorded_by=practitioner,
+        received_on=NOW.date(),
+        notes="Zephyrine Quackenbush phoned from 07911 000001 and asked us to delete everything",
+    )
+    assert _run_on(NOW.date() + timedelta(days=1)) == {"anonymised": 1, "postponed": 0}
+    erasure.refresh_from_db()
+    assert erasure.status == ErasureStatus.ANONYMISED
+    assert erasure.notes == ""
+    cleared = AuditEvent.objects.get(
+        object_type="treatments.erasurerequest", action=AuditAction.UPDATE
+    )
+    assert cleared.changed_fields == ["notes"]
+    assert cleared.actor_label == "scheduled task"
+
+
+def test_a_shorter_retention_setting_applies_to_requests_already_recorded(
+    practitioner: User,
+) -> None:
+    from tests.clinic_settings_support import settings_saved
+
+    settings_saved(adult_record_retention_years=12)
+    patient = PatientFactory(date_of_birth=date(1970, 1, 1))
+    treated(patient, practitioner, date(2017, 3, 1))
+    erasure = erase(patient, practitioner)
+    assert erasure.retain_until == date(2029, 3, 1)
+    assert _run_on(NOW.date()) == {"anonymised": 0, "postponed": 1}
+    settings_saved(adult_record_retention_years=10)
+    assert _run_on(NOW.date()) == {"anonymised": 0, "postponed": 1}
+    erasure.refresh_from_db()
+    assert erasure.retain_until == date(2027, 3, 1)
+    assert "10 years" in erasure.retention_reason
+    settings_saved(adult_record_retention_years=8)
+    assert _run_on(NOW.date()) == {"anonymised": 1, "postponed": 0}
+
+
+def test_the_daily_run_reaches_requests_behind_a_batch_still_in_care(
+    practitioner: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three patients still booked, recorded first, fill more than a batch;
+    the one recorded after them is anonymised all the same."""
+    from treatments.services import data_rights
+
+    monkeypatch.setattr(data_rights, "RETENTION_BATCH", 2)
+    room = Room.objects.create(name="Upcoming")
+    starts = datetime(2026, 12, 2, 10, 0, tzinfo=LONDON)
+    for n in range(3):
+        booked = PatientFactory(date_of_birth=date(1980, 1, 1))
+        treated(booked, practitioner, LAST_TREATED - timedelta(days=3000), hour=9 + n)
+        erase(booked, practitioner)
+        Booking.objects.create(
+            patient=booked,
+            practitioner=practitioner,
+            room=room,
+            protocol=_protocol(),
+            starts_at=starts + timedelta(hours=n),
+            ends_at=starts + timedelta(hours=n, minutes=45),
+            status=BookingStatus.BOOKED,
+            created_by=practitioner,
+        )
+    last = PatientFactory(date_of_birth=date(1980, 1, 1))
+    treated(last, practitioner, LAST_TREATED - timedelta(days=3000), hour=15)
+    erase(last, practitioner)
+    assert _run_on(NOW.date()) == {"anonymised": 1, "postponed": 3}
+    last.refresh_from_db()
+    assert last.first_name == "Anonymised"
+
+
+@pytest.mark.parametrize(
+    ("typed", "status"),
+    [
+        ("23/11/1926", 400),
+        ("22/11/2025", 400),
+        ("24/11/2026", 400),
+        ("23/11/2025", 302),
+    ],
+)
+def test_the_day_received_is_today_or_within_the_last_year(
+    adult: Patient, manager: User, client: Client, typed: str, status: int
+) -> None:
+    sign_in(client, manager)
+    url = reverse("treatments:erasure_create", kwargs={"patient": adult.uuid})
+    response = client.post(url, {"received_on": typed, "confirm": "on", "notes": "By phone"})
+    assert response.status_code == status
+    assert ErasureRequest.objects.filter(patient=adult).exists() is (status == 302)
+    if status == 400:
+        assert b"By phone" in response.content
+    if typed in ("23/11/1926", "22/11/2025"):
+        assert b"more than a year old" in response.content
 
 
 # --- The page -----------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 
+from dateutil.relativedelta import relativedelta
 from django import forms
 from django.core.exceptions import ValidationError
 from django.utils import timezone
@@ -11,6 +12,9 @@ from django.utils.translation import gettext_lazy as _
 
 from clinic.forms import SubmissionTokenMixin
 from clinic.widgets import DayField
+
+# The oldest a request may be when recorded (see clean_received_on).
+RECEIVED_AT_MOST_AGO = relativedelta(years=1)
 
 
 class ErasureRequestForm(SubmissionTokenMixin, forms.Form):
@@ -35,7 +39,24 @@ class ErasureRequestForm(SubmissionTokenMixin, forms.Form):
     )
 
     def clean_received_on(self) -> date:
+        """Today or within the last year (`RECEIVED_AT_MOST_AGO`): the clinic
+        has one month to answer (UK GDPR Art. 12(3), extendable by two for
+        complex requests), so a request received longer ago than a year is
+        a mistyped year, not one still to answer; and an old date would set
+        a never-treated patient's anonymisation in the past at once."""
         value: date = self.cleaned_data["received_on"]
-        if value > timezone.localdate():
+        today = timezone.localdate()
+        if value > today:
             raise ValidationError(_("The request cannot have been received in the future."))
+        earliest = today - RECEIVED_AT_MOST_AGO
+        if value < earliest:
+            from clinic import dates
+
+            raise ValidationError(
+                _(
+                    "A request received before %(earliest)s is more than a year old: check "
+                    "the year. The clinic has one month to answer a request."
+                )
+                % {"earliest": dates.day(earliest, year=True)}
+            )
         return value

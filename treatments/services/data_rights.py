@@ -19,6 +19,7 @@ from functools import partial
 
 from dateutil.relativedelta import relativedelta
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -210,42 +211,83 @@ class Retention:
 
 
 def last_treatment_on(patient: Patient) -> date | None:
-    """The local (clinic) date of the patient's last treatment: the later of
-    their last completed session and last consultation. None if neither."""
-    from treatments.models import Booking, BookingStatus
+    """The local (clinic) date of the patient's last treatment: the latest
+    moment of their clinical record, whichever kind it is (a completed
+    session, a consultation, an allergy (patch) test given, a medical
+    history or consent form signed, a side effect's onset or follow-up).
+    Each is part of the health record the retention keeps (NHS Records
+    Management Code of Practice 2021: the whole record, not only the
+    procedures). None if the patient has none of them (never treated).
+    Seven queries, whatever the record holds."""
+    from django.db.models import Max
 
-    session = (
-        Booking.objects.filter(patient=patient, status=BookingStatus.COMPLETED)
-        .order_by("-starts_at")
-        .values_list("starts_at", flat=True)
-        .first()
+    from consent.models import SignedConsent
+    from patients.models import MedicalHistory
+    from treatments.models import (
+        AdverseEvent,
+        AdverseEventFollowUp,
+        AllergyTest,
+        Booking,
+        BookingStatus,
     )
-    consultation = (
-        patient.consultations.order_by("-recorded_at").values_list("recorded_at", flat=True).first()
-    )
-    days = [timezone.localtime(moment).date() for moment in (session, consultation) if moment]
+
+    moments = [
+        Booking.objects.filter(patient=patient, status=BookingStatus.COMPLETED).aggregate(
+            at=Max("starts_at")
+        )["at"],
+        patient.consultations.aggregate(at=Max("recorded_at"))["at"],
+        AllergyTest.objects.filter(patient=patient).aggregate(at=Max("given_at"))["at"],
+        MedicalHistory.objects.filter(patient=patient).aggregate(at=Max("signed_at"))["at"],
+        SignedConsent.objects.filter(patient=patient).aggregate(at=Max("signed_at"))["at"],
+        AdverseEvent.objects.filter(session__booking__patient=patient).aggregate(at=Max("onset"))[
+            "at"
+        ],
+        AdverseEventFollowUp.objects.filter(event__session__booking__patient=patient).aggregate(
+            at=Max("recorded_at")
+        )["at"],
+    ]
+    days = [timezone.localtime(moment).date() for moment in moments if moment]
     return max(days, default=None)
 
 
+def birthday(born: date, years: int) -> date:
+    """The day a person born on `born` turns `years` old. Someone born on 29
+    February turns a year older on 1 March in a common year: the Family Law
+    Reform Act 1969 s.9 makes an age start at "the commencement of the
+    relevant anniversary of the date of his birth", and a 29 February
+    birthday has no anniversary in a common year until the day after 28
+    February (the Age of Legal Capacity (Scotland) Act 1991 s.6(2) says 1
+    March in so many words). For the retention it is also the later day, so
+    a record is never anonymised early. Raises nothing."""
+    try:
+        return born.replace(year=born.year + years)
+    except ValueError:  # 29 February in a common year
+        return date(born.year + years, 3, 1)
+
+
 def _age_on(born: date, day: date) -> int:
-    return relativedelta(day, born).years
+    years = day.year - born.year
+    return years if day >= birthday(born, years) else years - 1
 
 
-def retention_for(patient: Patient, *, today: date) -> Retention:
+def retention_for(patient: Patient, *, today: date, since: date | None = None) -> Retention:
     """The retention of `patient`'s clinical record, from the clinic's
-    settings (clinic.clinic_settings.current()):
+    settings as they are now (clinic.clinic_settings.current()):
 
     - treated as an adult (18 or over at the last treatment): until
       `adult_record_retention_years` (default 8) after the last treatment;
     - treated as a child: until the `child_record_retention_until_age`
       birthday (default 25), a year later (26) if they were 17 at the last
-      treatment, or the adult period if that ends later.
+      treatment, or the adult period if that ends later. A 29 February
+      birthday falls on 1 March in a common year (`birthday`).
 
     Source: NHS Records Management Code of Practice (2021), retention
     schedule for adult and children's health records; UK GDPR Art. 17(3)(c)
     and (h) let the clinic keep a health record it must keep despite a
-    request to erase. A patient never treated (no completed session or
-    consultation) has no clinical record to keep beyond `today`.
+    request to erase. A patient never treated (no clinical record at all,
+    `last_treatment_on`) has nothing the clinic must keep: the retention
+    ends on `since` (the day the request was received; the same answer
+    every day, so the next daily run anonymises), or `today` when not given.
     `today`: the clinic's local date. Raises nothing."""
     from clinic.clinic_settings import current
 
@@ -254,11 +296,11 @@ def retention_for(patient: Patient, *, today: date) -> Retention:
     if last is None:
         return Retention(
             None,
-            today,
+            since or today,
             _(
-                "This patient was never treated (no completed session or consultation), so "
-                "there is no clinical record the clinic must keep: the record is anonymised "
-                "at the next daily run."
+                "This patient was never treated (no session, consultation, allergy test, "
+                "medical history, consent or side effect on record), so there is no clinical "
+                "record the clinic must keep: the record is anonymised at the next daily run."
             ),
         )
     adult_years = rules.adult_record_retention_years
@@ -273,7 +315,7 @@ def retention_for(patient: Patient, *, today: date) -> Retention:
         ) % {"years": adult_years, "last": _long(last), "until": _long(adult_until)}
         return Retention(last, adult_until, reason)
     until_age = rules.child_record_retention_until_age + (1 if age == 17 else 0)
-    child_until = patient.date_of_birth + relativedelta(years=until_age)
+    child_until = birthday(patient.date_of_birth, until_age)
     until = max(child_until, adult_until)
     reason = _(
         "This patient was treated as a child (aged %(age)s at the last treatment, %(last)s). "
@@ -323,6 +365,55 @@ def _stop_messages(patient: Patient, *, reason: str) -> None:
     DownloadLink.objects.filter(patient=patient, revoked_at__isnull=True).update(revoked_at=now)
 
 
+def erasure_apply_at_once(*, patient: Patient, by: User) -> list[str]:
+    """Erase what a request to erase erases at once (`ERASED_AT_ONCE`: the
+    email address, mobile number, reminder channel and agreement to
+    messages) from `patient` and every record merged into it, cancel the
+    messages still owed, revoke live download links, forget previous
+    addresses kept for notices and close a portal account. Used when a
+    request is recorded and when a merge brings a request to the record
+    that stays (the same person: the erasure follows them). Call inside a
+    transaction; the rows are locked. Each record changed is audited by
+    `by`, naming the fields (never their values). Idempotent. Returns the
+    names of the fields erased on `patient` itself."""
+    from patients.models import ReminderChannel as PatientChannel
+
+    empty = {
+        "email": "",
+        "phone": "",
+        "reminder_channel": PatientChannel.NONE,
+        "consents_to_messages": False,
+    }
+    records = list(
+        Patient.objects.select_for_update()
+        .filter(Q(pk=patient.pk) | Q(merged_into=patient))
+        .order_by("pk")
+    )
+    erased_here: list[str] = []
+    for record in records:
+        erased = [name for name, value in empty.items() if getattr(record, name) != value]
+        if record.pk == patient.pk:
+            erased_here = erased
+        if not erased:
+            continue
+        for name in erased:
+            setattr(record, name, empty[name])
+        record.search_text = _search_text(record)
+        record.version += 1
+        record.save(update_fields=[*erased, "search_text", "version", "updated_at"])
+        audit_log(
+            actor=by,
+            action=AuditAction.UPDATE,
+            obj=record,
+            patient_ref=record.uuid,
+            changed_fields=erased,
+        )
+    for record in records:
+        _stop_messages(record, reason=str(_("The patient asked for their data to be erased.")))
+        _close_portal(record)
+    return erased_here
+
+
 @transaction.atomic
 def erasure_request_record(
     *,
@@ -334,19 +425,20 @@ def erasure_request_record(
 ) -> ErasureRequest:
     """Record a patient's request to erase their data (UK GDPR Art. 17),
     received on `received_on` (local date; the clinic has one month to
-    answer), and act on it at once: the email address, mobile number,
-    reminder channel and agreement to messages are erased, messages still
-    owed are cancelled, live download links revoked, previous addresses kept
-    for notices forgotten and a portal account closed. The clinical record
-    is kept until `retention_for` says (stored with its reason, which the
-    page shows the manager), then anonymised by `retention_anonymise_due`.
+    answer), and act on it at once (`erasure_apply_at_once`, on the record
+    and the records merged into it). The clinical record is kept until
+    `retention_for` says (stored with its reason, which the page shows the
+    manager; the daily run works it out again from the settings of the day),
+    then anonymised by `retention_anonymise_due`.
 
-    Audited: the request's creation and the patient's erased fields, naming
-    the patient. Raises `ErasureRefusedError` when a request is already
-    recorded and not yet done, or the record was merged into another;
-    `AlreadySubmittedError` for the same form sent twice."""
+    When a request is already recorded and not yet done (a second one, or
+    one a merge brought), that request is returned, not a new one, and the
+    erasure at once is applied again (details typed since are erased).
+
+    Audited: the request's creation and each record's erased fields, naming
+    the patient. Raises `ErasureRefusedError` when the record was merged
+    into another; `AlreadySubmittedError` for the same form sent twice."""
     from clinic.concurrency import submission_check
-    from patients.models import ReminderChannel as PatientChannel
 
     submission_check(ErasureRequest, submission_token, by=recorded_by)
     if patient.merged_into_id is not None:
@@ -354,31 +446,16 @@ def erasure_request_record(
             _("This record was merged into another: record the request on the record that stayed.")
         )
     locked = Patient.objects.select_for_update().get(pk=patient.pk)
-    if ErasureRequest.objects.filter(patient=locked, status=ErasureStatus.RETAINED).exists():
-        raise ErasureRefusedError(
-            _("A request to erase is already recorded for this patient."), code="erasure_recorded"
-        )
-    erased = [
-        name
-        for name, empty in (
-            ("email", ""),
-            ("phone", ""),
-            ("reminder_channel", PatientChannel.NONE),
-            ("consents_to_messages", False),
-        )
-        if getattr(locked, name) != empty
-    ]
-    locked.email = ""
-    locked.phone = ""
-    locked.reminder_channel = PatientChannel.NONE
-    locked.consents_to_messages = False
-    locked.search_text = _search_text(locked)
-    locked.version += 1
-    locked.full_clean()
-    locked.save(update_fields=[*ERASED_AT_ONCE, "search_text", "version", "updated_at"])
-    _stop_messages(locked, reason=str(_("The patient asked for their data to be erased.")))
-    _close_portal(locked)
-    retention = retention_for(locked, today=timezone.localdate())
+    erased = erasure_apply_at_once(patient=locked, by=recorded_by)
+    existing = (
+        ErasureRequest.objects.filter(patient=locked, status=ErasureStatus.RETAINED)
+        .order_by("received_on", "pk")
+        .first()
+    )
+    if existing is not None:
+        patient.refresh_from_db()
+        return existing
+    retention = retention_for(locked, today=timezone.localdate(), since=received_on)
     erasure = ErasureRequest(
         patient=locked,
         received_on=received_on,
@@ -393,13 +470,6 @@ def erasure_request_record(
     erasure.full_clean()
     erasure.save(force_insert=True)
     audit_log(actor=recorded_by, action=AuditAction.CREATE, obj=erasure, patient_ref=locked.uuid)
-    audit_log(
-        actor=recorded_by,
-        action=AuditAction.UPDATE,
-        obj=locked,
-        patient_ref=locked.uuid,
-        changed_fields=erased,
-    )
     patient.refresh_from_db()
     return erasure
 
@@ -497,55 +567,90 @@ def _unlink(name: str) -> None:
         default_storage.delete(name)
 
 
+# How many requests the daily run reads at a time (it reads them all).
+RETENTION_BATCH = 200
+
+
 def retention_anonymise_due(*, today: date | None = None) -> dict[str, int]:
-    """The daily run: anonymise each record whose erasure was asked for and
+    """The daily run: for every request to erase not yet done, work the
+    retention out again from the record and the clinic's settings of the day
+    (`retention_for`; a shorter setting applies to requests already
+    recorded, a longer one keeps them longer) and anonymise each record
     whose retention ended before `today` (the clinic's local date; default
-    today). A record whose patient is still in care (an upcoming booking, a
-    side effect not resolved) is left: they came back, so the clinic is
-    treating them again and the period starts again from that treatment,
-    which is recomputed and stored. Each anonymisation is audited as a change
-    of the patient by the scheduled task, naming the patient by reference.
-    Idempotent. Returns counts: {"anonymised": n, "postponed": m}."""
+    today). A never-treated patient's retention runs from the day the
+    request was received, so it does not move. A record whose patient is
+    still in care (an upcoming booking, a side effect not resolved) is left:
+    they came back, so the clinic is treating them again and the period
+    starts again from that treatment. The retention stored on the request
+    (what the page shows) is brought up to date when it changed.
+
+    All requests are read, RETENTION_BATCH at a time in the order they were
+    recorded, so none waits behind others that are postponed. Each
+    anonymisation is audited as a change of the patient by the scheduled
+    task, naming the patient by reference; the request's own notes, which
+    may name the patient, are cleared then (audited as a change of the
+    request). Idempotent. Returns counts: {"anonymised": n, "postponed": m}
+    (postponed: still kept, whatever the reason)."""
     today = today or timezone.localdate()
     now = timezone.now()
     counts = {"anonymised": 0, "postponed": 0}
-    due = list(
-        ErasureRequest.objects.filter(status=ErasureStatus.RETAINED, retain_until__lt=today)
-        .values_list("pk", flat=True)
-        .order_by("retain_until", "pk")[:500]
-    )
-    for pk in due:
-        with transaction.atomic():
-            erasure = (
-                ErasureRequest.objects.select_for_update()
-                .select_related("patient")
-                .filter(pk=pk, status=ErasureStatus.RETAINED)
-                .first()
-            )
-            if erasure is None:
-                continue
-            patient = Patient.objects.select_for_update().get(pk=erasure.patient_id)
-            retention = retention_for(patient, today=today)
-            if _treatment_open(patient, now) or retention.retain_until >= today:
-                if retention.retain_until != erasure.retain_until:
-                    ErasureRequest.objects.filter(pk=pk).update(
-                        retain_until=max(retention.retain_until, today),
-                        last_treated_on=retention.last_treated_on,
-                        retention_reason=str(retention.reason),
-                    )
-                counts["postponed"] += 1
-                continue
-            changed = patient_anonymise(patient=patient)
+    after = 0
+    while True:
+        batch = list(
+            ErasureRequest.objects.filter(status=ErasureStatus.RETAINED, pk__gt=after)
+            .order_by("pk")
+            .values_list("pk", flat=True)[:RETENTION_BATCH]
+        )
+        if not batch:
+            break
+        after = batch[-1]
+        for pk in batch:
+            counts[_retention_apply(pk, today=today, now=now)] += 1
+    return counts
+
+
+def _retention_apply(pk: int, *, today: date, now: datetime) -> str:
+    with transaction.atomic():
+        erasure = (
+            ErasureRequest.objects.select_for_update()
+            .filter(pk=pk, status=ErasureStatus.RETAINED)
+            .first()
+        )
+        if erasure is None:
+            return "postponed"
+        patient = Patient.objects.select_for_update().get(pk=erasure.patient_id)
+        retention = retention_for(patient, today=today, since=erasure.received_on)
+        if (
+            retention.retain_until != erasure.retain_until
+            or retention.last_treated_on != erasure.last_treated_on
+            or str(retention.reason) != erasure.retention_reason
+        ):
             ErasureRequest.objects.filter(pk=pk).update(
-                status=ErasureStatus.ANONYMISED, anonymised_at=now
+                retain_until=retention.retain_until,
+                last_treated_on=retention.last_treated_on,
+                retention_reason=str(retention.reason),
             )
+        if retention.retain_until >= today or _treatment_open(patient, now):
+            return "postponed"
+        changed = patient_anonymise(patient=patient)
+        ErasureRequest.objects.filter(pk=pk).update(
+            status=ErasureStatus.ANONYMISED, anonymised_at=now, notes=""
+        )
+        audit_log(
+            actor=None,
+            actor_label=SCHEDULED_TASK,
+            action=AuditAction.UPDATE,
+            obj=patient,
+            patient_ref=patient.uuid,
+            changed_fields=changed,
+        )
+        if erasure.notes:
             audit_log(
                 actor=None,
                 actor_label=SCHEDULED_TASK,
                 action=AuditAction.UPDATE,
-                obj=patient,
+                obj=erasure,
                 patient_ref=patient.uuid,
-                changed_fields=changed,
+                changed_fields=["notes"],
             )
-            counts["anonymised"] += 1
-    return counts
+        return "anonymised"

@@ -44,13 +44,20 @@ from clinic.refusals import RefusalKind, RefusedError
 from patients.contact_changes import contact_changes_record, email_set_by_non_clinical_role
 from patients.models import ContactChange, ContactField, Patient
 from patients.services import patient_update
-from treatments.models import Booking, PatientAllergy, PortalAccount
+from treatments.models import (
+    Booking,
+    ErasureRequest,
+    ErasureStatus,
+    PatientAllergy,
+    PortalAccount,
+)
 from treatments.selectors.merge import (
     RECORD_KINDS,
     MergeProblem,
     merge_holdings,
     merge_problems,
 )
+from treatments.services.data_rights import erasure_apply_at_once
 from treatments.services.portal import portal_account_close
 
 # The transaction-local setting the triggers read (patients migration 0009).
@@ -452,12 +459,23 @@ def _merge(
             held="email" in dropped and survivor_email_held,
         )
 
+    # A request to erase on either record is the same person's: it holds
+    # for the record that stays, whose contact details for messages are
+    # erased now (audited there), as recording it would have.
+    erasure_applied = ErasureRequest.objects.filter(
+        patient=survivor, status=ErasureStatus.RETAINED
+    ).exists()
+    if erasure_applied:
+        erasure_apply_at_once(patient=survivor, by=merged_by)
+        survivor.refresh_from_db()
+
     audit_log(
         actor=merged_by,
         action=AuditAction.UPDATE,
         obj=survivor,
         patient_ref=survivor.uuid,
         changed_fields=[
+            *(["erasure_applied"] if erasure_applied else []),
             f"merged_from={duplicate.uuid}",
             f"merge={merge_id}",
             *(f"moved:{key}={n}" for key, n in moved.items() if n),
@@ -522,7 +540,11 @@ def patient_merge(
     the survivor's allergy to that ingredient, audited. The duplicate is
     marked merged into the survivor (at, by). A portal account it brings is
     closed (`portal_account_close`: sessions ended, unused sign-in links
-    revoked) until a practitioner invites the survivor. Two audit events: on the
+    revoked) until a practitioner invites the survivor. When either record
+    has a request to erase not yet done, the survivor's contact details for
+    messages are erased as the request erases them (`treatments.services.
+    data_rights.erasure_apply_at_once`, audited; the merge page says so
+    before confirming). Two audit events: on the
     survivor, naming the duplicate, the merge and the rows moved per kind; on
     the duplicate, naming the survivor.
 
