@@ -23,7 +23,7 @@ RUN_DEB := libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 \
 	$(if $(shell $(PYTHON) -c 'import ensurepip' 2>/dev/null && echo ok),,python3-venv)
 TEST_DEB := $(RUN_DEB) chromium poppler-utils faketime age
 
-.PHONY: help install run test test-clock-ahead lint format check-migrations bench bench-search bench-calendar bench-audit bench-followups bench-reminders loadtest manage shell clean serve system-deps-run system-deps-test
+.PHONY: help install run test test-clock-ahead guide-screens lint format check-migrations bench bench-search bench-calendar bench-audit bench-followups bench-reminders loadtest manage shell clean serve system-deps-run system-deps-test
 
 help: ## List the commands
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-18s %s\n", $$1, $$2}'
@@ -100,6 +100,13 @@ test: system-deps-test $(VENV)/.installed-dev node_modules/.installed ## Run the
 CLOCK ?= --ahead 365
 test-clock-ahead: system-deps-test $(VENV)/.installed-dev node_modules/.installed ## The suite with the clock a year ahead (CLOCK='--at "YYYY-MM-DD HH:MM"' for another moment)
 	env -u REDIS_URL $(PY) -m tests.clock_ahead $(CLOCK) -- $(PY) -m pytest $(PYTEST_ARGS)
+
+# The user guide's pictures (docs/images/), re-taken when screens change: the
+# demo seeded on a fixed Tuesday, each screen opened in Chromium as its role,
+# the PNGs cut to 256 colours (tests/browser/test_guide_screenshots.py; the
+# suite skips it without GUIDE_SCREENSHOTS=1). Look at them before committing.
+guide-screens: system-deps-test $(VENV)/.installed-dev node_modules/.installed ## Re-take the user guide's screenshots from the demo data (docs/images/)
+	GUIDE_SCREENSHOTS=1 $(SERVICES) --name test -- $(PY) -m pytest -p no:xdist tests/browser/test_guide_screenshots.py
 
 lint: $(VENV)/.installed-dev ## Ruff (lint and format check) and mypy
 	$(VENV)/bin/ruff check .
