@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from datetime import datetime
+from io import StringIO
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -55,7 +56,7 @@ def demo(live_server) -> Iterator[dict[str, User]]:
     """The demo clinic, seeded as `make run` seeds it, the clock stopped at NOW
     (ticking, so the pages' own timers run)."""
     with time_machine.travel(NOW, tick=False):
-        call_command("seed_demo", "--force", stdout=open(os.devnull, "w"))  # noqa: SIM115
+        call_command("seed_demo", "--force", stdout=StringIO())
     with time_machine.travel(NOW, tick=True):
         staff = {u.username: u for u in User.objects.all()}
         for user in staff.values():
