@@ -30,6 +30,7 @@ from patients.import_forms import (
 from patients.imports import (
     IMPORT_FIELDS,
     IMPORT_MAX_BYTES,
+    IMPORT_MAX_CELL,
     IMPORT_MAX_ROWS,
     ImportRefusedError,
     import_progress,
@@ -167,7 +168,7 @@ def import_columns(request: HttpRequest, job: uuid.UUID) -> HttpResponse:
     return render(
         request,
         "patients/import_columns.html",
-        {"job": found, "form": form, "samples": samples},
+        {"job": found, "form": form, "samples": samples, "max_cell": f"{IMPORT_MAX_CELL:,}"},
         status=status,
     )
 

@@ -2,12 +2,16 @@
 columns matched to the register's fields, each row checked, then imported all
 or nothing by a Celery task (patients.tasks.patient_import_run).
 
-Reading: Excel workbooks (.xlsx) through tablib, which reads them with
-openpyxl (values only: a formula's cached result, never the formula run);
-CSV files through the standard `csv` module after our own decoding (UTF-8 with
-or without a byte-order mark, UTF-16 with one, otherwise Windows-1252, the
-encoding of Excel's "CSV" on Windows), because exports pad rows unevenly and
-tablib's CSV reader refuses a short row. Every cell is kept as text: a cell
+Reading: Excel workbooks (.xlsx) with openpyxl in read-only mode, row by row
+(values only: a formula's cached result, never the formula run), after the
+zip's declared unpacked sizes and the sheet's declared dimension are checked,
+so a small file that unpacks to gigabytes or claims a million rows is refused
+before it is read; CSV files through the standard `csv` module after our own
+decoding (UTF-8 with or without a byte-order mark, UTF-16/32 with one,
+otherwise Windows-1252, the encoding of Excel's "CSV" on Windows; Excel's
+``sep=;`` first line honoured), because exports pad rows unevenly and tablib's
+CSV reader refuses a short row. A NUL character anywhere is refused (the
+database cannot store it). Every cell is kept as text: a cell
 such as ``=HYPERLINK(...)`` or ``+1 234`` is stored as typed and never
 evaluated (clinic.spreadsheets quotes it again when a CSV is written).
 
@@ -35,8 +39,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
+import openpyxl
 import phonenumbers
-import tablib
 from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
@@ -78,8 +82,13 @@ logger = logging.getLogger(__name__)
 IMPORT_MAX_ROWS = 20_000
 IMPORT_MAX_COLUMNS = 100
 IMPORT_MAX_BYTES = 10 * 1024 * 1024
-# A cell longer than this is not a value of any field we import.
+# A cell longer than this is not a value of any field we import: longer
+# cells are kept cut to one character more, so a mapped one is named as too long.
 IMPORT_MAX_CELL = 1000
+# The most a workbook may unpack to (the zip's declared sizes, read before
+# anything is unpacked): a 20,000-row list of ten columns unpacks to about
+# 15 MB, so a larger one is a damaged file or a zip bomb.
+IMPORT_MAX_UNPACKED = 50 * 1024 * 1024
 # Patients inserted per statement: the search-word triggers run once each.
 IMPORT_BATCH = 1000
 # The rows' problems a page of the preview lists.
@@ -134,6 +143,13 @@ _HEADER_GUESSES: dict[str, tuple[str, ...]] = {
 _DATE_FORMATS = ("%d/%m/%Y", "%Y-%m-%d", "%d-%m-%Y", "%d.%m.%Y", "%Y/%m/%d")
 _XLSX_MAGIC = b"PK\x03\x04"
 _OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # the old .xls format
+# A password-protected .xlsx is an OLE file holding these streams ([MS-OFFCRYPTO] 2.3.4).
+_ENCRYPTED_MARKS = ("EncryptionInfo".encode("utf-16-le"), "EncryptedPackage".encode("utf-16-le"))
+# "sep=;" on a CSV's first line: Excel's way of naming the separator.
+_SEP_LINE = re.compile(r"sep=(.)[ \t]*\r?\n?")
+# A date followed by a midnight time, as some systems export a date column.
+_MIDNIGHT = re.compile(r"(.+?)[ T]0?0:00(?::00(?:\.0+)?)?")
+_DAY_MONTH_YEAR = re.compile(r"(\d{1,2})[/.-](\d{1,2})[/.-](\d{4})")
 
 
 class _CheckedPhoneNumber(PhoneNumber):
@@ -208,16 +224,17 @@ def _cell_text(value: Any) -> str:
 
 
 def _decode(data: bytes) -> str:
-    """CSV bytes as text: UTF-8 (a byte-order mark dropped), UTF-16 with its
-    mark, otherwise Windows-1252 (Excel's CSV on Windows), whose few unused
-    bytes are read as Latin-1 rather than refused."""
+    """CSV bytes as text: UTF-8 (a byte-order mark dropped), UTF-16 or UTF-32
+    with their mark, otherwise Windows-1252 (Excel's CSV on Windows), whose few
+    unused bytes are read as Latin-1 rather than refused. A UTF-8 mark before
+    a body that is not UTF-8 (some tools write one before Windows-1252 text)
+    reads the whole body as Windows-1252, never with replacement marks."""
     if data.startswith(b"\xef\xbb\xbf"):
-        return data[3:].decode("utf-8", errors="replace")
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        try:
-            return data.decode("utf-16")
-        except UnicodeDecodeError:
-            raise ImportRefusedError(_("The file could not be read as text.")) from None
+        data = data[3:]
+    elif data.startswith((b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff")):
+        return _decode_wide(data, "utf-32")
+    elif data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return _decode_wide(data, "utf-16")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
@@ -228,12 +245,29 @@ def _decode(data: bytes) -> str:
         return data.decode("latin-1")
 
 
-def _csv_rows(text: str) -> list[list[str]]:
-    sample = text[:20_000]
+def _decode_wide(data: bytes, encoding: str) -> str:
     try:
-        delimiter = csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
-    except csv.Error:
-        delimiter = ","
+        return data.decode(encoding)
+    except UnicodeDecodeError:
+        raise ImportRefusedError(
+            _(
+                "The file could not be read as text: it starts as %(encoding)s text but is "
+                "damaged. Export the list again as CSV (UTF-8) or .xlsx."
+            )
+            % {"encoding": encoding.upper()}
+        ) from None
+
+
+def _csv_rows(text: str) -> Iterable[list[str]]:
+    sep = _SEP_LINE.match(text)
+    if sep is not None:
+        delimiter = sep.group(1)
+        text = text[sep.end() :]
+    else:
+        try:
+            delimiter = csv.Sniffer().sniff(text[:20_000], delimiters=",;\t|").delimiter
+        except csv.Error:
+            delimiter = ","
     try:
         return list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=False))
     except csv.Error:
@@ -242,17 +276,78 @@ def _csv_rows(text: str) -> list[list[str]]:
         ) from None
 
 
-def _workbook_rows(data: bytes) -> list[list[str]]:
+def _workbook_damaged() -> ImportRefusedError:
+    return ImportRefusedError(
+        _(
+            "The file looks like an Excel workbook but could not be opened. Open it in "
+            "Excel or LibreOffice and save it again as .xlsx or CSV."
+        )
+    )
+
+
+def _workbook_rows(data: bytes) -> Iterable[list[str]]:
+    """The first sheet's rows, read lazily with openpyxl's read-only mode.
+
+    Before anything is unpacked the zip's declared sizes are added up
+    (refused over IMPORT_MAX_UNPACKED: a zip bomb) and the sheet's declared
+    dimension is read (refused beyond IMPORT_MAX_ROWS + 1 rows); then rows
+    are read one at a time, stopping one row past the limit, so neither a
+    forged dimension nor a million empty rows is ever held in memory."""
     try:
-        dataset = tablib.Dataset().load(io.BytesIO(data), format="xlsx", headers=False)
-    except Exception:  # openpyxl raises many kinds on a damaged or foreign zip
+        archive = zipfile.ZipFile(io.BytesIO(data))
+        unpacked = sum(member.file_size for member in archive.infolist())
+    except (zipfile.BadZipFile, ValueError, OSError):
+        raise _workbook_damaged() from None
+    if unpacked > IMPORT_MAX_UNPACKED:
         raise ImportRefusedError(
             _(
-                "The file looks like an Excel workbook but could not be opened. Open it in "
-                "Excel or LibreOffice and save it again as .xlsx or CSV."
+                "The workbook unpacks to more than %(mb)s MB, far more than a patient list "
+                "needs: it may be damaged. Open it in Excel or LibreOffice, save the list "
+                "alone as .xlsx or CSV and upload that."
             )
-        ) from None
-    return [[_cell_text(value) for value in row] for row in dataset]
+            % {"mb": IMPORT_MAX_UNPACKED // (1024 * 1024)}
+        )
+    try:
+        book = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+        sheet = book.active or book.worksheets[0]
+    except Exception:  # openpyxl raises many kinds on a damaged or foreign zip
+        raise _workbook_damaged() from None
+    declared = getattr(sheet, "max_row", None)
+    if isinstance(declared, int) and declared > IMPORT_MAX_ROWS + 1:
+        raise ImportRefusedError(
+            _(
+                "The sheet reaches down to row %(last)s; one import takes at most %(max)s "
+                "rows. If the list is shorter, something is typed far below it: delete the "
+                "rows under the list in Excel, save and upload again; otherwise split the list."
+            )
+            % {"last": f"{declared:,}", "max": f"{IMPORT_MAX_ROWS:,}"}
+        )
+    # The declared dimension is only a claim: read every row the sheet holds.
+    sheet.reset_dimensions()
+    return _workbook_row_cells(sheet)
+
+
+def _workbook_row_cells(sheet: Any) -> Iterable[list[str]]:
+    try:
+        for row in sheet.iter_rows(values_only=True):
+            yield [_cell_text(value)[: IMPORT_MAX_CELL + 1] for value in row]
+    except ImportRefusedError:
+        raise
+    except Exception:  # a sheet damaged part way through
+        raise _workbook_damaged() from None
+
+
+def _not_text() -> ImportRefusedError:
+    return ImportRefusedError(
+        _(
+            "This file is not a CSV file or an Excel workbook: it holds characters that are "
+            "not text. Export the patient list from the other system as CSV or .xlsx."
+        )
+    )
+
+
+def _encrypted(data: bytes) -> bool:
+    return any(mark in data for mark in _ENCRYPTED_MARKS)
 
 
 def table_read(*, data: bytes, file_name: str) -> Table:
@@ -264,9 +359,16 @@ def table_read(*, data: bytes, file_name: str) -> Table:
     short rows padded with empty cells; header cells left empty are named
     "Column N". Every cell is text, stripped of surrounding spaces.
 
+    Rows are read one at a time and reading stops one row past
+    IMPORT_MAX_ROWS; a cell longer than IMPORT_MAX_CELL characters is kept
+    cut to IMPORT_MAX_CELL + 1, so a mapped one is named as too long.
+
     Raises `ImportRefusedError` for an empty file, one over IMPORT_MAX_BYTES,
-    the old .xls format, a binary file that is not a workbook, a damaged
-    workbook, fewer than two columns or more than IMPORT_MAX_COLUMNS, a header
+    the old .xls format, a password-protected workbook, a binary file that is
+    not a workbook, text holding a NUL character anywhere (PostgreSQL cannot
+    store it), a damaged workbook, one unpacking to more than
+    IMPORT_MAX_UNPACKED bytes or whose sheet declares more rows than
+    IMPORT_MAX_ROWS + 1, fewer than two columns or more than IMPORT_MAX_COLUMNS, a header
     without rows, more than IMPORT_MAX_ROWS rows, two columns with the same
     name, or a row with values beyond the last named column.
     """
@@ -278,6 +380,14 @@ def table_read(*, data: bytes, file_name: str) -> Table:
             % {"mb": IMPORT_MAX_BYTES // (1024 * 1024)}
         )
     if data.startswith(_OLE_MAGIC):
+        if _encrypted(data):
+            raise ImportRefusedError(
+                _(
+                    "This Excel workbook is protected with a password, so it cannot be read. "
+                    "Open it in Excel, remove the password (File, Info, Protect Workbook), "
+                    "save it and upload it again."
+                )
+            )
         raise ImportRefusedError(
             _("This is an old Excel file (.xls). Open it in Excel and save it as .xlsx or CSV.")
         )
@@ -285,15 +395,22 @@ def table_read(*, data: bytes, file_name: str) -> Table:
         raw = _workbook_rows(data)
     else:
         if b"\x00" in data[:4096] and not data.startswith((b"\xff\xfe", b"\xfe\xff")):
-            raise ImportRefusedError(
-                _(
-                    "This file is not a CSV file or an Excel workbook. Export the patient "
-                    "list from the other system as CSV or .xlsx."
-                )
-            )
-        raw = _csv_rows(_decode(data))
-    rows = [[str(cell).strip() for cell in row] for row in raw]
-    rows = [row for row in rows if any(row)]
+            raise _not_text()
+        text = _decode(data)
+        if "\x00" in text:  # anywhere, not only near the start: the database refuses it
+            raise _not_text()
+        raw = _csv_rows(text)
+    rows: list[list[str]] = []
+    for cells in raw:
+        row = [str(cell).strip()[: IMPORT_MAX_CELL + 1] for cell in cells]
+        if not any(row):
+            continue
+        if any("\x00" in cell for cell in row):
+            raise _not_text()
+        rows.append(row)
+        if len(rows) > IMPORT_MAX_ROWS + 1:
+            # Stop reading: the count below says the limit, not the file's size.
+            break
     if not rows:
         raise ImportRefusedError(_("The file has no rows."))
     header = rows[0]
@@ -317,8 +434,11 @@ def table_read(*, data: bytes, file_name: str) -> Table:
         raise ImportRefusedError(_("The file has a header row but no patients."))
     if len(body) > IMPORT_MAX_ROWS:
         raise ImportRefusedError(
-            _("The file has %(count)s rows; one import takes at most %(max)s. Split the list.")
-            % {"count": f"{len(body):,}", "max": f"{IMPORT_MAX_ROWS:,}"}
+            _(
+                "The file has more than %(max)s rows; one import takes at most %(max)s. "
+                "Split the list."
+            )
+            % {"max": f"{IMPORT_MAX_ROWS:,}"}
         )
     headers = [text[:100] or _("Column %(n)s") % {"n": n} for n, text in enumerate(header, 1)]
     seen: dict[str, int] = {}
@@ -372,6 +492,9 @@ def mapping_guess(headers: Sequence[str]) -> dict[str, int]:
 
 
 def _parse_date(text: str) -> date | None:
+    midnight = _MIDNIGHT.fullmatch(text)
+    if midnight is not None:  # "14/02/1990 00:00": a date exported with its midnight
+        text = midnight.group(1)
     for pattern in _DATE_FORMATS:
         try:
             return datetime.strptime(text, pattern).date()  # noqa: DTZ007 (a calendar date)
@@ -385,6 +508,11 @@ def _date_problem(text: str) -> tuple[date | None, str]:
     The rules are the registration form's (patients.forms.PatientForm)."""
     born = _parse_date(text)
     if born is None:
+        if _month_first_only(text):
+            return None, _(
+                "“%(text)s” is not a date read day first, as this clinic writes dates: it "
+                "looks written month first, as US systems do. Write it as day/month/year."
+            ) % {"text": text}
         if re.fullmatch(r"\d{1,2}[/.-]\d{1,2}[/.-]\d{2}", text):
             return None, _("“%(text)s” has a two-digit year: write the year in full.") % {
                 "text": text
@@ -403,6 +531,59 @@ def _date_problem(text: str) -> tuple[date | None, str]:
     return born, ""
 
 
+def _month_first_only(text: str) -> bool:
+    """Whether `text` is a date only when read month first (12/31/1990)."""
+    found = _DAY_MONTH_YEAR.fullmatch(text)
+    if found is None:
+        return False
+    first, second, year = (int(part) for part in found.groups())
+    if not (first <= 12 < second):
+        return False
+    try:
+        date(year, first, second)
+    except ValueError:
+        return False
+    return True
+
+
+def _day_month_ambiguous(text: str) -> bool:
+    """Whether `text` is a date either way round (03/04/1990: 3 April or 4 March)."""
+    found = _DAY_MONTH_YEAR.fullmatch(text)
+    if found is None:
+        return False
+    first, second, _year = (int(part) for part in found.groups())
+    return first != second and 1 <= first <= 12 and 1 <= second <= 12
+
+
+def _dates_month_first(check: RowCheck, rows: dict[int, str]) -> None:
+    """When the date-of-birth column holds a date that is one only read
+    month first (12/31/1990), flag every date in it that reads both ways
+    (03/04/1990), since the column is then likely written month first and
+    those dates would be read wrongly (`rows`: position -> the cell)."""
+    evidence = next(
+        ((position, text) for position, text in sorted(rows.items()) if _month_first_only(text)),
+        None,
+    )
+    if evidence is None:
+        return
+    for position, text in sorted(rows.items()):
+        if _day_month_ambiguous(text):
+            check.add(
+                position,
+                _(
+                    "“%(text)s” may be written month first, as row %(row)s (“%(example)s”) "
+                    "is: read day first it is %(date)s. Write it as day/month/year."
+                )
+                % {
+                    "text": text,
+                    "row": evidence[0] + 2,
+                    "example": evidence[1],
+                    "date": dates.birth_date(_parse_date(text)),  # type: ignore[arg-type]
+                },
+            )
+            check.patients.pop(position, None)
+
+
 def _row_values(row: Sequence[str], mapping: dict[str, int]) -> dict[str, str]:
     return {name: row[position] for name, position in mapping.items() if position < len(row)}
 
@@ -419,7 +600,10 @@ def _row_patient(
             problems.append(_("%(field)s is empty.") % {"field": labels[name]})
     for name, text in fields.items():
         if len(text) > IMPORT_MAX_CELL:
-            problems.append(_("%(field)s is too long.") % {"field": labels[name]})
+            problems.append(
+                _("%(field)s is longer than %(max)s characters.")
+                % {"field": labels[name], "max": f"{IMPORT_MAX_CELL:,}"}
+            )
             fields[name] = ""
     if fields["date_of_birth"]:
         born, problem = _date_problem(fields["date_of_birth"])
@@ -593,6 +777,16 @@ def rows_check(*, job: PatientImport, user: User, search_text: bool = False) -> 
             check.problems[position] = problems
         elif patient is not None:
             check.patients[position] = patient
+    born_column = mapping.get("date_of_birth")
+    if born_column is not None:
+        _dates_month_first(
+            check,
+            {
+                position: row[born_column].strip()
+                for position, row in enumerate(job.rows)
+                if position not in dropped and born_column < len(row)
+            },
+        )
     _duplicates_in_file(check, check.patients)
     _duplicates_in_register(check, check.patients, user)
     return check
@@ -666,8 +860,20 @@ def patient_import_upload(*, created_by: User, data: bytes, file_name: str) -> P
         with transaction.atomic():
             job.save()
     except IntegrityError:
-        # The same file sent twice at the same moment: the other one won.
-        raise _same_file(PatientImport.objects.get(file_sha256=digest)) from None
+        # The same file sent twice at the same moment: the other one won
+        # (discarded imports of the same file do not count).
+        winner = (
+            PatientImport.objects.filter(file_sha256=digest)
+            .exclude(status=PatientImportStatus.CANCELLED)
+            .first()
+        )
+        if winner is None:  # the winner was discarded meanwhile
+            raise ImportRefusedError(
+                _("The same file was being uploaded at the same moment. Upload it again."),
+                code="import_same_file",
+                kind=RefusalKind.CONFLICT,
+            ) from None
+        raise _same_file(winner) from None
     audit_log(actor=created_by, action=AuditAction.CREATE, obj=job, changed_fields=["file"])
     return job
 
