@@ -23,7 +23,9 @@ class ErasureRequestForm(SubmissionTokenMixin, forms.Form):
 
     received_on = DayField(
         label=_("Request received on"),
-        help_text=_("The clinic has one month from this day to answer."),
+        help_text=_(
+            "Today or within the last year. The clinic has one month from this day to answer."
+        ),
     )
     notes = forms.CharField(
         label=_("What the patient asked for"),
