@@ -491,10 +491,15 @@ def mapping_guess(headers: Sequence[str]) -> dict[str, int]:
 # --- Checking rows -------------------------------------------------------------------
 
 
-def _parse_date(text: str) -> date | None:
+def _date_text(text: str) -> str:
+    """`text` without a midnight time after its date ("14/02/1990 00:00",
+    as some systems export a date column)."""
     midnight = _MIDNIGHT.fullmatch(text)
-    if midnight is not None:  # "14/02/1990 00:00": a date exported with its midnight
-        text = midnight.group(1)
+    return midnight.group(1) if midnight is not None else text
+
+
+def _parse_date(text: str) -> date | None:
+    text = _date_text(text)
     for pattern in _DATE_FORMATS:
         try:
             return datetime.strptime(text, pattern).date()  # noqa: DTZ007 (a calendar date)
@@ -533,7 +538,7 @@ def _date_problem(text: str) -> tuple[date | None, str]:
 
 def _month_first_only(text: str) -> bool:
     """Whether `text` is a date only when read month first (12/31/1990)."""
-    found = _DAY_MONTH_YEAR.fullmatch(text)
+    found = _DAY_MONTH_YEAR.fullmatch(_date_text(text))
     if found is None:
         return False
     first, second, year = (int(part) for part in found.groups())
@@ -548,7 +553,7 @@ def _month_first_only(text: str) -> bool:
 
 def _day_month_ambiguous(text: str) -> bool:
     """Whether `text` is a date either way round (03/04/1990: 3 April or 4 March)."""
-    found = _DAY_MONTH_YEAR.fullmatch(text)
+    found = _DAY_MONTH_YEAR.fullmatch(_date_text(text))
     if found is None:
         return False
     first, second, _year = (int(part) for part in found.groups())

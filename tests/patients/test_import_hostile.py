@@ -263,12 +263,12 @@ def test_dates_are_read_day_first_and_a_month_first_column_is_flagged(manager: U
     assert job.problems == {}
     us = mapped(
         manager,
-        csv_bytes(["Ana,Lee,03/04/1990,,,", "Bo,Ray,12/31/1990,,,", "Cy,Fox,13/04/1990,,,"]),
+        csv_bytes(["Ana,Lee,03/04/1990,,,", "Bo,Ray,12/31/1990 00:00,,,", "Cy,Fox,13/04/1990,,,"]),
     )
     found = problems_of(us)
     assert set(found) == {2, 3}
     assert "looks written month first" in found[3]
-    assert "“03/04/1990” may be written month first, as row 3 (“12/31/1990”) is" in found[2]
+    assert "“03/04/1990” may be written month first, as row 3 (“12/31/1990 00:00”) is" in found[2]
     assert "read day first it is 3 April 1990" in found[2]
 
 
