@@ -87,7 +87,7 @@ IMPORT_MAX_BYTES = 10 * 1024 * 1024
 IMPORT_MAX_CELL = 1000
 # The most a workbook may unpack to (the zip's declared sizes, read before
 # anything is unpacked): a 20,000-row list of ten columns unpacks to about
-# 15 MB, so a larger one is a damaged file or a zip bomb.
+# 13 MB (measured, cells written inline), so a larger one is a damaged file or a zip bomb.
 IMPORT_MAX_UNPACKED = 50 * 1024 * 1024
 # Patients inserted per statement: the search-word triggers run once each.
 IMPORT_BATCH = 1000
