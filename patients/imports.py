@@ -9,8 +9,8 @@ so a small file that unpacks to gigabytes or claims a million rows is refused
 before it is read; CSV files through the standard `csv` module after our own
 decoding (UTF-8 with or without a byte-order mark, UTF-16/32 with one,
 otherwise Windows-1252, the encoding of Excel's "CSV" on Windows; Excel's
-``sep=;`` first line honoured), because exports pad rows unevenly and tablib's
-CSV reader refuses a short row. A NUL character anywhere is refused (the
+``sep=;`` first line honoured), because exports pad rows unevenly and a
+stricter reader (tablib's) refuses a short row. A NUL character anywhere is refused (the
 database cannot store it). Every cell is kept as text: a cell
 such as ``=HYPERLINK(...)`` or ``+1 234`` is stored as typed and never
 evaluated (clinic.spreadsheets quotes it again when a CSV is written).
