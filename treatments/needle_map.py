@@ -12,6 +12,8 @@ of the view's width and height (0 to 1, from the top left).
 
 from __future__ import annotations
 
+import functools
+import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -288,6 +290,95 @@ def technique_takes_points(technique: str) -> bool:
     """Whether a line given with `technique` (a `Technique` code) may carry
     points on the diagram: papules and point by point only."""
     return technique in POINT_TECHNIQUES
+
+
+# How far outside an area's outline a point may fall, in the view's units
+# (the views are 200 to 220 wide): a finger's tap on the edge still counts.
+EDGE_TOLERANCE = 4.0
+
+
+@functools.cache
+def _outline(d: str) -> tuple[tuple[tuple[float, float], ...], ...]:
+    """The closed polygons of an outline written with M, L, C and Z (absolute
+    coordinates), each cubic curve flattened into 16 straight pieces."""
+    tokens = d.replace(",", " ").split()
+    polygons: list[tuple[tuple[float, float], ...]] = []
+    current: list[tuple[float, float]] = []
+    index = 0
+
+    def numbers(count: int) -> list[float]:
+        nonlocal index
+        values = [float(tokens[index + i]) for i in range(count)]
+        index += count
+        return values
+
+    command = ""
+    while index < len(tokens):
+        if tokens[index].isalpha():
+            command = tokens[index]
+            index += 1
+            if command == "Z":
+                if current:
+                    polygons.append(tuple(current))
+                current = []
+                continue
+        if command == "M":
+            if current:
+                polygons.append(tuple(current))
+            current = [tuple(numbers(2))]  # type: ignore[list-item]
+            command = "L"  # further pairs after M are lines
+        elif command == "L":
+            x, y = numbers(2)
+            current.append((x, y))
+        elif command == "C":
+            x1, y1, x2, y2, x, y = numbers(6)
+            x0, y0 = current[-1]
+            for step in range(1, 17):
+                t = step / 16
+                u = 1 - t
+                current.append(
+                    (
+                        u**3 * x0 + 3 * u * u * t * x1 + 3 * u * t * t * x2 + t**3 * x,
+                        u**3 * y0 + 3 * u * u * t * y1 + 3 * u * t * t * y2 + t**3 * y,
+                    )
+                )
+        else:
+            raise ValueError(f"Outline command {command!r} is not read here: {d[:40]}")
+    if current:
+        polygons.append(tuple(current))
+    return tuple(polygons)
+
+
+def _inside(polygons: tuple[tuple[tuple[float, float], ...], ...], x: float, y: float) -> bool:
+    """Whether (x, y) is inside the polygons (even-odd) or within
+    EDGE_TOLERANCE of an edge."""
+    crossings = 0
+    for polygon in polygons:
+        for (ax, ay), (bx, by) in zip(polygon, polygon[1:] + polygon[:1], strict=True):
+            if (ay > y) != (by > y) and x < ax + (y - ay) * (bx - ax) / (by - ay):
+                crossings += 1
+            dx, dy = bx - ax, by - ay
+            length = dx * dx + dy * dy
+            t = 0.0 if length == 0 else max(0.0, min(1.0, ((x - ax) * dx + (y - ay) * dy) / length))
+            if math.hypot(x - (ax + t * dx), y - (ay + t * dy)) <= EDGE_TOLERANCE:
+                return True
+    return crossings % 2 == 1
+
+
+def point_in_area(area: str, view: str, x: float | Decimal, y: float | Decimal) -> bool:
+    """Whether a point tapped on `view` at (`x`, `y`), fractions 0..1 of the
+    view's width and height, lies on `area` (a `TreatmentArea` code) as the
+    diagram draws it there, give or take EDGE_TOLERANCE. False for a view
+    that does not show the area."""
+    drawn = VIEW_BY_CODE.get(view)
+    if drawn is None:
+        return False
+    at_x, at_y = float(x) * drawn.width, float(y) * drawn.height
+    return any(
+        _inside(_outline(shape.d), at_x, at_y)
+        for shape in SHAPES
+        if shape.area == area and shape.view == view
+    )
 
 
 def views_of_area(area: str) -> tuple[str, ...]:

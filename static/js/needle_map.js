@@ -240,14 +240,11 @@
   // --- Areas and points -----------------------------------------------------------------
 
   // A new area for a line: its points on a view that does not show it go.
+  // Points were tapped for the area chosen before: another area, none of them
+  // holds (the server refuses points outside the line's area).
   function areaChanged(line) {
-    var area = areaOf(line);
-    if (!area) return 0;
-    var kept = pointsOf(line).filter(function (point) {
-      return (areaViews[area] || []).indexOf(point[0]) >= 0;
-    });
-    var dropped = pointsOf(line).length - kept.length;
-    if (dropped) setPoints(line, kept);
+    var dropped = pointsOf(line).length;
+    if (dropped) setPoints(line, []);
     return dropped;
   }
 
@@ -472,10 +469,11 @@
     total.value = String(count + 1);
     renumber();
     if (source) {
+      // Not its points: each needle is recorded once, on the line that gave it.
       EVERY_FIELD.forEach(function (name) {
         var from = field(source, name);
         var to = field(line, name);
-        if (from && to) to.value = from.value;
+        if (from && to && name !== "points") to.value = from.value;
       });
     }
     mark(lines().indexOf(line), false);

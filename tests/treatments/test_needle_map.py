@@ -151,7 +151,11 @@ def test_without_the_script_no_points_are_sent_and_the_session_is_recorded_as_be
 
 def test_two_hundred_points_on_a_line_are_kept(client: Client, practitioner: User) -> None:
     world = make_world(practitioner)
-    grid = [["face", (n % 20) / 20, (n // 20) / 10] for n in range(MAX_POINTS_PER_LINE)]
+    # A grid over the middle of the face: every point on the line's area.
+    grid = [
+        ["face", round(0.35 + (n % 20) * 0.015, 4), round(0.3 + (n // 20) * 0.04, 4)]
+        for n in range(MAX_POINTS_PER_LINE)
+    ]
     completed_with_points(client, world, grid)
     assert InjectionPoint.objects.count() == MAX_POINTS_PER_LINE
 

@@ -5,6 +5,7 @@ break the needle map, line copying and adverse-event follow-ups (issue 15)."""
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
 from pathlib import Path
 
@@ -81,7 +82,7 @@ def test_points_on_a_line_given_over_an_area_are_refused(
 def test_points_on_a_line_given_point_by_point_are_kept(practitioner: User, technique: str) -> None:
     client = sign_in(Client(), practitioner)
     world = make_world(practitioner)
-    points = json.dumps([["face", 0.5, 0.5], ["face", 0.25, 0.75]])
+    points = json.dumps([["face", 0.5, 0.5], ["face", 0.34, 0.62]])
     data = with_points(session_post(world.batches), technique, points)
     response = client.post(record_url(world.booking), data)
     assert response.status_code == 302
@@ -166,3 +167,49 @@ def test_forms_and_views_read_posted_json_only_through_clinic_posted() -> None:
             ) and "json.loads(" in path.read_text(encoding="utf-8"):
                 offenders.append(relative)
     assert offenders == []
+
+
+def test_points_outside_the_lines_area_are_refused_even_on_a_view_that_shows_it(
+    practitioner: User,
+) -> None:
+    """Neck and under-eye share the face view: points tapped on the neck for
+    a line given under the eyes would be recorded, for ever, in the wrong place."""
+    client = sign_in(Client(), practitioner)
+    world = make_world(practitioner)
+    neck = json.dumps([["face", 0.5, 0.925]])
+    data = with_points(session_post(world.batches), "papule", neck)
+    data["lines-0-area"] = "under_eye"
+    response = client.post(record_url(world.booking), data)
+    assert response.status_code == 400
+    assert (
+        "outside Under-eye" in response.content.decode() or "outside" in response.content.decode()
+    )
+    assert not InjectionPoint.objects.exists()
+    data["lines-0-area"] = "neck"
+    assert client.post(record_url(world.booking), data).status_code == 302
+    assert InjectionPoint.objects.count() == 1
+
+
+def test_every_keyboard_place_of_an_area_is_inside_its_own_outline() -> None:
+    from treatments.needle_map import SHAPES, VIEW_BY_CODE, point_in_area
+
+    for shape in SHAPES:
+        view = VIEW_BY_CODE[shape.view]
+        for x, y in shape.centres:
+            assert point_in_area(shape.area, shape.view, x / view.width, y / view.height)
+    assert not point_in_area("under_eye", "face", 0.5, 0.925)
+    assert not point_in_area("face", "nowhere", 0.5, 0.5)
+
+
+def test_copying_a_line_without_the_script_leaves_its_points_behind(practitioner: User) -> None:
+    """Each needle is recorded once, on the line that gave it."""
+    client = sign_in(Client(), practitioner)
+    world = make_world(practitioner)
+    cheeks = json.dumps([["face", 0.34, 0.62]])
+    data = with_points(session_post(world.batches), "papule", cheeks)
+    data["copy_line"] = "0"
+    page = client.post(record_url(world.booking), data).content.decode()
+    copied = re.search(r'<input[^>]*name="lines-2-points"[^>]*>', page)
+    assert copied is not None
+    assert "0.34" not in copied.group(0)
+    assert 'name="lines-2-technique"' in page

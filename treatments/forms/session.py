@@ -33,7 +33,12 @@ from treatments.models import (
     Technique,
     Unit,
 )
-from treatments.needle_map import VIEW_BY_CODE, technique_takes_points, views_of_area
+from treatments.needle_map import (
+    VIEW_BY_CODE,
+    point_in_area,
+    technique_takes_points,
+    views_of_area,
+)
 from treatments.services.session import AdverseEventInput, LineInput, PointInput
 
 BLANK: list[tuple[str, Any]] = [("", "---------")]
@@ -202,6 +207,20 @@ class CocktailLineForm(forms.Form):
         if area:
             shown_on = views_of_area(area)
             elsewhere = sorted({p.view for p in points if p.view not in shown_on})
+            outside = [
+                p
+                for p in points
+                if p.view in shown_on and not point_in_area(area, p.view, p.x, p.y)
+            ]
+            if outside and not elsewhere:
+                self.add_error(
+                    "points",
+                    _(
+                        "%(count)s of this line's points are outside %(area)s on the diagram: "
+                        "clear its points and tap them again on the area."
+                    )
+                    % {"count": len(outside), "area": TreatmentArea(area).label},
+                )
             if elsewhere:
                 self.add_error(
                     "points",

@@ -55,7 +55,12 @@ from treatments.models import (
     SessionRecord,
     Technique,
 )
-from treatments.needle_map import VIEW_BY_CODE, technique_takes_points, views_of_area
+from treatments.needle_map import (
+    VIEW_BY_CODE,
+    point_in_area,
+    technique_takes_points,
+    views_of_area,
+)
 from treatments.selectors.session import adverse_event_resolution
 from treatments.services.aftercare import aftercare_queue
 from treatments.services.course import course_session_completed
@@ -207,6 +212,15 @@ def _check_points(lines: Sequence[LineInput]) -> None:
                         "view": VIEW_BY_CODE[point.view].label,
                         "area": area_labels([line.area]),
                     },
+                    field="points",
+                )
+            if not point_in_area(line.area, point.view, point.x, point.y):
+                raise SessionRefusedError(
+                    _(
+                        "Line %(number)s has a point outside its area (%(area)s) on the "
+                        "diagram: clear its points and tap them again on the area."
+                    )
+                    % {"number": number, "area": area_labels([line.area])},
                     field="points",
                 )
 

@@ -158,8 +158,10 @@ def _with_line_added(data: QueryDict, new_line: dict[str, Any]) -> tuple[QueryDi
     added = data.copy()
     source = str(data.get(COPY_LINE, ""))
     if source.isascii() and source.isdigit() and len(source) <= 3 and int(source) < total:
+        # Not its points: each needle is recorded once, on the line that gave it.
         for name in CocktailLineForm.base_fields:
-            added[f"{LINES}-{total}-{name}"] = str(data.get(f"{LINES}-{source}-{name}", ""))
+            if name != "points":
+                added[f"{LINES}-{total}-{name}"] = str(data.get(f"{LINES}-{source}-{name}", ""))
     else:
         for name, value in new_line.items():
             added[f"{LINES}-{total}-{name}"] = str(value)
