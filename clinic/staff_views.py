@@ -7,6 +7,7 @@ import uuid
 from typing import Any
 from urllib.parse import urlencode
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
@@ -220,9 +221,17 @@ def _member_action(manager: User, member: User, form: StaffActionForm) -> tuple[
             return "success", _("%(name)s can sign in again.") % {"name": name}
         return "info", _("%(name)s's account was not locked; nothing to unlock.") % {"name": name}
     if staff_authenticator_reset(actor=manager, member=member):
+        if settings.REQUIRE_STAFF_2FA:
+            return "success", _(
+                "%(name)s's authenticator and backup codes are removed and they are signed out. "
+                "They set up a new authenticator at their next sign-in."
+            ) % {"name": name}
+        # The clinic does not make two-factor compulsory: nothing will ask
+        # them to set it up again, so the message must not promise it.
         return "success", _(
             "%(name)s's authenticator and backup codes are removed and they are signed out. "
-            "They set up a new authenticator at their next sign-in."
+            "They sign in with their password alone until they set up a new authenticator "
+            "from “Your account”; once set up, it is asked for at every sign-in."
         ) % {"name": name}
     return "info", _("%(name)s had no authenticator set up; nothing to reset.") % {"name": name}
 
@@ -261,6 +270,7 @@ def staff_member(request: HttpRequest, member: uuid.UUID) -> HttpResponse:
             "row": row,
             "person": person,
             "is_self": person.pk == manager.pk,
+            "two_factor_required": settings.REQUIRE_STAFF_2FA,
             "roles_not_held": [role for role in Role if role not in row.roles],
             "history": [(event, _history_line(event)) for event in staff_member_history(person)],
         },

@@ -306,6 +306,39 @@ def test_resetting_a_lost_authenticator_removes_it_and_the_codes_and_signs_them_
     assert AuditEvent.objects.filter(action=AuditAction.TWO_FACTOR_RESET).count() == 1
 
 
+@pytest.mark.parametrize("required", [True, False])
+def test_the_reset_wording_promises_only_the_sign_in_the_clinic_setting_gives(
+    boss: Client, receptionist: User, settings: object, required: bool
+) -> None:
+    # The demo runs with two-factor optional: a page saying "they are asked
+    # to set one up when they sign in" would be untrue there.
+    settings.REQUIRE_STAFF_2FA = required  # type: ignore[attr-defined]
+    backup_codes_issue(user=receptionist)
+    page = boss.get(page_of(receptionist)).content.decode()
+    assert ("at their next sign-in they set up the app again" in page) is required
+    assert ("until they set up the app again from “Your account”" in page) is not required
+
+    after = boss.post(page_of(receptionist), {"action": "reset_authenticator"}, follow=True)
+    text = after.content.decode()
+    assert ("They set up a new authenticator at their next sign-in." in text) is required
+    assert (
+        "They sign in with their password alone until they set up a new authenticator" in text
+    ) is (not required)
+    assert ("they are asked to set one up when they sign in" in text) is required
+    assert (
+        "they can set one up from “Your account”, and once set up it is asked for at every sign-in"
+        in text
+    ) is not required
+
+    # What the page said is what happens at their next sign-in.
+    client = password_sign_in("reception")
+    home = client.get("/")
+    if required:
+        assert home["Location"].startswith(reverse("two_factor_setup"))
+    else:
+        assert home.status_code == 200
+
+
 # --- Forged and wrong posts -------------------------------------------------------------------
 
 
