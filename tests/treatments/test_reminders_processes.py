@@ -15,7 +15,8 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from datetime import time as clock_time
 from pathlib import Path
 
 import pytest
@@ -25,7 +26,6 @@ from django.test import Client, override_settings
 from django.urls import reverse
 from django.utils import timezone
 
-from clinic import clinic_settings
 from clinic.models import User
 from tests.clinic_settings_support import settings_saved
 from tests.conftest import sign_in
@@ -102,7 +102,7 @@ class RedisServer:
 class Celery:
     """Worker and beat processes on the test database and the test's Redis."""
 
-    def __init__(self, tmp_path: Path, redis: RedisServer) -> None:
+    def __init__(self, tmp_path: Path, redis: RedisServer, zone: str) -> None:
         self.tmp_path = tmp_path
         self.sms = tmp_path / "sms"
         self.sms.mkdir()
@@ -111,6 +111,7 @@ class Celery:
             "DATABASE_URL": url_of_test_database(),
             "DJANGO_SETTINGS_MODULE": "tests.settings",
             "REDIS_URL": redis.url,
+            "CLINIC_TIME_ZONE": zone,
             "SMS_BACKEND": "tests.treatments.test_reminders_support.SlowFileBackend",
             "SMS_FILE_PATH": str(self.sms),
             "SMS_TEST_DELAY_SECONDS": "0.004",
@@ -166,14 +167,28 @@ def redis(tmp_path: Path) -> Iterator[RedisServer]:
     server.stop()
 
 
+def _zone_where_it_is_midday(moment: datetime) -> str:
+    """A fixed-offset time zone in which the aware `moment` falls between 12:00
+    and 13:00."""
+    ahead = 12 - moment.astimezone(UTC).hour  # hours ahead of UTC, -11 to 12
+    # The Etc zones' signs are reversed: Etc/GMT-3 is three hours ahead of UTC.
+    return f"Etc/GMT{-ahead:+d}" if ahead else "UTC"
+
+
 @pytest.fixture
 def celery(tmp_path: Path, redis: RedisServer) -> Iterator[Celery]:
-    # The clock of these tests is the real one: no quiet hours in the way (the
-    # processes read the clinic's settings from the database).
-    settings_saved(**clinic_settings.quiet_minute_away_from(timezone.now()))
-    processes = Celery(tmp_path, redis)
-    yield processes
-    processes.stop()
+    # The clock of these tests is the real one: no quiet hours in the way.
+    # Quiet hours always cover 23:00 to 06:00 (clinic_settings_rules), so the
+    # clinic's time zone, in this process and in the workers (which read the
+    # settings from the database), is one where it is now midday, and quiet
+    # hours are the shortest allowed, 23:00 to 06:00: eleven hours away
+    # whenever the suite runs.
+    zone = _zone_where_it_is_midday(timezone.now())
+    with override_settings(TIME_ZONE=zone):
+        settings_saved(quiet_hours_start=clock_time(23, 0), quiet_hours_end=clock_time(6, 0))
+        processes = Celery(tmp_path, redis, zone)
+        yield processes
+        processes.stop()
 
 
 def _due_reminders(
