@@ -77,6 +77,7 @@ CREATES = {
 # Forms that change a record or its state: each carries the version it was opened with.
 CHANGES = {
     "patients.forms.PatientForm": "a patient's contact details",
+    "clinic.clinic_settings_forms.ClinicSettingsForm": "the clinic's settings (a new version)",
     "consent.forms.DraftForm": "a consent form's draft",
     "consent.forms.PublishForm": "publishing a draft",
     "treatments.forms.booking.BookingMoveForm": "a booking's time, practitioner or room",

@@ -362,6 +362,9 @@ ALLOWED_POST_STATUS: dict[str, tuple[int, int]] = {
     "staff_member": (400, 400),  # no change named: said on the page
     "staff_join": (400, 400),  # the sample token is no invitation link
     "staff_invite": (200, 200),  # the form again, with its messages
+    # The clinic's settings: an empty or forged post is the form again with
+    # its messages (400), nothing saved; the history takes no post.
+    "clinic_settings": (400, 400),
     # The patient import: no file, no action or another manager's import: said on the page.
     "patients:import_list": (400, 400),
     "patients:import_detail": (400, 400),
@@ -545,6 +548,8 @@ NOT_PATIENT_READS: dict[str, str] = {
     "staff_invite": "an empty invitation form",
     "staff_member": "a member of staff: no patient",
     "staff_join": "joining the staff",
+    "clinic_settings": "the clinic's settings: hours, reminders, retention; no patient",
+    "clinic_settings_history": "earlier versions of the clinic's settings: no patient",
     # A file's rows before they are patients; a possible duplicate is named
     # (name and birth date, as registration's warning does), never opened.
     "patients:import_list": "the imports: file names and counts",
