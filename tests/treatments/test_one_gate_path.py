@@ -18,6 +18,7 @@ from django.db import connections, transaction
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
+from clinic import clinic_settings
 from clinic.models import User
 from consent.services import consent_withdraw
 from patients.screening import RULES, Severity
@@ -231,11 +232,14 @@ def test_a_batch_is_usable_exactly_when_gate_5_lets_it_through(manager: User) ->
 # --- Months on the clinic's calendar ----------------------------------------------------
 
 
+@pytest.mark.django_db
 def test_a_negative_reading_stays_valid_to_the_same_clock_time_after_the_clock_change() -> None:
     # Read at 10:00 on 10 May (BST); valid six calendar months, to 10:00 on
     # 10 Nov (GMT). Counting in UTC would end it at 09:00, an hour early.
+    # The months are the clinic's setting, read from the database.
     read = datetime(2026, 5, 10, 10, 0, tzinfo=LONDON)
-    assert negative_reading_valid_until(read) == datetime(2026, 11, 10, 10, 0, tzinfo=LONDON)
+    with clinic_settings.overridden(allergy_test_valid_months=6):
+        assert negative_reading_valid_until(read) == datetime(2026, 11, 10, 10, 0, tzinfo=LONDON)
 
 
 @pytest.mark.django_db
