@@ -39,6 +39,7 @@ from treatments.models import (
     AdverseEventFollowUp,
     AllergyTest,
     Booking,
+    BookingStatus,
     CautionAcknowledgement,
     CocktailLine,
     Ingredient,
@@ -55,6 +56,11 @@ PAGE_SIZE = 30
 OPEN_EVENTS_SHOWN = 20
 # Bookings to come shown at the top of the first page (the calendar has the rest).
 TO_COME_SHOWN = 10
+# A booking in one of these states has happened (or never will), whatever its
+# start: a session may be completed up to SESSION_COMPLETE_EARLY_MINUTES
+# before its booked start, and a booking to come may be cancelled. It is in
+# the past at once, never "to come".
+FINISHED = (BookingStatus.COMPLETED, BookingStatus.CANCELLED, BookingStatus.NO_SHOW)
 
 # The kinds of entry. Entries at the same instant are shown in this order
 # (a session before the consent signed at its start), then newest row first.
@@ -203,8 +209,9 @@ def _booking_entry(booking: Booking, clinical: bool) -> TimelineEntry:
 def _bookings(
     patient: Patient, cursor: Cursor | None, size: int, *, clinical: bool, now: datetime
 ) -> list[TimelineEntry]:
-    """Bookings that started by `now`, held, kept, missed or cancelled."""
-    rows = _booking_rows(patient, clinical).filter(starts_at__lte=now)
+    """Bookings of the past: those that started by `now`, and those already
+    completed, missed or cancelled whatever their start (`FINISHED`)."""
+    rows = _booking_rows(patient, clinical).filter(Q(starts_at__lte=now) | Q(status__in=FINISHED))
     rows = _before(rows, "starts_at", BOOKING, cursor).order_by("-starts_at", "-pk")[:size]
     return [_booking_entry(booking, clinical) for booking in rows]
 
@@ -212,12 +219,14 @@ def _bookings(
 def _to_come(
     patient: Patient, *, clinical: bool, now: datetime, size: int
 ) -> tuple[list[TimelineEntry], bool]:
-    """The next `size` bookings to come, shown newest first above the past
-    (a course booked far ahead never pushes the past off the first page), and
+    """The next `size` bookings to come (starting after `now`, not yet
+    completed, missed or cancelled), shown newest first above the past (a
+    course booked far ahead never pushes the past off the first page), and
     whether more are booked after them. One query."""
     rows = list(
         _booking_rows(patient, clinical)
         .filter(starts_at__gt=now)
+        .exclude(status__in=FINISHED)
         .order_by("starts_at", "pk")[: size + 1]
     )
     entries = [_booking_entry(booking, clinical) for booking in rows[:size]]
