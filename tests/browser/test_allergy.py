@@ -10,6 +10,7 @@ import time_machine
 from django.utils import timezone
 from playwright.sync_api import expect
 
+from clinic import dates
 from clinic.models import User
 from tests.browser.conftest import screenshot
 from tests.browser.test_journeys import NewPage, assert_styled, sign_in
@@ -41,7 +42,7 @@ def test_practitioner_records_an_allergy_test_and_reads_it_the_next_day(
     page.get_by_label("Vitamin C").check()
     page.get_by_label("Glow cocktail").check()
     page.get_by_label("Batch of the test substance").select_option(
-        label=f"Glow cocktail, lot GC2611 (expires {batch.expiry_date:%d/%m/%Y})"
+        label=f"Glow cocktail, lot GC2611 (expires {dates.day(batch.expiry_date)})"
     )
     page.get_by_label("Site").fill("Inner left forearm")
     assert_styled(page)

@@ -67,7 +67,7 @@ def test_two_tabs_edit_one_patient_and_the_second_sees_the_other_desks_change(
         notice = b.get_by_test_id("stale-edit")
         expect(notice).to_be_visible()
         expect(notice.get_by_test_id("stale-message")).to_contain_text(
-            re.compile(r"Rosa .* saved this patient at 10:0\d on 14/05/2026")
+            re.compile(r"Rosa .* saved this patient at 10:0\d on Thu 14 May")
         )
         change = notice.get_by_test_id("stale-change")
         expect(change).to_have_count(1)
