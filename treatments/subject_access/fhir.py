@@ -28,6 +28,7 @@ from decimal import Decimal
 from typing import Any
 
 from clinic.clinic_settings import current
+from treatments.selectors.session import adverse_event_resolution
 from treatments.subject_access.collect import SubjectAccessData
 
 # Extensions and code systems of this product (a URL it owns by name only).
@@ -514,6 +515,12 @@ def build_bundle(data: SubjectAccessData, files: dict[str, str]) -> dict[str, An
             )
         for e in r.adverse_events.all():
             eref = _ref("adverse-event", e.uuid)
+            # Resolved when recorded (resolved_on) or by a follow-up, as the
+            # session page and the summary PDF say.
+            resolution = adverse_event_resolution(e)
+            extensions = [_ext("notes", e.notes)] if e.notes else []
+            if resolution is not None:
+                extensions.append(_ext("resolved-on", _day(resolution.day)))
             add(
                 {
                     "resourceType": "AdverseEvent",
@@ -529,12 +536,12 @@ def build_bundle(data: SubjectAccessData, files: dict[str, str]) -> dict[str, An
                         "coding": [
                             {
                                 "system": "http://terminology.hl7.org/CodeSystem/adverse-event-outcome",
-                                "code": "resolved" if e.resolved_on else "ongoing",
+                                "code": "resolved" if resolution else "ongoing",
                             }
                         ]
                     },
                     "suspectEntity": [{"instance": {"reference": pr}}],
-                    "extension": [_ext("notes", e.notes)] if e.notes else [],
+                    "extension": extensions,
                 }
             )
             for f in e.follow_ups.all():

@@ -8,6 +8,7 @@ from typing import Any
 from clinic.clinic_settings import current
 from patients.selectors import history_answer_names, history_answer_text, history_question
 from treatments.models import DAY_OF_QUESTIONS
+from treatments.selectors.session import adverse_event_resolution
 from treatments.subject_access.collect import SubjectAccessData
 
 PDF_TEMPLATE = "pdf/subject_access.html"
@@ -77,7 +78,9 @@ def summary_context(data: SubjectAccessData) -> dict[str, Any]:
         "data": data,
         "made_at": data.made_at,
         "sessions": data.sessions,
-        "adverse_events": data.adverse_events,
+        # Each event with how it cleared (None: still open): the day given when
+        # it was recorded, or its resolving follow-up, as the session page says.
+        "adverse_events": [(e, adverse_event_resolution(e)) for e in data.adverse_events],
         "adverse_count": len(data.adverse_events),
         "documents": document_entries(data),
         "histories": [
