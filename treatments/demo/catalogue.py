@@ -211,17 +211,18 @@ WARNING_SIGNS = (
     "The area feels hot, or pus appears at the injection points\n"
     "A fever, or you feel unwell\n"
     "A lump that grows or becomes more painful\n"
-    "Itching, a rash or hives away from the treated area (possible allergy)\n"
-    "Call 999 or go to A&E straight away if you have trouble breathing or "
-    "your face, lips or tongue swell"
+    "Itching, a rash or hives away from the treated area (possible allergy)"
 )
+# No "call 999" line here: the printed sheet always ends its warning signs
+# with it (templates/pdf/aftercare_sheet.html).
 
 SHEETS: dict[str, dict[str, str]] = {
     FACE_SHEET: {
         "introduction": (
             "Small red marks, slight swelling and the odd bruise are normal after "
-            "mesotherapy of the face, neck or hands. They usually fade within a day "
-            "or two, and you can go back to your normal day straight away."
+            "mesotherapy of the face, neck or hands. Redness and swelling usually fade "
+            "within a day or two, a bruise within a few days, and you can go back to "
+            "your normal day straight away."
         ),
         "do_advice": (
             "Hold a cold compress or a wrapped ice pack on any swelling, a few minutes at a time\n"
@@ -231,12 +232,12 @@ SHEETS: dict[str, dict[str, str]] = {
             "Call the clinic if anything worries you"
         ),
         "avoid_advice": (
-            "Touching, rubbing, pressing or scratching the treated skin: for the rest of the day\n"
-            "Make-up: for about 12 hours\n"
-            "Hard exercise, sauna, steam room and sun beds: for about 48 hours\n"
+            "Touching, rubbing, pressing or scratching the treated skin: for 6 hours\n"
+            "Make-up: for 12 hours\n"
+            "Hard exercise, sauna, steam room, swimming pools and sun beds: for 48 hours\n"
+            "Alcohol: for 48 hours\n"
             "Sunbathing: until any redness has gone\n"
-            "Alcohol: on the day after your session\n"
-            "Facials, peels or other skin treatments: for a week"
+            "Facials, peels or other skin treatments: for two weeks"
         ),
         "warning_signs": WARNING_SIGNS,
     },
@@ -254,10 +255,11 @@ SHEETS: dict[str, dict[str, str]] = {
             "Use sunscreen on treated skin that is exposed to the sun"
         ),
         "avoid_advice": (
+            "Touching the treated area: for 6 hours\n"
             "Rubbing, massaging or scratching the treated area: for 24 hours\n"
-            "Hard exercise, sauna, steam room, hot baths and sun beds: for about 48 hours\n"
-            "Swimming pools: for 24 hours\n"
-            "Alcohol: on the day after your session\n"
+            "Hard exercise, sauna, steam room, swimming pools, hot baths and sun beds: "
+            "for 48 hours\n"
+            "Alcohol: for 48 hours\n"
             "Tight clothing over the area: for the rest of the day"
         ),
         "warning_signs": WARNING_SIGNS,
@@ -273,10 +275,10 @@ SHEETS: dict[str, dict[str, str]] = {
             "Wear a hat in strong sun"
         ),
         "avoid_advice": (
-            "Touching or scratching the scalp: for the rest of the day\n"
-            "Hair dye, perms, styling products and hot hair tools: for about 48 hours\n"
-            "Hard exercise, sauna, steam room and sun beds: for about 48 hours\n"
-            "Alcohol: on the day after your session"
+            "Touching or scratching the scalp: for 6 hours\n"
+            "Hair dye, perms, styling products and hot hair tools: for 48 hours\n"
+            "Hard exercise, sauna, steam room, swimming pools and sun beds: for 48 hours\n"
+            "Alcohol: for 48 hours"
         ),
         "warning_signs": WARNING_SIGNS,
     },
