@@ -23,7 +23,9 @@ store), withdraws the invitations they sent that are still waiting, and
 keeps the account, its roles and its name on every record; reactivating
 gives the account back (not the invitations: a manager sends new ones).
 Resetting a lost authenticator removes the person's authenticator and backup
-codes and ends their sessions: they set up a new one at their next sign-in.
+codes and ends their sessions: they set up a new one at their next sign-in
+when the clinic requires two-factor (REQUIRE_STAFF_2FA), else from their
+account page when they choose.
 
 Every change is written to the audit trail, naming the account
 ("auth.account", its username) or the invitation ("auth.invitation", the
@@ -469,8 +471,9 @@ def staff_unlock(*, actor: User, member: User) -> int:
 def staff_authenticator_reset(*, actor: User, member: User) -> int:
     """Remove `member`'s authenticator and backup codes (a lost phone) and
     end their sessions: they set up a new authenticator at their next
-    sign-in. Returns the devices removed (0: none was set up; nothing
-    written)."""
+    sign-in when the clinic requires two-factor (REQUIRE_STAFF_2FA), else
+    from their account page when they choose. Returns the devices removed
+    (0: none was set up; nothing written)."""
     with transaction.atomic():
         managers = _managers_locked()
         _manager_check(actor, managers)
