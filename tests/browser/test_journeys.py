@@ -88,7 +88,10 @@ def sign_in(tab: BrowserPage, base_url: str, user: User) -> None:
 
 
 def open_navigation(page: Page) -> None:
-    """Where the navbar is collapsed (narrow screens), open it with the toggler."""
+    """Where the navbar is collapsed (narrow screens), open it with the toggler.
+    After the page's load event: until the stylesheet applies, the toggler
+    shows at every width, and a click would wait for it after it has gone."""
+    page.wait_for_load_state("load")
     toggler = page.locator("button.navbar-toggler")
     if toggler.is_visible():
         toggler.click()
