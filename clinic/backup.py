@@ -96,6 +96,10 @@ RESTORE_STAGING_PREFIX = ".clinic-restore-"
 _CHUNK = 1024 * 1024
 _MANIFEST_MAX_BYTES = 256 * 1024 * 1024
 _HEX64 = re.compile(r"[0-9a-f]{64}")
+# How long, in seconds, a restore waits for the server processes of the
+# connections its caller closed just before to leave (they exit a moment after).
+CLOSED_OWN_WAIT = 2.0
+
 # How long the restore's transaction waits for a lock another session holds
 # before it gives up and rolls back: it never waits without a word, and while
 # it waits the clinic's own queries on that table queue behind it.
@@ -980,12 +984,18 @@ def restore(
     identities: Sequence[x25519.Identity] = (),
     force: bool = False,
     disconnect: bool = False,
+    closed_own: Sequence[int] = (),
     say: Callable[[str], None] = lambda message: None,
 ) -> RestoreResult:
     """Restore `archive` into `database` (a Django settings dict of the role that
     owns the schema) and `media_root`, decrypting it with `identities` if it is
     an age file; see the module's docstring. Other sessions connected to the
-    database refuse the restore, or with `disconnect` are ended first."""
+    database refuse the restore, or with `disconnect` are ended first.
+
+    `closed_own`: the server process ids of connections the caller closed just
+    before (its Django connections). Their server processes leave a moment after
+    the close; they are waited for, up to `CLOSED_OWN_WAIT` seconds, and never
+    counted as somebody else's."""
     if not archive.is_file():
         raise BackupError(f"No archive at {archive}.")
     if archive_encrypted(archive):
@@ -1009,7 +1019,8 @@ def restore(
                     f"The media folder {media_root} is not empty: it has {len(files_there)} "
                     "files. A restore replaces them; run again with --force to do so."
                 )
-        _other_sessions_end(conn, params, disconnect=disconnect, say=say)
+        _closed_own_wait(conn, closed_own)
+        _other_sessions_end(conn, params, disconnect=disconnect, ignore=closed_own, say=say)
     media_root.mkdir(parents=True, exist_ok=True)
     staging = media_root / f"{RESTORE_STAGING_PREFIX}{secrets.token_hex(6)}"
     staging.mkdir(mode=0o700)
@@ -1094,11 +1105,27 @@ def _sessions_listed(sessions: Sequence[Session], most: int = 10) -> str:
     return listed
 
 
+def _closed_own_wait(conn: psycopg.Connection[Any], pids: Sequence[int]) -> None:
+    """Wait, up to CLOSED_OWN_WAIT seconds, until the server processes of our
+    own connections closed just before have left pg_stat_activity."""
+    if not pids:
+        return
+    deadline = time.monotonic() + CLOSED_OWN_WAIT
+    while time.monotonic() < deadline:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s)", [list(pids)]
+        ).fetchone()
+        if row is None or row[0] == 0:
+            return
+        time.sleep(0.05)
+
+
 def _other_sessions_end(
     conn: psycopg.Connection[Any],
     params: dict[str, str],
     *,
     disconnect: bool,
+    ignore: Sequence[int] = (),
     say: Callable[[str], None],
 ) -> None:
     """Refuse a restore while other sessions are connected to the database (the
@@ -1107,7 +1134,7 @@ def _other_sessions_end(
     end them if this role may."""
     name = params.get("dbname", "?")
     role = params.get("user", "?")
-    sessions = other_sessions(conn)
+    sessions = [session for session in other_sessions(conn) if session.pid not in ignore]
     if not sessions:
         return
     count = f"{len(sessions)} other session{'s' if len(sessions) != 1 else ''}"

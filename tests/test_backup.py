@@ -18,7 +18,7 @@ import json
 import re
 import tarfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -537,6 +537,73 @@ def test_the_restore_counts_other_sessions_on_the_connection_it_looked_with(
     call_command("restore", str(archive), "--force", stdout=io.StringIO())
     assert opened
     assert closed_before_counting == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_restore_command_does_not_count_its_own_closed_connection(
+    archive: Path,
+    seeded_clinic: Path,
+    no_stray_sessions: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The command closes its Django connection before the restore; the server
+    process of that connection stays listed for a moment after the close and
+    once refused a restore as '1 other session' of the clinic's."""
+    from clinic import backup
+
+    connection.ensure_connection()
+    own_pid = connection.connection.info.backend_pid
+    given: list[Sequence[int]] = []
+    real_restore = backup.restore
+
+    def restore_recorded(**options: Any) -> backup.RestoreResult:
+        given.append(options["closed_own"])
+        return real_restore(**options)
+
+    monkeypatch.setattr("clinic.management.commands.restore.restore", restore_recorded)
+    call_command("restore", str(archive), "--force", stdout=io.StringIO())
+    assert given == [[own_pid]]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_process_of_our_own_still_listed_is_waited_for_and_never_counted(
+    archive: Path,
+    seeded_clinic: Path,
+    no_stray_sessions: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A connection the caller closed whose server process has not left yet
+    (here one still open, the longest such a process could stay): the restore
+    waits for it at most CLOSED_OWN_WAIT seconds, then goes on without it;
+    the clinic's own sessions are still refused."""
+    monkeypatch.setattr("clinic.backup.CLOSED_OWN_WAIT", 0.3)
+    params = connection_params(connection.settings_dict)
+    with psycopg.connect(make_conninfo("", **params), autocommit=True) as lingering:
+        pid = lingering.info.backend_pid
+        connection.close()
+        result = restore(
+            archive=archive,
+            database=owner_settings(),
+            media_root=seeded_clinic,
+            application_role=application_user(),
+            audit_head_file=None,
+            force=True,
+            closed_own=[pid],
+        )
+        assert result.tables > 0
+        with (
+            a_lock_held(connection.settings_dict),
+            pytest.raises(BackupError, match=r"^1 other session connected"),
+        ):
+            restore(
+                archive=archive,
+                database=owner_settings(),
+                media_root=seeded_clinic,
+                application_role=application_user(),
+                audit_head_file=None,
+                force=True,
+                closed_own=[pid],
+            )
 
 
 @pytest.mark.django_db(transaction=True)

@@ -119,6 +119,13 @@ class Command(BaseCommand):
             application_role = ""
         else:
             database.update(owner)
+        # Our own connections' server processes leave a moment after the close:
+        # the restore waits for them rather than take them for the clinic's.
+        closed_own = [
+            conn.connection.info.backend_pid
+            for conn in connections.all(initialized_only=True)
+            if conn.connection is not None and not conn.connection.closed
+        ]
         connections.close_all()
         result = restore(
             archive=archive,
@@ -129,6 +136,7 @@ class Command(BaseCommand):
             identities=identities,
             force=force,
             disconnect=disconnect,
+            closed_own=closed_own,
             say=self.stdout.write,
         )
         head = (
