@@ -3,7 +3,7 @@ time it opens, read as negative the next day from the task list."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import time_machine
@@ -14,12 +14,19 @@ from clinic import dates
 from clinic.models import User
 from tests.browser.conftest import screenshot
 from tests.browser.test_journeys import NewPage, assert_styled, sign_in
+from tests.conftest import frozen_at
 from tests.factories import BatchFactory, IngredientFactory, PatientFactory, ProductFactory
 from treatments.models import AllergyResult, AllergyTest
 from treatments.selectors.allergy import format_local
 from treatments.services.allergy import allergy_test_give
 
 pytestmark = pytest.mark.browser
+
+# A Tuesday morning in London, away from midnight and the clocks changing;
+# the clock ticks on from there (for the sign-in code and the pages) and the
+# tests travel on from it, whatever day and hour the suite runs.
+NOW = datetime(2026, 11, 24, 9, 30, tzinfo=UTC)
+frozen = frozen_at(NOW, tick=True)
 
 
 def test_practitioner_records_an_allergy_test_and_reads_it_the_next_day(
