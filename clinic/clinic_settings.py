@@ -21,7 +21,7 @@ import functools
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, fields, replace
-from datetime import datetime, time, timedelta
+from datetime import datetime, time
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import phonenumbers
@@ -246,25 +246,13 @@ def read_once(func: F) -> F:
 def overridden(**changes: Any) -> Iterator[ClinicSettingsValues]:
     """Read the clinic's settings with `changes` (names of
     ClinicSettingsValues) until the block ends, without saving them: for a
-    benchmark measuring without quiet hours in the way. Never for a request."""
+    test that needs a value the clinic has not saved. Never for a request."""
     values = replace(current(), **changes)
     token = _kept.set([values])
     try:
         yield values
     finally:
         _kept.reset(token)
-
-
-def quiet_minute_away_from(moment: datetime) -> dict[str, time]:
-    """Quiet hours of one minute, twelve hours (clinic time) after the aware
-    `moment`: for a benchmark or a test on the real clock that must not have
-    quiet hours in its way (the settings never allow none at all)."""
-    from django.utils import timezone
-
-    local = timezone.localtime(moment) + timedelta(hours=12)
-    start = local.replace(second=0, microsecond=0)
-    end = start + timedelta(minutes=1)
-    return {"quiet_hours_start": start.time(), "quiet_hours_end": end.time()}
 
 
 class ClinicSettingsScopeMiddleware:

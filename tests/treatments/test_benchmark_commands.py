@@ -88,6 +88,17 @@ def test_the_reminder_benchmark_sends_its_own_reminders_only_and_runs_twice(
 
 
 @pytest.mark.django_db
+def test_the_reminder_benchmark_run_in_the_night_sends_its_reminders_all_the_same() -> None:
+    # 23:30 in London, in the clinic's quiet hours (21:00-08:00 by default),
+    # which would hold every message sent at that moment.
+    with time_machine.travel(datetime(2026, 11, 24, 23, 30, tzinfo=UTC), tick=True):
+        output = _run(
+            "benchmark_reminders", "--reminders", "20", "--batch", "10", "--backend", "null"
+        )
+    assert "sent: 20, still planned: 0" in output
+
+
+@pytest.mark.django_db
 def test_the_recall_benchmark_rolls_back_and_runs_after_the_reminder_one() -> None:
     # The reminder benchmark once used the same aftercare sheet title.
     AftercareSheet.objects.create(

@@ -11,9 +11,11 @@ throughput and the number of queries of each batch, then deletes what it made.
 It sends its own reminders only: the dispatcher takes every row due at the
 `now` it is given, so the run's clock is set just before the earliest row
 already due or being sent in the database (the present when there is none),
-and the synthetic rows are due a minute before that. Its names carry a token
-of the run, so it runs beside the other benchmarks, or after itself, in one
-database.
+and the synthetic rows are due a minute before that. Where that falls in the
+clinic's quiet hours, which would hold every message, the clock goes back to
+the minute before they began (20:59 the evening before, with 21:00-08:00), so
+the clinic's own settings serve as they are. Its names carry a token of the
+run, so it runs beside the other benchmarks, or after itself, in one database.
 """
 
 from __future__ import annotations
@@ -31,7 +33,6 @@ from django.db.models import Min, Q
 from django.test.utils import CaptureQueriesContext, override_settings
 from django.utils import timezone
 
-from clinic import clinic_settings
 from clinic.models import User
 from consent.models import ConsentForm
 from patients.models import Patient
@@ -47,6 +48,11 @@ from treatments.models import (
     Room,
 )
 from treatments.services.reminders import reminders_dispatch_batch
+from treatments.services.reminders.quiet_hours import (
+    BEFORE_QUIET,
+    in_quiet_hours,
+    quiet_hours_start_before,
+)
 from treatments.sms import FileBackend
 
 CHUNK = 5_000
@@ -74,9 +80,6 @@ class Command(BaseCommand):
             with (
                 tempfile.TemporaryDirectory() as directory,
                 override_settings(EMAIL_BACKEND="django.core.mail.backends.locmem.EmailBackend"),
-                # No quiet hours in the way of the measure: a minute's window a
-                # half-day from the run's clock, never saved as the clinic's.
-                clinic_settings.overridden(**clinic_settings.quiet_minute_away_from(made["now"])),
             ):
                 backend: Any = (
                     FileBackend(directory) if options["backend"] == "file" else NullBackend()
@@ -89,12 +92,17 @@ class Command(BaseCommand):
     def _clock() -> datetime:
         """The run's `now`: a minute before the earliest row the dispatcher
         would take (planned and due, or sending with its lease run out), so
-        that, at that moment, only this run's rows are due."""
+        that, at that moment, only this run's rows are due; moved back to
+        just before the clinic's quiet hours began where it falls in them,
+        so that quiet hours hold none of the run's messages."""
         earliest = Reminder.objects.filter(
             Q(status=ReminderStatus.PLANNED) | Q(status=ReminderStatus.SENDING)
         ).aggregate(due=Min("due_at"), lease=Min("claimed_until"))
         moments = [timezone.now(), *(m for m in earliest.values() if m is not None)]
-        return min(moments) - timedelta(minutes=1)
+        now = min(moments) - timedelta(minutes=1)
+        if in_quiet_hours(now):
+            now = quiet_hours_start_before(now) - BEFORE_QUIET
+        return now
 
     def _setup(self, number: int, made: dict[str, Any]) -> None:
         tag = made["tag"]
