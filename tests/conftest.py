@@ -6,12 +6,14 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_django
 import time_machine
-from django.test import Client
+from django.conf import settings
+from django.test import Client, override_settings
 from django_otp import DEVICE_ID_SESSION_KEY
 from django_otp.oath import TOTP
 from django_otp.plugins.otp_totp.models import TOTPDevice
@@ -96,6 +98,27 @@ def frozen_at(moment: datetime, *, tick: bool = False) -> Any:
             yield
 
     return frozen
+
+
+def media_in_tmp() -> Any:
+    """An autouse fixture that keeps the files each test of the module
+    writes (photographs, PDFs, exports) in the test's own tmp_path, yielded:
+    `media_root = media_in_tmp()`."""
+
+    @pytest.fixture(autouse=True)
+    def media_root(tmp_path: Path) -> Iterator[Path]:
+        with override_settings(
+            STORAGES={
+                **settings.STORAGES,
+                "default": {
+                    "BACKEND": "django.core.files.storage.FileSystemStorage",
+                    "OPTIONS": {"location": str(tmp_path)},
+                },
+            }
+        ):
+            yield tmp_path
+
+    return media_root
 
 
 def totp_code(device: TOTPDevice, at: float | None = None) -> str:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 import factory
 from django.contrib.auth.models import Group
 from django.utils import timezone
 from django_otp.plugins.otp_totp.models import TOTPDevice
+from PIL import Image
 
 from clinic.models import User
 
@@ -182,3 +184,10 @@ class ProtocolFactory(factory.django.DjangoModelFactory):
     maintenance_months = 6
     consent_form = factory.SubFactory(ConsentFormFactory)
     aftercare_sheet = factory.SubFactory(AftercareSheetFactory)
+
+
+def jpeg() -> bytes:
+    """A small plain photograph (64x48, no metadata), as a camera's JPEG bytes."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 48), (200, 120, 90)).save(buffer, "JPEG")
+    return buffer.getvalue()

@@ -13,18 +13,17 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import time_machine
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import DatabaseError, transaction
-from django.test import Client, override_settings
+from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 from PIL import Image
 
 from clinic.models import AuditAction, AuditEvent, User
 from patients.models import Patient
-from tests.conftest import sign_in
+from tests.conftest import media_in_tmp, sign_in
 from tests.factories import BatchFactory, IngredientFactory, PatientFactory, ProductFactory
 from treatments.models import AllergyResult, AllergyTest, BatchStatus, Ingredient, PatientAllergy
 from treatments.services.allergy import (
@@ -40,18 +39,7 @@ LONDON = ZoneInfo("Europe/London")
 GIVEN = datetime(2026, 11, 23, 14, 5, tzinfo=LONDON)
 
 
-@pytest.fixture(autouse=True)
-def media_root(tmp_path: Path) -> Iterator[Path]:
-    with override_settings(
-        STORAGES={
-            **settings.STORAGES,
-            "default": {
-                "BACKEND": "django.core.files.storage.FileSystemStorage",
-                "OPTIONS": {"location": str(tmp_path)},
-            },
-        }
-    ):
-        yield tmp_path
+media_root = media_in_tmp()
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ step is audited and in the patient's access history."""
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,17 +16,15 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import time_machine
-from django.conf import settings
-from django.test import Client, override_settings
+from django.test import Client
 from django.urls import reverse
-from PIL import Image
 
 from clinic.models import AuditAction, AuditEvent, User
 from patients.images import clean_photo
 from patients.models import Patient, Photo
 from patients.services import photo_add
-from tests.conftest import sign_in
-from tests.factories import PatientFactory
+from tests.conftest import frozen_at, media_in_tmp, sign_in
+from tests.factories import PatientFactory, jpeg
 from treatments.models import (
     AdverseEvent,
     Booking,
@@ -52,24 +49,8 @@ NOW = datetime(2026, 11, 23, 9, 0, tzinfo=LONDON)
 LAST_TREATED = date(2020, 3, 14)
 
 
-@pytest.fixture(autouse=True)
-def frozen() -> Iterator[None]:
-    with time_machine.travel(NOW, tick=False):
-        yield
-
-
-@pytest.fixture(autouse=True)
-def media_root(tmp_path: Path) -> Iterator[Path]:
-    with override_settings(
-        STORAGES={
-            **settings.STORAGES,
-            "default": {
-                "BACKEND": "django.core.files.storage.FileSystemStorage",
-                "OPTIONS": {"location": str(tmp_path)},
-            },
-        }
-    ):
-        yield tmp_path
+frozen = frozen_at(NOW)
+media_root = media_in_tmp()
 
 
 def treated(
@@ -109,12 +90,6 @@ def _protocol() -> object:
     from treatments.models import Protocol
 
     return Protocol.objects.first() or ProtocolFactory()
-
-
-def jpeg() -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", (64, 48), (200, 120, 90)).save(buffer, "JPEG")
-    return buffer.getvalue()
 
 
 @pytest.fixture

@@ -8,23 +8,19 @@ from __future__ import annotations
 
 import io
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-import time_machine
-from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.files.base import ContentFile
 from django.db import DatabaseError, connection, connections, models, transaction
-from django.test import Client, override_settings
+from django.test import Client
 from django.urls import reverse
-from PIL import Image
 
 from clinic.models import AuditAction, AuditEvent, User
 from consent.models import ConsentFormVersion, ConsentWithdrawal, SignedConsent, SignedConsentPDF
@@ -33,7 +29,7 @@ from patients.images import clean_photo
 from patients.models import Consultation, MedicalHistory, Patient, Photo
 from patients.selectors import patient_possible_duplicates, patient_search
 from patients.services import consultation_record, patient_update, photo_add
-from tests.conftest import sign_in
+from tests.conftest import frozen_at, media_in_tmp, sign_in
 from tests.consent.helpers import signed_consent_for
 from tests.factories import (
     BatchFactory,
@@ -43,6 +39,7 @@ from tests.factories import (
     ProductFactory,
     ProtocolFactory,
     UserFactory,
+    jpeg,
     make_history,
 )
 from tests.races import hidden_value
@@ -121,24 +118,8 @@ SIGNED_ROWS = (
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(autouse=True)
-def frozen() -> Iterator[None]:
-    with time_machine.travel(NOW, tick=False):
-        yield
-
-
-@pytest.fixture(autouse=True)
-def media_root(tmp_path: Path) -> Iterator[Path]:
-    with override_settings(
-        STORAGES={
-            **settings.STORAGES,
-            "default": {
-                "BACKEND": "django.core.files.storage.FileSystemStorage",
-                "OPTIONS": {"location": str(tmp_path)},
-            },
-        }
-    ):
-        yield tmp_path
+frozen = frozen_at(NOW)
+media_root = media_in_tmp()
 
 
 # --- Set-up ------------------------------------------------------------------------------
@@ -190,12 +171,6 @@ def survivor() -> Patient:
         email="a.hartjones@example.org",
         phone="+447911000002",
     )
-
-
-def jpeg() -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", (64, 48), (200, 120, 90)).save(buffer, "JPEG")
-    return buffer.getvalue()
 
 
 def book(

@@ -11,7 +11,7 @@ import io
 import json
 import subprocess
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -19,9 +19,8 @@ from typing import Any
 import pytest
 import time_machine
 from django.apps import apps
-from django.conf import settings
 from django.db import connection, models
-from django.test import Client, override_settings
+from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from fhir.resources.R4B.bundle import Bundle
@@ -29,7 +28,7 @@ from fhir.resources.R4B.bundle import Bundle
 from clinic.documents import DocumentStatus
 from clinic.models import AuditAction, AuditEvent, User
 from patients.models import ContactChange, Patient
-from tests.conftest import sign_in
+from tests.conftest import frozen_at, media_in_tmp, sign_in
 from tests.factories import PatientFactory
 from tests.treatments.test_merge import (  # noqa: F401 (fixtures)
     NOW,
@@ -66,24 +65,8 @@ from treatments.subject_access.collect import (
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(autouse=True)
-def frozen() -> Iterator[None]:
-    with time_machine.travel(NOW, tick=False):
-        yield
-
-
-@pytest.fixture(autouse=True)
-def media_root(tmp_path: Path) -> Iterator[Path]:
-    with override_settings(
-        STORAGES={
-            **settings.STORAGES,
-            "default": {
-                "BACKEND": "django.core.files.storage.FileSystemStorage",
-                "OPTIONS": {"location": str(tmp_path)},
-            },
-        }
-    ):
-        yield tmp_path
+frozen = frozen_at(NOW)
+media_root = media_in_tmp()
 
 
 # --- Completeness: every model reaching a patient ----------------------------------------

@@ -4,7 +4,6 @@ subject-access export, as on the session page (adverse_event_resolution)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import time_machine
 
 from clinic.models import User
 from patients.models import Patient
+from tests.conftest import frozen_at
 from tests.treatments.test_merge import NOW, treatment  # noqa: F401 (fixtures)
 from tests.treatments.test_subject_access import (
     _bundle,
@@ -27,10 +27,7 @@ from treatments.models import AdverseEvent, AdverseEventFollowUp
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(autouse=True)
-def frozen() -> Iterator[None]:
-    with time_machine.travel(NOW, tick=False):
-        yield
+frozen = frozen_at(NOW)
 
 
 def test_an_event_resolved_by_a_follow_up_reads_as_resolved_with_its_day(
