@@ -575,12 +575,17 @@ def _enqueue(pk: int) -> bool:
 
 def consent_pdf_render_pdf(row: SignedConsentPDF) -> bytes:
     """The PDF's bytes for one signed consent: as signed, with the signature
-    image and any withdrawal."""
+    image (none once the record is anonymised) and any withdrawal."""
     from clinic.pdf import render_pdf
 
     signed = row.signed_consent
-    with signed.signature.open("rb") as handle:
-        signature = handle.read()
+    signature_data_uri = ""
+    # An anonymised record's consent has no drawn signature any more.
+    if signed.signature:
+        with signed.signature.open("rb") as handle:
+            signature_data_uri = "data:image/png;base64," + base64.b64encode(handle.read()).decode(
+                "ascii"
+            )
     return render_pdf(
         "consent/signed_consent_pdf.html",
         {
@@ -589,8 +594,7 @@ def consent_pdf_render_pdf(row: SignedConsentPDF) -> bytes:
             "patient": signed.patient,
             "version": signed.version,
             "sections": signed_sections(signed),
-            "signature_data_uri": "data:image/png;base64,"
-            + base64.b64encode(signature).decode("ascii"),
+            "signature_data_uri": signature_data_uri,
             "withdrawal": ConsentWithdrawal.objects.filter(signed_consent=signed).first(),
         },
     )

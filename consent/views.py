@@ -415,6 +415,9 @@ def signature_image(
     request: HttpRequest, patient: uuid.UUID, signed: uuid.UUID
 ) -> HttpResponseBase:
     found = _signed(request, patient, signed)
+    if not found.signature:
+        # Removed when the record was anonymised.
+        raise Http404
     audit_read(request, found, patient_ref=found.patient.uuid)
     response = FileResponse(found.signature.open("rb"), content_type="image/png")
     response["Content-Disposition"] = f'inline; filename="signature-{found.uuid}.png"'

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from functools import partial
@@ -26,6 +27,7 @@ from django.utils.translation import gettext as _
 from clinic.audit import audit_log
 from clinic.background import enqueue
 from clinic.documents import (
+    REQUEUE_AFTER,
     DocumentStatus,
     document_queue,
     document_render,
@@ -107,7 +109,13 @@ def subject_access_render(*, export_id: int) -> SubjectAccessExport:
     """Make one export (the task's body): ready with its checksum and an
     expiry SUBJECT_ACCESS_KEEP (7 days) ahead, or the failure recorded by the
     pipeline. Safe to run twice: the ZIP is replaced at its one path.
+    An export withdrawn before its render (`subject_access_withdraw`: a
+    request to erase, or the anonymisation) is not made; one withdrawn while
+    it was being made has its file deleted at once.
     Raises `SubjectAccessExport.DoesNotExist` for a row that is gone."""
+    withdrawn = SubjectAccessExport.objects.filter(pk=export_id, purged_at__isnull=False).first()
+    if withdrawn is not None:
+        return withdrawn
     row = document_render(
         model=SubjectAccessExport,
         pk=export_id,
@@ -116,13 +124,52 @@ def subject_access_render(*, export_id: int) -> SubjectAccessExport:
     )
     if row.status == DocumentStatus.READY:
         size = row.file.size if row.file else 0
-        SubjectAccessExport.objects.filter(pk=row.pk).update(
+        kept = SubjectAccessExport.objects.filter(pk=row.pk, purged_at__isnull=True).update(
             progress=100,
             size_bytes=size,
             expires_at=(row.generated_at or timezone.now()) + SUBJECT_ACCESS_KEEP,
         )
-        row.refresh_from_db(fields=["progress", "size_bytes", "expires_at"])
+        if not kept and row.file:
+            _unlink(row.file.name)
+        row.refresh_from_db(fields=["progress", "size_bytes", "expires_at", "purged_at"])
     return row
+
+
+# `error` of an export withdrawn before it was made (shown as withdrawn, not as failed).
+WITHDRAWN = "withdrawn"
+
+
+def subject_access_withdraw(
+    *, patient_ids: list[int], by: User | None, actor_label: str = ""
+) -> int:
+    """Withdraw every export of these records not yet deleted: the file is
+    deleted once the caller's transaction commits, the download refused from
+    now (410) and an export still being made is not made (`error`
+    WITHDRAWN). Each is audited as a deletion by `by` (or `actor_label` for
+    the scheduled task), naming the patient. Call inside a transaction.
+    Idempotent. Returns how many were withdrawn."""
+    now = timezone.now()
+    rows = list(
+        SubjectAccessExport.objects.select_for_update(of=("self",))
+        .filter(patient_id__in=patient_ids, purged_at__isnull=True)
+        .select_related("patient")
+        .order_by("pk")
+    )
+    for export in rows:
+        changes: dict[str, object] = {"purged_at": now}
+        if export.status == DocumentStatus.QUEUED:
+            changes.update(status=DocumentStatus.FAILED, next_attempt_at=None, error=WITHDRAWN)
+        SubjectAccessExport.objects.filter(pk=export.pk).update(**changes)
+        audit_log(
+            actor=by,
+            actor_label=actor_label,
+            action=AuditAction.DELETE,
+            obj=export,
+            patient_ref=export.patient.uuid,
+        )
+        if export.file:
+            transaction.on_commit(partial(_unlink, export.file.name))
+    return len(rows)
 
 
 def subject_access_requeue_due() -> int:
@@ -190,6 +237,106 @@ ANONYMISED_FIELDS = (
     "consents_to_messages",
 )
 SCHEDULED_TASK = "scheduled task"
+
+
+@dataclass(frozen=True)
+class Anonymised:
+    """What anonymisation does with one model reaching a patient: the fields
+    it removes, replaces or makes again (`removes`), and what happens to the
+    rest and why (`why`)."""
+
+    removes: tuple[str, ...]
+    why: str
+
+
+_CLINICAL = (
+    "part of the clinical record the retention keeps (what was done, found or agreed, "
+    "when and by whom); it names no one once the register's details are anonymised"
+)
+
+# Every model reaching a patient, and what `patient_anonymise` does with it.
+# A test (tests/treatments/test_anonymisation.py) fails on a model reaching
+# a patient that is not here, or whose files or naming fields are not removed.
+ANONYMISATION: dict[str, Anonymised] = {
+    "patients.patient": Anonymised(
+        (*ANONYMISED_FIELDS, "search_text"),
+        "the register's details that name or reach the person are replaced or emptied, "
+        "on the record and on every record merged into it; the row stays for the record",
+    ),
+    "patients.medicalhistory": Anonymised((), "the health questionnaire as signed: " + _CLINICAL),
+    "patients.consultation": Anonymised((), "the consultation's findings: " + _CLINICAL),
+    "patients.photo": Anonymised(
+        ("image",), "clinical photographs show the person: rows and files are deleted"
+    ),
+    "patients.contactchange": Anonymised(
+        ("previous",),
+        "the previous email or number is forgotten; which detail changed, when and by "
+        "whom stays as the trail of the change",
+    ),
+    "consent.signedconsent": Anonymised(
+        ("signer_name", "signature"),
+        "the name typed and the drawn signature go; the text signed, its fingerprint, "
+        "the version, the date and the choice about photographs stay (what was agreed)",
+    ),
+    "consent.consentwithdrawal": Anonymised((), "the withdrawal of a consent: " + _CLINICAL),
+    "consent.signedconsentpdf": Anonymised(
+        ("file",),
+        "the copy naming the patient is deleted and the PDF made again from the anonymised consent",
+    ),
+    "treatments.allergytest": Anonymised(
+        ("photo",),
+        "the photograph of the test site is deleted (it shows the person); the test and "
+        "its reading stay as clinical record",
+    ),
+    "treatments.patientallergy": Anonymised(
+        ("notes",),
+        "an allergy found stays (clinical record); in its notes, the name and birth date "
+        "a merge quoted are replaced",
+    ),
+    "treatments.treatmentcourse": Anonymised((), "the course of treatment: " + _CLINICAL),
+    "treatments.booking": Anonymised((), "the booking and its times: " + _CLINICAL),
+    "treatments.bookingevent": Anonymised((), "the history of a booking: " + _CLINICAL),
+    "treatments.sessionrecord": Anonymised((), "the session given: " + _CLINICAL),
+    "treatments.cocktailline": Anonymised((), "what was injected, batch and lot: " + _CLINICAL),
+    "treatments.injectionpoint": Anonymised((), "where it was injected: " + _CLINICAL),
+    "treatments.adverseevent": Anonymised((), "a side effect: " + _CLINICAL),
+    "treatments.adverseeventfollowup": Anonymised((), "a side effect's follow-up: " + _CLINICAL),
+    "treatments.sessionamendment": Anonymised((), "a correction of a session: " + _CLINICAL),
+    "treatments.dayofcheck": Anonymised((), "the checks on the day: " + _CLINICAL),
+    "treatments.cautionacknowledgement": Anonymised((), "a caution acknowledged: " + _CLINICAL),
+    "treatments.patientdocument": Anonymised(
+        ("file",),
+        "the aftercare sheet naming the patient is deleted and made again from the "
+        "anonymised record",
+    ),
+    "treatments.downloadlink": Anonymised(
+        (), "links still live are revoked; a link holds only the hash of its token"
+    ),
+    "treatments.portalaccount": Anonymised(
+        (),
+        "the account's sign-in user loses its name and email, is renamed after the "
+        "record's reference and can no longer sign in",
+    ),
+    "treatments.portallogintoken": Anonymised(
+        (), "one-time sign-in codes, stored as hashes, of a user who can no longer sign in"
+    ),
+    "treatments.linkattempt": Anonymised(
+        (), "network addresses of tries at a download link, deleted after a day anyway"
+    ),
+    "treatments.reminder": Anonymised(
+        (), "messages still owed are cancelled; a reminder holds no address itself"
+    ),
+    "treatments.subjectaccessexport": Anonymised(
+        ("file",),
+        "every export not yet deleted is withdrawn: its ZIP deleted, its download refused; "
+        "the row stays as the record that the request was met",
+    ),
+    "treatments.erasurerequest": Anonymised(
+        ("notes",),
+        "the request's notes may name the patient and are cleared; the dates and the "
+        "retention's reason stay as the record of the request",
+    ),
+}
 
 
 class ErasureRefusedError(RefusedError):
@@ -369,8 +516,9 @@ def erasure_apply_at_once(*, patient: Patient, by: User) -> list[str]:
     """Erase what a request to erase erases at once (`ERASED_AT_ONCE`: the
     email address, mobile number, reminder channel and agreement to
     messages) from `patient` and every record merged into it, cancel the
-    messages still owed, revoke live download links, forget previous
-    addresses kept for notices and close a portal account. Used when a
+    messages still owed, revoke live download links, withdraw the
+    subject-access exports not yet deleted (`subject_access_withdraw`),
+    forget previous addresses kept for notices and close a portal account. Used when a
     request is recorded and when a merge brings a request to the record
     that stays (the same person: the erasure follows them). Call inside a
     transaction; the rows are locked. Each record changed is audited by
@@ -411,6 +559,11 @@ def erasure_apply_at_once(*, patient: Patient, by: User) -> list[str]:
     for record in records:
         _stop_messages(record, reason=str(_("The patient asked for their data to be erased.")))
         _close_portal(record)
+    # Exports already made are withdrawn at once rather than left for their 7
+    # days: each holds the contact details this request erases (and the whole
+    # record), and a copy kept on the server would outlive the erasure. The
+    # patient may ask for a new export, which shows the record as it now is.
+    subject_access_withdraw(patient_ids=[record.pk for record in records], by=by)
     return erased_here
 
 
@@ -499,16 +652,32 @@ def _treatment_open(patient: Patient, now: datetime) -> bool:
 
 
 def patient_anonymise(*, patient: Patient) -> list[str]:
-    """Remove from `patient` (and the records merged into it) everything
-    that names them: names, date of birth, contact details, address,
-    emergency contact, GP; their clinical photographs (rows and files), the
-    files of their subject-access exports, and their portal sign-in. The
+    """Remove from `patient` and the records merged into it everything that
+    names them (what happens to each model reaching a patient, and why the
+    rest stays, is ANONYMISATION):
+
+    - the register's details: names, date of birth, contact details,
+      address, emergency contact, GP;
+    - the name typed and the drawn signature on their signed consents (the
+      text signed, its fingerprint, the version, the date and the choice
+      about photographs stay: the clinical record of what was agreed);
+    - their clinical photographs and the photographs of allergy test sites
+      (files and, for clinical photographs, rows; the readings stay);
+    - the PDFs made of the record (consent copies, aftercare sheets): the
+      copies naming them are deleted and the documents made again, anonymous;
+    - their subject-access exports (withdrawn, `subject_access_withdraw`);
+    - their portal sign-in; the messages still owed; previous addresses;
+    - their names and birth dates quoted by a merge in allergy notes.
+
+    The signed rows change through the database's one path for this
+    (ANONYMISE_SETTING, treatments migration 0021). Files are deleted, and
+    documents queued again, once the caller's transaction commits. The
     clinical record stays, anonymous, for the clinic's statistics and batch
-    recalls; audit events keep their references (patient_ref). Call inside
-    a transaction. Idempotent: a second run changes nothing. Returns the
-    names of the fields it changed."""
+    recalls; audit events keep their references (patient_ref). Call inside a
+    transaction. Idempotent: a second run changes nothing. Returns the names
+    of what it changed (fields of the register, then kinds of rows)."""
+    from patients.models import Photo
     from patients.models import ReminderChannel as PatientChannel
-    from treatments.models import PortalAccount
 
     changed: set[str] = set()
     blank = {
@@ -525,7 +694,12 @@ def patient_anonymise(*, patient: Patient) -> list[str]:
         "reminder_channel": PatientChannel.NONE,
         "consents_to_messages": False,
     }
-    for record in [patient, *Patient.objects.filter(merged_into=patient)]:
+    records = [patient, *Patient.objects.filter(merged_into=patient).order_by("pk")]
+    ids = [record.pk for record in records]
+    # Before the names go: what a merge wrote quoting them.
+    if _merge_notes_anonymise(records):
+        changed.add("allergy_notes")
+    for record in records:
         differs = [name for name, value in blank.items() if getattr(record, name) != value]
         if not differs:
             continue
@@ -535,29 +709,173 @@ def patient_anonymise(*, patient: Patient) -> list[str]:
         record.version += 1
         record.save(update_fields=[*differs, "search_text", "version", "updated_at"])
         changed.update(differs)
-    photos = list(patient.photos.all())
+    _set_anonymise(str(patient.pk))
+    try:
+        if _signed_records_anonymise(ids):
+            changed.add("signed_consents")
+        if _allergy_photos_remove(ids):
+            changed.add("allergy_test_photos")
+    finally:
+        _set_anonymise("")
+    photos = list(Photo.objects.filter(patient_id__in=ids).order_by("pk"))
     for photo in photos:
         name = photo.image.name
         photo.delete()
         transaction.on_commit(partial(_unlink, name))
     if photos:
         changed.add("photos")
-    for export in SubjectAccessExport.objects.filter(patient=patient, purged_at__isnull=True):
-        SubjectAccessExport.objects.filter(pk=export.pk).update(purged_at=timezone.now())
-        if export.file:
-            transaction.on_commit(partial(_unlink, export.file.name))
+    if changed & {*blank, "signed_consents"}:
+        # The copies made while the record named them; made again anonymous.
+        changed.update(_documents_remake(ids))
+    if subject_access_withdraw(patient_ids=ids, by=None, actor_label=SCHEDULED_TASK):
         changed.add("subject_access_exports")
-    account = PortalAccount.objects.filter(patient=patient).select_related("user").first()
-    if account is not None:
+    if _portal_accounts_anonymise(ids):
+        changed.add("portal_account")
+    for record in records:
+        _stop_messages(record, reason="The record was anonymised.")
+    return sorted(changed)
+
+
+# The transaction-local setting the triggers of signed records read
+# (treatments migration 0021): the id of the record being anonymised.
+ANONYMISE_SETTING = "clinic.patient_anonymise"
+# The name a signed consent is left with (the database requires one).
+ANONYMOUS_SIGNER = f"{ANONYMOUS_FIRST_NAME} {ANONYMOUS_LAST_NAME}"
+# A birth date quoted in a note, once anonymised.
+ANONYMOUS_BORN = "-"
+
+
+def _set_anonymise(value: str) -> None:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT set_config(%s, %s, true)", [ANONYMISE_SETTING, value])
+
+
+def _merge_notes_anonymise(records: list[Patient]) -> bool:
+    """A merge quotes the merged record's name and birth date in the notes
+    of the allergies both records listed (treatments.services.merge.
+    _shared_allergies_note): replace them. Other clinical notes are the
+    clinic's own words about the treatment and stay as written."""
+    from clinic import dates
+    from treatments.models import PatientAllergy
+
+    quoted = [
+        (record.full_name, dates.birth_date(record.date_of_birth))
+        for record in records
+        if record.first_name != ANONYMOUS_FIRST_NAME or record.last_name != ANONYMOUS_LAST_NAME
+    ]
+    if not quoted:
+        return False
+    changed = False
+    allergies = PatientAllergy.objects.select_for_update().filter(
+        patient_id__in=[record.pk for record in records]
+    )
+    for allergy in allergies.order_by("pk"):
+        notes = allergy.notes
+        for name, born in quoted:
+            if name.strip():
+                notes = notes.replace(name, ANONYMOUS_SIGNER)
+            notes = notes.replace(born, ANONYMOUS_BORN)
+        if notes != allergy.notes:
+            PatientAllergy.objects.filter(pk=allergy.pk).update(notes=notes)
+            changed = True
+    return changed
+
+
+def _signed_records_anonymise(ids: list[int]) -> bool:
+    """The name typed and the drawn signature of each signed consent of these
+    records go; its PDF is made again by `_documents_remake`."""
+    from consent.models import SignedConsent
+
+    consents = SignedConsent.objects.filter(patient_id__in=ids).exclude(
+        signer_name=ANONYMOUS_SIGNER, signature=""
+    )
+    found = False
+    for signed in consents.order_by("pk"):
+        SignedConsent.objects.filter(pk=signed.pk).update(
+            signer_name=ANONYMOUS_SIGNER, signature=""
+        )
+        if signed.signature:
+            transaction.on_commit(partial(_unlink, signed.signature.name))
+        found = True
+    return found
+
+
+def _allergy_photos_remove(ids: list[int]) -> bool:
+    from treatments.models import AllergyTest
+
+    tests = list(AllergyTest.objects.filter(patient_id__in=ids).exclude(photo="").order_by("pk"))
+    for test in tests:
+        AllergyTest.objects.filter(pk=test.pk).update(photo="")
+        transaction.on_commit(partial(_unlink, test.photo.name))
+    return bool(tests)
+
+
+def _documents_remake(ids: list[int]) -> set[str]:
+    """Queue again every consent PDF and aftercare sheet of these records:
+    the copy on disk, which names the patient, is deleted after commit and
+    only then is the render sent (the new file goes to the same path), so
+    the document is made from the anonymised record. Until it is ready,
+    nothing is downloadable. Returns the kinds queued again."""
+    from consent.models import SignedConsentPDF
+    from consent.services import consent_pdf_enqueue
+    from treatments.models import PatientDocument
+    from treatments.services.aftercare import aftercare_enqueue
+
+    kinds: set[str] = set()
+    for key, model, rows, send in (
+        (
+            "consent_pdfs",
+            SignedConsentPDF,
+            SignedConsentPDF.objects.filter(signed_consent__patient_id__in=ids),
+            lambda pk: consent_pdf_enqueue(signed_consent_id=pk),
+        ),
+        (
+            "aftercare_documents",
+            PatientDocument,
+            PatientDocument.objects.filter(patient_id__in=ids),
+            lambda pk: aftercare_enqueue(document_id=pk),
+        ),
+    ):
+        for pk, name in rows.order_by("pk").values_list("pk", "file"):
+            now = timezone.now()
+            model._default_manager.filter(pk=pk).update(
+                status=DocumentStatus.QUEUED,
+                file="",
+                sha256="",
+                attempts=0,
+                error="",
+                queued_at=now,
+                next_attempt_at=now + REQUEUE_AFTER,
+                generated_at=None,
+            )
+            transaction.on_commit(partial(_unlink_then_remake, name, send, pk))
+            kinds.add(key)
+    return kinds
+
+
+def _unlink_then_remake(name: str, enqueue: Callable[[int], bool], pk: int) -> None:
+    if name:
+        _unlink(name)
+    enqueue(pk)
+
+
+def _portal_accounts_anonymise(ids: list[int]) -> bool:
+    from treatments.models import PortalAccount
+
+    changed = False
+    for account in PortalAccount.objects.filter(patient_id__in=ids).select_related(
+        "user", "patient"
+    ):
         user = account.user
-        anonymous_name = f"anonymised-{patient.uuid}"
-        if user.username != anonymous_name or user.is_active or user.email:
+        anonymous_name = f"anonymised-{account.patient.uuid}"
+        if user.username != anonymous_name or user.is_active or user.email or user.get_full_name():
             User.objects.filter(pk=user.pk).update(
                 username=anonymous_name, email="", first_name="", last_name="", is_active=False
             )
-            changed.add("portal_account")
-    _stop_messages(patient, reason="The record was anonymised.")
-    return sorted(changed)
+            changed = True
+    return changed
 
 
 def _unlink(name: str) -> None:
