@@ -70,6 +70,17 @@ def _records(c: Clinic, practitioner: User, *, consent: bool) -> None:
     )
 
 
+def _wednesday_booking(c: Clinic) -> Booking:
+    """Amelia booked through the service on Wednesday at 10:00."""
+    return book(
+        patient=c.patient,
+        practitioner=c.practitioner,
+        room=c.room,
+        protocol=c.protocol,
+        starts_at=at(WEDNESDAY, 10),
+    )
+
+
 def _card_sentence(client: Client, booking: Booking) -> str:
     body = client.get(CALENDAR, {"view": "week", "date": MONDAY.isoformat()}).content.decode()
     card = body[body.index(f'data-booking="{booking.uuid}"') :]
@@ -112,13 +123,7 @@ def test_the_booking_page_says_safe_to_treat_as_the_calendar_card_does(
     sentence: str,
 ) -> None:
     _records(clinic, practitioner, consent=consent)
-    booking = book(
-        patient=clinic.patient,
-        practitioner=clinic.practitioner,
-        room=clinic.room,
-        protocol=clinic.protocol,
-        starts_at=at(WEDNESDAY, 10),
-    )
+    booking = _wednesday_booking(clinic)
     sign_in(client, receptionist)
     assert _card_sentence(client, booking) == sentence
     assert _page_sentence(client, booking) == f"Not ready {sentence}"
@@ -131,13 +136,7 @@ def test_a_ready_booking_says_so_and_a_cancelled_one_says_nothing(
     signed_consent_for(
         patient=clinic.patient, version=ConsentFormVersionFactory(form=clinic.protocol.consent_form)
     )
-    booking = book(
-        patient=clinic.patient,
-        practitioner=clinic.practitioner,
-        room=clinic.room,
-        protocol=clinic.protocol,
-        starts_at=at(WEDNESDAY, 10),
-    )
+    booking = _wednesday_booking(clinic)
     sign_in(client, receptionist)
     assert _page_sentence(client, booking) == "Safe to treat"
     Booking.objects.filter(pk=booking.pk).update(
@@ -156,13 +155,7 @@ def test_the_booking_page_judges_its_booking_in_a_fixed_number_of_queries(
     django_assert_max_num_queries: object,
 ) -> None:
     _records(clinic, practitioner, consent=True)
-    booking = book(
-        patient=clinic.patient,
-        practitioner=clinic.practitioner,
-        room=clinic.room,
-        protocol=clinic.protocol,
-        starts_at=at(WEDNESDAY, 10),
-    )
+    booking = _wednesday_booking(clinic)
     sign_in(client, receptionist)
     client.get(booking.get_absolute_url())
     # The page's budget (tests/treatments/test_booking.py), safe-to-treat's
@@ -197,13 +190,7 @@ def test_every_status_badge_reads_at_least_4_5_to_1(
         assert rule, status
         foreground = "#ffffff" if rule[2] == "#fff" else rule[2]
         assert _contrast(foreground, rule[1]) >= 4.5, status
-    booking = book(
-        patient=clinic.patient,
-        practitioner=clinic.practitioner,
-        room=clinic.room,
-        protocol=clinic.protocol,
-        starts_at=at(WEDNESDAY, 10),
-    )
+    booking = _wednesday_booking(clinic)
     sign_in(client, receptionist)
     body = client.get(booking.get_absolute_url()).content.decode()
     assert "css/calendar" in body
