@@ -95,6 +95,19 @@ def later_booking(world: World, *, days: int, protocol: Protocol | None = None) 
     )
 
 
+def completed_with_line(booking: Booking, world: World, by: User, **how: Any) -> None:
+    """`booking` recorded as completed now (its rows written directly, as an
+    earlier session's would stand) with one line: 1 mL of the world's first
+    batch on the face, given as `how` says (technique, depth, needle, device)."""
+    Booking.objects.filter(pk=booking.pk).update(status=BookingStatus.COMPLETED)
+    record = SessionRecord.objects.create(
+        booking=booking, numbing_cream=False, completed_at=NOW, completed_by=by
+    )
+    CocktailLine.objects.create(
+        session=record, batch=world.batches[0], amount=Decimal("1"), area="face", **how
+    )
+
+
 @pytest.fixture
 def client(practitioner: User) -> Client:
     return sign_in(Client(), practitioner)
@@ -308,15 +321,10 @@ def test_the_patients_last_session_on_the_protocol_comes_before_the_protocols_de
         protocol=world.protocol,
         starts_at=NOW + timedelta(hours=2),
     )
-    Booking.objects.filter(pk=other_booking.pk).update(status=BookingStatus.COMPLETED)
-    record = SessionRecord.objects.create(
-        booking=other_booking, numbing_cream=False, completed_at=NOW, completed_by=practitioner
-    )
-    CocktailLine.objects.create(
-        session=record,
-        batch=world.batches[0],
-        amount=Decimal("1"),
-        area="face",
+    completed_with_line(
+        other_booking,
+        world,
+        practitioner,
         technique="nappage",
         depth_mm=Decimal("0.5"),
         needle_gauge=34,
@@ -360,15 +368,10 @@ def test_a_later_session_on_the_protocol_leads_whatever_came_between(
     world = make_world(practitioner)
     complete(client, world, world.booking, technique="linear")
     nxt = later_booking(world, days=14)
-    Booking.objects.filter(pk=nxt.pk).update(status=BookingStatus.COMPLETED)
-    record = SessionRecord.objects.create(
-        booking=nxt, numbing_cream=False, completed_at=NOW, completed_by=practitioner
-    )
-    CocktailLine.objects.create(
-        session=record,
-        batch=world.batches[0],
-        amount=Decimal("1"),
-        area="face",
+    completed_with_line(
+        nxt,
+        world,
+        practitioner,
         technique="papule",
         depth_mm=Decimal("1.0"),
         needle_gauge=32,
