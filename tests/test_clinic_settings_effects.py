@@ -4,7 +4,6 @@ as a save (never stale)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -19,7 +18,7 @@ from clinic.clinic_settings_services import clinic_settings_change
 from clinic.models import ClinicSettings, User
 from patients.models import Patient
 from tests.clinic_settings_support import settings_saved
-from tests.conftest import sign_in
+from tests.conftest import frozen_at, sign_in
 from tests.factories import IngredientFactory, PatientFactory, make_history
 from treatments.gates import gate_allergy, gate_medical_history
 from treatments.services.allergy import allergy_test_give, allergy_test_read
@@ -30,10 +29,7 @@ LONDON = ZoneInfo("Europe/London")
 NOW = datetime(2026, 11, 30, 10, 0, tzinfo=LONDON)
 
 
-@pytest.fixture(autouse=True)
-def frozen() -> Iterator[None]:
-    with time_machine.travel(NOW, tick=False):
-        yield
+frozen = frozen_at(NOW)
 
 
 @pytest.fixture

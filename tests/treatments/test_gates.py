@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -15,6 +14,7 @@ from clinic.models import User
 from consent.models import ConsentFormVersion, ConsentWithdrawal, SignedConsent
 from consent.services import consent_sections
 from patients.models import Patient
+from tests.conftest import frozen_at
 from tests.factories import (
     BatchFactory,
     ConsentFormVersionFactory,
@@ -45,10 +45,7 @@ GIVEN = datetime(2026, 11, 23, 14, 0, tzinfo=LONDON)
 NOW = datetime(2026, 11, 30, 10, 0, tzinfo=LONDON)
 
 
-@pytest.fixture(autouse=True)
-def frozen() -> Iterator[None]:
-    with time_machine.travel(NOW, tick=False):
-        yield
+frozen = frozen_at(NOW)
 
 
 @pytest.fixture
