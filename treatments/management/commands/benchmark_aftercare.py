@@ -40,17 +40,14 @@ from django.utils import timezone
 
 from clinic.documents import next_attempt_default
 from clinic.models import User
-from consent.models import ConsentForm
 from patients.models import Patient
 from patients.services import patient_search_text
+from treatments.management.benchmarking import benchmark_protocol
 from treatments.models import (
-    AftercareSheet,
     Booking,
     BookingStatus,
-    Interval,
     PatientDocument,
     PatientDocumentStatus,
-    Protocol,
     Room,
     SessionRecord,
 )
@@ -126,12 +123,10 @@ class Command(BaseCommand):
                 username=TAG, defaults={"first_name": "Bench"}
             )
             room, _ = Room.objects.get_or_create(name=TAG)
-            form, _ = ConsentForm.objects.get_or_create(
-                title=TAG, defaults={"created_by": practitioner}
-            )
-            sheet, _ = AftercareSheet.objects.get_or_create(
-                title=TAG,
-                defaults={
+            protocol = benchmark_protocol(
+                tag=TAG,
+                created_by=practitioner,
+                sheet={
                     "introduction": "What to expect after your session, and how to look "
                     "after your skin over the next few days.",
                     "do_advice": "Use a cold compress for swelling.\nWear sunscreen every day."
@@ -139,18 +134,6 @@ class Command(BaseCommand):
                     "avoid_advice": "No make-up for 12 hours.\nNo sauna, steam or sport for "
                     "48 hours.\nNo sun bed for two weeks.",
                     "warning_signs": "Spreading redness, heat or pus.\nFever.\nA lump that grows.",
-                },
-            )
-            protocol, _ = Protocol.objects.get_or_create(
-                name=TAG,
-                defaults={
-                    "indication": "Benchmark",
-                    "default_areas": ["face", "neck"],
-                    "default_sessions": 6,
-                    "interval": Interval.FORTNIGHTLY,
-                    "maintenance_months": 6,
-                    "consent_form": form,
-                    "aftercare_sheet": sheet,
                 },
             )
             # An earlier run's sessions first (their documents were removed).

@@ -32,12 +32,11 @@ from django.utils import timezone
 from PIL import Image
 
 from clinic.models import AuditAction, AuditEvent, User
-from consent.models import ConsentForm
 from patients.models import Consultation, Patient, Photo
 from patients.services import patient_search_text
+from treatments.management.benchmarking import benchmark_protocol
 from treatments.models import (
     AdverseEvent,
-    AftercareSheet,
     Batch,
     Booking,
     BookingStatus,
@@ -45,9 +44,7 @@ from treatments.models import (
     Ingredient,
     IngredientCategory,
     InjectionPoint,
-    Interval,
     Product,
-    Protocol,
     Room,
     SessionRecord,
     SubjectAccessExport,
@@ -110,28 +107,14 @@ class Command(BaseCommand):
         self.stdout.write(f"Making a patient with {sessions} sessions...")
         with transaction.atomic():
             room, _ = Room.objects.get_or_create(name=TAG)
-            form, _ = ConsentForm.objects.get_or_create(
-                title=TAG, defaults={"created_by": practitioner}
-            )
-            sheet, _ = AftercareSheet.objects.get_or_create(
-                title=TAG,
-                defaults={
+            protocol = benchmark_protocol(
+                tag=TAG,
+                created_by=practitioner,
+                sheet={
                     "introduction": "After your session.",
                     "do_advice": "Cold compress.",
                     "avoid_advice": "No make-up for 12 hours.",
                     "warning_signs": "Spreading redness.",
-                },
-            )
-            protocol, _ = Protocol.objects.get_or_create(
-                name=TAG,
-                defaults={
-                    "indication": "Benchmark",
-                    "default_areas": ["face", "neck"],
-                    "default_sessions": 6,
-                    "interval": Interval.FORTNIGHTLY,
-                    "maintenance_months": 6,
-                    "consent_form": form,
-                    "aftercare_sheet": sheet,
                 },
             )
             batches = []
