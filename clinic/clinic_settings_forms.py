@@ -8,22 +8,17 @@ from typing import Any
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
-from clinic.clinic_settings_rules import BOUNDS, REASONS, WEEKDAY_LABELS, WEEKDAYS
+from clinic.clinic_settings_rules import (
+    BOUND_OF_FIELD,
+    BOUNDS,
+    REASONS,
+    WEEKDAY_LABELS,
+    WEEKDAYS,
+)
 from clinic.clinic_settings_services import SETTING_FIELDS, bound_errors
 from clinic.forms import VersionedFormMixin
 from clinic.models import ClinicSettings
 from clinic.widgets import ClockInput
-
-_BOUND_OF = {
-    "medical_history_valid_days": "medical_history_valid_days",
-    "allergy_test_valid_months": "allergy_test_valid_months",
-    "default_session_minutes": "default_session_minutes",
-    "adult_record_retention_years": "adult_record_retention_years",
-    "child_record_retention_until_age": "child_record_retention_until_age",
-    "reminder_first_hours": "reminder_hours",
-    "reminder_second_hours": "reminder_hours",
-    "reminder_third_hours": "reminder_hours",
-}
 
 
 class ClinicSettingsForm(VersionedFormMixin, forms.ModelForm):
@@ -58,7 +53,7 @@ class ClinicSettingsForm(VersionedFormMixin, forms.ModelForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        for name, key in _BOUND_OF.items():
+        for name, key in BOUND_OF_FIELD.items():
             bound = BOUNDS[key]
             widget = self.fields[name].widget
             widget.attrs.update({"min": bound.minimum, "max": bound.maximum, "step": bound.step})
@@ -92,7 +87,9 @@ class ClinicSettingsForm(VersionedFormMixin, forms.ModelForm):
             return [
                 {
                     "field": self[name],
-                    "reason": BOUNDS[_BOUND_OF[name]].reason if name in _BOUND_OF else None,
+                    "reason": BOUNDS[BOUND_OF_FIELD[name]].reason
+                    if name in BOUND_OF_FIELD
+                    else None,
                 }
                 for name in names
             ]

@@ -112,6 +112,18 @@ BOUNDS: dict[str, Bound] = {
     ),
 }
 
+# The bound each bounded setting keeps to (the three reminders share one).
+BOUND_OF_FIELD: dict[str, str] = {
+    "medical_history_valid_days": "medical_history_valid_days",
+    "allergy_test_valid_months": "allergy_test_valid_months",
+    "default_session_minutes": "default_session_minutes",
+    "adult_record_retention_years": "adult_record_retention_years",
+    "child_record_retention_until_age": "child_record_retention_until_age",
+    "reminder_first_hours": "reminder_hours",
+    "reminder_second_hours": "reminder_hours",
+    "reminder_third_hours": "reminder_hours",
+}
+
 REASONS: dict[str, Any] = {
     "quiet_hours": _(
         "No text or email reaches patients between these times (clinic time): what "

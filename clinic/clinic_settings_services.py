@@ -22,6 +22,7 @@ from django.utils.translation import gettext as _
 from clinic import clinic_settings, dates
 from clinic.audit import audit_log
 from clinic.clinic_settings_rules import (
+    BOUND_OF_FIELD,
     BOUNDS,
     MAX_REMINDERS,
     QUIET_END_EARLIEST,
@@ -61,16 +62,6 @@ SETTING_FIELDS: tuple[str, ...] = (
     "child_record_retention_until_age",
 )
 
-_BOUNDED = {
-    "medical_history_valid_days": "medical_history_valid_days",
-    "allergy_test_valid_months": "allergy_test_valid_months",
-    "default_session_minutes": "default_session_minutes",
-    "adult_record_retention_years": "adult_record_retention_years",
-    "child_record_retention_until_age": "child_record_retention_until_age",
-    "reminder_first_hours": "reminder_hours",
-    "reminder_second_hours": "reminder_hours",
-    "reminder_third_hours": "reminder_hours",
-}
 
 # One key for the transaction-level advisory lock that orders saves.
 _LOCK_KEY = 0x636C696E6963_5345  # "clinic" "SE"
@@ -90,7 +81,7 @@ def bound_errors(values: Mapping[str, Any]) -> dict[str, str]:
     errors: dict[str, str] = {}
     if not str(values.get("clinic_name") or "").strip():
         errors["clinic_name"] = _("Give the clinic's name.")
-    for name, key in _BOUNDED.items():
+    for name, key in BOUND_OF_FIELD.items():
         value = values.get(name)
         if value is None:
             if name == "reminder_first_hours" or not name.startswith("reminder_"):
