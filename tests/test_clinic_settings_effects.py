@@ -20,8 +20,8 @@ from patients.models import Patient
 from tests.clinic_settings_support import settings_saved
 from tests.conftest import frozen_at, sign_in
 from tests.factories import IngredientFactory, PatientFactory, make_history
+from tests.treatments.test_session_helpers import give_and_read
 from treatments.gates import gate_allergy, gate_medical_history
-from treatments.services.allergy import allergy_test_give, allergy_test_read
 
 pytestmark = pytest.mark.django_db
 
@@ -62,18 +62,7 @@ def test_a_negative_reading_valid_one_month_blocks_after_it(
     patient: Patient, practitioner: User
 ) -> None:
     ingredient = IngredientFactory(name="Hyaluronic acid")
-    given = NOW - timedelta(days=40)
-    with time_machine.travel(given, tick=False):
-        test = allergy_test_give(
-            patient=patient,
-            given_by=practitioner,
-            ingredients=[ingredient],
-            products=[],
-            site="Inner left forearm",
-            given_at=given,
-        )
-    with time_machine.travel(given + timedelta(hours=25), tick=False):
-        allergy_test_read(test=test, read_by=practitioner, result="negative")
+    give_and_read(patient, practitioner, [ingredient], given_at=NOW - timedelta(days=40))
     assert gate_allergy(patient=patient, ingredients=[ingredient], at=timezone.now()) == []
     settings_saved(allergy_test_valid_months=1)
     [failure] = gate_allergy(patient=patient, ingredients=[ingredient], at=timezone.now())
