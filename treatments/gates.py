@@ -766,26 +766,58 @@ def gate_day_of(
 # --- Gate 7: cautions acknowledged ---------------------------------------------------
 
 
+def caution_areas(caution: Finding, areas: Collection[str]) -> frozenset[str]:
+    """The treated `areas` (TreatmentArea codes) that `caution` concerns: the
+    ones shown beside it, and kept with its acknowledgement. Empty for a
+    caution that concerns every area."""
+    return frozenset(caution.areas.intersection(areas))
+
+
+def cautions_acknowledging(
+    cautions: Iterable[Finding], *, areas: Collection[str]
+) -> dict[str, frozenset[str]]:
+    """Every one of `cautions` acknowledged for the areas it concerns among
+    `areas`, as gate 7 reads acknowledgements: for a caller that has shown
+    each of them, with its areas, and had it confirmed."""
+    return {caution.code: caution_areas(caution, areas) for caution in cautions}
+
+
 def gate_cautions(
-    *, cautions: Sequence[Finding], acknowledged: Collection[str], areas: Collection[str] = ()
+    *,
+    cautions: Sequence[Finding],
+    acknowledged: Mapping[str, Collection[str]],
+    areas: Collection[str] = (),
 ) -> list[GateFailure]:
     """Gate 7: every caution that concerns today's areas (`cautions_for`;
     `areas`, TreatmentArea codes, names the ones treated) acknowledged by the
-    practitioner (`acknowledged`: caution codes). Source: domain.md,
-    "Cautions (treat with care, warn)"."""
-    return [
-        GateFailure(
-            7,
-            _("Acknowledge the caution for %(areas)s: %(reason)s")
-            % {
-                "areas": area_labels(sorted(caution.areas.intersection(areas) or caution.areas)),
+    practitioner for exactly the areas it concerns today (`acknowledged`:
+    caution code -> the area codes shown beside it when it was ticked;
+    `caution_areas`). A tick given when the caution was shown for fewer or
+    other areas (an area added to the session since) does not count: the
+    practitioner confirms each caution knowing which areas it concerns.
+    Source: domain.md, "Cautions (treat with care, warn)"."""
+    failures = []
+    for caution in cautions:
+        concerned = caution_areas(caution, areas)
+        shown = area_labels(sorted(concerned or caution.areas))
+        if caution.code not in acknowledged:
+            sentence = _("Acknowledge the caution for %(areas)s: %(reason)s") % {
+                "areas": shown,
                 "reason": caution.reason,
-            },
-            _("see the practitioner"),
-        )
-        for caution in cautions
-        if caution.code not in acknowledged
-    ]
+            }
+        elif frozenset(acknowledged[caution.code]) != concerned:
+            sentence = _(
+                "The caution was acknowledged for %(before)s, but it concerns %(areas)s in "
+                "this session: read it again and tick it for %(areas)s: %(reason)s"
+            ) % {
+                "before": area_labels(sorted(acknowledged[caution.code])),
+                "areas": shown,
+                "reason": caution.reason,
+            }
+        else:
+            continue
+        failures.append(GateFailure(7, sentence, _("see the practitioner")))
+    return failures
 
 
 # --- Gate 8: the session has begun ----------------------------------------------------
@@ -926,12 +958,13 @@ def session_gates(
     batches: Sequence[Batch],
     areas: Collection[str],
     day_of: Mapping[str, bool | None] | None,
-    acknowledged: Collection[str],
+    acknowledged: Mapping[str, Collection[str]],
     at: datetime,
 ) -> SessionGates:
     """Every gate, 1 to 8, for completing `booking` at `at` (aware) with these
     batches on these areas (TreatmentArea codes), the day-of answers
-    (`day_of`, None when not asked yet) and the caution codes acknowledged.
+    (`day_of`, None when not asked yet) and the cautions acknowledged (caution
+    code -> the area codes it was shown for when ticked: `gate_cautions`).
 
     Gates 1 to 5 judge the treatment as it happened: at the booked start once
     it has passed (a reading that expires while the patient is in the chair

@@ -20,7 +20,7 @@
   // Techniques given point by point: once the area is chosen, taps add points.
   var POINT_TECHNIQUES = ["papule", "point"];
   // Fields a copied line takes from its source.
-  var EVERY_FIELD = ["batch", "amount", "unit", "area", "technique", "depth_mm", "needle_gauge", "device", "points"];
+  var EVERY_FIELD = ["product", "batch", "amount", "unit", "area", "technique", "depth_mm", "needle_gauge", "device", "points"];
 
   var panel = document.querySelector("[data-needle-map]");
   if (!panel) return;
@@ -110,9 +110,14 @@
     return name ? name.textContent.trim() : "";
   }
   function productOf(line) {
-    var select = field(line, "batch");
+    var select = field(line, "product");
     if (!select || !select.value || select.selectedIndex < 0) return "";
-    return select.options[select.selectedIndex].text.split(" · ")[0];
+    return select.options[select.selectedIndex].text;
+  }
+  // A line's area chosen or cleared on the diagram: js/session_form.js
+  // follows the areas treated (the cautions shown for them).
+  function areasChanged() {
+    form.dispatchEvent(new CustomEvent("cocktail:areas"));
   }
   function activeLine() {
     return lines()[active] || null;
@@ -253,11 +258,13 @@
     if (!select) return;
     if (areaOf(line) === area) {
       select.value = "";
+      areasChanged();
       render();
       say(word("area_unmarked", { line: lineName(line), area: areaName(area) }));
       return;
     }
     select.value = area;
+    areasChanged();
     var dropped = areaChanged(line);
     var text = word("area_chosen", { line: lineName(line), area: areaName(area) });
     if (dropped) text += " " + word("dropped", { count: countText(dropped) });
@@ -426,6 +433,7 @@
       var select = field(line, "area");
       if (select) select.value = "";
     });
+    areasChanged();
     keyboardTurns = {};
     setMode("area");
     render();
@@ -488,7 +496,7 @@
       var line = addLine(null);
       if (!line) return;
       say(word("added", { line: lineName(line) }));
-      field(line, "batch").focus();
+      field(line, "product").focus();
     });
   }
 

@@ -108,7 +108,7 @@ def test_a_session_recorded_on_a_tablet_starts_from_the_protocols_usual_way(
         add.click()
         expect(lines).to_have_count(3)
         assert how_given(page, 2) == ["papule", "2.0", "30", "syringe"]
-        expect(page.locator('[name="lines-2-batch"]')).to_be_focused()
+        expect(page.locator('[name="lines-2-product"]')).to_be_focused()
         page.locator('[name="lines-1-area"]').select_option("neck")
         answer_day_of(tab)
         no_axe_violations(page)

@@ -223,7 +223,7 @@ def test_the_cold_sore_caution_is_shown_beside_the_face_and_must_be_acknowledged
     assert "Tolerated well, typed by hand" in page
     assert_nothing_saved(world)
 
-    done = client.post(url(world), session_post(world.batches, caution="cold_sores"))
+    done = client.post(url(world), session_post(world.batches, caution="cold_sores:face"))
     assert done.status_code == 302
     [ack] = CautionAcknowledgement.objects.filter(session__booking=world.booking)
     assert ack.code == "cold_sores"

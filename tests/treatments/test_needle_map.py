@@ -223,7 +223,7 @@ def _complete(world: World, lines: list[LineInput]) -> SessionRecord:
         immediate_reactions="",
         notes="",
         day_of=dict.fromkeys(DAY_OF_FIELDS, False),
-        cautions_acknowledged=[],
+        cautions_acknowledged={},
         at=timezone.now(),
     )
 
@@ -495,6 +495,7 @@ def test_session_area_doses_give_each_ingredient_per_area_in_two_queries(
             "lines-0-technique": "papule",
             "lines-0-points": json.dumps(CHEEKS),
             "lines-1-amount": "1.00",
+            "lines-2-product": str(mixed.product.uuid),
             "lines-2-batch": str(mixed.uuid),
             "lines-2-amount": "0.50",
             "lines-2-unit": "ml",

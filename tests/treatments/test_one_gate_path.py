@@ -323,7 +323,7 @@ def test_a_recall_in_progress_blocks_the_completion_that_uses_the_batch(
                     ),
                     False,
                 ),
-                cautions_acknowledged=[],
+                cautions_acknowledged={},
                 at=NOW,
             )
         thread.join(timeout=30)

@@ -156,6 +156,7 @@ def make_world(
 
 def line_data(index: int, batch: Batch, **overrides: Any) -> dict[str, str]:
     values = {
+        "product": str(batch.product.uuid),
         "batch": str(batch.uuid),
         "amount": "2.50",
         "unit": "ml",

@@ -170,7 +170,7 @@ def returning_patient(
             immediate_reactions="Slight redness",
             notes="Tolerated well",
             day_of=dict.fromkeys(DAY_OF_FIELDS, False),
-            cautions_acknowledged=["cold_sores"],
+            cautions_acknowledged={"cold_sores": {"face"}},
             at=now,
         )
     photo_of(patient, practitioner, kind="after", colour=(210, 160, 150))

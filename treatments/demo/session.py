@@ -35,7 +35,7 @@ from clinic.demo_clock import (
 )
 from clinic.models import User
 from patients.models import Patient
-from treatments.gates import session_gates
+from treatments.gates import cautions_acknowledging, session_gates
 from treatments.models import (
     DAY_OF_FIELDS,
     AdverseEffect,
@@ -131,7 +131,7 @@ def _complete(booking: Booking, practitioner: User) -> bool:
                 batches=[line.batch for line in lines],
                 areas=areas,
                 day_of=day_of,
-                acknowledged=(),
+                acknowledged={},
                 at=at,
             )
             session_complete(
@@ -143,7 +143,7 @@ def _complete(booking: Booking, practitioner: User) -> bool:
                 immediate_reactions=REACTIONS,
                 notes=NOTES,
                 day_of=day_of,
-                cautions_acknowledged=[caution.code for caution in shown.cautions],
+                cautions_acknowledged=cautions_acknowledging(shown.cautions, areas=areas),
                 at=at,
             )
     except SessionRefusedError:

@@ -29,6 +29,7 @@ from treatments.models import (
     Batch,
     Device,
     MapView,
+    Product,
     Severity,
     Technique,
     Unit,
@@ -45,8 +46,9 @@ BLANK: list[tuple[str, Any]] = [("", "---------")]
 
 
 def batch_label(batch: Batch, *, today: Any = None) -> str:
-    label = _("%(product)s · lot %(lot)s · expires %(day)s") % {
-        "product": batch.product.name,
+    """A batch as its line's list shows it, under its product's name: short,
+    so the lot stays readable in the field on a tablet."""
+    label = _("Lot %(lot)s · expires %(day)s") % {
         "lot": batch.lot_number,
         "day": dates.day(batch.expiry_date),
     }
@@ -55,8 +57,34 @@ def batch_label(batch: Batch, *, today: Any = None) -> str:
     return label
 
 
+class BatchSelect(forms.Select):
+    """The batch list, each batch marked with its product's uuid
+    (`data-product`): the page's script (js/cocktail_batches.js) offers only
+    the batches of the line's product. Without the script the batches are
+    grouped under their products, and the server checks the pair."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.product_of: dict[str, str] = {}
+
+    def create_option(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        option = super().create_option(*args, **kwargs)
+        product = self.product_of.get(str(option["value"]))
+        if product:
+            option["attrs"]["data-product"] = product
+        return option
+
+
 class BatchField(forms.ChoiceField):
     """A batch by its uuid, chosen from batches loaded once for the whole page."""
+
+    widget = BatchSelect(attrs={"data-line-batch": ""})
+    default_error_messages = {
+        "invalid_choice": gettext_lazy(
+            "This batch is not in the catalogue: choose one from the list."
+        ),
+        "required": gettext_lazy("Choose the batch: its lot number is on the vial."),
+    }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -70,6 +98,32 @@ class BatchField(forms.ChoiceField):
 
     def valid_value(self, value: Any) -> bool:
         return str(value) in self.batches
+
+
+class ProductField(forms.ChoiceField):
+    """The line's product by its uuid: one of the products of the batches
+    loaded for the page."""
+
+    widget = forms.Select(attrs={"data-line-product": ""})
+    default_error_messages = {
+        "invalid_choice": gettext_lazy(
+            "This product has no batch that can be chosen: choose one from the list."
+        ),
+        "required": gettext_lazy("Choose the product."),
+    }
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.products: dict[str, Product] = {}
+
+    def clean(self, value: Any) -> Product | None:
+        value = super().clean(value)
+        if not value:
+            return None
+        return self.products[str(value)]
+
+    def valid_value(self, value: Any) -> bool:
+        return str(value) in self.products
 
 
 # A point as the diagram's script writes it: ["face", 0.4213, 0.3120].
@@ -146,7 +200,8 @@ def _deleted(form: forms.Form) -> bool:
 
 
 class CocktailLineForm(forms.Form):
-    batch = BatchField(label=gettext_lazy("Product batch"))
+    product = ProductField(label=gettext_lazy("Product"))
+    batch = BatchField(label=gettext_lazy("Batch"))
     amount = forms.DecimalField(
         label=gettext_lazy("Amount"),
         min_value=Decimal("0.01"),
@@ -179,19 +234,47 @@ class CocktailLineForm(forms.Form):
     ) -> None:
         super().__init__(*args, **kwargs)
         field = self.fields["batch"]
+        product_field = self.fields["product"]
         assert isinstance(field, BatchField)
+        assert isinstance(product_field, ProductField)
         field.batches = batches
+        product_field.products = {str(b.product.uuid): b.product for b in batches.values()}
+        if not self.is_bound:
+            # A pre-filled line names its batch: its product is that batch's.
+            initial_batch = batches.get(str(self.initial.get("batch") or ""))
+            if initial_batch is not None and not self.initial.get("product"):
+                self.initial["product"] = initial_batch.product.uuid
         today = timezone.localdate()
-        choices = BLANK + [(str(b.uuid), batch_label(b)) for b in usable]
+        offered = list(usable)
         # A batch typed in that is no longer usable stays shown, so nothing is lost.
-        shown = {str(b.uuid) for b in usable}
         chosen = self.data.get(self.add_prefix("batch")) if self.is_bound else None
-        if chosen and chosen in batches and chosen not in shown:
-            choices.append((chosen, batch_label(batches[chosen], today=today)))
-        field.choices = choices
+        if chosen and chosen in batches and batches[chosen] not in offered:
+            offered.append(batches[chosen])
+        # The batches under their products (an <optgroup> each), in the order given.
+        groups: dict[str, list[tuple[str, str]]] = {}
+        products: dict[str, str] = {}
+        for batch in offered:
+            usable_today = batch in usable
+            label = batch_label(batch, today=None if usable_today else today)
+            groups.setdefault(batch.product.name, []).append((str(batch.uuid), label))
+            products.setdefault(str(batch.product.uuid), batch.product.name)
+        field.choices = BLANK + list(groups.items())
+        assert isinstance(field.widget, BatchSelect)
+        field.widget.product_of = {str(b.uuid): str(b.product.uuid) for b in offered}
+        product_field.choices = BLANK + list(products.items())
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
+        product, batch = cleaned.get("product"), cleaned.get("batch")
+        if product is not None and batch is not None and batch.product_id != product.pk:
+            self.add_error(
+                "batch",
+                _(
+                    "Lot %(lot)s is a batch of %(other)s, not of %(product)s: choose a batch "
+                    "of %(product)s, or change the product."
+                )
+                % {"lot": batch.lot_number, "other": batch.product.name, "product": product.name},
+            )
         area = cleaned.get("area")
         points = cleaned.get("points") or ()
         technique = cleaned.get("technique")
@@ -239,6 +322,7 @@ class CocktailLineForm(forms.Form):
     def to_input(self) -> LineInput:
         data = self.cleaned_data
         return LineInput(
+            product=data["product"],
             batch=data["batch"],
             amount=data["amount"],
             unit=data["unit"],
@@ -288,8 +372,12 @@ class BaseLineFormSet(_LineFormSet):
         if not self.lines():
             raise forms.ValidationError(_("Record at least one cocktail line."))
 
+    def line_forms(self) -> list[CocktailLineForm]:
+        """The forms that are lines, in the order of `lines()`."""
+        return [form for form in self.forms if form.has_changed() and not _deleted(form)]
+
     def lines(self) -> list[LineInput]:
-        return [form.to_input() for form in self.forms if form.has_changed() and not _deleted(form)]
+        return [form.to_input() for form in self.line_forms()]
 
 
 # A session has a handful of lines: `absolute_max` refuses a forged
@@ -377,8 +465,12 @@ class BaseAdverseFormSet(_AdverseFormSet):
         super().add_fields(form, index)
         form.fields["DELETE"].label = _("Leave out this event")
 
+    def event_forms(self) -> list[AdverseEventForm]:
+        """The forms that are events, in the order of `events()`."""
+        return [form for form in self.forms if form.has_changed() and not _deleted(form)]
+
     def events(self) -> list[AdverseEventInput]:
-        return [form.to_input() for form in self.forms if form.has_changed() and not _deleted(form)]
+        return [form.to_input() for form in self.event_forms()]
 
 
 AdverseEventFormSet = formset_factory(

@@ -51,6 +51,7 @@ from treatments.models import (
     DayOfCheck,
     InjectionPoint,
     MapView,
+    Product,
     SessionAmendment,
     SessionRecord,
     Technique,
@@ -81,7 +82,9 @@ class PointInput:
 @dataclass(frozen=True)
 class LineInput:
     """One product of the cocktail as typed by the practitioner, with the
-    points tapped for it on the diagram, in the order tapped."""
+    points tapped for it on the diagram, in the order tapped. `product` is
+    the product the practitioner chose for the line (None: not said, the
+    batch's own); its batch must be one of it."""
 
     batch: Batch
     amount: Decimal
@@ -92,6 +95,7 @@ class LineInput:
     needle_gauge: int
     device: str
     points: tuple[PointInput, ...] = ()
+    product: Product | None = None
 
 
 @dataclass(frozen=True)
@@ -109,6 +113,22 @@ class SessionRefusedError(RefusedError):
     incomplete or wrong (an empty cocktail, an amount out of range)."""
 
     code = "session_refused"
+
+    def __init__(
+        self,
+        message: object = None,
+        *,
+        field: str | None = None,
+        code: str | None = None,
+        kind: RefusalKind | None = None,
+        line: int | None = None,
+        event: int | None = None,
+    ) -> None:
+        super().__init__(message, field=field, code=code, kind=kind)
+        # Which of the lines or adverse events given (0-based) `field` is
+        # of, so the page puts the sentence beside that field.
+        self.line = line
+        self.event = event
 
 
 class SessionStateError(SessionRefusedError):
@@ -177,6 +197,7 @@ def _check_points(lines: Sequence[LineInput]) -> None:
                 _("Line %(number)s has %(count)s points: at most %(most)s a line.")
                 % {"number": number, "count": len(line.points), "most": MAX_POINTS_PER_LINE},
                 field="points",
+                line=number - 1,
             )
         if line.points and not technique_takes_points(line.technique):
             raise SessionRefusedError(
@@ -186,6 +207,7 @@ def _check_points(lines: Sequence[LineInput]) -> None:
                 )
                 % {"number": number, "technique": Technique(line.technique).label.lower()},
                 field="points",
+                line=number - 1,
             )
         shown_on = views_of_area(line.area)
         for point in line.points:
@@ -194,11 +216,13 @@ def _check_points(lines: Sequence[LineInput]) -> None:
                     _("Line %(number)s has a point on a view the diagram does not have.")
                     % {"number": number},
                     field="points",
+                    line=number - 1,
                 )
             if not (0 <= point.x <= 1 and 0 <= point.y <= 1):
                 raise SessionRefusedError(
                     _("Line %(number)s has a point outside the diagram.") % {"number": number},
                     field="points",
+                    line=number - 1,
                 )
             if point.view not in shown_on:
                 raise SessionRefusedError(
@@ -213,6 +237,7 @@ def _check_points(lines: Sequence[LineInput]) -> None:
                         "area": area_labels([line.area]),
                     },
                     field="points",
+                    line=number - 1,
                 )
             if not point_in_area(line.area, point.view, point.x, point.y):
                 raise SessionRefusedError(
@@ -222,7 +247,32 @@ def _check_points(lines: Sequence[LineInput]) -> None:
                     )
                     % {"number": number, "area": area_labels([line.area])},
                     field="points",
+                    line=number - 1,
                 )
+
+
+def _check_products(lines: Sequence[LineInput], batches: Mapping[int, Batch]) -> None:
+    """Each line's batch is a batch of the product chosen for the line: a lot
+    of another product recorded by a slip of the list would send a recall to
+    the wrong patients. `batches` are the lines' batches as read under lock."""
+    for number, line in enumerate(lines, start=1):
+        batch = batches[line.batch.pk]
+        if line.product is not None and batch.product_id != line.product.pk:
+            raise SessionRefusedError(
+                _(
+                    "Line %(number)s: lot %(lot)s is a batch of %(other)s, not of %(product)s. "
+                    "Choose a batch of %(product)s, or change the product."
+                )
+                % {
+                    "number": number,
+                    "lot": batch.lot_number,
+                    "other": batch.product.name,
+                    "product": line.product.name,
+                },
+                field="batch",
+                code="batch_of_another_product",
+                line=number - 1,
+            )
 
 
 def _save_event(
@@ -258,7 +308,7 @@ def session_complete(
     immediate_reactions: str,
     notes: str,
     day_of: Mapping[str, bool | None] | None,
-    cautions_acknowledged: Collection[str],
+    cautions_acknowledged: Mapping[str, Collection[str]],
     at: datetime,
     expected_version: int | None = None,
     submission_token: uuid.UUID | None = None,
@@ -271,8 +321,10 @@ def session_complete(
     `day_of` holds the patient's answers to the day-of-treatment questions
     (each field of `DAY_OF_QUESTIONS`: True, False, or None if not asked);
     each line's `points` are written with it, in the same transaction;
-    `cautions_acknowledged` the codes of the history's cautions the
-    practitioner acknowledged for the areas of `lines`; `at` (aware) is now.
+    `cautions_acknowledged` the history's cautions the practitioner ticked,
+    each code with the area codes shown beside it when ticked (gate 7 counts
+    a tick only for exactly the areas the caution concerns in `lines`:
+    `gates.caution_areas`); `at` (aware) is now.
 
     The booking row is locked first, so two practitioners completing the same
     session at once record it once (the booking's version is raised, so a
@@ -286,10 +338,15 @@ def session_complete(
     change that matters here). Raises GatesFailedError (409) with every
     failing gate, SessionStateError (409) when the booking is cancelled,
     missed or completed, and SessionRefusedError (400) for an
-    acknowledgement of a caution that does not apply to this session, or a
+    acknowledgement of a caution that does not apply to this session, a
+    line whose batch is not one of the line's product (field "batch"), a
     line with more than MAX_POINTS_PER_LINE points, or a point outside the
     diagram or on a view that does not show its line's area (field
-    "points"); nothing is written then.
+    "points"), an adverse event starting in the future or before the
+    session, or resolving before it started or after today (fields "onset",
+    "resolved_on"); a refusal about one line or event names it (`line`,
+    `event`: its index in `lines`, `adverse_events`). Nothing is written
+    then.
     """
     # First the token: a second post of the same page waits here for the first.
     submission_check(SessionRecord, submission_token, by=completed_by)
@@ -306,8 +363,12 @@ def session_complete(
     if not lines:
         raise SessionRefusedError(_("Record at least one cocktail line."))
     _check_points(lines)
-    for event in adverse_events:
-        _check_adverse(event, at=at, session_start=completion_opens_at(current.starts_at))
+    for index, event in enumerate(adverse_events):
+        try:
+            _check_adverse(event, at=at, session_start=completion_opens_at(current.starts_at))
+        except ValidationError as invalid:
+            field, messages = next(iter(invalid.message_dict.items()))
+            raise SessionRefusedError(" ".join(messages), field=field, event=index) from None
 
     # Read and lock the batches inside the transaction, in a fixed order: a
     # recall made since the form was shown blocks, and one made now waits.
@@ -321,6 +382,7 @@ def session_complete(
         .values_list("pk", flat=True)
     )
     batches = list(Batch.objects.select_related("product").filter(pk__in=batch_ids).order_by("pk"))
+    _check_products(lines, {batch.pk: batch for batch in batches})
     areas = {line.area for line in lines}
     gates = session_gates(
         booking=current,

@@ -31,13 +31,20 @@ from treatments.forms.session import (
     AdverseEventFormSet,
     AmendmentForm,
     BaseAdverseFormSet,
+    BaseLineFormSet,
     CocktailLineForm,
     CocktailLineFormSet,
     DayOfCheckForm,
     LaterAdverseEventForm,
     SessionForm,
 )
-from treatments.gates import GateFailure, area_labels, session_gates
+from treatments.gates import (
+    GateFailure,
+    area_labels,
+    caution_areas,
+    gate_batches,
+    session_gates,
+)
 from treatments.models import (
     MAX_POINTS_PER_LINE,
     AdverseEvent,
@@ -169,9 +176,51 @@ def _with_line_added(data: QueryDict, new_line: dict[str, Any]) -> tuple[QueryDi
     return added, ""
 
 
-def _acknowledged(data: QueryDict) -> list[str]:
-    """Caution codes ticked on the form (at most a screening table's worth)."""
-    return [code[:40] for code in data.getlist(CAUTION)[:50]]
+def _acknowledged(data: QueryDict) -> dict[str, frozenset[str]]:
+    """The cautions ticked on the form (at most a screening table's worth):
+    each code with the areas shown beside it when ticked, as each box's value
+    carries them ("cold_sores:face,under_eye"; `_caution_value`)."""
+    ticked: dict[str, frozenset[str]] = {}
+    for value in data.getlist(CAUTION)[:50]:
+        code, _sep, areas = str(value)[:400].partition(":")
+        ticked[code[:40]] = frozenset(area for area in areas.split(",")[:30] if area)
+    return ticked
+
+
+def _caution_value(code: str, areas: frozenset[str]) -> str:
+    """A caution's box value: its code and the areas it is shown for."""
+    return f"{code}:{','.join(sorted(areas))}"
+
+
+def _beside_fields(
+    refused: SessionRefusedError, lines: BaseLineFormSet, events: BaseAdverseFormSet
+) -> bool:
+    """Put a refusal about one line's or one event's field beside that field;
+    False when it concerns no single field of the form."""
+    forms: list[Any] = []
+    index = -1
+    if refused.line is not None:
+        forms = list(lines.line_forms())
+        index = refused.line
+    elif refused.event is not None:
+        forms = list(events.event_forms())
+        index = refused.event
+    if not forms or not 0 <= index < len(forms) or refused.field not in forms[index].fields:
+        return False
+    forms[index].add_error(refused.field, refused.message)
+    return True
+
+
+def _batch_failures_beside(lines: BaseLineFormSet, now: Any) -> None:
+    """Gate 5's sentence for a line's recalled or expired batch, beside that
+    line's batch too (the page lists every failure at the top)."""
+    for line_form in lines.line_forms():
+        batch = line_form.cleaned_data.get("batch")
+        if batch is None:
+            continue
+        failures = gate_batches(batches=[batch], on=timezone.localdate(now))
+        if failures:
+            line_form.add_error("batch", failures[0].sentence)
 
 
 FOLLOW_UP = "followup"
@@ -277,7 +326,7 @@ def session_record(request: HttpRequest, booking: uuid.UUID) -> HttpResponse:
     failures: list[GateFailure] | None = None
     status = 200
     error = ""
-    acknowledged: list[str] = []
+    acknowledged: dict[str, frozenset[str]] = {}
     if request.method == "POST":
         data: QueryDict = request.POST
         new_line = line_defaults(booking=current)
@@ -324,9 +373,15 @@ def session_record(request: HttpRequest, booking: uuid.UUID) -> HttpResponse:
                 failures = refused.failures
                 error = _("The session cannot be completed yet. Nothing was saved.")
                 status = refusal_status(refused)
+                _batch_failures_beside(lines, now)
             except SessionRefusedError as refused:
-                error = refused.message
                 status = refusal_status(refused)
+                if _beside_fields(refused, lines, events):
+                    error = _(
+                        "Some details need correcting: see the messages below. Nothing was saved."
+                    )
+                else:
+                    error = refused.message
                 # Cancelled or completed meanwhile: the page shows its status now.
                 current.refresh_from_db()
             except ValidationError as invalid:
@@ -387,10 +442,10 @@ def session_record(request: HttpRequest, booking: uuid.UUID) -> HttpResponse:
                     "code": caution.code,
                     "reason": caution.reason,
                     "areas": sorted(caution.areas),
-                    "area_labels": area_labels(sorted(caution.areas.intersection(areas)))
-                    if caution.areas
-                    else area_labels([]),
-                    "acknowledged": caution.code in acknowledged,
+                    "area_labels": area_labels(sorted(caution_areas(caution, areas))),
+                    # Ticked again only for the very areas it was ticked for.
+                    "value": _caution_value(caution.code, caution_areas(caution, areas)),
+                    "acknowledged": acknowledged.get(caution.code) == caution_areas(caution, areas),
                 }
                 for caution in gates.cautions
             ],
