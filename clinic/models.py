@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from django.apps import apps
 from django.contrib.auth.models import AbstractUser
@@ -17,23 +17,51 @@ from phonenumber_field.modelfields import PhoneNumberField
 
 from clinic.names import nfc, person_name
 from clinic.roles import Role
+from clinic.usernames import username_skeleton
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
     from datetime import datetime
+
+# Named: the service that makes accounts tells this refusal from a name taken.
+USERNAME_SKELETON_CONSTRAINT = "clinic_user_username_skeleton_unique"
 
 
 class User(AbstractUser):
     """A person who signs in: staff (roles are groups) or, later, a patient."""
 
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    # The username as compared for look-alikes (clinic.usernames), unique:
+    # two names that read alike cannot both be taken, even by two people
+    # joining at the same instant (the second insert waits for the first and
+    # is refused). Set by `save` for a new account and a renamed one; empty
+    # only for an account named before it was kept whose look-alike was
+    # there first (migrations 0017, 0018).
+    username_skeleton = models.CharField(max_length=600, blank=True, default="", editable=False)
 
     class Meta:
         verbose_name = _("user")
         verbose_name_plural = _("users")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["username_skeleton"],
+                condition=~models.Q(username_skeleton=""),
+                name=USERNAME_SKELETON_CONSTRAINT,
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.get_full_name() or self.username
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        update_fields = kwargs.get("update_fields")
+        # A saved account with no skeleton is a legacy look-alike: left so.
+        keeps_one = self._state.adding or bool(self.username_skeleton)
+        if keeps_one and (update_fields is None or "username" in update_fields):
+            self.username_skeleton = username_skeleton(self.username)
+            if update_fields is not None:
+                kwargs["update_fields"] = {*update_fields, "username_skeleton"}
+        super().save(*args, **kwargs)
 
     def clean(self) -> None:
         super().clean()
@@ -105,6 +133,9 @@ class AuditAction(models.TextChoices):
     REACTIVATED = "reactivated", _("reactivated")
     TWO_FACTOR_RESET = "2fa_reset", _("reset the authenticator of")
     BACKUP_CODES_MADE = "backup_codes", _("made new backup codes for")
+    # Before changing a second factor or roles (clinic/stepup.py): the
+    # password (and code) asked again; refused ones are "login_failed".
+    REAUTHENTICATED = "reauthenticated", _("confirmed their password again for")
 
 
 class AuditEvent(models.Model):

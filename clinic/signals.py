@@ -33,6 +33,15 @@ def _audit_login(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
     audit_log(actor=user, action=AuditAction.LOGIN, obj=user)
 
 
+@receiver(user_logged_in)
+def _step_up_at_sign_in(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
+    # The password was just typed: it counts as confirmed (clinic/stepup.py).
+    if request is not None and hasattr(request, "session"):
+        from clinic.stepup import step_up_record
+
+        step_up_record(request)
+
+
 @receiver(user_logged_out)
 def _audit_logout(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
     if user is not None:

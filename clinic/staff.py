@@ -19,7 +19,8 @@ still be one. Nobody deactivates their own account or takes their own manager
 role: another manager does.
 
 Deactivating ends the person's sessions at once (deleted from the session
-store), withdraws the invitations they sent that are still waiting, and
+store), withdraws the invitations they sent that are still waiting (taking
+the manager role withdraws them too: only a manager invites), and
 keeps the account, its roles and its name on every record; reactivating
 gives the account back (not the invitations: a manager sends new ones).
 Resetting a lost authenticator removes the person's authenticator and backup
@@ -61,12 +62,18 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 from clinic import clinic_settings, dates
 from clinic.audit import audit_log
 from clinic.concurrency import submission_check
-from clinic.models import AuditAction, AuditEvent, StaffInvitation, User
+from clinic.models import (
+    USERNAME_SKELETON_CONSTRAINT,
+    AuditAction,
+    AuditEvent,
+    StaffInvitation,
+    User,
+)
 from clinic.refusals import RefusalKind, RefusedError
 from clinic.roles import Role
 from clinic.services import sign_in_lock_lift
 from clinic.signin import sign_in_locks
-from clinic.usernames import username_allowed, username_look_alike
+from clinic.usernames import username_allowed, username_skeleton
 
 logger = logging.getLogger(__name__)
 
@@ -344,11 +351,23 @@ def staff_role_give(*, actor: User, member: User, role: Role) -> bool:
     return True
 
 
-def staff_role_take(*, actor: User, member: User, role: Role) -> bool:
-    """Take the role `role` from `member`; False when they do not hold it.
+@dataclass(frozen=True)
+class RoleTaken:
+    """What taking a role ended: for the manager role, the invitations the
+    person had sent that nobody had used yet (their addresses)."""
+
+    invitations_withdrawn: list[str]
+
+
+def staff_role_take(*, actor: User, member: User, role: Role) -> RoleTaken | None:
+    """Take the role `role` from `member`; None when they do not hold it.
+    Taking the manager role also withdraws the invitations they sent that
+    are still waiting, as deactivating does: only a manager invites, and a
+    link from someone who may no longer invite brings nobody in.
     Refused (StaffRefusedError) for the manager role of the last active
     manager ("last_manager") or of the manager acting ("own_manager_role").
-    Audited as "took a role from" with the role."""
+    Audited as "took a role from" with the role, and each invitation
+    withdrawn as "cancelled", marked "withdrawn"."""
     role = Role(role)
     with transaction.atomic():
         managers = _managers_locked()
@@ -364,10 +383,11 @@ def staff_role_take(*, actor: User, member: User, role: Role) -> bool:
             )
         group = Group.objects.get(name=role.value)
         if not member.groups.filter(pk=group.pk).exists():
-            return False
+            return None
         member.groups.remove(group)
         _audit_account(actor, AuditAction.ROLE_TAKEN, member, [f"role={role.value}"])
-    return True
+        withdrawn = _invitations_withdraw(actor, member) if role is Role.MANAGER else []
+    return RoleTaken(invitations_withdrawn=withdrawn)
 
 
 # --- Deactivating, reactivating ------------------------------------------------------------
@@ -937,18 +957,11 @@ def staff_invitation_accept(*, token: str, username: str, password: str) -> User
                 kind=RefusalKind.INVALID,
             )
         # Every account's name, patients' portal accounts too: one a
-        # colleague could mistake for another's is refused.
-        if username_look_alike(username, list(User.objects.values_list("username", flat=True))):
-            raise StaffRefusedError(
-                _(
-                    "That username reads like another account's (letters that look alike, "
-                    "such as 0 and O, I and l, rn and m): choose another, so that nobody "
-                    "mistakes one for the other."
-                ),
-                field="username",
-                code="username_look_alike",
-                kind=RefusalKind.INVALID,
-            )
+        # colleague could mistake for another's is refused. Found by its
+        # skeleton, which the database keeps unique: a look-alike taken at
+        # this same instant is refused at the insert below.
+        if User.objects.filter(username_skeleton=username_skeleton(username)).exists():
+            raise _look_alike_refusal()
         user = User(
             username=username,
             first_name=invitation.first_name,
@@ -976,7 +989,9 @@ def staff_invitation_accept(*, token: str, username: str, password: str) -> User
                 code="username",
                 kind=RefusalKind.INVALID,
             ) from error
-        except IntegrityError:
+        except IntegrityError as error:
+            if _constraint_of(error) == USERNAME_SKELETON_CONSTRAINT:
+                raise _look_alike_refusal() from None
             raise StaffRefusedError(
                 _("That username is taken: choose another."),
                 field="username",
@@ -999,6 +1014,25 @@ def staff_invitation_accept(*, token: str, username: str, password: str) -> User
             ],
         )
     return user
+
+
+def _look_alike_refusal() -> StaffRefusedError:
+    return StaffRefusedError(
+        _(
+            "That username reads like another account's (letters that look alike, "
+            "such as 0 and O, I and l, rn and m): choose another, so that nobody "
+            "mistakes one for the other."
+        ),
+        field="username",
+        code="username_look_alike",
+        kind=RefusalKind.INVALID,
+    )
+
+
+def _constraint_of(error: IntegrityError) -> str:
+    """The name of the constraint `error` broke, as PostgreSQL reports it ("" if none)."""
+    diag = getattr(error.__cause__, "diag", None)
+    return str(getattr(diag, "constraint_name", "") or "")
 
 
 def staff_username_suggest(invitation: StaffInvitation) -> str:

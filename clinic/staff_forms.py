@@ -183,3 +183,27 @@ class SecondFactorForm(forms.Form):
     def kind(self) -> str:
         """ "totp" for the app's 6 digits, "backup" for a backup code."""
         return "totp" if self.cleaned_data["otp_token"].isdigit() else "backup"
+
+
+class StepUpForm(SecondFactorForm):
+    """Confirming it is you before changing a second factor or a colleague's
+    roles (clinic/stepup.py): your password and, when you have set up
+    two-factor authentication (`second_factor`), a code from your app or a
+    backup code."""
+
+    password = forms.CharField(
+        label=_("Your password"),
+        strip=False,
+        # Argon2 hashes whatever is sent: a page of text is no password.
+        max_length=4096,
+        widget=forms.PasswordInput(attrs={"autocomplete": "current-password", "autofocus": True}),
+        error_messages={"required": _("Type your password.")},
+    )
+    field_order = ["password", "otp_token"]
+
+    def __init__(self, *args: Any, second_factor: bool, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if second_factor:
+            self.fields["otp_token"].widget.attrs.pop("autofocus", None)
+        else:
+            del self.fields["otp_token"]

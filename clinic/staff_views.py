@@ -21,12 +21,14 @@ from django.views.decorators.http import require_http_methods
 from clinic.access import authenticated, public, refused_as, signed_in_user, staff
 from clinic.concurrency import AlreadySubmittedError
 from clinic.forms import submits
+from clinic.middleware import has_two_factor_device
 from clinic.models import AuditEvent, StaffInvitation, User
 from clinic.refusals import refusal_status
 from clinic.roles import Role
 from clinic.selectors import previous_sign_in
 from clinic.staff import (
     INVITATION_VALID,
+    SecondFactorThrottledError,
     StaffRefusedError,
     backup_codes_issue,
     backup_codes_left,
@@ -57,8 +59,14 @@ from clinic.staff_forms import (
     StaffActionForm,
     StaffInviteForm,
     StaffJoinForm,
+    StepUpForm,
 )
-from clinic.views import REPLACING_SESSION
+from clinic.stepup import STEP_UP_VALID, StepUpRefusedError, step_up_confirm, step_up_needed
+from clinic.views import REPLACING_SESSION, _safe_next  # the two-factor pages' own check
+
+# A manager confirms their password (and code) again before these
+# (clinic/stepup.py): they change what another person may do or how they sign in.
+STEP_UP_ACTIONS = frozenset({"give_role", "take_role", "reset_authenticator"})
 
 STAFF_TASK = gettext_lazy(
     "Inviting staff, giving roles and unlocking accounts is done by a manager."
@@ -179,6 +187,19 @@ def staff_invite_view(request: HttpRequest) -> HttpResponse:
     )
 
 
+def _withdrawn_words(emails: list[str]) -> str:
+    """The sentence, after a space, naming the invitations a change withdrew ("" if none)."""
+    if not emails:
+        return ""
+    return " " + ngettext(
+        "The invitation they sent to %(emails)s is withdrawn: its link no longer works. "
+        "Invite that person again if they should still join.",
+        "The invitations they sent to %(emails)s are withdrawn: their links no longer "
+        "work. Invite those people again if they should still join.",
+        len(emails),
+    ) % {"emails": ", ".join(emails)}
+
+
 def _member_action(manager: User, member: User, form: StaffActionForm) -> tuple[str, str]:
     """Do what the form asks; (message level, sentence)."""
     action, role_value = form.cleaned_data["action"], form.cleaned_data.get("role")
@@ -190,8 +211,11 @@ def _member_action(manager: User, member: User, form: StaffActionForm) -> tuple[
             if staff_role_give(actor=manager, member=member, role=role):
                 return "success", _("%(name)s is now also %(role)s.") % words
             return "info", _("%(name)s already holds the role %(role)s.") % words
-        if staff_role_take(actor=manager, member=member, role=role):
-            return "success", _("%(name)s no longer holds the role %(role)s.") % words
+        taken = staff_role_take(actor=manager, member=member, role=role)
+        if taken is not None:
+            return "success", _("%(name)s no longer holds the role %(role)s.") % words + (
+                _withdrawn_words(taken.invitations_withdrawn)
+            )
         return "info", _("%(name)s did not hold the role %(role)s.") % words
     if action == "deactivate":
         done = staff_deactivate(actor=manager, member=member)
@@ -201,15 +225,7 @@ def _member_action(manager: User, member: User, form: StaffActionForm) -> tuple[
             "%(name)s's account is deactivated: they are signed out everywhere and cannot sign "
             "in. Their name stays on everything they did."
         ) % {"name": name}
-        if done.invitations_withdrawn:
-            text += " " + ngettext(
-                "The invitation they sent to %(emails)s is withdrawn: its link no longer works. "
-                "Invite that person again if they should still join.",
-                "The invitations they sent to %(emails)s are withdrawn: their links no longer "
-                "work. Invite those people again if they should still join.",
-                len(done.invitations_withdrawn),
-            ) % {"emails": ", ".join(done.invitations_withdrawn)}
-        return "success", text
+        return "success", text + _withdrawn_words(done.invitations_withdrawn)
     if action == "reactivate":
         if staff_reactivate(actor=manager, member=member):
             return "success", _("%(name)s can sign in again, with the roles they held.") % {
@@ -250,6 +266,10 @@ def staff_member(request: HttpRequest, member: uuid.UUID) -> HttpResponse:
     if request.method == "POST":
         form = StaffActionForm(request.POST)
         if form.is_valid():
+            if form.cleaned_data["action"] in STEP_UP_ACTIONS:
+                back = reverse("staff_member", kwargs={"member": person.uuid})
+                if (gate := step_up_needed(request, next_url=back)) is not None:
+                    return gate
             try:
                 level, text = _member_action(manager, person, form)
             except StaffRefusedError as refusal:
@@ -378,6 +398,8 @@ def account(request: HttpRequest) -> HttpResponse:
                 _("Set up two-factor authentication first: backup codes come with it."),
             )
             status = 409
+        elif (gate := step_up_needed(request, next_url=reverse("account"))) is not None:
+            return gate
         elif form.cleaned_data["action"] == "replace_authenticator":
             # Nothing changes yet: the old app works until the new one is
             # confirmed on the setup page (clinic.staff.authenticator_enrol).
@@ -400,6 +422,52 @@ def account(request: HttpRequest) -> HttpResponse:
             "enrolled": enrolled,
             "codes_left": backup_codes_left(user),
             "previous_login": previous_sign_in(user),
+        },
+        status=status,
+    )
+
+
+@authenticated
+@require_http_methods(["GET", "POST"])
+def step_up(request: HttpRequest) -> HttpResponse:
+    """Confirm it is you: your password and, when you have set up two-factor
+    authentication, a code (clinic/stepup.py); then on to the page you were
+    going to (`next`, a path of this site), its query kept. A wrong
+    password counts towards the sign-in lock as at sign-in; past the lock,
+    axes answers with its lockout page."""
+    user = signed_in_user(request)
+    second_factor = has_two_factor_device(user)
+    form = StepUpForm(request.POST or None, second_factor=second_factor)
+    status = 200
+    if request.method == "POST":
+        if not form.is_valid():
+            status = 400
+        else:
+            data = form.cleaned_data
+            try:
+                step_up_confirm(
+                    request=request,
+                    user=user,
+                    password=data["password"],
+                    code=data.get("otp_token", ""),
+                    kind=form.kind if second_factor else "",
+                )
+            except StepUpRefusedError as refusal:
+                form.add_error(refusal.field, refusal.message)
+                status = refusal_status(refusal)
+            except SecondFactorThrottledError as refusal:
+                form.add_error("otp_token", refusal.message)
+                status = 429
+            else:
+                return HttpResponseRedirect(_safe_next(request, default="account"))
+    return render(
+        request,
+        "registration/step_up.html",
+        {
+            "form": form,
+            "next": _safe_next(request, default="account"),
+            "second_factor": second_factor,
+            "minutes": int(STEP_UP_VALID.total_seconds() // 60),
         },
         status=status,
     )

@@ -58,6 +58,7 @@ accounts = [
     path("two-factor/", views.two_factor, name="two_factor"),
     path("two-factor/setup/", views.two_factor_setup, name="two_factor_setup"),
     path("me/", staff_views.account, name="account"),
+    path("confirm/", staff_views.step_up, name="step_up"),
 ]
 
 staff = [

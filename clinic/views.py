@@ -60,6 +60,7 @@ from clinic.staff import (
     two_factor_enrolled,
 )
 from clinic.staff_forms import SecondFactorForm
+from clinic.stepup import step_up_needed
 
 
 def _safe_next(request: HttpRequest, default: str = "home") -> str:
@@ -230,6 +231,9 @@ def two_factor_setup(request: HttpRequest) -> HttpResponse:
     if replacing and not request.session.get(REPLACING_SESSION):
         # Already set up: a new phone is asked for on the account page.
         return HttpResponseRedirect(reverse("account"))
+    # The password (and code) confirmed again lately: signing in counts.
+    if (gate := step_up_needed(request, next_url=request.get_full_path())) is not None:
+        return gate
     key = request.session.get(SETUP_KEY_SESSION) or random_hex(20)
     request.session[SETUP_KEY_SESSION] = key
     device = TOTPDevice(user=user, name="authenticator", key=key, confirmed=True)

@@ -449,6 +449,38 @@ def test_deactivating_a_manager_withdraws_the_invitations_they_sent(
     assert Client().get(path).status_code == 410
 
 
+def test_taking_the_manager_role_withdraws_the_invitations_they_sent(
+    boss: Client, manager: User, make_staff: Callable[..., User]
+) -> None:
+    """Manager A invites two people; manager B takes A's manager role: A may
+    no longer invite, so both links stop working, said so and audited under
+    B. Taking another role withdraws nothing."""
+    boss.post(INVITE, invite_form(boss, email="newboss@clinic.example", roles=["manager"]))
+    path = link_in_mail()
+    boss.post(INVITE, invite_form(boss, email="desk@clinic.example"))
+    other = make_staff("second-boss", Role.MANAGER, first_name="Bea")
+    colleague = sign_in(Client(), other)
+    page = reverse("staff_member", kwargs={"member": manager.uuid})
+    colleague.post(page, {"action": "give_role", "role": "receptionist"})
+    colleague.post(page, {"action": "take_role", "role": "receptionist"})
+    assert not StaffInvitation.objects.filter(cancelled_at__isnull=False).exists()
+    done = colleague.post(page, {"action": "take_role", "role": "manager"}, follow=True)
+    said = done.content.decode()
+    assert "no longer holds the role Manager" in said
+    assert "The invitations they sent to newboss@clinic.example, desk@clinic.example" in said
+    response = join(Client(), path, username="newboss")
+    assert response.status_code == 410
+    assert "This invitation was cancelled" in response.content.decode()
+    assert not User.objects.filter(username="newboss").exists()
+    assert StaffInvitation.objects.filter(cancelled_at=MORNING).count() == 2
+    events = AuditEvent.objects.filter(action=AuditAction.INVITATION_CANCELLED)
+    assert {(e.actor, e.object_id) for e in events} == {
+        (other, "newboss@clinic.example"),
+        (other, "desk@clinic.example"),
+    }
+    assert all("withdrawn" in e.changed_fields for e in events)
+
+
 def test_an_invitation_from_a_manager_deactivated_without_withdrawing_it_is_refused(
     manager: User,
 ) -> None:

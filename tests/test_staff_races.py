@@ -149,7 +149,7 @@ def test_two_managers_taking_each_others_manager_role_at_once_leave_one(
     )
     assert waited
     assert one.error is None
-    assert one.result is True
+    assert one.result is not None
     assert isinstance(two.error, StaffRefusedError)
     assert two.error.code == "last_manager"
     assert _active_managers() == ["anna"]
@@ -252,3 +252,61 @@ def test_joining_while_the_inviter_is_deactivated_is_refused_as_withdrawn(
     assert isinstance(two.error, StaffRefusedError)
     assert two.error.code == "withdrawn"
     assert not User.objects.filter(username="omar").exists()
+
+
+def test_two_people_joining_at_once_with_look_alike_usernames_make_one_account(
+    anna: User,
+) -> None:
+    """Maria and someone else join at the same instant, one as "maria", the
+    other as "rnaria" (rn reads as m): the second waits for the first and is
+    refused as a look-alike; one account, never both."""
+    tokens = [
+        staff_invite(
+            invited_by=anna, email=f"{name}@clinic.example", first_name=name, roles=["receptionist"]
+        )
+        .url.rstrip("/")
+        .rsplit("/", 1)[-1]
+        for name in ("maria", "mario")
+    ]
+    one, two, waited = held_then(
+        lambda: staff_invitation_accept(
+            token=tokens[0], username="maria", password="bright lantern harbour 42"
+        ),
+        lambda: staff_invitation_accept(
+            token=tokens[1], username="rnaria", password="quiet meadow copper 17"
+        ),
+    )
+    assert one.error is None
+    assert waited, "the second account was not held back by the first"
+    assert isinstance(two.error, StaffRefusedError), two.error
+    assert two.error.code == "username_look_alike"
+    assert "reads like another account" in two.error.message
+    assert list(
+        User.objects.filter(username__in=["maria", "rnaria"]).values_list("username", flat=True)
+    ) == ["maria"]
+    assert AuditEvent.objects.filter(action=AuditAction.INVITATION_ACCEPTED).count() == 1
+
+
+def test_the_same_name_in_two_letter_cases_at_once_makes_one_account(anna: User) -> None:
+    """ "Omar" and "omar" joining at the same instant: the letter case is
+    no difference to a colleague reading them, so one is refused."""
+    tokens = [
+        staff_invite(
+            invited_by=anna, email=f"o{n}@clinic.example", first_name="Omar", roles=["receptionist"]
+        )
+        .url.rstrip("/")
+        .rsplit("/", 1)[-1]
+        for n in (1, 2)
+    ]
+    one, two, waited = held_then(
+        lambda: staff_invitation_accept(
+            token=tokens[0], username="Omar", password="bright lantern harbour 42"
+        ),
+        lambda: staff_invitation_accept(
+            token=tokens[1], username="omar", password="quiet meadow copper 17"
+        ),
+    )
+    assert one.error is None
+    assert waited
+    assert isinstance(two.error, StaffRefusedError)
+    assert User.objects.filter(username__iexact="omar").count() == 1

@@ -358,6 +358,7 @@ ALLOWED_POST_STATUS: dict[str, tuple[int, int]] = {
     "two_factor_setup": (302, 302),  # already confirmed: nothing to set up
     "sign_in_locks": (400, 400),  # no lock named: said on the page
     "account": (400, 400),  # nothing asked for: said on the page
+    "step_up": (400, 400),  # no password typed: said on the form
     "staff_list": (400, 400),  # no invitation named: said on the page
     "staff_member": (400, 400),  # no change named: said on the page
     "staff_join": (400, 400),  # the sample token is no invitation link
@@ -544,6 +545,7 @@ NOT_PATIENT_READS: dict[str, str] = {
     "audit_log": "the audit trail itself: who did what, by reference",
     "sign_in_locks": "sign-in locks: account names and addresses, no patient",
     "account": "one's own account",
+    "step_up": "confirming one's own password",
     "staff_list": "the staff: names, roles and sign-ins, no patient",
     "staff_invite": "an empty invitation form",
     "staff_member": "a member of staff: no patient",

@@ -1,0 +1,249 @@
+"""Confirming it is you again (clinic/stepup.py) before changing a second
+factor (a new authenticator or phone, new backup codes) or a colleague's
+roles or authenticator: asked once the last confirmation (signing in
+counts) is over ten minutes old; the password and, for whoever has set up
+two-factor, a code; then back to the page they were going to. A wrong
+password counts towards the sign-in lock, and every try is audited."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+import time_machine
+from axes.models import AccessAttempt
+from django.conf import settings
+from django.test import Client
+from django.urls import reverse
+from django_otp.plugins.otp_static.models import StaticToken
+from django_otp.plugins.otp_totp.models import TOTPDevice
+
+from clinic.models import AuditAction, AuditEvent, User
+from clinic.roles import Role
+from clinic.staff import backup_codes_issue
+from clinic.stepup import STEP_UP_VALID
+from tests.conftest import sign_in, totp_code
+from tests.factories import PASSWORD
+
+pytestmark = pytest.mark.django_db
+
+MORNING = datetime(2026, 11, 24, 9, 30, tzinfo=UTC)
+# Past the confirmation, within the 15 minutes of the idle sign-out.
+LATER = MORNING + STEP_UP_VALID + timedelta(minutes=1)
+ACCOUNT = "/accounts/me/"
+CONFIRM = "/accounts/confirm/"
+SETUP = "/accounts/two-factor/setup/"
+
+
+@pytest.fixture(autouse=True)
+def frozen() -> Iterator[None]:
+    # Ticking: a code from the app is for the 30 seconds it is shown in.
+    with time_machine.travel(MORNING, tick=True):
+        yield
+
+
+def confirm_page(next_url: str) -> str:
+    return f"{CONFIRM}?{urlencode({'next': next_url})}"
+
+
+def confirm(
+    client: Client,
+    user: User,
+    *,
+    password: str = PASSWORD,
+    code: str | None = None,
+    next_url: str = ACCOUNT,
+) -> Any:
+    data = {"password": password, "next": next_url}
+    device = TOTPDevice.objects.filter(user=user).first()
+    if code is None and device is not None:
+        code = totp_code(device)
+    if code:
+        data["otp_token"] = code
+    return client.post(CONFIRM, data)
+
+
+def test_a_fresh_sign_in_counts_as_confirmed(receptionist: User) -> None:
+    desk = sign_in(Client(), receptionist)
+    response = desk.post(ACCOUNT, {"action": "backup_codes"})
+    assert response.status_code == 200
+    assert StaticToken.objects.filter(device__user=receptionist).count() == 10
+
+
+def test_new_backup_codes_ten_minutes_after_sign_in_ask_for_the_password_and_code_first(
+    receptionist: User,
+) -> None:
+    desk = sign_in(Client(), receptionist)
+    with time_machine.travel(LATER, tick=True):
+        response = desk.post(ACCOUNT, {"action": "backup_codes"}, follow=True)
+        assert response.redirect_chain == [(confirm_page(ACCOUNT), 302)]
+        page = response.content.decode()
+        assert "Nothing was changed yet" in page
+        assert 'name="password"' in page
+        assert 'name="otp_token"' in page
+        assert not StaticToken.objects.filter(device__user=receptionist).exists()
+        assert not AuditEvent.objects.filter(action=AuditAction.BACKUP_CODES_MADE).exists()
+
+        done = confirm(desk, receptionist)
+        assert done.status_code == 302
+        assert done["Location"] == ACCOUNT
+        event = AuditEvent.objects.get(action=AuditAction.REAUTHENTICATED)
+        assert (event.actor, event.object_id) == (receptionist, "reception")
+        assert sorted(event.changed_fields) == ["authenticator", "password"]
+        assert desk.post(ACCOUNT, {"action": "backup_codes"}).status_code == 200
+        assert StaticToken.objects.filter(device__user=receptionist).count() == 10
+    # Ten minutes on, asked again.
+    with time_machine.travel(LATER + STEP_UP_VALID + timedelta(seconds=1), tick=True):
+        assert desk.get(ACCOUNT).status_code == 200  # reading the page asks nothing
+        assert desk.post(ACCOUNT, {"action": "replace_authenticator"})["Location"] == (
+            confirm_page(ACCOUNT)
+        )
+
+
+def test_a_new_phone_later_is_set_up_only_after_confirming_and_lands_on_the_setup_page(
+    receptionist: User,
+) -> None:
+    desk = sign_in(Client(), receptionist)
+    with time_machine.travel(LATER, tick=True):
+        assert desk.post(ACCOUNT, {"action": "replace_authenticator"})["Location"] == (
+            confirm_page(ACCOUNT)
+        )
+        # The setup page itself, opened directly with its query, asks too and keeps it.
+        target = f"{SETUP}?{urlencode({'next': '/patients/'})}"
+        session = desk.session
+        session["_clinic_totp_replacing"] = True
+        session.save()
+        assert desk.get(target)["Location"] == confirm_page(target)
+        done = confirm(desk, receptionist, next_url=target)
+        assert done["Location"] == target
+        assert desk.get(target).status_code == 200
+
+
+def test_a_wrong_password_is_said_audited_and_counted_towards_the_sign_in_lock(
+    receptionist: User,
+) -> None:
+    desk = sign_in(Client(), receptionist)
+    with time_machine.travel(LATER, tick=True):
+        response = confirm(desk, receptionist, password="not my password at all")
+        assert response.status_code == 400
+        assert "That is not your password" in response.content.decode()
+        assert AccessAttempt.objects.get(username="reception").failures_since_start == 1
+        failed = AuditEvent.objects.filter(action=AuditAction.LOGIN_FAILED)
+        assert failed.count() == 1
+        assert not AuditEvent.objects.filter(action=AuditAction.REAUTHENTICATED).exists()
+        # Not confirmed: still asked.
+        assert desk.post(ACCOUNT, {"action": "backup_codes"}).status_code == 302
+        for _try in range(settings.AXES_FAILURE_LIMIT - 1):
+            last = confirm(desk, receptionist, password="still not it")
+        assert last.status_code == 429
+        # Locked: the right password is refused too, as at sign-in.
+        assert confirm(desk, receptionist).status_code == 429
+        assert not AuditEvent.objects.filter(action=AuditAction.REAUTHENTICATED).exists()
+        signing_in = Client().post(
+            reverse("login"), {"username": "reception", "password": PASSWORD}
+        )
+        assert signing_in.status_code == 429
+
+
+def test_the_right_password_with_a_wrong_or_replayed_code_confirms_nothing(
+    receptionist: User,
+) -> None:
+    desk = sign_in(Client(), receptionist)
+    with time_machine.travel(LATER, tick=False):
+        wrong = confirm(desk, receptionist, code="000000")
+        assert wrong.status_code == 400
+        assert "That code is not right" in wrong.content.decode()
+        event = AuditEvent.objects.get(action=AuditAction.LOGIN_FAILED)
+        assert (event.actor, event.object_id) == (receptionist, "step_up")
+        # At once again: the app's wrong codes slow the next try down.
+        hurried = confirm(desk, receptionist)
+        assert hurried.status_code == 429
+        assert "Wait a minute" in hurried.content.decode()
+    with time_machine.travel(LATER + timedelta(seconds=5), tick=False):
+        code = totp_code(TOTPDevice.objects.get(user=receptionist))
+        assert confirm(desk, receptionist, code=code).status_code == 302
+        # The same code again, from another session of the same person: refused.
+        other = sign_in(Client(), receptionist)
+        session = other.session
+        session["_clinic_step_up_at"] = 0
+        session.save()
+        replayed = confirm(other, receptionist, code=code)
+        assert replayed.status_code == 400
+        assert AuditEvent.objects.filter(action=AuditAction.REAUTHENTICATED).count() == 1
+        # No code at all: the form asks for it.
+        missing = other.post(CONFIRM, {"password": PASSWORD, "next": ACCOUNT})
+        assert missing.status_code == 400
+        assert "Enter the 6 digits" in missing.content.decode()
+        assert other.post(ACCOUNT, {"action": "backup_codes"}).status_code == 302
+
+
+def test_a_backup_code_confirms_and_is_spent(receptionist: User) -> None:
+    codes = backup_codes_issue(user=receptionist)
+    desk = sign_in(Client(), receptionist)
+    with time_machine.travel(LATER, tick=True):
+        assert confirm(desk, receptionist, code=codes[0]).status_code == 302
+        assert not StaticToken.objects.filter(token=codes[0]).exists()
+        event = AuditEvent.objects.get(action=AuditAction.REAUTHENTICATED)
+        assert sorted(event.changed_fields) == ["backup_code", "password"]
+
+
+def test_without_two_factor_the_password_alone_is_asked(make_staff: Any, settings: Any) -> None:
+    settings.REQUIRE_STAFF_2FA = False
+    solo = make_staff("solo", Role.RECEPTIONIST, two_factor=False)
+    desk = sign_in(Client(), solo)
+    with time_machine.travel(LATER, tick=True):
+        target = f"{SETUP}?{urlencode({'next': ACCOUNT})}"
+        assert desk.get(target)["Location"] == confirm_page(target)
+        page = desk.get(confirm_page(target)).content.decode()
+        assert 'name="password"' in page
+        assert 'name="otp_token"' not in page
+        assert confirm(desk, solo, next_url=target)["Location"] == target
+        assert desk.get(target).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("action", "role"),
+    [("give_role", "practitioner"), ("take_role", "receptionist"), ("reset_authenticator", "")],
+)
+def test_a_manager_confirms_before_changing_roles_or_resetting_an_authenticator(
+    manager: User, receptionist: User, action: str, role: str
+) -> None:
+    boss = sign_in(Client(), manager)
+    page = reverse("staff_member", kwargs={"member": receptionist.uuid})
+    data = {"action": action, "role": role}
+    with time_machine.travel(LATER, tick=True):
+        response = boss.post(page, data)
+        assert response["Location"] == confirm_page(page)
+        receptionist.refresh_from_db()
+        assert User.objects.get(pk=receptionist.pk).roles == {Role.RECEPTIONIST}
+        assert TOTPDevice.objects.filter(user=receptionist).exists()
+        assert confirm(boss, manager, next_url=page)["Location"] == page
+        assert boss.post(page, data).status_code == 302
+        assert boss.post(page, data)["Location"] == page
+
+
+def test_deactivating_needs_no_fresh_confirmation(manager: User, receptionist: User) -> None:
+    """Taking access away is never what someone at a stolen screen is after."""
+    boss = sign_in(Client(), manager)
+    page = reverse("staff_member", kwargs={"member": receptionist.uuid})
+    with time_machine.travel(LATER, tick=True):
+        assert boss.post(page, {"action": "deactivate"})["Location"] == page
+
+
+def test_the_confirmation_page_takes_a_fixed_number_of_queries(
+    receptionist: User, django_assert_max_num_queries: Any
+) -> None:
+    desk = sign_in(Client(), receptionist)
+    desk.get(confirm_page(ACCOUNT))
+    with django_assert_max_num_queries(8):
+        assert desk.get(confirm_page(ACCOUNT)).status_code == 200
+
+
+def test_a_next_to_another_site_leads_to_the_account_page(receptionist: User) -> None:
+    desk = sign_in(Client(), receptionist)
+    with time_machine.travel(LATER, tick=True):
+        done = confirm(desk, receptionist, next_url="https://elsewhere.example/")
+        assert done["Location"] == ACCOUNT
