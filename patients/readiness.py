@@ -1,7 +1,7 @@
 """The summary at the top of a patient's page: may the patient be treated,
 and if not, what is missing, in reception's words.
 
-Safe-to-treat is the safety gates' answer for the bookings to come, and the
+Ready-to-treat is the safety gates' answer for the bookings to come, and the
 gates and bookings live in `treatments`, which the register may not import
 (clinic <- patients <- consent <- treatments). So `treatments` registers the
 function that judges a patient when it starts (its `ready()`), and the

@@ -199,7 +199,7 @@ def test_a_busy_week_reads_at_a_glance_for_reception(
             readable(shown.locator(".cal-patient"))
             readable(shown.locator(".cal-badges"))
         expect(card(page, b["Benedict"]).get_by_test_id("not-ready")).to_have_text("Not ready")
-        expect(card(page, b["Amelia"]).get_by_test_id("safe")).to_have_text("Safe to treat")
+        expect(card(page, b["Amelia"]).get_by_test_id("safe")).to_have_text("Ready to treat")
         expect(card(page, b["Ivo"]).get_by_test_id("safe-to-treat")).to_have_text(
             "allergy reading due Wed 25 Nov, 08:30"
         )

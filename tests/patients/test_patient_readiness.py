@@ -1,4 +1,4 @@
-"""The summary at the top of the patient's page ("Ready for treatment?")
+"""The summary at the top of the patient's page ("Ready to treat?")
 says what the bookings to come shown beside it say: the same gates over the
 same bookings (patients.readiness, treatments.selectors.patient_readiness)."""
 

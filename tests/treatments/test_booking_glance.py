@@ -138,7 +138,7 @@ def test_a_ready_booking_says_so_and_a_cancelled_one_says_nothing(
     )
     booking = _wednesday_booking(clinic)
     sign_in(client, receptionist)
-    assert _page_sentence(client, booking) == "Safe to treat"
+    assert _page_sentence(client, booking) == "Ready to treat"
     Booking.objects.filter(pk=booking.pk).update(
         status=BookingStatus.CANCELLED, cancel_reason="Flu"
     )
@@ -250,7 +250,7 @@ def test_the_warning_says_when_the_patient_is_safe_to_treat(
         client, patient=str(clinic.patient.uuid), protocol=str(clinic.protocol.uuid)
     )
     assert status == 200
-    assert "Amelia Hart is safe to treat at that time, as the records stand today." in said
+    assert "Amelia Hart is ready to treat at that time, as the records stand today." in said
 
 
 def test_the_warning_is_on_the_form_opened_from_the_calendar_and_after_a_refusal(
@@ -268,7 +268,7 @@ def test_the_warning_is_on_the_form_opened_from_the_calendar_and_after_a_refusal
         },
     ).content.decode()
     assert "allergy reading due Tue 24 Nov, 08:00" in unescape(opened)
-    assert "safe to treat from Tue 24 Nov" not in unescape(opened)
+    assert "ready to treat from Tue 24 Nov" not in unescape(opened)
     refused = client.post(NEW, booking_post(clinic, WEDNESDAY, "10:00", room=""))
     assert refused.status_code == 400
     assert "allergy reading due Tue 24 Nov, 08:00" in unescape(refused.content.decode())
@@ -320,7 +320,7 @@ def test_the_warning_says_why_a_date_or_time_cannot_be_booked_in_the_forms_words
     assert 'data-testid="booking-check-problem"' in body
     said = unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", body))).strip()
     assert said == on_submit
-    assert "safe to treat" not in said
+    assert "ready to treat" not in said
 
 
 def test_the_warning_for_the_clocks_going_back_names_the_night(

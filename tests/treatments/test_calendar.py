@@ -203,7 +203,7 @@ def test_navigation_moves_by_a_day_or_a_week(
     assert "date=2026-12-01" in week
 
 
-# --- Safe to treat ------------------------------------------------------------------------
+# --- Ready to treat ------------------------------------------------------------------------
 
 
 @pytest.fixture

@@ -675,7 +675,7 @@ def test_a_shorter_validity_in_the_clinics_settings_flags_the_week_at_once(
 ) -> None:
     """The settings are facts: saving a shorter medical-history window gives
     the facts a new version, so the kept week is not shown with its old
-    "safe to treat". The history was taken 30 days before Monday: with 30
+    "ready to treat". The history was taken 30 days before Monday: with 30
     days valid, Monday's session is still safe and Tuesday's is not."""
     tuesday = book(
         patient=world.c.patient,

@@ -346,7 +346,7 @@ def test_the_weeks_flags_are_what_the_gates_say_of_each_booking_alone(
         earliest = max((f.earliest for f in failures if f.earliest), default=None)
         waits = all(f.earliest for f in noted)
         named = earliest is not None and dates.day_or_day_time(earliest) in notes
-        assert ("· safe to treat from " in card) == (earliest is not None and waits and not named)
+        assert ("· ready to treat from " in card) == (earliest is not None and waits and not named)
         assert ("· not before " in card) == (earliest is not None and not waits and not named)
 
 

@@ -42,7 +42,6 @@ from treatments.models import (
 )
 from treatments.selectors.timeline import (
     PAGE_SIZE,
-    TO_COME_SHOWN,
     Cursor,
     TimelineCursorError,
     cursor_parse,
@@ -120,16 +119,16 @@ def test_the_patient_page_loads_the_timeline_showing_the_session_of_a_recalled_b
         "Face, after",
     ):
         assert shown in session, shown
-    # The rest of the story, newest first: the next session, then the past.
+    # The rest of the story up to now, newest first; the session booked for
+    # 1 Dec is listed once on the page, under Sessions, not here.
     assert entries_of(page) == [
-        "booking",  # 1 Dec, to come
         "booking",  # the session of 1 Nov
         "allergy_test",  # 25 Oct
         "consent",  # 18 Oct
         "history",  # 18 Oct, signed at the same moment
         "consultation",  # 11 Oct
     ]
-    assert page.index("To come") < page.index("Tue 1 Dec") < page.index("Past")
+    assert "Tue 1 Dec" not in page
     assert AuditEvent.objects.filter(
         actor=practitioner, object_id="timeline", patient_ref=story.patient.uuid
     ).exists()
@@ -140,7 +139,6 @@ def test_entries_at_the_same_moment_keep_a_fixed_order(practitioner: User) -> No
     consent first (its rank), the same on every reading."""
     story = returning_patient(practitioner)
     page = patient_timeline(patient=story.patient, clinical=True, now=timezone.now())
-    assert [entry.kind for entry in page.to_come] == ["booking"]
     kinds = [entry.kind for entry in page.entries]
     assert kinds == ["booking", "allergy_test", "consent", "history", "consultation"]
 
@@ -151,12 +149,11 @@ def test_reception_sees_dates_protocol_and_status_only(
     story = returning_patient(practitioner)
     for reader in (receptionist, manager):
         page = htmx_get(sign_in(Client(), reader), timeline_url(story.patient)).content.decode()
-        assert entries_of(page) == ["booking", "booking"]
+        assert entries_of(page) == ["booking"]
         assert "Sun 1 Nov" in page
-        assert "Tue 1 Dec" in page
-        assert page.count("Facial revitalisation") == 2
+        assert "Tue 1 Dec" not in page  # to come: under Sessions, once
+        assert page.count("Facial revitalisation") == 1
         assert "Completed" in page
-        assert "Booked" in page
         # Each links to the booking, which reception may open; never to the record.
         assert story.session.booking.get_absolute_url() in page
         assert "/record/" not in page
@@ -393,9 +390,8 @@ def test_a_page_costs_the_same_queries_with_1_and_with_40_entries_of_each_kind(
     assert forty == one
     assert one <= (25 if role == "practitioner" else 12)
     page = htmx_get(client, timeline_url(many)).content.decode()
-    # The next bookings to come, then a page of the past.
-    assert len(entries_of(page)) == TO_COME_SHOWN + PAGE_SIZE
-    assert "More sessions are booked after these" in page
+    # A page of the past: the bookings to come are under Sessions.
+    assert len(entries_of(page)) == PAGE_SIZE
     older = re.search(r"\?older=([0-9.]+)", page)
     assert older is not None
     # The next page costs no more than the first, and is only entries.
@@ -438,8 +434,8 @@ def test_paging_shows_every_entry_once_newest_first(practitioner: User) -> None:
     # 5 of each signed record, 4 consultations and tests; 4 bookings to come.
     kinds = [entry.kind for entry in everything.entries]
     assert (kinds.count("booking"), kinds.count("photos"), kinds.count("consent")) == (4, 4, 5)
-    assert len(everything.to_come) == 4
-    assert all(entry.at > timezone.now() for entry in everything.to_come)
+    # The 4 bookings to come are left to the sessions panel.
+    assert all(entry.at <= timezone.now() for entry in everything.entries)
 
 
 @pytest.mark.parametrize(

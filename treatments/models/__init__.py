@@ -14,6 +14,7 @@ from treatments.models.allergy import (
 )
 from treatments.models.booking import (
     BOOKING_TRANSITIONS,
+    FINISHED_STATUSES,
     HOLDING_STATUSES,
     Booking,
     BookingEvent,
@@ -100,6 +101,7 @@ __all__ = [
     "DAY_OF_QUESTIONS",
     "DEPTH_MM_MAX",
     "DEPTH_MM_MIN",
+    "FINISHED_STATUSES",
     "HOLDING_STATUSES",
     "MAX_POINTS_PER_LINE",
     "NEEDLE_GAUGE_MAX",

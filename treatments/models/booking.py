@@ -205,6 +205,9 @@ BOOKING_TRANSITIONS: dict[str, frozenset[str]] = {
 # Bookings in these states hold their time: practitioner, room and patient
 # cannot be double-booked over them.
 HOLDING_STATUSES = (BookingStatus.BOOKED, BookingStatus.ARRIVED, BookingStatus.COMPLETED)
+# A booking in one of these states has happened, or never will, whatever its
+# start: it shows its outcome (its status), never whether it is ready to treat.
+FINISHED_STATUSES = (BookingStatus.COMPLETED, BookingStatus.CANCELLED, BookingStatus.NO_SHOW)
 
 
 class IllegalTransitionError(Exception):

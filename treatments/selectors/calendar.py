@@ -7,7 +7,7 @@ practitioner: different rooms or practitioners at the same time) are laid
 side by side, never on top of each other: each gets a lane of its overlap
 cluster (`_lay_out_lanes`); a cluster needing more than MAX_LANES lanes
 shows the first MAX_LANES - 1 and lists the rest from the last one.
-Safe-to-treat reads the same on the calendar's card and the booking's own
+Ready-to-treat reads the same on the calendar's card and the booking's own
 page (`SafeToTreat`, `safe_to_treat_sentence`)."""
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from clinic.localtime import local_day_bounds, to_local
 from clinic.models import User
 from clinic.names import person_name
 from treatments.gates import GateFailure
-from treatments.models import Booking, BookingStatus, Protocol, Room
+from treatments.models import FINISHED_STATUSES, Booking, BookingStatus, Protocol, Room
 from treatments.selectors.booking import (
     MAX_BOOKING_LENGTH,
     HoursMap,
@@ -97,16 +97,16 @@ class SafeToTreatWords:
     up once for a page of cards rather than once a card."""
 
     def __init__(self) -> None:
-        self.safe = _("Safe to treat")
+        self.safe = _("Ready to treat")
         self.not_ready = _("Not ready")
-        self.safe_from = _("safe to treat from %(when)s")
+        self.safe_from = _("ready to treat from %(when)s")
         self.not_before = _("not before %(when)s")
 
 
 def safe_to_treat_sentence(state: SafeToTreat, words: SafeToTreatWords | None = None) -> str:
     """The sentence reception reads under the "Not ready" badge, on the
     calendar's card and on the booking's page alike: what is missing, then
-    the earliest date, "safe to treat from" it when waiting is all it takes,
+    the earliest date, "ready to treat from" it when waiting is all it takes,
     "not before" it when something must also be done (a consent signed, a
     history taken), left out when a note already names that moment. Empty
     when safe. Times in the clinic's zone (`clinic.dates.day_or_day_time`):
@@ -127,7 +127,7 @@ def safe_to_treat_sentence(state: SafeToTreat, words: SafeToTreatWords | None = 
 
 @dataclass(frozen=True, slots=True)
 class _Proposed:
-    """A booking not made yet, as safe-to-treat reads one (`Judged`)."""
+    """A booking not made yet, as ready-to-treat reads one (`Judged`)."""
 
     pk: int
     patient_id: int
@@ -140,7 +140,7 @@ class _Proposed:
 def booking_proposed_readiness(
     *, patient_id: int, protocol: Protocol, starts_at: datetime, at: datetime
 ) -> SafeToTreat:
-    """Safe-to-treat for a session not booked yet: patient `patient_id` with
+    """Ready-to-treat for a session not booked yet: patient `patient_id` with
     `protocol` from `starts_at` (aware), on the facts known at `at` (aware,
     now), as the booking will say once made (gates 1 to 4, the protocol's
     own cocktail: a single booking is in no course yet). Six queries.
@@ -152,7 +152,7 @@ def booking_proposed_readiness(
 
 @dataclass(slots=True)
 class WeekBooking:
-    """A booking as the grid and safe-to-treat read it: plain values from one
+    """A booking as the grid and ready-to-treat read it: plain values from one
     query. Eight hundred bookings as model instances, each with its patient,
     protocol, room and practitioner, cost more than the rest of the page."""
 
@@ -162,7 +162,7 @@ class WeekBooking:
     ends_at: datetime
     status: str
     version: int  # sent with a drag, so a booking changed since is not moved
-    course_id: int | None  # safe-to-treat reads the course's last cocktail
+    course_id: int | None  # ready-to-treat reads the course's last cocktail
     patient_id: int
     patient_name: str
     protocol_id: int
@@ -510,7 +510,9 @@ def calendar_build(
         query = query.filter(room=room)
     bookings = _week_bookings(query)
     hours = working_hours_map([p.pk for p in shown])
-    failures = readiness(bookings=bookings, at=at) if readiness is not None else {}
+    # A finished booking (completed, missed) shows its outcome, not readiness.
+    to_happen = [b for b in bookings if b.status not in FINISHED_STATUSES]
+    failures = readiness(bookings=to_happen, at=at) if readiness is not None else {}
 
     items: list[CalendarBooking] = []
     for booking in bookings:

@@ -1,7 +1,7 @@
 """The calendar's grid, computed once per version of the clinical facts and
 kept in the cache (Redis) for display.
 
-Safe-to-treat over a week of 800 bookings and the grid's cards cost far more
+Ready-to-treat over a week of 800 bookings and the grid's cards cost far more
 than the rest of the page, and they change only when a fact changes. So the
 rows of a grid, once rendered, are kept with:
 
@@ -20,7 +20,7 @@ rows of a grid, once rendered, are kept with:
   from an entry the old code made). One entry per key: rows computed for a
   newer version replace the old ones, so a busy day's changes do not pile
   up in Redis;
-- and no moment: safe-to-treat judges each booking at its own start, on the
+- and no moment: ready-to-treat judges each booking at its own start, on the
   facts recorded by now; an entry is dropped at the first moment a fact
   stamped later than its computation would start to count
   (`treatments.selectors.readiness.week_readiness`), which only a clock set

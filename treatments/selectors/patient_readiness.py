@@ -33,7 +33,7 @@ UPCOMING_SHOWN = 10
 
 def upcoming_bookings(*, patient: Patient, now: datetime) -> list[Booking]:
     """The patient's next UPCOMING_SHOWN bookings that hold their slot and
-    have not ended by `now` (aware), soonest first, with what safe-to-treat
+    have not ended by `now` (aware), soonest first, with what ready-to-treat
     reads of them (protocol and its consent form) and what the panel shows
     (practitioner, room). One query."""
     return list(
@@ -41,6 +41,24 @@ def upcoming_bookings(*, patient: Patient, now: datetime) -> list[Booking]:
         .exclude(status=BookingStatus.COMPLETED)
         .select_related("protocol__consent_form", "practitioner", "room")
         .order_by("starts_at")[:UPCOMING_SHOWN]
+    )
+
+
+def cancelled_to_come(*, patient: Patient, now: datetime, until: datetime | None) -> list[Booking]:
+    """The patient's cancelled bookings whose booked start is after `now`
+    (aware), up to `until` (aware, the last booking to come shown; None: no
+    bound), soonest first, at most UPCOMING_SHOWN: the sessions panel lists
+    them, marked cancelled, among the bookings to come, where reception looks
+    for a session the patient asks about. One query."""
+    rows = Booking.objects.filter(
+        patient=patient, starts_at__gt=now, status=BookingStatus.CANCELLED
+    )
+    if until is not None:
+        rows = rows.filter(starts_at__lte=until)
+    return list(
+        rows.select_related("protocol", "practitioner", "room").order_by("starts_at", "id")[
+            :UPCOMING_SHOWN
+        ]
     )
 
 

@@ -1,4 +1,4 @@
-"""Safe-to-treat for many bookings at once, for the calendar and the patient's
+"""Ready-to-treat for many bookings at once, for the calendar and the patient's
 page: gates 1 to 4 of `treatments.gates` (medical history, absolute
 contraindications, consent on the current version, allergy readings for the
 cocktail the session will start from), the same code the practitioner's
@@ -35,7 +35,7 @@ Ingredients = dict[int, Ingredient]
 
 
 class Judged(Protocol):
-    """What safe-to-treat reads of a booking: a `Booking` through
+    """What ready-to-treat reads of a booking: a `Booking` through
     `booking_readiness`, a calendar row (`WeekBooking`) directly."""
 
     @property

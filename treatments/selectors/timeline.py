@@ -1,14 +1,16 @@
 """A patient's story on one page: every session, booking and clinical record
-of the patient, newest first, a page at a time, with the adverse events still
-open above it.
+of the patient up to now, newest first, a page at a time, with the adverse
+events still open above it. Bookings still to come are not in it: the
+patient's page lists them once, in its sessions panel, with whether each is
+ready to treat (`treatments.views.patient_panel`).
 
 What each role reads follows the patient's page: a practitioner sees each
 session with its cocktail lines, the cautions acknowledged, its adverse
 events (and how they went on) and the photos taken that day, and beside the
 sessions the consultations, medical histories, allergy tests, signed consents
 and photos of other days. Every other role (reception, managers) sees the
-bookings alone, past and to come: their dates, protocol and status, never
-clinical content (design.md, "Roles").
+past bookings alone: their dates, protocol and status, never clinical
+content (design.md, "Roles").
 
 A page is read in a fixed number of queries whatever the length of the
 story: each kind of entry is read newest first from a cursor, at most one
@@ -54,13 +56,13 @@ from treatments.selectors.session import Resolution, adverse_event_resolution, f
 PAGE_SIZE = 30
 # Open adverse events shown above the timeline (the rest are in the sessions).
 OPEN_EVENTS_SHOWN = 20
-# Bookings to come shown at the top of the first page (the calendar has the rest).
-TO_COME_SHOWN = 10
-# A booking in one of these states has happened (or never will), whatever its
-# start: a session may be completed up to SESSION_COMPLETE_EARLY_MINUTES
-# before its booked start, and a booking to come may be cancelled. It is in
-# the past at once, never "to come".
-FINISHED = (BookingStatus.COMPLETED, BookingStatus.CANCELLED, BookingStatus.NO_SHOW)
+# A booking in one of these states has happened, whatever its start: a
+# session may be completed up to SESSION_COMPLETE_EARLY_MINUTES before its
+# booked start. It is in the past at once. A booking cancelled ahead of its
+# time is not: it stays at its booked time, listed (marked cancelled) with the
+# bookings to come in the sessions panel, and joins the past when that time
+# comes, in its place by booked time.
+HAPPENED = (BookingStatus.COMPLETED, BookingStatus.NO_SHOW)
 
 # The kinds of entry. Entries at the same instant are shown in this order
 # (a session before the consent signed at its start), then newest row first.
@@ -158,7 +160,6 @@ class TimelineEntry:
     at: datetime
     pk: int
     obj: Any
-    future: bool = False  # a booking to come
     record: SessionRecord | None = None  # a recorded session (clinical readers)
     lines: list[CocktailLine] = field(default_factory=list)
     cautions: list[CautionAcknowledgement] = field(default_factory=list)
@@ -178,8 +179,6 @@ class TimelineEntry:
 
 @dataclass(frozen=True)
 class TimelinePage:
-    to_come: list[TimelineEntry]  # the next bookings, newest first (first page only)
-    more_to_come: bool  # more bookings after those
     entries: list[TimelineEntry]  # the past, newest first
     older: Cursor | None  # None: nothing older
     clinical: bool
@@ -210,29 +209,10 @@ def _bookings(
     patient: Patient, cursor: Cursor | None, size: int, *, clinical: bool, now: datetime
 ) -> list[TimelineEntry]:
     """Bookings of the past: those that started by `now`, and those already
-    completed, missed or cancelled whatever their start (`FINISHED`)."""
-    rows = _booking_rows(patient, clinical).filter(Q(starts_at__lte=now) | Q(status__in=FINISHED))
+    completed or missed whatever their start (`HAPPENED`)."""
+    rows = _booking_rows(patient, clinical).filter(Q(starts_at__lte=now) | Q(status__in=HAPPENED))
     rows = _before(rows, "starts_at", BOOKING, cursor).order_by("-starts_at", "-pk")[:size]
     return [_booking_entry(booking, clinical) for booking in rows]
-
-
-def _to_come(
-    patient: Patient, *, clinical: bool, now: datetime, size: int
-) -> tuple[list[TimelineEntry], bool]:
-    """The next `size` bookings to come (starting after `now`, not yet
-    completed, missed or cancelled), shown newest first above the past (a
-    course booked far ahead never pushes the past off the first page), and
-    whether more are booked after them. One query."""
-    rows = list(
-        _booking_rows(patient, clinical)
-        .filter(starts_at__gt=now)
-        .exclude(status__in=FINISHED)
-        .order_by("starts_at", "pk")[: size + 1]
-    )
-    entries = [_booking_entry(booking, clinical) for booking in rows[:size]]
-    for entry in entries:
-        entry.future = True
-    return entries[::-1], len(rows) > size
 
 
 def _consultations(patient: Patient, cursor: Cursor | None, size: int) -> list[Any]:
@@ -398,14 +378,14 @@ def patient_timeline(
 ) -> TimelinePage:
     """One page of `patient`'s timeline, newest first: `size` entries of the
     past (up to `now`, aware) after `before` (None: from the newest), and the
-    cursor of the next page (None when nothing is older); on the first page,
-    also the next TO_COME_SHOWN bookings to come, above the past.
+    cursor of the next page (None when nothing is older). Bookings still to
+    come are left to the sessions panel (`HAPPENED`).
 
     `clinical` (the reader holds the practitioner role) shows every kind of
     entry with its clinical content and, on the first page, the open adverse
     events; otherwise bookings alone, for their dates, protocol and status.
     The number of queries is fixed whatever the number of entries: six for
-    the kinds, one for the bookings to come, four for the sessions' details,
+    the kinds, four for the sessions' details,
     one for photos, at most one for the current history, two for the open
     adverse events (two for a non-clinical reader). Raises nothing."""
     readers: list[Callable[[Patient, Cursor | None, int], list[TimelineEntry]]]
@@ -419,10 +399,6 @@ def patient_timeline(
     found.sort(key=lambda e: e.sort_key, reverse=True)
     entries = found[:size]
     older = entries[-1].cursor if len(found) > size else None
-    to_come: list[TimelineEntry] = []
-    more_to_come = False
-    if before is None:
-        to_come, more_to_come = _to_come(patient, clinical=clinical, now=now, size=TO_COME_SHOWN)
     open_events: list[EventShown] = []
     if clinical:
         _attach_sessions(entries)
@@ -431,8 +407,6 @@ def patient_timeline(
         if before is None:
             open_events = open_adverse_events(patient=patient)
     return TimelinePage(
-        to_come=to_come,
-        more_to_come=more_to_come,
         entries=entries,
         older=older,
         clinical=clinical,

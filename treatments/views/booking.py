@@ -47,7 +47,7 @@ from treatments.forms.booking import (
     CourseStartForm,
     NextFreeSlotForm,
 )
-from treatments.models import Booking, BookingStatus, Interval, TreatmentCourse
+from treatments.models import FINISHED_STATUSES, Booking, BookingStatus, Interval, TreatmentCourse
 from treatments.selectors.booking import (
     booking_get_for_user,
     course_get_for_patient,
@@ -154,7 +154,7 @@ _TYPED_FIELDS = ("date", "start_time", "fold", NON_FIELD_ERRORS)
 
 
 def _booking_check(data: Mapping[str, Any], user: User) -> BookingCheck:
-    """Safe-to-treat for the booking the form describes (patient, protocol,
+    """Ready-to-treat for the booking the form describes (patient, protocol,
     date and start in `data`), as the booking will say once made. Booking
     stays allowed whatever it says: reception books ahead for patients who
     will complete their records. A date or time the booking would be refused
@@ -279,10 +279,10 @@ def booking_detail(request: HttpRequest, booking: uuid.UUID) -> HttpResponse:
 
 
 def _detail_context(record: Booking, user: User, **extra: object) -> dict[str, object]:
-    # Safe-to-treat as the calendar's card says it (`safe_to_treat_sentence`),
-    # for every booking the calendar shows (all but the cancelled).
+    # Ready-to-treat as the calendar's card says it (`safe_to_treat_sentence`),
+    # for a booking still to happen; a finished one shows its outcome alone.
     readiness = None
-    if record.status != BookingStatus.CANCELLED:
+    if record.status not in FINISHED_STATUSES:
         failures = booking_readiness(bookings=[record], at=timezone.now())
         readiness = safe_to_treat(failures.get(record.pk, []))
     words = SafeToTreatWords()

@@ -34,7 +34,14 @@ from treatments.forms.booking import (
     WorkingHoursForm,
 )
 from treatments.gates import GateFailure
-from treatments.models import Booking, BookingStatus, ClinicClosure, Room, WorkingHours
+from treatments.models import (
+    FINISHED_STATUSES,
+    Booking,
+    BookingStatus,
+    ClinicClosure,
+    Room,
+    WorkingHours,
+)
 from treatments.selectors.booking import bookings_on_days, practitioners, working_hours_version
 from treatments.selectors.calendar import (
     MAX_LANES,
@@ -202,7 +209,8 @@ class _Cards:
         booking = item.booking
         badge: SafeString | str = ""
         notes: SafeString | str = ""
-        if self.readiness_checked:
+        # A finished booking's card says its outcome (the status badge) alone.
+        if self.readiness_checked and booking.status not in FINISHED_STATUSES:
             if item.safe:
                 badge = self.safe
             else:
@@ -286,7 +294,7 @@ def _bad_calendar(request: HttpRequest, message: str) -> HttpResponse:
 
 
 class _WeekJudge:
-    """Safe-to-treat for `calendar_build`, noting how long its answer holds."""
+    """Ready-to-treat for `calendar_build`, noting how long its answer holds."""
 
     holds_until: datetime | None = None
 
@@ -324,7 +332,7 @@ def calendar(request: HttpRequest) -> HttpResponse:
     on today unless `?date=` says otherwise; the view is `?view=`, else the
     last one chosen, else the day view for reception (`_chosen_view`).
 
-    The grid's rows (bookings, safe-to-treat flags, free times) come from the
+    The grid's rows (bookings, ready-to-treat flags, free times) come from the
     cache when the clinical facts have not changed since they were computed
     for the same view, filters, roles and language
     (`treatments.selectors.calendar_cache`); otherwise they are computed

@@ -2,10 +2,11 @@
 htmx, so the patient register needs to know nothing of bookings:
 
 - the treatment panel: upcoming bookings with what stands in the way (in
-  reception's words), courses, links to book and to the reminder log (the
+  reception's words), those cancelled ahead of their time marked so,
+  courses, links to book and to the reminder log (the
   summary at the top of the page judges the same bookings the same way:
   `treatments.selectors.patient_readiness`);
-- the timeline: the patient's story, newest first, a page at a time
+- the timeline: the patient's story up to now, newest first, a page at a time
   (`treatments.selectors.timeline`), clinical for practitioners, bookings
   alone for every other role.
 """
@@ -28,7 +29,12 @@ from patients.contact_changes import email_hold
 from patients.selectors import patient_get_for_user
 from treatments.forms.portal import PortalInviteForm
 from treatments.models import PortalAccount, TreatmentCourse
-from treatments.selectors.patient_readiness import reception_notes, upcoming_bookings
+from treatments.selectors.patient_readiness import (
+    UPCOMING_SHOWN,
+    cancelled_to_come,
+    reception_notes,
+    upcoming_bookings,
+)
 from treatments.selectors.readiness import booking_readiness
 from treatments.selectors.timeline import TimelineCursorError, cursor_parse, patient_timeline
 
@@ -42,6 +48,16 @@ def patient_treatment_panel(request: HttpRequest, patient: uuid.UUID) -> HttpRes
     # The bookings the page's summary judges too (patients.readiness).
     upcoming = upcoming_bookings(patient=record, now=now)
     flags = booking_readiness(bookings=upcoming, at=now)
+    # A session cancelled ahead of its time is listed at that time, marked
+    # cancelled and not judged: reception looks for it among those to come
+    # when the patient asks about it (the timeline has it once its time passes).
+    full = len(upcoming) == UPCOMING_SHOWN
+    cancelled = cancelled_to_come(
+        patient=record, now=now, until=upcoming[-1].starts_at if full else None
+    )
+    listed = [(b, reception_notes(flags.get(b.pk, []))) for b in upcoming]
+    listed += [(b, []) for b in cancelled]
+    listed.sort(key=lambda row: (row[0].starts_at, row[0].pk))
     courses = list(
         TreatmentCourse.objects.filter(patient=record)
         .select_related("protocol")
@@ -61,7 +77,7 @@ def patient_treatment_panel(request: HttpRequest, patient: uuid.UUID) -> HttpRes
         "treatments/patient_treatment_panel.html",
         {
             "patient": record,
-            "upcoming": [(b, reception_notes(flags.get(b.pk, []))) for b in upcoming],
+            "upcoming": listed,
             "courses": courses,
             "can_book": user.has_any_role((Role.RECEPTIONIST, Role.PRACTITIONER)),
             "can_invite": can_invite,

@@ -7,7 +7,7 @@ and hours, bookings spread over about a year and a half around the target
 weeks, and one target week per `--weeks` figure holding that many bookings
 (Monday to Friday, the same number a day for each practitioner). Every
 patient booked in a target week has the clinical records reception's
-safe-to-treat flag reads, in realistic proportions: medical histories with
+ready-to-treat flag reads, in realistic proportions: medical histories with
 screening answers (some contraindications, some cautions, some out of date,
 a few missing), consents signed on the current version, superseded,
 withdrawn or missing, allergy tests read negative, read positive with the
@@ -672,7 +672,7 @@ class Command(BaseCommand):
             if shown != count:
                 raise CommandError(f"The week of {target} shows {shown} bookings, not {count}.")
             safe, not_ready = body.count(SAFE_MARK), body.count(NOT_READY_MARK)
-            flags = f"{safe} safe to treat, {not_ready} not ready"
+            flags = f"{safe} ready to treat, {not_ready} not ready"
             # This transaction's rows are not committed, so the page keeps
             # nothing in the cache (as with Redis out of reach): computed.
             computed = time_request(client, url, repeat=repeat)
@@ -781,8 +781,8 @@ class Command(BaseCommand):
         )
         ready = median_ms(lambda: readiness_of(bookings=bookings, at=now))
         self.stdout.write(
-            f"Parts (process time, median): grid without safe-to-treat {grid:.1f} ms;"
-            f" safe-to-treat of {len(bookings)} bookings {ready:.1f} ms"
+            f"Parts (process time, median): grid without ready-to-treat {grid:.1f} ms;"
+            f" ready-to-treat of {len(bookings)} bookings {ready:.1f} ms"
         )
 
 
