@@ -66,9 +66,14 @@ from treatments.services.reminders import (
     reminders_plan_for_booking,
 )
 
-SLOT_TAKEN = gettext_lazy("This slot was just taken. Choose another time.")
-# The same, naming what holds the time (`_clashes`).
+# Naming what holds the time (`_clashes`).
 SLOT_TAKEN_BY = gettext_lazy("This slot was just taken: %(clashes)s. Choose another time.")
+# Nothing holds it any more (taken, then moved or cancelled in between): what
+# the refused constraint protected, at the time asked for (`_held`).
+SLOT_TAKEN_FREED = gettext_lazy(
+    "This slot was taken a moment ago and freed again: %(what)s was booked then from "
+    "%(start)s to %(end)s on %(day)s. Try again, or choose another time."
+)
 # Clashing bookings named in the refusal; a booking clashes with a few at most.
 CLASHES_NAMED = 3
 
@@ -92,8 +97,16 @@ class SlotTakenError(BookingRefusedError):
     code = "slot_taken"
     kind = RefusalKind.CONFLICT
 
-    def __init__(self, subject: str = "", clashes: str = "") -> None:
-        super().__init__(SLOT_TAKEN_BY % {"clashes": clashes} if clashes else SLOT_TAKEN)
+    def __init__(self, booking: Booking, subject: str = "") -> None:
+        """The refusal for `booking` (its practitioner, room, patient and
+        time as asked) clashing under the constraint of `subject`
+        ("practitioner", "room", "patient"; "" when not known): it names
+        the bookings that hold the time (`_clashes`), or, when none does any
+        more, what was held then (`_held`). Never a bare "taken"."""
+        clashes = _clashes(booking)
+        super().__init__(
+            SLOT_TAKEN_BY % {"clashes": clashes} if clashes else _held(booking, subject)
+        )
         self.subject = subject
 
 
@@ -276,6 +289,26 @@ def _clashes(booking: Booking) -> str:
     return "; ".join(clauses)
 
 
+def _held(booking: Booking, subject: str) -> str:
+    """The refusal when nothing holds `booking`'s time any more (taken, then
+    moved or cancelled in between): the practitioner, the room or the
+    patient the constraint of `subject` protects (all three when not known)
+    and the time asked for (SLOT_TAKEN_FREED)."""
+    starts, ends = to_local(booking.starts_at), to_local(booking.ends_at)
+    names = {
+        "practitioner": _person(booking.practitioner),
+        "room": booking.room.name,
+        "patient": booking.patient.full_name,
+    }
+    what = names.get(subject) or _("%(practitioner)s, %(room)s or %(patient)s") % names
+    return SLOT_TAKEN_FREED % {
+        "what": what,
+        "start": dates.clock(starts),
+        "end": dates.clock(ends),
+        "day": dates.day(starts, current=timezone.localdate().year),
+    }
+
+
 def _save_holding_slot(booking: Booking, **save_kwargs: object) -> None:
     """Save, turning an overlap refused by PostgreSQL into SlotTakenError,
     which names what holds the time (`_clashes`)."""
@@ -286,7 +319,7 @@ def _save_holding_slot(booking: Booking, **save_kwargs: object) -> None:
     except ValidationError as error:
         codes = {e.code for e in error.error_dict.get(NON_FIELD_ERRORS, [])}
         if "slot_taken" in codes:
-            raise SlotTakenError(clashes=_clashes(booking)) from error
+            raise SlotTakenError(booking) from error
         raise
     try:
         with transaction.atomic():
@@ -295,9 +328,7 @@ def _save_holding_slot(booking: Booking, **save_kwargs: object) -> None:
         diag = getattr(error.__cause__, "diag", None)
         name = getattr(diag, "constraint_name", "") or ""
         if name.startswith("booking_no_overlap_"):
-            raise SlotTakenError(
-                CONSTRAINT_SUBJECTS.get(name, ""), clashes=_clashes(booking)
-            ) from error
+            raise SlotTakenError(booking, CONSTRAINT_SUBJECTS.get(name, "")) from error
         raise
 
 
