@@ -46,9 +46,8 @@ class ClinicSettingsForm(VersionedFormMixin, forms.ModelForm):
             "clinic_phone": _("For example 020 7946 0000, or with the country code."),
         }
         error_messages = {
-            "clinic_phone": {
-                "invalid": _("Enter a valid phone number, for example 020 7946 0000.")
-            },
+            # The example is the hint under the field: the message does not repeat it.
+            "clinic_phone": {"invalid": _("Enter a valid phone number.")},
         }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

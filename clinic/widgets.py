@@ -32,11 +32,11 @@ DATE_FORMATS = [*dates.DATE_INPUT_FORMATS, "%d-%m-%Y", "%d.%m.%Y", "%d%m%Y"]
 TIME_FORMATS = [*dates.TIME_INPUT_FORMATS, "%H%M"]
 DATETIME_FORMATS = [*dates.DATETIME_INPUT_FORMATS, "%d-%m-%Y %H:%M", "%d.%m.%Y %H:%M"]
 
-DATE_INVALID = _("Enter the date as dd/mm/yyyy (day, month, year), for example 17/05/2026.")
-TIME_INVALID = _("Enter the time on the 24-hour clock as hh:mm, for example 14:30.")
-DATETIME_INVALID = _(
-    "Enter the date and time as dd/mm/yyyy hh:mm (24-hour clock), for example 17/05/2026 14:30."
-)
+# The format, without an example: the field's hint under it gives one
+# (DATE_HINT, ...), and a field says "for example" once.
+DATE_INVALID = _("Enter the date as dd/mm/yyyy (day, month, year).")
+TIME_INVALID = _("Enter the time on the 24-hour clock as hh:mm.")
+DATETIME_INVALID = _("Enter the date and time as dd/mm/yyyy hh:mm (24-hour clock).")
 
 
 def _attrs(base: dict[str, Any], attrs: dict[str, Any] | None) -> dict[str, Any]:

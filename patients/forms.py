@@ -54,7 +54,8 @@ class PatientForm(VersionedFormMixin, forms.ModelForm):
             "phone": _("For example 07911 123456, or with the country code: +33 6 12 34 56 78."),
         }
         error_messages = {
-            "phone": {"invalid": _("Enter a valid phone number, for example 07911 123456.")},
+            # The example is the hint under the field: the message does not repeat it.
+            "phone": {"invalid": _("Enter a valid phone number.")},
             "emergency_contact_phone": {
                 "invalid": _("Enter a valid phone number, for example 07911 123456.")
             },

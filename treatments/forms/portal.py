@@ -16,10 +16,8 @@ class DateOfBirthForm(forms.Form):
         label=_("Your date of birth"),
         error_messages={
             "required": _("Please enter your date of birth."),
-            "invalid": _(
-                "Please enter your date of birth as dd/mm/yyyy (day, month, year), "
-                "for example 17/05/1990."
-            ),
+            # The example is the field's hint, under it (BIRTH_DATE_HINT).
+            "invalid": _("Please enter your date of birth as dd/mm/yyyy (day, month, year)."),
         },
     )
 
