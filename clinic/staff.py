@@ -832,6 +832,7 @@ def staff_invitation_email(issued: IssuedInvitation) -> bool:
         "roles": ", ".join(invitation.role_labels),
         "url": issued.url,
         "days": INVITATION_VALID.days,
+        "two_factor_required": settings.REQUIRE_STAFF_2FA,
     }
     subject = " ".join(render_to_string("emails/staff_invitation_subject.txt", context).split())
     message = EmailMessage(

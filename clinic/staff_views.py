@@ -182,7 +182,13 @@ def staff_invite_view(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "clinic/staff_invite.html",
-        {"form": form, "days": INVITATION_VALID.days, "deactivated": deactivated},
+        {
+            "form": form,
+            "days": INVITATION_VALID.days,
+            "deactivated": deactivated,
+            # What the newcomer does after the link depends on the clinic's setting.
+            "two_factor_required": settings.REQUIRE_STAFF_2FA,
+        },
         status=status,
     )
 
@@ -325,7 +331,9 @@ def _join_refused(request: HttpRequest, refusal: StaffRefusedError) -> HttpRespo
 @require_http_methods(["GET", "POST"])
 def staff_join(request: HttpRequest, token: str) -> HttpResponse:
     """Join the staff with an invitation's link: choose a username and a
-    password, then set up two-factor authentication. The link works once."""
+    password, then set up two-factor authentication (compulsory where the
+    clinic requires it, REQUIRE_STAFF_2FA; offered otherwise). The link
+    works once."""
     try:
         invitation = staff_invitation_open(token)
     except StaffRefusedError as refusal:
@@ -359,20 +367,31 @@ def staff_join(request: HttpRequest, token: str) -> HttpResponse:
             status = refusal_status(refusal)
         else:
             login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-            messages.success(
-                request,
-                _(
+            name = user.first_name or user.username
+            if settings.REQUIRE_STAFF_2FA:
+                welcome = _(
                     "Welcome, %(name)s. One more step: set up two-factor authentication, so "
                     "that each sign-in also asks for a code from your phone."
                 )
-                % {"name": user.first_name or user.username},
-            )
+            else:
+                # Offered, not required: nothing will ask for it, so the page says so.
+                welcome = _(
+                    "Welcome, %(name)s. This clinic does not require two-factor "
+                    "authentication: set it up now, so that each sign-in also asks for a code "
+                    "from your phone, or later from “Your account”."
+                )
+            messages.success(request, welcome % {"name": name})
             target = reverse("two_factor_setup") + "?" + urlencode({"next": reverse("home")})
             return HttpResponseRedirect(target)
     return render(
         request,
         "clinic/staff_join.html",
-        {"form": form, "invitation": invitation, "roles": ", ".join(invitation.role_labels)},
+        {
+            "form": form,
+            "invitation": invitation,
+            "roles": ", ".join(invitation.role_labels),
+            "two_factor_required": settings.REQUIRE_STAFF_2FA,
+        },
         status=status,
     )
 

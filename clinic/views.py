@@ -266,6 +266,8 @@ def two_factor_setup(request: HttpRequest) -> HttpResponse:
             "secret": " ".join(secret[i : i + 4] for i in range(0, len(secret), 4)),
             "next": _safe_next(request),
             "replacing": replacing,
+            # Where the clinic does not require it, the page offers it and lets them go on.
+            "two_factor_required": settings.REQUIRE_STAFF_2FA,
         },
     )
 
