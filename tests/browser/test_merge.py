@@ -152,8 +152,11 @@ def test_a_practitioner_compares_two_records_and_merges_the_duplicate(
             page.get_by_text("Amelia Hart's record (born 2 April 1988) was merged into this one")
         ).to_be_visible()
         panel = page.get_by_test_id("treatment-panel")
-        expect(panel.locator("li")).to_have_count(2)
+        expect(panel.get_by_test_id("upcoming-booking")).to_have_count(2)
         expect(panel.get_by_text("ready to treat")).to_have_count(2)
+        # The booking made twice and cancelled stays listed at its time, marked so.
+        expect(panel.get_by_test_id("upcoming-cancelled")).to_have_count(1)
+        expect(panel.get_by_test_id("upcoming-cancelled")).to_contain_text("Cancelled")
         expect(page.get_by_test_id("readiness")).to_contain_text("Nothing stands in the way")
         expect(page.get_by_text("07911 123456")).to_be_visible()
         both_sizes(page, "merged")
