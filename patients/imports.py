@@ -314,22 +314,37 @@ def _workbook_rows(data: bytes) -> Iterable[list[str]]:
         raise _workbook_damaged() from None
     declared = getattr(sheet, "max_row", None)
     if isinstance(declared, int) and declared > IMPORT_MAX_ROWS + 1:
-        raise ImportRefusedError(
-            _(
-                "The sheet reaches down to row %(last)s; one import takes at most %(max)s "
-                "rows. If the list is shorter, something is typed far below it: delete the "
-                "rows under the list in Excel, save and upload again; otherwise split the list."
-            )
-            % {"last": f"{declared:,}", "max": f"{IMPORT_MAX_ROWS:,}"}
+        raise _sheet_too_long(
+            _("The sheet reaches down to row %(last)s.") % {"last": f"{declared:,}"}
         )
     # The declared dimension is only a claim: read every row the sheet holds.
     sheet.reset_dimensions()
     return _workbook_row_cells(sheet)
 
 
+def _sheet_too_long(where: str) -> ImportRefusedError:
+    return ImportRefusedError(
+        _(
+            "%(where)s One import takes at most %(max)s rows. If the list is shorter, "
+            "something is typed far below it: delete the rows under the list in Excel, "
+            "save and upload again; otherwise split the list."
+        )
+        % {"where": where, "max": f"{IMPORT_MAX_ROWS:,}"}
+    )
+
+
 def _workbook_row_cells(sheet: Any) -> Iterable[list[str]]:
+    """The sheet's rows in order, the empty rows openpyxl fills gaps with
+    included: the reading stops at the first row past IMPORT_MAX_ROWS + 1,
+    whatever it holds, so a lone cell a million rows down costs 20,001 rows
+    of reading, not a million."""
     try:
-        for row in sheet.iter_rows(values_only=True):
+        for number, row in enumerate(sheet.iter_rows(values_only=True), start=1):
+            if number > IMPORT_MAX_ROWS + 1:
+                raise _sheet_too_long(
+                    _("The sheet goes on below row %(last)s.")
+                    % {"last": f"{IMPORT_MAX_ROWS + 1:,}"}
+                )
             yield [_cell_text(value)[: IMPORT_MAX_CELL + 1] for value in row]
     except ImportRefusedError:
         raise
