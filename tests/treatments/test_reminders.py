@@ -8,7 +8,6 @@ import json
 import ssl
 import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dt_time
@@ -907,13 +906,12 @@ def test_the_http_backend_maps_answers_to_transient_and_permanent_errors(
 
 
 def test_the_http_backend_gives_up_waiting_after_its_timeout(provider: str) -> None:
+    # The provider would answer "sent" after 1.5 s: the error is the timeout's.
     _Provider.answers = [(200, {"id": "late"}, 1.5)]
-    started = time.monotonic()
     with pytest.raises(TransientSMSError, match="in time"):
         HttpBackend(url=provider, token="t", timeout=0.3).send(
             to="+44", body="b", idempotency_key="k"
         )
-    assert time.monotonic() - started < 1.2
 
 
 def test_the_http_backend_refuses_a_provider_whose_certificate_it_cannot_check(
