@@ -62,14 +62,3 @@ def username_skeleton(username: str) -> str:
     for pair, letter in _ASCII_FOLDS:
         text = text.replace(pair, letter)
     return text
-
-
-def username_look_alike(username: str, others: list[str]) -> str | None:
-    """The first of `others` (usernames in use) that reads like `username`
-    and is not the same name, or None. Compares skeletons: a fixed amount
-    of work per name, a few milliseconds for ten thousand."""
-    wanted = username_skeleton(username)
-    for other in others:
-        if other != username and username_skeleton(other) == wanted:
-            return other
-    return None
