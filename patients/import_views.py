@@ -44,6 +44,7 @@ from patients.imports import (
     patient_import_start_again,
     patient_import_upload,
     problem_rows,
+    run_lost_before,
     sample_rows,
 )
 from patients.models import PatientImport, PatientImportStatus
@@ -114,7 +115,7 @@ def import_list(request: HttpRequest) -> HttpResponse:
         .select_related("created_by")
         .only(
             "uuid", "file_name", "status", "row_count", "imported_count", "created_at",
-            "created_by__username", "created_by__first_name", "created_by__last_name",
+            "started_at", "created_by__username", "created_by__first_name", "created_by__last_name",
         )[:RECENT_IMPORTS]
     )  # fmt: skip
     return render(
@@ -124,6 +125,8 @@ def import_list(request: HttpRequest) -> HttpResponse:
             "form": form,
             "jobs": jobs,
             "earlier": earlier,
+            # An import "importing" since before this lost its worker.
+            "lost_before": run_lost_before(),
             "max_rows": f"{IMPORT_MAX_ROWS:,}",
             "max_mb": IMPORT_MAX_BYTES // (1024 * 1024),
         },

@@ -23,7 +23,12 @@ birth-date rules; likely duplicates are found with the registration's
 matching (`patients.selectors.patient_possible_duplicates`: the same folded
 names in either order with the same birth date, the same email in any case,
 or the same phone), against the register and between the file's own rows,
-for every row at once in three indexed queries.
+for every row at once in three indexed queries; a row with other problems is
+matched by what could be read, so all its problems are named together. Each
+check for the preview is audited as a search of the register naming the
+import. The run checks again holding registration's own guard alone
+(`patients.services.patient_register_lock_all`), so a registration at the
+desk and the import never both pass their checks.
 """
 
 from __future__ import annotations
@@ -68,8 +73,9 @@ from patients.models import (
     PatientImportStatus,
     ReminderChannel,
 )
+from patients.search_audit import SEARCH_OBJECT_TYPE
 from patients.selectors import patients_visible_to
-from patients.services import patient_search_text
+from patients.services import patient_register_lock_all, patient_search_text
 
 logger = logging.getLogger(__name__)
 
@@ -613,6 +619,17 @@ def _row_patient(
 ) -> tuple[Patient | None, list[str]]:
     """One row as an unsaved Patient normalised as registration does, or the
     sentences naming what is wrong with it."""
+    patient, problems = _row_read(values, created_by, labels, search_text=search_text)
+    return (None, problems) if problems else (patient, [])
+
+
+def _row_read(
+    values: dict[str, str], created_by: User, labels: dict[str, str], *, search_text: bool
+) -> tuple[Patient, list[str]]:
+    """One row as an unsaved Patient normalised as registration does, and
+    the sentences naming what is wrong with it. With problems, the patient
+    holds only what could be read (a field that is wrong is left empty), so
+    the row is still compared with the register by what it holds."""
     problems: list[str] = []
     fields: dict[str, Any] = {name: values.get(name, "") for name in IMPORT_FIELD_NAMES}
     for name in REQUIRED_FIELDS:
@@ -657,6 +674,8 @@ def _row_patient(
         )
     except ValidationError as error:
         for name, messages in error.message_dict.items():
+            if name in {"first_name", "last_name", "email", "phone"}:
+                setattr(patient, name, "")  # not compared with the register
             if name in REQUIRED_FIELDS and not values.get(name):
                 continue  # already said: empty
             label = labels.get(name, "")
@@ -669,7 +688,7 @@ def _row_patient(
             for message in messages:
                 problems.append(f"{label}: {message}" if label else message)
     if problems:
-        return None, problems
+        return patient, problems
     if search_text:
         patient.search_text = patient_search_text(patient)
     return patient, []
@@ -682,22 +701,34 @@ def _describe(patient: Patient) -> str:
     }
 
 
+def _person_key(patient: Patient) -> tuple[date, tuple[str, ...]] | None:
+    """The folded names (either order) with the birth date, or None when the
+    row does not hold all three (a date that could not be read, say)."""
+    if not (patient.first_name and patient.last_name and patient.date_of_birth):
+        return None
+    pair = tuple(sorted((name_key(patient.first_name), name_key(patient.last_name))))
+    return (patient.date_of_birth, pair)
+
+
 def _duplicates_in_register(
     check: RowCheck, patients: dict[int, Patient], user: User, chunk: int = 5000
 ) -> None:
     """Mark each row whose patient may already be registered, with the
     matching of `patients.selectors.patient_possible_duplicates` run for
     every row at once: the patients born on the rows' birth dates compared by
-    folded names (either order), then the same emails (any case) and phones."""
+    folded names (either order), then the same emails (any case) and phones.
+    `patients` are every row's patients, those with other problems too (with
+    what could be read): a row's problems are all named at once."""
     if not patients:
         return
     visible = patients_visible_to(user)
-    by_key: dict[tuple[date, tuple[str, str]], list[int]] = {}
+    by_key: dict[tuple[date, tuple[str, ...]], list[int]] = {}
     by_email: dict[str, list[int]] = {}
     by_phone: dict[str, list[int]] = {}
     for position, patient in patients.items():
-        pair = tuple(sorted((name_key(patient.first_name), name_key(patient.last_name))))
-        by_key.setdefault((patient.date_of_birth, pair), []).append(position)  # type: ignore[arg-type]
+        person = _person_key(patient)
+        if person is not None:
+            by_key.setdefault(person, []).append(position)
         if patient.email:
             by_email.setdefault(patient.email.strip().upper(), []).append(position)
         if patient.phone:
@@ -713,8 +744,7 @@ def _duplicates_in_register(
         for other in visible.filter(date_of_birth__in=births[start : start + chunk]).only(
             "id", "first_name", "last_name", "date_of_birth"
         ):
-            pair = tuple(sorted((name_key(other.first_name), name_key(other.last_name))))
-            positions = by_key.get((other.date_of_birth, pair), [])  # type: ignore[arg-type]
+            positions = by_key.get(_person_key(other), [])  # type: ignore[arg-type]
             note(positions, other, _("same name and date of birth"))
     emails = sorted(by_email)
     for start in range(0, len(emails), chunk):
@@ -743,19 +773,20 @@ def _duplicates_in_register(
                 _("May already be registered as %(who)s (%(why)s).")
                 % {"who": _describe(other), "why": why},
             )
-        patients.pop(position, None)
+        check.patients.pop(position, None)
 
 
 def _duplicates_in_file(check: RowCheck, patients: dict[int, Patient]) -> None:
     """Mark each row that is the same person as an earlier row of the file,
-    by the registration's matching (see `_duplicates_in_register`)."""
+    by the registration's matching (see `_duplicates_in_register`; rows with
+    other problems are compared by what could be read)."""
     first_of: dict[tuple[str, Any], int] = {}
     for position in sorted(patients):
         patient = patients[position]
-        pair = tuple(sorted((name_key(patient.first_name), name_key(patient.last_name))))
-        keys: list[tuple[str, Any, str]] = [
-            ("person", (patient.date_of_birth, pair), _("same name and date of birth"))
-        ]
+        keys: list[tuple[str, Any, str]] = []
+        person = _person_key(patient)
+        if person is not None:
+            keys.append(("person", person, _("same name and date of birth")))
         if patient.email:
             keys.append(("email", patient.email.strip().upper(), _("same email")))
         if patient.phone:
@@ -772,7 +803,7 @@ def _duplicates_in_file(check: RowCheck, patients: dict[int, Patient]) -> None:
         for kind, value, _why in keys:
             first_of.setdefault((kind, value), position)
     for position in check.problems:
-        patients.pop(position, None)
+        check.patients.pop(position, None)
 
 
 def rows_check(*, job: PatientImport, user: User, search_text: bool = False) -> RowCheck:
@@ -787,15 +818,20 @@ def rows_check(*, job: PatientImport, user: User, search_text: bool = False) -> 
     check = RowCheck()
     dropped = set(job.dropped)
     mapping = {name: int(position) for name, position in job.mapping.items()}
+    # Every row's patient, with problems or not: each is matched with the
+    # register and the file by what it holds, so a row's likely duplicate is
+    # named with its other problems, not only once they are corrected.
+    read: dict[int, Patient] = {}
     for position, row in enumerate(job.rows):
         if position in dropped:
             continue
-        patient, problems = _row_patient(
+        patient, problems = _row_read(
             _row_values(row, mapping), job.created_by, labels, search_text=search_text
         )
+        read[position] = patient
         if problems:
             check.problems[position] = problems
-        elif patient is not None:
+        else:
             check.patients[position] = patient
     born_column = mapping.get("date_of_birth")
     if born_column is not None:
@@ -807,8 +843,8 @@ def rows_check(*, job: PatientImport, user: User, search_text: bool = False) -> 
                 if position not in dropped and born_column < len(row)
             },
         )
-    _duplicates_in_file(check, check.patients)
-    _duplicates_in_register(check, check.patients, user)
+    _duplicates_in_file(check, read)
+    _duplicates_in_register(check, read, user)
     return check
 
 
@@ -917,7 +953,19 @@ def _same_file(earlier: PatientImport) -> ImportRefusedError:
     return error
 
 
-def _store_check(job: PatientImport, check: RowCheck) -> None:
+def _preview_check(job: PatientImport, user: User) -> None:
+    """Check every row (`rows_check`) for the preview and keep its problems.
+    The check reads the register (names, birth dates, emails and phones of
+    the patients it compares the rows with), so it is recorded as a search
+    of the register is (patients.search_audit): one `view` event of
+    `patients.patient_search` naming the import, whatever the rows' number."""
+    check = rows_check(job=job, user=user)
+    audit_log(
+        actor=user,
+        action=AuditAction.VIEW,
+        object_type=SEARCH_OBJECT_TYPE,
+        object_id=str(job.uuid),
+    )
     job.problems = {str(position): problems for position, problems in check.problems.items()}
 
 
@@ -955,7 +1003,7 @@ def patient_import_map(
         )
     job.mapping = dict(mapping)
     job.error = ""
-    _store_check(job, rows_check(job=job, user=user))
+    _preview_check(job, user)
     _save(job, ["mapping", "problems", "status", "error"])
     return job
 
@@ -990,7 +1038,7 @@ def patient_import_row_fix(
             raise ImportRefusedError(_("That value is too long."), field=name)
         cells[int(job.mapping[name])] = text.strip()
     job.rows[row] = cells
-    _store_check(job, rows_check(job=job, user=user))
+    _preview_check(job, user)
     _save(job, ["rows", "problems", "status"])
     return job
 
@@ -1018,7 +1066,7 @@ def patient_import_row_leave_out(
             _("At least one row must be imported: discard the import instead.")
         )
     job.dropped = sorted(dropped)
-    _store_check(job, rows_check(job=job, user=user))
+    _preview_check(job, user)
     _save(job, ["dropped", "problems", "status"])
     return job
 
@@ -1041,7 +1089,7 @@ def patient_import_leave_out_problems(
             _("Every row has a problem: correct some, or discard the import instead.")
         )
     job.dropped = sorted(dropped)
-    _store_check(job, rows_check(job=job, user=user))
+    _preview_check(job, user)
     _save(job, ["dropped", "problems", "status"])
     return job
 
@@ -1088,21 +1136,34 @@ def patient_import_confirm(
 QUEUED_STALLED = timedelta(minutes=1)
 
 
+def run_lost_before() -> datetime:
+    """A run that started before this moment and is still "importing" lost
+    its worker (killed, or its machine stopped): the task's hard time limit
+    (CELERY_TASK_TIME_LIMIT) ends any run sooner, and a minute more covers
+    the commit. Its transaction was rolled back with its connection, so
+    nothing of it was imported."""
+    return timezone.now() - timedelta(seconds=int(settings.CELERY_TASK_TIME_LIMIT) + 60)
+
+
 def patient_import_stalled(*, job: PatientImport) -> bool:
     """Whether `job` has waited for a worker longer than QUEUED_STALLED (its
-    message lost: the broker was down when it was confirmed, say)."""
-    return (
-        job.status == PatientImportStatus.QUEUED
-        and job.updated_at < timezone.now() - QUEUED_STALLED
-    )
+    message lost: the broker was down when it was confirmed, say), or has
+    been "importing" since before `run_lost_before()` (its worker died; the
+    broker would deliver it again only after its visibility timeout, an hour)."""
+    if job.status == PatientImportStatus.QUEUED:
+        return job.updated_at < timezone.now() - QUEUED_STALLED
+    if job.status == PatientImportStatus.RUNNING:
+        return job.started_at is not None and job.started_at < run_lost_before()
+    return False
 
 
 def patient_import_start_again(*, job: PatientImport, user: User) -> bool:
-    """Publish the task again for an import still waiting for a worker; the
+    """Publish the task again for an import still waiting for a worker, or
+    one whose run stopped with its worker (`patient_import_stalled`); the
     task's claim makes a second message harmless. False when the broker did
     not take it. Raises `ImportRefusedError` (409) unless the import is
-    still queued."""
-    if job.status != PatientImportStatus.QUEUED:
+    queued or its run was lost."""
+    if not (job.status == PatientImportStatus.QUEUED or patient_import_stalled(job=job)):
         raise ImportRefusedError(
             _("This import is not waiting to start."),
             code="import_state",
@@ -1174,10 +1235,9 @@ def _claim(job_id: int) -> PatientImport | None:
     longer ago than the task's hard time limit), or None when another run has
     it or it is finished."""
     now = timezone.now()
-    stale = now - timedelta(seconds=int(settings.CELERY_TASK_TIME_LIMIT) + 60)
     claimed = PatientImport.objects.filter(
         Q(status=PatientImportStatus.QUEUED)
-        | Q(status=PatientImportStatus.RUNNING, started_at__lt=stale),
+        | Q(status=PatientImportStatus.RUNNING, started_at__lt=run_lost_before()),
         pk=job_id,
     ).update(status=PatientImportStatus.RUNNING, started_at=now, version=F("version") + 1)
     if not claimed:
@@ -1188,10 +1248,13 @@ def _claim(job_id: int) -> PatientImport | None:
 def _create_all(job: PatientImport) -> int:
     """Inside the caller's transaction: check every row again and create
     every patient, or raise `_AbortError` having written nothing."""
+    # No registration checks or inserts a patient while the rows are compared
+    # with the register and added to it: registration's own guard, taken
+    # alone (a registration under way finishes first; one that starts waits
+    # for the import's commit, a minute at most, and then sees its patients).
+    patient_register_lock_all()
     with connection.cursor() as cursor:
-        # No registration inserts or edits a patient while the rows are
-        # compared with the register and added to it (a registration waits
-        # for the import's commit, a minute at most).
+        # Nor does an edit change a patient's name or contact meanwhile.
         cursor.execute("LOCK TABLE patients_patient IN SHARE ROW EXCLUSIVE MODE")
     user = job.created_by
     check = rows_check(job=job, user=user, search_text=True)
@@ -1279,6 +1342,15 @@ def patient_import_run(*, job_id: int) -> PatientImport | None:
             )
     except _AbortError as abort:
         _stop(job, abort.reason, abort.problems)
+        if abort.problems:
+            # Its rows' problems name the patients they match: a preview again.
+            audit_log(
+                actor=job.created_by,
+                action=AuditAction.VIEW,
+                object_type=SEARCH_OBJECT_TYPE,
+                object_id=str(job.uuid),
+                actor_label=job.created_by.get_username(),
+            )
     except (IntegrityError, ValidationError) as error:
         _stop(
             job,

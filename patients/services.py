@@ -131,10 +131,28 @@ def _lock_key(*parts: str) -> int:
     return int.from_bytes(digest.digest(), "big", signed=True)
 
 
+# Every registration holds this key shared, first; a patient import
+# (patients.imports) holds it alone while it checks its rows against the
+# register and inserts them. Registrations still run side by side, but one
+# that starts during an import waits for the import's commit and then sees
+# its patients, and an import waits for registrations under way.
+REGISTER_LOCK_KEY = _lock_key("register")
+
+
+def patient_register_lock_all() -> None:
+    """Hold, until the transaction ends, the register against every
+    registration (`REGISTER_LOCK_KEY` alone): for a patient import, whose
+    rows are checked for duplicates and inserted as registration does. Take
+    it before any other lock, so that no registration deadlocks with it."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [REGISTER_LOCK_KEY])
+
+
 def _registration_locks(patient: Patient, token: uuid.UUID | None) -> None:
-    """Hold, until the transaction ends, a lock on each identity the patient
-    shares with a possible duplicate, always in one order (token, name and
-    birth date, email, phone) so that two registrations never deadlock."""
+    """Hold, until the transaction ends, the register against an import
+    (`REGISTER_LOCK_KEY` shared) and a lock on each identity the patient
+    shares with a possible duplicate, always in one order (register, token,
+    name and birth date, email, phone) so that two registrations never deadlock."""
     keys = []
     if token is not None:
         keys.append(_lock_key("token", str(token)))
@@ -146,6 +164,7 @@ def _registration_locks(patient: Patient, token: uuid.UUID | None) -> None:
     if patient.phone:
         keys.append(_lock_key("phone", patient.phone.as_e164))
     with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock_shared(%s)", [REGISTER_LOCK_KEY])
         for key in keys:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [key])
 
@@ -178,7 +197,9 @@ def patient_create(
     The duplicate check and the insert run under PostgreSQL transaction-level
     advisory locks on the folded name with the birth date, on the email and on
     the phone, so two registrations of one person at the same moment are
-    checked one after the other: the second sees the first's record.
+    checked one after the other: the second sees the first's record; and
+    under `REGISTER_LOCK_KEY` held shared, so a registration and a patient
+    import never both pass their checks (the later waits for the other).
 
     Raises `AlreadyRegisteredError` (with `.patient`) when this token already
     registered the same person; `RegistrationFormUsedError` when it registered

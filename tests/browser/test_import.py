@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 import time_machine
@@ -182,4 +183,68 @@ def test_a_manager_imports_200_patients_fixing_three_bad_rows(
     assert not Patient.objects.filter(email="zoe.new@example.org").exists()
     assert Patient.objects.get(first_name="Ana0").last_name == "Søren0"
     assert AuditEvent.objects.filter(changed_fields=["patients:199"]).count() == 1
+    assert not tab.errors_except()
+
+
+@pytest.mark.parametrize("viewport", ["desktop", "tablet"])
+def test_an_import_whose_worker_died_says_it_stopped_and_starts_again(
+    live_server: Any,
+    new_page: NewPage,
+    manager: User,
+    viewport: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import patients.imports
+    from patients.imports import (
+        patient_import_confirm,
+        patient_import_leave_out_problems,
+        patient_import_map,
+        patient_import_upload,
+    )
+
+    published: list[int] = []
+
+    def enqueue(task: object, job_id: int, label: str) -> bool:
+        published.append(job_id)
+        return True
+
+    def worker_killed(*args: object, **kwargs: object) -> None:
+        raise SystemExit(1)  # the process ends mid-import: nothing after runs
+
+    monkeypatch.setattr(patients.imports, "enqueue", enqueue)
+    with time_machine.travel(NOW.replace(hour=9), tick=False):
+        data = _the_file(tmp_path / "export.csv").read_bytes()
+        job = patient_import_upload(created_by=manager, data=data, file_name="export.csv")
+        job = patient_import_map(
+            job=job, user=manager, mapping=job.mapping, expected_version=job.version
+        )
+        job = patient_import_leave_out_problems(job=job, user=manager, expected_version=job.version)
+        job = patient_import_confirm(job=job, user=manager, expected_version=job.version)
+        with monkeypatch.context() as patch:
+            patch.setattr(patients.imports.Patient.objects, "bulk_create", worker_killed)
+            with pytest.raises(SystemExit):
+                patient_import_run(job_id=job.pk)
+    with time_machine.travel(NOW, tick=True):
+        base = live_server.url
+        tab = _tab(new_page, viewport)
+        page = tab.page
+        sign_in(tab, base, manager)
+        page.goto(f"{base}/patients/import/")
+        expect(page.get_by_test_id("import-lost")).to_have_text("Stopped, start it again")
+        _check(page, f"import-lost-list-{viewport}.png")
+        page.get_by_role("link", name="export.csv").click()
+        expect(page.get_by_test_id("import-progress")).to_contain_text("The import stopped")
+        expect(page.get_by_test_id("import-lost")).to_contain_text("Nothing was imported.")
+        expect(page.get_by_test_id("import-status")).to_have_text("Stopped, start it again")
+        expect(page.get_by_test_id("import-progress-bar")).to_have_count(0)
+        _check(page, f"import-lost-{viewport}.png")
+        page.get_by_test_id("import-start-again").click()
+        expect(page.get_by_text("The import was asked to start again.")).to_be_visible()
+        assert published == [job.pk, job.pk]  # when confirmed, and now again
+        patient_import_run(job_id=job.pk)  # what the worker runs
+        expect(page.get_by_test_id("import-result")).to_have_text(
+            "198 patients were imported.", timeout=15_000
+        )
+    assert Patient.objects.count() == 198
     assert not tab.errors_except()

@@ -243,6 +243,72 @@ def test_each_rows_problem_is_named(manager: User, receptionist: User) -> None:
     assert set(found) == {2, 3, 4, 5, 7, 8, 9, 10}
 
 
+def test_a_rows_likely_duplicate_is_named_with_its_other_problems(
+    manager: User, receptionist: User
+) -> None:
+    patient_create(
+        created_by=receptionist,
+        first_name="Zoë",
+        last_name="Müller",
+        date_of_birth=date(1991, 7, 2),
+        email="zoe@example.org",
+        reminder_channel="email",
+    )
+    rows = [
+        "Zoe,Muller,02/07/1991,,+1 234,",  # line 2: bad phone; same name and birth date
+        "Zed,Other,31/02/1990,ZOE@example.org,,",  # line 3: no such date; same email
+        "Cy,Ray,01/01/1990,not-an-email,,",  # line 4: bad email
+        "Cy,Ray,01/01/1990,,07911 999999,",  # line 5: same person as line 4
+        "Zoe,Muller,2/7/91,,,",  # line 6: date unreadable, so no match by name
+    ]
+    job = mapped(manager, csv_bytes(rows))
+    found = problems_of(job)
+    assert "is not a phone number" in found[2]
+    assert "May already be registered as Zoë Müller, born 2 July 1991 (same name" in found[2]
+    assert "“31/02/1990” is not a date" in found[3]
+    assert "May already be registered as Zoë Müller, born 2 July 1991 (same email)" in found[3]
+    assert "Email" in found[4]
+    assert "The same person as row 4" in found[5]
+    assert "two-digit year" in found[6]
+    assert "May already be registered" not in found[6]
+    # Corrected, a row keeps only the duplicate: nothing new appears later.
+    job = patient_import_row_fix(
+        job=job, user=manager, row=1, values={"date_of_birth": "28/02/1990"},
+        expected_version=job.version,
+    )  # fmt: skip
+    assert problems_of(job)[3] == (
+        "May already be registered as Zoë Müller, born 2 July 1991 (same email)."
+    )
+
+
+def test_each_preview_reading_the_register_is_audited_once_naming_the_import(
+    manager: User, receptionist: User
+) -> None:
+    def previews() -> list[str]:
+        return [
+            event.object_id
+            for event in AuditEvent.objects.filter(
+                actor=manager, action="view", object_type="patients.patient_search"
+            )
+        ]
+
+    job = mapped(manager, csv_bytes(good_rows(40)))
+    assert previews() == [str(job.uuid)]  # one for the whole file, not one per row
+    job = patient_import_row_leave_out(
+        job=job, user=manager, row=0, leave_out=True, expected_version=job.version
+    )
+    assert previews() == [str(job.uuid)] * 2
+    # A duplicate registered meanwhile stops the run, whose listed problems
+    # name the patient found in the register: read for the manager too.
+    patient_create(
+        created_by=receptionist, first_name="Anna3", last_name="Patient3",
+        date_of_birth=date(1953, 4, 4), reminder_channel="none",
+    )  # fmt: skip
+    job = run(manager, job)
+    assert job.status == PatientImportStatus.FAILED
+    assert previews() == [str(job.uuid)] * 3
+
+
 def test_the_batch_matching_agrees_with_registrations(manager: User, receptionist: User) -> None:
     existing = [
         ("Siobhán", "O'Grady", date(1980, 1, 1), "", ""),
@@ -666,3 +732,50 @@ def test_every_row_with_a_problem_is_left_out_at_once(client: Client, manager: U
     )
     assert response.status_code == 400
     assert "Every row has a problem" in response.content.decode()
+
+
+def test_an_import_whose_worker_died_is_shown_stopped_and_runs_again(
+    client: Client, manager: User, monkeypatch: pytest.MonkeyPatch, settings: Any
+) -> None:
+    import patients.imports
+
+    job = mapped(manager, csv_bytes(good_rows(3)))
+    published: list[int] = []
+
+    def enqueue(task: Any, job_id: int, label: str) -> bool:
+        published.append(job_id)
+        return True
+
+    monkeypatch.setattr(patients.imports, "enqueue", enqueue)
+    job = patient_import_confirm(job=job, user=manager, expected_version=job.version)
+
+    def worker_killed(*args: Any, **kwargs: Any) -> None:
+        raise SystemExit(1)  # the process ends mid-import: nothing after runs
+
+    with monkeypatch.context() as patch:
+        patch.setattr(patients.imports.Patient.objects, "bulk_create", worker_killed)
+        with pytest.raises(SystemExit):
+            patient_import_run(job_id=job.pk)
+    job.refresh_from_db()
+    assert job.status == PatientImportStatus.RUNNING
+    assert Patient.objects.count() == 0
+    sign_in(client, manager)
+    url = reverse("patients:import_detail", args=[job.uuid])
+    progress = reverse("patients:import_progress", args=[job.uuid])
+    # Within the task's hard time limit the run may still be going.
+    limit = timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT)
+    with time_machine.travel(NOW + limit, tick=False):
+        assert 'data-testid="import-lost"' not in client.get(url).content.decode()
+        response = client.post(url, {"action": "start_again", "version": job.version})
+        assert response.status_code == 409
+    with time_machine.travel(NOW + limit + timedelta(minutes=2), tick=False):
+        assert "stopped without finishing" in client.get(url).content.decode()
+        assert "stopped without finishing" in client.get(progress).content.decode()
+        assert "Stopped, start it again" in client.get(UPLOAD).content.decode()
+        response = client.post(url, {"action": "start_again", "version": job.version})
+        assert response.status_code == 302
+        assert published == [job.pk]  # on_commit does not run in this test's transaction
+        result = patient_import_run(job_id=job.pk)
+    assert result is not None
+    assert result.status == PatientImportStatus.DONE
+    assert Patient.objects.count() == 3
