@@ -23,6 +23,13 @@ count, so neither kind of failure can keep a document "being prepared" for
 ever. A renderer's error is recorded by its type only, in the row and in the
 log (`error`): its message or traceback could quote the patient's text.
 
+`generation` counts the times a document was queued afresh (its source
+corrected, staff's retry, the record anonymised). A render remembers the
+generation it claimed, and its outcome is recorded only if the row is still
+in it: a render that was under way when the document was queued afresh
+read the old source (the patient's name, say), so its PDF is discarded and
+never written, and the render of the new generation makes the file.
+
 This module knows no feature app: each kind passes its model, its renderer
 and the function that sends its render task.
 """
@@ -36,7 +43,7 @@ from datetime import datetime, timedelta
 from typing import Any, ClassVar, TypeVar
 
 from django.db import models, transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -82,6 +89,7 @@ PIPELINE_FIELDS = (
     "queued_at",
     "next_attempt_at",
     "generated_at",
+    "generation",
 )
 
 Renderer = Callable[[Any], bytes]
@@ -125,6 +133,10 @@ class GeneratedDocument(models.Model):
         null=True, blank=True, default=next_attempt_default, editable=False
     )
     generated_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # One more each time the document is queued afresh (`document_retry`,
+    # `document_requeue_afresh`): what a render claimed, so that one still
+    # under way from before is not recorded (see the module's docstring).
+    generation = models.PositiveIntegerField(default=0, editable=False)
 
     document_label: ClassVar[str] = "document"
 
@@ -171,6 +183,7 @@ def document_queue(*, row: D, enqueue: Enqueue) -> D:
     row.next_attempt_at = now + REQUEUE_AFTER
     row.attempts = 0
     row.error = ""
+    row.generation = 0
     row.full_clean()
     row.save(force_insert=True)
     pk = row.pk
@@ -215,10 +228,29 @@ def document_render(
     return document_render_succeeded(row=row, pdf=pdf)
 
 
+def _stale(row: GeneratedDocument, current: int, outcome: str) -> bool:
+    """Whether the document was queued afresh since `row`'s render claimed
+    it (`current` is the generation under the lock); logged if so."""
+    if current == row.generation:
+        return False
+    logger.info(
+        "%s %s: a render of generation %s %s after the document was queued afresh "
+        "(generation %s), so its outcome is discarded",
+        type(row).document_label,
+        row.pk,
+        row.generation,
+        outcome,
+        current,
+    )
+    return True
+
+
 def document_render_succeeded(*, row: D, pdf: bytes) -> D:
     """Write the PDF at the row's one path (only if its bytes changed) and mark
     it ready with their SHA-256. Under the row's lock: two renders of one
-    document never interleave their writes."""
+    document never interleave their writes. A render of a generation the
+    document has left (queued afresh since it was claimed) writes nothing and
+    changes nothing: its PDF was made from the old source."""
     from clinic.pdf import store_replacing
 
     model = type(row)
@@ -227,6 +259,9 @@ def document_render_succeeded(*, row: D, pdf: bytes) -> D:
     storage = row.file.storage
     with transaction.atomic():
         locked = model._default_manager.select_for_update().get(pk=row.pk)
+        if _stale(row, locked.generation, "finished"):
+            row.refresh_from_db(fields=PIPELINE_FIELDS)
+            return row
         if locked.sha256 != digest or locked.file.name != name or not storage.exists(name):
             store_replacing(storage, name, pdf)
         model._default_manager.filter(pk=row.pk).update(
@@ -243,9 +278,11 @@ def document_render_succeeded(*, row: D, pdf: bytes) -> D:
 
 def document_render_failed(*, row: D, exc: BaseException) -> D:
     """Record a render that raised: queued again after the next of
-    RETRY_DELAYS, or failed once MAX_ATTEMPTS renders were started. A
-    document no longer queued (made ready by another render meanwhile) is
-    left as it is. Logged with the document's key and the error's type only,
+    RETRY_DELAYS, or failed once MAX_ATTEMPTS renders were started. Recorded
+    only for the last render claimed: a document no longer queued (made
+    ready by another render meanwhile), queued afresh since, or claimed
+    again by a later render (which reports for itself) is left as it is.
+    Logged with the document's key and the error's type only,
     never its message or traceback, which could quote the patient."""
     model = type(row)
     kind = type(exc).__name__[:200]
@@ -255,9 +292,12 @@ def document_render_failed(*, row: D, exc: BaseException) -> D:
     else:
         wait = RETRY_DELAYS[min(row.attempts, len(RETRY_DELAYS)) - 1]
         changes = {"next_attempt_at": now + wait}
-    model._default_manager.filter(pk=row.pk, status=DocumentStatus.QUEUED).update(
-        error=kind, **changes
-    )
+    recorded = model._default_manager.filter(
+        pk=row.pk, status=DocumentStatus.QUEUED, generation=row.generation, attempts=row.attempts
+    ).update(error=kind, **changes)
+    if not recorded:
+        current = model._default_manager.filter(pk=row.pk).values_list("generation", flat=True)
+        _stale(row, next(iter(current), row.generation + 1), f"failed ({kind})")
     logger.warning(
         "%s %s could not be made (%s), attempt %s of %s",
         model.document_label,
@@ -312,7 +352,28 @@ def document_retry(*, model: type[D], pk: int, enqueue: Enqueue) -> D:
             next_attempt_at=now + REQUEUE_AFTER,
             attempts=0,
             error="",
+            generation=F("generation") + 1,
         )
         row.refresh_from_db(fields=PIPELINE_FIELDS)
         transaction.on_commit(lambda: enqueue(pk))
     return row
+
+
+def document_requeue_afresh(*, model: type[D], pk: int) -> None:
+    """Queue a document afresh with nothing downloadable meanwhile (its file
+    names what must go, as when the record is anonymised): the row is
+    emptied and a new generation begins, so a render under way from before
+    is discarded. The caller deletes the old file and sends the render task
+    after its transaction commits."""
+    now = timezone.now()
+    model._default_manager.filter(pk=pk).update(
+        status=DocumentStatus.QUEUED,
+        file="",
+        sha256="",
+        attempts=0,
+        error="",
+        queued_at=now,
+        next_attempt_at=now + REQUEUE_AFTER,
+        generated_at=None,
+        generation=F("generation") + 1,
+    )

@@ -20,17 +20,17 @@ from functools import partial
 
 from dateutil.relativedelta import relativedelta
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from clinic.audit import audit_log
 from clinic.background import enqueue
 from clinic.documents import (
-    REQUEUE_AFTER,
     DocumentStatus,
     document_queue,
     document_render,
+    document_requeue_afresh,
     document_requeue_due,
 )
 from clinic.models import AuditAction, User
@@ -156,7 +156,8 @@ def subject_access_withdraw(
         .order_by("pk")
     )
     for export in rows:
-        changes: dict[str, object] = {"purged_at": now}
+        # A new generation: a render under way writes no file (clinic.documents).
+        changes: dict[str, object] = {"purged_at": now, "generation": F("generation") + 1}
         if export.status == DocumentStatus.QUEUED:
             changes.update(status=DocumentStatus.FAILED, next_attempt_at=None, error=WITHDRAWN)
         SubjectAccessExport.objects.filter(pk=export.pk).update(**changes)
@@ -839,17 +840,8 @@ def _documents_remake(ids: list[int]) -> set[str]:
         ),
     ):
         for pk, name in rows.order_by("pk").values_list("pk", "file"):
-            now = timezone.now()
-            model._default_manager.filter(pk=pk).update(
-                status=DocumentStatus.QUEUED,
-                file="",
-                sha256="",
-                attempts=0,
-                error="",
-                queued_at=now,
-                next_attempt_at=now + REQUEUE_AFTER,
-                generated_at=None,
-            )
+            # A new generation: a render under way, which read the name, is discarded.
+            document_requeue_afresh(model=model, pk=pk)
             transaction.on_commit(partial(_unlink_then_remake, name, send, pk))
             kinds.add(key)
     return kinds
