@@ -11,7 +11,6 @@ import uuid
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import (
-    FileResponse,
     Http404,
     HttpRequest,
     HttpResponse,
@@ -26,6 +25,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from clinic.access import signed_in_user, staff
 from clinic.audit import audit_log, audit_read
 from clinic.concurrency import AlreadySubmittedError, StaleEditError
+from clinic.downloads import stored_file_response
 from clinic.forms import submits
 from clinic.models import AuditAction
 from clinic.roles import CLINICAL_DOCUMENT_ROLES, Role
@@ -418,9 +418,10 @@ def signature_image(
     if not found.signature:
         # Removed when the record was anonymised.
         raise Http404
+    response = stored_file_response(
+        found.signature, content_type="image/png", filename=f"signature-{found.uuid}.png"
+    )
     audit_read(request, found, patient_ref=found.patient.uuid)
-    response = FileResponse(found.signature.open("rb"), content_type="image/png")
-    response["Content-Disposition"] = f'inline; filename="signature-{found.uuid}.png"'
     return _private(response)
 
 
@@ -431,6 +432,12 @@ def signed_pdf(request: HttpRequest, patient: uuid.UUID, signed: uuid.UUID) -> H
     pdf = getattr(found, "pdf", None)
     if pdf is None or pdf.status != DocumentStatus.READY or not pdf.file:
         raise Http404
+    response = stored_file_response(
+        pdf.file,
+        content_type="application/pdf",
+        filename=f"consent-{found.uuid}.pdf",
+        as_attachment=True,
+    )
     audit_log(
         actor=request.user,
         action=AuditAction.DOWNLOAD,
@@ -438,6 +445,4 @@ def signed_pdf(request: HttpRequest, patient: uuid.UUID, signed: uuid.UUID) -> H
         object_id=str(found.uuid),
         patient_ref=found.patient.uuid,
     )
-    response = FileResponse(pdf.file.open("rb"), content_type="application/pdf")
-    response["Content-Disposition"] = f'attachment; filename="consent-{found.uuid}.pdf"'
     return _private(response)

@@ -18,6 +18,7 @@ from clinic import clinic_settings
 from clinic.access import signed_in_user, staff
 from clinic.audit import audit_log, audit_read
 from clinic.concurrency import AlreadySubmittedError, StaleEditError, differs, field_text
+from clinic.downloads import stored_file_response
 from clinic.forms import submits
 from clinic.models import AuditAction, AuditEvent
 from clinic.roles import Role
@@ -486,9 +487,10 @@ def photo_file(request: HttpRequest, patient: uuid.UUID, photo: uuid.UUID) -> Fi
     """The image itself, only for someone who may see this patient's record."""
     record = patient_get_for_user(user=signed_in_user(request), patient_uuid=patient)
     found = get_object_or_404(record.photos, uuid=photo)
+    response = stored_file_response(
+        found.image, content_type="image/jpeg", filename=f"{found.uuid}.jpg"
+    )
     audit_read(request, found, patient_ref=record.uuid)
-    response = FileResponse(found.image.open("rb"), content_type="image/jpeg")
-    response["Content-Disposition"] = f'inline; filename="{found.uuid}.jpg"'
     return response
 
 

@@ -16,6 +16,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from clinic.access import signed_in_user, staff
 from clinic.audit import audit_log, audit_read, audit_read_patients
 from clinic.concurrency import AlreadySubmittedError
+from clinic.downloads import stored_file_response
 from clinic.forms import submits
 from clinic.models import AuditAction
 from clinic.refusals import refusal_status
@@ -198,9 +199,10 @@ def allergy_test_photo(request: HttpRequest, patient: uuid.UUID, test: uuid.UUID
     found = allergy_test_get(patient=record, test_uuid=test)
     if not found.photo:
         raise Http404
+    response = stored_file_response(
+        found.photo, content_type="image/jpeg", filename=f"{found.uuid}.jpg"
+    )
     audit_read(request, found, patient_ref=record.uuid, action=AuditAction.DOWNLOAD)
-    response = FileResponse(found.photo.open("rb"), content_type="image/jpeg")
-    response["Content-Disposition"] = f'inline; filename="{found.uuid}.jpg"'
     return response
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import uuid
 
 from django.contrib import messages
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.http.response import HttpResponseBase
 from django.shortcuts import render
 from django.urls import reverse
@@ -18,6 +18,7 @@ from django.views.decorators.http import require_GET, require_POST
 from clinic import dates
 from clinic.access import refused_as, signed_in_user, staff
 from clinic.audit import audit_log, audit_read
+from clinic.downloads import stored_file_response
 from clinic.models import AuditAction
 from clinic.refusals import RefusedError
 from clinic.roles import Role
@@ -125,19 +126,15 @@ def subject_access_download(
             {"message": _("This export is no longer available: make a new one.")},
             status=410,
         )
-    try:
-        handle = found.file.open("rb")
-    except (FileNotFoundError, ValueError):
-        raise Http404 from None
-    audit_log(
-        actor=request.user, action=AuditAction.DOWNLOAD, obj=found, patient_ref=found.patient.uuid
-    )
     made = timezone.localtime(found.generated_at or found.queued_at).date().isoformat()
-    response = FileResponse(
-        handle,
+    response = stored_file_response(
+        found.file,
         content_type="application/zip",
         as_attachment=True,
         filename=f"records-{made}-{found.uuid}.zip",
+    )
+    audit_log(
+        actor=request.user, action=AuditAction.DOWNLOAD, obj=found, patient_ref=found.patient.uuid
     )
     return private_download(response)
 

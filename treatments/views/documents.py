@@ -17,6 +17,7 @@ from django.views.decorators.http import require_GET, require_POST
 from clinic.access import signed_in_user, staff
 from clinic.audit import audit_log
 from clinic.concurrency import AlreadySubmittedError
+from clinic.downloads import stored_file_response
 from clinic.models import AuditAction, User
 from clinic.roles import CLINICAL_DOCUMENT_ROLES, Role
 from patients.selectors import patient_get_for_user
@@ -51,12 +52,9 @@ def private_download(response: FileResponse) -> FileResponse:
 
 
 def document_file_response(document: PatientDocument) -> FileResponse:
-    try:
-        handle = document.file.open("rb")
-    except (FileNotFoundError, ValueError):
-        raise Http404 from None
-    response = FileResponse(
-        handle,
+    """The sheet's PDF, downloaded; `Http404` when its file is gone."""
+    response = stored_file_response(
+        document.file,
         content_type="application/pdf",
         as_attachment=True,
         filename=f"aftercare-{document.uuid}.pdf",

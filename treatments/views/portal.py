@@ -12,7 +12,7 @@ from __future__ import annotations
 import uuid
 
 from django.contrib.auth import login
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import FileResponse, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.http.response import HttpResponseBase
 from django.shortcuts import render
 from django.urls import reverse
@@ -22,6 +22,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 from clinic.access import portal, public
 from clinic.audit import audit_log, audit_read
 from clinic.context import get_request_context
+from clinic.downloads import stored_file_response
 from clinic.models import AuditAction, SignInMailKind, User
 from clinic.sign_in_mail import sign_in_mail_request
 from treatments.forms.portal import DateOfBirthForm, PortalRequestForm
@@ -241,12 +242,8 @@ def portal_document(request: HttpRequest, document: uuid.UUID) -> FileResponse:
 def portal_consent(request: HttpRequest, signed: uuid.UUID) -> FileResponse:
     found = portal_consent_get(user=_portal_user(request), signed_uuid=signed)
     pdf = found.pdf
-    try:
-        handle = pdf.file.open("rb")
-    except (FileNotFoundError, ValueError):
-        raise Http404 from None
-    response = FileResponse(
-        handle,
+    response = stored_file_response(
+        pdf.file,
         content_type="application/pdf",
         as_attachment=True,
         filename=f"consent-{found.uuid}.pdf",
