@@ -14,6 +14,7 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 from django.views.decorators.http import require_http_methods
@@ -61,12 +62,23 @@ from clinic.staff_forms import (
     StaffJoinForm,
     StepUpForm,
 )
-from clinic.stepup import STEP_UP_VALID, StepUpRefusedError, step_up_confirm, step_up_needed
+from clinic.stepup import (
+    STEP_UP_VALID,
+    StepUpRefusedError,
+    step_up_confirm,
+    step_up_fresh,
+    step_up_needed,
+)
 from clinic.views import REPLACING_SESSION, _safe_next  # the two-factor pages' own check
 
 # A manager confirms their password (and code) again before these
-# (clinic/stepup.py): they change what another person may do or how they sign in.
-STEP_UP_ACTIONS = frozenset({"give_role", "take_role", "reset_authenticator"})
+# (clinic/stepup.py): they change what another person may do or how they sign
+# in, or (reactivating) open a closed account to the patients' records again.
+# Inviting is asked for on its own page (staff_invite_view). Left without:
+# deactivating takes access away, and unlocking only lets the owner try their
+# own password (and code) again, as the lock would after its time; neither
+# gives anyone access they did not have.
+STEP_UP_ACTIONS = frozenset({"give_role", "take_role", "reset_authenticator", "reactivate"})
 
 STAFF_TASK = gettext_lazy(
     "Inviting staff, giving roles and unlocking accounts is done by a manager."
@@ -142,21 +154,70 @@ def staff_list(request: HttpRequest) -> HttpResponse:
     )
 
 
+def _step_up_on_the_form(request: HttpRequest, user: User) -> tuple[StepUpForm | None, int]:
+    """The confirmation (clinic/stepup.py) asked within a form sent after it
+    ran out, so that nothing typed is lost to a detour by the confirmation
+    page: (None, 200) while it is fresh or once the password (and code) sent
+    with the form confirm it; else the confirmation's form to show on the
+    page, with what it said, and the status. It goes through the same
+    `step_up_confirm` as the confirmation page: a wrong password counts
+    towards the sign-in lock, and each try is audited."""
+    if step_up_fresh(request):
+        return None, 200
+    second_factor = has_two_factor_device(user)
+    if "password" not in request.POST:
+        # Not asked yet: the form comes back with the confirmation to fill in.
+        return StepUpForm(second_factor=second_factor), 403
+    confirmation = StepUpForm(request.POST, second_factor=second_factor)
+    if not confirmation.is_valid():
+        return confirmation, 400
+    data = confirmation.cleaned_data
+    try:
+        step_up_confirm(
+            request=request,
+            user=user,
+            password=data["password"],
+            code=data.get("otp_token", ""),
+            kind=confirmation.kind if second_factor else "",
+        )
+    except StepUpRefusedError as refusal:
+        confirmation.add_error(refusal.field, refusal.message)
+        return confirmation, refusal_status(refusal)
+    except SecondFactorThrottledError as refusal:
+        confirmation.add_error("otp_token", refusal.message)
+        return confirmation, 429
+    return None, 200
+
+
 @staff(Role.MANAGER)
 @refused_as(STAFF_TASK)
 @submits(StaffInviteForm)
 @require_http_methods(["GET", "POST"])
 def staff_invite_view(request: HttpRequest) -> HttpResponse:
-    """Invite a member of staff by email, with their roles."""
+    """Invite a member of staff by email, with their roles: access to the
+    patients' records, so the manager's password (and code) are confirmed
+    within STEP_UP_VALID (clinic/stepup.py). Opening the form asks first;
+    a form sent later than that comes back with all that was typed, and
+    the confirmation asked on it (nothing is sent until it is given)."""
     manager = signed_in_user(request)
     status = 200
     deactivated: User | None = None
     form = StaffInviteForm(request.POST or None)
+    confirmation: StepUpForm | None = None
+    if request.method == "GET":
+        gate = step_up_needed(
+            request, next_url=reverse("staff_invite"), back_url=reverse("staff_list")
+        )
+        if gate is not None:
+            return gate
     if request.method == "POST":
         if form.saved_before(StaffInvitation) is not None:
             messages.info(request, str(AlreadySubmittedError.MESSAGE))
             return HttpResponseRedirect(reverse("staff_list"))
-        if form.is_valid():
+        confirmation, status = _step_up_on_the_form(request, manager)
+        if confirmation is not None:
+            form.is_valid()  # its mistakes said now too, not after the password
+        elif form.is_valid():
             data = form.cleaned_data
             try:
                 issued = staff_invite(
@@ -184,6 +245,8 @@ def staff_invite_view(request: HttpRequest) -> HttpResponse:
         "clinic/staff_invite.html",
         {
             "form": form,
+            "confirmation": confirmation,
+            "minutes": int(STEP_UP_VALID.total_seconds() // 60),
             "days": INVITATION_VALID.days,
             "deactivated": deactivated,
             # What the newcomer does after the link depends on the clinic's setting.
@@ -479,12 +542,20 @@ def step_up(request: HttpRequest) -> HttpResponse:
                 status = 429
             else:
                 return HttpResponseRedirect(_safe_next(request, default="account"))
+    next_url = _safe_next(request, default="account")
+    # Where Cancel goes: the page named `back`, of this site, else `next`.
+    back = request.POST.get("back") or request.GET.get("back") or ""
+    if not url_has_allowed_host_and_scheme(
+        back, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        back = ""
     return render(
         request,
         "registration/step_up.html",
         {
             "form": form,
-            "next": _safe_next(request, default="account"),
+            "next": next_url,
+            "back": back or next_url,
             "second_factor": second_factor,
             "minutes": int(STEP_UP_VALID.total_seconds() // 60),
         },

@@ -75,16 +75,21 @@ def step_up_fresh(request: HttpRequest) -> bool:
     return 0 <= age <= STEP_UP_VALID.total_seconds()
 
 
-def step_up_needed(request: HttpRequest, *, next_url: str) -> HttpResponse | None:
+def step_up_needed(
+    request: HttpRequest, *, next_url: str, back_url: str = ""
+) -> HttpResponse | None:
     """None while the confirmation is fresh; else the way to the page that
     asks for it, which leads back to `next_url` (a path of this site, its
-    query kept) once confirmed. A POST sent meanwhile did nothing, and the
-    page says so."""
+    query kept) once confirmed, and whose Cancel leads to `back_url` (by
+    default `next_url`: give another when opening `next_url` itself asks for
+    the confirmation, or Cancel would only come back to it). A POST sent
+    meanwhile did nothing, and the page says so."""
     if step_up_fresh(request):
         return None
     if request.method == "POST":
         messages.info(request, str(WHY))
-    return HttpResponseRedirect(reverse("step_up") + "?" + urlencode({"next": next_url}))
+    query = {"next": next_url} | ({"back": back_url} if back_url else {})
+    return HttpResponseRedirect(reverse("step_up") + "?" + urlencode(query))
 
 
 def _second_factor_check(user: User, code: str, kind: str) -> str:

@@ -231,8 +231,17 @@ def two_factor_setup(request: HttpRequest) -> HttpResponse:
     if replacing and not request.session.get(REPLACING_SESSION):
         # Already set up: a new phone is asked for on the account page.
         return HttpResponseRedirect(reverse("account"))
-    # The password (and code) confirmed again lately: signing in counts.
-    if (gate := step_up_needed(request, next_url=request.get_full_path())) is not None:
+    # Replacing a second factor held asks for the password (and code)
+    # confirmed again lately; signing in counts. A first one does not: the
+    # sign-in moments ago is all it rests on, and with two-factor required
+    # this page is the only one the person may open (StaffTwoFactorMiddleware),
+    # so the confirmation page would only send them back here.
+    gate = (
+        step_up_needed(request, next_url=request.get_full_path(), back_url=reverse("account"))
+        if has_two_factor_device(user)
+        else None
+    )
+    if gate is not None:
         return gate
     key = request.session.get(SETUP_KEY_SESSION) or random_hex(20)
     request.session[SETUP_KEY_SESSION] = key

@@ -21,10 +21,11 @@ from django.urls import reverse
 from django_otp.plugins.otp_static.models import StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from clinic.models import AuditAction, AuditEvent, User
+from clinic.models import AuditAction, AuditEvent, StaffInvitation, User
 from clinic.roles import Role
-from clinic.staff import backup_codes_issue
+from clinic.staff import backup_codes_issue, staff_deactivate
 from clinic.stepup import STEP_UP_VALID
+from clinic.views import SETUP_KEY_SESSION
 from tests.conftest import sign_in, totp_code
 from tests.factories import PASSWORD
 
@@ -36,6 +37,8 @@ LATER = MORNING + STEP_UP_VALID + timedelta(minutes=1)
 ACCOUNT = "/accounts/me/"
 CONFIRM = "/accounts/confirm/"
 SETUP = "/accounts/two-factor/setup/"
+INVITE = "/staff/invite/"
+STAFF = "/staff/"
 
 
 @pytest.fixture(autouse=True)
@@ -45,8 +48,9 @@ def frozen() -> Iterator[None]:
         yield
 
 
-def confirm_page(next_url: str) -> str:
-    return f"{CONFIRM}?{urlencode({'next': next_url})}"
+def confirm_page(next_url: str, back: str = "") -> str:
+    query = {"next": next_url} | ({"back": back} if back else {})
+    return f"{CONFIRM}?{urlencode(query)}"
 
 
 def confirm(
@@ -116,7 +120,7 @@ def test_a_new_phone_later_is_set_up_only_after_confirming_and_lands_on_the_setu
         session = desk.session
         session["_clinic_totp_replacing"] = True
         session.save()
-        assert desk.get(target)["Location"] == confirm_page(target)
+        assert desk.get(target)["Location"] == confirm_page(target, back=ACCOUNT)
         done = confirm(desk, receptionist, next_url=target)
         assert done["Location"] == target
         assert desk.get(target).status_code == 200
@@ -192,11 +196,11 @@ def test_a_backup_code_confirms_and_is_spent(receptionist: User) -> None:
 
 def test_without_two_factor_the_password_alone_is_asked(make_staff: Any, settings: Any) -> None:
     settings.REQUIRE_STAFF_2FA = False
-    solo = make_staff("solo", Role.RECEPTIONIST, two_factor=False)
+    solo = make_staff("solo", Role.MANAGER, two_factor=False)
     desk = sign_in(Client(), solo)
     with time_machine.travel(LATER, tick=True):
-        target = f"{SETUP}?{urlencode({'next': ACCOUNT})}"
-        assert desk.get(target)["Location"] == confirm_page(target)
+        target = INVITE
+        assert desk.get(target)["Location"] == confirm_page(target, back=STAFF)
         page = desk.get(confirm_page(target)).content.decode()
         assert 'name="password"' in page
         assert 'name="otp_token"' not in page
@@ -247,3 +251,189 @@ def test_a_next_to_another_site_leads_to_the_account_page(receptionist: User) ->
     with time_machine.travel(LATER, tick=True):
         done = confirm(desk, receptionist, next_url="https://elsewhere.example/")
         assert done["Location"] == ACCOUNT
+
+
+@pytest.mark.parametrize(
+    "back", ["https://elsewhere.example/", "//elsewhere.example", "javascript:alert(1)"]
+)
+def test_a_cancel_to_another_site_is_not_offered(receptionist: User, back: str) -> None:
+    desk = sign_in(Client(), receptionist)
+    page = desk.get(f"{CONFIRM}?{urlencode({'next': ACCOUNT, 'back': back})}")
+    assert page.status_code == 200
+    assert "elsewhere" not in page.content.decode()
+    assert "javascript" not in page.content.decode()
+
+
+def test_reactivating_a_manager_asks_for_the_confirmation_first(
+    manager: User, make_staff: Any
+) -> None:
+    """A closed account opened again reaches the patients' records again."""
+    other = make_staff("deputy", Role.MANAGER)
+    staff_deactivate(actor=manager, member=other)
+    boss = sign_in(Client(), manager)
+    page = reverse("staff_member", kwargs={"member": other.uuid})
+    with time_machine.travel(LATER, tick=True):
+        response = boss.post(page, {"action": "reactivate"})
+        assert response["Location"] == confirm_page(page)
+        assert not User.objects.get(pk=other.pk).is_active
+        assert confirm(boss, manager, next_url=page)["Location"] == page
+        assert boss.post(page, {"action": "reactivate"})["Location"] == page
+        assert User.objects.get(pk=other.pk).is_active
+
+
+def test_unlocking_needs_no_fresh_confirmation(manager: User, receptionist: User) -> None:
+    """Unlocking only lets the owner try their own password and code again."""
+    boss = sign_in(Client(), manager)
+    page = reverse("staff_member", kwargs={"member": receptionist.uuid})
+    with time_machine.travel(LATER, tick=True):
+        assert boss.post(page, {"action": "unlock"})["Location"] == page
+
+
+def test_opening_the_invitation_form_asks_for_the_confirmation_then_shows_the_empty_form(
+    manager: User,
+) -> None:
+    boss = sign_in(Client(), manager)
+    assert boss.get(INVITE).status_code == 200
+    with time_machine.travel(LATER, tick=True):
+        asked = boss.get(INVITE)["Location"]
+        assert asked == confirm_page(INVITE, back=STAFF)
+        # Cancel leads to the staff list: the form would only ask again.
+        assert f'href="{STAFF}"' in boss.get(asked).content.decode()
+        assert confirm(boss, manager, next_url=INVITE)["Location"] == INVITE
+        page = boss.get(INVITE)
+        assert page.status_code == 200
+        assert 'data-testid="staff-invite-step-up"' not in page.content.decode()
+
+
+INVITATION = {
+    "first_name": "Nadia",
+    "last_name": "Okafor",
+    "email": "nadia@clinic.example",
+    "roles": ["manager", "practitioner"],
+}
+
+
+def test_an_invitation_sent_late_keeps_what_was_typed_and_asks_the_confirmation_on_the_form(
+    manager: User,
+) -> None:
+    boss = sign_in(Client(), manager)
+    with time_machine.travel(LATER, tick=True):
+        late = boss.post(INVITE, INVITATION)
+        assert late.status_code == 403
+        assert not StaffInvitation.objects.exists()
+        page = late.content.decode()
+        assert 'data-testid="staff-invite-step-up"' in page
+        assert 'name="password"' in page
+        assert 'name="otp_token"' in page
+        for typed in ("Nadia", "Okafor", "nadia@clinic.example"):
+            assert f'value="{typed}"' in page
+        checked = late.context["form"]["roles"].value()
+        assert sorted(checked) == ["manager", "practitioner"]
+
+        wrong = boss.post(
+            INVITE,
+            {**INVITATION, "password": "not my password at all", "otp_token": "123456"},
+        )
+        assert wrong.status_code == 400
+        assert "That is not your password" in wrong.content.decode()
+        assert 'value="nadia@clinic.example"' in wrong.content.decode()
+        # Counted towards the sign-in lock and audited as at the confirmation page.
+        assert AccessAttempt.objects.get(username="manager").failures_since_start == 1
+        assert AuditEvent.objects.filter(action=AuditAction.LOGIN_FAILED).count() == 1
+        assert not StaffInvitation.objects.exists()
+
+        code = totp_code(TOTPDevice.objects.get(user=manager))
+        sent = boss.post(INVITE, {**INVITATION, "password": PASSWORD, "otp_token": code})
+        assert sent.status_code == 302
+        assert sent["Location"] == reverse("staff_list")
+        invitation = StaffInvitation.objects.get()
+        assert (invitation.email, sorted(invitation.roles)) == (
+            "nadia@clinic.example",
+            ["manager", "practitioner"],
+        )
+        event = AuditEvent.objects.get(action=AuditAction.REAUTHENTICATED)
+        assert sorted(event.changed_fields) == ["authenticator", "password"]
+
+
+def test_a_late_invitation_with_the_password_alone_is_refused_when_a_code_is_set_up(
+    manager: User,
+) -> None:
+    boss = sign_in(Client(), manager)
+    with time_machine.travel(LATER, tick=True):
+        response = boss.post(INVITE, {**INVITATION, "password": PASSWORD})
+        assert response.status_code == 400
+        assert "Enter the 6 digits" in response.content.decode()
+        assert not StaffInvitation.objects.exists()
+
+
+def test_first_setting_up_an_authenticator_late_in_the_sign_in_asks_no_confirmation(
+    make_staff: Any,
+) -> None:
+    """With two-factor required, the setup page is the only one a newcomer
+    may open: sending them to the confirmation page sent them back, for ever,
+    and dropped the code they typed."""
+    make_staff("newbie", Role.RECEPTIONIST, two_factor=False)
+    newbie = Client()
+    signed = newbie.post(reverse("login"), {"username": "newbie", "password": PASSWORD})
+    assert signed.status_code == 302
+    assert newbie.get(SETUP).status_code == 200
+    key = newbie.session[SETUP_KEY_SESSION]
+    with time_machine.travel(LATER, tick=True):
+        code = totp_code(TOTPDevice(key=key))
+        done = newbie.post(SETUP, {"otp_token": code})
+        assert done.status_code == 200
+        assert "registration/backup_codes.html" in [t.name for t in done.templates]
+        assert TOTPDevice.objects.filter(user__username="newbie", confirmed=True).exists()
+
+
+def _walk(client: Client, response: Any) -> list[tuple[str, int]]:
+    """The redirects from `response` followed, as a browser would."""
+    seen: list[tuple[str, int]] = []
+    for _hop in range(8):
+        if response.status_code != 302:
+            return seen
+        url = response["Location"]
+        assert url not in [where for where, _status in seen], f"a loop: {seen} then {url}"
+        response = client.get(url)
+        seen.append((url, response.status_code))
+    raise AssertionError(f"still redirected after 8 pages: {seen}")
+
+
+@pytest.mark.parametrize(
+    ("device", "verified", "required"),
+    [
+        pytest.param(False, False, True, id="no-device-2fa-required"),
+        pytest.param(False, False, False, id="no-device-2fa-optional"),
+        pytest.param(True, False, True, id="device-not-verified"),
+        pytest.param(True, True, True, id="verified"),
+    ],
+)
+def test_no_page_asking_the_confirmation_loops_with_the_two_factor_step(
+    make_staff: Any, receptionist: User, settings: Any, device: bool, verified: bool, required: bool
+) -> None:
+    settings.REQUIRE_STAFF_2FA = required
+    boss = make_staff("boss", Role.MANAGER, two_factor=device)
+    client = Client()
+    if verified:
+        sign_in(client, boss)
+    else:
+        client.force_login(boss)
+        session = client.session
+        session["_clinic_step_up_at"] = MORNING.timestamp()
+        session.save()
+    member = reverse("staff_member", kwargs={"member": receptionist.uuid})
+    with time_machine.travel(LATER, tick=True):
+        asked = [
+            client.get(SETUP),
+            client.get(INVITE),
+            client.get(confirm_page(INVITE)),
+            client.post(INVITE, INVITATION),
+            client.post(ACCOUNT, {"action": "backup_codes"}),
+            client.post(member, {"action": "give_role", "role": "practitioner"}),
+        ]
+        for response in asked:
+            seen = _walk(client, response)
+            final = seen[-1][1] if seen else response.status_code
+            assert final in {200, 403, 409}, (response.request["PATH_INFO"], seen)
+    assert not StaffInvitation.objects.exists()
+    assert User.objects.get(pk=receptionist.pk).roles == {Role.RECEPTIONIST}
