@@ -42,6 +42,7 @@ from django.db import connection
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from clinic import clinic_settings, dates
 from clinic.localtime import clinic_zone, local_instant
@@ -457,6 +458,41 @@ def area_labels(codes: Iterable[str]) -> str:
     return ", ".join(names) if names else _("Every area")
 
 
+# How a caution that concerns some areas only is put at the chair: one
+# sentence naming the areas treated today (%(areas)s) and the reason. The
+# screening's own sentence (kept in the record when acknowledged) names the
+# areas in general ("the face"); beside today's areas it would read as a
+# second, different list.
+_CAUTION_FOR_AREAS = {
+    "cold_sores": gettext_lazy(
+        "The patient has had cold sores, and injections in the %(areas)s can bring on an outbreak."
+    ),
+}
+
+
+def caution_wording(caution: Finding) -> tuple[str, str]:
+    """The sentence putting `caution` to the practitioner, split where the
+    areas it concerns today go (`area_labels`): (before, after). A caution for
+    every area is its screening sentence alone: (reason, "")."""
+    if not caution.areas:
+        return str(caution.reason), ""
+    worded = _CAUTION_FOR_AREAS.get(caution.code)
+    # A caution for some areas not worded here yet: its reason, then the areas.
+    text = str(worded) if worded is not None else "%(reason)s " + _("It concerns the %(areas)s.")
+    # A mark no translation or reason holds, to split the sentence around the areas.
+    before, _mark, after = (text % {"reason": caution.reason, "areas": "\x00"}).partition("\x00")
+    return before, after
+
+
+def caution_sentence(caution: Finding, areas: Collection[str]) -> str:
+    """`caution` in one sentence (`caution_wording`), naming the treated
+    `areas` (TreatmentArea codes) it concerns, or all it concerns if none is."""
+    before, after = caution_wording(caution)
+    if not caution.areas:
+        return before
+    return before + area_labels(sorted(caution_areas(caution, areas) or caution.areas)) + after
+
+
 # --- Gate 3: consent ------------------------------------------------------------------
 
 
@@ -799,21 +835,19 @@ def gate_cautions(
     failures = []
     for caution in cautions:
         concerned = caution_areas(caution, areas)
-        shown = area_labels(sorted(concerned or caution.areas))
+        # The caution as the form words it, then what to do: no sentence inside another.
+        said = caution_sentence(caution, areas)
         if caution.code not in acknowledged:
-            sentence = _("Acknowledge the caution for %(areas)s: %(reason)s") % {
-                "areas": shown,
-                "reason": caution.reason,
-            }
-        elif frozenset(acknowledged[caution.code]) != concerned:
             sentence = _(
-                "The caution was acknowledged for %(before)s, but it concerns %(areas)s in "
-                "this session: read it again and tick it for %(areas)s: %(reason)s"
-            ) % {
-                "before": area_labels(sorted(acknowledged[caution.code])),
-                "areas": shown,
-                "reason": caution.reason,
-            }
+                "Not acknowledged yet: %(caution)s Tick it once the patient is warned."
+            ) % {"caution": said}
+        elif frozenset(acknowledged[caution.code]) != concerned:
+            before = sorted(acknowledged[caution.code])
+            # Without areas: a tick sent by an older page.
+            when = area_labels(before) if before else _("no area named")
+            sentence = _(
+                "%(caution)s It was acknowledged for %(before)s: read it again and tick it."
+            ) % {"before": when, "caution": said}
         else:
             continue
         failures.append(GateFailure(7, sentence, _("see the practitioner")))

@@ -154,6 +154,17 @@
     });
   }
 
+  // The "areas changed" note asks for a tick: once given, the note has done its
+  // work and goes; it comes back only when the areas change again.
+  boxes.forEach(function (box) {
+    box.addEventListener("change", function () {
+      if (!box.checked) return;
+      var item = box.closest(".form-check");
+      var changed = item && item.querySelector("[data-caution-changed]");
+      if (changed) changed.hidden = true;
+    });
+  });
+
   // Lines added or copied in place (js/needle_map.js) and lines left out.
   new MutationObserver(function () {
     lines().forEach(setUpLine);

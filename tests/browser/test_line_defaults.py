@@ -133,8 +133,10 @@ def test_a_session_recorded_on_a_tablet_starts_from_the_protocols_usual_way(
             live_server.url + reverse("treatments:session_record", kwargs={"booking": later.uuid})
         )
         source = page.get_by_test_id("lines-source")
-        expect(source).to_contain_text("Lines copied from the session on Tue 24 Nov.")
-        expect(source).to_contain_text("from the session on Tue 24 Nov.")
+        expect(source).to_have_text(
+            "Lines copied from the session on Tue 24 Nov; a new line takes its technique, "
+            "depth, needle and device from that session too."
+        )
         expect(lines).to_have_count(2)
         expect(page.locator('[name="lines-1-area"]')).to_have_value("neck")
         both_sizes(page, "next-session")

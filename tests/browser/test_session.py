@@ -120,7 +120,9 @@ def test_a_face_session_with_a_cold_sore_history_asks_for_the_caution_and_the_da
     sign_in(tab, live_server.url, practitioner)
     tab.page.goto(address)
     # The caution sits beside the area it concerns, and in its own panel.
-    expect(tab.page.get_by_test_id("line-caution").first).to_contain_text("History of cold sores")
+    expect(tab.page.get_by_test_id("line-caution").first).to_contain_text(
+        "The patient has had cold sores, and injections in the Face can bring on an outbreak."
+    )
     expect(tab.page.get_by_test_id("cautions-panel")).to_contain_text("Face")
     for name, size in (("desktop", (1366, 768)), ("tablet", (768, 1024))):
         tab.page.set_viewport_size({"width": size[0], "height": size[1]})
@@ -139,7 +141,7 @@ def test_a_face_session_with_a_cold_sore_history_asks_for_the_caution_and_the_da
     # Without the acknowledgement: refused with the caution's sentence, nothing lost.
     page.get_by_test_id("complete-session").click()
     expect(page.get_by_test_id("gate-failures")).to_contain_text(
-        "Acknowledge the caution for Face: History of cold sores"
+        "Not acknowledged yet: The patient has had cold sores"
     )
     expect(page.get_by_label("Session notes")).to_have_value(
         "Cheeks and forehead, typed before the check"

@@ -105,7 +105,9 @@ def test_batches_follow_the_product_and_read_in_full_and_cautions_follow_the_are
         expect(caution).not_to_be_checked()
         expect(caution).to_have_attribute("value", "cold_sores:face,under_eye")
         panel = page.get_by_test_id("cautions-panel")
-        expect(panel).to_contain_text("Face, Under-eye: History of cold sores")
+        expect(panel).to_contain_text(
+            "The patient has had cold sores, and injections in the Face, Under-eye can bring on"
+        )
         expect(panel).to_contain_text("The areas of the session changed")
         answer_day_of(tab)
 
@@ -133,4 +135,53 @@ def test_batches_follow_the_product_and_read_in_full_and_cautions_follow_the_are
         ]
         ack = CautionAcknowledgement.objects.get(session=record)
         assert ack.areas == ["face", "under_eye"]
+        assert tab.errors == []
+
+
+def test_the_areas_changed_note_goes_once_the_caution_is_ticked_and_comes_back_with_new_areas(
+    live_server, new_page: NewPage, practitioner: User
+) -> None:
+    with time_machine.travel(NOW):
+        world = make_world(practitioner, history=False, first_name="Lea", last_name="Martin")
+        make_history(world.patient, practitioner, cold_sores_history=True)
+        world.protocol.default_areas = ["face"]
+        world.protocol.save(update_fields=["default_areas"])
+        tab = new_page("tablet")
+        page = tab.page
+        sign_in(tab, live_server.url, practitioner)
+        page.goto(
+            live_server.url
+            + reverse("treatments:session_record", kwargs={"booking": world.booking.uuid})
+        )
+        caution = page.get_by_test_id("caution-cold_sores")
+        item = page.get_by_test_id("cautions-panel").locator(".form-check")
+        note = item.locator("[data-caution-changed]")
+        # One sentence naming the area treated and the reason.
+        expect(item.locator("label")).to_have_text(
+            "The patient has had cold sores, and injections in the Face can bring on an outbreak."
+        )
+        expect(note).to_be_hidden()
+        caution.check()
+
+        # Line 2 moves under the eyes: unticked, with the note.
+        page.locator('[name="lines-1-area"]').select_option("under_eye")
+        expect(caution).not_to_be_checked()
+        expect(note).to_be_visible()
+        expect(item.locator("label")).to_have_text(
+            "The patient has had cold sores, and injections in the Face, Under-eye can bring "
+            "on an outbreak."
+        )
+        # Ticked again for both areas: the note has done its work.
+        caution.check()
+        expect(note).to_be_hidden()
+        page.get_by_test_id("cautions-panel").scroll_into_view_if_needed()
+        screenshot(page, "session-form-caution-reticked-tablet.png")
+
+        # The areas change again: unticked, and the note is back.
+        page.locator('[name="lines-1-area"]').select_option("neck")
+        expect(caution).not_to_be_checked()
+        expect(note).to_be_visible()
+        expect(caution).to_have_attribute("value", "cold_sores:face")
+        caution.check()
+        expect(note).to_be_hidden()
         assert tab.errors == []

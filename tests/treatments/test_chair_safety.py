@@ -211,14 +211,19 @@ def test_the_cold_sore_caution_is_shown_beside_the_face_and_must_be_acknowledged
     form = client.get(url(world)).content.decode()
     assert 'data-testid="cautions-panel"' in form
     assert 'data-testid="line-caution"' in form
-    assert "injections in the face can bring on an outbreak" in form
+    # One sentence naming today's area and the reason, not the screening's "the face" after a label.
+    assert (
+        "The patient has had cold sores, and injections in the <strong data-caution-shown>Face"
+        "</strong> can bring on an outbreak."
+    ) in form
+    assert "History of cold sores:" not in form
 
     refused = client.post(url(world), session_post(world.batches))
     page = refused.content.decode()
     assert refused.status_code == 409
     assert (
-        "Acknowledge the caution for Face: History of cold sores: "
-        "injections in the face can bring on an outbreak."
+        "Not acknowledged yet: The patient has had cold sores, and injections in the Face "
+        "can bring on an outbreak. Tick it once the patient is warned."
     ) in page
     assert "Tolerated well, typed by hand" in page
     assert_nothing_saved(world)
@@ -263,7 +268,9 @@ def test_a_caution_for_every_area_needs_acknowledging_on_the_scalp_too(
     data = with_area(session_post(world.batches), "scalp")
     refused = client.post(url(world), data)
     assert refused.status_code == 409
-    assert "Acknowledge the caution for Every area" in refused.content.decode()
+    assert (
+        "Not acknowledged yet: The patient takes supplements or over-the-counter medicines"
+    ) in refused.content.decode()
     done = client.post(url(world), {**data, "caution": "bruising_supplements"})
     assert done.status_code == 302
     assert CautionAcknowledgement.objects.get().areas == []
@@ -447,3 +454,51 @@ def test_two_answers_to_one_question_are_not_an_answer(client: Client, practitio
     assert response.status_code == 400
     assert "Choose one answer: yes or no." in response.content.decode()
     assert_nothing_saved(world)
+
+
+# --- Beside the button: what this form cannot clear ------------------------------------
+
+
+def test_beside_the_button_what_blocks_completion_from_outside_the_form(
+    client: Client, practitioner: User
+) -> None:
+    # No history and no consent: nothing on this form can clear them; said by the button.
+    world = make_world(practitioner, history=False, consent=False)
+    form = client.get(url(world)).content.decode()
+    button = form.index('data-testid="complete-session"')
+    blocked = form.index('data-testid="complete-blocked"')
+    assert button < blocked
+    note = " ".join(form[blocked : form.index("</div>", blocked)].split())
+    assert "Completing will be refused until this is settled outside this form:" in note
+    assert "Take the patient&#x27;s medical history, on the patient&#x27;s page." in note
+    assert "Have the patient sign the consent form, on the patient&#x27;s page." in note
+    # The button stays usable: a consent signed at reception meanwhile clears it on the press.
+    tag = form[form.rindex("<button", 0, button) : form.index(">", button)]
+    assert "disabled" not in tag
+    assert 'aria-describedby="complete-blocked"' in tag
+
+
+def test_the_booked_time_is_said_by_the_button(client: Client, practitioner: User) -> None:
+    world = make_world(practitioner)
+    future = make_booking(
+        patient=world.patient,
+        practitioner=practitioner,
+        protocol=world.protocol,
+        starts_at=NOW + timedelta(days=7),
+        status=BookingStatus.BOOKED,
+    )
+    address = reverse("treatments:session_record", kwargs={"booking": future.uuid})
+    form = client.get(address).content.decode()
+    assert "Wait: the session can be completed from Tue 1 Dec, 09:45." in form
+
+
+def test_a_caution_to_tick_is_cleared_on_the_form_so_nothing_is_said_by_the_button(
+    client: Client, practitioner: User
+) -> None:
+    warned = make_world(practitioner, history=False)
+    make_history(warned.patient, practitioner, bruising_supplements=True)
+    assert 'data-testid="complete-blocked"' not in client.get(url(warned)).content.decode()
+    # Nor when a post is refused for it alone.
+    refused = client.post(url(warned), session_post(warned.batches))
+    assert refused.status_code == 409
+    assert 'data-testid="complete-blocked"' not in refused.content.decode()

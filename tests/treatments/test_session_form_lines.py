@@ -248,7 +248,11 @@ def test_a_caution_ticked_for_one_area_does_not_cover_an_area_added_since(
         response = client.post(url(world), {**two_areas(world), "caution": ticked})
         page = unescape(response.content.decode())
         assert response.status_code == 409, ticked
-        assert "but it concerns Face, Under-eye in this session: read it again" in page
+        assert (
+            "injections in the Face, Under-eye can bring on an outbreak. It was acknowledged "
+            + ("for Face" if ticked.endswith(":face") else "for no area named")
+            + ": read it again and tick it."
+        ) in page
         # Shown again for both areas, not ticked.
         assert re.search(r'value="cold_sores:face,under_eye"(?![^>]*checked)[^>]*>', page)
         assert "Tolerated well, typed by hand" in page
@@ -293,7 +297,10 @@ def test_gate_7_counts_a_tick_only_for_the_areas_the_caution_concerns_today(
         )
     [failure] = refused.value.failures
     assert failure.gate == 7
-    assert "acknowledged for Face, but it concerns Face, Under-eye" in failure.sentence
+    assert failure.sentence == (
+        "The patient has had cold sores, and injections in the Face, Under-eye can bring on an "
+        "outbreak. It was acknowledged for Face: read it again and tick it."
+    )
     assert nothing_saved(world)
 
 

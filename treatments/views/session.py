@@ -42,6 +42,7 @@ from treatments.gates import (
     GateFailure,
     area_labels,
     caution_areas,
+    caution_wording,
     gate_batches,
     session_gates,
 )
@@ -433,6 +434,8 @@ def session_record(request: HttpRequest, booking: uuid.UUID) -> HttpResponse:
             # Where the lines and a line added start from, said on the form.
             "lines_from": dates.day(lines_day) if lines_day else "",
             "new_line_from": new_line.source(),
+            # The same session for both: said once.
+            "new_line_same": lines_day is not None and new_line.session_day == lines_day,
             "events": events,
             "form": form,
             "day_of": day_of,
@@ -441,6 +444,8 @@ def session_record(request: HttpRequest, booking: uuid.UUID) -> HttpResponse:
                 {
                     "code": caution.code,
                     "reason": caution.reason,
+                    # One sentence naming today's areas and the reason.
+                    "wording": caution_wording(caution),
                     "areas": sorted(caution.areas),
                     "area_labels": area_labels(sorted(caution_areas(caution, areas))),
                     # Ticked again only for the very areas it was ticked for.
@@ -450,6 +455,7 @@ def session_record(request: HttpRequest, booking: uuid.UUID) -> HttpResponse:
                 for caution in gates.cautions
             ],
             "failures": failures,
+            "blocked_elsewhere": _blocked_elsewhere(failures),
             "error": error,
             # The diagram (css/needle_map.css, js/needle_map.js) and the line
             # the script adds or copies, without a round trip.
@@ -460,6 +466,33 @@ def session_record(request: HttpRequest, booking: uuid.UUID) -> HttpResponse:
         },
         status=status,
     )
+
+
+def _blocked_elsewhere(failures: list[GateFailure]) -> list[str]:
+    """What to do, once per kind, about the failures this form cannot clear:
+    the medical history (gates 1, 2) and the consent (3) are recorded
+    elsewhere, and the booked time (8) clears by itself. Allergy tests (4) and
+    batches (5) follow the products and batches chosen here, and the day-of
+    answers (6) and cautions (7) are on the form: those are not listed."""
+    gates = {failure.gate for failure in failures}
+    todo = []
+    if 1 in gates:
+        todo.append(_("Take the patient's medical history, on the patient's page."))
+    if 2 in gates:
+        todo.append(_("Do not treat: a contraindication on the medical history stops the session."))
+    if 3 in gates:
+        todo.append(_("Have the patient sign the consent form, on the patient's page."))
+    if 8 in gates:
+        opens = min(
+            (f.earliest for f in failures if f.gate == 8 and f.earliest is not None), default=None
+        )
+        todo.append(
+            _("Wait: the session can be completed from %(opens)s.")
+            % {"opens": dates.day_or_day_time(opens)}
+            if opens is not None
+            else _("Wait until the session has begun.")
+        )
+    return todo
 
 
 def _session(request: HttpRequest, session: uuid.UUID) -> SessionRecord:
