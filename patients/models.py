@@ -110,6 +110,11 @@ class Patient(models.Model):
         blank=True,
         editable=False,
     )
+    # Set when the retention period ended and the record was anonymised
+    # (treatments.services.data_rights.patient_anonymise): its names, date of
+    # birth and contact details are placeholders or blank from then on, and
+    # pages show them as removed, never as if they were the person's.
+    anonymised_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["last_name", "first_name", "id"]
@@ -170,6 +175,11 @@ class Patient(models.Model):
     def full_name(self) -> str:
         """The name as pages and documents show it (`clinic.names.person_name`)."""
         return person_name(self.first_name, self.last_name)
+
+    @property
+    def is_anonymised(self) -> bool:
+        """The record was anonymised: who it was, and how to reach them, are gone."""
+        return self.anonymised_at is not None
 
 
 class PatientSearchWord(models.Model):

@@ -6,7 +6,8 @@
     {{ booking.starts_at|clock }}            14:00
     {{ booking.starts_at|time_range:booking.ends_at }}
     {{ first|day_range:last }}
-    {{ patient.date_of_birth|birth_date }}   17 May 1990
+    {{ patient|birth_date }}                 17 May 1990 ("date of birth removed"
+                                             once the record is anonymised)
 
 `day` and `day_time` take "year" (always write it, for documents kept for
 years) and `day_time` also "seconds" (the audit log), e.g. `|day_time:"year"`.
@@ -19,6 +20,7 @@ from datetime import date, datetime, time
 from typing import Any
 
 from django import template
+from django.utils.translation import gettext as _
 
 from clinic import dates
 
@@ -76,6 +78,11 @@ def day_range(value: Any, last: Any) -> str:
 
 @register.filter
 def birth_date(value: Any) -> str:
+    """A date of birth, or a patient's: an anonymised record's placeholder
+    date is not the person's and is written as removed, wherever it shows."""
+    if getattr(value, "is_anonymised", False):
+        return str(_("date of birth removed"))
+    value = getattr(value, "date_of_birth", value)
     if not isinstance(value, date):
         return ""
     return dates.birth_date(value)

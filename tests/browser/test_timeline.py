@@ -103,11 +103,11 @@ def test_a_returning_patients_timeline_as_practitioner_and_as_reception(
         sign_in(desk, live_server.url, receptionist)
         desk.page.goto(live_server.url + story.patient.get_absolute_url())
         timeline = desk.page.get_by_test_id("timeline")
-        expect(timeline).to_contain_text("Sessions and bookings")
+        expect(timeline).to_contain_text("Story so far: past sessions and bookings")
         expect(timeline.get_by_test_id("timeline-entry")).to_have_count(1)
         expect(timeline).to_contain_text("Sun 1 Nov")
         expect(timeline).to_contain_text("Completed")
-        # The session to come is listed once, under Sessions, with its readiness.
+        # The session to come is listed once, under Sessions to come, with its readiness.
         expect(timeline).not_to_contain_text("Tue 1 Dec")
         expect(desk.page.get_by_test_id("treatment-panel")).to_contain_text("Tue 1 Dec")
         expect(desk.page.get_by_test_id("treatment-panel")).to_contain_text("ready to treat")

@@ -359,11 +359,21 @@ def booking_create(
     another booking holds the practitioner, the room or the patient then
     (PostgreSQL's exclusion constraints). Nothing is written when it raises.
     A record being merged into another at this moment is booked once the
-    merge is done, on the record that stays (patients.locking).
+    merge is done, on the record that stays (patients.locking). An
+    anonymised record is refused (`BookingRefusedError`, field "patient").
     """
     # First the token: a second post of the same form waits here for the first.
     submission_check(Booking, submission_token)
     patient = patient_hold(patient)
+    if patient.is_anonymised:
+        # No one to treat: who the person was, and how to reach them, are gone.
+        raise BookingRefusedError(
+            _(
+                "This record was anonymised when its retention period ended: it names no one "
+                "and cannot be booked. Register the person again if they come back."
+            ),
+            field="patient",
+        )
     check_slot(practitioner=practitioner, starts_at=starts_at, ends_at=ends_at)
     booking = Booking(
         patient=patient,

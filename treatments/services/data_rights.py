@@ -70,10 +70,22 @@ def subject_access_request(*, patient: Patient, requested_by: User) -> SubjectAc
     that the user may see the patient). An export of the patient still being
     made is returned instead of a second one (a double click makes one ZIP).
     Audited as a creation naming the patient. Raises `DataRightsRefusedError`
-    for a record merged into another (export the record that stayed)."""
+    for a record merged into another (export the record that stayed), and
+    for an anonymised record."""
     if patient.merged_into_id is not None:
         raise DataRightsRefusedError(
             "This record was merged into another: export the record that stayed."
+        )
+    if patient.is_anonymised:
+        # Art. 15 gives a person a copy of the data about them. An anonymised
+        # record no longer relates to anyone who can be identified (UK GDPR
+        # recital 26): no name, date of birth or contact detail is left to
+        # check a requester's identity against, so no one can be given it.
+        raise DataRightsRefusedError(
+            _(
+                "This record was anonymised: it names no one any more, so no one can be "
+                "given a copy of it."
+            )
         )
     # The patient's row locked: two requests at once make one export.
     Patient.objects.select_for_update().filter(pk=patient.pk).values_list("pk").get()
@@ -591,13 +603,21 @@ def erasure_request_record(
 
     Audited: the request's creation and each record's erased fields, naming
     the patient. Raises `ErasureRefusedError` when the record was merged
-    into another; `AlreadySubmittedError` for the same form sent twice."""
+    into another or already anonymised; `AlreadySubmittedError` for the same
+    form sent twice."""
     from clinic.concurrency import submission_check
 
     submission_check(ErasureRequest, submission_token, by=recorded_by)
     if patient.merged_into_id is not None:
         raise ErasureRefusedError(
             _("This record was merged into another: record the request on the record that stayed.")
+        )
+    if patient.is_anonymised:
+        raise ErasureRefusedError(
+            _(
+                "This record was already anonymised: nothing that names the patient is left "
+                "to erase."
+            )
         )
     locked = Patient.objects.select_for_update().get(pk=patient.pk)
     erased = erasure_apply_at_once(patient=locked, by=recorded_by)
@@ -700,15 +720,20 @@ def patient_anonymise(*, patient: Patient) -> list[str]:
     # Before the names go: what a merge wrote quoting them.
     if _merge_notes_anonymise(records):
         changed.add("allergy_notes")
+    now = timezone.now()
     for record in records:
         differs = [name for name, value in blank.items() if getattr(record, name) != value]
-        if not differs:
+        if not differs and record.anonymised_at is not None:
             continue
         for name in differs:
             setattr(record, name, blank[name])
+        # Kept once set: a second run leaves the day it was anonymised.
+        marked = ["anonymised_at"] if record.anonymised_at is None else []
+        if marked:
+            record.anonymised_at = now
         record.search_text = _search_text(record)
         record.version += 1
-        record.save(update_fields=[*differs, "search_text", "version", "updated_at"])
+        record.save(update_fields=[*differs, *marked, "search_text", "version", "updated_at"])
         changed.update(differs)
     _set_anonymise(str(patient.pk))
     try:

@@ -20,7 +20,7 @@ from clinic.access import refused_as, signed_in_user, staff
 from clinic.audit import audit_log, audit_read
 from clinic.downloads import stored_file_response
 from clinic.models import AuditAction
-from clinic.refusals import RefusedError
+from clinic.refusals import RefusedError, refusal_status
 from clinic.roles import Role
 from patients.selectors import patient_get_for_user
 from treatments.forms.data_rights import ErasureRequestForm
@@ -80,7 +80,7 @@ def subject_access_create(request: HttpRequest, patient: uuid.UUID) -> HttpRespo
         subject_access_request(patient=record, requested_by=user)
     except RefusedError as refusal:
         messages.error(request, refusal.message)
-        return HttpResponseRedirect(reverse("treatments:data_rights", kwargs={"patient": patient}))
+        return _page(request, patient, status=refusal_status(refusal))
     messages.success(
         request,
         _(
