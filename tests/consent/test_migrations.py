@@ -53,8 +53,17 @@ def text_as_signed_before(version: ConsentFormVersion, photo_consent: bool) -> s
 
 
 @pytest.fixture
+def patients() -> list[Any]:
+    """Patients made with the current models, before going back (see before_0003)."""
+    return [PatientFactory(), PatientFactory()]
+
+
+@pytest.fixture
 def before_0003() -> Iterator[Apps]:
     """The database as it was before 0003; migrated forward again afterwards.
+    Going back unapplies every later migration of every app that follows it:
+    rows of the current models (a user, patients) are made before, the
+    others with the models of then.
 
     Migrations run as the owner role, as `migrate` does; so does the test.
     """
@@ -107,7 +116,7 @@ def old_signature(apps: Apps, version: ConsentFormVersion, **fields: Any) -> Any
     OldSignedConsent = apps.get_model("consent", "SignedConsent")  # noqa: N806
     photo_consent = fields.pop("photo_consent", True)
     text = fields.pop("text", None) or text_as_signed_before(version, photo_consent)
-    patient = PatientFactory()
+    patient = fields.pop("patient")
     return OldSignedConsent.objects.create(
         patient_id=patient.pk,
         version_id=version.pk,
@@ -131,14 +140,16 @@ def trigger_enabled() -> str:
 
 
 def test_consents_signed_before_get_their_sections_from_the_version_they_signed(
-    before_0003: Apps, practitioner: User
+    practitioner: User, patients: list[Any], before_0003: Apps
 ) -> None:
     first = old_version(
         before_0003, practitioner, procedure="Tiny injections.\r\n## Agreed to everything\r\nmore  "
     )
     second = old_version(before_0003, practitioner, form=first.form, aftercare="Nothing for a day.")
-    agreed = old_signature(before_0003, first, witness=practitioner)
-    refused = old_signature(before_0003, second, witness=practitioner, photo_consent=False)
+    agreed = old_signature(before_0003, first, witness=practitioner, patient=patients[0])
+    refused = old_signature(
+        before_0003, second, witness=practitioner, patient=patients[1], photo_consent=False
+    )
     # Withdrawn and with a PDF row: the rows pointing at it do not stop the fill.
     apps = before_0003
     apps.get_model("consent", "ConsentWithdrawal").objects.create(
@@ -186,11 +197,17 @@ def test_consents_signed_before_get_their_sections_from_the_version_they_signed(
 
 
 def test_a_consent_whose_text_is_not_its_versions_stops_the_migration_unchanged(
-    before_0003: Apps, practitioner: User
+    practitioner: User, patients: list[Any], before_0003: Apps
 ) -> None:
     version = old_version(before_0003, practitioner)
-    good = old_signature(before_0003, version, witness=practitioner)
-    odd = old_signature(before_0003, version, witness=practitioner, text="Face\nVersion 1\n\nx\n")
+    good = old_signature(before_0003, version, witness=practitioner, patient=patients[0])
+    odd = old_signature(
+        before_0003,
+        version,
+        witness=practitioner,
+        patient=patients[1],
+        text="Face\nVersion 1\n\nx\n",
+    )
 
     with pytest.raises(RuntimeError, match=str(odd.uuid)) as caught:
         migrate_to_0003()
