@@ -109,6 +109,22 @@ class PossibleDuplicateError(PatientRefusedError):
         self.duplicates = duplicates
 
 
+class AnonymisedRecordError(PatientRefusedError):
+    """The record was anonymised when its retention period ended: it names no
+    one, and no name or contact detail is ever put back on it."""
+
+    code = "anonymised"
+
+    def __init__(self) -> None:
+        super().__init__(
+            _(
+                "This record was anonymised when its retention period ended: no name or "
+                "contact detail can be put back on it. Register the person again if they "
+                "come back."
+            )
+        )
+
+
 class AlreadyRegisteredError(PatientRefusedError):
     """This very registration form has already registered `patient`."""
 
@@ -289,7 +305,8 @@ def patient_update(
     nothing differs). Raises `StaleEditError` (clinic.concurrency) when the
     record changed since `expected_version` (code "stale_edit", with the
     fields changed, their values now, who and when) or the version is not
-    one it had ("bad_version"); `ValidationError` for invalid values;
+    one it had ("bad_version"); `AnonymisedRecordError` for an anonymised
+    record; `ValidationError` for invalid values;
     `TypeError` for fields it does not take. Nothing is written when it
     raises. The possible-duplicate warning for edits is shown by the view
     before this is called. A change of the email or mobile number is
@@ -302,6 +319,8 @@ def patient_update(
     # (FOR KEY SHARE) go on, and a merge taking a contact detail, which
     # already holds the record that stays so, never waits for them.
     current = Patient.objects.select_for_update(no_key=True).get(pk=patient.pk)
+    if current.is_anonymised:
+        raise AnonymisedRecordError
     version_check(current, expected=expected_version)
     changed = [f for f, v in fields.items() if differs(getattr(current, f), v)]
     if not changed:

@@ -50,6 +50,7 @@ from patients.selectors import (
 )
 from patients.services import (
     AlreadyRegisteredError,
+    AnonymisedRecordError,
     PatientRefusedError,
     PossibleDuplicateError,
     consultation_record,
@@ -182,6 +183,9 @@ def patient_edit(request: HttpRequest, patient: uuid.UUID) -> HttpResponse:
     """Change the contact details. A save opened before someone else's is
     refused (409) with what they changed, and what was typed is shown again."""
     record = patient_get_for_user(user=signed_in_user(request), patient_uuid=patient)
+    if record.is_anonymised and request.method == "GET":
+        messages.error(request, AnonymisedRecordError().message)
+        return HttpResponseRedirect(record.get_absolute_url())
     # As saved: validating the form writes what was typed onto `record`.
     before = {"email": record.email, "phone": record.phone}
     form = PatientForm(request.POST or None, instance=record)
@@ -199,6 +203,9 @@ def patient_edit(request: HttpRequest, patient: uuid.UUID) -> HttpResponse:
                 )
             except StaleEditError as refusal:
                 status = form.show_stale(refusal)
+            except AnonymisedRecordError as refusal:
+                form.add_error(None, refusal.message)
+                status = 409
             else:
                 # Say what a new email or number set off (patients.contact_changes).
                 changed = {k: v for k, v in before.items() if differs(v, getattr(saved, k))}

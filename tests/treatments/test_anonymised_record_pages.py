@@ -20,6 +20,7 @@ from django.urls import reverse
 from clinic.models import User
 from consent.services import consent_pdf_render_now
 from patients.models import Patient
+from patients.services import AnonymisedRecordError, patient_update
 from tests.conftest import sign_in
 from tests.factories import PatientFactory
 from tests.treatments import test_anonymisation as anonymisation
@@ -32,6 +33,7 @@ from tests.treatments.test_anonymisation import (
 from tests.treatments.test_booking_support import MONDAY, Clinic, at
 from tests.treatments.test_erasure import erase, frozen, media_root  # noqa: F401 (fixtures)
 from treatments.models import Booking, ErasureRequest, SubjectAccessExport, TreatmentCourse
+from treatments.selectors.merge import merge_problems
 from treatments.services.booking import BookingRefusedError, booking_create
 from treatments.services.data_rights import (
     DataRightsRefusedError,
@@ -40,6 +42,7 @@ from treatments.services.data_rights import (
     patient_anonymise,
     subject_access_request,
 )
+from treatments.services.merge import PatientMergeRefusedError, patient_merge
 
 pytestmark = pytest.mark.django_db
 
@@ -221,3 +224,57 @@ def test_the_patient_page_names_its_two_panels_apart_and_says_reminders_in_a_sen
     assert "Sessions and bookings" not in timeline
     assert "No past session or booking yet" not in timeline
     assert "Bookings to come, cancelled ones too, are under Sessions to come." in timeline
+
+
+def test_contact_details_are_never_put_back_on_an_anonymised_record(
+    anonymised: Patient, receptionist: User, client: Client
+) -> None:
+    """Editing would name someone again: the service refuses, the form keeps
+    what was typed and says why (409); opening the form leads back."""
+    with pytest.raises(AnonymisedRecordError, match="no name or contact detail"):
+        patient_update(
+            patient=anonymised,
+            updated_by=receptionist,
+            expected_version=anonymised.version,
+            email="amelia@example.com",
+        )
+    sign_in(client, receptionist)
+    edit = reverse("patients:edit", kwargs={"patient": anonymised.uuid})
+    opened = client.get(edit)
+    assert opened.status_code == 302
+    assert opened["Location"] == anonymised.get_absolute_url()
+    page = client.get(anonymised.get_absolute_url())
+    assert "Edit contact details" not in _words(page.content)
+    assert "no name or contact detail can be put back" in _words(page.content)
+    fields = {
+        "first_name": "Amelia",
+        "last_name": "Hart",
+        "date_of_birth": "17/05/1990",
+        "email": "amelia@example.com",
+        "reminder_channel": "email",
+        "version": str(anonymised.version),
+    }
+    sent = client.post(edit, fields)
+    assert sent.status_code == 409, sent.context["form"].errors
+    assert "no name or contact detail can be put back" in _words(sent.content)
+    assert 'value="amelia@example.com"' in sent.content.decode()
+    anonymised.refresh_from_db()
+    assert anonymised.email == ""
+    assert anonymised.first_name != "Amelia"
+
+
+def test_an_anonymised_record_is_never_merged_with_one_that_names_someone(
+    anonymised: Patient, practitioner: User, client: Client
+) -> None:
+    living = PatientFactory(first_name="Amelia", last_name="Hart")
+    for duplicate, survivor in ((anonymised, living), (living, anonymised)):
+        problems = merge_problems(duplicate=duplicate, survivor=survivor)
+        assert [problem.code for problem in problems] == ["anonymised"]
+        with pytest.raises(PatientMergeRefusedError) as refused:
+            patient_merge(duplicate=duplicate, survivor=survivor, merged_by=practitioner)
+        assert refused.value.code == "anonymised"
+    assert Patient.objects.get(pk=anonymised.pk).merged_into_id is None
+    assert Patient.objects.get(pk=living.pk).merged_into_id is None
+    sign_in(client, practitioner)
+    page = client.get(anonymised.get_absolute_url())
+    assert "Compare and merge" not in _words(page.content)

@@ -275,7 +275,8 @@ def merge_problems(*, duplicate: Patient, survivor: Patient) -> list[MergeProble
     """Every reason `duplicate` cannot be merged into `survivor` now, each a
     sentence naming what to do; empty when the merge can go ahead.
 
-    The same record twice; a record already merged; bookings of the two that
+    The same record twice; a record already merged; an anonymised record
+    (never joined to one that names someone); bookings of the two that
     overlap in time (reception cancels or moves one first); a portal account
     on each (a record holds one). At most three queries.
     """
@@ -312,6 +313,19 @@ def merge_problems(*, duplicate: Patient, survivor: Patient) -> list[MergeProble
         )
     if problems:
         return problems
+    anonymised = [p for p in (duplicate, survivor) if p.is_anonymised]
+    if anonymised:
+        # Joining a record that names no one to one that does would put a name
+        # back on the anonymised clinical record (treatments.services.data_rights).
+        return [
+            MergeProblem(
+                "anonymised",
+                _(
+                    "One of these records was anonymised when its retention period ended: "
+                    "it names no one and is never merged with a record that does."
+                ),
+            )
+        ]
     for ours, theirs in merge_booking_clashes(duplicate=duplicate, survivor=survivor):
         problems.append(
             MergeProblem(
