@@ -91,7 +91,7 @@ OTHERS = {
     "clinic.forms.TokenForm": "a sign-in code",
     "clinic.views.SignInLockLiftForm": "lifts a sign-in lock: sent again, nothing is left to lift",
     "clinic.staff_forms.SecondFactorForm": "a sign-in code or a backup code",
-    "clinic.staff_forms.StepUpForm": "confirms who is there: a code works once, sent again, refused",
+    "clinic.staff_forms.StepUpForm": "confirms who is there: sent again, its code is refused",
     "clinic.staff_forms.InvitationActionForm": "sends an invitation again or cancels it",
     "clinic.staff_forms.StaffActionForm": "one change to a person: sent again, nothing left to do",
     "clinic.staff_forms.AccountActionForm": "new backup codes or a new phone: each shown at once",
