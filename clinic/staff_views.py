@@ -66,6 +66,7 @@ from clinic.stepup import (
     STEP_UP_VALID,
     StepUpRefusedError,
     step_up_confirm,
+    step_up_done_message,
     step_up_fresh,
     step_up_needed,
 )
@@ -541,6 +542,7 @@ def step_up(request: HttpRequest) -> HttpResponse:
                 form.add_error("otp_token", refusal.message)
                 status = 429
             else:
+                step_up_done_message(request)
                 return HttpResponseRedirect(_safe_next(request, default="account"))
     next_url = _safe_next(request, default="account")
     # Where Cancel goes: the page named `back`, of this site, else `next`.

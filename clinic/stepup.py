@@ -47,6 +47,9 @@ from clinic.staff import SecondFactorThrottledError, backup_code_use
 STEP_UP_VALID = timedelta(minutes=10)
 # When the password was last confirmed in this session (seconds since 1970, UTC).
 STEP_UP_SESSION = "_clinic_step_up_at"
+# Set when a change sent was stopped to ask for the confirmation: once
+# confirmed, the page the person lands on tells them to choose it again.
+STEP_UP_STOPPED = "_clinic_step_up_stopped"
 
 WHY = gettext_lazy(
     "Nothing was changed yet. For this change, confirm it is you; then choose it again."
@@ -63,6 +66,21 @@ class StepUpRefusedError(RefusedError):
 def step_up_record(request: HttpRequest) -> None:
     """Note in the session that its user confirmed their password now."""
     request.session[STEP_UP_SESSION] = timezone.now().timestamp()
+
+
+def step_up_done_message(request: HttpRequest) -> None:
+    """Tell the person, on the page they go back to, that the confirmation
+    went through and for how long; and, when a change they sent was stopped
+    to ask for it, that the change is not made until they choose it again."""
+    minutes = int(STEP_UP_VALID.total_seconds() // 60)
+    if request.session.pop(STEP_UP_STOPPED, False):
+        text = _(
+            "Thank you, that is confirmed. The change you chose was not made: choose it "
+            "again now (within %(minutes)s minutes)."
+        )
+    else:
+        text = _("Thank you, that is confirmed for the next %(minutes)s minutes.")
+    messages.success(request, text % {"minutes": minutes})
 
 
 def step_up_fresh(request: HttpRequest) -> bool:
@@ -88,6 +106,7 @@ def step_up_needed(
         return None
     if request.method == "POST":
         messages.info(request, str(WHY))
+        request.session[STEP_UP_STOPPED] = True
     query = {"next": next_url} | ({"back": back_url} if back_url else {})
     return HttpResponseRedirect(reverse("step_up") + "?" + urlencode(query))
 

@@ -437,3 +437,42 @@ def test_no_page_asking_the_confirmation_loops_with_the_two_factor_step(
             assert final in {200, 403, 409}, (response.request["PATH_INFO"], seen)
     assert not StaffInvitation.objects.exists()
     assert User.objects.get(pk=receptionist.pk).roles == {Role.RECEPTIONIST}
+
+
+def test_after_confirming_the_page_says_whether_the_change_sent_still_waits(
+    manager: User, receptionist: User
+) -> None:
+    """A change stopped to ask for the confirmation was not made: the page
+    the person comes back to says to choose it again. Opening a page that
+    asked first only says the confirmation holds, and for how long."""
+    boss = sign_in(Client(), manager)
+    page = reverse("staff_member", kwargs={"member": receptionist.uuid})
+    with time_machine.travel(LATER, tick=True):
+        boss.post(page, {"action": "give_role", "role": Role.PRACTITIONER})
+        back = boss.get(confirm(boss, manager, next_url=page)["Location"])
+        text = back.content.decode()
+        assert "The change you chose was not made: choose it again now" in text
+        assert "within 10 minutes" in text
+        assert Role.PRACTITIONER not in User.objects.get(pk=receptionist.pk).roles
+    with time_machine.travel(LATER + STEP_UP_VALID + timedelta(seconds=1), tick=True):
+        boss.get(INVITE)
+        form = boss.get(confirm(boss, manager, next_url=INVITE)["Location"]).content.decode()
+        assert "that is confirmed for the next 10 minutes" in form
+        assert "choose it again" not in form
+
+
+def test_the_new_phone_page_speaks_of_a_new_phone_and_offers_to_keep_the_old_one(
+    receptionist: User,
+) -> None:
+    desk = sign_in(Client(), receptionist)
+    setup = desk.post(ACCOUNT, {"action": "replace_authenticator"})["Location"]
+    assert setup.startswith(SETUP)
+    page = desk.get(setup).content.decode()
+    assert "<h1" in page
+    assert "Set up a new phone</h1>" in page
+    assert "Use the new phone" in page
+    assert f'href="{ACCOUNT}" data-testid="setup-cancel"' in page
+    # Not the first set-up's words: two-factor is on already, its codes exist.
+    assert "Turn on two-factor authentication" not in page
+    assert "does not require it" not in page
+    assert "Then you get ten backup codes" not in page
