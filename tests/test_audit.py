@@ -344,27 +344,31 @@ def _plan(events) -> str:  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.parametrize(
-    ("filters", "index"),
+    ("filters", "index", "condition"),
     [
-        ({"action": "login_failed"}, "audit_action_idx"),
-        ({"user": "Manager"}, "audit_actor_label_idx"),
-        ({"patient": uuid.UUID(int=7)}, "audit_patient_idx"),
-        ({"since": date(2026, 11, 1), "until": date(2026, 11, 9)}, "audit_at_id_idx"),
+        ({"action": "login_failed"}, "audit_action_idx", "(action)::text = "),
+        ({"user": "Manager"}, "audit_actor_label_idx", "upper((actor_label)::text)"),
+        ({"patient": uuid.UUID(int=7)}, "audit_patient_idx", "(patient_ref = "),
+        ({"since": date(2026, 11, 1), "until": date(2026, 11, 9)}, "audit_at_id_idx", "(at >= "),
     ],
 )
 def test_each_audit_filter_compares_as_its_index_holds_it(
-    manager: User, filters: dict[str, object], index: str
+    manager: User, filters: dict[str, object], index: str, condition: str
 ) -> None:
     """Each filter is written the way its index is built (UPPER(label) for the
-    user), so PostgreSQL can read a page from it rather than scan the trail.
-    Asked without the page's order: on a table this small, walking the
-    newest-first index and filtering can cost the planner as little as the
-    filter's own index, and which it picked changed with the tests run before."""
+    user), so PostgreSQL can read a page from an index rather than scan the
+    trail: the filter is an index condition. Which index serves it is the
+    planner's choice and not asserted: on a table this small it has taken
+    another index holding the same column (PostgreSQL 18 skips through
+    leading columns), depending on the tests run before. Asked without the
+    page's order, for the same reason."""
     _events(manager, 3)
     with transaction.atomic():
         plan = _plan(audit_events_filtered(**filters).order_by())  # type: ignore[arg-type]
-    assert index in plan
-    assert "Index Cond" in plan or "Recheck Cond" in plan
+    conditions = [
+        line for line in plan.splitlines() if "Index Cond" in line or "Recheck Cond" in line
+    ]
+    assert any(condition in line for line in conditions), (index, plan)
 
 
 def test_the_dashboards_failed_sign_ins_and_previous_sign_in_read_their_indexes(
