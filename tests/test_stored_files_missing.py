@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
-import time_machine
 from django.core import mail
 from django.test import Client
 from django.urls import reverse
@@ -31,6 +30,7 @@ from tests.consent.helpers import signed_consent_for
 from tests.factories import ConsentFormVersionFactory, IngredientFactory, PatientFactory
 from tests.treatments.test_aftercare import completed_session, ready_document
 from tests.treatments.test_erasure import NOW, jpeg
+from tests.treatments.test_session_helpers import give_and_read
 from treatments.models import Ingredient
 from treatments.services.data_rights import subject_access_render, subject_access_request
 from treatments.services.portal import portal_invite
@@ -145,27 +145,17 @@ def photo(practitioner: User) -> Served:
 
 
 def allergy_test_photo(practitioner: User) -> Served:
-    from treatments.services.allergy import allergy_test_give, allergy_test_read
 
     patient = _patient()
     given = NOW - timedelta(days=2)
-    with time_machine.travel(given, tick=False):
-        test = allergy_test_give(
-            patient=patient,
-            given_by=practitioner,
-            ingredients=[cast(Ingredient, IngredientFactory())],
-            products=[],
-            site="Inner left forearm",
-            given_at=given,
-        )
-    with time_machine.travel(given + timedelta(hours=25), tick=False):
-        test = allergy_test_read(
-            test=test,
-            read_by=practitioner,
-            result="positive",
-            reaction="Red wheal, 7 mm",
-            photo=clean_photo(io.BytesIO(jpeg()), size=len(jpeg())),
-        )
+    test = give_and_read(
+        patient,
+        practitioner,
+        [cast(Ingredient, IngredientFactory())],
+        given_at=given,
+        result="positive",
+        photo=jpeg(),
+    )
     url = reverse(
         "treatments:allergy_test_photo", kwargs={"patient": patient.uuid, "test": test.uuid}
     )

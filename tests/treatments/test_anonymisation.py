@@ -37,6 +37,7 @@ from tests.treatments.test_erasure import (  # noqa: F401 (fixtures)
     jpeg,
     media_root,
 )
+from tests.treatments.test_session_helpers import give_and_read
 from tests.treatments.test_subject_access import _reaches_patient
 from treatments.models import (
     ErasureRequest,
@@ -154,30 +155,20 @@ def test_aftercare_sheets_and_allergy_test_photos_are_made_anonymous(
     tmp_path: Path,
     django_capture_on_commit_callbacks: Any,
 ) -> None:
-    from treatments.services.allergy import allergy_test_give, allergy_test_read
 
     with time_machine.travel(SIGNED_ON, tick=False):
         document = ready_document(completed_session(patient=amelia))
     assert "Quillfeather" in _pdf_text(document.file, tmp_path)
     sheet_file = Path(document.file.path)
     given = SIGNED_ON - timedelta(days=2)
-    with time_machine.travel(given, tick=False):
-        test = allergy_test_give(
-            patient=amelia,
-            given_by=practitioner,
-            ingredients=[cast(Ingredient, IngredientFactory())],
-            products=[],
-            site="Inner left forearm",
-            given_at=given,
-        )
-    with time_machine.travel(given + timedelta(hours=25), tick=False):
-        test = allergy_test_read(
-            test=test,
-            read_by=practitioner,
-            result="positive",
-            reaction="Red wheal, 7 mm",
-            photo=clean_photo(io.BytesIO(jpeg()), size=len(jpeg())),
-        )
+    test = give_and_read(
+        amelia,
+        practitioner,
+        [cast(Ingredient, IngredientFactory())],
+        given_at=given,
+        result="positive",
+        photo=jpeg(),
+    )
     photo_file = Path(test.photo.path)
     assert photo_file.exists()
     erase(amelia, practitioner)

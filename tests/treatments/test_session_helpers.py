@@ -4,6 +4,7 @@ and the form as a browser posts it."""
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -15,6 +16,7 @@ from django.utils import timezone
 from clinic.models import User
 from clinic.roles import Role
 from consent.models import ConsentFormVersion
+from patients.images import clean_photo
 from patients.models import Patient
 from tests.consent.helpers import signed_consent_for
 from tests.factories import (
@@ -61,8 +63,10 @@ def give_and_read(
     *,
     given_at: datetime,
     result: str | None = "negative",
+    photo: bytes | None = None,
 ) -> AllergyTest:
-    """An allergy test given at `given_at` and, unless result is None, read 25 hours later."""
+    """An allergy test given at `given_at` and, unless result is None, read 25
+    hours later, with a photograph of the site when `photo` (JPEG bytes) is given."""
     with time_machine.travel(given_at, tick=False):
         test = allergy_test_give(
             patient=patient,
@@ -76,7 +80,10 @@ def give_and_read(
         return test
     with time_machine.travel(given_at + timedelta(hours=25), tick=False):
         reaction = "Red wheal, 7 mm" if result == "positive" else ""
-        return allergy_test_read(test=test, read_by=practitioner, result=result, reaction=reaction)
+        picture = clean_photo(io.BytesIO(photo), size=len(photo)) if photo is not None else None
+        return allergy_test_read(
+            test=test, read_by=practitioner, result=result, reaction=reaction, photo=picture
+        )
 
 
 _rooms = iter(range(1, 10**6))
